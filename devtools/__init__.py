@@ -1,0 +1,1 @@
+"""Developer tooling: local Kafka, process supervision for `make run`."""

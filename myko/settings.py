@@ -1,0 +1,215 @@
+"""Typed settings, one object per service, read from the environment.
+
+Each service calls `XSettings.from_env()` once at its entry point and passes the
+object down; nothing reads `os.environ` anywhere else. Bad values fail fast with
+`ConfigError` naming the variable. docs/configuration.md lists every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Self
+
+from myko.errors import ConfigError
+
+DEFAULT_PORTS = {
+    "command": 50051,
+    "query": 50052,
+    "report": 50053,
+    "repo": 50054,
+    "saga": 50055,
+    "gateway": 8080,
+}
+
+
+class _Env:
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def str(self, name: str, default: str) -> str:
+        value = self._env.get(name, default).strip()
+        if not value:
+            raise ConfigError(f"{name} must not be empty")
+        return value
+
+    def opt_str(self, name: str, default: str = "") -> str:
+        return self._env.get(name, default).strip()
+
+    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not an integer") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and <= {maximum}" if maximum is not None else ""
+            raise ConfigError(f"{name}={value} must be >= {minimum}{upper}")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        return self.int(name, default, minimum=1, maximum=65535)
+
+    def addr(self, name: str, default: str) -> str:
+        value = self.str(name, default)
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"{name}={value!r} must be HOST:PORT")
+        return value
+
+    def list(self, name: str, default: str = "") -> tuple[str, ...]:
+        return tuple(p.strip() for p in self._env.get(name, default).split(",") if p.strip())
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Prefixed to every topic name: lets tests and tenants share one cluster.
+    topic_prefix: str = ""
+    topic_partitions: int = 3
+    topic_replication_factor: int = 1
+    topic_min_insync_replicas: int = 1
+    request_timeout_ms: int = 30_000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        servers = e.str("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers)
+        for s in servers.split(","):
+            host, sep, port = s.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS entry {s!r} must be HOST:PORT")
+        return cls(
+            bootstrap_servers=servers,
+            topic_prefix=e.opt_str("MYKO_TOPIC_PREFIX"),
+            topic_partitions=e.int("MYKO_TOPIC_PARTITIONS", cls.topic_partitions, minimum=1),
+            topic_replication_factor=e.int(
+                "MYKO_TOPIC_REPLICATION_FACTOR", cls.topic_replication_factor, minimum=1
+            ),
+            topic_min_insync_replicas=e.int(
+                "MYKO_TOPIC_MIN_INSYNC_REPLICAS", cls.topic_min_insync_replicas, minimum=1
+            ),
+            request_timeout_ms=e.int("MYKO_KAFKA_REQUEST_TIMEOUT_MS", cls.request_timeout_ms, minimum=1000),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerSettings:
+    """What every gRPC service shares: where it listens and what it loads."""
+
+    service: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    # Module exposing `app: myko.App` with the application's handlers.
+    app_module: str = "app"
+    # Names this process in events and Kafka transactional ids; keep it stable
+    # across restarts of the same replica (Swarm: command-{{.Task.Slot}}).
+    instance_id: str = ""
+    # Transport limit; larger requests get RESOURCE_EXHAUSTED from gRPC itself.
+    max_message_bytes: int = 8 * 1024 * 1024
+    log_level: str = "INFO"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+
+    @classmethod
+    def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
+        src = os.environ if env is None else env
+        e = _Env(src)
+        level = e.str("MYKO_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"MYKO_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+        upper = service.upper()
+        return {
+            "service": service,
+            "host": e.str("MYKO_HOST", "127.0.0.1"),
+            "port": e.port(f"MYKO_{upper}_PORT", DEFAULT_PORTS[service]),
+            "app_module": e.str("MYKO_APP", "app"),
+            "instance_id": e.opt_str("MYKO_INSTANCE_ID") or f"{service}-{socket.gethostname()}",
+            "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
+            "log_level": level,
+            "kafka": KafkaSettings.from_env(src),
+        }
+
+    @property
+    def listen(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandSettings(ServerSettings):
+    # Largest Any payload a command may carry; larger gets INVALID_ARGUMENT.
+    max_command_bytes: int = 512 * 1024
+    # How long a tx id is remembered for exactly-once retries.
+    tx_retention_ms: int = 7 * 24 * 3600 * 1000
+    # Re-runs of a handler whose reads went stale before it could commit.
+    conflict_retries: int = 8
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("command", env),  # type: ignore[arg-type]
+            max_command_bytes=e.int("MYKO_MAX_COMMAND_BYTES", 512 * 1024, minimum=1024),
+            tx_retention_ms=e.int("MYKO_TX_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
+            conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoSettings(ServerSettings):
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        return cls(**cls._common("repo", env))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuerySettings(ServerSettings):
+    repo_addr: str = "127.0.0.1:50054"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("query", env),  # type: ignore[arg-type]
+            repo_addr=e.addr("MYKO_REPO_ADDR", "127.0.0.1:50054"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSettings(ServerSettings):
+    repo_addr: str = "127.0.0.1:50054"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("report", env),  # type: ignore[arg-type]
+            repo_addr=e.addr("MYKO_REPO_ADDR", "127.0.0.1:50054"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SagaSettings(ServerSettings):
+    command_addr: str = "127.0.0.1:50051"
+    group_id: str = "myko-saga"
+    max_attempts: int = 5
+    backoff_initial_ms: int = 200
+    backoff_max_ms: int = 10_000
+    # Topic name before the prefix; events that kept failing land here with the reason.
+    dead_letter_topic: str = "myko.dead-letter"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("saga", env),  # type: ignore[arg-type]
+            command_addr=e.addr("MYKO_COMMAND_ADDR", "127.0.0.1:50051"),
+            group_id=e.str("MYKO_SAGA_GROUP_ID", "myko-saga"),
+            max_attempts=e.int("MYKO_SAGA_MAX_ATTEMPTS", 5, minimum=1),
+            backoff_initial_ms=e.int("MYKO_SAGA_BACKOFF_INITIAL_MS", 200, minimum=1),
+            backoff_max_ms=e.int("MYKO_SAGA_BACKOFF_MAX_MS", 10_000, minimum=1),
+            dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", "myko.dead-letter"),
+        )
