@@ -9,10 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class QueryRequest(_message.Message):
-    __slots__ = ("query",)
+    __slots__ = ("query", "at_least")
     QUERY_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     query: _any_pb2.Any
-    def __init__(self, query: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    at_least: _item_pb2.Watermark
+    def __init__(self, query: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., at_least: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
     __slots__ = ("query_type", "items", "watermark", "seq")

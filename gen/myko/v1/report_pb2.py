@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from gen.myko.v1 import item_pb2 as myko_dot_v1_dot_item__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14myko/v1/report.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"5\n\rReportRequest\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\"|\n\x0cReportResult\x12\x13\n\x0breport_type\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x03 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x32{\n\tReportBus\x12\x38\n\x05Watch\x12\x16.myko.v1.ReportRequest\x1a\x15.myko.v1.ReportResult0\x01\x12\x34\n\x03Get\x12\x16.myko.v1.ReportRequest\x1a\x15.myko.v1.ReportResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14myko/v1/report.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"[\n\rReportRequest\x12$\n\x06report\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12$\n\x08\x61t_least\x18\x02 \x01(\x0b\x32\x12.myko.v1.Watermark\"|\n\x0cReportResult\x12\x13\n\x0breport_type\x18\x01 \x01(\t\x12#\n\x05value\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x03 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x32{\n\tReportBus\x12\x38\n\x05Watch\x12\x16.myko.v1.ReportRequest\x1a\x15.myko.v1.ReportResult0\x01\x12\x34\n\x03Get\x12\x16.myko.v1.ReportRequest\x1a\x15.myko.v1.ReportResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myko.v1.report_pb2', _globa
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTREQUEST']._serialized_start=80
-  _globals['_REPORTREQUEST']._serialized_end=133
-  _globals['_REPORTRESULT']._serialized_start=135
-  _globals['_REPORTRESULT']._serialized_end=259
-  _globals['_REPORTBUS']._serialized_start=261
-  _globals['_REPORTBUS']._serialized_end=384
+  _globals['_REPORTREQUEST']._serialized_end=171
+  _globals['_REPORTRESULT']._serialized_start=173
+  _globals['_REPORTRESULT']._serialized_end=297
+  _globals['_REPORTBUS']._serialized_start=299
+  _globals['_REPORTBUS']._serialized_end=422
 # @@protoc_insertion_point(module_scope)

@@ -8,10 +8,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReportRequest(_message.Message):
-    __slots__ = ("report",)
+    __slots__ = ("report", "at_least")
     REPORT_FIELD_NUMBER: _ClassVar[int]
+    AT_LEAST_FIELD_NUMBER: _ClassVar[int]
     report: _any_pb2.Any
-    def __init__(self, report: _Optional[_Union[_any_pb2.Any, _Mapping]] = ...) -> None: ...
+    at_least: _item_pb2.Watermark
+    def __init__(self, report: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., at_least: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
 
 class ReportResult(_message.Message):
     __slots__ = ("report_type", "value", "watermark", "seq")

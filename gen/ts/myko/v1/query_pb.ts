@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/query.proto.
  */
 export const file_myko_v1_query: GenFile = /*@__PURE__*/
-  fileDesc("ChNteWtvL3YxL3F1ZXJ5LnByb3RvEgdteWtvLnYxIjMKDFF1ZXJ5UmVxdWVzdBIjCgVxdWVyeRgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkiegoLUXVlcnlSZXN1bHQSEgoKcXVlcnlfdHlwZRgBIAEoCRIjCgVpdGVtcxgCIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJQoJd2F0ZXJtYXJrGAMgASgLMhIubXlrby52MS5XYXRlcm1hcmsSCwoDc2VxGAQgASgEMnYKCFF1ZXJ5QnVzEjYKBVdhdGNoEhUubXlrby52MS5RdWVyeVJlcXVlc3QaFC5teWtvLnYxLlF1ZXJ5UmVzdWx0MAESMgoDR2V0EhUubXlrby52MS5RdWVyeVJlcXVlc3QaFC5teWtvLnYxLlF1ZXJ5UmVzdWx0YgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChNteWtvL3YxL3F1ZXJ5LnByb3RvEgdteWtvLnYxIlkKDFF1ZXJ5UmVxdWVzdBIjCgVxdWVyeRgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJAoIYXRfbGVhc3QYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayJ6CgtRdWVyeVJlc3VsdBISCgpxdWVyeV90eXBlGAEgASgJEiMKBWl0ZW1zGAIgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAyABKAsyEi5teWtvLnYxLldhdGVybWFyaxILCgNzZXEYBCABKAQydgoIUXVlcnlCdXMSNgoFV2F0Y2gSFS5teWtvLnYxLlF1ZXJ5UmVxdWVzdBoULm15a28udjEuUXVlcnlSZXN1bHQwARIyCgNHZXQSFS5teWtvLnYxLlF1ZXJ5UmVxdWVzdBoULm15a28udjEuUXVlcnlSZXN1bHRiBnByb3RvMw", [file_google_protobuf_any, file_myko_v1_item]);
 
 /**
  * @generated from message myko.v1.QueryRequest
@@ -26,6 +26,14 @@ export type QueryRequest = Message<"myko.v1.QueryRequest"> & {
    * @generated from field: google.protobuf.Any query = 1;
    */
   query?: Any | undefined;
+
+  /**
+   * Optional read-your-writes fence: the service first waits (up to the call's
+   * deadline, at most 10 s) until it has read this far, e.g. a CommandResult.visible_at.
+   *
+   * @generated from field: myko.v1.Watermark at_least = 2;
+   */
+  atLeast?: Watermark | undefined;
 };
 
 /**
@@ -57,7 +65,8 @@ export type QueryResult = Message<"myko.v1.QueryResult"> & {
   watermark?: Watermark | undefined;
 
   /**
-   * 1 for the first emission of a stream, then +1 per emission.
+   * Numbers the distinct results of this query: +1 each time it changes. All
+   * subscribers of the same query share it (and the serialised payload).
    *
    * @generated from field: uint64 seq = 4;
    */

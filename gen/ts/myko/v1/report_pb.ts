@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/report.proto.
  */
 export const file_myko_v1_report: GenFile = /*@__PURE__*/
-  fileDesc("ChRteWtvL3YxL3JlcG9ydC5wcm90bxIHbXlrby52MSI1Cg1SZXBvcnRSZXF1ZXN0EiQKBnJlcG9ydBgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkifAoMUmVwb3J0UmVzdWx0EhMKC3JlcG9ydF90eXBlGAEgASgJEiMKBXZhbHVlGAIgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAyABKAsyEi5teWtvLnYxLldhdGVybWFyaxILCgNzZXEYBCABKAQyewoJUmVwb3J0QnVzEjgKBVdhdGNoEhYubXlrby52MS5SZXBvcnRSZXF1ZXN0GhUubXlrby52MS5SZXBvcnRSZXN1bHQwARI0CgNHZXQSFi5teWtvLnYxLlJlcG9ydFJlcXVlc3QaFS5teWtvLnYxLlJlcG9ydFJlc3VsdGIGcHJvdG8z", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChRteWtvL3YxL3JlcG9ydC5wcm90bxIHbXlrby52MSJbCg1SZXBvcnRSZXF1ZXN0EiQKBnJlcG9ydBgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJAoIYXRfbGVhc3QYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayJ8CgxSZXBvcnRSZXN1bHQSEwoLcmVwb3J0X3R5cGUYASABKAkSIwoFdmFsdWUYAiABKAsyFC5nb29nbGUucHJvdG9idWYuQW55EiUKCXdhdGVybWFyaxgDIAEoCzISLm15a28udjEuV2F0ZXJtYXJrEgsKA3NlcRgEIAEoBDJ7CglSZXBvcnRCdXMSOAoFV2F0Y2gSFi5teWtvLnYxLlJlcG9ydFJlcXVlc3QaFS5teWtvLnYxLlJlcG9ydFJlc3VsdDABEjQKA0dldBIWLm15a28udjEuUmVwb3J0UmVxdWVzdBoVLm15a28udjEuUmVwb3J0UmVzdWx0YgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item]);
 
 /**
  * @generated from message myko.v1.ReportRequest
@@ -26,6 +26,14 @@ export type ReportRequest = Message<"myko.v1.ReportRequest"> & {
    * @generated from field: google.protobuf.Any report = 1;
    */
   report?: Any | undefined;
+
+  /**
+   * Optional read-your-writes fence: the service first waits (up to the call's
+   * deadline, at most 10 s) until it has read this far, e.g. a CommandResult.visible_at.
+   *
+   * @generated from field: myko.v1.Watermark at_least = 2;
+   */
+  atLeast?: Watermark | undefined;
 };
 
 /**
