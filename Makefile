@@ -1,0 +1,121 @@
+# Myko developer entry points. On a fresh clone, `make run` and `make test` do
+# everything needed first (`make setup`), so nothing else has to be installed by hand
+# beyond Python 3.11+, Node 20+, a JDK 17+ and Maven.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+# Interpreter used only to create .venv; everything else runs inside .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Extra arguments: `make run ARGS=--fresh`, `make test PYTEST_ARGS='-k procs -x'`.
+ARGS ?=
+PYTEST_ARGS ?=
+
+# Stamps live inside what they describe, so deleting .venv or node_modules also
+# forgets that it was set up; each is redone only when its inputs change.
+STAMP_PY := $(VENV)/.myko-setup
+STAMP_NPM := node_modules/.myko-setup
+STAMP_JARS := kafka/target/.myko-setup
+NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json)
+
+.PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
+	ui-build run run-cluster bench clean distclean
+
+help:
+	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
+	@echo "make run          start Kafka, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
+	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
+	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests"
+	@echo "make gen          regenerate gen/ from proto/"
+	@echo "make lint | format | typecheck | pytest | bench | clean | distclean"
+
+setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP_PY): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+# CI (and a first install) get the exact lock file; on a dev machine `npm install`
+# keeps an existing node_modules (and ui/'s) instead of wiping it.
+$(STAMP_NPM): $(NPM_INPUTS)
+	if [ -f package-lock.json ] && { [ "$${CI:-}" = true ] || [ ! -d node_modules ]; }; then \
+		npm ci --no-audit --no-fund; \
+	else \
+		npm install --no-audit --no-fund; \
+	fi
+	touch $@
+
+$(STAMP_JARS): kafka/pom.xml $(STAMP_PY)
+	$(PY) -m devtools.kafka_local --resolve-only
+	touch $@
+
+gen: setup
+	$(PY) -m devtools.gen
+
+gen-check: setup
+	$(PY) -m devtools.gen --check
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+# Strict mypy over the `files` listed in pyproject.toml that exist yet (mypy
+# refuses a missing path, and bench/ or a service may not be written yet).
+typecheck: setup
+	paths=$$($(PY) -c 'import os, tomllib; cfg = tomllib.load(open("pyproject.toml", "rb")); \
+		print(" ".join(p for p in cfg["tool"]["mypy"]["files"] if os.path.exists(p)))'); \
+	$(VENV)/bin/mypy $$paths
+
+# pytest's own exit codes stand: 5 (no tests collected) fails the build.
+pytest: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: test-py test-ui
+
+test-py: setup
+	$(MAKE) lint
+	$(MAKE) typecheck
+	$(MAKE) gen-check
+	$(MAKE) pytest
+
+# Hook for the UI's own tests; nothing to do until ui/package.json exists.
+test-ui: setup
+	if [ -f ui/package.json ]; then \
+		npm --prefix ui run --if-present test; \
+	else \
+		echo "test-ui: no ui/package.json, no UI tests to run"; \
+	fi
+
+# The gateway serves ui/dist; build it when the UI exists.
+ui-build: setup
+	if [ -f ui/package.json ]; then npm --prefix ui run --if-present build; fi
+
+run: setup ui-build
+	$(PY) -m devtools.run $(ARGS)
+
+run-cluster: setup ui-build
+	$(PY) -m devtools.run --cluster $(ARGS)
+
+bench: setup
+	$(PY) -m bench $(ARGS)
+
+# Build and test leftovers, and .run/ (local Kafka data and service logs).
+clean:
+	rm -rf .run build *.egg-info .mypy_cache .ruff_cache .pytest_cache test-results playwright-report ui/dist
+	find . -path ./.venv -prune -o -path ./node_modules -prune -o -path ./ui/node_modules -prune \
+		-o -type d -name __pycache__ -exec rm -rf {} +
+
+# Also everything `make setup` installed.
+distclean: clean
+	rm -rf $(VENV) node_modules ui/node_modules kafka/target
