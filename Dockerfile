@@ -1,0 +1,71 @@
+# syntax=docker/dockerfile:1
+#
+# One image for every Myko service; MYKO_SERVICE (command, repo, query, report,
+# saga or gateway) chooses which one runs. docs/deploy.md says why and how.
+#
+#   docker build -t registry.example.com/myko:0.1.0 .
+#   docker run -e MYKO_SERVICE=query -e MYKO_HOST=0.0.0.0 ... registry.example.com/myko:0.1.0
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---------------------------------------------------------------- UI (Node 20)
+FROM ${NODE_IMAGE} AS ui
+WORKDIR /src
+# Manifests first: the dependency layer is rebuilt only when they change.
+COPY package.json package-lock.json ./
+COPY ui/package.json ui/
+# Root and every workspace (ui/) from the lockfile, nothing resolved anew.
+RUN npm ci --no-audit --no-fund
+# The UI imports the generated TypeScript clients from gen/ts.
+COPY gen/ts gen/ts
+COPY ui ui
+RUN npm run build -w ui
+
+# ------------------------------------------------- Python dependencies (venv)
+FROM ${PYTHON_IMAGE} AS pydeps
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY pyproject.toml /tmp/pyproject.toml
+# Exactly the pinned runtime dependencies of pyproject.toml (no dev extras),
+# installed before the sources so code changes reuse this layer.
+RUN python -m venv /opt/venv \
+ && python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt \
+ && /opt/venv/bin/pip install -r /tmp/requirements.txt
+
+# ----------------------------------------------------------------- runtime
+FROM ${PYTHON_IMAGE} AS runtime
+# The sources run in place from /app, the same layout as the repository
+# (ui/dist beside gateway/), so paths resolved relative to the code agree.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/app \
+    MYKO_UI_DIST=/app/ui/dist
+RUN groupadd --system --gid 10001 myko \
+ && useradd --system --uid 10001 --gid myko --home-dir /app --no-create-home --shell /usr/sbin/nologin myko
+COPY --from=pydeps /opt/venv /opt/venv
+WORKDIR /app
+# Root-owned and read-only to the service user: a compromised service cannot
+# rewrite its own code.
+COPY pyproject.toml ./
+COPY gen gen
+COPY myko myko
+COPY app app
+COPY command_svc command_svc
+COPY repo_svc repo_svc
+COPY query_svc query_svc
+COPY report_svc report_svc
+COPY saga_svc saga_svc
+COPY gateway gateway
+COPY devtools devtools
+COPY --from=ui /src/ui/dist ui/dist
+# Bytecode compiled at build time: the service user cannot write __pycache__.
+RUN python -m compileall -q /app
+USER 10001:10001
+# command, query, report, repo, saga (health only), gateway (HTTP)
+EXPOSE 50051 50052 50053 50054 50055 8080
+# gRPC health Check on 127.0.0.1:<port of MYKO_SERVICE>, HTTP /healthz for the gateway.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "-m", "devtools.healthcheck"]
+ENTRYPOINT ["python", "-m", "devtools.entrypoint"]
