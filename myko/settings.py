@@ -213,3 +213,43 @@ class SagaSettings(ServerSettings):
             backoff_max_ms=e.int("MYKO_SAGA_BACKOFF_MAX_MS", 10_000, minimum=1),
             dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", "myko.dead-letter"),
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class GatewaySettings:
+    """The grpc-web gateway: where it listens, where the public buses are, what it serves."""
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORTS["gateway"]
+    command_addr: str = "127.0.0.1:50051"
+    query_addr: str = "127.0.0.1:50052"
+    report_addr: str = "127.0.0.1:50053"
+    # Origins allowed to call from another origin; "*" allows any. Empty: same origin only.
+    cors_origins: tuple[str, ...] = ()
+    # The built UI (vite build output); missing means API only.
+    ui_dist: str = "ui/dist"
+    # Idle LiveBus sessions get a heartbeat this often so dead connections are noticed.
+    live_heartbeat_ms: int = 10_000
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        level = e.str("MYKO_LOG_LEVEL", "INFO").upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"MYKO_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+        origins = [str(o) for o in e.list("MYKO_GATEWAY_CORS_ORIGINS")]
+        for o in origins:
+            if o != "*" and not o.startswith(("http://", "https://")):
+                raise ConfigError(f"MYKO_GATEWAY_CORS_ORIGINS entry {o!r} must be * or start with http(s)://")
+        return cls(
+            host=e.str("MYKO_HOST", "127.0.0.1"),
+            port=e.port("MYKO_GATEWAY_PORT", DEFAULT_PORTS["gateway"]),
+            command_addr=e.addr("MYKO_COMMAND_ADDR", "127.0.0.1:50051"),
+            query_addr=e.addr("MYKO_QUERY_ADDR", "127.0.0.1:50052"),
+            report_addr=e.addr("MYKO_REPORT_ADDR", "127.0.0.1:50053"),
+            cors_origins=tuple(o.rstrip("/") for o in origins),
+            ui_dist=e.str("MYKO_UI_DIST", "ui/dist"),
+            live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),
+            log_level=level,
+        )
