@@ -1,0 +1,21 @@
+import { getContext, setContext } from "svelte";
+import type { Commands } from "./commands";
+import type { LiveSession } from "./live-session.svelte";
+
+/** What the app's components reach the backend through; built once in main.ts. */
+export interface Myko {
+  session: LiveSession;
+  commands: Commands;
+}
+
+const KEY = Symbol("myko");
+
+export function setMyko(myko: Myko): Myko {
+  return setContext(KEY, myko);
+}
+
+export function getMyko(): Myko {
+  const myko = getContext<Myko | undefined>(KEY);
+  if (!myko) throw new Error("getMyko(): no Myko in context; wrap the component in <MykoProvider>");
+  return myko;
+}

@@ -1,0 +1,11 @@
+export { Backoff } from "./backoff";
+export { Commands } from "./commands";
+export { getMyko, setMyko, type Myko } from "./context";
+export { describeError, isRetryable } from "./errors";
+export { LiveQuery } from "./live-query.svelte";
+export { LiveReport } from "./live-report.svelte";
+export { LiveSession, type Connection, type LiveListener, type LiveRequest } from "./live-session.svelte";
+export { type LiveStatus } from "./live-value.svelte";
+export { pack } from "./requests";
+export { gatewayTransport } from "./transport";
+export { covers } from "./watermark";

@@ -1,0 +1,12 @@
+import { mount } from "svelte";
+import App from "./App.svelte";
+import "./app.css";
+import { Commands, gatewayTransport, LiveSession } from "$lib/myko";
+import { Router } from "$lib/router.svelte";
+
+// Built once here and handed down through context: no module-level singletons.
+const transport = gatewayTransport();
+const myko = { session: new LiveSession(transport), commands: new Commands(transport) };
+const router = new Router(window);
+
+mount(App, { target: document.getElementById("app")!, props: { myko, router } });

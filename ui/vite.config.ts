@@ -1,0 +1,27 @@
+import { svelte } from "@sveltejs/vite-plugin-svelte";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vite";
+
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+
+// The gateway serves dist/ and the API on one origin; `npm run dev` proxies the
+// API to a running gateway (MYKO_GATEWAY_URL, default the `make run` one).
+const gateway = process.env.MYKO_GATEWAY_URL ?? "http://127.0.0.1:8080";
+
+export default defineConfig({
+  plugins: [svelte()],
+  resolve: {
+    alias: {
+      $gen: here("../gen/ts"),
+      $lib: here("./src/lib"),
+      $components: here("./src/components"),
+    },
+  },
+  server: {
+    fs: { allow: [here("..")] },
+    proxy: {
+      "/myko.v1.": { target: gateway, changeOrigin: false },
+    },
+  },
+  build: { outDir: "dist", emptyOutDir: true, target: "es2022" },
+});
