@@ -7,6 +7,7 @@ object down; nothing reads `os.environ` anywhere else. Bad values fail fast with
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 from collections.abc import Mapping
@@ -29,16 +30,23 @@ class _Env:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
 
-    def str(self, name: str, default: str) -> str:
+    def str(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self._env.get(name, default).strip()
         if not value:
             raise ConfigError(f"{name} must not be empty")
         return value
 
-    def opt_str(self, name: str, default: str = "") -> str:
+    def opt_str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         return self._env.get(name, default).strip()
 
-    def int(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    def int(
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int = 0,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         raw = self._env.get(name)
         if raw is None or raw.strip() == "":
             return default
@@ -51,17 +59,18 @@ class _Env:
             raise ConfigError(f"{name}={value} must be >= {minimum}{upper}")
         return value
 
-    def port(self, name: str, default: int) -> int:
-        return self.int(name, default, minimum=1, maximum=65535)
+    def port(self, name: builtins.str, default: builtins.int) -> builtins.int:
+        # 0 asks the OS for a free port (tests).
+        return self.int(name, default, minimum=0, maximum=65535)
 
-    def addr(self, name: str, default: str) -> str:
+    def addr(self, name: builtins.str, default: builtins.str) -> builtins.str:
         value = self.str(name, default)
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigError(f"{name}={value!r} must be HOST:PORT")
         return value
 
-    def list(self, name: str, default: str = "") -> tuple[str, ...]:
+    def list(self, name: builtins.str, default: builtins.str = "") -> tuple[builtins.str, ...]:
         return tuple(p.strip() for p in self._env.get(name, default).split(",") if p.strip())
 
 

@@ -1,0 +1,17 @@
+"""The example application: Targets grouped into Zones.
+
+It is what `make run` serves and shows every Myko concept. Your own application
+is a module like this one, named by MYKO_APP, exposing `app: myko.App`.
+"""
+
+from myko import App
+
+from . import queries, reports, targets, zones
+
+app = App("targets")
+targets.register(app)
+zones.register(app)
+queries.register(app)
+reports.register(app)
+
+__all__ = ["app"]

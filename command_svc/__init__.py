@@ -1,0 +1,1 @@
+"""command_svc: a thin runner over myko; see __main__.py."""

@@ -1,0 +1,169 @@
+"""Shared live evaluations and per-client latest-value sinks.
+
+Identical subscriptions (same type, same canonical parameters) share one
+evaluation: the handler's observable is subscribed once and each new value is
+serialised once; every subscriber gets the same bytes. A subscriber keeps only
+the latest payload it has not sent yet, so a slow client skips intermediate
+values (it always ends on the newest) and never grows memory or slows others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from reactivex import Observable
+from reactivex.abc import DisposableBase
+
+from myko.errors import MykoError
+
+log = logging.getLogger(__name__)
+
+# (value, seq) -> serialised payload
+Build = Callable[[Any, int], bytes]
+
+
+class LatestSink:
+    """One subscriber: the newest unsent payload, or the error that ended the stream."""
+
+    def __init__(self) -> None:
+        self._latest: bytes | None = None
+        self._error: BaseException | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, payload: bytes) -> None:
+        self._latest = payload
+        self._ready.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._ready.set()
+
+    async def next(self) -> bytes:
+        await self._ready.wait()
+        self._ready.clear()
+        if self._latest is not None:
+            payload, self._latest = self._latest, None
+            return payload
+        assert self._error is not None
+        raise self._error
+
+
+class SharedEvaluation:
+    def __init__(self, hub: LiveHub, key: Hashable, source: Observable[Any], build: Build) -> None:
+        self._hub = hub
+        self._key = key
+        self._build = build
+        self._sinks: set[LatestSink] = set()
+        self._last_value: Any = _NOTHING
+        self._payload: bytes | None = None
+        self._seq = 0
+        self._error: BaseException | None = None
+        self._subscription: DisposableBase | None = source.subscribe(
+            on_next=self._on_next, on_error=self._on_error
+        )
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._sinks)
+
+    def _on_next(self, value: Any) -> None:
+        if value == self._last_value:
+            return  # the result did not change
+        self._last_value = value
+        self._seq += 1
+        try:
+            self._payload = self._build(value, self._seq)
+        except Exception as exc:
+            log.exception("cannot serialise live value for %s", self._key)
+            self._on_error(exc)
+            return
+        for sink in self._sinks:
+            sink.put(self._payload)
+
+    def _on_error(self, exc: Exception) -> None:
+        self._error = exc if isinstance(exc, MykoError) else MykoError(f"evaluation failed: {exc}")
+        for sink in self._sinks:
+            sink.fail(self._error)
+        self._hub._forget(self._key, self)
+
+    def attach(self, sink: LatestSink) -> None:
+        self._sinks.add(sink)
+        if self._payload is not None:
+            sink.put(self._payload)
+        elif self._error is not None:
+            sink.fail(self._error)
+
+    def detach(self, sink: LatestSink) -> None:
+        self._sinks.discard(sink)
+        if not self._sinks:
+            self.dispose()
+            self._hub._forget(self._key, self)
+
+    def dispose(self) -> None:
+        if self._subscription is not None:
+            self._subscription.dispose()
+            self._subscription = None
+
+
+class LiveHub:
+    """Evaluations by key, alive while someone watches them."""
+
+    def __init__(self) -> None:
+        self._evals: dict[Hashable, SharedEvaluation] = {}
+
+    def __len__(self) -> int:
+        return len(self._evals)
+
+    def open(self, key: Hashable, make_source: Callable[[], Observable[Any]], build: Build) -> Subscription:
+        """Join (or start) the evaluation for `key`. `make_source` runs only to start one,
+        so a handler's validation errors reach the caller that starts it."""
+        ev = self._evals.get(key)
+        if ev is None:
+            ev = SharedEvaluation(self, key, make_source(), build)
+            if ev._error is not None:
+                raise ev._error
+            self._evals[key] = ev
+        sink = LatestSink()
+        ev.attach(sink)
+        return Subscription(ev, sink)
+
+    def _forget(self, key: Hashable, ev: SharedEvaluation) -> None:
+        if self._evals.get(key) is ev:
+            del self._evals[key]
+
+    def close(self) -> None:
+        for ev in list(self._evals.values()):
+            ev.dispose()
+        self._evals.clear()
+
+
+class Subscription:
+    def __init__(self, evaluation: SharedEvaluation, sink: LatestSink) -> None:
+        self._evaluation = evaluation
+        self._sink = sink
+
+    async def next(self) -> bytes:
+        return await self._sink.next()
+
+    def close(self) -> None:
+        self._evaluation.detach(self._sink)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Nothing:
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
+
+
+_NOTHING = _Nothing()

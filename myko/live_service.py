@@ -1,0 +1,55 @@
+"""query_svc and report_svc: live buses over a mirror of repo_svc's state."""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+
+from myko.app import App
+from myko.live import LiveHub
+from myko.live_bus import LiveBus, register_query_bus, register_report_bus
+from myko.repo import Store
+from myko.repo_feed import RepoFeed
+from myko.server import GrpcServer
+from myko.settings import QuerySettings, ReportSettings
+
+log = logging.getLogger(__name__)
+
+
+class LiveService:
+    """SERVING while its mirror of repo_svc is connected and complete."""
+
+    def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: str) -> None:
+        self.settings = settings
+        self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
+        self.hub = LiveHub()
+        if kind == "query":
+            self.bus = LiveBus(kind="query", registry=app.queries, store=self.store, hub=self.hub)
+            name, register = "myko.v1.QueryBus", register_query_bus
+        elif kind == "report":
+            self.bus = LiveBus(kind="report", registry=app.reports, store=self.store, hub=self.hub)
+            name, register = "myko.v1.ReportBus", register_report_bus
+        else:
+            raise ValueError(f"kind must be query or report, not {kind!r}")
+        self.grpc = GrpcServer(settings, service_names=[name], register=[lambda s: register(s, self.bus)])
+        self.feed = RepoFeed(repo_addr=settings.repo_addr, store=self.store, on_ready=self.grpc.set_serving)
+
+    async def start(self) -> None:
+        await self.grpc.start()
+        self.feed.start()
+        await self.feed.wait_ready()
+        log.info("%s ready at %s", self.settings.service, self.store.watermark)
+
+    async def stop(self) -> None:
+        await self.grpc.stop()
+        await self.feed.stop()
+        self.hub.close()
+
+    async def __aenter__(self) -> LiveService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

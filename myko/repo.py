@@ -1,0 +1,261 @@
+"""Repos: the latest state of each entity type, reduced from SET/DEL events.
+
+A `Store` holds one `Repo` per entity type and is fed whole batches (from a
+`TopicReader` in repo_svc and command_svc, from RepoService in query_svc and
+report_svc). After each batch it moves its watermark first and then notifies,
+so anything emitted during a notification reflects exactly `store.watermark`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import reactivex
+from google.protobuf.message import Message
+from reactivex import Observable, abc
+from reactivex.disposable import Disposable
+from reactivex.subject import Subject
+
+from gen.myko.v1 import item_pb2
+from myko.entities import EntityRegistry, EntityType
+from myko.events import DEL, SET, BadRecord, from_record
+from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
+
+log = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=Message)
+Changes = Mapping[str, Any]  # id -> new entity, or None when deleted
+
+
+def by_id(entity: Message) -> Any:
+    return entity.item.id  # type: ignore[attr-defined]
+
+
+class Repo(Generic[E]):
+    """id -> entity for one type, with reactive watches over it."""
+
+    def __init__(self, entity_type: EntityType[E]) -> None:
+        self.entity_type = entity_type
+        self._items: dict[str, E] = {}
+        self._events: dict[str, item_pb2.Event] = {}
+        self._changes: Subject[Changes] = Subject()
+
+    # --- reads -------------------------------------------------------------
+    def get(self, entity_id: str) -> E | None:
+        return self._items.get(entity_id)
+
+    def get_many(self, ids: Iterable[str]) -> list[E]:
+        return [e for i in ids if (e := self._items.get(i)) is not None]
+
+    def filter(self, where: Callable[[E], bool]) -> list[E]:
+        return [e for e in self._items.values() if where(e)]
+
+    def all(self) -> list[E]:
+        return list(self._items.values())
+
+    def ids(self) -> list[str]:
+        return list(self._items)
+
+    def event_of(self, entity_id: str) -> item_pb2.Event | None:
+        """The SET event that produced the current state (with its offset)."""
+        return self._events.get(entity_id)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, entity_id: object) -> bool:
+        return entity_id in self._items
+
+    # --- streams -----------------------------------------------------------
+    @property
+    def changes(self) -> Observable[Changes]:
+        """Per applied batch: the ids of this type that changed and their new state."""
+        return self._changes
+
+    def watch(
+        self,
+        where: Callable[[E], bool] | None = None,
+        order_by: Callable[[E], Any] = by_id,
+    ) -> Observable[list[E]]:
+        """The full array of matching entities now, then again whenever it changes.
+
+        Maintained incrementally: a batch costs O(changed ids), plus a sort of
+        the result when the result did change.
+        """
+        match = where or (lambda _e: True)
+
+        def subscribe(
+            observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            current = {i: e for i, e in self._items.items() if match(e)}
+            observer.on_next(sorted(current.values(), key=order_by))
+
+            def on_changes(changed: Changes) -> None:
+                dirty = False
+                for entity_id, entity in changed.items():
+                    if entity is not None and match(entity):
+                        if current.get(entity_id) != entity:
+                            current[entity_id] = entity
+                            dirty = True
+                    elif current.pop(entity_id, None) is not None:
+                        dirty = True
+                if dirty:
+                    observer.on_next(sorted(current.values(), key=order_by))
+
+            return self._changes.subscribe(on_changes)
+
+        return reactivex.create(subscribe)
+
+    def watch_one(self, entity_id: str) -> Observable[E | None]:
+        """The entity (or None) now, then on every change to it."""
+
+        def subscribe(
+            observer: abc.ObserverBase[E | None], scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            observer.on_next(self._items.get(entity_id))
+
+            def on_changes(changed: Changes) -> None:
+                if entity_id in changed:
+                    observer.on_next(changed[entity_id])
+
+            return self._changes.subscribe(on_changes)
+
+        return reactivex.create(subscribe)
+
+    # --- reduction ---------------------------------------------------------
+    def _apply(self, event: item_pb2.Event) -> bool:
+        """Reduce one event; False when it changes nothing (replay, stale, no-op)."""
+        previous = self._events.get(event.id)
+        if (
+            previous is not None
+            and previous.offset.partition == event.offset.partition
+            and previous.offset.topic == event.offset.topic
+            and event.offset.offset <= previous.offset.offset
+        ):
+            return False
+        if event.op == SET:
+            entity = self.entity_type.decode(event.entity.value)
+            if self._items.get(event.id) == entity:
+                self._events[event.id] = event
+                return False
+            self._items[event.id] = entity
+            self._events[event.id] = event
+            return True
+        if event.op == DEL:
+            self._events.pop(event.id, None)
+            return self._items.pop(event.id, None) is not None
+        return False
+
+    def _notify(self, changed: Changes) -> None:
+        self._changes.on_next(changed)
+
+
+@dataclass(frozen=True)
+class StoreBatch:
+    """What one applied batch changed, across all types, and where it leaves the store."""
+
+    events: Sequence[item_pb2.Event]
+    watermark: Watermark
+
+
+class Store:
+    """Every Repo of an application, fed as one."""
+
+    def __init__(self, entities: EntityRegistry, *, topic_prefix: str = "") -> None:
+        self.entities = entities
+        self._repos: dict[str, Repo[Message]] = {et.name: Repo(et) for et in entities}
+        self._topic_types = {et.topic(topic_prefix): et.name for et in entities}
+        self._watermark = Watermark()
+        self._batches: Subject[StoreBatch] = Subject()
+        self._waiters = WatermarkWaiters()
+
+    @property
+    def watermark(self) -> Watermark:
+        return self._watermark
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._topic_types)
+
+    @property
+    def batches(self) -> Observable[StoreBatch]:
+        return self._batches
+
+    def of(self, cls: type[E]) -> Repo[E]:
+        return self.repo(str(cls.DESCRIPTOR.full_name))  # type: ignore[return-value]
+
+    def repo(self, type_name: str) -> Repo[Message]:
+        repo = self._repos.get(type_name)
+        if repo is None:
+            raise KeyError(f"{type_name} is not a registered entity")
+        return repo
+
+    def apply_records(self, records: Iterable[Any], watermark: Watermark) -> None:
+        """Apply Kafka ConsumerRecords from entity topics; others are ignored."""
+        events = []
+        for r in records:
+            type_name = self._topic_types.get(r.topic)
+            if type_name is None:
+                continue
+            try:
+                ev = from_record(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
+            except BadRecord as exc:
+                log.warning("skipping record: %s", exc)
+                continue
+            ev.type = type_name
+            events.append(ev)
+        self.apply_events(events, watermark)
+
+    def apply_events(self, events: Iterable[item_pb2.Event], watermark: Watermark) -> None:
+        changed: dict[str, dict[str, Any]] = {}
+        applied: list[item_pb2.Event] = []
+        for ev in events:
+            repo = self._repos.get(ev.type)
+            if repo is None:
+                continue
+            try:
+                did = repo._apply(ev)
+            except Exception:
+                log.exception("cannot reduce %s %s; skipped", ev.type, ev.id)
+                continue
+            if did:
+                changed.setdefault(ev.type, {})[ev.id] = repo.get(ev.id)
+                applied.append(ev)
+        self._watermark = self._watermark.advanced(watermark.positions)
+        for type_name, ids in changed.items():
+            self._repos[type_name]._notify(ids)
+        self._batches.on_next(StoreBatch(applied, self._watermark))
+        self._waiters.advance(self._watermark)
+
+    async def wait_for(self, needed: Mapping[TopicPartition, int], *, timeout_s: float) -> None:
+        """Return once the store reflects every position in `needed`."""
+        await self._waiters.wait(self._watermark, needed, timeout_s=timeout_s)
+
+    def reset(self, events: Sequence[item_pb2.Event], watermark: Watermark) -> None:
+        """Replace the whole state by a snapshot, emitting only the differences."""
+        present: dict[str, set[str]] = {name: set() for name in self._repos}
+        for ev in events:
+            present.setdefault(ev.type, set()).add(ev.id)
+        gone = []
+        for name, repo in self._repos.items():
+            for entity_id in repo.ids():
+                if entity_id not in present[name]:
+                    gone.append(item_pb2.Event(op=DEL, type=name, id=entity_id))
+        for repo in self._repos.values():
+            repo._events.clear()
+        self._watermark = Watermark()
+        self.apply_events([*gone, *events], watermark)
+
+    def snapshot(self, types: Iterable[str] | None = None) -> list[item_pb2.Event]:
+        names = list(types) if types else list(self._repos)
+        out: list[item_pb2.Event] = []
+        for name in names:
+            repo = self._repos[name]
+            out.extend(ev for i in repo.ids() if (ev := repo.event_of(i)) is not None)
+        return out
+
+    def subscribe_batches(self, fn: Callable[[StoreBatch], None]) -> Disposable:
+        return self._batches.subscribe(fn)  # type: ignore[return-value]

@@ -1,0 +1,97 @@
+"""Mirrors repo_svc's state into a local Store over RepoService/Subscribe.
+
+query_svc and report_svc evaluate their handlers over this mirror. After a
+disconnect the feed reconnects with backoff and replaces the mirror by the new
+snapshot; live streams see only the differences, never a wrong intermediate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+import grpc
+
+from gen.myko.v1 import item_pb2, repo_pb2
+from myko.repo import Store
+from myko.retry import Backoff
+from myko.watermark import Watermark
+
+log = logging.getLogger(__name__)
+
+OnReady = Callable[[bool], Awaitable[None]]
+
+
+class RepoFeed:
+    def __init__(self, *, repo_addr: str, store: Store, on_ready: OnReady | None = None) -> None:
+        self._addr = repo_addr
+        self._store = store
+        self._on_ready = on_ready
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="repo-feed")
+
+    async def wait_ready(self, *, timeout_s: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout_s)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _set_ready(self, ready: bool) -> None:
+        if ready == self._ready.is_set():
+            return
+        if ready:
+            self._ready.set()
+        else:
+            self._ready.clear()
+        if self._on_ready is not None:
+            await self._on_ready(ready)
+
+    async def _run(self) -> None:
+        backoff = Backoff(initial_s=0.1, max_s=5.0)
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(
+                    self._addr, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+                ) as channel:
+                    stub = channel.unary_stream(
+                        "/myko.v1.RepoService/Subscribe",
+                        request_serializer=repo_pb2.RepoSubscribeRequest.SerializeToString,
+                        response_deserializer=repo_pb2.RepoChange.FromString,
+                    )
+                    await self._follow(stub(repo_pb2.RepoSubscribeRequest(), wait_for_ready=True), backoff)
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                log.warning("repo feed from %s lost: %s", self._addr, exc.code().name)
+            except Exception:
+                log.exception("repo feed failed")
+            await self._set_ready(False)
+            await asyncio.sleep(backoff.next())
+
+    async def _follow(
+        self, call: grpc.aio.UnaryStreamCall[object, repo_pb2.RepoChange], backoff: Backoff
+    ) -> None:
+        snapshot: list[item_pb2.Event] = []
+        async for change in call:
+            if change.snapshot:
+                snapshot.extend(change.events)
+                if change.snapshot_complete:
+                    self._store.reset(snapshot, Watermark.from_proto(change.watermark))
+                    snapshot = []
+                    backoff.reset()
+                    await self._set_ready(True)
+                continue
+            self._store.apply_events(change.events, Watermark.from_proto(change.watermark))

@@ -1,0 +1,136 @@
+"""repo_svc: reduces every entity topic and serves the state over RepoService.
+
+Subscribe sends a snapshot, then change batches. Each subscriber has a pending
+set keyed by entity (latest event wins), so a slow subscriber receives fewer,
+merged batches instead of an unbounded queue, and never holds up the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+
+import grpc
+
+from gen.myko.v1 import item_pb2, repo_pb2
+from myko.app import App
+from myko.errors import InvalidArgument
+from myko.reader import TopicReader
+from myko.repo import Store, StoreBatch
+from myko.rpc import Ctx, register_service, stream_method, unary_method
+from myko.server import GrpcServer
+from myko.settings import RepoSettings
+from myko.topics import ensure_topics, entity_topics
+from myko.watermark import Watermark
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_CHUNK = 500
+
+
+class _PendingChanges:
+    def __init__(self, types: set[str]) -> None:
+        self._types = types
+        self._events: dict[tuple[str, str], item_pb2.Event] = {}
+        self._watermark: Watermark | None = None
+        self.ready = asyncio.Event()
+
+    def on_batch(self, batch: StoreBatch) -> None:
+        for ev in batch.events:
+            if ev.type in self._types:
+                self._events[(ev.type, ev.id)] = ev
+        self._watermark = batch.watermark
+        self.ready.set()
+
+    def take(self) -> tuple[list[item_pb2.Event], Watermark]:
+        self.ready.clear()
+        events = list(self._events.values())
+        self._events = {}
+        assert self._watermark is not None
+        return events, self._watermark
+
+
+def _types(store: Store, requested: Sequence[str]) -> set[str]:
+    known = set(store.entities.names())
+    unknown = [t for t in requested if t not in known]
+    if unknown:
+        raise InvalidArgument("types", f"unknown entity types {unknown}; known: {sorted(known)}")
+    return set(requested) or known
+
+
+def register_repo_service(server: grpc.aio.Server, store: Store) -> None:
+    async def subscribe(req: repo_pb2.RepoSubscribeRequest, ctx: Ctx) -> AsyncIterator[repo_pb2.RepoChange]:
+        types = _types(store, req.types)
+        pending = _PendingChanges(types)
+        # Registered before the snapshot is taken, with no await in between:
+        # nothing can fall between the snapshot and the first change batch.
+        sub = store.subscribe_batches(pending.on_batch)
+        try:
+            events = store.snapshot(sorted(types))
+            wm = store.watermark.to_proto()
+            for i in range(0, len(events), SNAPSHOT_CHUNK):
+                yield repo_pb2.RepoChange(snapshot=True, events=events[i : i + SNAPSHOT_CHUNK], watermark=wm)
+            yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
+            while True:
+                await pending.ready.wait()
+                changed, watermark = pending.take()
+                yield repo_pb2.RepoChange(events=changed, watermark=watermark.to_proto())
+        finally:
+            sub.dispose()
+
+    async def get(req: repo_pb2.RepoGetRequest, ctx: Ctx) -> repo_pb2.RepoGetResponse:
+        if store.entities.get(req.type) is None:
+            raise InvalidArgument("type", f"unknown entity type {req.type!r}")
+        repo = store.repo(req.type)
+        ids = list(req.ids) or repo.ids()
+        items = [ev.entity for i in ids if (ev := repo.event_of(i)) is not None]
+        return repo_pb2.RepoGetResponse(items=items, watermark=store.watermark.to_proto())
+
+    register_service(
+        server,
+        "myko.v1.RepoService",
+        {
+            "Subscribe": stream_method(subscribe, repo_pb2.RepoSubscribeRequest),
+            "Get": unary_method(get, repo_pb2.RepoGetRequest),
+        },
+    )
+
+
+class RepoService:
+    """The running repo_svc: reader -> store -> RepoService, SERVING once caught up."""
+
+    def __init__(self, settings: RepoSettings, app: App) -> None:
+        self.settings = settings
+        self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
+        self.reader = TopicReader(
+            settings.kafka, self.store.topics, self.store.apply_records, client_id=settings.instance_id
+        )
+        self.grpc = GrpcServer(
+            settings,
+            service_names=["myko.v1.RepoService"],
+            register=[lambda s: register_repo_service(s, self.store)],
+        )
+        self._entities = app.entities
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings.kafka, entity_topics(self.settings.kafka, self._entities))
+        await self.grpc.start()
+        await self.reader.start()
+        await self.reader.wait_caught_up()
+        await self.grpc.set_serving()
+        log.info("repo caught up at %s", self.store.watermark)
+
+    async def stop(self) -> None:
+        await self.grpc.stop()
+        await self.reader.stop()
+
+    async def __aenter__(self) -> RepoService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,76 @@
+"""gRPC method handlers: safe request decoding, error mapping, pre-serialised replies.
+
+Services register plain async functions through these builders instead of the
+generated servicer classes, so (a) a request that does not decode gets
+INVALID_ARGUMENT instead of gRPC's INTERNAL, (b) every MykoError maps to its
+status via status.py, and (c) live streams can send shared pre-serialised bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from myko.errors import InvalidArgument
+from myko.status import streaming, unary
+
+Req = TypeVar("Req", bound=Message)
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class _Undecodable:
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _decoder(cls: type[Message]) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except (DecodeError, ValueError) as exc:
+            return _Undecodable(f"request is not a valid {cls.DESCRIPTOR.full_name}: {exc}")
+
+    return decode
+
+
+def _checked(request: Any) -> None:
+    if isinstance(request, _Undecodable):
+        raise InvalidArgument("request", request.reason)
+
+
+def _encode(reply: bytes | Message) -> bytes:
+    return reply if isinstance(reply, bytes) else reply.SerializeToString()
+
+
+def unary_method(
+    fn: Callable[[Req, Ctx], Awaitable[bytes | Message]], request_cls: type[Req]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    async def call(request: Req, context: Ctx) -> bytes | Message:
+        _checked(request)
+        return await fn(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        unary(call), request_deserializer=_decoder(request_cls), response_serializer=_encode
+    )
+
+
+def stream_method(
+    fn: Callable[[Req, Ctx], AsyncIterator[bytes | Message]], request_cls: type[Req]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    async def call(request: Req, context: Ctx) -> AsyncIterator[bytes | Message]:
+        _checked(request)
+        async for item in fn(request, context):
+            yield item
+
+    return grpc.unary_stream_rpc_method_handler(
+        streaming(call), request_deserializer=_decoder(request_cls), response_serializer=_encode
+    )
+
+
+def register_service(
+    server: grpc.aio.Server, service: str, methods: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+) -> None:
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, dict(methods)),))

@@ -1,0 +1,83 @@
+"""Topic names and creation.
+
+One compacted topic per entity type, named `<prefix><proto full name>`, plus
+Myko's own topics (the tx log). Services create what they need at start, so a
+fresh cluster needs no separate set-up step; creating an existing topic is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from myko.entities import EntityRegistry
+from myko.errors import Unavailable
+from myko.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+TX_LOG = "myko.tx"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def entity_topics(kafka: KafkaSettings, entities: EntityRegistry) -> list[TopicSpec]:
+    cfg = {
+        "cleanup.policy": "compact",
+        "min.insync.replicas": str(kafka.topic_min_insync_replicas),
+        # Keep tombstones long enough for a slow reader to see the delete.
+        "delete.retention.ms": str(24 * 3600 * 1000),
+    }
+    return [TopicSpec(et.topic(kafka.topic_prefix), kafka.topic_partitions, cfg) for et in entities]
+
+
+def tx_log_topic(kafka: KafkaSettings, *, retention_ms: int) -> TopicSpec:
+    cfg = {
+        # Compacted per tx, and forgotten after the retry window.
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(retention_ms),
+        "min.insync.replicas": str(kafka.topic_min_insync_replicas),
+    }
+    return TopicSpec(kafka.topic_prefix + TX_LOG, kafka.topic_partitions, cfg)
+
+
+async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 60.0) -> None:
+    """Create missing topics; retry while the cluster is still coming up."""
+    wanted = {s.name: s for s in specs}
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
+        )
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [
+                NewTopic(s.name, s.partitions, kafka.topic_replication_factor, topic_configs=s.config)
+                for name, s in wanted.items()
+                if name not in existing
+            ]
+            if missing:
+                # Another service may create one between list and create.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(missing)
+                log.info("created topics %s", [t.name for t in missing])
+            return
+        except (KafkaConnectionError, KafkaError, OSError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise Unavailable(f"cannot create topics on {kafka.bootstrap_servers}: {exc}") from exc
+            log.warning("topic creation failed, retrying: %s", exc)
+            await asyncio.sleep(1.0)
+        finally:
+            await admin.close()

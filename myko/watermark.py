@@ -1,0 +1,95 @@
+"""Positions in Kafka: how far a reader has read, and whether a write is visible."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+
+from gen.myko.v1 import item_pb2
+from myko.errors import DeadlineExceeded
+
+TopicPartition = tuple[str, int]
+
+
+class Watermark:
+    """Next offset to read, per (topic, partition). Immutable once built."""
+
+    __slots__ = ("_pos",)
+
+    def __init__(self, positions: Mapping[TopicPartition, int] | None = None) -> None:
+        self._pos: dict[TopicPartition, int] = dict(positions or {})
+
+    @property
+    def positions(self) -> Mapping[TopicPartition, int]:
+        return self._pos
+
+    def get(self, tp: TopicPartition) -> int:
+        return self._pos.get(tp, 0)
+
+    def covers(self, needed: Mapping[TopicPartition, int]) -> bool:
+        """True when every needed position has been reached."""
+        return all(self._pos.get(tp, 0) >= pos for tp, pos in needed.items())
+
+    def advanced(self, updates: Mapping[TopicPartition, int]) -> Watermark:
+        merged = dict(self._pos)
+        for tp, pos in updates.items():
+            if pos > merged.get(tp, -1):
+                merged[tp] = pos
+        return Watermark(merged)
+
+    def to_proto(self) -> item_pb2.Watermark:
+        return item_pb2.Watermark(
+            positions=[
+                item_pb2.Offset(topic=t, partition=p, offset=o) for (t, p), o in sorted(self._pos.items())
+            ]
+        )
+
+    @classmethod
+    def from_proto(cls, wm: item_pb2.Watermark) -> Watermark:
+        return cls({(o.topic, o.partition): o.offset for o in wm.positions})
+
+    @classmethod
+    def after(cls, offsets: Iterable[item_pb2.Offset]) -> Watermark:
+        """The positions a reader must reach to have read every given record."""
+        pos: dict[TopicPartition, int] = {}
+        for o in offsets:
+            tp = (o.topic, o.partition)
+            pos[tp] = max(pos.get(tp, 0), o.offset + 1)
+        return cls(pos)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Watermark) and other._pos == self._pos
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._pos.items())))
+
+    def __repr__(self) -> str:
+        return f"Watermark({self._pos})"
+
+
+class WatermarkWaiters:
+    """Futures resolved once a moving watermark covers what each one needs."""
+
+    def __init__(self) -> None:
+        self._waiters: list[tuple[Mapping[TopicPartition, int], asyncio.Future[None]]] = []
+
+    async def wait(
+        self, current: Watermark, needed: Mapping[TopicPartition, int], *, timeout_s: float
+    ) -> None:
+        if current.covers(needed):
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (needed, fut)
+        self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise DeadlineExceeded(f"not at {dict(needed)} within {timeout_s}s") from None
+        finally:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+
+    def advance(self, current: Watermark) -> None:
+        for needed, fut in self._waiters:
+            if not fut.done() and current.covers(needed):
+                fut.set_result(None)

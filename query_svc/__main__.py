@@ -1,0 +1,7 @@
+"""query_svc: `python -m query_svc` (settings: myko.settings.QuerySettings)."""
+
+from myko.live_service import LiveService
+from myko.runner import run
+from myko.settings import QuerySettings
+
+run(QuerySettings, lambda settings, app: LiveService(settings, app, kind="query"))

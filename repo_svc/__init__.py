@@ -1,0 +1,1 @@
+"""repo_svc: a thin runner over myko; see __main__.py."""

@@ -1,0 +1,1 @@
+"""report_svc: a thin runner over myko; see __main__.py."""
