@@ -8,8 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1 import _async as health_aio  # health.aio, spelt so mypy finds it
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from myko.settings import ServerSettings
