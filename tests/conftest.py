@@ -1,0 +1,105 @@
+"""Fixtures: one real Kafka broker per test session, topics isolated per test.
+
+The broker is started from Maven Central jars by devtools/kafka_local.py, or
+taken from KAFKA_BOOTSTRAP_SERVERS when that is set. Each test gets its own
+MYKO_TOPIC_PREFIX, so tests share the broker but never each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import grpc
+import pytest
+from myko_client import Clients
+
+from devtools.kafka_local import LocalKafka
+from myko.app import App
+from myko.command_service import CommandService
+from myko.live_service import LiveService
+from myko.repo_service import RepoService
+from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap_servers
+
+
+@pytest.fixture
+def topic_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@pytest.fixture
+def myko_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
+    """Environment for in-process services: this test's topics, free ports."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "MYKO_TOPIC_PREFIX": topic_prefix,
+        "MYKO_TOPIC_PARTITIONS": "3",
+        "MYKO_COMMAND_PORT": "0",
+        "MYKO_QUERY_PORT": "0",
+        "MYKO_REPORT_PORT": "0",
+        "MYKO_REPO_PORT": "0",
+        "MYKO_INSTANCE_ID": f"test-{topic_prefix}",
+    }
+
+
+@pytest.fixture
+def example_app() -> App:
+    from app import app
+
+    return app
+
+
+@dataclass
+class InProcessStack:
+    """repo, command, query and report services running in the test's event loop."""
+
+    env: dict[str, str]
+    app: App
+    repo: RepoService
+    command: CommandService
+    query: LiveService
+    report: LiveService
+    clients: Clients
+
+    @classmethod
+    async def start(cls, env: dict[str, str], app: App) -> InProcessStack:
+        repo = RepoService(RepoSettings.from_env(env), app)
+        await repo.start()
+        live_env = {**env, "MYKO_REPO_ADDR": f"127.0.0.1:{repo.grpc.port}"}
+        command = CommandService(CommandSettings.from_env(env), app)
+        query = LiveService(QuerySettings.from_env(live_env), app, kind="query")
+        report = LiveService(ReportSettings.from_env(live_env), app, kind="report")
+        for svc in (command, query, report):
+            await svc.start()
+        clients = Clients(
+            command=grpc.aio.insecure_channel(f"127.0.0.1:{command.grpc.port}"),
+            query=grpc.aio.insecure_channel(f"127.0.0.1:{query.grpc.port}"),
+            report=grpc.aio.insecure_channel(f"127.0.0.1:{report.grpc.port}"),
+        )
+        return cls(env, app, repo, command, query, report, clients)
+
+    async def stop(self) -> None:
+        await self.clients.close()
+        for svc in (self.report, self.query, self.command, self.repo):
+            await svc.stop()
+
+
+@pytest.fixture
+async def stack(myko_env: dict[str, str], example_app: App) -> AsyncIterator[InProcessStack]:
+    s = await InProcessStack.start(myko_env, example_app)
+    try:
+        yield s
+    finally:
+        await s.stop()
