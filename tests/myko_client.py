@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -31,6 +31,25 @@ def unpack(packed: any_pb2.Any, cls: type[M]) -> M:
 
 def new_tx() -> str:
     return str(uuid.uuid4())
+
+
+R = TypeVar("R", bound=Message)
+
+
+class Stream(Generic[R]):
+    """A server stream of results; `read()` raises AssertionError when it ends."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def read(self) -> R:
+        result = await self._call.read()
+        if result is grpc.aio.EOF:  # type: ignore[attr-defined]
+            raise AssertionError("stream ended")
+        return cast(R, result)
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 @dataclass
@@ -61,13 +80,13 @@ class Clients:
 
     def watch(
         self, query: Message, *, at_least: item_pb2.Watermark | None = None
-    ) -> grpc.aio.UnaryStreamCall[query_pb2.QueryRequest, query_pb2.QueryResult]:
+    ) -> Stream[query_pb2.QueryResult]:
         call = self.query.unary_stream(
             "/myko.v1.QueryBus/Watch",
             request_serializer=query_pb2.QueryRequest.SerializeToString,
             response_deserializer=query_pb2.QueryResult.FromString,
         )
-        return call(query_pb2.QueryRequest(query=pack(query), at_least=at_least))
+        return Stream(call(query_pb2.QueryRequest(query=pack(query), at_least=at_least)))
 
     async def get(
         self, query: Message, *, at_least: item_pb2.Watermark | None = None, timeout_s: float = 15.0
@@ -82,16 +101,14 @@ class Clients:
         )
         return result
 
-    def watch_report(
-        self, report: Message
-    ) -> grpc.aio.UnaryStreamCall[report_pb2.ReportRequest, report_pb2.ReportResult]:
+    def watch_report(self, report: Message) -> Stream[report_pb2.ReportResult]:
         assert self.report is not None
         call = self.report.unary_stream(
             "/myko.v1.ReportBus/Watch",
             request_serializer=report_pb2.ReportRequest.SerializeToString,
             response_deserializer=report_pb2.ReportResult.FromString,
         )
-        return call(report_pb2.ReportRequest(report=pack(report)))
+        return Stream(call(report_pb2.ReportRequest(report=pack(report))))
 
     async def get_report(self, report: Message, *, timeout_s: float = 15.0) -> report_pb2.ReportResult:
         assert self.report is not None
@@ -108,7 +125,7 @@ class Clients:
     async def close(self) -> None:
         for ch in (self.command, self.query, self.report):
             if ch is not None:
-                await ch.close()
+                await ch.close(None)
 
 
 def items(result: query_pb2.QueryResult, cls: type[M]) -> list[M]:
@@ -121,15 +138,9 @@ def visible(result: command_pb2.CommandResult, watermark: item_pb2.Watermark) ->
     return all(have.get((o.topic, o.partition), 0) >= o.offset for o in result.visible_at.positions)
 
 
-async def next_matching(
-    stream: AsyncIterator[query_pb2.QueryResult]
-    | grpc.aio.UnaryStreamCall[query_pb2.QueryRequest, query_pb2.QueryResult],
-    predicate: object,
-) -> query_pb2.QueryResult:
+async def next_matching(stream: Stream[R], predicate: Callable[[R], bool]) -> R:
     """Read emissions until `predicate(result)` holds (bound the wait with asyncio.timeout)."""
     while True:
-        result = await stream.read()  # type: ignore[union-attr]
-        if result is grpc.aio.EOF:
-            raise AssertionError("stream ended")
-        if predicate(result):  # type: ignore[operator]
-            return result  # type: ignore[no-any-return]
+        result = await stream.read()
+        if predicate(result):
+            return result
