@@ -29,9 +29,14 @@ def run(settings_cls: type[S], build: Callable[[S, App], Service]) -> None:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    service = build(settings, app)
+
+    async def main() -> None:
+        # Built inside the loop: grpc.aio servers bind to the loop that creates them.
+        service = build(settings, app)
+        await run_until_signalled(service.start, service.stop)
+
     try:
-        asyncio.run(run_until_signalled(service.start, service.stop))
+        asyncio.run(main())
     except MykoError as exc:
         logging.getLogger(settings.service).error("%s stopped: %s", settings.service, exc)
         raise SystemExit(1) from None
