@@ -1,4 +1,5 @@
-// jsdom lacks these; the components only need them to exist.
-if (!("randomUUID" in globalThis.crypto)) {
-  Object.defineProperty(globalThis.crypto, "randomUUID", { value: () => "00000000-0000-4000-8000-000000000000" });
-}
+import { cleanup } from "@testing-library/svelte";
+import { afterEach } from "vitest";
+
+// Unmount what each test rendered (auto-cleanup needs vitest globals, which we don't enable).
+afterEach(() => cleanup());

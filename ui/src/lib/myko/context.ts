@@ -19,3 +19,8 @@ export function getMyko(): Myko {
   if (!myko) throw new Error("getMyko(): no Myko in context; wrap the component in <MykoProvider>");
   return myko;
 }
+
+/** The context map to render a component with (tests, islands) without a provider. */
+export function mykoContext(myko: Myko): Map<symbol, Myko> {
+  return new Map([[KEY, myko]]);
+}

@@ -1,6 +1,6 @@
 export { Backoff } from "./backoff";
 export { Commands } from "./commands";
-export { getMyko, setMyko, type Myko } from "./context";
+export { getMyko, mykoContext, setMyko, type Myko } from "./context";
 export { describeError, isRetryable } from "./errors";
 export { LiveQuery } from "./live-query.svelte";
 export { LiveReport } from "./live-report.svelte";
