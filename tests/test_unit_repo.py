@@ -1,0 +1,147 @@
+"""Unit tests: reduction of SET/DEL into a Repo, and its watch streams (virtual time)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from google.protobuf import any_pb2
+from reactivex.notification import OnNext
+from reactivex.testing import TestScheduler
+
+from gen.app.v1 import entities_pb2
+from gen.myko.v1 import item_pb2
+from myko.entities import EntityRegistry
+from myko.events import DEL, SET
+from myko.repo import Store
+from myko.watermark import Watermark
+
+Target = entities_pb2.Target
+TOPIC = "app.v1.Target"
+
+
+def registry() -> EntityRegistry:
+    reg = EntityRegistry()
+    reg.add(Target)
+    reg.add(entities_pb2.Zone)
+    return reg
+
+
+def target(tid: str, name: str, status: int = entities_pb2.TARGET_STATUS_ACTIVE, version: int = 1) -> Target:
+    t = Target(name=name, status=status)  # type: ignore[arg-type]
+    t.item.id = tid
+    t.item.type = "app.v1.Target"
+    t.item.version = version
+    return t
+
+
+def set_ev(t: Target, offset: int, partition: int = 0) -> item_pb2.Event:
+    packed = any_pb2.Any()
+    packed.Pack(t)
+    return item_pb2.Event(
+        op=SET,
+        type="app.v1.Target",
+        id=t.item.id,
+        entity=packed,
+        offset=item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset),
+    )
+
+
+def del_ev(tid: str, offset: int, partition: int = 0) -> item_pb2.Event:
+    return item_pb2.Event(
+        op=DEL,
+        type="app.v1.Target",
+        id=tid,
+        offset=item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset),
+    )
+
+
+def wm(offset: int) -> Watermark:
+    return Watermark({(TOPIC, 0): offset})
+
+
+def test_set_then_del_reduces_to_latest_state() -> None:
+    store = Store(registry())
+    repo = store.of(Target)
+    store.apply_events([set_ev(target("a", "A"), 0), set_ev(target("b", "B"), 1)], wm(2))
+    store.apply_events([set_ev(target("a", "A2", version=2), 2), del_ev("b", 3)], wm(4))
+    a = repo.get("a")
+    assert a is not None and a.name == "A2" and a.item.version == 2
+    assert repo.get("b") is None
+    assert len(repo) == 1
+    assert store.watermark == wm(4)
+
+
+def test_replayed_or_older_events_are_ignored() -> None:
+    store = Store(registry())
+    store.apply_events([set_ev(target("a", "new", version=2), 5)], wm(6))
+    store.apply_events([set_ev(target("a", "old"), 3)], wm(6))
+    a = store.of(Target).get("a")
+    assert a is not None and a.name == "new"
+
+
+def test_delete_of_unknown_id_changes_nothing() -> None:
+    store = Store(registry())
+    seen: list[object] = []
+    store.of(Target).changes.subscribe(seen.append)
+    store.apply_events([del_ev("ghost", 0)], wm(1))
+    assert seen == []
+
+
+def test_watch_emits_full_ordered_array_only_on_change() -> None:
+    store = Store(registry())
+    repo = store.of(Target)
+    got: list[list[str]] = []
+    repo.watch(
+        where=lambda t: t.status == entities_pb2.TARGET_STATUS_ACTIVE, order_by=lambda t: t.name
+    ).subscribe(lambda ts: got.append([t.name for t in ts]))
+    assert got == [[]]
+    store.apply_events([set_ev(target("b", "bravo"), 0), set_ev(target("a", "alpha"), 1)], wm(2))
+    assert got[-1] == ["alpha", "bravo"]
+    n = len(got)
+    # A paused target is outside the result: nothing emitted.
+    store.apply_events([set_ev(target("c", "charlie", entities_pb2.TARGET_STATUS_PAUSED), 2)], wm(3))
+    assert len(got) == n
+    # Re-applying identical state (e.g. a replay) emits nothing either.
+    store.apply_events([set_ev(target("a", "alpha"), 3)], wm(4))
+    assert len(got) == n
+    # Leaving the filter removes it.
+    store.apply_events([set_ev(target("a", "alpha", entities_pb2.TARGET_STATUS_PAUSED, 2), 4)], wm(5))
+    assert got[-1] == ["bravo"]
+
+
+def test_one_batch_is_one_emission() -> None:
+    store = Store(registry())
+    got: list[int] = []
+    store.of(Target).watch().subscribe(lambda ts: got.append(len(ts)))
+    store.apply_events([set_ev(target(str(i), f"t{i}"), i) for i in range(50)], wm(50))
+    assert got == [0, 50]
+
+
+def test_reset_to_snapshot_emits_only_the_difference() -> None:
+    store = Store(registry())
+    store.apply_events([set_ev(target("a", "A"), 0), set_ev(target("b", "B"), 1)], wm(2))
+    got: list[list[str]] = []
+    store.of(Target).watch(order_by=lambda t: t.name).subscribe(lambda ts: got.append([t.name for t in ts]))
+    # Same state again (a reconnect): no emission.
+    store.reset([set_ev(target("a", "A"), 0), set_ev(target("b", "B"), 1)], wm(2))
+    assert got == [["A", "B"]]
+    # b vanished while disconnected, c appeared.
+    store.reset([set_ev(target("a", "A"), 0), set_ev(target("c", "C"), 5)], wm(6))
+    assert got == [["A", "B"], ["A", "C"]]
+
+
+def test_watch_in_virtual_time() -> None:
+    """Batches arriving at virtual times produce emissions at exactly those times."""
+    scheduler = TestScheduler()
+    store = Store(registry())
+    repo = store.of(Target)
+    scheduler.schedule_absolute(300, lambda *_: store.apply_events([set_ev(target("a", "A"), 0)], wm(1)))
+    scheduler.schedule_absolute(400, lambda *_: store.apply_events([set_ev(target("b", "Z"), 1)], wm(2)))
+    scheduler.schedule_absolute(500, lambda *_: store.apply_events([del_ev("a", 2)], wm(3)))
+
+    observer = scheduler.start(
+        lambda: repo.watch(order_by=lambda t: t.name), created=100, subscribed=200, disposed=450
+    )
+    assert all(isinstance(m.value, OnNext) for m in observer.messages)
+    names = [(m.time, [t.name for t in cast(OnNext[list[Target]], m.value).value]) for m in observer.messages]
+    assert names == [(200, []), (300, ["A"]), (400, ["A", "Z"])]  # disposed before 500
