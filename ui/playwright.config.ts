@@ -1,0 +1,36 @@
+import { defineConfig } from "@playwright/test";
+
+// Browser tests drive Debian's Chromium (never a downloaded browser) against a
+// real stack that e2e/global-setup.ts starts and stops: Kafka, every service and
+// the gateway. Serial: one stack, and one test restarts its gateway.
+export default defineConfig({
+  testDir: "e2e",
+  globalSetup: "./e2e/global-setup.ts",
+  fullyParallel: false,
+  workers: 1,
+  retries: 0,
+  timeout: 60_000,
+  expect: { timeout: 10_000 },
+  reporter: [["list"]],
+  outputDir: "../test-results/e2e",
+  use: {
+    browserName: "chromium",
+    headless: true,
+    viewport: { width: 1360, height: 860 },
+    launchOptions: {
+      executablePath: process.env.MYKO_CHROMIUM ?? "/usr/bin/chromium",
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    },
+    trace: "off",
+    screenshot: "only-on-failure",
+  },
+});
