@@ -23,7 +23,7 @@ STAMP_JARS := kafka/target/.myko-setup
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
-	ui-build run run-cluster bench clean distclean
+	ui-build chromium run run-cluster bench clean distclean
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
@@ -89,17 +89,31 @@ test-py: setup
 	$(MAKE) gen-check
 	$(MAKE) pytest
 
-# Hook for the UI's own tests; nothing to do until ui/package.json exists.
-test-ui: setup
-	if [ -f ui/package.json ]; then \
-		npm --prefix ui run --if-present test; \
-	else \
-		echo "test-ui: no ui/package.json, no UI tests to run"; \
+# The UI: type check, unit/component tests, production build, then the browser
+# tests, which start their own stack (Kafka + services + gateway on free ports,
+# devtools/ui_stack.py) and stop it afterwards. E2E_ARGS: e.g. `--grep wall`.
+E2E_ARGS ?=
+CHROMIUM ?= /usr/bin/chromium
+
+test-ui: setup chromium
+	cd ui && npx svelte-check --tsconfig ./tsconfig.json --fail-on-warnings
+	cd ui && npx vitest run
+	$(MAKE) ui-build
+	cd ui && MYKO_CHROMIUM=$(CHROMIUM) npx playwright test $(E2E_ARGS)
+
+# Debian's Chromium for the browser tests (Playwright never downloads a browser here).
+chromium:
+	if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "chromium: $(CHROMIUM) is missing; install Debian's chromium package (or set CHROMIUM=)" >&2; exit 1; \
+		fi; \
 	fi
 
-# The gateway serves ui/dist; build it when the UI exists.
+# The gateway serves ui/dist.
 ui-build: setup
-	if [ -f ui/package.json ]; then npm --prefix ui run --if-present build; fi
+	cd ui && npx vite build --logLevel warn
 
 run: setup ui-build
 	$(PY) -m devtools.run $(ARGS)
