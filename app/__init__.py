@@ -6,12 +6,13 @@ is a module like this one, named by MYKO_APP, exposing `app: myko.App`.
 
 from myko import App
 
-from . import queries, reports, targets, zones
+from . import queries, reports, sagas, targets, zones
 
 app = App("targets")
 targets.register(app)
 zones.register(app)
 queries.register(app)
 reports.register(app)
+sagas.register(app)
 
 __all__ = ["app"]

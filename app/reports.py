@@ -11,6 +11,7 @@ from reactivex import operators as ops
 from gen.app.v1 import entities_pb2, reports_pb2
 from myko import App, Store
 
+from . import validation
 from .validation import STATUSES
 
 
@@ -28,6 +29,8 @@ def counts_by_status(
 
 
 def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_pb2.ZoneTotalsValue]:
+    if r.zone_id:
+        validation.entity_id(r.zone_id, "zone_id")
     zones = repos.of(entities_pb2.Zone).watch(
         where=(lambda z: z.item.id == r.zone_id) if r.zone_id else None,
         order_by=lambda z: (z.name.casefold(), z.item.id),

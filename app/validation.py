@@ -8,6 +8,7 @@ from gen.app.v1 import entities_pb2
 from myko import InvalidArgument
 
 MAX_NAME = 200
+MAX_ID = 128
 STATUSES = {
     v.number
     for v in entities_pb2.TargetStatus.DESCRIPTOR.values
@@ -35,4 +36,15 @@ def status(value: int, field: str = "status", *, default: int | None = None) -> 
 def finite(value: float, field: str) -> float:
     if not math.isfinite(value):
         raise InvalidArgument(field, "must be a finite number")
+    return value
+
+
+def entity_id(value: str, field: str = "id") -> str:
+    """An id as a parameter: no blanks or control characters, at most MAX_ID characters."""
+    if not value:
+        raise InvalidArgument(field, "must not be empty")
+    if len(value) > MAX_ID:
+        raise InvalidArgument(field, f"is {len(value)} characters; at most {MAX_ID}")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise InvalidArgument(field, f"{value[:64]!r} contains blanks or control characters")
     return value

@@ -14,6 +14,7 @@ from myko.errors import (
     UnknownType,
 )
 from myko.repo import Repo, Store
+from myko.saga_event import SagaEvent
 
 __all__ = [
     "App",
@@ -23,6 +24,7 @@ __all__ = [
     "MykoError",
     "Rejected",
     "Repo",
+    "SagaEvent",
     "Store",
     "Unavailable",
     "UnknownType",

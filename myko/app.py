@@ -7,7 +7,10 @@
     def set_target(cmd: SetTarget, ctx: CommandContext) -> None: ...
 
     @app.query(TargetsByStatus)
-    def by_status(q: TargetsByStatus, repos: Repos) -> Observable[list[Target]]: ...
+    def by_status(q: TargetsByStatus, repos: Store) -> Observable[list[Target]]: ...
+
+    @app.saga("cascade", sources=[Zone])
+    def cascade(events: Observable[SagaEvent], repos: Store) -> Observable[Message]: ...
 
 An App is a plain object built by the application module and handed to each
 service at its entry point; there is no global registry.
@@ -25,6 +28,8 @@ from reactivex import Observable
 
 from myko.entities import EntityRegistry
 from myko.errors import ConfigError
+from myko.repo import Store
+from myko.saga_event import SagaEvent
 
 M = TypeVar("M", bound=Message)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,7 +39,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 CommandHandler = Callable[[Any, Any], Awaitable[None] | None]
 QueryHandler = Callable[[Any, Any], Observable[Sequence[Message]]]
 ReportHandler = Callable[[Any, Any], Observable[Message]]
-SagaHandler = Callable[[Any], Observable[Any]]
+# A saga: a pipeline from events to the commands they cause, over read-only
+# current state (see myko/saga_event.py for the contract).
+SagaHandler = Callable[[Observable[SagaEvent], Store], Observable[Message]]
 
 
 @dataclass(frozen=True)

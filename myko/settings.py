@@ -155,6 +155,9 @@ class CommandSettings(ServerSettings):
     tx_retention_ms: int = 7 * 24 * 3600 * 1000
     # Re-runs of a handler whose reads went stale before it could commit.
     conflict_retries: int = 8
+    # Where other replicas reach this one when it leads (HOST:PORT); empty means
+    # this host's name (or MYKO_HOST when it is a specific address) and the bound port.
+    advertise_addr: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -164,6 +167,7 @@ class CommandSettings(ServerSettings):
             max_command_bytes=e.int("MYKO_MAX_COMMAND_BYTES", 512 * 1024, minimum=1024),
             tx_retention_ms=e.int("MYKO_TX_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
             conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
+            advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
         )
 
 
@@ -209,6 +213,9 @@ class SagaSettings(ServerSettings):
     backoff_max_ms: int = 10_000
     # Topic name before the prefix; events that kept failing land here with the reason.
     dead_letter_topic: str = "myko.dead-letter"
+    # Fault injection for tests, never for production: SIGKILL this process right
+    # after a saga's commands are acknowledged and before the offset is committed.
+    test_crash_after_execute: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -221,6 +228,7 @@ class SagaSettings(ServerSettings):
             backoff_initial_ms=e.int("MYKO_SAGA_BACKOFF_INITIAL_MS", 200, minimum=1),
             backoff_max_ms=e.int("MYKO_SAGA_BACKOFF_MAX_MS", 10_000, minimum=1),
             dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", "myko.dead-letter"),
+            test_crash_after_execute=e.int("MYKO_SAGA_TEST_CRASH_AFTER_EXECUTE", 0, maximum=1) == 1,
         )
 
 

@@ -1,0 +1,391 @@
+"""The saga runtime: one consumer group per saga, events in, commands out, at most one effect.
+
+For each event of the saga's source topics, in partition order:
+
+1. the store is brought up to everything committed so far (store_fence.py);
+2. the handler's pipeline runs over that one event and its emitted commands are
+   collected;
+3. each command is sent to CommandBus/Execute with a tx derived from the saga
+   name, the event's position and the command itself (`command_tx`), so a
+   redelivered event re-sends the same txs and command_svc answers from its tx
+   log instead of acting twice;
+4. only when every command of the event (and of every earlier event of its
+   partition) is acknowledged is the offset committed.
+
+Failures (docs/sagas.md): transient statuses (UNAVAILABLE, DEADLINE_EXCEEDED,
+ABORTED, RESOURCE_EXHAUSTED) are retried with backoff for as long as this
+replica owns the partition; permanent rejections (INVALID_ARGUMENT, NOT_FOUND,
+UNIMPLEMENTED, ...) go to the dead-letter topic at once; everything else
+(FAILED_PRECONDITION, a handler exception, INTERNAL) is retried up to
+max_attempts, then dead-lettered. A dead letter is written before the offset
+is committed, so no event is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+import grpc
+import reactivex
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from google.protobuf.message import Message
+from reactivex import Observable
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from myko.app import SagaRegistration
+from myko.command_client import CommandClient, CommandFailed
+from myko.dead_letter import DeadLetters
+from myko.entities import EntityRegistry
+from myko.errors import MykoError, Unavailable
+from myko.events import SET, BadRecord, from_record
+from myko.repo import Store
+from myko.retry import Backoff
+from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
+from myko.settings import KafkaSettings
+from myko.store_fence import StoreFence
+
+log = logging.getLogger(__name__)
+
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+# Called after the commands of an event were acknowledged, before its offset is
+# committed (saga_svc wires its fault-injection hook here).
+AfterExecute = Callable[[SagaEvent], None]
+
+TRANSIENT = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+PERMANENT = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+
+def command_tx(saga: str, position: Position, command: Message, occurrence: int) -> str:
+    """The tx of a saga's command: a function of the event and the command, not of timing.
+
+    Keyed by the command's content (not its index), so a retry whose handler
+    emits fewer commands (some effects already visible in state) still maps each
+    command to the tx it had before. `occurrence` tells identical commands of
+    one event apart.
+    """
+    digest = hashlib.sha256(command.SerializeToString(deterministic=True)).hexdigest()
+    name = command.DESCRIPTOR.full_name
+    return str(uuid.uuid5(SAGA_NAMESPACE, f"tx/{saga}/{position}/{name}/{digest}/{occurrence}"))
+
+
+@dataclass(frozen=True)
+class SagaConfig:
+    group_id: str
+    max_attempts: int
+    backoff_initial_s: float
+    backoff_max_s: float
+    handler_timeout_s: float = 30.0
+
+
+class _Failure(Exception):
+    """One failed attempt at an event; `transient`/`permanent` choose what happens next."""
+
+    def __init__(self, reason: str, *, transient: bool = False, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.permanent = permanent
+
+
+class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+
+    async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
+        log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+        self.event.set()
+
+
+class SagaRunner:
+    """Runs one saga in its own consumer group: a failing saga never holds up another."""
+
+    def __init__(
+        self,
+        registration: SagaRegistration,
+        *,
+        kafka: KafkaSettings,
+        entities: EntityRegistry,
+        config: SagaConfig,
+        store: Store,
+        fence: StoreFence,
+        commands: CommandClient,
+        dead_letters: DeadLetters,
+        client_id: str,
+        after_execute: AfterExecute | None = None,
+    ) -> None:
+        self.name = registration.name
+        self._handler = registration.handler
+        self._kafka = kafka
+        self._config = config
+        self._store = store
+        self._fence = fence
+        self._commands = commands
+        self._dead_letters = dead_letters
+        self._client_id = client_id
+        self._after_execute = after_execute
+        self._classes = {entities.of(cls).topic(kafka.topic_prefix): cls for cls in registration.sources}
+        self.group_id = f"{kafka.topic_prefix}{config.group_id}.{self.name}"
+        self._joined = _Joined()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(self._classes)
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap_servers,
+            group_id=self.group_id,
+            client_id=f"{self._client_id}.{self.name}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            # A new saga sees the whole history: "never lose an event" includes old ones.
+            auto_offset_reset="earliest",
+            max_poll_records=500,
+            fetch_max_wait_ms=100,
+            request_timeout_ms=self._kafka.request_timeout_ms,
+        )
+        try:
+            await consumer.start()
+        except (KafkaError, OSError) as exc:
+            await consumer.stop()
+            raise Unavailable(f"saga {self.name}: cannot reach Kafka: {exc}") from exc
+        consumer.subscribe(self.topics, listener=self._joined)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"saga-{self.name}")
+
+    async def wait_joined(self) -> None:
+        """Return once the consumer group gave this replica its (possibly empty) share."""
+        joined = asyncio.create_task(self._joined.event.wait())
+        assert self._task is not None
+        done, _ = await asyncio.wait({joined, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if joined not in done:
+            joined.cancel()
+            self._task.result()  # re-raise why the loop ended
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    # --- the loop ------------------------------------------------------------
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        backoff = Backoff(initial_s=0.2, max_s=5.0)
+        while True:
+            try:
+                fetched = await consumer.getmany(timeout_ms=500)
+            except KafkaError as exc:
+                log.warning("saga %s: fetch failed, retrying: %s", self.name, exc)
+                await asyncio.sleep(backoff.next())
+                continue
+            backoff.reset()
+            if not fetched:
+                continue
+            await self._sync_store()
+            # Partitions are independent: one slow or failing partition does not hold up the rest.
+            await asyncio.gather(*(self._partition(tp, recs) for tp, recs in fetched.items() if recs))
+
+    async def _sync_store(self) -> None:
+        backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
+        while True:
+            try:
+                await self._fence.sync()
+                return
+            except MykoError as exc:
+                log.warning("saga %s: state not synced yet, retrying: %s", self.name, exc)
+                await asyncio.sleep(backoff.next())
+
+    async def _partition(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        assert self._consumer is not None
+        done: Record | None = None
+        for record in records:
+            if not await self._handle(tp, record):
+                break  # partition taken away: its new owner redoes the rest
+            done = record
+        if done is None:
+            return
+        try:
+            await self._consumer.commit({tp: done.offset + 1})
+        except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+            # A rebalance moved the partition: the new owner re-sends these
+            # commands with the same txs, which command_svc answers as no-ops.
+            log.warning("saga %s: commit of %s/%d failed: %s", self.name, tp.topic, tp.partition, exc)
+
+    def _owned(self, tp: TopicPartition) -> bool:
+        return self._consumer is not None and tp in self._consumer.assignment()
+
+    async def _handle(self, tp: TopicPartition, record: Record) -> bool:
+        """Act on one event until done or dead-lettered; False if the partition was lost meanwhile."""
+        position = Position(record.topic, record.partition, record.offset)
+        try:
+            event = self._decode(record, position)
+        except BadRecord as exc:
+            await self._dead_letter(record, position, f"not a Myko event: {exc}", attempts=0)
+            return True
+        backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                await self._attempt(event)
+                return True
+            except _Failure as failure:
+                if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
+                    log.error(
+                        "saga %s: giving up on %s after %d attempt(s): %s",
+                        self.name,
+                        event,
+                        attempts,
+                        failure.reason,
+                    )
+                    await self._dead_letter(record, position, failure.reason, attempts=attempts)
+                    return True
+                delay = backoff.next()
+                log.warning(
+                    "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
+                    self.name,
+                    attempts,
+                    event,
+                    failure.reason,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                if not self._owned(tp):
+                    return False
+
+    async def _attempt(self, event: SagaEvent) -> None:
+        commands = await self._evaluate(event)
+        seen: dict[str, int] = {}
+        for command in commands:
+            key = f"{command.DESCRIPTOR.full_name}/{command.SerializeToString(deterministic=True).hex()}"
+            occurrence = seen.get(key, 0)
+            seen[key] = occurrence + 1
+            tx = command_tx(self.name, event.position, command, occurrence)
+            try:
+                await self._commands.execute(command, tx=tx)
+            except CommandFailed as exc:
+                reason = f"{command.DESCRIPTOR.full_name} (tx {tx}) failed: {exc.code.name}: {exc.details}"
+                raise _Failure(
+                    reason, transient=exc.code in TRANSIENT, permanent=exc.code in PERMANENT
+                ) from None
+        if commands:
+            log.debug("saga %s: %s -> %d command(s) acknowledged", self.name, event, len(commands))
+            if self._after_execute is not None:
+                self._after_execute(event)
+
+    async def _evaluate(self, event: SagaEvent) -> list[Message]:
+        """Run the handler's pipeline over this one event; its emissions until completion."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        out: list[Message] = []
+
+        def on_next(value: object) -> None:
+            if isinstance(value, Message):
+                out.append(value)
+            elif not done.done():
+                done.set_exception(TypeError(f"emitted {type(value).__name__}, not a command message"))
+
+        def on_error(exc: Exception) -> None:
+            if not done.done():
+                done.set_exception(exc)
+
+        def on_completed() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        try:
+            pipeline = self._handler(reactivex.of(event), self._store)
+            if not isinstance(pipeline, Observable):
+                raise TypeError(f"saga {self.name} handler must return an Observable")
+            subscription = pipeline.subscribe(
+                on_next, on_error, on_completed, scheduler=AsyncIOScheduler(loop)
+            )
+        except Exception as exc:
+            raise _Failure(f"handler raised {type(exc).__name__}: {exc}") from exc
+        try:
+            await asyncio.wait_for(done, self._config.handler_timeout_s)
+        except TimeoutError:
+            raise _Failure(f"handler did not complete within {self._config.handler_timeout_s}s") from None
+        except Exception as exc:
+            raise _Failure(f"handler raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            subscription.dispose()
+        return out
+
+    def _decode(self, record: Record, position: Position) -> SagaEvent:
+        cls = self._classes[record.topic]
+        ev = from_record(
+            record.topic, record.partition, record.offset, record.key, record.value, list(record.headers)
+        )
+        entity: Message | None = None
+        if record.value is not None and ev.op == SET:
+            try:
+                entity = cls.FromString(record.value)
+            except Exception as exc:
+                raise BadRecord(f"{position}: cannot decode as {cls.DESCRIPTOR.full_name}: {exc}") from None
+        return SagaEvent(
+            saga=self.name,
+            op=ev.op,
+            entity_class=cls,
+            id=ev.id,
+            entity=entity,
+            tx=ev.tx,
+            ts_ns=ev.ts.ToNanoseconds(),
+            source=ev.source,
+            position=position,
+        )
+
+    async def _dead_letter(self, record: Record, position: Position, reason: str, *, attempts: int) -> None:
+        # Until the dead letter is safely written the offset stays uncommitted: keep trying.
+        backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
+        while True:
+            try:
+                await self._dead_letters.send(
+                    saga=self.name,
+                    position=position,
+                    key=record.key,
+                    value=record.value,
+                    headers=list(record.headers),
+                    reason=reason,
+                    attempts=attempts,
+                )
+                return
+            except Unavailable as exc:
+                log.warning("saga %s: %s; retrying", self.name, exc)
+                await asyncio.sleep(backoff.next())

@@ -1,0 +1,106 @@
+"""saga_svc: every registered saga, each in its own consumer group, plus gRPC health.
+
+The sagas read state from a Store this service fills itself with a
+TopicReader over every entity topic (not from repo_svc): the fence that makes
+a saga's reads at least as new as its event asks Kafka for end offsets, and
+only a reader of Kafka can be compared with those (store_fence.py). It also
+leaves saga_svc depending on Kafka and command_svc alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+
+from myko.app import App
+from myko.command_client import CommandClient
+from myko.dead_letter import DeadLetters, dead_letter_topic
+from myko.reader import TopicReader
+from myko.repo import Store
+from myko.saga import AfterExecute, SagaConfig, SagaRunner
+from myko.server import GrpcServer
+from myko.settings import SagaSettings
+from myko.store_fence import StoreFence
+from myko.topics import ensure_topics, entity_topics
+
+log = logging.getLogger(__name__)
+
+
+class SagaService:
+    """SERVING once its state is caught up and every saga's consumer has joined its group."""
+
+    def __init__(
+        self, settings: SagaSettings, app: App, *, after_execute: AfterExecute | None = None
+    ) -> None:
+        self.settings = settings
+        self.app = app
+        kafka = settings.kafka
+        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix)
+        self.reader = TopicReader(
+            kafka, self.store.topics, self.store.apply_records, client_id=f"{settings.instance_id}.state"
+        )
+        self.fence = StoreFence(kafka, self.store, client_id=f"{settings.instance_id}.fence")
+        self.commands = CommandClient(command_addr=settings.command_addr)
+        self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
+        self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
+        config = SagaConfig(
+            group_id=settings.group_id,
+            max_attempts=settings.max_attempts,
+            backoff_initial_s=settings.backoff_initial_ms / 1000,
+            backoff_max_s=settings.backoff_max_ms / 1000,
+        )
+        self.runners = [
+            SagaRunner(
+                reg,
+                kafka=kafka,
+                entities=app.entities,
+                config=config,
+                store=self.store,
+                fence=self.fence,
+                commands=self.commands,
+                dead_letters=self.dead_letters,
+                client_id=settings.instance_id,
+                after_execute=after_execute,
+            )
+            for reg in app.sagas
+        ]
+        # Health only: saga_svc serves no API of its own.
+        self.grpc = GrpcServer(settings, service_names=[], register=[])
+
+    async def start(self) -> None:
+        kafka = self.settings.kafka
+        await ensure_topics(kafka, [*entity_topics(kafka, self.app.entities), self._dlq_topic])
+        await self.grpc.start()
+        await self.reader.start()
+        await self.reader.wait_caught_up()
+        await self.fence.start()
+        await self.dead_letters.start()
+        await self.commands.start()
+        for runner in self.runners:
+            await runner.start()
+        await asyncio.gather(*(r.wait_joined() for r in self.runners))
+        await self.grpc.set_serving()
+        log.info(
+            "saga_svc ready: %s, commands to %s",
+            ", ".join(f"{r.name} (group {r.group_id})" for r in self.runners) or "no sagas",
+            self.settings.command_addr,
+        )
+
+    async def stop(self) -> None:
+        await self.grpc.stop()
+        for runner in self.runners:
+            await runner.stop()
+        await self.commands.stop()
+        await self.dead_letters.stop()
+        await self.fence.stop()
+        await self.reader.stop()
+
+    async def __aenter__(self) -> SagaService:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

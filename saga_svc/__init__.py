@@ -1,0 +1,1 @@
+"""saga_svc: runs the application's sagas (see myko/saga.py)."""

@@ -1,0 +1,62 @@
+"""Test helpers that look at Kafka directly: a topic's records, a group's committed offsets."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+
+async def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
+    """Every committed record of `topic` now (read_committed, to the end offsets), in partition order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(timeout_s):
+            parts = consumer.partitions_for_topic(topic)
+            while not parts:
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic)
+                await asyncio.sleep(0.1)
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            records: list[Any] = []
+            while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+                batch = await consumer.getmany(timeout_ms=200)
+                for recs in batch.values():
+                    records.extend(recs)
+            return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        await consumer.stop()
+
+
+async def committed(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
+    """The group's committed offsets: (topic, partition) -> next offset to read."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def wait_committed_past(
+    bootstrap: str, group_id: str, topic: str, partition: int, offset: int, *, timeout_s: float = 30.0
+) -> None:
+    """Wait until the group has committed the record at `offset` (and so everything before it)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            if (await committed(bootstrap, group_id)).get((topic, partition), -1) > offset:
+                return
+            await asyncio.sleep(0.2)
