@@ -99,15 +99,30 @@ class CommandBus:
         self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}
         self._writer: asyncio.Task[None] | None = None
+        self._current: list[_Submission] = []
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="command-writer")
 
+    @property
+    def running(self) -> bool:
+        return self._writer is not None and not self._writer.done()
+
     async def stop(self) -> None:
+        """Stop writing; whatever was not committed fails as UNAVAILABLE (retry is safe)."""
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
+        gone = Unavailable("this command_svc stopped writing; retry with the same tx")
+        for sub in self._current:
+            if not sub.future.done():
+                sub.future.set_exception(gone)
+        self._current = []
+        while not self._queue.empty():
+            sub = self._queue.get_nowait()
+            if not sub.future.done():
+                sub.future.set_exception(gone)
 
     async def execute(self, request: command_pb2.CommandRequest) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
@@ -182,6 +197,8 @@ class CommandBus:
                     writes=ctx.writes,
                     rerun=None if is_async else rerun,
                 )
+                if not self.running:
+                    raise Unavailable("this command_svc is not writing now; retry with the same tx")
                 await self._queue.put(sub)
                 result = await sub.future
             finally:
@@ -200,6 +217,7 @@ class CommandBus:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._current = batch
             try:
                 await self._write(batch)
             except FencedError:

@@ -1,8 +1,14 @@
-"""command_svc: CommandBus/Execute over a local, read-your-own-writes view of every topic."""
+"""command_svc: CommandBus/Execute over a local, read-your-own-writes view of every topic.
+
+Replicas elect one leader (leader.py); the leader validates and writes, the
+others forward Execute to it. A single replica simply leads.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -14,23 +20,27 @@ from myko.app import App
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import Unavailable
+from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease
 from myko.publisher import TransactionalPublisher
 from myko.reader import TopicReader
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
-from myko.topics import ensure_topics, entity_topics, tx_log_topic
+from myko.topics import ensure_topics, entity_topics, lease_topic, tx_log_topic
 from myko.txlog import TxLog
+from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)
+
+CATCH_UP_TIMEOUT_S = 120.0
 
 
 def register_command_bus(server: grpc.aio.Server, service: CommandService) -> None:
     async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
-        if not service.ready:
-            raise Unavailable("command_svc is still catching up")
-        return await service.bus.execute(req)
+        if service.bus.running:
+            return await service.bus.execute(req)
+        return await service.forward(req, ctx)
 
     register_service(
         server, "myko.v1.CommandBus", {"Execute": unary_method(execute, command_pb2.CommandRequest)}
@@ -45,13 +55,19 @@ class CommandService:
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix)
         self.tracker = ChangeTracker(self.store)
         self._tx_topic = tx_log_topic(kafka, retention_ms=settings.tx_retention_ms)
+        self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
         self.txlog = TxLog(self._tx_topic.name)
+        self.leader_addr: str | None = None
         self.reader = TopicReader(
-            kafka, [*self.store.topics, self._tx_topic.name], self._on_batch, client_id=settings.instance_id
+            kafka,
+            [*self.store.topics, self._tx_topic.name, self._lease_topic.name],
+            self._on_batch,
+            client_id=settings.instance_id,
         )
+        # Shared by every replica: the one that starts it last fences the others.
         self.publisher = TransactionalPublisher(
             kafka,
-            transactional_id=f"myko-command-{kafka.topic_prefix}{settings.instance_id}",
+            transactional_id=f"myko-command-{kafka.topic_prefix}leader",
             topic_of=lambda type_name: kafka.topic_prefix + type_name,
             txlog=self.txlog,
             max_request_bytes=settings.max_message_bytes,
@@ -66,39 +82,98 @@ class CommandService:
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
         )
+        self.lease = LeaderLease(
+            kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
+        )
         self.grpc = GrpcServer(
             settings, service_names=["myko.v1.CommandBus"], register=[lambda s: register_command_bus(s, self)]
         )
-        self.ready = False
+        self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
 
-    def _on_batch(self, records: Sequence[Any], watermark: Any) -> None:
+    @property
+    def advertise_addr(self) -> str:
+        if self.settings.advertise_addr:
+            return self.settings.advertise_addr
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", "[::]", ""):
+            host = socket.gethostname()
+        return f"{host}:{self.grpc.port}"
+
+    def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
         self.txlog.apply_records(records)
+        for r in records:
+            if r.topic == self._lease_topic.name and r.key == LEADER_KEY and r.value:
+                self.leader_addr = r.value.decode()
         self.store.apply_records(records, watermark)
+
+    async def _elected(self) -> None:
+        # Starting the producer fences the previous leader and settles its open
+        # transaction; the announcement proves we hold the epoch; reading up to
+        # the end offsets after that means we validate against every earlier write.
+        await self.publisher.start()
+        await self.publisher.announce(self._lease_topic.name, LEADER_KEY, self.advertise_addr.encode())
+        ends = await self.reader.end_offsets()
+        await self.store.wait_for(ends, timeout_s=CATCH_UP_TIMEOUT_S)
+        self.bus.start()
+        log.info("leading at %s (store at %s)", self.advertise_addr, self.store.watermark)
+
+    async def _deposed(self) -> None:
+        await self.bus.stop()
+        await self.publisher.stop()
+
+    async def forward(self, req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+        addr = self.leader_addr
+        if addr is None or addr == self.advertise_addr:
+            raise Unavailable("no command leader is serving yet; retry with the same tx")
+        if self._leader_channel is None or self._leader_channel[0] != addr:
+            if self._leader_channel is not None:
+                await self._leader_channel[1].close(None)
+            self._leader_channel = (addr, grpc.aio.insecure_channel(addr))
+        call = self._leader_channel[1].unary_unary(
+            "/myko.v1.CommandBus/Execute",
+            request_serializer=command_pb2.CommandRequest.SerializeToString,
+            response_deserializer=command_pb2.CommandResult.FromString,
+        )
+        remaining = ctx.time_remaining()
+        try:
+            result: command_pb2.CommandResult = await call(req, timeout=remaining)
+        except grpc.aio.AioRpcError as exc:
+            # The leader's answer, status and all, is the answer.
+            await ctx.abort(exc.code(), exc.details() or "")
+            raise
+        return result
 
     async def start(self) -> None:
         kafka = self.settings.kafka
-        await ensure_topics(kafka, [*entity_topics(kafka, self.app.entities), self._tx_topic])
+        await ensure_topics(
+            kafka, [*entity_topics(kafka, self.app.entities), self._tx_topic, self._lease_topic]
+        )
         await self.grpc.start()
-        # The producer first: starting it fences a zombie predecessor and aborts
-        # its open transaction, so the read below sees a settled log.
-        await self.publisher.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
-        self.bus.start()
-        self.ready = True
+        await self.lease.start()
+        # Serve once this replica leads, or knows the live leader to forward to.
+        async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
+            await self.lease.joined.wait()
+            while not self.bus.running and self.leader_addr in (None, self.advertise_addr):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         await self.grpc.set_serving()
         log.info(
-            "command_svc ready: %d entities, %d known txs",
-            sum(len(self.store.repo(n)) for n in self.app.entities.names()),
+            "command_svc %s serving: %d txs known, leader %s",
+            self.settings.instance_id,
             len(self.txlog),
+            self.leader_addr,
         )
 
     async def stop(self) -> None:
-        self.ready = False
+        await self.grpc.set_serving(False)
+        await self.lease.stop()
         await self.grpc.stop()
         await self.bus.stop()
         await self.publisher.stop()
         await self.reader.stop()
+        if self._leader_channel is not None:
+            await self._leader_channel[1].close(None)
 
     async def __aenter__(self) -> CommandService:
         await self.start()

@@ -132,6 +132,24 @@ class TransactionalPublisher:
             results.append(result)
         return results
 
+    async def announce(self, topic: str, key: bytes, value: bytes) -> None:
+        """Write one record in its own transaction: proves this producer is not fenced."""
+        await self.commit_records([(topic, key, value)])
+
+    async def commit_records(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
+        if self._producer is None:
+            await self.start()
+        assert self._producer is not None
+        producer = self._producer
+        try:
+            async with producer.transaction():
+                for topic, key, value in records:
+                    await producer.send(topic, key=key, value=value)
+        except ProducerFenced as exc:
+            raise FencedError(str(exc)) from exc
+        except (TimeoutError, KafkaError, OSError) as exc:
+            raise Unavailable(f"broker unavailable: {exc}") from exc
+
     async def _abort(self, producer: AIOKafkaProducer) -> None:
         try:
             await producer.abort_transaction()

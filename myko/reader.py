@@ -102,6 +102,12 @@ class TopicReader:
             await asyncio.sleep(0.1)
         raise Unavailable(f"topic {topic!r} has no partitions (does it exist?)")
 
+    async def end_offsets(self) -> dict[tuple[str, int], int]:
+        """The current last stable offsets of every partition read."""
+        assert self._consumer is not None
+        ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
     async def wait_caught_up(self, *, timeout_s: float | None = None) -> None:
         try:
             await asyncio.wait_for(self._caught_up.wait(), timeout_s)

@@ -52,6 +52,12 @@ def tx_log_topic(kafka: KafkaSettings, *, retention_ms: int) -> TopicSpec:
     return TopicSpec(kafka.topic_prefix + TX_LOG, kafka.topic_partitions, cfg)
 
 
+def lease_topic(kafka: KafkaSettings, name: str) -> TopicSpec:
+    """One partition: whoever is assigned it in the consumer group leads."""
+    cfg = {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.topic_min_insync_replicas)}
+    return TopicSpec(kafka.topic_prefix + name, 1, cfg)
+
+
 async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 60.0) -> None:
     """Create missing topics; retry while the cluster is still coming up."""
     wanted = {s.name: s for s in specs}
