@@ -64,7 +64,13 @@ class RepoFeed:
         while True:
             try:
                 async with grpc.aio.insecure_channel(
-                    self._addr, options=[("grpc.max_receive_message_length", 256 * 1024 * 1024)]
+                    self._addr,
+                    options=[
+                        ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+                        ("grpc.keepalive_time_ms", 30_000),
+                        ("grpc.keepalive_timeout_ms", 10_000),
+                        ("grpc.keepalive_permit_without_calls", 1),
+                    ],
                 ) as channel:
                     stub = channel.unary_stream(
                         "/myko.v1.RepoService/Subscribe",

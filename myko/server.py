@@ -35,6 +35,10 @@ class GrpcServer:
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.http2.max_pings_without_data", 0),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # Accept the clients' keepalive pings (RepoFeed, gateway): idle
+                # long-lived streams must survive load balancers that drop quiet
+                # connections (Swarm's after ~15 minutes).
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
             ]
         )
         self.health = health_aio.HealthServicer()
