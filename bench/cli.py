@@ -1,0 +1,264 @@
+"""`python -m bench`: run every measurement once, print the tables, record them.
+
+    python -m bench                 # the full run `make bench` does (about 2-3 minutes)
+    python -m bench --quick         # small counts, to try changes to the bench itself
+    python -m bench --no-write      # print only; leave docs/benchmarks.md alone
+
+Starts a local Kafka (devtools/kafka_local.py) unless KAFKA_BOOTSTRAP_SERVERS is
+set, then repo_svc, command_svc and query_svc as processes on free ports with a
+fresh topic prefix, and stops all of it at the end. Service logs go to
+.run/bench/<prefix>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from bench.client import CHANNEL_OPTIONS
+from bench.cpu import CpuMeter, load_average, pids_with_argument
+from bench.end_to_end import EndToEndResult, measure_end_to_end
+from bench.fanout import FanoutResult, measure_fanout
+from bench.kafka_floor import FloorResult, measure_floor
+from bench.machine import describe_machine, local_kafka_version
+from bench.report import BenchResults, render_text, write_markdown
+from bench.services import MykoPorts, myko_stack
+from bench.throughput import ThroughputResult, measure_throughput
+from devtools.kafka_local import LocalKafka
+from devtools.procs import ROOT, Stack
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    floor_count: int
+    floor_warmup: int
+    e2e_count: int
+    e2e_warmup: int
+    e2e_targets: int
+    throughput_clients: tuple[int, ...]
+    hot_clients: int
+    throughput_duration_s: float
+    throughput_warmup_s: float
+    fanout_subscribers: tuple[int, ...]
+    fanout_count: int
+    fanout_warmup: int
+    partitions: int
+    output: Path | None
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: give positive integers")
+    return values
+
+
+def parse_options(argv: Sequence[str] | None) -> Options:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--floor-count", type=int, default=1000, help="raw Kafka messages per variant")
+    ap.add_argument("--floor-warmup", type=int, default=100, help="unmeasured raw messages first")
+    ap.add_argument("--e2e-count", type=int, default=1000, help="sequential commands measured")
+    ap.add_argument("--e2e-warmup", type=int, default=100, help="unmeasured commands first")
+    ap.add_argument("--e2e-targets", type=int, default=10, help="size of the watched AllTargets result")
+    ap.add_argument(
+        "--throughput-clients",
+        type=_counts,
+        default=(1, 8, 32, 64),
+        help="concurrency levels, e.g. 1,8,32,64",
+    )
+    ap.add_argument("--hot-clients", type=int, default=64, help="clients on one hot target (0: skip)")
+    ap.add_argument("--throughput-seconds", type=float, default=5.0, help="measured time per level")
+    ap.add_argument("--throughput-warmup-seconds", type=float, default=1.0, help="unmeasured time per level")
+    ap.add_argument("--fanout-subscribers", type=_counts, default=(1, 100), help="e.g. 1,100")
+    ap.add_argument("--fanout-count", type=int, default=200, help="sequential commands per fan-out level")
+    ap.add_argument("--fanout-warmup", type=int, default=20, help="unmeasured commands first")
+    ap.add_argument("--partitions", type=int, default=3, help="MYKO_TOPIC_PARTITIONS for the services")
+    ap.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md", help="where to record")
+    ap.add_argument("--no-write", action="store_true", help="print only, do not update --output")
+    ap.add_argument("--quick", action="store_true", help="small counts (not for the record)")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.floor_count, a.floor_warmup, a.e2e_count, a.e2e_warmup = 200, 20, 200, 20
+        a.throughput_seconds, a.throughput_warmup_seconds = 2.0, 0.5
+        a.fanout_count, a.fanout_warmup = 50, 5
+    return Options(
+        floor_count=a.floor_count,
+        floor_warmup=a.floor_warmup,
+        e2e_count=a.e2e_count,
+        e2e_warmup=a.e2e_warmup,
+        e2e_targets=a.e2e_targets,
+        throughput_clients=a.throughput_clients,
+        hot_clients=a.hot_clients,
+        throughput_duration_s=a.throughput_seconds,
+        throughput_warmup_s=a.throughput_warmup_seconds,
+        fanout_subscribers=a.fanout_subscribers,
+        fanout_count=a.fanout_count,
+        fanout_warmup=a.fanout_warmup,
+        partitions=a.partitions,
+        output=None if a.no_write or a.quick else a.output,
+    )
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Measured:
+    floor_txn: FloorResult
+    floor_txn2: FloorResult
+    floor_plain: FloorResult
+    e2e: EndToEndResult
+    throughput: list[ThroughputResult]
+    fanout: list[FanoutResult]
+
+
+async def _measure(
+    opts: Options,
+    *,
+    bootstrap: str,
+    stack: Stack,
+    ports: MykoPorts,
+    topic_prefix: str,
+    kafka_pid: int | None,
+) -> _Measured:
+    # The floor is taken with the services up and idle: the same broker, machine and
+    # background fetches the Myko measurements below run with.
+    _say(f"Kafka floor, transactional: {opts.floor_count} messages ...")
+    floor_txn = await measure_floor(
+        bootstrap, transactional=True, count=opts.floor_count, warmup=opts.floor_warmup
+    )
+    _say(f"Kafka floor, transactional with a second record: {opts.floor_count} messages ...")
+    floor_txn2 = await measure_floor(
+        bootstrap, transactional=True, second_record=True, count=opts.floor_count, warmup=opts.floor_warmup
+    )
+    _say(f"Kafka floor, plain: {opts.floor_count} messages ...")
+    floor_plain = await measure_floor(
+        bootstrap, transactional=False, count=opts.floor_count, warmup=opts.floor_warmup
+    )
+    command_addr = f"127.0.0.1:{ports.command}"
+    query_addr = f"127.0.0.1:{ports.query}"
+    pids = {svc.name: svc.pid for svc in stack.services} | {"kafka": kafka_pid, "bench": os.getpid()}
+    meter = CpuMeter({name: pid for name, pid in pids.items() if pid is not None})
+    command_channel = grpc.aio.insecure_channel(command_addr, options=CHANNEL_OPTIONS)
+    query_channel = grpc.aio.insecure_channel(query_addr, options=CHANNEL_OPTIONS)
+    try:
+        _say(f"Myko end to end: {opts.e2e_count} sequential commands ...")
+        e2e = await measure_end_to_end(
+            command_channel=command_channel,
+            query_channel=query_channel,
+            bootstrap=bootstrap,
+            target_topic=f"{topic_prefix}app.v1.Target",
+            partitions=opts.partitions,
+            targets=opts.e2e_targets,
+            count=opts.e2e_count,
+            warmup=opts.e2e_warmup,
+            meter=meter,
+        )
+        levels = [(n, False) for n in opts.throughput_clients]
+        if opts.hot_clients:
+            levels.append((opts.hot_clients, True))
+        throughput: list[ThroughputResult] = []
+        for run, (clients, hot) in enumerate(levels):
+            _say(f"Throughput: {clients} clients{' on one hot target' if hot else ''} ...")
+            throughput.append(
+                await measure_throughput(
+                    command_addr,
+                    clients=clients,
+                    hot=hot,
+                    duration_s=opts.throughput_duration_s,
+                    warmup_s=opts.throughput_warmup_s,
+                    run_id=str(run),
+                    meter=meter,
+                )
+            )
+        fanout: list[FanoutResult] = []
+        for run, subscribers in enumerate(opts.fanout_subscribers):
+            _say(f"Fan-out: {subscribers} subscribers, {opts.fanout_count} commands ...")
+            fanout.append(
+                await measure_fanout(
+                    command_channel=command_channel,
+                    query_addr=query_addr,
+                    meter=meter,
+                    subscribers=subscribers,
+                    count=opts.fanout_count,
+                    warmup=opts.fanout_warmup,
+                    run_id=str(run),
+                )
+            )
+    finally:
+        await command_channel.close(None)
+        await query_channel.close(None)
+    return _Measured(floor_txn, floor_txn2, floor_plain, e2e, throughput, fanout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_options(argv)
+    began = time.perf_counter()
+    load_at_start = load_average()
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    kafka: LocalKafka | None = None
+    if external:
+        bootstrap, kafka_version = external, f"external ({external})"
+    else:
+        kafka = LocalKafka()
+        _say("Starting a local Kafka ...")
+        kafka.start()
+        bootstrap, kafka_version = kafka.bootstrap_servers, local_kafka_version() + " (single node, KRaft)"
+    # Our broker's JVM, found by its private data directory, so its CPU is counted apart.
+    kafka_pids = pids_with_argument(str(kafka.data_dir)) if kafka is not None else []
+    topic_prefix = f"bench{uuid.uuid4().hex[:8]}."
+    log_dir = ROOT / ".run" / "bench" / topic_prefix.rstrip(".")
+    try:
+        stack, ports = myko_stack(
+            bootstrap_servers=bootstrap,
+            topic_prefix=topic_prefix,
+            log_dir=log_dir,
+            partitions=opts.partitions,
+        )
+        _say(f"Starting repo_svc, command_svc, query_svc (logs in {log_dir}) ...")
+        with stack:
+            measured = asyncio.run(
+                _measure(
+                    opts,
+                    bootstrap=bootstrap,
+                    stack=stack,
+                    ports=ports,
+                    topic_prefix=topic_prefix,
+                    kafka_pid=kafka_pids[0] if len(kafka_pids) == 1 else None,
+                )
+            )
+    finally:
+        if kafka is not None:
+            _say("Stopping Kafka ...")
+            kafka.stop()
+    args = " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    results = BenchResults(
+        machine=describe_machine(kafka=kafka_version, load_at_start=load_at_start),
+        command="make bench" + (f" ARGS={shlex.quote(args)}" if args else ""),
+        duration_s=time.perf_counter() - began,
+        floor_txn=measured.floor_txn,
+        floor_txn2=measured.floor_txn2,
+        floor_plain=measured.floor_plain,
+        e2e=measured.e2e,
+        throughput=measured.throughput,
+        fanout=measured.fanout,
+    )
+    print(render_text(results), flush=True)
+    if opts.output is not None:
+        write_markdown(opts.output, results)
+        _say(f"Recorded in {opts.output}")
+    return 0

@@ -1,0 +1,175 @@
+"""Sequential commands against an open Watch: command latency and command -> emission latency.
+
+For each command (RecordHits on one of a small set of Targets, round robin,
+while one client watches AllTargets over that set):
+
+    send ──Execute──▶ ack                (CommandResult with visible_at)
+    send ───────────▶ emission           (first QueryResult whose watermark covers visible_at)
+                      ack ─▶ emission    (negative when the emission arrived first)
+
+A probe consumer (read_committed, like every Myko reader) on the Target topic
+timestamps when the event became readable in Kafka, which splits the path into
+"until committed and readable" and "from Kafka to the client" on both sides.
+The next command is sent only after the emission, so samples do not overlap.
+Before that, as many commands the handler rejects (RecordHits with count 0)
+time the gRPC round trip and dispatch alone, with no Kafka in the path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+import grpc
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.client import CommandClient, WatchStream, needed_positions
+from bench.cpu import CpuMeter, CpuUse
+from bench.samples import Samples
+from gen.app.v1 import commands_pb2, queries_pb2
+
+
+@dataclass
+class EndToEndResult:
+    command: Samples = field(default_factory=Samples)  # send -> ack
+    # send -> INVALID_ARGUMENT from the handler: gRPC and dispatch without Kafka
+    rejected: Samples = field(default_factory=Samples)
+    ack_to_emission: Samples = field(default_factory=Samples)
+    send_to_emission: Samples = field(default_factory=Samples)
+    send_to_kafka: Samples = field(default_factory=Samples)  # send -> readable in Kafka (probe)
+    kafka_to_ack: Samples = field(default_factory=Samples)
+    kafka_to_emission: Samples = field(default_factory=Samples)
+    emissions_before_ack: int = 0
+    cpu: CpuUse | None = None  # during the measured commands
+
+
+class KafkaProbe:
+    """Timestamps records on one topic as a read_committed reader first gets them."""
+
+    def __init__(self, bootstrap: str, topic: str, *, partitions: int) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._partitions = partitions
+        self._seen: dict[tuple[int, int], float] = {}
+        self._new = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            fetch_max_wait_ms=100,
+            client_id="bench-probe",
+        )
+        await consumer.start()
+        tps = [TopicPartition(self._topic, p) for p in range(self._partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name="bench-probe")
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            fetched = await self._consumer.getmany(timeout_ms=1000)
+            now = time.perf_counter()
+            for records in fetched.values():
+                for r in records:
+                    self._seen[(r.partition, r.offset)] = now
+            if fetched:
+                self._new.set()
+
+    async def seen_at(self, partition: int, offset: int) -> float:
+        while (partition, offset) not in self._seen:
+            self._new.clear()
+            await self._new.wait()
+        return self._seen.pop((partition, offset))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+async def _measure_rejected(
+    commands: CommandClient, target_id: str, *, count: int, warmup: int, out: Samples
+) -> None:
+    for i in range(warmup + count):
+        t0 = time.perf_counter()
+        try:
+            await commands.execute(commands_pb2.RecordHits(id=target_id, count=0))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                raise
+        else:
+            raise RuntimeError("RecordHits with count 0 was accepted; expected INVALID_ARGUMENT")
+        if i >= warmup:
+            out.add(time.perf_counter() - t0)
+
+
+async def create_targets(commands: CommandClient, ids: list[str]) -> None:
+    await commands.execute(
+        commands_pb2.ImportTargets(targets=[commands_pb2.SetTarget(id=i, name=i) for i in ids])
+    )
+
+
+async def measure_end_to_end(
+    *,
+    command_channel: grpc.aio.Channel,
+    query_channel: grpc.aio.Channel,
+    bootstrap: str,
+    target_topic: str,
+    partitions: int,
+    targets: int,
+    count: int,
+    warmup: int,
+    meter: CpuMeter,
+    timeout_s: float = 10.0,
+) -> EndToEndResult:
+    commands = CommandClient(command_channel)
+    ids = [f"e2e-{i:03d}" for i in range(targets)]
+    await create_targets(commands, ids)
+    probe = KafkaProbe(bootstrap, target_topic, partitions=partitions)
+    await probe.start()
+    stream = WatchStream(query_channel, queries_pb2.AllTargets())
+    out = EndToEndResult()
+    await _measure_rejected(commands, ids[0], count=count, warmup=warmup, out=out.rejected)
+    try:
+        async with asyncio.timeout(timeout_s):
+            await stream.wait_emissions(1)
+        cursor = len(stream.emissions)
+        for i in range(warmup + count):
+            if i == warmup:
+                meter.start()
+            t_send = time.perf_counter()
+            result = await commands.execute(commands_pb2.RecordHits(id=ids[i % targets], count=1))
+            t_ack = time.perf_counter()
+            landed = result.events[0].offset
+            async with asyncio.timeout(timeout_s):
+                idx = await stream.first_covering(needed_positions(result.visible_at), start=cursor)
+                t_kafka = await probe.seen_at(landed.partition, landed.offset)
+            t_emit = stream.emissions[idx].received_s
+            cursor = idx + 1
+            if i < warmup:
+                continue
+            if t_emit < t_ack:
+                out.emissions_before_ack += 1
+            out.command.add(t_ack - t_send)
+            out.ack_to_emission.add(t_emit - t_ack)
+            out.send_to_emission.add(t_emit - t_send)
+            out.send_to_kafka.add(t_kafka - t_send)
+            out.kafka_to_ack.add(t_ack - t_kafka)
+            out.kafka_to_emission.add(t_emit - t_kafka)
+        out.cpu = meter.stop()
+    finally:
+        await stream.close()
+        await probe.stop()
+    return out

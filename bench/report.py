@@ -1,0 +1,279 @@
+"""The benchmark's tables: printed to the terminal and recorded in docs/benchmarks.md.
+
+The recorded block sits between two markers, so prose written around it in
+docs/benchmarks.md (how to read the numbers, findings) survives a new run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cpu import CpuUse
+from bench.end_to_end import EndToEndResult
+from bench.fanout import FanoutResult
+from bench.kafka_floor import FloorResult
+from bench.machine import Machine
+from bench.samples import Samples
+from bench.throughput import ThroughputResult
+
+BEGIN = "<!-- bench:results:begin (written by `make bench`; edits inside are replaced) -->"
+END = "<!-- bench:results:end -->"
+TARGET_RATIO = 4.0
+
+_DOC_HEAD = """# Benchmarks
+
+`make bench` (`python -m bench`, options: `python -m bench --help`) measures, in one
+run on one broker, the raw Kafka floor and Myko on top of it, and records the
+result below. It is not a test: numbers vary with the machine and its load.
+
+"""
+
+
+@dataclass
+class BenchResults:
+    machine: Machine
+    command: str
+    floor_txn: FloorResult
+    floor_txn2: FloorResult
+    floor_plain: FloorResult
+    e2e: EndToEndResult
+    throughput: list[ThroughputResult]
+    fanout: list[FanoutResult]
+    duration_s: float
+
+
+def _ms(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds * 1000:.2f}"
+
+
+def _ratio(value: float, floor: float) -> str:
+    if math.isnan(value) or math.isnan(floor) or floor <= 0:
+        return "-"
+    return f"{value / floor:.1f}x"
+
+
+def _latency_rows(r: BenchResults) -> list[list[str]]:
+    txn, plain = r.floor_txn.produce_to_consume, r.floor_plain.produce_to_consume
+
+    def row(label: str, s: Samples) -> list[str]:
+        return [
+            label,
+            str(len(s)),
+            _ms(s.p50),
+            _ms(s.p99),
+            _ratio(s.p50, txn.p50),
+            _ratio(s.p99, txn.p99),
+            _ratio(s.p50, plain.p50),
+        ]
+
+    e = r.e2e
+    return [
+        row("Kafka floor: txn commit -> read_committed consume [FLOOR]", txn),
+        row("Kafka floor: txn send -> commit acknowledged", r.floor_txn.produce_ack),
+        row("Kafka txn, 2 records/2 topics (event + tx-log) -> consume", r.floor_txn2.produce_to_consume),
+        row("Kafka plain: produce -> consume (reference)", plain),
+        row("Kafka plain: produce acknowledged", r.floor_plain.produce_ack),
+        row("Myko: rejected command round trip (gRPC, no Kafka)", e.rejected),
+        row("Myko: command send -> ack", e.command),
+        row("Myko: command ack -> query emission", e.ack_to_emission),
+        row("Myko: command send -> query emission (end to end)", e.send_to_emission),
+        row("  breakdown: send -> event readable in Kafka", e.send_to_kafka),
+        row("  breakdown: readable in Kafka -> ack", e.kafka_to_ack),
+        row("  breakdown: readable in Kafka -> emission", e.kafka_to_emission),
+    ]
+
+
+_LATENCY_HEAD = ["Measure", "n", "p50 ms", "p99 ms", "p50 / floor", "p99 / floor p99", "p50 / plain"]
+
+
+def _throughput_rows(r: BenchResults) -> list[list[str]]:
+    floor = r.floor_txn.produce_to_consume.p50
+    rows = []
+    for t in r.throughput:
+        rows.append(
+            [
+                str(t.clients),
+                "1 hot target" if t.hot else "own target each",
+                str(t.commands),
+                f"{t.elapsed_s:.1f}",
+                f"{t.per_second:.0f}",
+                _ms(t.latency.p50),
+                _ms(t.latency.p99),
+                _ratio(t.latency.p50, floor),
+                str(t.errors),
+                "-" if t.lost_updates is None else str(t.lost_updates),
+            ]
+        )
+    return rows
+
+
+_THROUGHPUT_HEAD = [
+    "Clients",
+    "Targets",
+    "Commands",
+    "Seconds",
+    "Commands/s",
+    "p50 ms",
+    "p99 ms",
+    "p50 / floor",
+    "Errors",
+    "Lost updates",
+]
+
+
+def _fanout_rows(r: BenchResults) -> list[list[str]]:
+    return [
+        [
+            str(f.subscribers),
+            str(f.commands),
+            _ms(f.first_subscriber.p50),
+            _ms(f.first_subscriber.p99),
+            _ms(f.last_subscriber.p50),
+            _ms(f.last_subscriber.p99),
+        ]
+        for f in r.fanout
+    ]
+
+
+_FANOUT_HEAD = [
+    "Subscribers",
+    "Commands",
+    "ack -> first p50 ms",
+    "ack -> first p99 ms",
+    "ack -> last p50 ms",
+    "ack -> last p99 ms",
+]
+
+
+_CPU_NAMES = ("command", "repo", "query", "kafka", "bench", "other")
+_CPU_HEAD = ["Phase", *(f"{n} %" for n in _CPU_NAMES), *(f"{n} ms/cmd" for n in _CPU_NAMES)]
+
+
+def _cpu_rows(r: BenchResults) -> list[list[str]]:
+    phases: list[tuple[str, CpuUse | None, int]] = [("sequential end to end", r.e2e.cpu, len(r.e2e.command))]
+    phases += [
+        (f"throughput, {t.clients} clients{' hot' if t.hot else ''}", t.cpu, t.commands) for t in r.throughput
+    ]
+    phases += [(f"fan-out, {f.subscribers} subscribers", f.cpu, f.commands) for f in r.fanout]
+    rows = []
+    for label, cpu, ops in phases:
+        if cpu is None or ops == 0:
+            continue
+        pct = [f"{100 * cpu.seconds.get(n, 0.0) / cpu.wall_s:.0f}" for n in _CPU_NAMES]
+        per = [f"{1000 * cpu.seconds.get(n, 0.0) / ops:.2f}" for n in _CPU_NAMES]
+        rows.append([label, *pct, *per])
+    return rows
+
+
+def verdict(r: BenchResults) -> str:
+    floor = r.floor_txn.produce_to_consume.p50
+    e2e = r.e2e.send_to_emission.p50
+    ack = r.e2e.ack_to_emission.p50
+    met = e2e <= TARGET_RATIO * floor
+    return (
+        f"Target: end-to-end (send -> emission) p50 within {TARGET_RATIO:.0f}x the transactional "
+        f"floor p50: {_ms(e2e)} ms vs {TARGET_RATIO:.0f} x {_ms(floor)} = {_ms(TARGET_RATIO * floor)} ms "
+        f"-> {'MET' if met else 'NOT MET'} ({_ratio(e2e, floor)}). "
+        f"Ack -> emission p50 is {_ms(ack)} ms ({_ratio(ack, floor)} the floor)."
+    )
+
+
+def _notes(r: BenchResults) -> list[str]:
+    notes = [
+        "FLOOR = the transactional produce->consume p50/p99 (how Myko uses Kafka); "
+        "'p50 / plain' compares with a plain acks=all produce -> read_uncommitted consume.",
+    ]
+    if r.e2e.emissions_before_ack:
+        notes.append(
+            f"{r.e2e.emissions_before_ack} of {len(r.e2e.command)} emissions reached the watcher "
+            "before the command's ack (negative ack -> emission)."
+        )
+    hot_lost = [t for t in r.throughput if t.hot and t.lost_updates]
+    if hot_lost:
+        notes.append(f"LOST UPDATES on the hot target: {[t.lost_updates for t in hot_lost]}")
+    return notes
+
+
+def _text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(len(head))]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return [fmt(head), "  ".join("-" * w for w in widths), *(fmt(row) for row in rows)]
+
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    align = ["---", *("---:" for _ in head[1:])]
+    return [
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join(align) + " |",
+        *("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows),
+    ]
+
+
+def render_text(r: BenchResults) -> str:
+    out = [f"Myko benchmark ({r.command}), {r.duration_s:.0f} s", ""]
+    out += [f"  {k}: {v}" for k, v in r.machine.lines()]
+    out += ["", "Latency (sequential, one command at a time)", *_text_table(_LATENCY_HEAD, _latency_rows(r))]
+    out += ["", "Throughput (concurrent clients)", *_text_table(_THROUGHPUT_HEAD, _throughput_rows(r))]
+    out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
+    out += ["", "CPU by process (% of one core; ms per command)", *_text_table(_CPU_HEAD, _cpu_rows(r))]
+    out += ["", verdict(r), *_notes(r)]
+    return "\n".join(out)
+
+
+def render_markdown(r: BenchResults) -> str:
+    out = [
+        BEGIN,
+        f"## Last run: {r.machine.date_utc} UTC",
+        "",
+        f"Command: `{r.command}` (took {r.duration_s:.0f} s).",
+        "",
+        "| Machine | |",
+        "| --- | --- |",
+        *(f"| {k} | {v} |" for k, v in r.machine.lines()),
+        "",
+        "### Latency (sequential, one command at a time)",
+        "",
+        *_md_table(_LATENCY_HEAD, _latency_rows(r)),
+        "",
+        f"**{verdict(r)}**",
+        "",
+        *(f"- {n}" for n in _notes(r)),
+        "",
+        "### Throughput (concurrent clients, one Execute in flight each)",
+        "",
+        *_md_table(_THROUGHPUT_HEAD, _throughput_rows(r)),
+        "",
+        "### Fan-out (identical Watch subscribers, one connection each)",
+        "",
+        *_md_table(_FANOUT_HEAD, _fanout_rows(r)),
+        "",
+        "### CPU by process (% of one core over the phase; CPU ms per measured command)",
+        "",
+        *_md_table(_CPU_HEAD, _cpu_rows(r)),
+        END,
+    ]
+    return "\n".join(out) + "\n"
+
+
+def write_markdown(path: Path, r: BenchResults) -> None:
+    """Replace the recorded block in `path`, keeping everything around it."""
+    block = render_markdown(r)
+    if path.exists():
+        text = path.read_text()
+        start, end = text.find(BEGIN), text.find(END)
+        if start >= 0 and end > start:
+            rest = text[end + len(END) :].lstrip("\n")
+            path.write_text(text[:start] + block + ("\n" + rest if rest else ""))
+            return
+        path.write_text(text.rstrip("\n") + "\n\n" + block)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_DOC_HEAD + block)
