@@ -89,6 +89,9 @@ class TopicReader:
         self._consumer = consumer
         self._watermark = Watermark({(tp.topic, tp.partition): 0 for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
+        # Tell the consumer where it starts, so even an empty store reports
+        # every partition in its watermark.
+        self._on_batch([], self._watermark)
         self._check_caught_up()
         self._task = asyncio.create_task(self._run(), name=f"{self._client_id}-loop")
 
