@@ -113,14 +113,19 @@ class _Failure(Exception):
 
 
 class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self) -> None:
+    def __init__(self, saga: str) -> None:
+        self.saga = saga
         self.event = asyncio.Event()
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
-        log.info("assigned %s", sorted(f"{tp.topic}/{tp.partition}" for tp in assigned))
+        log.info(
+            "saga %s: assigned %s",
+            self.saga,
+            sorted(f"{tp.topic}/{tp.partition}" for tp in assigned) or "nothing",
+        )
         self.event.set()
 
 
@@ -153,7 +158,7 @@ class SagaRunner:
         self._after_execute = after_execute
         self._classes = {entities.of(cls).topic(kafka.topic_prefix): cls for cls in registration.sources}
         self.group_id = f"{kafka.topic_prefix}{config.group_id}.{self.name}"
-        self._joined = _Joined()
+        self._joined = _Joined(self.name)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
