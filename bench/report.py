@@ -71,7 +71,7 @@ def _latency_rows(r: BenchResults) -> list[list[str]]:
 
     e = r.e2e
     return [
-        row("Kafka floor: txn commit -> read_committed consume [FLOOR]", txn),
+        row("Kafka floor: txn send -> read_committed consume [FLOOR]", txn),
         row("Kafka floor: txn send -> commit acknowledged", r.floor_txn.produce_ack),
         row("Kafka txn, 2 records/2 topics (event + tx-log) -> consume", r.floor_txn2.produce_to_consume),
         row("Kafka plain: produce -> consume (reference)", plain),

@@ -1,0 +1,62 @@
+"""The benchmark's bookkeeping (no broker): percentiles, the verdict, and docs/benchmarks.md upkeep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.cpu import CpuUse
+from bench.end_to_end import EndToEndResult
+from bench.fanout import FanoutResult
+from bench.kafka_floor import FloorResult
+from bench.machine import describe_machine
+from bench.report import BEGIN, END, BenchResults, render_text, write_markdown
+from bench.samples import Samples
+from bench.throughput import ThroughputResult
+
+
+def ms(*values: float) -> Samples:
+    return Samples([v / 1000 for v in values])
+
+
+def results(*, e2e_ms: float) -> BenchResults:
+    e2e = EndToEndResult(
+        command=ms(e2e_ms - 1), ack_to_emission=ms(1.0), send_to_emission=ms(e2e_ms), rejected=ms(0.5)
+    )
+    e2e.cpu = CpuUse({"command": 0.5, "other": 0.1}, wall_s=1.0)
+    return BenchResults(
+        machine=describe_machine(kafka="Apache Kafka test", load_at_start="0.00 0.00 0.00"),
+        command="make bench",
+        floor_txn=FloorResult(ms(4.0), ms(3.0)),
+        floor_txn2=FloorResult(ms(4.0), ms(3.0)),
+        floor_plain=FloorResult(ms(1.0), ms(0.8)),
+        e2e=e2e,
+        throughput=[ThroughputResult(clients=8, hot=True, commands=100, elapsed_s=2.0, lost_updates=0)],
+        fanout=[FanoutResult(subscribers=100, commands=10)],
+        duration_s=60.0,
+    )
+
+
+def test_percentiles_are_observed_values_by_nearest_rank() -> None:
+    s = Samples([float(v) for v in range(100, 0, -1)])
+    assert (s.p50, s.p99, s.percentile(100)) == (50.0, 99.0, 100.0)
+    assert Samples([7.0]).p99 == 7.0
+
+
+def test_verdict_compares_end_to_end_p50_with_four_times_the_transactional_floor() -> None:
+    assert "-> MET (4.0x)" in render_text(results(e2e_ms=16.0))
+    assert "-> NOT MET (4.2x)" in render_text(results(e2e_ms=17.0))
+
+
+def test_a_new_run_replaces_only_the_recorded_block(tmp_path: Path) -> None:
+    doc = tmp_path / "benchmarks.md"
+    write_markdown(doc, results(e2e_ms=10.0))
+    assert doc.read_text().count(BEGIN) == 1
+    doc.write_text(
+        "# Title\n\nHow to read it.\n\n" + doc.read_text().split("\n\n", 2)[2] + "\n## Findings\n\nKept.\n"
+    )
+
+    write_markdown(doc, results(e2e_ms=12.0))
+    text = doc.read_text()
+    assert text.startswith("# Title\n\nHow to read it.\n\n" + BEGIN)
+    assert text.endswith(END + "\n\n## Findings\n\nKept.\n")
+    assert text.count(BEGIN) == 1 and "| 12.00 |" in text and "| 10.00 |" not in text
