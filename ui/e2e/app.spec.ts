@@ -73,7 +73,7 @@ test("edit and delete show up in the other page", async ({ context }) => {
   await createTarget(a, name);
   await expect(row(b, name)).toBeVisible();
 
-  await row(a, name).getByRole("button", { name: "Edit" }).click();
+  await row(a, name).getByRole("button", { name: "Edit", exact: true }).click();
   const editor = a.getByTestId("target-editor");
   await editor.locator("input[name=name]").fill(`${name} (edited)`);
   await editor.locator("select[name=status]").selectOption({ label: "Paused" });
@@ -89,10 +89,23 @@ test("edit and delete show up in the other page", async ({ context }) => {
   await expect(row(b, `Gate ${run}`)).toHaveCount(0);
 
   const mine = row(a, `${name} (edited)`);
-  await mine.getByRole("button", { name: "Delete" }).click();
-  await mine.getByRole("button", { name: "Confirm delete" }).click();
+  await mine.getByRole("button", { name: "Delete", exact: true }).click();
+  await mine.getByRole("button", { name: "Confirm delete", exact: true }).click();
   await expect(row(a, `${name} (edited)`)).toHaveCount(0);
   await expect(row(b, `${name} (edited)`)).toHaveCount(0, { timeout: 2_000 });
+});
+
+test("hits recorded in one page count up in the other", async ({ context }) => {
+  const a = await context.newPage();
+  const b = await context.newPage();
+  await openTargets(a);
+  await openTargets(b);
+  const name = `Hit me ${run}`;
+  await createTarget(a, name);
+  const hits = row(b, name).locator("td.hits");
+  await expect(hits).toContainText("0");
+  for (let i = 0; i < 3; i++) await row(a, name).getByRole("button", { name: `Record a hit on ${name}` }).click();
+  await expect(hits).toHaveText(/^\s*3\b/, { timeout: 3_000 });
 });
 
 test("a command the service rejects shows its error", async ({ page }) => {
