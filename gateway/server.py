@@ -17,6 +17,7 @@ from gateway.upstreams import Upstreams
 from myko.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
+_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class Gateway:
@@ -36,7 +37,8 @@ class Gateway:
         self.port = settings.port
 
     def build_app(self) -> web.Application:
-        app = web.Application()
+        # Larger than any message the services accept, so they answer with a gRPC status.
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         cors = Cors(self._settings.cors_origins)
         proxy = GrpcWebProxy(self._upstreams, LiveBus(self.hub))
         ui = UiFiles(Path(self._settings.ui_dist))
