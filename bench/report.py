@@ -191,6 +191,19 @@ def _notes(r: BenchResults) -> list[str]:
             f"{r.e2e.emissions_before_ack} of {len(r.e2e.command)} emissions reached the watcher "
             "before the command's ack (negative ack -> emission)."
         )
+    # query_svc's CPU per change by subscriber count: the evaluation is shared, so
+    # growth is the per-stream cost of sending the shared payload.
+    per_change = [
+        (f.subscribers, 1e6 * f.cpu.seconds.get("query", 0.0) / f.commands)
+        for f in r.fanout
+        if f.cpu is not None and f.commands
+    ]
+    if len(per_change) >= 2 and per_change[-1][0] > per_change[0][0]:
+        (n0, us0), (n1, us1) = per_change[0], per_change[-1]
+        notes.append(
+            f"Fan-out: query_svc CPU per change {us0:.0f} us with {n0} subscriber(s), {us1:.0f} us "
+            f"with {n1}: {(us1 - us0) / (n1 - n0):.0f} us per extra subscriber."
+        )
     hot_lost = [t for t in r.throughput if t.hot and t.lost_updates]
     if hot_lost:
         notes.append(f"LOST UPDATES on the hot target: {[t.lost_updates for t in hot_lost]}")
