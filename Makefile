@@ -23,7 +23,7 @@ STAMP_JARS := kafka/target/.myko-setup
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
-	ui-build chromium run run-cluster bench clean distclean
+	ui-build chromium screenshot run run-cluster bench clean distclean
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
@@ -100,6 +100,10 @@ test-ui: setup chromium
 	cd ui && npx vitest run
 	$(MAKE) ui-build
 	cd ui && MYKO_CHROMIUM=$(CHROMIUM) npx playwright test $(E2E_ARGS)
+
+# Retakes docs/screenshot.png (shown in the README) from a freshly seeded stack.
+screenshot: setup chromium ui-build
+	cd ui && MYKO_UPDATE_SCREENSHOT=1 MYKO_CHROMIUM=$(CHROMIUM) npx playwright test --grep screenshot
 
 # Debian's Chromium for the browser tests (Playwright never downloads a browser here).
 chromium:
