@@ -125,7 +125,7 @@ def _say(text: str) -> None:
 @dataclass
 class _Measured:
     floor_txn: FloorResult
-    floor_txn2: FloorResult
+    floor_myko_shape: FloorResult
     floor_plain: FloorResult
     e2e: EndToEndResult
     throughput: list[ThroughputResult]
@@ -151,9 +151,9 @@ async def _measure(
     floor_txn = await measure_floor(
         bootstrap, transactional=True, count=opts.floor_count, warmup=opts.floor_warmup
     )
-    _say(f"Kafka floor, transactional with a second record: {opts.floor_count} messages ...")
-    floor_txn2 = await measure_floor(
-        bootstrap, transactional=True, second_record=True, count=opts.floor_count, warmup=opts.floor_warmup
+    _say(f"Kafka, transactions shaped like Myko's: {opts.floor_count} messages ...")
+    floor_myko_shape = await measure_floor(
+        bootstrap, transactional=True, tx_log_record=True, count=opts.floor_count, warmup=opts.floor_warmup
     )
     _say(f"Kafka floor, plain: {opts.floor_count} messages ...")
     floor_plain = await measure_floor(
@@ -212,7 +212,7 @@ async def _measure(
     finally:
         await command_channel.close(None)
         await query_channel.close(None)
-    return _Measured(floor_txn, floor_txn2, floor_plain, e2e, throughput, fanout)
+    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         command="make bench" + (f" ARGS={shlex.quote(args)}" if args else ""),
         duration_s=time.perf_counter() - began,
         floor_txn=measured.floor_txn,
-        floor_txn2=measured.floor_txn2,
+        floor_myko_shape=measured.floor_myko_shape,
         floor_plain=measured.floor_plain,
         e2e=measured.e2e,
         throughput=measured.throughput,

@@ -7,9 +7,10 @@ one has been consumed):
   producer (acks=all, linger 0) commits one record per transaction, and a
   read_committed consumer without a group (Myko's TopicReader settings) sees it
   once the commit marker has moved the last stable offset;
-- the same with a second record on a second topic in each transaction: the
-  shape of a Myko command (its event plus its tx-log record), so the cost of
-  that record is visible apart from Myko's own;
+- the same with the shape of a Myko command's transaction: the event, then,
+  once its offset is known, a tx-log record on a second topic (myko/publisher.py
+  writes the event's offset into that record), so the cost of that shape is
+  visible apart from Myko's own;
 - plain, for reference: acks=all, linger 0, no transaction, read_uncommitted.
 
 The clock starts before the producer is called and stops when the consumer
@@ -104,13 +105,13 @@ async def measure_floor(
     transactional: bool,
     count: int,
     warmup: int,
-    second_record: bool = False,
+    tx_log_record: bool = False,
     timeout_s: float = 10.0,
 ) -> FloorResult:
     run = uuid.uuid4().hex[:8]
     topic = f"bench.floor.{'txn' if transactional else 'plain'}.{run}"
     side_topic = f"bench.floor.txlog.{run}"
-    await create_topics(bootstrap, [topic, side_topic] if second_record else [topic])
+    await create_topics(bootstrap, [topic, side_topic] if tx_log_record else [topic])
     consumer = await _consumer(
         bootstrap, topic, isolation_level="read_committed" if transactional else "read_uncommitted"
     )
@@ -131,12 +132,11 @@ async def measure_floor(
             key = str(i).encode()
             t0 = time.perf_counter()
             if transactional:
-                # As myko/publisher.py: wait for the record's offset, then commit.
+                # As myko/publisher.py: wait for each record's offset, then commit.
                 async with producer.transaction():
-                    sent = [await producer.send(topic, key=key, value=PAYLOAD)]
-                    if second_record:
-                        sent.append(await producer.send(side_topic, key=key, value=PAYLOAD))
-                    await asyncio.gather(*sent)
+                    await (await producer.send(topic, key=key, value=PAYLOAD))
+                    if tx_log_record:
+                        await (await producer.send(side_topic, key=key, value=PAYLOAD))
             else:
                 await producer.send_and_wait(topic, key=key, value=PAYLOAD)
             acked = time.perf_counter()

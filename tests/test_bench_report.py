@@ -27,7 +27,7 @@ def results(*, e2e_ms: float) -> BenchResults:
         machine=describe_machine(kafka="Apache Kafka test", load_at_start="0.00 0.00 0.00"),
         command="make bench",
         floor_txn=FloorResult(ms(4.0), ms(3.0)),
-        floor_txn2=FloorResult(ms(4.0), ms(3.0)),
+        floor_myko_shape=FloorResult(ms(4.0), ms(3.0)),
         floor_plain=FloorResult(ms(1.0), ms(0.8)),
         e2e=e2e,
         throughput=[ThroughputResult(clients=8, hot=True, commands=100, elapsed_s=2.0, lost_updates=0)],
