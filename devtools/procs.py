@@ -180,17 +180,25 @@ class ServiceProcess:
         if self._proc is None:
             return
         pid = self._proc.pid
+        began = time.monotonic()
+        how = "had already exited"
         if not _has_exited(pid):
             _signal_group(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout_s
-            while not _has_exited(pid) and time.monotonic() < deadline:
+            how = "stopped by SIGTERM"
+            deadline = began + timeout_s
+            while not _has_exited(pid):
+                if time.monotonic() >= deadline:
+                    how = f"SIGKILLed: still running {timeout_s}s after SIGTERM"
+                    break
                 time.sleep(0.05)
         self._kill_group_and_reap()
+        self._log_event(f"{how}; exit code {self._returncode} after {time.monotonic() - began:.1f}s")
 
     def kill(self) -> None:
         """SIGKILL the process group at once (a crash, for fault tests)."""
         if self._proc is not None:
             self._kill_group_and_reap()
+            self._log_event(f"killed with SIGKILL; exit code {self._returncode}")
 
     def restart(self, *, timeout_s: float = 10.0) -> ServiceProcess:
         """stop() then start(); call wait_healthy() to know it is back."""
@@ -222,6 +230,10 @@ class ServiceProcess:
         # reused: killing the group now also catches children that outlived it.
         _signal_group(self._proc.pid, signal.SIGKILL)
         self._reap()
+
+    def _log_event(self, text: str) -> None:
+        with self.log_path.open("ab") as log:
+            _write_banner(log, f"{self.name}: {text}")
 
     def _reap(self) -> None:
         if self._proc is None:

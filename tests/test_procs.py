@@ -143,6 +143,7 @@ def test_stop_escalates_to_sigkill(svc_dir: Path) -> None:
         assert time.monotonic() - started < 3
     assert svc.returncode == -9
     assert gone(child)
+    assert "SIGKILLed: still running 0.5s after SIGTERM" in svc.log_path.read_text()
 
 
 def test_kill_then_restart(svc_dir: Path) -> None:
@@ -160,7 +161,9 @@ def test_kill_then_restart(svc_dir: Path) -> None:
         svc.wait_healthy(timeout_s=10)
         third = grandchild(svc_dir)
     assert gone(second) and gone(third)
-    assert svc.log_path.read_text().count("===== ") == 3  # restarts append to one log
+    log = svc.log_path.read_text()
+    assert log.count(" starting fake: ") == 3  # restarts append to one log
+    assert "killed with SIGKILL" in log
 
 
 def test_crash_on_start_reports_the_log(svc_dir: Path) -> None:
