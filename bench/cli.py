@@ -215,6 +215,27 @@ async def _measure(
     return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout)
 
 
+def _run_services(opts: Options, *, bootstrap: str, kafka_pid: int | None) -> _Measured:
+    """Start the services, measure everything, stop the services (also on failure)."""
+    topic_prefix = f"bench{uuid.uuid4().hex[:8]}."
+    log_dir = ROOT / ".run" / "bench" / topic_prefix.rstrip(".")
+    stack, ports = myko_stack(
+        bootstrap_servers=bootstrap, topic_prefix=topic_prefix, log_dir=log_dir, partitions=opts.partitions
+    )
+    _say(f"Starting repo_svc, command_svc, query_svc (logs in {log_dir}) ...")
+    with stack:
+        return asyncio.run(
+            _measure(
+                opts,
+                bootstrap=bootstrap,
+                stack=stack,
+                ports=ports,
+                topic_prefix=topic_prefix,
+                kafka_pid=kafka_pid,
+            )
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_options(argv)
     # aiokafka logs retried metadata races on fresh topics as warnings; they are harmless here.
@@ -222,37 +243,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.perf_counter()
     load_at_start = load_average()
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    kafka: LocalKafka | None = None
-    if external:
-        bootstrap, kafka_version = external, f"external ({external})"
-    else:
-        kafka = LocalKafka()
-        _say("Starting a local Kafka ...")
-        kafka.start()
-        bootstrap, kafka_version = kafka.bootstrap_servers, local_kafka_version() + " (single node, KRaft)"
-    # Our broker's JVM, found by its private data directory, so its CPU is counted apart.
-    kafka_pids = pids_with_argument(str(kafka.data_dir)) if kafka is not None else []
-    topic_prefix = f"bench{uuid.uuid4().hex[:8]}."
-    log_dir = ROOT / ".run" / "bench" / topic_prefix.rstrip(".")
+    kafka = None if external else LocalKafka()
     try:
-        stack, ports = myko_stack(
-            bootstrap_servers=bootstrap,
-            topic_prefix=topic_prefix,
-            log_dir=log_dir,
-            partitions=opts.partitions,
-        )
-        _say(f"Starting repo_svc, command_svc, query_svc (logs in {log_dir}) ...")
-        with stack:
-            measured = asyncio.run(
-                _measure(
-                    opts,
-                    bootstrap=bootstrap,
-                    stack=stack,
-                    ports=ports,
-                    topic_prefix=topic_prefix,
-                    kafka_pid=kafka_pids[0] if len(kafka_pids) == 1 else None,
-                )
-            )
+        if kafka is None:
+            bootstrap, kafka_version, kafka_pid = external, f"external ({external})", None
+        else:
+            _say("Starting a local Kafka ...")
+            kafka.start()
+            bootstrap = kafka.bootstrap_servers
+            kafka_version = local_kafka_version() + " (single node, KRaft)"
+            # Our broker's JVM, found by its private data directory, so its CPU is counted apart.
+            pids = pids_with_argument(str(kafka.data_dir))
+            kafka_pid = pids[0] if len(pids) == 1 else None
+        measured = _run_services(opts, bootstrap=bootstrap, kafka_pid=kafka_pid)
     finally:
         if kafka is not None:
             _say("Stopping Kafka ...")

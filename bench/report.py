@@ -164,8 +164,9 @@ def _cpu_rows(r: BenchResults) -> list[list[str]]:
     for label, cpu, ops in phases:
         if cpu is None or ops == 0:
             continue
-        pct = [f"{100 * cpu.seconds.get(n, 0.0) / cpu.wall_s:.0f}" for n in _CPU_NAMES]
-        per = [f"{1000 * cpu.seconds.get(n, 0.0) / ops:.2f}" for n in _CPU_NAMES]
+        # "-" for a process not measured (an external Kafka is not ours to read).
+        pct = [f"{100 * cpu.seconds[n] / cpu.wall_s:.0f}" if n in cpu.seconds else "-" for n in _CPU_NAMES]
+        per = [f"{1000 * cpu.seconds[n] / ops:.2f}" if n in cpu.seconds else "-" for n in _CPU_NAMES]
         rows.append([label, *pct, *per])
     return rows
 
