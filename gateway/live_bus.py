@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import grpc
 from google.protobuf.message import DecodeError
 
@@ -12,43 +10,42 @@ from gateway.metadata import Metadata
 from gateway.status import StatusError
 from gen.myko.v1 import live_pb2
 
-_M = TypeVar("_M", live_pb2.LiveOpen, live_pb2.LiveSubscribe, live_pb2.LiveUnsubscribe)
-_ACK = live_pb2.LiveAck().SerializeToString()
-
 
 class LiveBus:
     def __init__(self, hub: LiveHub) -> None:
         self._hub = hub
 
-    def open(self, payload: bytes) -> Session:
-        _parse(live_pb2.LiveOpen, payload)
-        return self._hub.open()
+    def open(self, payload: bytes, metadata: Metadata) -> Session:
+        """Validates the whole request first: a bad one opens nothing."""
+        try:
+            req = live_pb2.LiveOpen.FromString(payload)
+        except DecodeError as exc:
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, f"not a myko.v1.LiveOpen: {exc}") from None
+        subs: list[tuple[str, FeedKey]] = []
+        seen: set[str] = set()
+        for i, sub in enumerate(req.subscriptions):
+            if not sub.sub_id:
+                raise StatusError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"subscriptions[{i}].sub_id: must not be empty"
+                )
+            if sub.sub_id in seen:
+                raise StatusError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"subscriptions[{i}].sub_id: {sub.sub_id!r} is repeated"
+                )
+            seen.add(sub.sub_id)
+            which = sub.WhichOneof("request")
+            if which == "query":
+                request = sub.query.SerializeToString(deterministic=True)
+                subs.append((sub.sub_id, FeedKey(FeedKind.QUERY, request, metadata)))
+            elif which == "report":
+                request = sub.report.SerializeToString(deterministic=True)
+                subs.append((sub.sub_id, FeedKey(FeedKind.REPORT, request, metadata)))
+            else:
+                raise StatusError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"subscriptions[{i}].request: set either query or report",
+                )
+        return self._hub.open(subs)
 
     def close(self, session: Session) -> None:
         self._hub.close(session)
-
-    def subscribe(self, payload: bytes, metadata: Metadata) -> bytes:
-        req = _parse(live_pb2.LiveSubscribe, payload)
-        which = req.WhichOneof("request")
-        if which == "query":
-            key = FeedKey(FeedKind.QUERY, req.query.SerializeToString(deterministic=True), metadata)
-        elif which == "report":
-            key = FeedKey(FeedKind.REPORT, req.report.SerializeToString(deterministic=True), metadata)
-        else:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "request: set either query or report")
-        self._hub.subscribe(req.session_id, req.sub_id, key)
-        return _ACK
-
-    def unsubscribe(self, payload: bytes) -> bytes:
-        req = _parse(live_pb2.LiveUnsubscribe, payload)
-        self._hub.unsubscribe(req.session_id, req.sub_id)
-        return _ACK
-
-
-def _parse(cls: type[_M], payload: bytes) -> _M:
-    try:
-        return cls.FromString(payload)
-    except DecodeError as exc:
-        raise StatusError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"not a {cls.DESCRIPTOR.full_name}: {exc}"
-        ) from None

@@ -1,7 +1,7 @@
-"""LiveBus core: browser sessions, their subscriptions, and shared upstream Watch streams.
+"""LiveBus core: open streams (sessions), their subscriptions, and shared upstream Watch streams.
 
-A session is one browser page's Open stream. Each subscription of a session is
-fed by a Feed: one upstream QueryBus/ReportBus Watch over HTTP/2, shared by every
+A session is one Open stream of a browser page, with the fixed set of
+subscriptions it was opened with. Each subscription is fed by a Feed: one upstream QueryBus/ReportBus Watch over HTTP/2, shared by every
 subscription (of any session) with the same request and metadata. Emissions are
 full values, so a session keeps only the newest undelivered frame per
 subscription: a slow page coalesces instead of queueing, and its memory is
@@ -15,7 +15,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -111,7 +111,7 @@ class Session:
         self._wake.set()
 
     async def frames(self) -> AsyncIterator[bytes]:
-        opened = live_pb2.LiveOpened(session_id=self.id, heartbeat_interval_ms=int(self._heartbeat_s * 1000))
+        opened = live_pb2.LiveOpened(heartbeat_interval_ms=int(self._heartbeat_s * 1000))
         yield live_pb2.LiveFrame(opened=opened).SerializeToString()
         heartbeat = live_pb2.LiveFrame(heartbeat=live_pb2.LiveHeartbeat()).SerializeToString()
         while not self._closed:
@@ -176,7 +176,7 @@ class LiveHub:
     def __init__(self, upstreams: Upstreams, *, heartbeat_s: float, max_subs_per_session: int = 256) -> None:
         self._upstreams = upstreams
         self._heartbeat_s = heartbeat_s
-        self._max_subs = max_subs_per_session
+        self.max_subs = max_subs_per_session
         self._sessions: dict[str, Session] = {}
         self._feeds: dict[FeedKey, Feed] = {}
 
@@ -188,37 +188,27 @@ class LiveHub:
     def feed_count(self) -> int:
         return len(self._feeds)
 
-    def open(self) -> Session:
-        session = Session(secrets.token_urlsafe(16), heartbeat_s=self._heartbeat_s)
+    def open(self, subscriptions: Sequence[tuple[str, FeedKey]]) -> Session:
+        """A session fed by these (sub_id, key) pairs; validate them before calling."""
+        if len(subscriptions) > self.max_subs:
+            raise StatusError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"a stream may carry at most {self.max_subs} subscriptions",
+            )
+        session = Session(secrets.token_urlsafe(12), heartbeat_s=self._heartbeat_s)
         self._sessions[session.id] = session
+        for sub_id, key in subscriptions:
+            feed = self._feeds.get(key)
+            if feed is None:
+                feed = self._feeds[key] = Feed(key, self, self._upstreams)
+            session.subs[sub_id] = feed
+            feed.add(session, sub_id)
         return session
 
     def close(self, session: Session) -> None:
         session.close()
         self._sessions.pop(session.id, None)
         for sub_id in list(session.subs):
-            self._detach(session, sub_id)
-
-    def subscribe(self, session_id: str, sub_id: str, key: FeedKey) -> None:
-        session = self._session(session_id)
-        if not sub_id:
-            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, "sub_id must not be empty")
-        if sub_id in session.subs:
-            self._detach(session, sub_id)
-        elif len(session.subs) >= self._max_subs:
-            raise StatusError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"a session may hold at most {self._max_subs} subscriptions",
-            )
-        feed = self._feeds.get(key)
-        if feed is None:
-            feed = self._feeds[key] = Feed(key, self, self._upstreams)
-        session.subs[sub_id] = feed
-        feed.add(session, sub_id)
-
-    def unsubscribe(self, session_id: str, sub_id: str) -> None:
-        session = self._session(session_id)
-        if sub_id in session.subs:
             self._detach(session, sub_id)
 
     def feed_ended(self, feed: Feed, code: grpc.StatusCode, message: str) -> None:
@@ -239,12 +229,6 @@ class LiveHub:
             feed.cancel()
         for feed in feeds:
             await feed.wait_closed()
-
-    def _session(self, session_id: str) -> Session:
-        session = self._sessions.get(session_id)
-        if session is None:
-            raise StatusError(grpc.StatusCode.NOT_FOUND, f"live session {session_id!r} is not open")
-        return session
 
     def _detach(self, session: Session, sub_id: str) -> None:
         feed = session.subs.pop(sub_id)

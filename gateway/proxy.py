@@ -12,13 +12,12 @@ from gateway.framing import FramingError, decode_frames, decode_text, single_mes
 from gateway.live_bus import LiveBus
 from gateway.metadata import Metadata, MetadataError, parse_timeout, request_metadata
 from gateway.responder import Responder, WireMode
-from gateway.routes import LIVE_OPEN, LIVE_SUBSCRIBE, LIVE_UNSUBSCRIBE, PUBLIC_ROUTES, CallKind, Route
+from gateway.routes import LIVE_OPEN, PUBLIC_ROUTES, CallKind, Route
 from gateway.status import StatusError
 from gateway.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 _OK = grpc.StatusCode.OK.value[0]
-_LIVE_METHODS = (LIVE_OPEN, LIVE_SUBSCRIBE, LIVE_UNSUBSCRIBE)
 
 
 class GrpcWebProxy:
@@ -35,7 +34,7 @@ class GrpcWebProxy:
         responder = Responder(request, mode)
         path = request.path
         route = PUBLIC_ROUTES.get(path)
-        if route is None and path not in _LIVE_METHODS:
+        if route is None and path != LIVE_OPEN:
             return await _fail(
                 responder, StatusError(grpc.StatusCode.UNIMPLEMENTED, f"{path} is not served here")
             )
@@ -46,7 +45,7 @@ class GrpcWebProxy:
             metadata = request_metadata(request.headers)
             if route is not None:
                 return await self._forward(responder, path, route, payload, timeout_s, metadata)
-            return await self._serve_live(responder, path, payload, metadata)
+            return await self._serve_open(responder, payload, metadata)
         except (FramingError, MetadataError) as exc:
             return await _fail(responder, StatusError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
         except StatusError as exc:
@@ -92,20 +91,10 @@ class GrpcWebProxy:
             stream.cancel()
         return await responder.finish(_OK, "", await stream.trailing_metadata())
 
-    async def _serve_live(
-        self, responder: Responder, path: str, payload: bytes, metadata: Metadata
+    async def _serve_open(
+        self, responder: Responder, payload: bytes, metadata: Metadata
     ) -> web.StreamResponse:
-        if path == LIVE_SUBSCRIBE:
-            reply = self._live.subscribe(payload, metadata)
-        elif path == LIVE_UNSUBSCRIBE:
-            reply = self._live.unsubscribe(payload)
-        else:
-            return await self._serve_open(responder, payload)
-        await responder.message(reply)
-        return await responder.finish(_OK)
-
-    async def _serve_open(self, responder: Responder, payload: bytes) -> web.StreamResponse:
-        session = self._live.open(payload)
+        session = self._live.open(payload, metadata)
         log.debug("live session %s opened", session.id)
         try:
             async for frame in session.frames():

@@ -37,5 +37,3 @@ PUBLIC_ROUTES: dict[str, Route] = {
 
 # Served by the gateway itself (gateway/live_bus.py).
 LIVE_OPEN = "/myko.v1.LiveBus/Open"
-LIVE_SUBSCRIBE = "/myko.v1.LiveBus/Subscribe"
-LIVE_UNSUBSCRIBE = "/myko.v1.LiveBus/Unsubscribe"

@@ -78,7 +78,7 @@ class Gateway:
             {
                 "status": "SERVING",
                 "upstreams": self._upstreams.states(),
-                "live_sessions": self.hub.session_count,
+                "live_streams": self.hub.session_count,
                 "live_feeds": self.hub.feed_count,
             }
         )

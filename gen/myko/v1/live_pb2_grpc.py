@@ -30,8 +30,8 @@ class LiveBusStub:
     reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
     connections per origin and every open server stream holds one, so a page
     with twenty live views cannot open twenty Watch streams. The page opens one
-    session with Open and adds or removes subscriptions with short unary calls;
-    the gateway holds the upstream Watch streams over HTTP/2. See docs/ui-streams.md.
+    stream carrying all its subscriptions; the gateway holds the upstream Watch
+    streams over HTTP/2. See docs/ui-streams.md.
     """
 
     def __init__(self, channel):
@@ -45,16 +45,6 @@ class LiveBusStub:
                 request_serializer=myko_dot_v1_dot_live__pb2.LiveOpen.SerializeToString,
                 response_deserializer=myko_dot_v1_dot_live__pb2.LiveFrame.FromString,
                 _registered_method=True)
-        self.Subscribe = channel.unary_unary(
-                '/myko.v1.LiveBus/Subscribe',
-                request_serializer=myko_dot_v1_dot_live__pb2.LiveSubscribe.SerializeToString,
-                response_deserializer=myko_dot_v1_dot_live__pb2.LiveAck.FromString,
-                _registered_method=True)
-        self.Unsubscribe = channel.unary_unary(
-                '/myko.v1.LiveBus/Unsubscribe',
-                request_serializer=myko_dot_v1_dot_live__pb2.LiveUnsubscribe.SerializeToString,
-                response_deserializer=myko_dot_v1_dot_live__pb2.LiveAck.FromString,
-                _registered_method=True)
 
 
 class LiveBusServicer:
@@ -62,29 +52,17 @@ class LiveBusServicer:
     reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
     connections per origin and every open server stream holds one, so a page
     with twenty live views cannot open twenty Watch streams. The page opens one
-    session with Open and adds or removes subscriptions with short unary calls;
-    the gateway holds the upstream Watch streams over HTTP/2. See docs/ui-streams.md.
+    stream carrying all its subscriptions; the gateway holds the upstream Watch
+    streams over HTTP/2. See docs/ui-streams.md.
     """
 
     def Open(self, request, context):
-        """The first frame carries `opened` with the session id; then frames for the
-        session's subscriptions and periodic heartbeats. Closing it ends every
-        subscription of the session.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Subscribe(self, request, context):
-        """Adds (or replaces, for a known sub_id) a subscription. NOT_FOUND when the
-        session is gone: open a new one and subscribe again.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def Unsubscribe(self, request, context):
-        """Removes a subscription; unknown ids are ignored.
+        """A live stream for exactly the subscriptions in the request. The first
+        frame is `opened`; then results and errors tagged with each sub_id, and
+        heartbeats when idle. To change the set, a client opens a new stream with
+        the new set and closes the old one once the new one has sent `opened`.
+        Each stream is self-contained, so any gateway replica can serve it (no
+        session state shared between requests or replicas).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,16 +75,6 @@ def add_LiveBusServicer_to_server(servicer, server):
                     servicer.Open,
                     request_deserializer=myko_dot_v1_dot_live__pb2.LiveOpen.FromString,
                     response_serializer=myko_dot_v1_dot_live__pb2.LiveFrame.SerializeToString,
-            ),
-            'Subscribe': grpc.unary_unary_rpc_method_handler(
-                    servicer.Subscribe,
-                    request_deserializer=myko_dot_v1_dot_live__pb2.LiveSubscribe.FromString,
-                    response_serializer=myko_dot_v1_dot_live__pb2.LiveAck.SerializeToString,
-            ),
-            'Unsubscribe': grpc.unary_unary_rpc_method_handler(
-                    servicer.Unsubscribe,
-                    request_deserializer=myko_dot_v1_dot_live__pb2.LiveUnsubscribe.FromString,
-                    response_serializer=myko_dot_v1_dot_live__pb2.LiveAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -121,8 +89,8 @@ class LiveBus:
     reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
     connections per origin and every open server stream holds one, so a page
     with twenty live views cannot open twenty Watch streams. The page opens one
-    session with Open and adds or removes subscriptions with short unary calls;
-    the gateway holds the upstream Watch streams over HTTP/2. See docs/ui-streams.md.
+    stream carrying all its subscriptions; the gateway holds the upstream Watch
+    streams over HTTP/2. See docs/ui-streams.md.
     """
 
     @staticmethod
@@ -142,60 +110,6 @@ class LiveBus:
             '/myko.v1.LiveBus/Open',
             myko_dot_v1_dot_live__pb2.LiveOpen.SerializeToString,
             myko_dot_v1_dot_live__pb2.LiveFrame.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Subscribe(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/myko.v1.LiveBus/Subscribe',
-            myko_dot_v1_dot_live__pb2.LiveSubscribe.SerializeToString,
-            myko_dot_v1_dot_live__pb2.LiveAck.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def Unsubscribe(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/myko.v1.LiveBus/Unsubscribe',
-            myko_dot_v1_dot_live__pb2.LiveUnsubscribe.SerializeToString,
-            myko_dot_v1_dot_live__pb2.LiveAck.FromString,
             options,
             channel_credentials,
             insecure,

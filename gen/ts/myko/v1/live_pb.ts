@@ -14,12 +14,18 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/live.proto.
  */
 export const file_myko_v1_live: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL2xpdmUucHJvdG8SB215a28udjEiCgoITGl2ZU9wZW4i7AEKCUxpdmVGcmFtZRIOCgZzdWJfaWQYASABKAkSJQoGb3BlbmVkGAIgASgLMhMubXlrby52MS5MaXZlT3BlbmVkSAASJQoFcXVlcnkYAyABKAsyFC5teWtvLnYxLlF1ZXJ5UmVzdWx0SAASJwoGcmVwb3J0GAQgASgLMhUubXlrby52MS5SZXBvcnRSZXN1bHRIABIjCgVlcnJvchgFIAEoCzISLm15a28udjEuTGl2ZUVycm9ySAASKwoJaGVhcnRiZWF0GAYgASgLMhYubXlrby52MS5MaXZlSGVhcnRiZWF0SABCBgoEYm9keSI/CgpMaXZlT3BlbmVkEhIKCnNlc3Npb25faWQYASABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAIgASgNIioKCUxpdmVFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiDwoNTGl2ZUhlYXJ0YmVhdCKQAQoNTGl2ZVN1YnNjcmliZRISCgpzZXNzaW9uX2lkGAEgASgJEg4KBnN1Yl9pZBgCIAEoCRImCgVxdWVyeRgDIAEoCzIVLm15a28udjEuUXVlcnlSZXF1ZXN0SAASKAoGcmVwb3J0GAQgASgLMhYubXlrby52MS5SZXBvcnRSZXF1ZXN0SABCCQoHcmVxdWVzdCI1Cg9MaXZlVW5zdWJzY3JpYmUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIOCgZzdWJfaWQYAiABKAkiCQoHTGl2ZUFjazKsAQoHTGl2ZUJ1cxIvCgRPcGVuEhEubXlrby52MS5MaXZlT3BlbhoSLm15a28udjEuTGl2ZUZyYW1lMAESNQoJU3Vic2NyaWJlEhYubXlrby52MS5MaXZlU3Vic2NyaWJlGhAubXlrby52MS5MaXZlQWNrEjkKC1Vuc3Vic2NyaWJlEhgubXlrby52MS5MaXZlVW5zdWJzY3JpYmUaEC5teWtvLnYxLkxpdmVBY2tiBnByb3RvMw", [file_myko_v1_query, file_myko_v1_report]);
+  fileDesc("ChJteWtvL3YxL2xpdmUucHJvdG8SB215a28udjEiPAoITGl2ZU9wZW4SMAoNc3Vic2NyaXB0aW9ucxgBIAMoCzIZLm15a28udjEuTGl2ZVN1YnNjcmlwdGlvbiJ/ChBMaXZlU3Vic2NyaXB0aW9uEg4KBnN1Yl9pZBgBIAEoCRImCgVxdWVyeRgCIAEoCzIVLm15a28udjEuUXVlcnlSZXF1ZXN0SAASKAoGcmVwb3J0GAMgASgLMhYubXlrby52MS5SZXBvcnRSZXF1ZXN0SABCCQoHcmVxdWVzdCLsAQoJTGl2ZUZyYW1lEg4KBnN1Yl9pZBgBIAEoCRIlCgZvcGVuZWQYAiABKAsyEy5teWtvLnYxLkxpdmVPcGVuZWRIABIlCgVxdWVyeRgDIAEoCzIULm15a28udjEuUXVlcnlSZXN1bHRIABInCgZyZXBvcnQYBCABKAsyFS5teWtvLnYxLlJlcG9ydFJlc3VsdEgAEiMKBWVycm9yGAUgASgLMhIubXlrby52MS5MaXZlRXJyb3JIABIrCgloZWFydGJlYXQYBiABKAsyFi5teWtvLnYxLkxpdmVIZWFydGJlYXRIAEIGCgRib2R5IisKCkxpdmVPcGVuZWQSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAEgASgNIioKCUxpdmVFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiDwoNTGl2ZUhlYXJ0YmVhdDI6CgdMaXZlQnVzEi8KBE9wZW4SES5teWtvLnYxLkxpdmVPcGVuGhIubXlrby52MS5MaXZlRnJhbWUwAWIGcHJvdG8z", [file_myko_v1_query, file_myko_v1_report]);
 
 /**
  * @generated from message myko.v1.LiveOpen
  */
 export type LiveOpen = Message<"myko.v1.LiveOpen"> & {
+  /**
+   * At most 256; sub_ids unique and non-empty (else INVALID_ARGUMENT).
+   *
+   * @generated from field: repeated myko.v1.LiveSubscription subscriptions = 1;
+   */
+  subscriptions: LiveSubscription[];
 };
 
 /**
@@ -30,11 +36,47 @@ export const LiveOpenSchema: GenMessage<LiveOpen> = /*@__PURE__*/
   messageDesc(file_myko_v1_live, 0);
 
 /**
+ * @generated from message myko.v1.LiveSubscription
+ */
+export type LiveSubscription = Message<"myko.v1.LiveSubscription"> & {
+  /**
+   * Chosen by the client, unique within its page.
+   *
+   * @generated from field: string sub_id = 1;
+   */
+  subId: string;
+
+  /**
+   * @generated from oneof myko.v1.LiveSubscription.request
+   */
+  request: {
+    /**
+     * @generated from field: myko.v1.QueryRequest query = 2;
+     */
+    value: QueryRequest;
+    case: "query";
+  } | {
+    /**
+     * @generated from field: myko.v1.ReportRequest report = 3;
+     */
+    value: ReportRequest;
+    case: "report";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message myko.v1.LiveSubscription.
+ * Use `create(LiveSubscriptionSchema)` to create a new message.
+ */
+export const LiveSubscriptionSchema: GenMessage<LiveSubscription> = /*@__PURE__*/
+  messageDesc(file_myko_v1_live, 1);
+
+/**
  * @generated from message myko.v1.LiveFrame
  */
 export type LiveFrame = Message<"myko.v1.LiveFrame"> & {
   /**
-   * The subscription this frame belongs to; empty for session frames.
+   * The subscription this frame belongs to; empty for stream frames.
    *
    * @generated from field: string sub_id = 1;
    */
@@ -67,7 +109,8 @@ export type LiveFrame = Message<"myko.v1.LiveFrame"> & {
     case: "report";
   } | {
     /**
-     * The subscription ended with this status and was removed.
+     * The subscription ended with this status; no more frames come for it
+     * on this stream (open a new stream to retry it).
      *
      * @generated from field: myko.v1.LiveError error = 5;
      */
@@ -89,22 +132,17 @@ export type LiveFrame = Message<"myko.v1.LiveFrame"> & {
  * Use `create(LiveFrameSchema)` to create a new message.
  */
 export const LiveFrameSchema: GenMessage<LiveFrame> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 1);
+  messageDesc(file_myko_v1_live, 2);
 
 /**
  * @generated from message myko.v1.LiveOpened
  */
 export type LiveOpened = Message<"myko.v1.LiveOpened"> & {
   /**
-   * @generated from field: string session_id = 1;
-   */
-  sessionId: string;
-
-  /**
    * How often the gateway sends a heartbeat when idle; a client that hears
    * nothing for a few intervals should reconnect.
    *
-   * @generated from field: uint32 heartbeat_interval_ms = 2;
+   * @generated from field: uint32 heartbeat_interval_ms = 1;
    */
   heartbeatIntervalMs: number;
 };
@@ -114,7 +152,7 @@ export type LiveOpened = Message<"myko.v1.LiveOpened"> & {
  * Use `create(LiveOpenedSchema)` to create a new message.
  */
 export const LiveOpenedSchema: GenMessage<LiveOpened> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 2);
+  messageDesc(file_myko_v1_live, 3);
 
 /**
  * @generated from message myko.v1.LiveError
@@ -138,7 +176,7 @@ export type LiveError = Message<"myko.v1.LiveError"> & {
  * Use `create(LiveErrorSchema)` to create a new message.
  */
 export const LiveErrorSchema: GenMessage<LiveError> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 3);
+  messageDesc(file_myko_v1_live, 4);
 
 /**
  * @generated from message myko.v1.LiveHeartbeat
@@ -151,99 +189,26 @@ export type LiveHeartbeat = Message<"myko.v1.LiveHeartbeat"> & {
  * Use `create(LiveHeartbeatSchema)` to create a new message.
  */
 export const LiveHeartbeatSchema: GenMessage<LiveHeartbeat> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 4);
-
-/**
- * @generated from message myko.v1.LiveSubscribe
- */
-export type LiveSubscribe = Message<"myko.v1.LiveSubscribe"> & {
-  /**
-   * @generated from field: string session_id = 1;
-   */
-  sessionId: string;
-
-  /**
-   * Chosen by the client, unique within its session.
-   *
-   * @generated from field: string sub_id = 2;
-   */
-  subId: string;
-
-  /**
-   * @generated from oneof myko.v1.LiveSubscribe.request
-   */
-  request: {
-    /**
-     * @generated from field: myko.v1.QueryRequest query = 3;
-     */
-    value: QueryRequest;
-    case: "query";
-  } | {
-    /**
-     * @generated from field: myko.v1.ReportRequest report = 4;
-     */
-    value: ReportRequest;
-    case: "report";
-  } | { case: undefined; value?: undefined };
-};
-
-/**
- * Describes the message myko.v1.LiveSubscribe.
- * Use `create(LiveSubscribeSchema)` to create a new message.
- */
-export const LiveSubscribeSchema: GenMessage<LiveSubscribe> = /*@__PURE__*/
   messageDesc(file_myko_v1_live, 5);
-
-/**
- * @generated from message myko.v1.LiveUnsubscribe
- */
-export type LiveUnsubscribe = Message<"myko.v1.LiveUnsubscribe"> & {
-  /**
-   * @generated from field: string session_id = 1;
-   */
-  sessionId: string;
-
-  /**
-   * @generated from field: string sub_id = 2;
-   */
-  subId: string;
-};
-
-/**
- * Describes the message myko.v1.LiveUnsubscribe.
- * Use `create(LiveUnsubscribeSchema)` to create a new message.
- */
-export const LiveUnsubscribeSchema: GenMessage<LiveUnsubscribe> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 6);
-
-/**
- * @generated from message myko.v1.LiveAck
- */
-export type LiveAck = Message<"myko.v1.LiveAck"> & {
-};
-
-/**
- * Describes the message myko.v1.LiveAck.
- * Use `create(LiveAckSchema)` to create a new message.
- */
-export const LiveAckSchema: GenMessage<LiveAck> = /*@__PURE__*/
-  messageDesc(file_myko_v1_live, 7);
 
 /**
  * Served by the gateway, not by a backend service: many live queries and
  * reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
  * connections per origin and every open server stream holds one, so a page
  * with twenty live views cannot open twenty Watch streams. The page opens one
- * session with Open and adds or removes subscriptions with short unary calls;
- * the gateway holds the upstream Watch streams over HTTP/2. See docs/ui-streams.md.
+ * stream carrying all its subscriptions; the gateway holds the upstream Watch
+ * streams over HTTP/2. See docs/ui-streams.md.
  *
  * @generated from service myko.v1.LiveBus
  */
 export const LiveBus: GenService<{
   /**
-   * The first frame carries `opened` with the session id; then frames for the
-   * session's subscriptions and periodic heartbeats. Closing it ends every
-   * subscription of the session.
+   * A live stream for exactly the subscriptions in the request. The first
+   * frame is `opened`; then results and errors tagged with each sub_id, and
+   * heartbeats when idle. To change the set, a client opens a new stream with
+   * the new set and closes the old one once the new one has sent `opened`.
+   * Each stream is self-contained, so any gateway replica can serve it (no
+   * session state shared between requests or replicas).
    *
    * @generated from rpc myko.v1.LiveBus.Open
    */
@@ -251,27 +216,6 @@ export const LiveBus: GenService<{
     methodKind: "server_streaming";
     input: typeof LiveOpenSchema;
     output: typeof LiveFrameSchema;
-  },
-  /**
-   * Adds (or replaces, for a known sub_id) a subscription. NOT_FOUND when the
-   * session is gone: open a new one and subscribe again.
-   *
-   * @generated from rpc myko.v1.LiveBus.Subscribe
-   */
-  subscribe: {
-    methodKind: "unary";
-    input: typeof LiveSubscribeSchema;
-    output: typeof LiveAckSchema;
-  },
-  /**
-   * Removes a subscription; unknown ids are ignored.
-   *
-   * @generated from rpc myko.v1.LiveBus.Unsubscribe
-   */
-  unsubscribe: {
-    methodKind: "unary";
-    input: typeof LiveUnsubscribeSchema;
-    output: typeof LiveAckSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myko_v1_live, 0);

@@ -20,7 +20,7 @@ describe("LiveQuery over a LiveSession", () => {
 
   beforeEach(() => {
     gw = new FakeGateway();
-    session = new LiveSession(gw.transport, { backoff: fast });
+    session = new LiveSession(gw.transport, { backoff: fast, removalDelayMs: 0 });
     cleanups = [];
   });
   afterEach(() => {
@@ -43,7 +43,7 @@ describe("LiveQuery over a LiveSession", () => {
     expect(q.status).toBe("loading");
     await settle();
     expect(session.connection).toBe("open");
-    const sub = gw.lastSubscribe();
+    const sub = gw.lastSub();
     expect(sub.request.case).toBe("query");
     gw.emitQuery(sub.subId, TargetSchema, [{ name: "a" }, { name: "b" }]);
     await settle();
@@ -56,15 +56,18 @@ describe("LiveQuery over a LiveSession", () => {
     let status = $state(TargetStatus.ACTIVE);
     const q = liveTargets(() => status);
     await settle();
-    const first = gw.lastSubscribe();
+    const first = gw.lastSub();
     gw.emitQuery(first.subId, TargetSchema, [{ name: "active one" }]);
     await settle();
 
     status = TargetStatus.PAUSED;
     await settle();
-    const second = gw.lastSubscribe();
+    // A new stream carries the new subscription only; the old stream is closed.
+    const subs = gw.current();
+    expect(subs).toHaveLength(1);
+    const second = subs[0]!;
     expect(second.subId).not.toBe(first.subId);
-    expect(gw.unsubscribes).toEqual([first.subId]);
+    expect(gw.openStreams).toBe(1);
     expect(q.status).toBe("loading");
     const query = second.request.case === "query" ? second.request.value.query : undefined;
     expect(anyUnpack(query!, TargetsByStatusSchema)?.status).toBe(TargetStatus.PAUSED);
@@ -76,24 +79,36 @@ describe("LiveQuery over a LiveSession", () => {
 
     cleanups.pop()!();
     await settle();
-    expect(gw.unsubscribes).toEqual([first.subId, second.subId]);
     expect(session.subscriptions).toBe(0);
+    expect(gw.current()).toEqual([]);
+  });
+
+  it("puts every view mounted in one tick on a single stream", async () => {
+    for (const s of [TargetStatus.ACTIVE, TargetStatus.PAUSED, TargetStatus.RETIRED]) liveTargets(() => s);
+    await settle();
+    expect(gw.current()).toHaveLength(3);
+    expect(gw.openStreams).toBe(1);
   });
 
   it("shows a rejected request as an error without retrying", async () => {
     const q = liveTargets(() => TargetStatus.ACTIVE);
     await settle();
-    gw.emitError(gw.lastSubscribe().subId, Code.InvalidArgument, "status: out of range");
+    gw.emitError(gw.lastSub().subId, Code.InvalidArgument, "status: out of range");
     await settle(20);
     expect(q.status).toBe("error");
     expect(q.error?.rawMessage).toBe("status: out of range");
-    expect(gw.subscribes).toHaveLength(1);
+    const opens = gw.opens.length;
+    // Another view appearing reopens the stream, without the failed subscription.
+    liveTargets(() => TargetStatus.PAUSED);
+    await settle();
+    expect(gw.opens.length).toBe(opens + 1);
+    expect(gw.current()).toHaveLength(1);
   });
 
   it("keeps the value marked stale while the upstream restarts, then resubscribes", async () => {
     const q = liveTargets(() => TargetStatus.ACTIVE);
     await settle();
-    const sub = gw.lastSubscribe();
+    const sub = gw.lastSub();
     gw.emitQuery(sub.subId, TargetSchema, [{ name: "kept" }]);
     await settle();
     gw.emitError(sub.subId, Code.Unavailable, "query_svc restarting");
@@ -101,27 +116,27 @@ describe("LiveQuery over a LiveSession", () => {
     expect(q.stale).toBe(true);
     expect(q.items.map((t) => t.name)).toEqual(["kept"]);
     await settle(20);
-    expect(gw.subscribes.length).toBe(2);
+    expect(gw.opens.length).toBe(2);
+    expect(gw.current().map((s) => s.subId)).toEqual([sub.subId]);
     gw.emitQuery(sub.subId, TargetSchema, [{ name: "fresh" }]);
     await settle();
     expect(q.stale).toBe(false);
     expect(q.items.map((t) => t.name)).toEqual(["fresh"]);
   });
 
-  it("reconnects after the connection drops and resubscribes in the new session", async () => {
+  it("reconnects after the connection drops and resubscribes on a new stream", async () => {
     const q = liveTargets(() => TargetStatus.ACTIVE);
     await settle();
-    gw.emitQuery(gw.lastSubscribe().subId, TargetSchema, [{ name: "before" }]);
+    gw.emitQuery(gw.lastSub().subId, TargetSchema, [{ name: "before" }]);
     await settle();
     gw.drop();
     await settle(2);
     expect(q.stale).toBe(true);
     expect(q.items.map((t) => t.name)).toEqual(["before"]);
     await settle(30);
-    expect(gw.opens).toBe(2);
+    expect(gw.opens.length).toBe(2);
     expect(session.connection).toBe("open");
-    const again = gw.lastSubscribe();
-    expect(again.sessionId).toBe("session-2");
+    const again = gw.lastSub();
     gw.emitQuery(again.subId, TargetSchema, [{ name: "after" }]);
     await settle();
     expect(q.stale).toBe(false);
@@ -131,7 +146,7 @@ describe("LiveQuery over a LiveSession", () => {
   it("resolves until(visibleAt) once the watermark passes the write", async () => {
     const q = liveTargets(() => TargetStatus.ACTIVE);
     await settle();
-    const sub = gw.lastSubscribe();
+    const sub = gw.lastSub();
     gw.emitQuery(sub.subId, TargetSchema, [], 3n);
     await settle();
     const visibleAt = { $typeName: "myko.v1.Watermark" as const, positions: [{ $typeName: "myko.v1.Offset" as const, topic: "app.v1.Target", partition: 0, offset: 5n }] };
@@ -150,7 +165,7 @@ describe("LiveQuery over a LiveSession", () => {
     let r!: LiveReport<typeof StatusCountsSchema>;
     cleanups.push($effect.root(() => void (r = new LiveReport(session, StatusCountsSchema, () => pack(TargetCountsByStatusSchema)))));
     await settle();
-    const sub = gw.lastSubscribe();
+    const sub = gw.lastSub();
     expect(sub.request.case).toBe("report");
     gw.emitReport(sub.subId, StatusCountsSchema, { total: 3n, counts: [{ status: TargetStatus.ACTIVE, count: 3n }] });
     await settle();

@@ -25,20 +25,31 @@ interface Sub {
   request: LiveRequest;
   listener: LiveListener;
   backoff: Backoff;
-  retry?: ReturnType<typeof setTimeout>;
+  /** Rejected for good: left out of later streams. */
+  failed: boolean;
+}
+
+interface Stream {
+  abort: AbortController;
+  /** Replaced by a newer stream on purpose: its end is not a failure. */
+  retired: boolean;
 }
 
 export interface LiveSessionOptions {
   backoff?: () => Backoff;
   /** Reconnect when nothing (not even a heartbeat) arrived for this many heartbeat intervals. */
   silenceFactor?: number;
+  /** How long removals wait before the stream is reopened without them (additions go at once). */
+  removalDelayMs?: number;
 }
 
 /**
- * One LiveBus session per page: a single grpc-web server stream carries every
- * live query and report, so 20+ live views fit in the browser's six HTTP/1.1
- * connections per origin. Subscriptions are added and removed with short unary
- * calls; after a reconnect they are all re-sent to the new session.
+ * All live queries and reports of a page over ONE grpc-web stream
+ * (myko.v1.LiveBus/Open), so 20+ live views fit in the browser's six HTTP/1.1
+ * connections per origin. The stream carries a fixed set of subscriptions:
+ * when the set changes the session opens a new stream with the new set and
+ * closes the old one once the new one is up. Each stream stands alone, so any
+ * gateway replica can serve it.
  */
 export class LiveSession {
   connection = $state<Connection>("connecting");
@@ -54,152 +65,160 @@ export class LiveSession {
   readonly #backoff: Backoff;
   readonly #newBackoff: () => Backoff;
   readonly #silenceFactor: number;
-  #sessionId: string | null = null;
-  #abort: AbortController | null = null;
+  readonly #removalDelayMs: number;
+  #live: Stream | null = null;
+  #opening: Stream | null = null;
+  #again = false;
   #closed = false;
   #nextId = 0;
+  #timer?: ReturnType<typeof setTimeout>;
+  #timerDue = Infinity;
   #silence?: ReturnType<typeof setTimeout>;
+  #silenceMs = 30_000;
 
-  constructor(transport: Transport, { backoff = () => new Backoff(), silenceFactor = 3 }: LiveSessionOptions = {}) {
+  constructor(
+    transport: Transport,
+    { backoff = () => new Backoff(), silenceFactor = 3, removalDelayMs = 1000 }: LiveSessionOptions = {},
+  ) {
     this.#client = createClient(LiveBus, transport);
     this.#newBackoff = backoff;
     this.#backoff = backoff();
     this.#silenceFactor = silenceFactor;
-    void this.#run();
-  }
-
-  get sessionId(): string | null {
-    return this.#sessionId;
+    this.#removalDelayMs = removalDelayMs;
+    this.#schedule(0);
   }
 
   /** Starts a live subscription; returns the function that ends it. */
   subscribe(request: LiveRequest, listener: LiveListener): () => void {
-    const sub: Sub = { id: `s${++this.#nextId}`, request, listener, backoff: this.#newBackoff() };
+    const sub: Sub = { id: `s${++this.#nextId}`, request, listener, backoff: this.#newBackoff(), failed: false };
     this.#subs.set(sub.id, sub);
     this.subscriptions = this.#subs.size;
-    if (this.#sessionId) void this.#send(sub, this.#sessionId);
-    return () => this.#unsubscribe(sub);
+    // Batched: every view a component tree mounts in one tick rides the same new stream.
+    this.#schedule(0);
+    return () => {
+      if (this.#subs.get(sub.id) !== sub) return;
+      this.#subs.delete(sub.id);
+      this.subscriptions = this.#subs.size;
+      // Frames for it are ignored from now on; the upstream is released with the next stream.
+      this.#schedule(this.#removalDelayMs);
+    };
   }
 
   /** Stops everything (page teardown, tests). */
   close(): void {
     this.#closed = true;
     this.connection = "closed";
-    for (const sub of this.#subs.values()) clearTimeout(sub.retry);
+    clearTimeout(this.#timer);
+    clearTimeout(this.#silence);
     this.#subs.clear();
     this.subscriptions = 0;
-    clearTimeout(this.#silence);
-    this.#abort?.abort();
+    for (const s of [this.#live, this.#opening]) {
+      if (s) {
+        s.retired = true;
+        s.abort.abort();
+      }
+    }
   }
 
-  /** Drops the current connection and reconnects at once (e.g. a "retry now" button). */
+  /** Drops the current connection and reconnects at once (the "retry now" button). */
   reconnect(): void {
     this.#backoff.reset();
-    this.#abort?.abort();
+    if (this.#live) this.#live.abort.abort();
+    else this.#schedule(0, true);
   }
 
-  async #run(): Promise<void> {
-    while (!this.#closed) {
-      const abort = new AbortController();
-      this.#abort = abort;
-      try {
-        for await (const frame of this.#client.open({}, { signal: abort.signal })) {
-          this.#onFrame(frame, abort);
-        }
-      } catch {
-        // Network error, gateway gone, or our own abort: all mean reconnect.
-      }
-      clearTimeout(this.#silence);
-      this.#sessionId = null;
-      if (this.#closed) return;
-      this.connection = "reconnecting";
-      this.failures += 1;
-      for (const sub of this.#subs.values()) {
-        clearTimeout(sub.retry);
-        sub.listener.stale();
-      }
-      await new Promise((r) => setTimeout(r, this.#backoff.next()));
-    }
+  /** Opens a stream in delayMs (or sooner, if one is already due sooner). */
+  #schedule(delayMs: number, force = false): void {
+    if (this.#closed) return;
+    const due = Date.now() + delayMs;
+    if (!force && this.#timer !== undefined && this.#timerDue <= due) return;
+    clearTimeout(this.#timer);
+    this.#timerDue = due;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerDue = Infinity;
+      void this.#open();
+    }, delayMs);
   }
 
-  #onFrame(frame: LiveFrame, abort: AbortController): void {
-    this.lastFrameAt = Date.now();
-    const body = frame.body;
-    switch (body.case) {
-      case "opened": {
-        this.#sessionId = body.value.sessionId;
-        this.connection = "open";
-        this.failures = 0;
-        this.#backoff.reset();
-        this.#silenceMs = (body.value.heartbeatIntervalMs || 10_000) * this.#silenceFactor;
-        for (const sub of this.#subs.values()) void this.#send(sub, body.value.sessionId);
-        break;
-      }
-      case "query":
-      case "report": {
-        const sub = this.#subs.get(frame.subId);
-        if (sub) {
-          sub.backoff.reset();
-          sub.listener.result(body.value);
-        }
-        break;
-      }
-      case "error": {
-        const sub = this.#subs.get(frame.subId);
-        if (sub) this.#onSubError(sub, new ConnectError(body.value.message, body.value.code as Code));
-        break;
-      }
-      default:
-        break;
-    }
-    this.#armSilence(abort);
-  }
-
-  #silenceMs = 30_000;
-
-  #armSilence(abort: AbortController): void {
-    clearTimeout(this.#silence);
-    this.#silence = setTimeout(() => abort.abort(), this.#silenceMs);
-  }
-
-  #onSubError(sub: Sub, err: ConnectError): void {
-    if (!isRetryable(err)) {
-      sub.listener.fail(err);
+  async #open(): Promise<void> {
+    if (this.#opening) {
+      // One attempt at a time; go again with the newest set once it is up.
+      this.#again = true;
       return;
     }
-    // The upstream service went away (restart, failover): keep the value, mark it stale, retry.
-    sub.listener.stale();
-    clearTimeout(sub.retry);
-    sub.retry = setTimeout(() => {
-      if (this.#subs.get(sub.id) === sub && this.#sessionId) void this.#send(sub, this.#sessionId);
-    }, sub.backoff.next());
+    this.#again = false;
+    const subs = [...this.#subs.values()].filter((s) => !s.failed);
+    const stream: Stream = { abort: new AbortController(), retired: false };
+    this.#opening = stream;
+    let opened = false;
+    try {
+      const request = { subscriptions: subs.map((s) => ({ subId: s.id, request: s.request })) };
+      for await (const frame of this.#client.open(request, { signal: stream.abort.signal })) {
+        if (stream.retired) break;
+        this.lastFrameAt = Date.now();
+        if (frame.body.case === "opened") {
+          opened = true;
+          this.#promote(stream, frame.body.value.heartbeatIntervalMs);
+        } else if (this.#live === stream) {
+          this.#dispatch(frame);
+        }
+        if (this.#live === stream) this.#armSilence(stream);
+      }
+    } catch {
+      // Network error, gateway gone, a rejected request or our own abort: handled below.
+    }
+    if (!opened && this.#opening === stream) this.#opening = null;
+    if (stream.retired || this.#closed) return;
+    if (this.#live === stream || this.#live === null) {
+      // The stream the page relied on is gone: keep values, mark them stale, reconnect.
+      this.#live = null;
+      clearTimeout(this.#silence);
+      this.connection = "reconnecting";
+      this.failures += 1;
+      for (const sub of this.#subs.values()) sub.listener.stale();
+    }
+    this.#schedule(this.#backoff.next(), true);
   }
 
-  async #send(sub: Sub, sessionId: string): Promise<void> {
-    try {
-      await this.#client.subscribe({ sessionId, subId: sub.id, request: sub.request }, { timeoutMs: 10_000 });
-    } catch (e) {
-      const err = ConnectError.from(e);
-      if (this.#subs.get(sub.id) !== sub || sessionId !== this.#sessionId) return;
-      if (err.code === Code.NotFound) {
-        // The gateway no longer knows our session (it restarted): start over.
-        this.#abort?.abort();
+  #promote(stream: Stream, heartbeatIntervalMs: number): void {
+    const previous = this.#live;
+    this.#live = stream;
+    this.#opening = null;
+    if (previous) {
+      previous.retired = true;
+      previous.abort.abort();
+    }
+    this.connection = "open";
+    this.failures = 0;
+    this.#backoff.reset();
+    this.#silenceMs = (heartbeatIntervalMs || 10_000) * this.#silenceFactor;
+    if (this.#again) this.#schedule(0, true);
+  }
+
+  #dispatch(frame: LiveFrame): void {
+    const sub = this.#subs.get(frame.subId);
+    if (!sub) return;
+    const body = frame.body;
+    if (body.case === "query" || body.case === "report") {
+      sub.backoff.reset();
+      sub.listener.result(body.value);
+    } else if (body.case === "error") {
+      const err = new ConnectError(body.value.message, body.value.code as Code);
+      if (isRetryable(err)) {
+        // The upstream service went away (restart, failover): keep the value, mark it stale,
+        // and open a new stream (which includes this subscription again) after its backoff.
+        sub.listener.stale();
+        this.#schedule(sub.backoff.next());
       } else {
-        this.#onSubError(sub, err);
+        sub.failed = true;
+        sub.listener.fail(err);
       }
     }
   }
 
-  #unsubscribe(sub: Sub): void {
-    if (this.#subs.get(sub.id) !== sub) return;
-    this.#subs.delete(sub.id);
-    this.subscriptions = this.#subs.size;
-    clearTimeout(sub.retry);
-    const sessionId = this.#sessionId;
-    if (sessionId) {
-      this.#client.unsubscribe({ sessionId, subId: sub.id }, { timeoutMs: 10_000 }).catch(() => {
-        // The session is gone or will be: the gateway drops its subscriptions with it.
-      });
-    }
+  #armSilence(stream: Stream): void {
+    clearTimeout(this.#silence);
+    this.#silence = setTimeout(() => stream.abort.abort(), this.#silenceMs);
   }
 }

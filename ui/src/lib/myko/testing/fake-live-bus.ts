@@ -3,34 +3,25 @@ import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createRouterTransport, type Transport } from "@connectrpc/connect";
 import { CommandBus, CommandResultSchema, type CommandRequest } from "$gen/myko/v1/command_pb";
 import { WatermarkSchema } from "$gen/myko/v1/item_pb";
-import { LiveBus, LiveFrameSchema, type LiveFrame, type LiveSubscribe } from "$gen/myko/v1/live_pb";
+import { LiveBus, LiveFrameSchema, type LiveFrame, type LiveOpen, type LiveSubscription } from "$gen/myko/v1/live_pb";
 import { QueryResultSchema } from "$gen/myko/v1/query_pb";
 import { ReportResultSchema } from "$gen/myko/v1/report_pb";
 
 /** An in-memory gateway for tests: LiveBus and CommandBus, driven by the test. */
 export class FakeGateway {
-  subscribes: LiveSubscribe[] = [];
-  unsubscribes: string[] = [];
+  /** Every Open request, oldest first. */
+  opens: LiveOpen[] = [];
+  /** Streams still open. */
+  openStreams = 0;
   commands: CommandRequest[] = [];
-  opens = 0;
   commandError: ConnectError | null = null;
   readonly transport: Transport;
   #push: ((f: LiveFrame | Error) => void) | null = null;
-  #sessionId = "";
 
   constructor() {
     this.transport = createRouterTransport(({ service }) => {
       service(LiveBus, {
-        open: (_req, ctx) => this.#open(ctx.signal),
-        subscribe: (req) => {
-          if (req.sessionId !== this.#sessionId) throw new ConnectError("no such session", Code.NotFound);
-          this.subscribes.push(req);
-          return {};
-        },
-        unsubscribe: (req) => {
-          this.unsubscribes.push(req.subId);
-          return {};
-        },
+        open: (req, ctx) => this.#open(req, ctx.signal),
       });
       service(CommandBus, {
         execute: (req) => {
@@ -50,9 +41,14 @@ export class FakeGateway {
     return this.#push !== null;
   }
 
-  /** The latest subscription for a sub id. */
-  lastSubscribe(): LiveSubscribe {
-    const last = this.subscribes.at(-1);
+  /** The subscriptions of the newest stream. */
+  current(): LiveSubscription[] {
+    return this.opens.at(-1)?.subscriptions ?? [];
+  }
+
+  /** The newest stream's last subscription. */
+  lastSub(): LiveSubscription {
+    const last = this.current().at(-1);
     if (!last) throw new Error("no subscription yet");
     return last;
   }
@@ -90,18 +86,19 @@ export class FakeGateway {
     this.#push(frame);
   }
 
-  async *#open(signal: AbortSignal): AsyncGenerator<LiveFrame> {
-    this.opens += 1;
-    this.#sessionId = `session-${this.opens}`;
+  async *#open(req: LiveOpen, signal: AbortSignal): AsyncGenerator<LiveFrame> {
+    this.opens.push(req);
+    this.openStreams += 1;
     const queue: (LiveFrame | Error)[] = [];
     let wake: (() => void) | null = null;
-    this.#push = (f) => {
+    const push = (f: LiveFrame | Error) => {
       queue.push(f);
       wake?.();
     };
+    this.#push = push;
     signal.addEventListener("abort", () => wake?.());
     yield create(LiveFrameSchema, {
-      body: { case: "opened", value: { sessionId: this.#sessionId, heartbeatIntervalMs: 60_000 } },
+      body: { case: "opened", value: { heartbeatIntervalMs: 60_000 } },
     });
     try {
       while (!signal.aborted) {
@@ -114,8 +111,8 @@ export class FakeGateway {
         await new Promise<void>((r) => (wake = r));
       }
     } finally {
-      this.#push = null;
-      this.#sessionId = "";
+      this.openStreams -= 1;
+      if (this.#push === push) this.#push = null;
     }
   }
 }
