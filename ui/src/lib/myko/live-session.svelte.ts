@@ -5,6 +5,8 @@ import type { ReportRequest, ReportResult } from "$gen/myko/v1/report_pb";
 import { Backoff } from "./backoff";
 import { isRetryable } from "./errors";
 
+const OPEN_TIMEOUT_MS = 15_000;
+
 export type Connection = "connecting" | "open" | "reconnecting" | "closed";
 
 export type LiveRequest =
@@ -152,6 +154,8 @@ export class LiveSession {
     const stream: Stream = { abort: new AbortController(), retired: false };
     this.#opening = stream;
     let opened = false;
+    // A gateway that accepts the request but never answers must not stall the page.
+    const openTimeout = setTimeout(() => stream.abort.abort(), OPEN_TIMEOUT_MS);
     try {
       const request = { subscriptions: subs.map((s) => ({ subId: s.id, request: s.request })) };
       for await (const frame of this.#client.open(request, { signal: stream.abort.signal })) {
@@ -159,6 +163,7 @@ export class LiveSession {
         this.lastFrameAt = Date.now();
         if (frame.body.case === "opened") {
           opened = true;
+          clearTimeout(openTimeout);
           this.#promote(stream, frame.body.value.heartbeatIntervalMs);
         } else if (this.#live === stream) {
           this.#dispatch(frame);
@@ -168,6 +173,7 @@ export class LiveSession {
     } catch {
       // Network error, gateway gone, a rejected request or our own abort: handled below.
     }
+    clearTimeout(openTimeout);
     if (!opened && this.#opening === stream) this.#opening = null;
     if (stream.retired || this.#closed) return;
     if (this.#live === stream || this.#live === null) {
