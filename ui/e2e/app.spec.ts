@@ -110,6 +110,31 @@ test("hits recorded in one page count up in the other", async ({ context }) => {
   await expect(hits).toHaveText(/^\s*3\b/, { timeout: 3_000 });
 });
 
+test("the zone view lists its targets and deleting the zone removes them", async ({ page }) => {
+  await page.goto(gatewayUrl() + "/zones");
+  const zoneName = `Quay ${run}`;
+  await page.locator("input[name=zone-name]").fill(zoneName);
+  await page.getByRole("button", { name: "Create zone" }).click();
+  await page.getByTestId("zone-item").filter({ hasText: zoneName }).click();
+  await expect(page.getByTestId("zone-name")).toHaveText(zoneName);
+  await page.getByRole("button", { name: "+ Target in this zone" }).click();
+  const editor = page.getByTestId("target-editor");
+  const name = `Crane ${run}`;
+  await editor.locator("input[name=name]").fill(name);
+  await editor.getByRole("button", { name: "Create target" }).click();
+  await expect(row(page, name)).toBeVisible();
+  await expect(row(page, name)).toContainText(zoneName);
+
+  await page.getByRole("button", { name: "Delete zone", exact: true }).click();
+  await page.getByRole("button", { name: "Delete zone and its targets" }).click();
+  await expect(page).toHaveURL(/\/zones$/);
+  await expect(page.getByTestId("zone-item").filter({ hasText: zoneName })).toHaveCount(0);
+  // The cascade saga deletes the zone's targets.
+  await page.getByRole("link", { name: "Targets" }).click();
+  await expect(page.getByTestId("target-table")).toBeVisible();
+  await expect(row(page, name)).toHaveCount(0, { timeout: 10_000 });
+});
+
 test("a command the service rejects shows its error", async ({ page }) => {
   await openTargets(page);
   await page.getByTestId("new-target").click();
