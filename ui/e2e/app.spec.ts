@@ -200,3 +200,30 @@ test("the page recovers when the gateway restarts under it", async ({ page }) =>
   await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false");
   expect(states.has("reconnecting") || states.has("connecting")).toBe(true);
 });
+
+test("views survive a query_svc restart: stale meanwhile, fresh after", async ({ page }) => {
+  test.skip(!controlUrl(), "needs the stack started by global-setup (MYKO_E2E_GATEWAY was preset)");
+  await openTargets(page);
+  const name = `Survivor ${run}`;
+  await createTarget(page, name);
+  await expect(row(page, name)).toBeVisible();
+  const seen = new Set<string>();
+  const watch = setInterval(() => {
+    page
+      .getByTestId("freshness")
+      .first()
+      .getAttribute("data-stale")
+      .then((s) => s && seen.add(s))
+      .catch(() => undefined);
+  }, 50);
+  await restart("query");
+  // The last value never left the screen; once query_svc is back the list is live again.
+  await expect(row(page, name)).toBeVisible();
+  await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false", { timeout: 15_000 });
+  clearInterval(watch);
+  expect(seen.has("true")).toBe(true);
+  const after = `After query restart ${run}`;
+  await nodeCommands().execute(SetTargetSchema, { name: after, status: TargetStatus.ACTIVE });
+  await expect(row(page, after)).toBeVisible({ timeout: 15_000 });
+  await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false");
+});
