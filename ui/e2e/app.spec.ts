@@ -166,6 +166,10 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
   const tiles = page.getByTestId("live-tile");
   await expect(tiles).toHaveCount(24);
   await expect(page.locator('[data-testid=live-tile][data-status="ready"]')).toHaveCount(24, { timeout: 15_000 });
+  const protocol = await page.evaluate(
+    () => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).nextHopProtocol,
+  );
+  expect(protocol).toBe("http/1.1");
   // Everything above rides one stream; a change still reaches its tile at once.
   await nodeCommands().execute(SetTargetSchema, { id: "wall-07", name: `Wall seven ${run}`, status: TargetStatus.ACTIVE });
   await expect(tiles.filter({ hasText: "wall-07" })).toContainText(`Wall seven ${run}`, { timeout: 2_000 });
