@@ -223,3 +223,16 @@ async def test_serves_ui_with_spa_fallback(env: Env) -> None:
         assert resp.status == 404
     async with env.http.get(f"{env.base}/../../etc/passwd") as resp:
         assert resp.status in (200, 404) and "root:" not in await resp.text()
+
+
+async def test_text_mode_server_stream(env: Env) -> None:
+    body = base64.b64encode(frame(_query(queries_pb2.AllTargets())))
+    headers = {"Content-Type": "application/grpc-web-text", "X-Grpc-Web": "1"}
+    async with env.http.post(f"{env.base}/myko.v1.QueryBus/Watch", data=body, headers=headers) as resp:
+        assert resp.headers["Content-Type"] == "application/grpc-web-text+proto"
+        frames = FrameReader(resp, text=True).frames()
+        _, first = await anext(frames)
+        assert query_pb2.QueryResult.FromString(first).seq == 1
+        await env.backend.emitter.bump()
+        _, second = await asyncio.wait_for(anext(frames), 2.0)
+        assert query_pb2.QueryResult.FromString(second).seq == 2
