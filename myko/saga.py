@@ -166,6 +166,11 @@ class SagaRunner:
     def topics(self) -> list[str]:
         return sorted(self._classes)
 
+    @property
+    def assignment(self) -> set[TopicPartition]:
+        """The partitions this replica handles for this saga now."""
+        return set(self._consumer.assignment()) if self._consumer is not None else set()
+
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
@@ -222,9 +227,17 @@ class SagaRunner:
             backoff.reset()
             if not fetched:
                 continue
-            await self._sync_store()
-            # Partitions are independent: one slow or failing partition does not hold up the rest.
-            await asyncio.gather(*(self._partition(tp, recs) for tp, recs in fetched.items() if recs))
+            try:
+                await self._sync_store()
+                # Partitions are independent: one slow or failing partition does not hold up the rest.
+                await asyncio.gather(*(self._partition(tp, recs) for tp, recs in fetched.items() if recs))
+            except Exception:
+                # A bug, not a failed event (those are retried or dead-lettered): go back to
+                # the last commit, so nothing fetched but not done is skipped.
+                log.exception("saga %s: batch failed; resuming from the committed offsets", self.name)
+                await asyncio.sleep(backoff.next())
+                with contextlib.suppress(KafkaError, IllegalStateError):
+                    await consumer.seek_to_committed()
 
     async def _sync_store(self) -> None:
         backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
@@ -253,7 +266,7 @@ class SagaRunner:
             log.warning("saga %s: commit of %s/%d failed: %s", self.name, tp.topic, tp.partition, exc)
 
     def _owned(self, tp: TopicPartition) -> bool:
-        return self._consumer is not None and tp in self._consumer.assignment()
+        return tp in self.assignment
 
     async def _handle(self, tp: TopicPartition, record: Record) -> bool:
         """Act on one event until done or dead-lettered; False if the partition was lost meanwhile."""
@@ -270,29 +283,33 @@ class SagaRunner:
             try:
                 await self._attempt(event)
                 return True
-            except _Failure as failure:
-                if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
-                    log.error(
-                        "saga %s: giving up on %s after %d attempt(s): %s",
-                        self.name,
-                        event,
-                        attempts,
-                        failure.reason,
-                    )
-                    await self._dead_letter(record, position, failure.reason, attempts=attempts)
-                    return True
-                delay = backoff.next()
-                log.warning(
-                    "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
+            except _Failure as f:
+                failure = f
+            except Exception as exc:
+                log.exception("saga %s: unexpected error at %s", self.name, event)
+                failure = _Failure(f"{type(exc).__name__}: {exc}")
+            if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
+                log.error(
+                    "saga %s: giving up on %s after %d attempt(s): %s",
                     self.name,
-                    attempts,
                     event,
+                    attempts,
                     failure.reason,
-                    delay,
                 )
-                await asyncio.sleep(delay)
-                if not self._owned(tp):
-                    return False
+                await self._dead_letter(record, position, failure.reason, attempts=attempts)
+                return True
+            delay = backoff.next()
+            log.warning(
+                "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
+                self.name,
+                attempts,
+                event,
+                failure.reason,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            if not self._owned(tp):
+                return False
 
     async def _attempt(self, event: SagaEvent) -> None:
         commands = await self._evaluate(event)

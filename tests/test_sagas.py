@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
+from command_proxy import CommandProxy
 from conftest import InProcessStack
 from kafka_inspect import committed, read_topic, wait_committed_past
 from myko_client import items, next_matching, visible
@@ -241,3 +242,68 @@ async def test_cascade_sees_targets_written_just_before_the_delete(
     got = await stack.clients.get(queries_pb2.AllTargets(), at_least=deleted.visible_at)
     assert visible(deleted, got.watermark)
     assert [t for t in items(got, Target) if t.zone_id == zone_id] == []
+
+
+async def test_unreachable_command_svc_is_waited_for_not_dead_lettered(
+    stack: InProcessStack, example_app: App
+) -> None:
+    port = free_port()
+    settings = SagaSettings.from_env(saga_env(stack, MYKO_COMMAND_ADDR=f"127.0.0.1:{port}"))
+    kafka = settings.kafka
+    async with asyncio.timeout(60), SagaService(settings, example_app):
+        created = await stack.clients.execute(commands_pb2.SetZone(name="island"))
+        zone_id = created.events[0].id
+        # Far longer than MYKO_SAGA_MAX_ATTEMPTS (3) backoffs of 50-200 ms: an
+        # outage is waited out, not counted against the event.
+        await asyncio.sleep(2.0)
+        assert await zone_targets(stack, zone_id, 0) == []
+        async with CommandProxy(port=port, upstream=f"127.0.0.1:{stack.command.grpc.port}"):
+            (perimeter,) = await zone_targets(stack, zone_id, 1)
+            assert perimeter.name == "perimeter"
+    assert await read_topic(kafka.bootstrap_servers, kafka.topic_prefix + settings.dead_letter_topic) == []
+
+
+async def test_two_replicas_share_the_groups_and_act_once(stack: InProcessStack, example_app: App) -> None:
+    env = saga_env(stack)
+    kafka = SagaSettings.from_env(env).kafka
+    replicas = [
+        SagaService(SagaSettings.from_env({**env, "MYKO_INSTANCE_ID": f"saga-{n}"}), example_app)
+        for n in (1, 2)
+    ]
+    zones: list[command_pb2.CommandResult] = []
+    try:
+        async with asyncio.timeout(90):
+            await asyncio.gather(*(r.start() for r in replicas))
+
+            def perimeter_partitions(r: SagaService) -> set[int]:
+                (runner,) = [x for x in r.runners if x.name == PERIMETER]
+                return {tp.partition for tp in runner.assignment}
+
+            # Both replicas joined: the 3 partitions are split between them.
+            while True:
+                split = [perimeter_partitions(r) for r in replicas]
+                if all(split) and sorted(p for s in split for p in s) == [0, 1, 2]:
+                    break
+                await asyncio.sleep(0.1)
+            for i in range(6):
+                zones.append(await stack.clients.execute(commands_pb2.SetZone(name=f"z{i}")))
+            # One replica leaves mid-stream; the other takes over its partitions.
+            await replicas[1].stop()
+            for i in range(6, 9):
+                zones.append(await stack.clients.execute(commands_pb2.SetZone(name=f"z{i}")))
+            for z in zones:
+                _, partition, offset = one(z)
+                await wait_committed_past(
+                    kafka.bootstrap_servers,
+                    group_of(env, PERIMETER),
+                    f"{kafka.topic_prefix}app.v1.Zone",
+                    partition,
+                    offset,
+                    timeout_s=60,
+                )
+    finally:
+        for r in replicas:
+            await r.stop()
+    records = await read_topic(kafka.bootstrap_servers, f"{kafka.topic_prefix}app.v1.Target")
+    owners = Counter(Target.FromString(r.value).zone_id for r in records if r.value is not None)
+    assert owners == Counter(z.events[0].id for z in zones), "one perimeter per zone, written once"
