@@ -3,6 +3,7 @@
     python -m devtools.run            # 1 Kafka node on 9092, one of each service
     python -m devtools.run --cluster  # 3 Kafka nodes on 19092.., two of each service
     python -m devtools.run --fresh    # wipe the Kafka data under .run/ first
+    python -m devtools.run --port-shift 1000  # every port + 1000, beside another stack
 
 With KAFKA_BOOTSTRAP_SERVERS set, that Kafka is used and none is started.
 MYKO_* variables are passed to every service (ports and peer addresses are set
@@ -137,10 +138,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--cluster", action="store_true", help="3 Kafka nodes and two replicas of each service")
     ap.add_argument("--fresh", action="store_true", help="delete the local Kafka data first")
-    ap.add_argument("--run-dir", type=Path, default=RUN_DIR, help="data and logs (default: .run/)")
+    ap.add_argument(
+        "--run-dir", type=Path, default=None, help="data and logs (default: .run/, or .run/shift-N/)"
+    )
+    ap.add_argument(
+        "--port-shift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every port (Kafka's too), to run beside another stack",
+    )
     args = ap.parse_args(argv)
 
-    run_dir: Path = args.run_dir.resolve()
+    # A shifted stack must not share Kafka data or logs with the unshifted one.
+    default_dir = RUN_DIR / f"shift-{args.port_shift}" if args.port_shift else RUN_DIR
+    run_dir: Path = (args.run_dir or default_dir).resolve()
     log_dir = run_dir / "logs"
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     passthrough = {k: v for k, v in os.environ.items() if k.startswith("MYKO_")}
@@ -156,11 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         kafka = LocalKafka(
             data_dir=data_dir,
             nodes=CLUSTER_KAFKA_NODES if args.cluster else 1,
-            base_port=CLUSTER_KAFKA_PORT if args.cluster else KAFKA_PORT,
+            base_port=(CLUSTER_KAFKA_PORT if args.cluster else KAFKA_PORT) + args.port_shift,
         )
     bootstrap = external or (kafka.bootstrap_servers if kafka else "")
     build = cluster_stack if args.cluster else local_stack
-    services = build(bootstrap_servers=bootstrap, log_dir=log_dir, extra_env=passthrough)
+    services = build(
+        bootstrap_servers=bootstrap, log_dir=log_dir, extra_env=passthrough, port_shift=args.port_shift
+    )
 
     ports = [_port(s) for s in services]
     if kafka:

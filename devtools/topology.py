@@ -82,6 +82,9 @@ def _replica(
         # Stable across restarts of this replica (it names Kafka transactional ids).
         "MYKO_INSTANCE_ID": f"{instance_prefix}{name}",
     }
+    if kind.short == "command":
+        # Where the other command replicas forward to this one while it leads.
+        env["MYKO_ADVERTISE_ADDR"] = f"127.0.0.1:{port}"
     return ServiceProcess(
         name=name,
         module=kind.module,
