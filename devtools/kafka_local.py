@@ -11,6 +11,7 @@ formatted fresh in a data directory and every broker runs as a child JVM.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import signal
@@ -47,13 +48,17 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 
 
 def resolve_jars() -> Path:
-    """Fetch Kafka's jars with Maven once; later calls reuse kafka/target/lib."""
-    if not any(LIB_DIR.glob("kafka_2.13-*.jar")):
+    """Fetch Kafka's jars with Maven; later calls reuse kafka/target/lib until the pom changes."""
+    stamp = LIB_DIR / ".pom-sha256"
+    digest = hashlib.sha256((POM_DIR / "pom.xml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        shutil.rmtree(LIB_DIR, ignore_errors=True)
         subprocess.run(
             [
                 "mvn",
                 "-q",
                 "-B",
+                "-Dstyle.color=never",
                 "dependency:copy-dependencies",
                 f"-DoutputDirectory={LIB_DIR}",
                 "-DincludeScope=runtime",
@@ -61,6 +66,7 @@ def resolve_jars() -> Path:
             cwd=POM_DIR,
             check=True,
         )
+        stamp.write_text(digest)
     return LIB_DIR
 
 
@@ -163,7 +169,6 @@ class LocalKafka:
         ]
 
     def start(self) -> LocalKafka:
-        cluster_id = str(uuid.UUID(int=uuid.uuid4().int)).replace("-", "")[:22]
         cluster_id = _base64_uuid()
         for n in self._nodes:
             cfg = self._write_config(n)
@@ -217,6 +222,11 @@ class LocalKafka:
                 time.sleep(0.2)
 
     def stop(self) -> None:
+        # All at once: stopping a quorum one node at a time leaves the last
+        # ones waiting ~30 s for a controller that is already gone.
+        for n in self._nodes:
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGTERM)
         for n in self._nodes:
             self.stop_node(n.node_id)
         if self._own_dir:

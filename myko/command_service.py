@@ -96,7 +96,13 @@ class CommandService:
             return self.settings.advertise_addr
         host = self.settings.host
         if host in ("0.0.0.0", "::", "[::]", ""):
-            host = socket.gethostname()
+            # In a container the hostname maps to the container's own address
+            # (/etc/hosts), which the other replicas on the network can reach.
+            name = socket.gethostname()
+            try:
+                host = socket.gethostbyname(name)
+            except OSError:
+                host = name
         return f"{host}:{self.grpc.port}"
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
