@@ -27,6 +27,7 @@ from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
+from myko.store_fence import StoreFence
 from myko.topics import ensure_topics, entity_topics, lease_topic, tx_log_topic
 from myko.txlog import TxLog
 from myko.watermark import Watermark
@@ -118,8 +119,7 @@ class CommandService:
         # the end offsets after that means we validate against every earlier write.
         await self.publisher.start()
         await self.publisher.announce(self._lease_topic.name, LEADER_KEY, self.advertise_addr.encode())
-        ends = await self.reader.end_offsets()
-        await self.store.wait_for(ends, timeout_s=CATCH_UP_TIMEOUT_S)
+        await StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S).sync()
         self.bus.start()
         log.info("leading at %s (store at %s)", self.advertise_addr, self.store.watermark)
 

@@ -40,7 +40,7 @@ class SagaService:
         self.reader = TopicReader(
             kafka, self.store.topics, self.store.apply_records, client_id=f"{settings.instance_id}.state"
         )
-        self.fence = StoreFence(kafka, self.store, client_id=f"{settings.instance_id}.fence")
+        self.fence = StoreFence(self.reader, self.store)
         self.commands = CommandClient(command_addr=settings.command_addr)
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
@@ -74,7 +74,6 @@ class SagaService:
         await self.grpc.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
-        await self.fence.start()
         await self.dead_letters.start()
         await self.commands.start()
         for runner in self.runners:
@@ -93,7 +92,6 @@ class SagaService:
             await runner.stop()
         await self.commands.stop()
         await self.dead_letters.stop()
-        await self.fence.stop()
         await self.reader.stop()
 
     async def __aenter__(self) -> SagaService:
