@@ -7,7 +7,7 @@ the full ordered array of entities, a report one typed value.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
 import grpc
@@ -105,37 +105,24 @@ class LiveBus:
             return await asyncio.wait_for(sub.next(), MAX_FENCE_WAIT_S)
 
 
-def register_query_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
-    async def watch(req: query_pb2.QueryRequest, ctx: Ctx) -> AsyncIterator[bytes]:
-        async for payload in bus.watch(req.query, req.at_least, ctx):
-            yield payload
-
-    async def get(req: query_pb2.QueryRequest, ctx: Ctx) -> bytes:
-        return await bus.get(req.query, req.at_least, ctx)
-
-    register_service(
-        server,
-        "myko.v1.QueryBus",
-        {
-            "Watch": stream_method(watch, query_pb2.QueryRequest),
-            "Get": unary_method(get, query_pb2.QueryRequest),
-        },
-    )
+_SERVICES = {
+    "query": ("myko.v1.QueryBus", query_pb2.QueryRequest),
+    "report": ("myko.v1.ReportBus", report_pb2.ReportRequest),
+}
 
 
-def register_report_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
-    async def watch(req: report_pb2.ReportRequest, ctx: Ctx) -> AsyncIterator[bytes]:
-        async for payload in bus.watch(req.report, req.at_least, ctx):
-            yield payload
+def register_live_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
+    """Serve `bus` as myko.v1.QueryBus or myko.v1.ReportBus, by its kind."""
+    service, request_cls = _SERVICES[bus.kind]
 
-    async def get(req: report_pb2.ReportRequest, ctx: Ctx) -> bytes:
-        return await bus.get(req.report, req.at_least, ctx)
+    def watch(req: Any, ctx: Ctx) -> AsyncIterator[bytes]:
+        return bus.watch(getattr(req, bus.kind), req.at_least, ctx)
+
+    def get(req: Any, ctx: Ctx) -> Awaitable[bytes]:
+        return bus.get(getattr(req, bus.kind), req.at_least, ctx)
 
     register_service(
         server,
-        "myko.v1.ReportBus",
-        {
-            "Watch": stream_method(watch, report_pb2.ReportRequest),
-            "Get": unary_method(get, report_pb2.ReportRequest),
-        },
+        service,
+        {"Watch": stream_method(watch, request_cls), "Get": unary_method(get, request_cls)},
     )

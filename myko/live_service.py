@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 from types import TracebackType
+from typing import Any
 
-from myko.app import App
+from myko.app import App, HandlerRegistry
 from myko.live import LiveHub
-from myko.live_bus import LiveBus, register_query_bus, register_report_bus
+from myko.live_bus import LiveBus, register_live_bus
 from myko.repo import Store
 from myko.repo_feed import RepoFeed
 from myko.server import GrpcServer
@@ -23,15 +24,14 @@ class LiveService:
         self.settings = settings
         self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
         self.hub = LiveHub()
-        if kind == "query":
-            self.bus = LiveBus(kind="query", registry=app.queries, store=self.store, hub=self.hub)
-            name, register = "myko.v1.QueryBus", register_query_bus
-        elif kind == "report":
-            self.bus = LiveBus(kind="report", registry=app.reports, store=self.store, hub=self.hub)
-            name, register = "myko.v1.ReportBus", register_report_bus
-        else:
+        registries: dict[str, HandlerRegistry[Any]] = {"query": app.queries, "report": app.reports}
+        if kind not in registries:
             raise ValueError(f"kind must be query or report, not {kind!r}")
-        self.grpc = GrpcServer(settings, service_names=[name], register=[lambda s: register(s, self.bus)])
+        self.bus = LiveBus(kind=kind, registry=registries[kind], store=self.store, hub=self.hub)
+        name = "myko.v1.QueryBus" if kind == "query" else "myko.v1.ReportBus"
+        self.grpc = GrpcServer(
+            settings, service_names=[name], register=[lambda s: register_live_bus(s, self.bus)]
+        )
         self.feed = RepoFeed(repo_addr=settings.repo_addr, store=self.store, on_ready=self.grpc.set_serving)
 
     async def start(self) -> None:

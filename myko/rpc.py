@@ -48,25 +48,16 @@ def _encode(reply: bytes | Message) -> bytes:
 def unary_method(
     fn: Callable[[Req, Ctx], Awaitable[bytes | Message]], request_cls: type[Req]
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def call(request: Req, context: Ctx) -> bytes | Message:
-        _checked(request)
-        return await fn(request, context)
-
     return grpc.unary_unary_rpc_method_handler(
-        unary(call), request_deserializer=_decoder(request_cls), response_serializer=_encode
+        unary(fn, check=_checked), request_deserializer=_decoder(request_cls), response_serializer=_encode
     )
 
 
 def stream_method(
     fn: Callable[[Req, Ctx], AsyncIterator[bytes | Message]], request_cls: type[Req]
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    async def call(request: Req, context: Ctx) -> AsyncIterator[bytes | Message]:
-        _checked(request)
-        async for item in fn(request, context):
-            yield item
-
     return grpc.unary_stream_rpc_method_handler(
-        streaming(call), request_deserializer=_decoder(request_cls), response_serializer=_encode
+        streaming(fn, check=_checked), request_deserializer=_decoder(request_cls), response_serializer=_encode
     )
 
 

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Self
+from typing import ClassVar, Self
 
 from myko.errors import ConfigError
 
@@ -179,29 +179,29 @@ class RepoSettings(ServerSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class QuerySettings(ServerSettings):
+class LiveSettings(ServerSettings):
+    """query_svc and report_svc: live buses over a mirror of repo_svc."""
+
+    SERVICE: ClassVar[str]
     repo_addr: str = "127.0.0.1:50054"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         e = _Env(os.environ if env is None else env)
         return cls(
-            **cls._common("query", env),  # type: ignore[arg-type]
+            **cls._common(cls.SERVICE, env),  # type: ignore[arg-type]
             repo_addr=e.addr("MYKO_REPO_ADDR", "127.0.0.1:50054"),
         )
 
 
 @dataclass(frozen=True, kw_only=True)
-class ReportSettings(ServerSettings):
-    repo_addr: str = "127.0.0.1:50054"
+class QuerySettings(LiveSettings):
+    SERVICE = "query"
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        e = _Env(os.environ if env is None else env)
-        return cls(
-            **cls._common("report", env),  # type: ignore[arg-type]
-            repo_addr=e.addr("MYKO_REPO_ADDR", "127.0.0.1:50054"),
-        )
+
+@dataclass(frozen=True, kw_only=True)
+class ReportSettings(LiveSettings):
+    SERVICE = "report"
 
 
 @dataclass(frozen=True, kw_only=True)

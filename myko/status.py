@@ -44,14 +44,25 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
+Check = Callable[[Any], None]
+
+
+def _no_check(request: Any) -> None:
+    pass
+
+
 def unary(
     fn: Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+    *,
+    check: Check = _no_check,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
-    """Wrap a unary method: MykoError -> its status; anything else -> INTERNAL."""
+    """Wrap a unary method: MykoError -> its status; anything else -> INTERNAL.
+    `check(request)` runs first, under the same mapping."""
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
         try:
+            check(request)
             return await fn(request, context)
         except MykoError as exc:
             await context.abort(code_of(exc), exc.message)
@@ -67,12 +78,15 @@ def unary(
 
 def streaming(
     fn: Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
+    *,
+    check: Check = _no_check,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
     """Wrap a server-streaming method the same way."""
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Resp]:
         try:
+            check(request)
             async for item in fn(request, context):
                 yield item
         except MykoError as exc:
