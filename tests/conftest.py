@@ -30,6 +30,13 @@ def kafka_bootstrap() -> Iterator[str]:
     if existing:
         yield existing
         return
+    if os.environ.get("MYKO_TEST_BROKER") == "testcontainers":
+        # Optional path where a Docker engine exists: pip install -e '.[containers]'.
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
     with LocalKafka() as kafka:
         yield kafka.bootstrap_servers
 
