@@ -235,6 +235,10 @@ class CommandBus:
         overlay: dict[Key, Message | None] = {}
         written_types: set[str] = set()
         for sub in batch:
+            if sub.future.done():
+                # Its caller gave up (deadline, cancel), which cancelled the future:
+                # write nothing for it; a retry with the same tx runs it again.
+                continue
             if (
                 self._tracker.stale(sub.reads, sub.scans)
                 or any(k in overlay for k in sub.reads)
@@ -260,7 +264,9 @@ class CommandBus:
                     self._txlog.remember(sub.proposal.tx, sub.proposal.digest, result)
                 await self._read_back(results)
                 for sub, result in zip(accepted, results, strict=True):
-                    sub.future.set_result(result)
+                    # A caller that gave up during the commit finds its result in the tx log.
+                    if not sub.future.done():
+                        sub.future.set_result(result)
         except MykoError as exc:
             for sub in accepted:
                 if not sub.future.done():
@@ -275,7 +281,8 @@ class CommandBus:
             if isinstance(exc, FencedError):
                 raise
         for sub in stale:
-            sub.future.set_result(None)
+            if not sub.future.done():
+                sub.future.set_result(None)
 
     async def _read_back(self, results: list[command_pb2.CommandResult]) -> None:
         needed: dict[tuple[str, int], int] = {}
