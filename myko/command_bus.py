@@ -139,12 +139,20 @@ class CommandBus:
             raise InvalidArgument("command", f"cannot decode as {name}: {exc}") from None
         digest = command_digest(TYPE_URL_PREFIX + name, request.command.value)
 
-        done = self._txlog.get(tx)
-        if done is not None:
-            return self._replay(tx, digest, *done)
-        running = self._inflight.get(tx)
-        if running is not None:
-            return self._replay(tx, digest, running[0], await asyncio.shield(running[1]))
+        while True:
+            done = self._txlog.get(tx)
+            if done is not None:
+                return self._replay(tx, digest, *done)
+            running = self._inflight.get(tx)
+            if running is None:
+                break
+            try:
+                return self._replay(tx, digest, running[0], await asyncio.shield(running[1]))
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if running[1].cancelled() and not (task is not None and task.cancelling()):
+                    continue  # the first caller gave up, not us: look again
+                raise
 
         fut: asyncio.Future[command_pb2.CommandResult] = asyncio.get_running_loop().create_future()
         self._inflight[tx] = (digest, fut)
@@ -152,6 +160,9 @@ class CommandBus:
             result = await self._run(tx, digest, name, reg.handler, command)
             fut.set_result(result)
             return result
+        except asyncio.CancelledError:
+            fut.cancel()
+            raise
         except BaseException as exc:
             fut.set_exception(exc)
             fut.exception()  # retrieved: a duplicate caller may never come
@@ -234,10 +245,21 @@ class CommandBus:
         stale: list[_Submission] = []
         overlay: dict[Key, Message | None] = {}
         written_types: set[str] = set()
+        again: list[_Submission] = []  # a tx already accepted earlier in this batch
+        batch_txs: set[str] = set()
         for sub in batch:
             if sub.future.done():
                 # Its caller gave up (deadline, cancel), which cancelled the future:
                 # write nothing for it; a retry with the same tx runs it again.
+                continue
+            # The last word on once-only: a retry whose first caller gave up
+            # mid-commit can get past execute()'s checks, but not past this one.
+            done = self._txlog.get(sub.proposal.tx)
+            if done is not None:
+                _answer(sub, done[0], done[1])
+                continue
+            if sub.proposal.tx in batch_txs:
+                again.append(sub)
                 continue
             if (
                 self._tracker.stale(sub.reads, sub.scans)
@@ -255,6 +277,7 @@ class CommandBus:
                 sub.proposal.events = ctx.events()
                 sub.writes = ctx.writes
             accepted.append(sub)
+            batch_txs.add(sub.proposal.tx)
             overlay.update(sub.writes)
             written_types |= {t for t, _ in sub.writes}
         try:
@@ -283,6 +306,12 @@ class CommandBus:
         for sub in stale:
             if not sub.future.done():
                 sub.future.set_result(None)
+        for sub in again:
+            done = self._txlog.get(sub.proposal.tx)
+            if done is not None:
+                _answer(sub, done[0], done[1])
+            elif not sub.future.done():
+                sub.future.set_exception(Unavailable("commit failed; retry with the same tx"))
 
     async def _read_back(self, results: list[command_pb2.CommandResult]) -> None:
         needed: dict[tuple[str, int], int] = {}
@@ -308,3 +337,15 @@ def _call(handler: object, command: Message, ctx: CommandContext, name: str, tx:
     except Exception as exc:
         log.exception("command handler for %s failed (tx %s)", name, tx)
         raise MykoError(f"handler for {name} failed: {type(exc).__name__}") from exc
+
+
+def _answer(sub: _Submission, digest: bytes, result: command_pb2.CommandResult) -> None:
+    """Answer a submission whose tx already took effect."""
+    if sub.future.done():
+        return
+    if digest != sub.proposal.digest:
+        sub.future.set_exception(
+            InvalidArgument("tx", f"{sub.proposal.tx} was already used for a different command")
+        )
+    else:
+        sub.future.set_result(result)
