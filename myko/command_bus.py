@@ -29,6 +29,8 @@ from myko.entities import TYPE_URL_PREFIX
 from myko.errors import Conflict, InvalidArgument, MykoError, Unavailable, UnknownType
 from myko.publisher import FencedError, Proposal, TransactionalPublisher
 from myko.repo import Store
+from myko.retry import Backoff
+from myko.store_fence import StoreFence
 from myko.txlog import TxLog, command_digest
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class CommandBus:
         source: str,
         max_command_bytes: int,
         conflict_retries: int,
+        fence: StoreFence,
         max_batch: int = 512,
         read_back_timeout_s: float = 30.0,
     ) -> None:
@@ -100,6 +103,8 @@ class CommandBus:
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._current: list[_Submission] = []
+        self._fence = fence
+        self._unsettled = False
 
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="command-writer")
@@ -240,7 +245,19 @@ class CommandBus:
                     if not sub.future.done():
                         sub.future.set_exception(Unavailable("command writer failed; retry with the same tx"))
 
+    async def _settle(self) -> None:
+        """After a failed commit, wait until the store has read whatever did land."""
+        backoff = Backoff(initial_s=0.1, max_s=2.0)
+        while self._unsettled:
+            try:
+                await self._fence.sync()
+                self._unsettled = False
+            except MykoError as exc:
+                log.warning("cannot settle after a failed commit yet: %s", exc)
+                await asyncio.sleep(backoff.next())
+
     async def _write(self, batch: list[_Submission]) -> None:
+        await self._settle()
         accepted: list[_Submission] = []
         stale: list[_Submission] = []
         overlay: dict[Key, Message | None] = {}
@@ -291,11 +308,15 @@ class CommandBus:
                     if not sub.future.done():
                         sub.future.set_result(result)
         except MykoError as exc:
+            # A commit that failed may still have landed (its answer was lost):
+            # read up to the end of the log before validating anything else.
+            self._unsettled = True
             for sub in accepted:
                 if not sub.future.done():
                     sub.future.set_exception(exc)
                     sub.future.exception()
         except Exception as exc:
+            self._unsettled = True
             log.exception("command writer failed")
             for sub in accepted:
                 if not sub.future.done():

@@ -65,6 +65,7 @@ class CommandService:
             self._on_batch,
             client_id=settings.instance_id,
         )
+        self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
         self.publisher = TransactionalPublisher(
             kafka,
@@ -82,6 +83,7 @@ class CommandService:
             source=settings.instance_id,
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
+            fence=self.fence,
         )
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
@@ -119,7 +121,7 @@ class CommandService:
         # the end offsets after that means we validate against every earlier write.
         await self.publisher.start()
         await self.publisher.announce(self._lease_topic.name, LEADER_KEY, self.advertise_addr.encode())
-        await StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S).sync()
+        await self.fence.sync()
         self.bus.start()
         log.info("leading at %s (store at %s)", self.advertise_addr, self.store.watermark)
 
