@@ -334,17 +334,28 @@ class Watcher:
             self.errors.append(f"emission {self.emissions}: {problem}")
 
     def shows(self, final: dict[str, Target]) -> bool:
-        if not covers(self.last_wm, _watermark(self._ledger.fence)):
-            return False
+        """Its last emission is the final state.
+
+        A report emits only when its value changes (hits do not change a count),
+        so its last emission may rightly be older than the last write; a
+        never-decreasing total equal to the final one is the final state. Every
+        Target write changes AllTargets, so a query's last emission must also
+        have read past every acknowledged Target write.
+        """
         if self.kind == "report":
             return self.last_total == len(final)
+        if not covers(self.last_wm, _watermark(self._target_fence())):
+            return False
         return {k: (t.name, t.hit_count) for k, t in self.last_targets.items()} == {
             k: (t.name, t.hit_count) for k, t in final.items()
         }
 
+    def _target_fence(self) -> dict[tuple[str, int], int]:
+        return {tp: off for tp, off in self._ledger.fence.items() if tp[0].endswith(".app.v1.Target")}
+
     def lag(self, final: dict[str, Target]) -> str:
         """Why `shows(final)` is false, for the failure message."""
-        behind = {tp: (self.last_wm.get(tp, 0), off) for tp, off in self._ledger.fence.items()}
+        behind = {tp: (self.last_wm.get(tp, 0), off) for tp, off in self._target_fence().items()}
         behind = {tp: v for tp, v in behind.items() if v[0] < v[1]}
         if self.kind == "report":
             return f"total {self.last_total} != {len(final)}; behind the fence at {behind}"
