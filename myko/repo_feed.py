@@ -95,7 +95,13 @@ class RepoFeed:
             if change.snapshot:
                 snapshot.extend(change.events)
                 if change.snapshot_complete:
-                    self._store.reset(snapshot, Watermark.from_proto(change.watermark))
+                    watermark = Watermark.from_proto(change.watermark)
+                    if not watermark.covers(self._store.watermark.positions):
+                        # A repo replica behind what this mirror already showed:
+                        # resetting to it would take live results back in time.
+                        log.warning("repo %s is behind this mirror (%s); retrying", self._addr, watermark)
+                        return
+                    self._store.reset(snapshot, watermark)
                     snapshot = []
                     backoff.reset()
                     await self._set_ready(True)

@@ -16,7 +16,7 @@ import grpc
 
 from gen.myko.v1 import item_pb2, repo_pb2
 from myko.app import App
-from myko.errors import InvalidArgument
+from myko.errors import InvalidArgument, Unavailable
 from myko.reader import TopicReader
 from myko.repo import Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
@@ -60,9 +60,12 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
     return set(requested) or known
 
 
-def register_repo_service(server: grpc.aio.Server, store: Store) -> None:
+def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyncio.Event) -> None:
     async def subscribe(req: repo_pb2.RepoSubscribeRequest, ctx: Ctx) -> AsyncIterator[repo_pb2.RepoChange]:
         types = _types(store, req.types)
+        # A snapshot taken before the reader caught up would be partial (empty at
+        # first): a mirror reset to it would make live results lose entities.
+        await caught_up.wait()
         pending = _PendingChanges(types)
         # Registered before the snapshot is taken, with no await in between:
         # nothing can fall between the snapshot and the first change batch.
@@ -83,6 +86,8 @@ def register_repo_service(server: grpc.aio.Server, store: Store) -> None:
     async def get(req: repo_pb2.RepoGetRequest, ctx: Ctx) -> repo_pb2.RepoGetResponse:
         if store.entities.get(req.type) is None:
             raise InvalidArgument("type", f"unknown entity type {req.type!r}")
+        if not caught_up.is_set():
+            raise Unavailable("repo_svc is still reading the topics; retry")
         repo = store.repo(req.type)
         ids = list(req.ids) or repo.ids()
         items = [ev.entity for i in ids if (ev := repo.event_of(i)) is not None]
@@ -107,10 +112,11 @@ class RepoService:
         self.reader = TopicReader(
             settings.kafka, self.store.topics, self.store.apply_records, client_id=settings.instance_id
         )
+        self.caught_up = asyncio.Event()
         self.grpc = GrpcServer(
             settings,
             service_names=["myko.v1.RepoService"],
-            register=[lambda s: register_repo_service(s, self.store)],
+            register=[lambda s: register_repo_service(s, self.store, self.caught_up)],
         )
         self._entities = app.entities
 
@@ -119,6 +125,7 @@ class RepoService:
         await self.grpc.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
+        self.caught_up.set()
         await self.grpc.set_serving()
         log.info("repo caught up at %s", self.store.watermark)
 
