@@ -6,8 +6,10 @@ steady stream of commands, each with its own tx, retried on UNAVAILABLE,
 DEADLINE_EXCEEDED and ABORTED against either command replica until
 acknowledged. Watches are open on both query replicas and both report replicas.
 Then one Kafka broker (the transaction coordinator of the command writer) is
-SIGKILLed and, a moment later, the whole replica chain of the command leader
-(command, repo, query, report, saga, gateway of that number).
+SIGKILLed and, once commands flow again, the whole replica chain of the command
+leader (command, repo, query, report, saga, gateway of that number); last, the
+remaining repo replica is SIGKILLed and restarted under the open streams of
+its query and report replicas.
 
 Asserted: every acknowledged command is in the final state and none applied
 twice (exact hit counts; one record per tx on the topics); every emission of
@@ -21,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 import time
 import uuid
@@ -155,26 +156,28 @@ async def _transaction_coordinator(cluster: Cluster) -> int:
 
 @dataclass
 class Acks:
-    """When acknowledgements happened: recovery times come from the gaps."""
+    """When commands were first sent and acknowledged: recovery times come from these."""
 
-    times: list[float] = field(default_factory=list)
+    sent_acked: list[tuple[float, float]] = field(default_factory=list)
     retries: int = 0
 
     def first_after(self, t: float) -> float | None:
-        return next((a for a in self.times if a > t), None)
+        """When the first command sent after `t` was acknowledged (an answer from the
+        tx log, or to a commit already under way, proves nothing about recovery)."""
+        return min((acked for sent, acked in self.sent_acked if sent > t), default=None)
+
+    def recovery_s(self, t: float) -> float:
+        first = self.first_after(t)
+        return float("nan") if first is None else first - t
 
     async def wait_after(self, t: float, timeout_s: float, clients: list[asyncio.Task[int]]) -> None:
-        """Until some command is acknowledged after `t`: the cluster accepts writes again."""
+        """Until a command sent after `t` is acknowledged: the cluster accepts writes again."""
         async with asyncio.timeout(timeout_s):
             while self.first_after(t) is None:
                 for task in clients:
                     if task.done():
                         task.result()  # a client's failure is the test's, at once
                 await asyncio.sleep(0.05)
-
-    def longest_gap(self, start: float, end: float) -> float:
-        inside = [start, *sorted(a for a in self.times if start < a < end), end]
-        return max(b - a for a, b in itertools.pairwise(inside))
 
 
 class CommandClient:
@@ -194,7 +197,8 @@ class CommandClient:
 
     async def execute(self, command: object, tx: str) -> command_pb2.CommandResult:
         request = command_pb2.CommandRequest(tx=tx, command=pack(command))  # type: ignore[arg-type]
-        deadline = time.monotonic() + COMMAND_BOUND_S
+        sent = time.monotonic()
+        deadline = sent + COMMAND_BOUND_S
         delay = 0.05
         while True:
             call = self._calls[self._next % len(self._calls)]
@@ -210,7 +214,7 @@ class CommandClient:
                 await asyncio.sleep(delay * random.uniform(0.5, 1.5))
                 delay = min(1.0, delay * 2)
                 continue
-            self._acks.times.append(time.monotonic())
+            self._acks.sent_acked.append((sent, time.monotonic()))
             assert result.tx == tx
             return result
 
@@ -254,6 +258,7 @@ class Watcher:
         self.errors: list[str] = []
         self.emissions = 0
         self.reopens: list[tuple[float, float | None]] = []  # (ended at, first emission after)
+        self.old_labels = 0  # first emissions after a reopen labelled below their at_least
         self.last_wm: dict[tuple[str, int], int] = {}
         self.last_targets: dict[str, Target] = {}
         self.last_total = -1
@@ -282,9 +287,10 @@ class Watcher:
             call = self._open(i)
             try:
                 async for msg in call:
-                    if self.reopens and self.reopens[-1][1] is None:
+                    reopened = bool(self.reopens) and self.reopens[-1][1] is None
+                    if reopened:
                         self.reopens[-1] = (self.reopens[-1][0], time.monotonic())
-                    self._check(msg)
+                    self._check(msg, reopened=reopened)
                     delay = 0.05
                 code, details = grpc.StatusCode.OK, "stream ended"
             except grpc.aio.AioRpcError as exc:
@@ -298,11 +304,18 @@ class Watcher:
             await asyncio.sleep(delay)
             delay = min(1.0, delay * 2)
 
-    def _check(self, msg: object) -> None:
+    def _check(self, msg: object, *, reopened: bool) -> None:
         self.emissions += 1
         wm = positions(msg.watermark)  # type: ignore[attr-defined]
         back = [tp for tp, off in self.last_wm.items() if wm.get(tp, 0) < off]
-        if back:
+        if back and reopened:
+            # Opened with at_least = last_wm, the replica has read that far, but a
+            # new subscriber to a shared evaluation gets its cached payload, labelled
+            # with the watermark of the value's last change (myko/live.py attach).
+            # The value must hold at at_least all the same: judge it there.
+            self.old_labels += 1
+            wm = {**wm, **{tp: max(off, wm.get(tp, 0)) for tp, off in self.last_wm.items()}}
+        elif back:
             self._wrong(f"watermark went back on {back}")
         if isinstance(msg, query_pb2.QueryResult):
             targets = [unpack(a, Target) for a in msg.items]
@@ -455,12 +468,25 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
             await acks.wait_after(t_replicas, RECOVERY_BOUND_S, clients)
             await asyncio.sleep(LOAD_BETWEEN_S)
 
+            # The last repo crashes and is restarted: the surviving query and report
+            # replicas keep their open streams and must resync without going back.
+            survivor = 3 - leader
+            repo = cluster.services[f"repo-{survivor}"]
+            t_repo = time.monotonic()
+            await asyncio.to_thread(repo.kill)
+            await asyncio.to_thread(repo.start)
+            await asyncio.to_thread(repo.wait_healthy, timeout_s=RECOVERY_BOUND_S)
+            repo_back = time.monotonic()
+            print(
+                f"{t_repo - t0:5.1f}s SIGKILL {repo.name}, restarted: healthy after {repo_back - t_repo:.1f}s"
+            )
+            await asyncio.sleep(LOAD_BETWEEN_S)
+
             stop.set()
             async with asyncio.timeout(COMMAND_BOUND_S + 10):
                 sent = await asyncio.gather(*clients)
             t_end = time.monotonic()
 
-            survivor = 3 - leader
             final, wrong = await _final_state(ch[f"query-{survivor}"], ledger, SETTLE_S)
             deadline = time.monotonic() + SETTLE_S
             while not all(w.shows(final) for w in watchers) and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -478,15 +504,17 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
 
     print(
         f"{sum(sent)} commands acknowledged by {CLIENTS} clients in {t_end - t0:.1f}s "
-        f"({acks.retries} retried attempts); no command acknowledged for "
-        f"{acks.longest_gap(t_broker, t_replicas):.1f}s after the broker kill, "
-        f"{acks.longest_gap(t_replicas, t_end):.1f}s after the replica kills",
+        f"({acks.retries} retried attempts); commands sent after a fault were first acknowledged "
+        f"{acks.recovery_s(t_broker):.1f}s after the broker kill, "
+        f"{acks.recovery_s(t_replicas):.1f}s after the replica kills",
         flush=True,
     )
     for w in watchers:
         gaps = ", ".join(f"{(b or t_end) - a:.1f}s" for a, b in w.reopens) or "none"
         print(
-            f"  watch {w.name}: {w.emissions} emissions, reopened {len(w.reopens)}x (gaps {gaps})", flush=True
+            f"  watch {w.name}: {w.emissions} emissions, reopened {len(w.reopens)}x (gaps {gaps}), "
+            f"{w.old_labels} first emission(s) labelled below at_least",
+            flush=True,
         )
 
     assert not wrong, f"final state wrong: {wrong[:10]}"
@@ -503,3 +531,4 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
     assert not lost, f"acknowledged txs without their one Target event: {sorted(lost)[:5]}"
     assert all(w.emissions > 0 for w in watchers)
     assert {s.name for s in cluster.services.values() if not s.running} == set(doomed)
+    assert repo.running
