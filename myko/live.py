@@ -57,6 +57,7 @@ class SharedEvaluation:
         self._key = key
         self._build = build
         self._sinks: set[LatestSink] = set()
+        self._built_at: Hashable = None
         self._last_value: Any = _NOTHING
         self._payload: bytes | None = None
         self._seq = 0
@@ -76,6 +77,7 @@ class SharedEvaluation:
         self._seq += 1
         try:
             self._payload = self._build(value, self._seq)
+            self._built_at = self._hub.position()
         except Exception as exc:
             log.exception("cannot serialise live value for %s", self._key)
             self._on_error(exc)
@@ -91,6 +93,12 @@ class SharedEvaluation:
 
     def attach(self, sink: LatestSink) -> None:
         self._sinks.add(sink)
+        if self._payload is not None and self._built_at != self._hub.position():
+            # The value is current, but the cached payload names the watermark
+            # of its last change: a newcomer (maybe fenced with at_least) gets
+            # it stamped with where the store is now.
+            self._payload = self._build(self._last_value, self._seq)
+            self._built_at = self._hub.position()
         if self._payload is not None:
             sink.put(self._payload)
         elif self._error is not None:
@@ -109,10 +117,15 @@ class SharedEvaluation:
 
 
 class LiveHub:
-    """Evaluations by key, alive while someone watches them."""
+    """Evaluations by key, alive while someone watches them.
 
-    def __init__(self) -> None:
+    `position` tells where the underlying state is (the store's watermark);
+    payloads carry it, so a cached payload is restamped when it moved.
+    """
+
+    def __init__(self, position: Callable[[], Hashable] = lambda: None) -> None:
         self._evals: dict[Hashable, SharedEvaluation] = {}
+        self.position = position
 
     def __len__(self) -> int:
         return len(self._evals)

@@ -23,7 +23,7 @@ class LiveService:
     def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: str) -> None:
         self.settings = settings
         self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
-        self.hub = LiveHub()
+        self.hub = LiveHub(position=lambda: self.store.watermark)
         registries: dict[str, HandlerRegistry[Any]] = {"query": app.queries, "report": app.reports}
         if kind not in registries:
             raise ValueError(f"kind must be query or report, not {kind!r}")

@@ -101,14 +101,16 @@ class Clients:
         )
         return result
 
-    def watch_report(self, report: Message) -> Stream[report_pb2.ReportResult]:
+    def watch_report(
+        self, report: Message, *, at_least: item_pb2.Watermark | None = None
+    ) -> Stream[report_pb2.ReportResult]:
         assert self.report is not None
         call = self.report.unary_stream(
             "/myko.v1.ReportBus/Watch",
             request_serializer=report_pb2.ReportRequest.SerializeToString,
             response_deserializer=report_pb2.ReportResult.FromString,
         )
-        return Stream(call(report_pb2.ReportRequest(report=pack(report))))
+        return Stream(call(report_pb2.ReportRequest(report=pack(report), at_least=at_least)))
 
     async def get_report(self, report: Message, *, timeout_s: float = 15.0) -> report_pb2.ReportResult:
         assert self.report is not None

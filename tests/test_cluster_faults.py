@@ -308,15 +308,13 @@ class Watcher:
         self.emissions += 1
         wm = positions(msg.watermark)  # type: ignore[attr-defined]
         back = [tp for tp, off in self.last_wm.items() if wm.get(tp, 0) < off]
-        if back and reopened:
-            # Opened with at_least = last_wm, the replica has read that far, but a
-            # new subscriber to a shared evaluation gets its cached payload, labelled
-            # with the watermark of the value's last change (myko/live.py attach).
-            # The value must hold at at_least all the same: judge it there.
-            self.old_labels += 1
-            wm = {**wm, **{tp: max(off, wm.get(tp, 0)) for tp, off in self.last_wm.items()}}
-        elif back:
-            self._wrong(f"watermark went back on {back}")
+        if back:
+            # Also after a reopen: opened with at_least = last_wm, a new subscriber
+            # to a shared evaluation gets its payload restamped with where the
+            # replica is now (myko/live.py attach), never an older watermark.
+            if reopened:
+                self.old_labels += 1
+            self._wrong(f"watermark went back on {back} (reopened={reopened})")
         if isinstance(msg, query_pb2.QueryResult):
             targets = [unpack(a, Target) for a in msg.items]
             for problem in self._ledger.judge_targets(targets, wm):

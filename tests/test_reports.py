@@ -139,3 +139,23 @@ async def test_identical_report_watches_share_one_evaluation(stack: InProcessSta
     finally:
         for s in streams:
             s.cancel()
+
+
+async def test_a_new_watch_is_stamped_with_the_current_watermark(stack: InProcessStack) -> None:
+    """Joining a shared evaluation whose value did not change still reflects a fenced write."""
+    cmds, reps = commands_pb2, reports_pb2
+    created = await stack.clients.execute(cmds.SetTarget(name="stamped"))
+    first = stack.clients.watch_report(reps.TargetCountsByStatus())
+    try:
+        async with asyncio.timeout(10):
+            await first.read()
+            # A hit changes no status count: the shared value stays the same.
+            hit = await stack.clients.execute(cmds.RecordHits(id=created.events[0].id, count=1))
+            second = stack.clients.watch_report(reps.TargetCountsByStatus(), at_least=hit.visible_at)
+            try:
+                got = await second.read()
+                assert visible(hit, got.watermark)
+            finally:
+                second.cancel()
+    finally:
+        first.cancel()
