@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from gen.myko.v1 import command_pb2
+from myko.lifecycle import Lifecycle
 
 
 class CommandFailed(Exception):
@@ -20,7 +19,7 @@ class CommandFailed(Exception):
         self.details = details
 
 
-class CommandClient:
+class CommandClient(Lifecycle):
     def __init__(self, *, command_addr: str, timeout_s: float = 30.0) -> None:
         self._addr = command_addr
         self._timeout_s = timeout_s
@@ -62,12 +61,3 @@ class CommandClient:
         if self._channel is not None:
             await self._channel.close(None)
             self._channel = None
-
-    async def __aenter__(self) -> CommandClient:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

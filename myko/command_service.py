@@ -10,7 +10,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import Unavailable
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease
+from myko.lifecycle import Lifecycle
 from myko.publisher import TransactionalPublisher
 from myko.reader import TopicReader
 from myko.repo import Store
@@ -48,7 +48,7 @@ def register_command_bus(server: grpc.aio.Server, service: CommandService) -> No
     )
 
 
-class CommandService:
+class CommandService(Lifecycle):
     def __init__(self, settings: CommandSettings, app: App) -> None:
         self.settings = settings
         self.app = app
@@ -182,12 +182,3 @@ class CommandService:
         await self.reader.stop()
         if self._leader_channel is not None:
             await self._leader_channel[1].close(None)
-
-    async def __aenter__(self) -> CommandService:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -15,7 +15,6 @@ deduplicated through the tx log either way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -25,6 +24,7 @@ from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def _sticky_assignor(lease: LeaderLease) -> type[AbstractPartitionAssignor]:
     return StickyLease
 
 
-class LeaderLease:
+class LeaderLease(Lifecycle):
     def __init__(
         self,
         kafka: KafkaSettings,
@@ -153,11 +153,8 @@ class LeaderLease:
         await self._on_deposed()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             # Leaving the group hands the lease over at once instead of after a timeout.
             await self._consumer.stop()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from types import TracebackType
 from typing import Any
 
 from myko.app import App, HandlerRegistry
+from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
 from myko.repo import Store
@@ -17,7 +17,7 @@ from myko.settings import QuerySettings, ReportSettings
 log = logging.getLogger(__name__)
 
 
-class LiveService:
+class LiveService(Lifecycle):
     """SERVING while its mirror of repo_svc is connected and complete."""
 
     def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: str) -> None:
@@ -44,12 +44,3 @@ class LiveService:
         await self.grpc.stop()
         await self.feed.stop()
         self.hub.close()
-
-    async def __aenter__(self) -> LiveService:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

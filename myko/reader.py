@@ -8,15 +8,14 @@ read-your-writes across the pipeline.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 
 from myko.errors import DeadlineExceeded, Unavailable
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.settings import KafkaSettings
 from myko.watermark import Watermark
 
@@ -26,7 +25,7 @@ Batch = Sequence[ConsumerRecord[bytes, bytes]]
 OnBatch = Callable[[Batch, Watermark], None]
 
 
-class TopicReader:
+class TopicReader(Lifecycle):
     """Reads every partition of `topics` and hands each fetched batch to `on_batch`.
 
     `on_batch` runs on the event loop with the batch and the watermark after it;
@@ -155,20 +154,8 @@ class TopicReader:
             self._caught_up.set()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-    async def __aenter__(self) -> TopicReader:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -8,13 +8,13 @@ snapshot; live streams see only the differences, never a wrong intermediate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
 
 from gen.myko.v1 import item_pb2, repo_pb2
+from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
 from myko.watermark import Watermark
@@ -43,11 +43,8 @@ class RepoFeed:
         await asyncio.wait_for(self._ready.wait(), timeout_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _set_ready(self, ready: bool) -> None:
         if ready == self._ready.is_set():

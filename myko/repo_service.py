@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from types import TracebackType
 
 import grpc
 
 from gen.myko.v1 import item_pb2, repo_pb2
 from myko.app import App
 from myko.errors import InvalidArgument, Unavailable
+from myko.lifecycle import Lifecycle
 from myko.reader import TopicReader
 from myko.repo import Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
@@ -103,7 +103,7 @@ def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyn
     )
 
 
-class RepoService:
+class RepoService(Lifecycle):
     """The running repo_svc: reader -> store -> RepoService, SERVING once caught up."""
 
     def __init__(self, settings: RepoSettings, app: App) -> None:
@@ -132,12 +132,3 @@ class RepoService:
     async def stop(self) -> None:
         await self.grpc.stop()
         await self.reader.stop()
-
-    async def __aenter__(self) -> RepoService:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -46,6 +46,7 @@ from myko.dead_letter import DeadLetters
 from myko.entities import EntityRegistry
 from myko.errors import MykoError, Unavailable
 from myko.events import SET, BadRecord, from_record
+from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
 from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
@@ -203,11 +204,8 @@ class SagaRunner:
             self._task.result()  # re-raise why the loop ended
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 
 from myko.app import App
 from myko.command_client import CommandClient
 from myko.dead_letter import DeadLetters, dead_letter_topic
+from myko.lifecycle import Lifecycle
 from myko.reader import TopicReader
 from myko.repo import Store
 from myko.saga import AfterExecute, SagaConfig, SagaRunner
@@ -27,7 +27,7 @@ from myko.topics import ensure_topics, entity_topics
 log = logging.getLogger(__name__)
 
 
-class SagaService:
+class SagaService(Lifecycle):
     """SERVING once its state is caught up and every saga's consumer has joined its group."""
 
     def __init__(
@@ -93,12 +93,3 @@ class SagaService:
         await self.commands.stop()
         await self.dead_letters.stop()
         await self.reader.stop()
-
-    async def __aenter__(self) -> SagaService:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
