@@ -259,7 +259,9 @@ class Watcher:
         self.emissions = 0
         self.reopens: list[tuple[float, float | None]] = []  # (ended at, first emission after)
         self.old_labels = 0  # first emissions after a reopen labelled below their at_least
-        self.last_wm: dict[tuple[str, int], int] = {}
+        # The first open is fenced on the set-up writes (read-your-writes): a
+        # replica that has not read them yet waits instead of answering without them.
+        self.last_wm: dict[tuple[str, int], int] = dict(ledger.fence)
         self.last_targets: dict[str, Target] = {}
         self.last_total = -1
 
