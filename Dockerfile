@@ -41,7 +41,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
-    MYKO_UI_DIST=/app/ui/dist
+    MYKO_UI_DIST=/app/ui/dist \
+    MYKO_APP=targets
 RUN groupadd --system --gid 10001 myko \
  && useradd --system --uid 10001 --gid myko --home-dir /app --no-create-home --shell /usr/sbin/nologin myko
 COPY --from=pydeps /opt/venv /opt/venv
@@ -49,9 +50,8 @@ WORKDIR /app
 # Root-owned and read-only to the service user: a compromised service cannot
 # rewrite its own code.
 COPY pyproject.toml ./
-COPY gen gen
 COPY myko myko
-COPY app app
+COPY examples/targets/targets targets
 COPY command_svc command_svc
 COPY repo_svc repo_svc
 COPY query_svc query_svc

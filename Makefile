@@ -30,7 +30,7 @@ help:
 	@echo "make run          start Kafka, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
 	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
 	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests"
-	@echo "make gen          regenerate gen/ from proto/"
+	@echo "make gen          regenerate generated code from the .proto files"
 	@echo "make lint | format | typecheck | pytest | bench | clean | distclean"
 
 setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
@@ -38,8 +38,10 @@ setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP_PY): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# The framework (editable, with the dev tools) and the example app, which
+# depends on it the way any application does.
+$(STAMP_PY): pyproject.toml examples/targets/pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]' -e examples/targets
 	touch $@
 
 # CI (and a first install) get the exact lock file; on a dev machine `npm install`

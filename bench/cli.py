@@ -171,7 +171,7 @@ async def _measure(
             command_channel=command_channel,
             query_channel=query_channel,
             bootstrap=bootstrap,
-            target_topic=f"{topic_prefix}app.v1.Target",
+            target_topic=f"{topic_prefix}targets.v1.Target",
             partitions=opts.partitions,
             targets=opts.e2e_targets,
             count=opts.e2e_count,

@@ -12,7 +12,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from gen.myko.v1 import command_pb2, item_pb2, query_pb2
+from myko.v1 import command_pb2, item_pb2, query_pb2
 
 Position = tuple[str, int]
 Needed = Mapping[Position, int]

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from targets.v1 import commands_pb2, queries_pb2
 
 from bench.client import CommandClient, WatchStream, needed_positions
 from bench.cpu import CpuMeter, CpuUse
 from bench.samples import Samples
-from gen.app.v1 import commands_pb2, queries_pb2
 
 
 @dataclass

@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field
 
 import grpc
+from targets.v1 import commands_pb2, entities_pb2
 
 from bench.client import CHANNEL_OPTIONS, CommandClient
 from bench.cpu import CpuMeter, CpuUse
 from bench.end_to_end import create_targets
 from bench.samples import Samples
-from gen.app.v1 import commands_pb2, entities_pb2
 
 
 @dataclass

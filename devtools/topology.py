@@ -24,6 +24,8 @@ from myko.settings import DEFAULT_PORTS
 # Replica n listens on the default port + (n - 1) * REPLICA_PORT_STEP (query-2: 50152).
 REPLICA_PORT_STEP = 100
 SAGA_GROUP_ID = "myko-saga"
+# What `make run` serves unless MYKO_APP says otherwise: the example application.
+EXAMPLE_APP = "targets"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,6 +79,7 @@ def _replica(
         "MYKO_COMMAND_ADDR": addr("command"),
         "MYKO_QUERY_ADDR": addr("query"),
         "MYKO_REPORT_ADDR": addr("report"),
+        "MYKO_APP": extra_env.get("MYKO_APP", EXAMPLE_APP),
         # All saga replicas share one consumer group: each event is handled once.
         "MYKO_SAGA_GROUP_ID": extra_env.get("MYKO_SAGA_GROUP_ID", SAGA_GROUP_ID),
         # Stable across restarts of this replica (it names Kafka transactional ids).

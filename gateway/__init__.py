@@ -1,1 +1,1 @@
-"""grpc-web gateway: serves the UI and forwards the public buses to their gRPC services."""
+"""The gateway's runner in this repository; the gateway itself is myko.gateway."""

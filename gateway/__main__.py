@@ -1,42 +1,5 @@
-"""`python -m gateway`: the grpc-web gateway, configured from MYKO_* variables."""
+"""gateway: `python -m gateway` (settings: myko.settings.GatewaySettings)."""
 
-from __future__ import annotations
+from myko.gateway.__main__ import main
 
-import asyncio
-import logging
-import signal
-import sys
-
-from gateway.server import Gateway
-from myko.errors import ConfigError
-from myko.settings import GatewaySettings
-
-
-async def _serve(settings: GatewaySettings) -> None:
-    gateway = Gateway(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
-    print(f"gateway: serving http://{settings.host}:{gateway.port}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await gateway.stop()
-
-
-def main() -> None:
-    try:
-        settings = GatewaySettings.from_env()
-    except ConfigError as exc:
-        print(f"gateway: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    asyncio.run(_serve(settings))
-
-
-if __name__ == "__main__":
-    main()
+main()

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError, Message
 
-from gen.myko.v1 import command_pb2
 from myko.app import App
 from myko.command_context import CommandContext
 from myko.conflicts import ChangeTracker, Key
@@ -32,6 +31,7 @@ from myko.repo import Store
 from myko.retry import Backoff
 from myko.store_fence import StoreFence
 from myko.txlog import TxLog, command_digest
+from myko.v1 import command_pb2
 
 log = logging.getLogger(__name__)
 

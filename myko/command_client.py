@@ -6,8 +6,8 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from gen.myko.v1 import command_pb2
 from myko.lifecycle import Lifecycle
+from myko.v1 import command_pb2
 
 
 class CommandFailed(Exception):

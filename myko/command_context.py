@@ -9,11 +9,11 @@ from typing import TypeVar, cast
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from gen.myko.v1 import item_pb2
 from myko.conflicts import ChangeTracker, Key
 from myko.errors import InvalidArgument
 from myko.events import del_event, set_event
 from myko.repo import Store
+from myko.v1 import item_pb2
 
 E = TypeVar("E", bound=Message)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import grpc
 
-from gen.myko.v1 import command_pb2
 from myko.app import App
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
@@ -30,6 +29,7 @@ from myko.settings import CommandSettings
 from myko.store_fence import StoreFence
 from myko.topics import ensure_topics, entity_topics, lease_topic, tx_log_topic
 from myko.txlog import TxLog
+from myko.v1 import command_pb2
 from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)

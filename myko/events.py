@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
-from gen.myko.v1 import item_pb2
 from myko.entities import TYPE_URL_PREFIX
+from myko.v1 import item_pb2
 
 SET = item_pb2.EVENT_OP_SET
 DEL = item_pb2.EVENT_OP_DEL

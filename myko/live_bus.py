@@ -15,13 +15,13 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 from reactivex import Observable
 
-from gen.myko.v1 import item_pb2, query_pb2, report_pb2
 from myko.app import HandlerRegistry
 from myko.command_bus import type_name_of
 from myko.errors import InvalidArgument, MykoError, UnknownType
 from myko.live import LiveHub, Subscription
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
+from myko.v1 import item_pb2, query_pb2, report_pb2
 from myko.watermark import Watermark
 
 MAX_FENCE_WAIT_S = 10.0

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from gen.myko.v1 import command_pb2, item_pb2
 from myko.errors import Unavailable
 from myko.events import to_record
 from myko.settings import KafkaSettings
 from myko.txlog import TxLog
+from myko.v1 import command_pb2, item_pb2
 from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
-from gen.myko.v1 import item_pb2
 from myko.entities import EntityRegistry, EntityType
 from myko.events import DEL, SET, BadRecord, from_record
+from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
 
 log = logging.getLogger(__name__)

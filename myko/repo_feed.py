@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
-from gen.myko.v1 import item_pb2, repo_pb2
 from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
+from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from gen.myko.v1 import item_pb2, repo_pb2
 from myko.app import App
 from myko.errors import InvalidArgument, Unavailable
 from myko.lifecycle import Lifecycle
@@ -23,6 +22,7 @@ from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings
 from myko.topics import ensure_topics, entity_topics
+from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)

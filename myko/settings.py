@@ -36,6 +36,12 @@ class _Env:
             raise ConfigError(f"{name} must not be empty")
         return value
 
+    def required(self, name: builtins.str, hint: builtins.str) -> builtins.str:
+        value = self._env.get(name, "").strip()
+        if not value:
+            raise ConfigError(f"{name} is not set: {hint}")
+        return value
+
     def opt_str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         return self._env.get(name, default).strip()
 
@@ -114,7 +120,7 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 0
     # Module exposing `app: myko.App` with the application's handlers.
-    app_module: str = "app"
+    app_module: str
     # Names this process in events and Kafka transactional ids; keep it stable
     # across restarts of the same replica (Swarm: command-{{.Task.Slot}}).
     instance_id: str = ""
@@ -135,7 +141,7 @@ class ServerSettings:
             "service": service,
             "host": e.str("MYKO_HOST", "127.0.0.1"),
             "port": e.port(f"MYKO_{upper}_PORT", DEFAULT_PORTS[service]),
-            "app_module": e.str("MYKO_APP", "app"),
+            "app_module": e.required("MYKO_APP", "name the module exposing your `app: myko.App`"),
             "instance_id": e.opt_str("MYKO_INSTANCE_ID") or f"{service}-{socket.gethostname()}",
             "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
             "log_level": level,

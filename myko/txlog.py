@@ -14,8 +14,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from gen.myko.v1 import command_pb2
 from myko.events import KafkaRecord
+from myko.v1 import command_pb2
 
 log = logging.getLogger(__name__)
 

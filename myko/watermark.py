@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 
-from gen.myko.v1 import item_pb2
 from myko.errors import DeadlineExceeded
+from myko.v1 import item_pb2
 
 TopicPartition = tuple[str, int]
 

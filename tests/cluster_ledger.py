@@ -20,8 +20,9 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gen.app.v1 import entities_pb2
-from gen.myko.v1 import command_pb2, item_pb2
+from targets.v1 import entities_pb2
+
+from myko.v1 import command_pb2, item_pb2
 
 Target = entities_pb2.Target
 Position = tuple[str, int]

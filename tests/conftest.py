@@ -52,6 +52,7 @@ def myko_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
     return {
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "MYKO_TOPIC_PREFIX": topic_prefix,
+        "MYKO_APP": "targets",
         "MYKO_TOPIC_PARTITIONS": "3",
         "MYKO_COMMAND_PORT": "0",
         "MYKO_QUERY_PORT": "0",
@@ -63,7 +64,7 @@ def myko_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
 
 @pytest.fixture
 def example_app() -> App:
-    from app import app
+    from targets import app
 
     return app
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from targets.v1 import queries_pb2
 
-from gen.app.v1 import queries_pb2
-from gen.myko.v1 import (
+from myko.v1 import (
     command_pb2,
     command_pb2_grpc,
     item_pb2,
@@ -84,9 +84,9 @@ class FakeQueryBus(query_pb2_grpc.QueryBusServicer):
     async def _check(self, request: query_pb2.QueryRequest, context: Ctx) -> None:
         self.record.metadata.append(dict(context.invocation_metadata() or ()))
         self.record.time_remaining.append(context.time_remaining())
-        if request.query.TypeName() == "app.v1.Nope":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query: unknown type app.v1.Nope")
-        if request.query.TypeName() == "app.v1.Slow":
+        if request.query.TypeName() == "targets.v1.Nope":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query: unknown type targets.v1.Nope")
+        if request.query.TypeName() == "targets.v1.Slow":
             await asyncio.sleep(5)
 
     async def Get(self, request: query_pb2.QueryRequest, context: Ctx) -> query_pb2.QueryResult:

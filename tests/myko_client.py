@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
-from gen.myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
+from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
 M = TypeVar("M", bound=Message)
 

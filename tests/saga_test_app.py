@@ -9,16 +9,16 @@ from __future__ import annotations
 from google.protobuf.message import Message
 from reactivex import Observable
 from reactivex import operators as ops
+from targets import queries, reports, sagas, target_commands, zone_commands
+from targets.v1 import commands_pb2, entities_pb2
 
-from app import queries, reports, sagas, targets, zones
-from gen.app.v1 import commands_pb2, entities_pb2
 from myko import App, SagaEvent, Store
 
 FAILURE = "the failing saga failed on purpose"
 
 app = App("targets-with-broken-sagas")
-targets.register(app)
-zones.register(app)
+target_commands.register(app)
+zone_commands.register(app)
 queries.register(app)
 reports.register(app)
 sagas.register(app)

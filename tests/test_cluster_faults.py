@@ -37,16 +37,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cluster_ledger import Ledger, covers, positions
 from kafka_inspect import read_topic
 from myko_client import pack, unpack
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
 from devtools.kafka_local import LocalKafka
 from devtools.procs import ServiceProcess
 from devtools.run import busy_ports
 from devtools.topology import SERVICES, cluster_stack
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
-from gen.myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 from myko.events import H_TX
 from myko.leader import LEASE_TOPIC
 from myko.topics import TX_LOG
+from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.timeout(300)]
 
@@ -364,7 +364,7 @@ class Watcher:
         }
 
     def _target_fence(self) -> dict[tuple[str, int], int]:
-        return {tp: off for tp, off in self._ledger.fence.items() if tp[0].endswith(".app.v1.Target")}
+        return {tp: off for tp, off in self._ledger.fence.items() if tp[0].endswith(".targets.v1.Target")}
 
     def lag(self, final: dict[str, Target]) -> str:
         """Why `shows(final)` is false, for the failure message."""
@@ -498,7 +498,7 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
             await asyncio.gather(*clients, *watch_tasks, return_exceptions=True)
 
     # Each tx's events appear once on the topics (read_committed: what readers see).
-    records = await read_topic(cluster.bootstrap, cluster.topic("app.v1.Target"), timeout_s=30)
+    records = await read_topic(cluster.bootstrap, cluster.topic("targets.v1.Target"), timeout_s=30)
     per_tx = Counter(dict(r.headers)[H_TX].decode() for r in records)
     tx_log = Counter(r.key.decode() for r in await read_topic(cluster.bootstrap, cluster.topic(TX_LOG)))
 

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 from conftest import InProcessStack
 from myko_client import items, new_tx, pack
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2
-from gen.myko.v1 import command_pb2
+from myko.v1 import command_pb2
 
 pytestmark = pytest.mark.kafka
 

@@ -9,12 +9,12 @@ import grpc
 import pytest
 from conftest import InProcessStack
 from myko_client import Clients, items, new_tx
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2
-from gen.myko.v1 import item_pb2
 from myko.app import App
 from myko.command_service import CommandService
 from myko.settings import CommandSettings
+from myko.v1 import item_pb2
 
 pytestmark = pytest.mark.kafka
 

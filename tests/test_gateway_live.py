@@ -12,11 +12,11 @@ import pytest
 from gateway_fakes import FakeBackend, eventually, start_fake_backend
 from google.protobuf import any_pb2
 from grpc_web_client import BINARY, FrameReader, call, frame, parse_trailers
+from targets.v1 import queries_pb2, reports_pb2
 
-from gateway.server import Gateway
-from gen.app.v1 import queries_pb2, reports_pb2
-from gen.myko.v1 import live_pb2, query_pb2, report_pb2
+from myko.gateway.server import Gateway
 from myko.settings import GatewaySettings
+from myko.v1 import live_pb2, query_pb2, report_pb2
 
 INVALID_ARGUMENT, RESOURCE_EXHAUSTED = 3, 8
 
@@ -124,8 +124,8 @@ async def test_subscription_frames_carry_the_upstream_result(env: Env) -> None:
         f = await page.next()
         got[f.sub_id] = f
     assert got["a"].WhichOneof("body") == "query"
-    assert (got["a"].query.query_type, got["a"].query.seq) == ("app.v1.AllTargets", 1)
-    assert got["r"].report.report_type == "app.v1.TargetCountsByStatus"
+    assert (got["a"].query.query_type, got["a"].query.seq) == ("targets.v1.AllTargets", 1)
+    assert got["r"].report.report_type == "targets.v1.TargetCountsByStatus"
     await env.backend.emitter.bump()
     seqs: dict[str, int] = {}
     while len(seqs) < 2:
@@ -159,7 +159,7 @@ async def test_identical_subscriptions_share_one_upstream_watch(env: Env) -> Non
     await a.next()
     b = await Page.open(env, y=_query(queries_pb2.AllTargets()))
     f = await b.next()
-    assert (f.sub_id, f.query.query_type) == ("y", "app.v1.AllTargets")
+    assert (f.sub_id, f.query.query_type) == ("y", "targets.v1.AllTargets")
     assert env.backend.record.watch_calls == 1
     await env.backend.emitter.bump()
     assert (await a.next()).query.seq == (await b.next()).query.seq == 2
@@ -199,14 +199,14 @@ async def test_closing_the_page_stops_its_upstream_watches(env: Env) -> None:
 
 async def test_upstream_error_ends_only_that_subscription(env: Env) -> None:
     bad = live_pb2.LiveSubscription(
-        query=query_pb2.QueryRequest(query=any_pb2.Any(type_url="type.googleapis.com/app.v1.Nope"))
+        query=query_pb2.QueryRequest(query=any_pb2.Any(type_url="type.googleapis.com/targets.v1.Nope"))
     )
     page = await Page.open(env, good=_query(queries_pb2.AllTargets()), bad=bad)
     frames: dict[str, live_pb2.LiveFrame] = {}
     while len(frames) < 2:
         f = await page.next()
         frames[f.sub_id] = f
-    assert frames["bad"].error.code == INVALID_ARGUMENT and "app.v1.Nope" in frames["bad"].error.message
+    assert frames["bad"].error.code == INVALID_ARGUMENT and "targets.v1.Nope" in frames["bad"].error.message
     await env.backend.emitter.bump()
     f = await page.next()
     assert (f.sub_id, f.query.seq) == ("good", 2)

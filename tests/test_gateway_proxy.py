@@ -13,11 +13,11 @@ import pytest
 from gateway_fakes import FakeBackend, eventually, start_fake_backend
 from google.protobuf import any_pb2
 from grpc_web_client import BINARY, FrameReader, call, frame
+from targets.v1 import commands_pb2, queries_pb2
 
-from gateway.server import Gateway
-from gen.app.v1 import commands_pb2, queries_pb2
-from gen.myko.v1 import command_pb2, query_pb2, repo_pb2
+from myko.gateway.server import Gateway
 from myko.settings import GatewaySettings
+from myko.v1 import command_pb2, query_pb2, repo_pb2
 
 OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, UNIMPLEMENTED = 0, 3, 4, 12
 
@@ -83,7 +83,7 @@ async def test_unary_command_round_trip_with_metadata_both_ways(env: Env) -> Non
     assert reply.headers["Content-Type"] == BINARY
     assert reply.code == OK
     result = command_pb2.CommandResult.FromString(reply.messages[0])
-    assert (result.tx, result.command_type) == ("tx-1", "app.v1.DeleteTarget")
+    assert (result.tx, result.command_type) == ("tx-1", "targets.v1.DeleteTarget")
     seen = env.backend.record.metadata[-1]
     assert seen["x-request-id"] == "r-42"
     assert seen["x-token-bin"] == b"\x01\x02"
@@ -99,7 +99,7 @@ async def test_text_mode_round_trip(env: Env) -> None:
     )
     assert reply.headers["Content-Type"] == "application/grpc-web-text+proto"
     assert reply.code == OK
-    assert query_pb2.QueryResult.FromString(reply.messages[0]).query_type == "app.v1.AllTargets"
+    assert query_pb2.QueryResult.FromString(reply.messages[0]).query_type == "targets.v1.AllTargets"
 
 
 async def test_upstream_error_status_reaches_the_browser_in_trailers(env: Env) -> None:
@@ -116,14 +116,14 @@ async def test_upstream_error_status_reaches_the_browser_in_trailers(env: Env) -
 )
 async def test_internal_and_unknown_methods_are_unimplemented(env: Env, path: str) -> None:
     reply = await call(
-        env.http, env.base + path, repo_pb2.RepoGetRequest(type="app.v1.Target").SerializeToString()
+        env.http, env.base + path, repo_pb2.RepoGetRequest(type="targets.v1.Target").SerializeToString()
     )
     assert reply.code == UNIMPLEMENTED
     assert env.backend.record.repo_calls == 0
 
 
 async def test_deadline_is_passed_through(env: Env) -> None:
-    slow = any_pb2.Any(type_url="type.googleapis.com/app.v1.Slow")
+    slow = any_pb2.Any(type_url="type.googleapis.com/targets.v1.Slow")
     request = query_pb2.QueryRequest(query=slow).SerializeToString()
     began = asyncio.get_running_loop().time()
     reply = await call(
@@ -176,12 +176,12 @@ async def test_browser_going_away_cancels_the_upstream_stream(env: Env) -> None:
 
 
 async def test_stream_error_after_start_ends_with_status_trailer(env: Env) -> None:
-    nope = any_pb2.Any(type_url="type.googleapis.com/app.v1.Nope")
+    nope = any_pb2.Any(type_url="type.googleapis.com/targets.v1.Nope")
     reply = await call(
         env.http, f"{env.base}/myko.v1.QueryBus/Watch", query_pb2.QueryRequest(query=nope).SerializeToString()
     )
     assert reply.code == INVALID_ARGUMENT
-    assert "app.v1.Nope" in reply.message
+    assert "targets.v1.Nope" in reply.message
 
 
 async def test_cors_preflight_and_exposed_headers(env: Env) -> None:

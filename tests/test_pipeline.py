@@ -9,9 +9,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from conftest import InProcessStack
 from myko_client import items, new_tx, next_matching, pack, visible
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2
-from gen.myko.v1 import command_pb2, item_pb2
+from myko.v1 import command_pb2, item_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +25,7 @@ async def test_command_becomes_event_on_its_entity_topic(stack: InProcessStack, 
     result = await stack.clients.execute(commands_pb2.SetTarget(name="alpha", score=2.5, tags=["b", "a"]))
     assert [e.op for e in result.events] == [item_pb2.EVENT_OP_SET]
     landed = result.events[0].offset
-    assert landed.topic == f"{topic_prefix}app.v1.Target"
+    assert landed.topic == f"{topic_prefix}targets.v1.Target"
 
     consumer = AIOKafkaConsumer(
         landed.topic,
@@ -194,7 +194,7 @@ async def test_several_events_are_all_or_nothing(stack: InProcessStack) -> None:
         (
             command_pb2.CommandRequest(tx=new_tx(), command=pack(queries_pb2.AllTargets())),
             "UNIMPLEMENTED",
-            "app.v1.AllTargets",
+            "targets.v1.AllTargets",
         ),
         (
             command_pb2.CommandRequest(tx=new_tx(), command=pack(commands_pb2.SetTarget())),
@@ -229,7 +229,7 @@ async def test_undecodable_and_oversized_payloads(stack: InProcessStack) -> None
 
     garbage = command_pb2.CommandRequest(
         tx=new_tx(),
-        command=any_pb2.Any(type_url="type.googleapis.com/app.v1.SetTarget", value=b"\xff\xff\xff"),
+        command=any_pb2.Any(type_url="type.googleapis.com/targets.v1.SetTarget", value=b"\xff\xff\xff"),
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.clients.execute_raw(garbage)

@@ -9,9 +9,9 @@ import pytest
 from conftest import InProcessStack
 from google.protobuf import any_pb2
 from myko_client import Stream, new_tx, next_matching, unpack, visible
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
-from gen.myko.v1 import command_pb2, report_pb2
+from myko.v1 import command_pb2, report_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -41,7 +41,7 @@ async def test_counts_by_status_stream_follows_commands(stack: InProcessStack) -
     try:
         async with asyncio.timeout(15):
             first = await stream.read()
-            assert first.report_type == "app.v1.TargetCountsByStatus"
+            assert first.report_type == "targets.v1.TargetCountsByStatus"
             assert counts(first) == {ACTIVE: 0, PAUSED: 0, RETIRED: 0, 0: 0}
 
             a = await stack.clients.execute(commands_pb2.SetTarget(name="a"))
@@ -82,7 +82,7 @@ async def test_zone_totals_combine_zones_and_targets(stack: InProcessStack) -> N
             assert totals(await after(every, renamed)) == [("Arctic", 2, 3.5), ("south", 1, -1.0)]
 
             got = await stack.clients.get_report(reports_pb2.ZoneTotals(zone_id=south))
-            assert got.report_type == "app.v1.ZoneTotals"
+            assert got.report_type == "targets.v1.ZoneTotals"
             assert totals(got) == [("south", 1, -1.0)]
     finally:
         every.cancel()
@@ -90,7 +90,9 @@ async def test_zone_totals_combine_zones_and_targets(stack: InProcessStack) -> N
 
 
 async def test_report_status_codes(stack: InProcessStack) -> None:
-    unknown = report_pb2.ReportRequest(report=any_pb2.Any(type_url="type.googleapis.com/app.v1.NoSuchReport"))
+    unknown = report_pb2.ReportRequest(
+        report=any_pb2.Any(type_url="type.googleapis.com/targets.v1.NoSuchReport")
+    )
     call = stack.clients.report.unary_unary(  # type: ignore[union-attr]
         "/myko.v1.ReportBus/Get",
         request_serializer=report_pb2.ReportRequest.SerializeToString,
@@ -99,7 +101,7 @@ async def test_report_status_codes(stack: InProcessStack) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(unknown, timeout=10)
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "app.v1.NoSuchReport" in (err.value.details() or "")
+    assert "targets.v1.NoSuchReport" in (err.value.details() or "")
 
     # A query is not a report.
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -114,7 +116,7 @@ async def test_report_status_codes(stack: InProcessStack) -> None:
         assert "zone_id" in (err.value.details() or "")
 
     garbled = report_pb2.ReportRequest(
-        report=any_pb2.Any(type_url="type.googleapis.com/app.v1.ZoneTotals", value=b"\xff\xff\xff")
+        report=any_pb2.Any(type_url="type.googleapis.com/targets.v1.ZoneTotals", value=b"\xff\xff\xff")
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(garbled, timeout=10)

@@ -9,11 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 from myko_client import Clients, items, new_tx, next_matching, visible
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from devtools.kafka_local import free_port
 from devtools.procs import ServiceProcess
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2
-from gen.myko.v1 import repo_pb2
+from myko.v1 import repo_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -94,7 +94,7 @@ async def test_restarted_repo_svc_rebuilds_the_same_state(procs: Procs, clients:
     last = await clients.execute(commands_pb2.SetZone(name="z"))
     await clients.get(queries_pb2.AllTargets(), at_least=last.visible_at)
 
-    before = await _repo_state(procs, "app.v1.Target")
+    before = await _repo_state(procs, "targets.v1.Target")
     assert len(before) == 5
 
     stream = clients.watch(queries_pb2.AllTargets())
@@ -104,7 +104,7 @@ async def test_restarted_repo_svc_rebuilds_the_same_state(procs: Procs, clients:
             assert len(first.items) == 5
             await procs.stop("repo")
             await procs.start("repo")
-            assert await _repo_state(procs, "app.v1.Target") == before
+            assert await _repo_state(procs, "targets.v1.Target") == before
             # The open Watch on query_svc survives the repo restart and keeps emitting.
             after = await clients.execute(commands_pb2.SetTarget(name="after-restart"))
             got = await next_matching(stream, lambda r: visible(after, r.watermark))

@@ -13,15 +13,15 @@ from conftest import InProcessStack
 from kafka_inspect import committed, read_topic, wait_committed_past
 from myko_client import items, next_matching, visible
 from saga_test_app import FAILURE
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from devtools.kafka_local import free_port
 from devtools.procs import ServiceProcess
-from gen.app.v1 import commands_pb2, entities_pb2, queries_pb2
-from gen.myko.v1 import command_pb2
 from myko.app import App, load_app
 from myko.dead_letter import H_ATTEMPTS, H_OFFSET, H_REASON, H_SAGA
 from myko.saga_service import SagaService
 from myko.settings import SagaSettings
+from myko.v1 import command_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -85,12 +85,12 @@ async def test_new_zone_gets_its_perimeter_once(stack: InProcessStack, sagas: Sa
     renamed = await stack.clients.execute(commands_pb2.SetZone(id=zone_id, name="North"))
     _, _, o2 = one(renamed)
     env = sagas.settings.kafka
-    zone_topic = f"{env.topic_prefix}app.v1.Zone"
+    zone_topic = f"{env.topic_prefix}targets.v1.Zone"
     bootstrap = env.bootstrap_servers
     await wait_committed_past(
         bootstrap, f"{env.topic_prefix}saga.{PERIMETER}", zone_topic, partition, max(offset, o2)
     )
-    records = await read_topic(bootstrap, f"{env.topic_prefix}app.v1.Target")
+    records = await read_topic(bootstrap, f"{env.topic_prefix}targets.v1.Target")
     assert [r.key.decode() for r in records] == [perimeter.item.id]
 
 
@@ -111,12 +111,12 @@ async def test_cascade_delete_happens_once(stack: InProcessStack, sagas: SagaSer
     await wait_committed_past(
         kafka.bootstrap_servers,
         f"{kafka.topic_prefix}saga.{CASCADE}",
-        f"{kafka.topic_prefix}app.v1.Zone",
+        f"{kafka.topic_prefix}targets.v1.Zone",
         partition,
         offset,
     )
 
-    records = await read_topic(kafka.bootstrap_servers, f"{kafka.topic_prefix}app.v1.Target")
+    records = await read_topic(kafka.bootstrap_servers, f"{kafka.topic_prefix}targets.v1.Target")
     deletes = Counter(r.key.decode() for r in records if r.value is None)
     assert deletes == Counter([perimeter.item.id, *owned])
     # The target outside the zone is untouched.
@@ -149,7 +149,7 @@ async def test_killed_before_commit_has_exactly_one_effect(stack: InProcessStack
         (perimeter,) = await zone_targets(stack, zone_id, 1)
         # The effect is there, the commit is not.
         offsets = await committed(kafka_bootstrap, group_of(env, PERIMETER))
-        assert offsets.get((f"{prefix}app.v1.Zone", partition), 0) <= offset
+        assert offsets.get((f"{prefix}targets.v1.Zone", partition), 0) <= offset
 
         # Restarted without the fault: the uncommitted event is delivered again.
         svc.env["MYKO_SAGA_TEST_CRASH_AFTER_EXECUTE"] = "0"
@@ -158,7 +158,7 @@ async def test_killed_before_commit_has_exactly_one_effect(stack: InProcessStack
         await wait_committed_past(
             kafka_bootstrap,
             group_of(env, PERIMETER),
-            f"{prefix}app.v1.Zone",
+            f"{prefix}targets.v1.Zone",
             partition,
             offset,
             timeout_s=60,
@@ -167,7 +167,7 @@ async def test_killed_before_commit_has_exactly_one_effect(stack: InProcessStack
     finally:
         await asyncio.to_thread(svc.stop)
 
-    records = await read_topic(kafka_bootstrap, f"{prefix}app.v1.Target")
+    records = await read_topic(kafka_bootstrap, f"{prefix}targets.v1.Target")
     sets = [r for r in records if r.key.decode() == perimeter.item.id]
     assert len(sets) == 1, "the redelivered event must not create the perimeter again"
     assert Target.FromString(sets[0].value).item.version == 1
@@ -194,7 +194,7 @@ async def test_failing_saga_is_dead_lettered_while_others_work(stack: InProcessS
                 await wait_committed_past(
                     kafka.bootstrap_servers,
                     f"{kafka.topic_prefix}saga.{saga}",
-                    f"{kafka.topic_prefix}app.v1.Zone",
+                    f"{kafka.topic_prefix}targets.v1.Zone",
                     partition,
                     offset,
                 )
@@ -296,7 +296,7 @@ async def test_two_replicas_share_the_groups_and_act_once(stack: InProcessStack,
                 await wait_committed_past(
                     kafka.bootstrap_servers,
                     group_of(env, PERIMETER),
-                    f"{kafka.topic_prefix}app.v1.Zone",
+                    f"{kafka.topic_prefix}targets.v1.Zone",
                     partition,
                     offset,
                     timeout_s=60,
@@ -304,6 +304,6 @@ async def test_two_replicas_share_the_groups_and_act_once(stack: InProcessStack,
     finally:
         for r in replicas:
             await r.stop()
-    records = await read_topic(kafka.bootstrap_servers, f"{kafka.topic_prefix}app.v1.Target")
+    records = await read_topic(kafka.bootstrap_servers, f"{kafka.topic_prefix}targets.v1.Target")
     owners = Counter(Target.FromString(r.value).zone_id for r in records if r.value is not None)
     assert owners == Counter(z.events[0].id for z in zones), "one perimeter per zone, written once"

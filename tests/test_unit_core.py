@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 from reactivex.subject import BehaviorSubject
+from targets.v1 import commands_pb2, entities_pb2
 
-from gen.app.v1 import commands_pb2, entities_pb2
-from gen.myko.v1 import item_pb2
 from myko.app import App
 from myko.command_context import CommandContext
 from myko.conflicts import ChangeTracker
@@ -19,6 +18,7 @@ from myko.events import DEL, SET, from_record, set_event, to_record
 from myko.live import LiveHub
 from myko.repo import Store
 from myko.settings import CommandSettings, KafkaSettings, QuerySettings
+from myko.v1 import item_pb2
 from myko.watermark import Watermark
 
 Target = entities_pb2.Target
@@ -33,9 +33,9 @@ def ts(ns: int) -> timestamp_pb2.Timestamp:
 def test_set_event_round_trips_through_a_kafka_record() -> None:
     t = Target(name="x", score=1.5)
     t.item.id = "id-1"
-    t.item.type = "app.v1.Target"
+    t.item.type = "targets.v1.Target"
     ev = set_event(t, tx="tx-1", ts=ts(1_700_000_000_123_456_789), source="cmd-1")
-    rec = to_record(ev, "p.app.v1.Target")
+    rec = to_record(ev, "p.targets.v1.Target")
     assert rec.key == b"id-1" and rec.value is not None
     back = from_record(rec.topic, 2, 7, rec.key, rec.value, rec.headers)
     assert back.op == SET and back.id == "id-1" and back.tx == "tx-1" and back.source == "cmd-1"
@@ -47,8 +47,8 @@ def test_set_event_round_trips_through_a_kafka_record() -> None:
 
 
 def test_del_is_a_tombstone_with_metadata_in_headers() -> None:
-    ev = item_pb2.Event(op=DEL, type="app.v1.Target", id="gone", tx="tx-2", ts=ts(5), source="s")
-    rec = to_record(ev, "app.v1.Target")
+    ev = item_pb2.Event(op=DEL, type="targets.v1.Target", id="gone", tx="tx-2", ts=ts(5), source="s")
+    rec = to_record(ev, "targets.v1.Target")
     assert rec.value is None
     back = from_record(rec.topic, 0, 1, rec.key, None, rec.headers)
     assert back.op == DEL and back.tx == "tx-2" and not back.HasField("entity")
@@ -67,7 +67,7 @@ def test_entity_must_start_with_mitem() -> None:
     reg = EntityRegistry()
     with pytest.raises(ConfigError, match="field 1"):
         reg.add(commands_pb2.SetTarget)
-    assert reg.add(Target).name == "app.v1.Target"
+    assert reg.add(Target).name == "targets.v1.Target"
 
 
 def test_handler_registered_twice_is_a_config_error() -> None:
@@ -83,8 +83,10 @@ def test_settings_fail_fast_on_bad_values() -> None:
     with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS"):
         KafkaSettings.from_env({"KAFKA_BOOTSTRAP_SERVERS": "nohostport"})
     with pytest.raises(ConfigError, match="MYKO_REPO_ADDR"):
-        QuerySettings.from_env({"MYKO_REPO_ADDR": "x"})
-    s = CommandSettings.from_env({"MYKO_COMMAND_PORT": "6000", "MYKO_TOPIC_PREFIX": "p."})
+        QuerySettings.from_env({"MYKO_APP": "notes", "MYKO_REPO_ADDR": "x"})
+    with pytest.raises(ConfigError, match="MYKO_APP is not set"):
+        QuerySettings.from_env({})
+    s = CommandSettings.from_env({"MYKO_APP": "notes", "MYKO_COMMAND_PORT": "6000", "MYKO_TOPIC_PREFIX": "p."})
     assert s.port == 6000 and s.kafka.topic_prefix == "p."
 
 
@@ -101,13 +103,13 @@ def _apply(store: Store, t: Target, offset: int) -> None:
         [
             item_pb2.Event(
                 op=SET,
-                type="app.v1.Target",
+                type="targets.v1.Target",
                 id=t.item.id,
                 entity=packed,
-                offset=item_pb2.Offset(topic="app.v1.Target", offset=offset),
+                offset=item_pb2.Offset(topic="targets.v1.Target", offset=offset),
             )
         ],
-        Watermark({("app.v1.Target", 0): offset + 1}),
+        Watermark({("targets.v1.Target", 0): offset + 1}),
     )
 
 
@@ -118,7 +120,11 @@ def test_context_fills_mitem_and_versions() -> None:
     t = Target(name="n")
     t.item.id = "a"
     written = ctx.set(t)
-    assert (written.item.version, written.item.created_tx, written.item.type) == (1, "tx-a", "app.v1.Target")
+    assert (written.item.version, written.item.created_tx, written.item.type) == (
+        1,
+        "tx-a",
+        "targets.v1.Target",
+    )
     _apply(store, written, 0)
     ctx2 = CommandContext(tx="tx-b", store=store, tracker=tracker, source="s", now=ts(20))
     current = ctx2.get(Target, "a")

@@ -7,16 +7,16 @@ from typing import cast
 from google.protobuf import any_pb2
 from reactivex.notification import OnNext
 from reactivex.testing import TestScheduler
+from targets.v1 import entities_pb2
 
-from gen.app.v1 import entities_pb2
-from gen.myko.v1 import item_pb2
 from myko.entities import EntityRegistry
 from myko.events import DEL, SET
 from myko.repo import Store
+from myko.v1 import item_pb2
 from myko.watermark import Watermark
 
 Target = entities_pb2.Target
-TOPIC = "app.v1.Target"
+TOPIC = "targets.v1.Target"
 
 
 def registry() -> EntityRegistry:
@@ -29,7 +29,7 @@ def registry() -> EntityRegistry:
 def target(tid: str, name: str, status: int = entities_pb2.TARGET_STATUS_ACTIVE, version: int = 1) -> Target:
     t = Target(name=name, status=status)  # type: ignore[arg-type]
     t.item.id = tid
-    t.item.type = "app.v1.Target"
+    t.item.type = "targets.v1.Target"
     t.item.version = version
     return t
 
@@ -39,7 +39,7 @@ def set_ev(t: Target, offset: int, partition: int = 0) -> item_pb2.Event:
     packed.Pack(t)
     return item_pb2.Event(
         op=SET,
-        type="app.v1.Target",
+        type="targets.v1.Target",
         id=t.item.id,
         entity=packed,
         offset=item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset),
@@ -49,7 +49,7 @@ def set_ev(t: Target, offset: int, partition: int = 0) -> item_pb2.Event:
 def del_ev(tid: str, offset: int, partition: int = 0) -> item_pb2.Event:
     return item_pb2.Event(
         op=DEL,
-        type="app.v1.Target",
+        type="targets.v1.Target",
         id=tid,
         offset=item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset),
     )

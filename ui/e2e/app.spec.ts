@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect, test, type Page } from "@playwright/test";
-import { SetTargetSchema, SetZoneSchema } from "$gen/app/v1/commands_pb";
-import { TargetStatus } from "$gen/app/v1/entities_pb";
+import { SetTargetSchema, SetZoneSchema } from "$gen/targets/v1/commands_pb";
+import { TargetStatus } from "$gen/targets/v1/entities_pb";
 import { controlUrl, gatewayUrl, nodeCommands, restart } from "./stack";
 
 const HAS_REPORTS = existsSync(fileURLToPath(new URL("../../report_svc/__main__.py", import.meta.url)));

@@ -1,5 +1,5 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { TargetStatus, type Target } from "$gen/app/v1/entities_pb";
+import { TargetStatus, type Target } from "$gen/targets/v1/entities_pb";
 import type { MItem } from "$gen/myko/v1/item_pb";
 
 export const STATUSES = [TargetStatus.ACTIVE, TargetStatus.PAUSED, TargetStatus.RETIRED] as const;

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { render, screen } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
-import { TargetSchema, TargetStatus } from "$gen/app/v1/entities_pb";
+import { TargetSchema, TargetStatus } from "$gen/targets/v1/entities_pb";
 import { Commands, LiveSession, mykoContext } from "$lib/myko";
 import { FakeGateway } from "$lib/myko/testing/fake-live-bus";
 import TargetTable from "./TargetTable.svelte";

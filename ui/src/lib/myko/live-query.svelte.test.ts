@@ -1,8 +1,8 @@
 import { Code } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { TargetSchema, TargetStatus } from "$gen/app/v1/entities_pb";
-import { TargetsByStatusSchema } from "$gen/app/v1/queries_pb";
-import { StatusCountsSchema, TargetCountsByStatusSchema } from "$gen/app/v1/reports_pb";
+import { TargetSchema, TargetStatus } from "$gen/targets/v1/entities_pb";
+import { TargetsByStatusSchema } from "$gen/targets/v1/queries_pb";
+import { StatusCountsSchema, TargetCountsByStatusSchema } from "$gen/targets/v1/reports_pb";
 import { anyUnpack } from "@bufbuild/protobuf/wkt";
 import { Backoff } from "./backoff";
 import { LiveQuery } from "./live-query.svelte";
@@ -149,7 +149,7 @@ describe("LiveQuery over a LiveSession", () => {
     const sub = gw.lastSub();
     gw.emitQuery(sub.subId, TargetSchema, [], 3n);
     await settle();
-    const visibleAt = { $typeName: "myko.v1.Watermark" as const, positions: [{ $typeName: "myko.v1.Offset" as const, topic: "app.v1.Target", partition: 0, offset: 5n }] };
+    const visibleAt = { $typeName: "myko.v1.Watermark" as const, positions: [{ $typeName: "myko.v1.Offset" as const, topic: "targets.v1.Target", partition: 0, offset: 5n }] };
     expect(q.reflects(visibleAt)).toBe(false);
     let done = false;
     const waiting = q.until(visibleAt).then(() => (done = true));

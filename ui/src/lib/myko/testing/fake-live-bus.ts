@@ -30,7 +30,7 @@ export class FakeGateway {
           return create(CommandResultSchema, {
             tx: req.tx,
             commandType: req.command?.typeUrl.split("/").pop() ?? "",
-            visibleAt: create(WatermarkSchema, { positions: [{ topic: "app.v1.Target", partition: 0, offset: 5n }] }),
+            visibleAt: create(WatermarkSchema, { positions: [{ topic: "targets.v1.Target", partition: 0, offset: 5n }] }),
           });
         },
       });
@@ -61,7 +61,7 @@ export class FakeGateway {
   ): void {
     const result = create(QueryResultSchema, {
       items: items.map((i) => anyPack(itemSchema, create(itemSchema, i))),
-      watermark: { positions: [{ topic: "app.v1.Target", partition: 0, offset }] },
+      watermark: { positions: [{ topic: "targets.v1.Target", partition: 0, offset }] },
       seq: 1n,
     });
     this.#send(create(LiveFrameSchema, { subId, body: { case: "query", value: result } }));

@@ -1,0 +1,66 @@
+"""Reports: values derived only from entities, recomputed as they change."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import reactivex
+from reactivex import Observable
+from reactivex import operators as ops
+
+from myko import App, Store
+from targets.v1 import entities_pb2, reports_pb2
+
+from . import validation
+from .validation import STATUSES
+
+
+def counts_by_status(
+    r: reports_pb2.TargetCountsByStatus, repos: Store
+) -> Observable[reports_pb2.StatusCounts]:
+    def count(targets: list[entities_pb2.Target]) -> reports_pb2.StatusCounts:
+        counts = Counter(t.status for t in targets)
+        return reports_pb2.StatusCounts(
+            counts=[reports_pb2.StatusCount(status=s, count=counts.get(s, 0)) for s in sorted(STATUSES)],  # type: ignore[call-overload, arg-type]
+            total=len(targets),
+        )
+
+    return repos.of(entities_pb2.Target).watch().pipe(ops.map(count))
+
+
+def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_pb2.ZoneTotalsValue]:
+    if r.zone_id:
+        validation.entity_id(r.zone_id, "zone_id")
+    zones = repos.of(entities_pb2.Zone).watch(
+        where=(lambda z: z.item.id == r.zone_id) if r.zone_id else None,
+        order_by=lambda z: (z.name.casefold(), z.item.id),
+    )
+    targets = repos.of(entities_pb2.Target).watch(
+        where=(lambda t: t.zone_id == r.zone_id) if r.zone_id else (lambda t: bool(t.zone_id))
+    )
+
+    def total(pair: tuple[list[entities_pb2.Zone], list[entities_pb2.Target]]) -> reports_pb2.ZoneTotalsValue:
+        zs, ts = pair
+        count: Counter[str] = Counter()
+        score: dict[str, float] = {}
+        for t in ts:
+            count[t.zone_id] += 1
+            score[t.zone_id] = score.get(t.zone_id, 0.0) + t.score
+        return reports_pb2.ZoneTotalsValue(
+            zones=[
+                reports_pb2.ZoneTotal(
+                    zone_id=z.item.id,
+                    zone_name=z.name,
+                    target_count=count.get(z.item.id, 0),
+                    score_total=score.get(z.item.id, 0.0),
+                )
+                for z in zs
+            ]
+        )
+
+    return reactivex.combine_latest(zones, targets).pipe(ops.map(total))
+
+
+def register(app: App) -> None:
+    app.report(reports_pb2.TargetCountsByStatus)(counts_by_status)
+    app.report(reports_pb2.ZoneTotals)(zone_totals)

@@ -1,0 +1,72 @@
+"""Commands on Targets."""
+
+from __future__ import annotations
+
+from myko import App, CommandContext, InvalidArgument, Rejected
+from targets.v1 import commands_pb2, entities_pb2
+
+from . import validation
+from .validation import finite
+
+
+def _build(
+    cmd: commands_pb2.SetTarget, ctx: CommandContext, prefix: str = "", salt: str = ""
+) -> entities_pb2.Target:
+    target_id = cmd.id or ctx.new_id(salt)
+    current = ctx.get(entities_pb2.Target, target_id)
+    if cmd.expected_version:
+        found = current.item.version if current is not None else 0
+        if found != cmd.expected_version:
+            raise Rejected(
+                f"{prefix}expected_version: target {target_id} is at version {found}, not {cmd.expected_version}"
+            )
+    if cmd.zone_id and ctx.get(entities_pb2.Zone, cmd.zone_id) is None:
+        raise Rejected(f"{prefix}zone_id: zone {cmd.zone_id} does not exist")
+    target = entities_pb2.Target(
+        name=validation.name(cmd.name, prefix + "name"),
+        status=validation.status(cmd.status, prefix + "status", default=entities_pb2.TARGET_STATUS_ACTIVE),  # type: ignore[arg-type]
+        score=finite(cmd.score, prefix + "score"),
+        hit_count=current.hit_count if current is not None else 0,
+        tags=sorted({t.strip() for t in cmd.tags if t.strip()}),
+        zone_id=cmd.zone_id,
+    )
+    target.item.id = target_id
+    return target
+
+
+def set_target(cmd: commands_pb2.SetTarget, ctx: CommandContext) -> None:
+    ctx.set(_build(cmd, ctx))
+
+
+def delete_target(cmd: commands_pb2.DeleteTarget, ctx: CommandContext) -> None:
+    if not cmd.id:
+        raise InvalidArgument("id", "must not be empty")
+    # Deleting what is already gone succeeds and changes nothing.
+    ctx.delete(entities_pb2.Target, cmd.id)
+
+
+def record_hits(cmd: commands_pb2.RecordHits, ctx: CommandContext) -> None:
+    if not cmd.id:
+        raise InvalidArgument("id", "must not be empty")
+    if cmd.count <= 0:
+        raise InvalidArgument("count", "must be positive")
+    target = ctx.get(entities_pb2.Target, cmd.id)
+    if target is None:
+        raise Rejected(f"target {cmd.id} does not exist")
+    target.hit_count += cmd.count
+    ctx.set(target)
+
+
+def import_targets(cmd: commands_pb2.ImportTargets, ctx: CommandContext) -> None:
+    if not cmd.targets:
+        raise InvalidArgument("targets", "must not be empty")
+    for i, t in enumerate(cmd.targets):
+        ctx.set(_build(t, ctx, prefix=f"targets[{i}].", salt=str(i)))
+
+
+def register(app: App) -> None:
+    app.entity(entities_pb2.Target)
+    app.command(commands_pb2.SetTarget)(set_target)
+    app.command(commands_pb2.DeleteTarget)(delete_target)
+    app.command(commands_pb2.RecordHits)(record_hits)
+    app.command(commands_pb2.ImportTargets)(import_targets)

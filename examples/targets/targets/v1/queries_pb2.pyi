@@ -1,0 +1,32 @@
+from targets.v1 import entities_pb2 as _entities_pb2
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AllTargets(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TargetsByStatus(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _entities_pb2.TargetStatus
+    def __init__(self, status: _Optional[_Union[_entities_pb2.TargetStatus, str]] = ...) -> None: ...
+
+class TargetById(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class TargetsInZone(_message.Message):
+    __slots__ = ("zone_id",)
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    zone_id: str
+    def __init__(self, zone_id: _Optional[str] = ...) -> None: ...
+
+class AllZones(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -1,0 +1,84 @@
+"""Builds and runs the gateway's aiohttp application."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from myko.gateway.cors import Cors
+from myko.gateway.live_bus import LiveBus
+from myko.gateway.live_hub import LiveHub
+from myko.gateway.proxy import GrpcWebProxy
+from myko.gateway.routes import Upstream
+from myko.gateway.ui_files import UiFiles
+from myko.gateway.upstreams import Upstreams
+from myko.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
+class Gateway:
+    """The running gateway: start() binds the port, stop() closes streams and channels."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self._settings = settings
+        self._upstreams = Upstreams(
+            {
+                Upstream.COMMAND: settings.command_addr,
+                Upstream.QUERY: settings.query_addr,
+                Upstream.REPORT: settings.report_addr,
+            }
+        )
+        self.hub = LiveHub(self._upstreams, heartbeat_s=settings.live_heartbeat_ms / 1000)
+        self._runner: web.AppRunner | None = None
+        self.port = settings.port
+
+    def build_app(self) -> web.Application:
+        # Larger than any message the services accept, so they answer with a gRPC status.
+        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        cors = Cors(self._settings.cors_origins)
+        proxy = GrpcWebProxy(self._upstreams, LiveBus(self.hub))
+        ui = UiFiles(Path(self._settings.ui_dist))
+        app.on_response_prepare.append(cors.on_response_prepare)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
+        app.router.add_post("/{tail:.*}", proxy.handle)
+        app.router.add_get("/{tail:.*}", ui.handle)
+        return app
+
+    async def start(self) -> None:
+        # handler_cancellation: a browser that goes away cancels its handler,
+        # which cancels the upstream call (aiohttp leaves it off by default).
+        self._runner = web.AppRunner(
+            self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
+        await site.start()
+        for addr in self._runner.addresses:
+            if isinstance(addr, tuple):
+                self.port = int(addr[1])
+                break
+        log.info("gateway listening on http://%s:%d", self._settings.host, self.port)
+
+    async def stop(self) -> None:
+        await self.hub.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self._upstreams.close()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        # The gateway is healthy when it serves; backend states are informational
+        # (a proxy that reports unhealthy for a backend outage would get restarted for nothing).
+        return web.json_response(
+            {
+                "status": "SERVING",
+                "upstreams": self._upstreams.states(),
+                "live_streams": self.hub.session_count,
+                "live_feeds": self.hub.feed_count,
+            }
+        )

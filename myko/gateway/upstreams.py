@@ -1,0 +1,59 @@
+"""The gRPC channels to the public buses, with pass-through (bytes) serialisers.
+
+The gateway never decodes the messages it forwards: with no serialiser grpc.aio
+sends and returns the raw protobuf bytes, so new commands, queries and reports
+need no gateway change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grpc
+
+from myko.gateway.routes import Upstream
+
+# Detects a dead backend connection within seconds instead of at the next call.
+_CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.max_send_message_length", 16 * 1024 * 1024),
+    # Reconnect quickly after a backend restart (default max backoff is 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+]
+
+
+class Upstreams:
+    """One HTTP/2 channel per backend; every browser call multiplexes over it."""
+
+    def __init__(self, addrs: Mapping[Upstream, str]) -> None:
+        self._addrs = dict(addrs)
+        self._channels = {u: grpc.aio.insecure_channel(a, options=_CHANNEL_OPTIONS) for u, a in addrs.items()}
+
+    def unary(self, upstream: Upstream, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+        return self._channels[upstream].unary_unary(
+            method, request_serializer=None, response_deserializer=None
+        )
+
+    def server_stream(
+        self, upstream: Upstream, method: str
+    ) -> grpc.aio.UnaryStreamMultiCallable[bytes, bytes]:
+        return self._channels[upstream].unary_stream(
+            method, request_serializer=None, response_deserializer=None
+        )
+
+    def states(self) -> dict[str, str]:
+        return {
+            u.value: self._channels[u].get_state(try_to_connect=False).name.lower() for u in self._channels
+        }
+
+    def addr(self, upstream: Upstream) -> str:
+        return self._addrs[upstream]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close(grace=None)
