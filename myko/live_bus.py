@@ -19,6 +19,7 @@ from myko.app import HandlerRegistry
 from myko.command_bus import type_name_of
 from myko.errors import InvalidArgument, MykoError, UnknownType
 from myko.live import LiveHub, Subscription
+from myko.live_kind import LiveKind
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.v1 import item_pb2, query_pb2, report_pb2
@@ -34,9 +35,7 @@ def _pack(msg: Message) -> any_pb2.Any:
 
 
 class LiveBus:
-    """`kind` is "query" or "report"; `field` the request's Any field name."""
-
-    def __init__(self, *, kind: str, registry: HandlerRegistry[Any], store: Store, hub: LiveHub) -> None:
+    def __init__(self, *, kind: LiveKind, registry: HandlerRegistry[Any], store: Store, hub: LiveHub) -> None:
         self.kind = kind
         self._registry = registry
         self._store = store
@@ -44,7 +43,7 @@ class LiveBus:
 
     def _build(self, name: str) -> Any:
         store = self._store
-        if self.kind == "query":
+        if self.kind is LiveKind.QUERY:
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
                 return query_pb2.QueryResult(
@@ -64,14 +63,14 @@ class LiveBus:
         return build_report
 
     async def open(self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx) -> Subscription:
-        name = type_name_of(packed.type_url, self.kind)
+        name = type_name_of(packed.type_url, self.kind.value)
         reg = self._registry.get(name)
         if reg is None:
-            raise UnknownType(self.kind, name)
+            raise UnknownType(self.kind.value, name)
         try:
             params = reg.message.FromString(packed.value)
         except DecodeError as exc:
-            raise InvalidArgument(self.kind, f"cannot decode as {name}: {exc}") from None
+            raise InvalidArgument(self.kind.value, f"cannot decode as {name}: {exc}") from None
         if fence.positions:
             remaining = context.time_remaining()
             limit = MAX_FENCE_WAIT_S if remaining is None else min(MAX_FENCE_WAIT_S, remaining)
@@ -85,10 +84,10 @@ class LiveBus:
                 raise
             except Exception as exc:
                 raise MykoError(
-                    f"{self.kind} handler for {name} failed: {type(exc).__name__}: {exc}"
+                    f"{self.kind.value} handler for {name} failed: {type(exc).__name__}: {exc}"
                 ) from exc
             if not isinstance(source, Observable):
-                raise MykoError(f"{self.kind} handler for {name} must return an Observable")
+                raise MykoError(f"{self.kind.value} handler for {name} must return an Observable")
             return source
 
         return self._hub.open(key, make_source, self._build(name))
@@ -105,24 +104,25 @@ class LiveBus:
             return await asyncio.wait_for(sub.next(), MAX_FENCE_WAIT_S)
 
 
-_SERVICES = {
-    "query": ("myko.v1.QueryBus", query_pb2.QueryRequest),
-    "report": ("myko.v1.ReportBus", report_pb2.ReportRequest),
+_REQUESTS: dict[LiveKind, type[Message]] = {
+    LiveKind.QUERY: query_pb2.QueryRequest,
+    LiveKind.REPORT: report_pb2.ReportRequest,
 }
 
 
 def register_live_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
     """Serve `bus` as myko.v1.QueryBus or myko.v1.ReportBus, by its kind."""
-    service, request_cls = _SERVICES[bus.kind]
+    request_cls = _REQUESTS[bus.kind]
+    field = bus.kind.request_field
 
     def watch(req: Any, ctx: Ctx) -> AsyncIterator[bytes]:
-        return bus.watch(getattr(req, bus.kind), req.at_least, ctx)
+        return bus.watch(getattr(req, field), req.at_least, ctx)
 
     def get(req: Any, ctx: Ctx) -> Awaitable[bytes]:
-        return bus.get(getattr(req, bus.kind), req.at_least, ctx)
+        return bus.get(getattr(req, field), req.at_least, ctx)
 
     register_service(
         server,
-        service,
+        bus.kind.service,
         {"Watch": stream_method(watch, request_cls), "Get": unary_method(get, request_cls)},
     )

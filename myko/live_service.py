@@ -9,6 +9,7 @@ from myko.app import App, HandlerRegistry
 from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
+from myko.live_kind import LiveKind
 from myko.repo import Store
 from myko.repo_feed import RepoFeed
 from myko.server import GrpcServer
@@ -20,17 +21,14 @@ log = logging.getLogger(__name__)
 class LiveService(Lifecycle):
     """SERVING while its mirror of repo_svc is connected and complete."""
 
-    def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: str) -> None:
+    def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: LiveKind) -> None:
         self.settings = settings
         self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
         self.hub = LiveHub(position=lambda: self.store.watermark)
-        registries: dict[str, HandlerRegistry[Any]] = {"query": app.queries, "report": app.reports}
-        if kind not in registries:
-            raise ValueError(f"kind must be query or report, not {kind!r}")
-        self.bus = LiveBus(kind=kind, registry=registries[kind], store=self.store, hub=self.hub)
-        name = "myko.v1.QueryBus" if kind == "query" else "myko.v1.ReportBus"
+        registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
+        self.bus = LiveBus(kind=kind, registry=registry, store=self.store, hub=self.hub)
         self.grpc = GrpcServer(
-            settings, service_names=[name], register=[lambda s: register_live_bus(s, self.bus)]
+            settings, service_names=[kind.service], register=[lambda s: register_live_bus(s, self.bus)]
         )
         self.feed = RepoFeed(repo_addr=settings.repo_addr, store=self.store, on_ready=self.grpc.set_serving)
 

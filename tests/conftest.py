@@ -19,6 +19,7 @@ from myko_client import Clients
 from devtools.kafka_local import LocalKafka
 from myko.app import App
 from myko.command_service import CommandService
+from myko.live_kind import LiveKind
 from myko.live_service import LiveService
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
@@ -87,8 +88,8 @@ class InProcessStack:
         await repo.start()
         live_env = {**env, "MYKO_REPO_ADDR": f"127.0.0.1:{repo.grpc.port}"}
         command = CommandService(CommandSettings.from_env(env), app)
-        query = LiveService(QuerySettings.from_env(live_env), app, kind="query")
-        report = LiveService(ReportSettings.from_env(live_env), app, kind="report")
+        query = LiveService(QuerySettings.from_env(live_env), app, kind=LiveKind.QUERY)
+        report = LiveService(ReportSettings.from_env(live_env), app, kind=LiveKind.REPORT)
         for svc in (command, query, report):
             await svc.start()
         clients = Clients(

@@ -18,6 +18,7 @@ from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 from devtools.kafka_local import free_port
 from myko.app import App
 from myko.command_service import CommandService
+from myko.live_kind import LiveKind
 from myko.live_service import LiveService
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
@@ -41,7 +42,7 @@ async def test_a_repo_that_is_back_but_not_caught_up_is_not_mirrored(
     await repo.start()
     live_env = {**env, "MYKO_REPO_ADDR": f"127.0.0.1:{repo.grpc.port}"}
     command = CommandService(CommandSettings.from_env(env), example_app)
-    query = LiveService(QuerySettings.from_env(live_env), example_app, kind="query")
+    query = LiveService(QuerySettings.from_env(live_env), example_app, kind=LiveKind.QUERY)
     await command.start()
     await query.start()
     clients = Clients(

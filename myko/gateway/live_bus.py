@@ -5,9 +5,10 @@ from __future__ import annotations
 import grpc
 from google.protobuf.message import DecodeError
 
-from myko.gateway.live_hub import FeedKey, FeedKind, LiveHub, Session
+from myko.gateway.live_hub import FeedKey, LiveHub, Session
 from myko.gateway.metadata import Metadata
 from myko.gateway.status import StatusError
+from myko.live_kind import LiveKind
 from myko.v1 import live_pb2
 
 
@@ -36,10 +37,10 @@ class LiveBus:
             which = sub.WhichOneof("request")
             if which == "query":
                 request = sub.query.SerializeToString(deterministic=True)
-                subs.append((sub.sub_id, FeedKey(FeedKind.QUERY, request, metadata)))
+                subs.append((sub.sub_id, FeedKey(LiveKind.QUERY, request, metadata)))
             elif which == "report":
                 request = sub.report.SerializeToString(deterministic=True)
-                subs.append((sub.sub_id, FeedKey(FeedKind.REPORT, request, metadata)))
+                subs.append((sub.sub_id, FeedKey(LiveKind.REPORT, request, metadata)))
             else:
                 raise StatusError(
                     grpc.StatusCode.INVALID_ARGUMENT,

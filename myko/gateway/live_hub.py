@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
@@ -24,32 +23,20 @@ from myko.gateway.metadata import Metadata
 from myko.gateway.routes import Upstream
 from myko.gateway.status import StatusError
 from myko.gateway.upstreams import Upstreams
+from myko.live_kind import LiveKind
 from myko.v1 import live_pb2
 
 log = logging.getLogger(__name__)
 
 
-class FeedKind(enum.Enum):
-    QUERY = "query"
-    REPORT = "report"
-
-    @property
-    def upstream(self) -> Upstream:
-        return Upstream.QUERY if self is FeedKind.QUERY else Upstream.REPORT
-
-    @property
-    def method(self) -> str:
-        return "/myko.v1.QueryBus/Watch" if self is FeedKind.QUERY else "/myko.v1.ReportBus/Watch"
-
-    @property
-    def frame_field(self) -> int:
-        # LiveFrame.query = 3, LiveFrame.report = 4.
-        return 3 if self is FeedKind.QUERY else 4
+_UPSTREAM = {LiveKind.QUERY: Upstream.QUERY, LiveKind.REPORT: Upstream.REPORT}
+# LiveFrame.query = 3, LiveFrame.report = 4.
+_FRAME_FIELD = {LiveKind.QUERY: 3, LiveKind.REPORT: 4}
 
 
 @dataclass(frozen=True, slots=True)
 class FeedKey:
-    kind: FeedKind
+    kind: LiveKind
     request: bytes
     metadata: Metadata
 
@@ -66,14 +53,14 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
-def result_frame(sub_id: str, kind: FeedKind, result: bytes) -> bytes:
+def result_frame(sub_id: str, kind: LiveKind, result: bytes) -> bytes:
     """A LiveFrame around upstream result bytes, without decoding them.
 
     An embedded message field is encoded exactly like a bytes field, so the raw
     QueryResult/ReportResult is appended as field 3 or 4 after the sub_id.
     """
     head = live_pb2.LiveFrame(sub_id=sub_id).SerializeToString()
-    tag = _varint((kind.frame_field << 3) | 2)
+    tag = _varint((_FRAME_FIELD[kind] << 3) | 2)
     return head + tag + _varint(len(result)) + result
 
 
@@ -156,7 +143,7 @@ class Feed:
             await self._task
 
     async def _run(self) -> None:
-        watch = self._upstreams.server_stream(self.key.kind.upstream, self.key.kind.method)
+        watch = self._upstreams.server_stream(_UPSTREAM[self.key.kind], self.key.kind.watch_method)
         call = watch(self.key.request, metadata=self.key.metadata or None)
         code, message = grpc.StatusCode.UNAVAILABLE, "upstream stream ended"
         try:

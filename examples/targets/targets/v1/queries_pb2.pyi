@@ -1,3 +1,4 @@
+from myko.v1 import options_pb2 as _options_pb2
 from targets.v1 import entities_pb2 as _entities_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -22,26 +22,31 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from myko.v1 import options_pb2 as myko_dot_v1_dot_options__pb2
 from targets.v1 import entities_pb2 as targets_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18targets/v1/reports.proto\x12\ntargets.v1\x1a\x19targets/v1/entities.proto\"\x16\n\x14TargetCountsByStatus\"F\n\x0bStatusCount\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.targets.v1.TargetStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"F\n\x0cStatusCounts\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.targets.v1.StatusCount\x12\r\n\x05total\x18\x02 \x01(\x03\"\x1d\n\nZoneTotals\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\"Z\n\tZoneTotal\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12\x11\n\tzone_name\x18\x02 \x01(\t\x12\x14\n\x0ctarget_count\x18\x03 \x01(\x03\x12\x13\n\x0bscore_total\x18\x04 \x01(\x01\"7\n\x0fZoneTotalsValue\x12$\n\x05zones\x18\x01 \x03(\x0b\x32\x15.targets.v1.ZoneTotalb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18targets/v1/reports.proto\x12\ntargets.v1\x1a\x15myko/v1/options.proto\x1a\x19targets/v1/entities.proto\"5\n\x14TargetCountsByStatus:\x1d\xb2\xd4\x18\x19\n\x17targets.v1.StatusCounts\"F\n\x0bStatusCount\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.targets.v1.TargetStatus\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"F\n\x0cStatusCounts\x12\'\n\x06\x63ounts\x18\x01 \x03(\x0b\x32\x17.targets.v1.StatusCount\x12\r\n\x05total\x18\x02 \x01(\x03\"?\n\nZoneTotals\x12\x0f\n\x07zone_id\x18\x01 \x01(\t: \xb2\xd4\x18\x1c\n\x1atargets.v1.ZoneTotalsValue\"Z\n\tZoneTotal\x12\x0f\n\x07zone_id\x18\x01 \x01(\t\x12\x11\n\tzone_name\x18\x02 \x01(\t\x12\x14\n\x0ctarget_count\x18\x03 \x01(\x03\x12\x13\n\x0bscore_total\x18\x04 \x01(\x01\"7\n\x0fZoneTotalsValue\x12$\n\x05zones\x18\x01 \x03(\x0b\x32\x15.targets.v1.ZoneTotalb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'targets.v1.reports_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TARGETCOUNTSBYSTATUS']._serialized_start=67
-  _globals['_TARGETCOUNTSBYSTATUS']._serialized_end=89
-  _globals['_STATUSCOUNT']._serialized_start=91
-  _globals['_STATUSCOUNT']._serialized_end=161
-  _globals['_STATUSCOUNTS']._serialized_start=163
-  _globals['_STATUSCOUNTS']._serialized_end=233
-  _globals['_ZONETOTALS']._serialized_start=235
-  _globals['_ZONETOTALS']._serialized_end=264
-  _globals['_ZONETOTAL']._serialized_start=266
-  _globals['_ZONETOTAL']._serialized_end=356
-  _globals['_ZONETOTALSVALUE']._serialized_start=358
-  _globals['_ZONETOTALSVALUE']._serialized_end=413
+  _globals['_TARGETCOUNTSBYSTATUS']._loaded_options = None
+  _globals['_TARGETCOUNTSBYSTATUS']._serialized_options = b'\262\324\030\031\n\027targets.v1.StatusCounts'
+  _globals['_ZONETOTALS']._loaded_options = None
+  _globals['_ZONETOTALS']._serialized_options = b'\262\324\030\034\n\032targets.v1.ZoneTotalsValue'
+  _globals['_TARGETCOUNTSBYSTATUS']._serialized_start=90
+  _globals['_TARGETCOUNTSBYSTATUS']._serialized_end=143
+  _globals['_STATUSCOUNT']._serialized_start=145
+  _globals['_STATUSCOUNT']._serialized_end=215
+  _globals['_STATUSCOUNTS']._serialized_start=217
+  _globals['_STATUSCOUNTS']._serialized_end=287
+  _globals['_ZONETOTALS']._serialized_start=289
+  _globals['_ZONETOTALS']._serialized_end=352
+  _globals['_ZONETOTAL']._serialized_start=354
+  _globals['_ZONETOTAL']._serialized_end=444
+  _globals['_ZONETOTALSVALUE']._serialized_start=446
+  _globals['_ZONETOTALSVALUE']._serialized_end=501
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_myko_v1_options } from "../../myko/v1/options_pb";
 import type { TargetStatus } from "./entities_pb";
 import { file_targets_v1_entities } from "./entities_pb";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file targets/v1/queries.proto.
  */
 export const file_targets_v1_queries: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXJnZXRzL3YxL3F1ZXJpZXMucHJvdG8SCnRhcmdldHMudjEiDAoKQWxsVGFyZ2V0cyI7Cg9UYXJnZXRzQnlTdGF0dXMSKAoGc3RhdHVzGAEgASgOMhgudGFyZ2V0cy52MS5UYXJnZXRTdGF0dXMiGAoKVGFyZ2V0QnlJZBIKCgJpZBgBIAEoCSIgCg1UYXJnZXRzSW5ab25lEg8KB3pvbmVfaWQYASABKAkiCgoIQWxsWm9uZXNiBnByb3RvMw", [file_targets_v1_entities]);
+  fileDesc("Chh0YXJnZXRzL3YxL3F1ZXJpZXMucHJvdG8SCnRhcmdldHMudjEiJQoKQWxsVGFyZ2V0czoXqtQYEwoRdGFyZ2V0cy52MS5UYXJnZXQiVAoPVGFyZ2V0c0J5U3RhdHVzEigKBnN0YXR1cxgBIAEoDjIYLnRhcmdldHMudjEuVGFyZ2V0U3RhdHVzOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCIxCgpUYXJnZXRCeUlkEgoKAmlkGAEgASgJOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCI5Cg1UYXJnZXRzSW5ab25lEg8KB3pvbmVfaWQYASABKAk6F6rUGBMKEXRhcmdldHMudjEuVGFyZ2V0IiEKCEFsbFpvbmVzOhWq1BgRCg90YXJnZXRzLnYxLlpvbmViBnByb3RvMw", [file_myko_v1_options, file_targets_v1_entities]);
 
 /**
  * Every Target, ordered by name then id.

@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_myko_v1_options } from "../../myko/v1/options_pb";
 import type { TargetStatus } from "./entities_pb";
 import { file_targets_v1_entities } from "./entities_pb";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file targets/v1/reports.proto.
  */
 export const file_targets_v1_reports: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXJnZXRzL3YxL3JlcG9ydHMucHJvdG8SCnRhcmdldHMudjEiFgoUVGFyZ2V0Q291bnRzQnlTdGF0dXMiRgoLU3RhdHVzQ291bnQSKAoGc3RhdHVzGAEgASgOMhgudGFyZ2V0cy52MS5UYXJnZXRTdGF0dXMSDQoFY291bnQYAiABKAMiRgoMU3RhdHVzQ291bnRzEicKBmNvdW50cxgBIAMoCzIXLnRhcmdldHMudjEuU3RhdHVzQ291bnQSDQoFdG90YWwYAiABKAMiHQoKWm9uZVRvdGFscxIPCgd6b25lX2lkGAEgASgJIloKCVpvbmVUb3RhbBIPCgd6b25lX2lkGAEgASgJEhEKCXpvbmVfbmFtZRgCIAEoCRIUCgx0YXJnZXRfY291bnQYAyABKAMSEwoLc2NvcmVfdG90YWwYBCABKAEiNwoPWm9uZVRvdGFsc1ZhbHVlEiQKBXpvbmVzGAEgAygLMhUudGFyZ2V0cy52MS5ab25lVG90YWxiBnByb3RvMw", [file_targets_v1_entities]);
+  fileDesc("Chh0YXJnZXRzL3YxL3JlcG9ydHMucHJvdG8SCnRhcmdldHMudjEiNQoUVGFyZ2V0Q291bnRzQnlTdGF0dXM6HbLUGBkKF3RhcmdldHMudjEuU3RhdHVzQ291bnRzIkYKC1N0YXR1c0NvdW50EigKBnN0YXR1cxgBIAEoDjIYLnRhcmdldHMudjEuVGFyZ2V0U3RhdHVzEg0KBWNvdW50GAIgASgDIkYKDFN0YXR1c0NvdW50cxInCgZjb3VudHMYASADKAsyFy50YXJnZXRzLnYxLlN0YXR1c0NvdW50Eg0KBXRvdGFsGAIgASgDIj8KClpvbmVUb3RhbHMSDwoHem9uZV9pZBgBIAEoCTogstQYHAoadGFyZ2V0cy52MS5ab25lVG90YWxzVmFsdWUiWgoJWm9uZVRvdGFsEg8KB3pvbmVfaWQYASABKAkSEQoJem9uZV9uYW1lGAIgASgJEhQKDHRhcmdldF9jb3VudBgDIAEoAxITCgtzY29yZV90b3RhbBgEIAEoASI3Cg9ab25lVG90YWxzVmFsdWUSJAoFem9uZXMYASADKAsyFS50YXJnZXRzLnYxLlpvbmVUb3RhbGIGcHJvdG8z", [file_myko_v1_options, file_targets_v1_entities]);
 
 /**
  * Report: how many Targets there are in each status.
