@@ -25,15 +25,19 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15myko/v1/options.proto\x12\x07myko.v1\x1a google/protobuf/descriptor.proto\"\x1e\n\x0cQueryOptions\x12\x0e\n\x06result\x18\x01 \x01(\t\"\x1f\n\rReportOptions\x12\x0e\n\x06result\x18\x01 \x01(\t:G\n\x05query\x12\x1f.google.protobuf.MessageOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x15.myko.v1.QueryOptions:I\n\x06report\x12\x1f.google.protobuf.MessageOptions\x18\xc6\x8a\x03 \x01(\x0b\x32\x16.myko.v1.ReportOptionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15myko/v1/options.proto\x12\x07myko.v1\x1a google/protobuf/descriptor.proto\"\x1e\n\x0cQueryOptions\x12\x0e\n\x06result\x18\x01 \x01(\t\"\x1f\n\rReportOptions\x12\x0e\n\x06result\x18\x01 \x01(\t\"B\n\nRefOptions\x12\x0e\n\x06\x65ntity\x18\x01 \x01(\t\x12$\n\ton_delete\x18\x02 \x01(\x0e\x32\x11.myko.v1.OnDelete*<\n\x08OnDelete\x12\x19\n\x15ON_DELETE_UNSPECIFIED\x10\x00\x12\x15\n\x11ON_DELETE_CASCADE\x10\x01:G\n\x05query\x12\x1f.google.protobuf.MessageOptions\x18\xc5\x8a\x03 \x01(\x0b\x32\x15.myko.v1.QueryOptions:I\n\x06report\x12\x1f.google.protobuf.MessageOptions\x18\xc6\x8a\x03 \x01(\x0b\x32\x16.myko.v1.ReportOptions:A\n\x03ref\x12\x1d.google.protobuf.FieldOptions\x18\xc7\x8a\x03 \x01(\x0b\x32\x13.myko.v1.RefOptionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myko.v1.options_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ONDELETE']._serialized_start=201
+  _globals['_ONDELETE']._serialized_end=261
   _globals['_QUERYOPTIONS']._serialized_start=68
   _globals['_QUERYOPTIONS']._serialized_end=98
   _globals['_REPORTOPTIONS']._serialized_start=100
   _globals['_REPORTOPTIONS']._serialized_end=131
+  _globals['_REFOPTIONS']._serialized_start=133
+  _globals['_REFOPTIONS']._serialized_end=199
 # @@protoc_insertion_point(module_scope)

@@ -5,10 +5,11 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from myko import contract as _myko_contract
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class TargetCountsByStatus(_message.Message):
+class TargetCountsByStatus(_message.Message, _myko_contract.Report[TargetCountsByStatus, StatusCounts]):
     __slots__ = ()
     def __init__(self) -> None: ...
 
@@ -28,7 +29,7 @@ class StatusCounts(_message.Message):
     total: int
     def __init__(self, counts: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
 
-class ZoneTotals(_message.Message):
+class ZoneTotals(_message.Message, _myko_contract.Report[ZoneTotals, ZoneTotalsValue]):
     __slots__ = ("zone_id",)
     ZONE_ID_FIELD_NUMBER: _ClassVar[int]
     zone_id: str

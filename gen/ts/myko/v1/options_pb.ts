@@ -5,9 +5,9 @@
 // Declarations an application attaches to its own messages, read by Myko's
 // runtime, its typed clients and code generators.
 
-import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { MessageOptions } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { FieldOptions, MessageOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/options.proto.
  */
 export const file_myko_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChVteWtvL3YxL29wdGlvbnMucHJvdG8SB215a28udjEiHgoMUXVlcnlPcHRpb25zEg4KBnJlc3VsdBgBIAEoCSIfCg1SZXBvcnRPcHRpb25zEg4KBnJlc3VsdBgBIAEoCTpOCgVxdWVyeRIfLmdvb2dsZS5wcm90b2J1Zi5NZXNzYWdlT3B0aW9ucxjFigMgASgLMhUubXlrby52MS5RdWVyeU9wdGlvbnNSBXF1ZXJ5OlEKBnJlcG9ydBIfLmdvb2dsZS5wcm90b2J1Zi5NZXNzYWdlT3B0aW9ucxjGigMgASgLMhYubXlrby52MS5SZXBvcnRPcHRpb25zUgZyZXBvcnRiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("ChVteWtvL3YxL29wdGlvbnMucHJvdG8SB215a28udjEiHgoMUXVlcnlPcHRpb25zEg4KBnJlc3VsdBgBIAEoCSIfCg1SZXBvcnRPcHRpb25zEg4KBnJlc3VsdBgBIAEoCSJCCgpSZWZPcHRpb25zEg4KBmVudGl0eRgBIAEoCRIkCglvbl9kZWxldGUYAiABKA4yES5teWtvLnYxLk9uRGVsZXRlKjwKCE9uRGVsZXRlEhkKFU9OX0RFTEVURV9VTlNQRUNJRklFRBAAEhUKEU9OX0RFTEVURV9DQVNDQURFEAE6TgoFcXVlcnkSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYxYoDIAEoCzIVLm15a28udjEuUXVlcnlPcHRpb25zUgVxdWVyeTpRCgZyZXBvcnQSHy5nb29nbGUucHJvdG9idWYuTWVzc2FnZU9wdGlvbnMYxooDIAEoCzIWLm15a28udjEuUmVwb3J0T3B0aW9uc1IGcmVwb3J0OkYKA3JlZhIdLmdvb2dsZS5wcm90b2J1Zi5GaWVsZE9wdGlvbnMYx4oDIAEoCzITLm15a28udjEuUmVmT3B0aW9uc1IDcmVmYgZwcm90bzM", [file_google_protobuf_descriptor]);
 
 /**
  * On a query's parameter message: what each item of its result array is.
@@ -64,6 +64,67 @@ export const ReportOptionsSchema: GenMessage<ReportOptions> = /*@__PURE__*/
   messageDesc(file_myko_v1_options, 1);
 
 /**
+ * On an entity's string field holding the id of another entity: a reference.
+ *
+ *   message Target {
+ *     myko.v1.MItem item = 1;
+ *     string zone_id = 7 [(myko.v1.ref) = { entity: "targets.v1.Zone", on_delete: ON_DELETE_CASCADE }];
+ *   }
+ *
+ * A write that sets the field to an id that does not exist is rejected
+ * (FAILED_PRECONDITION); an empty field refers to nothing.
+ *
+ * @generated from message myko.v1.RefOptions
+ */
+export type RefOptions = Message<"myko.v1.RefOptions"> & {
+  /**
+   * Full name of the referenced entity message.
+   *
+   * @generated from field: string entity = 1;
+   */
+  entity: string;
+
+  /**
+   * @generated from field: myko.v1.OnDelete on_delete = 2;
+   */
+  onDelete: OnDelete;
+};
+
+/**
+ * Describes the message myko.v1.RefOptions.
+ * Use `create(RefOptionsSchema)` to create a new message.
+ */
+export const RefOptionsSchema: GenMessage<RefOptions> = /*@__PURE__*/
+  messageDesc(file_myko_v1_options, 2);
+
+/**
+ * What deleting the referenced entity does to the entities referring to it.
+ *
+ * @generated from enum myko.v1.OnDelete
+ */
+export enum OnDelete {
+  /**
+   * Nothing: the reference is left as it is.
+   *
+   * @generated from enum value: ON_DELETE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * They are deleted too (by a saga Myko runs, once per delete).
+   *
+   * @generated from enum value: ON_DELETE_CASCADE = 1;
+   */
+  CASCADE = 1,
+}
+
+/**
+ * Describes the enum myko.v1.OnDelete.
+ */
+export const OnDeleteSchema: GenEnum<OnDelete> = /*@__PURE__*/
+  enumDesc(file_myko_v1_options, 0);
+
+/**
  * @generated from extension: myko.v1.QueryOptions query = 50501;
  */
 export const query: GenExtension<MessageOptions, QueryOptions> = /*@__PURE__*/
@@ -74,4 +135,10 @@ export const query: GenExtension<MessageOptions, QueryOptions> = /*@__PURE__*/
  */
 export const report: GenExtension<MessageOptions, ReportOptions> = /*@__PURE__*/
   extDesc(file_myko_v1_options, 1);
+
+/**
+ * @generated from extension: myko.v1.RefOptions ref = 50503;
+ */
+export const ref: GenExtension<FieldOptions, RefOptions> = /*@__PURE__*/
+  extDesc(file_myko_v1_options, 2);
 

@@ -154,7 +154,7 @@ export const SetZoneSchema: GenMessage<SetZone> = /*@__PURE__*/
   messageDesc(file_targets_v1_commands, 4);
 
 /**
- * Deletes the Zone; the cascade saga deletes its Targets.
+ * Deletes the Zone; its Targets are deleted by the cascade Target.zone_id declares.
  *
  * @generated from message targets.v1.DeleteZone
  */

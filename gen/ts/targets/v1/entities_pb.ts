@@ -8,13 +8,14 @@ import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2"
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MItem } from "../../myko/v1/item_pb";
 import { file_myko_v1_item } from "../../myko/v1/item_pb";
+import { file_myko_v1_options } from "../../myko/v1/options_pb";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file targets/v1/entities.proto.
  */
 export const file_targets_v1_entities: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXJnZXRzL3YxL2VudGl0aWVzLnByb3RvEgp0YXJnZXRzLnYxIp8BCgZUYXJnZXQSHAoEaXRlbRgBIAEoCzIOLm15a28udjEuTUl0ZW0SDAoEbmFtZRgCIAEoCRIoCgZzdGF0dXMYAyABKA4yGC50YXJnZXRzLnYxLlRhcmdldFN0YXR1cxINCgVzY29yZRgEIAEoARIRCgloaXRfY291bnQYBSABKAMSDAoEdGFncxgGIAMoCRIPCgd6b25lX2lkGAcgASgJIkcKBFpvbmUSHAoEaXRlbRgBIAEoCzIOLm15a28udjEuTUl0ZW0SDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCSp8CgxUYXJnZXRTdGF0dXMSHQoZVEFSR0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFRBUkdFVF9TVEFUVVNfQUNUSVZFEAESGAoUVEFSR0VUX1NUQVRVU19QQVVTRUQQAhIZChVUQVJHRVRfU1RBVFVTX1JFVElSRUQQA2IGcHJvdG8z", [file_myko_v1_item]);
+  fileDesc("Chl0YXJnZXRzL3YxL2VudGl0aWVzLnByb3RvEgp0YXJnZXRzLnYxIrgBCgZUYXJnZXQSHAoEaXRlbRgBIAEoCzIOLm15a28udjEuTUl0ZW0SDAoEbmFtZRgCIAEoCRIoCgZzdGF0dXMYAyABKA4yGC50YXJnZXRzLnYxLlRhcmdldFN0YXR1cxINCgVzY29yZRgEIAEoARIRCgloaXRfY291bnQYBSABKAMSDAoEdGFncxgGIAMoCRIoCgd6b25lX2lkGAcgASgJQhe61BgTCg90YXJnZXRzLnYxLlpvbmUQASJHCgRab25lEhwKBGl0ZW0YASABKAsyDi5teWtvLnYxLk1JdGVtEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkqfAoMVGFyZ2V0U3RhdHVzEh0KGVRBUkdFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRUQVJHRVRfU1RBVFVTX0FDVElWRRABEhgKFFRBUkdFVF9TVEFUVVNfUEFVU0VEEAISGQoVVEFSR0VUX1NUQVRVU19SRVRJUkVEEANiBnByb3RvMw", [file_myko_v1_item, file_myko_v1_options]);
 
 /**
  * @generated from message targets.v1.Target
@@ -55,7 +56,8 @@ export type Target = Message<"targets.v1.Target"> & {
   tags: string[];
 
   /**
-   * Owning Zone id; empty when the target belongs to no zone.
+   * Owning Zone id; empty when the target belongs to no zone. A Target cannot
+   * name a Zone that does not exist, and deleting a Zone deletes its Targets.
    *
    * @generated from field: string zone_id = 7;
    */
