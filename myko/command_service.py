@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 
 from myko.app import App
+from myko.client import Client
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import Unavailable
@@ -91,7 +92,8 @@ class CommandService(Lifecycle):
         self.grpc = GrpcServer(
             settings, service_names=["myko.v1.CommandBus"], register=[lambda s: register_command_bus(s, self)]
         )
-        self._leader_channel: tuple[str, grpc.aio.Channel] | None = None
+        # A client of the leader's CommandBus, while another replica leads.
+        self._leader: Client | None = None
 
     @property
     def advertise_addr(self) -> str:
@@ -130,26 +132,17 @@ class CommandService(Lifecycle):
         await self.publisher.stop()
 
     async def forward(self, req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+        """Send Execute on to the leader; its answer, error and all, is the answer."""
         addr = self.leader_addr
         if addr is None or addr == self.advertise_addr:
             raise Unavailable("no command leader is serving yet; retry with the same tx")
-        if self._leader_channel is None or self._leader_channel[0] != addr:
-            if self._leader_channel is not None:
-                await self._leader_channel[1].close(None)
-            self._leader_channel = (addr, grpc.aio.insecure_channel(addr))
-        call = self._leader_channel[1].unary_unary(
-            "/myko.v1.CommandBus/Execute",
-            request_serializer=command_pb2.CommandRequest.SerializeToString,
-            response_deserializer=command_pb2.CommandResult.FromString,
-        )
-        remaining = ctx.time_remaining()
-        try:
-            result: command_pb2.CommandResult = await call(req, timeout=remaining)
-        except grpc.aio.AioRpcError as exc:
-            # The leader's answer, status and all, is the answer.
-            await ctx.abort(exc.code(), exc.details() or "")
-            raise
-        return result
+        if self._leader is None or self._leader.command_addr != addr:
+            if self._leader is not None:
+                await self._leader.stop()
+            self._leader = Client(command_addr=addr)
+            await self._leader.start()
+        # The leader's MykoError reaches the caller with the leader's status and message.
+        return await self._leader.execute_request(req, timeout_s=ctx.time_remaining())
 
     async def start(self) -> None:
         kafka = self.settings.kafka
@@ -180,5 +173,5 @@ class CommandService(Lifecycle):
         await self.bus.stop()
         await self.publisher.stop()
         await self.reader.stop()
-        if self._leader_channel is not None:
-            await self._leader_channel[1].close(None)
+        if self._leader is not None:
+            await self._leader.stop()

@@ -3,6 +3,10 @@
 Every error a handler, the library or a service raises on purpose is a
 `MykoError`. `status.py` maps each class to a gRPC status code, in one place.
 `retriable` tells a caller whether the same request may succeed later unchanged.
+
+Clients (myko/client.py) raise the same classes for the status a server
+answered with (`status.error_of`), so a caller handles a remote rejection and
+a local one alike.
 """
 
 from __future__ import annotations
@@ -21,18 +25,21 @@ class ConfigError(MykoError):
 
 
 class InvalidArgument(MykoError):
-    """The request is malformed; `field` names the offending field."""
+    """The request is malformed; `field` names the offending field ("" when unknown)."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}" if field else message)
         self.field = field
 
 
 class UnknownType(MykoError):
-    """No handler is registered for this command, query or report type."""
+    """No handler is registered for this command, query or report type.
 
-    def __init__(self, kind: str, type_name: str) -> None:
-        super().__init__(f"unknown {kind} type {type_name!r}")
+    Raised by a client for the status a server answered with, only the message is
+    known: `kind` and `type_name` are then empty."""
+
+    def __init__(self, kind: str, type_name: str, *, message: str = "") -> None:
+        super().__init__(message or f"unknown {kind} type {type_name!r}")
         self.kind = kind
         self.type_name = type_name
 
@@ -45,6 +52,24 @@ class Conflict(MykoError):
     """Concurrent writes kept colliding; retrying with the same tx is safe."""
 
     retriable = True
+
+
+class PermissionDenied(MykoError):
+    """The caller is known but not allowed to do this."""
+
+
+class Unauthenticated(MykoError):
+    """The caller presented no credentials, or ones that are not valid."""
+
+
+class ResourceExhausted(MykoError):
+    """A limit was reached (a message too large, too many streams); later may work."""
+
+    retriable = True
+
+
+class ServerError(MykoError):
+    """A server failed for a reason of its own (INTERNAL, UNKNOWN, DATA_LOSS): a bug there."""
 
 
 class Unavailable(MykoError):

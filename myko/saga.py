@@ -12,11 +12,12 @@ For each event of the saga's source topics, in partition order:
 4. only when every command of the event (and of every earlier event of its
    partition) is acknowledged is the offset committed.
 
-Failures (docs/sagas.md): transient statuses (UNAVAILABLE, DEADLINE_EXCEEDED,
-ABORTED, RESOURCE_EXHAUSTED) are retried with backoff for as long as this
-replica owns the partition; permanent rejections (INVALID_ARGUMENT, NOT_FOUND,
-UNIMPLEMENTED, ...) go to the dead-letter topic at once; everything else
-(FAILED_PRECONDITION, a handler exception, INTERNAL) is retried up to
+Failures (docs/sagas.md), as the client raises them (myko/status.py maps the
+statuses): retriable errors (Unavailable, DeadlineExceeded, Conflict,
+ResourceExhausted) are retried with backoff for as long as this replica owns
+the partition; permanent rejections (InvalidArgument, UnknownType,
+PermissionDenied, Unauthenticated) go to the dead-letter topic at once;
+everything else (Rejected, ServerError, a handler exception) is retried up to
 max_attempts, then dead-lettered. A dead letter is written before the offset
 is committed, so no event is ever dropped.
 """
@@ -32,7 +33,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
 
-import grpc
 import reactivex
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -41,16 +41,24 @@ from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from myko.app import SagaRegistration
-from myko.command_client import CommandClient, CommandFailed
+from myko.client import Client
 from myko.dead_letter import DeadLetters
 from myko.entities import EntityRegistry
-from myko.errors import MykoError, Unavailable
+from myko.errors import (
+    InvalidArgument,
+    MykoError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    UnknownType,
+)
 from myko.events import SET, BadRecord, from_record
 from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
 from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
 from myko.settings import KafkaSettings
+from myko.status import code_of
 from myko.store_fence import StoreFence
 
 log = logging.getLogger(__name__)
@@ -60,25 +68,8 @@ Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 # committed (saga_svc wires its fault-injection hook here).
 AfterExecute = Callable[[SagaEvent], None]
 
-TRANSIENT = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.ABORTED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-PERMANENT = frozenset(
-    {
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.ALREADY_EXISTS,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-    }
-)
+# The same command can only get the same answer: dead-letter at once.
+PERMANENT: tuple[type[MykoError], ...] = (InvalidArgument, UnknownType, PermissionDenied, Unauthenticated)
 
 
 def command_tx(saga: str, position: Position, command: Message, occurrence: int) -> str:
@@ -142,7 +133,7 @@ class SagaRunner:
         config: SagaConfig,
         store: Store,
         fence: StoreFence,
-        commands: CommandClient,
+        commands: Client,
         dead_letters: DeadLetters,
         client_id: str,
         after_execute: AfterExecute | None = None,
@@ -319,10 +310,12 @@ class SagaRunner:
             tx = command_tx(self.name, event.position, command, occurrence)
             try:
                 await self._commands.execute(command, tx=tx)
-            except CommandFailed as exc:
-                reason = f"{command.DESCRIPTOR.full_name} (tx {tx}) failed: {exc.code.name}: {exc.details}"
+            except MykoError as exc:
+                reason = (
+                    f"{command.DESCRIPTOR.full_name} (tx {tx}) failed: {code_of(exc).name}: {exc.message}"
+                )
                 raise _Failure(
-                    reason, transient=exc.code in TRANSIENT, permanent=exc.code in PERMANENT
+                    reason, transient=exc.retriable, permanent=isinstance(exc, PERMANENT)
                 ) from None
         if commands:
             log.debug("saga %s: %s -> %d command(s) acknowledged", self.name, event, len(commands))

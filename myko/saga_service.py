@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from myko.app import App
-from myko.command_client import CommandClient
+from myko.client import Client
 from myko.dead_letter import DeadLetters, dead_letter_topic
 from myko.lifecycle import Lifecycle
 from myko.reader import TopicReader
@@ -41,7 +41,7 @@ class SagaService(Lifecycle):
             kafka, self.store.topics, self.store.apply_records, client_id=f"{settings.instance_id}.state"
         )
         self.fence = StoreFence(self.reader, self.store)
-        self.commands = CommandClient(command_addr=settings.command_addr)
+        self.commands = Client(command_addr=settings.command_addr)
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
         config = SagaConfig(

@@ -1,0 +1,260 @@
+"""`Client`: the typed Python client of CommandBus, QueryBus and ReportBus.
+
+    async with Client(command_addr="127.0.0.1:50051", query_addr="127.0.0.1:50052") as client:
+        result = await client.execute(SetTarget(name="a"))           # CommandResult
+        targets = await client.get(AllTargets(), at_least=result)   # list[Target]
+        async for targets in client.watch(AllTargets()):            # list[Target], on every change
+            ...
+
+Result types come from the contract: a query's items and a report's value are
+the messages its `.proto` declares with `(myko.v1.query)` / `(myko.v1.report)`,
+found at run time through the descriptor pool and, for mypy, through the
+`Query`/`Report` base classes the generated stubs carry (myko/contract.py).
+
+Every failure raises a MykoError: the status a server answered with maps back
+to its class in myko/status.py (`retriable` included), so callers handle a
+rejection the same way wherever it happened. Services that call each other use
+this client too (saga_svc -> command_svc, a command_svc follower -> its leader).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, TypeVar, overload
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+
+from myko.contract import Query, Report, query_result, report_result
+from myko.entities import TYPE_URL_PREFIX
+from myko.errors import ConfigError, InvalidArgument, ServerError
+from myko.lifecycle import Lifecycle
+from myko.status import error_from_rpc
+from myko.v1 import (
+    command_pb2,
+    command_pb2_grpc,
+    item_pb2,
+    query_pb2,
+    query_pb2_grpc,
+    report_pb2,
+    report_pb2_grpc,
+)
+
+T = TypeVar("T", bound=Message)
+V = TypeVar("V", bound=Message)
+
+# Read-your-writes: a Watermark, or the CommandResult whose write must be visible.
+AtLeast = item_pb2.Watermark | command_pb2.CommandResult | None
+
+CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.enable_http_proxy", 0),
+    # Reconnect promptly after the server restarts.
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
+
+
+class Client(Lifecycle):
+    """One channel per address given; a method whose service has no address raises ConfigError.
+
+    `timeout_s` bounds each unary call (Execute, Get) unless the call gives its
+    own; Watch streams have no deadline. `metadata` goes with every call (e.g.
+    `(("authorization", "Bearer ..."),)`).
+    """
+
+    def __init__(
+        self,
+        *,
+        command_addr: str | None = None,
+        query_addr: str | None = None,
+        report_addr: str | None = None,
+        timeout_s: float = 30.0,
+        metadata: Sequence[tuple[str, str]] = (),
+        channel_options: Sequence[tuple[str, int | str]] = CHANNEL_OPTIONS,
+    ) -> None:
+        if command_addr is None and query_addr is None and report_addr is None:
+            raise ConfigError("Client needs at least one of command_addr, query_addr, report_addr")
+        self._addrs = {"command": command_addr, "query": query_addr, "report": report_addr}
+        self._timeout_s = timeout_s
+        self._metadata = tuple(metadata)
+        self._channel_options = list(channel_options)
+        self._channels: list[grpc.aio.Channel] = []
+        self._execute: grpc.aio.UnaryUnaryMultiCallable[command_pb2.CommandRequest, command_pb2.CommandResult]
+        self._query_get: grpc.aio.UnaryUnaryMultiCallable[query_pb2.QueryRequest, query_pb2.QueryResult]
+        self._query_watch: grpc.aio.UnaryStreamMultiCallable[query_pb2.QueryRequest, query_pb2.QueryResult]
+        self._report_get: grpc.aio.UnaryUnaryMultiCallable[report_pb2.ReportRequest, report_pb2.ReportResult]
+        self._report_watch: grpc.aio.UnaryStreamMultiCallable[
+            report_pb2.ReportRequest, report_pb2.ReportResult
+        ]
+        self._started = False
+
+    @property
+    def command_addr(self) -> str | None:
+        return self._addrs["command"]
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        # grpc_python_out writes no type stubs: the attributes above give the types.
+        if (addr := self._addrs["command"]) is not None:
+            commands = command_pb2_grpc.CommandBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
+            self._execute = commands.Execute
+        if (addr := self._addrs["query"]) is not None:
+            queries = query_pb2_grpc.QueryBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
+            self._query_get, self._query_watch = queries.Get, queries.Watch
+        if (addr := self._addrs["report"]) is not None:
+            reports = report_pb2_grpc.ReportBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
+            self._report_get, self._report_watch = reports.Get, reports.Watch
+        self._started = True
+
+    def _channel(self, addr: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(addr, options=self._channel_options)
+        self._channels.append(channel)
+        return channel
+
+    async def stop(self) -> None:
+        channels, self._channels = self._channels, []
+        self._started = False
+        for channel in channels:
+            await channel.close(None)
+
+    def _ready(self, service: str) -> None:
+        if not self._started:
+            raise ConfigError("Client not started: call start() or use `async with`")
+        if self._addrs[service] is None:
+            raise ConfigError(f"this Client has no {service}_addr")
+
+    # --- commands ----------------------------------------------------------
+    async def execute(
+        self, command: Message, *, tx: str | None = None, timeout_s: float | None = None
+    ) -> command_pb2.CommandResult:
+        """Run one command. Without `tx` a new one is generated: pass your own to retry safely
+        (the same tx takes effect once)."""
+        packed = any_pb2.Any()
+        # Deterministic bytes: command_svc compares a retried tx's payload with the first.
+        packed.Pack(command, deterministic=True)
+        request = command_pb2.CommandRequest(tx=tx if tx is not None else str(uuid.uuid4()), command=packed)
+        return await self.execute_request(request, timeout_s=timeout_s)
+
+    async def execute_request(
+        self, request: command_pb2.CommandRequest, *, timeout_s: float | None = None
+    ) -> command_pb2.CommandResult:
+        """Send an already packed CommandRequest (what command_svc forwards to its leader)."""
+        self._ready("command")
+        try:
+            return await self._execute(request, timeout=self._timeout(timeout_s), metadata=self._metadata)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    # --- queries and reports -----------------------------------------------
+    @overload
+    def watch(self, request: Query[Any, T], *, at_least: AtLeast = None) -> AsyncIterator[list[T]]: ...
+    @overload
+    def watch(self, request: Report[Any, V], *, at_least: AtLeast = None) -> AsyncIterator[V]: ...
+    def watch(self, request: object, *, at_least: AtLeast = None) -> AsyncIterator[Any]:
+        """Every result of a query (the full array) or report (its value): now, then on each change.
+
+        With `at_least`, the first emission already reflects that watermark
+        (or that command's writes). Leaving the `async for` cancels the stream."""
+        message, kind, result_cls = self._resolve(request)
+        if kind == "query":
+            self._ready("query")
+            call = self._query_watch(
+                query_pb2.QueryRequest(query=_pack(message), at_least=_watermark(at_least)),
+                metadata=self._metadata,
+            )
+            return _stream(call, lambda r: _items(r.items, result_cls, r.query_type))
+        self._ready("report")
+        report_call = self._report_watch(
+            report_pb2.ReportRequest(report=_pack(message), at_least=_watermark(at_least)),
+            metadata=self._metadata,
+        )
+        return _stream(report_call, lambda r: _unpack(r.value, result_cls, r.report_type))
+
+    @overload
+    async def get(
+        self, request: Query[Any, T], *, at_least: AtLeast = None, timeout_s: float | None = None
+    ) -> list[T]: ...
+    @overload
+    async def get(
+        self, request: Report[Any, V], *, at_least: AtLeast = None, timeout_s: float | None = None
+    ) -> V: ...
+    async def get(self, request: object, *, at_least: AtLeast = None, timeout_s: float | None = None) -> Any:
+        """The current result of a query or report, once `at_least` is visible when given."""
+        message, kind, result_cls = self._resolve(request)
+        timeout = self._timeout(timeout_s)
+        try:
+            if kind == "query":
+                self._ready("query")
+                q = await self._query_get(
+                    query_pb2.QueryRequest(query=_pack(message), at_least=_watermark(at_least)),
+                    timeout=timeout,
+                    metadata=self._metadata,
+                )
+                return _items(q.items, result_cls, q.query_type)
+            self._ready("report")
+            r = await self._report_get(
+                report_pb2.ReportRequest(report=_pack(message), at_least=_watermark(at_least)),
+                timeout=timeout,
+                metadata=self._metadata,
+            )
+            return _unpack(r.value, result_cls, r.report_type)
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    def _resolve(self, request: object) -> tuple[Message, str, type[Message]]:
+        if not isinstance(request, Message):
+            raise InvalidArgument("request", f"{type(request).__name__} is not a protobuf message")
+        cls = type(request)
+        if (items := query_result(cls)) is not None:
+            return request, "query", items
+        if (value := report_result(cls)) is not None:
+            return request, "report", value
+        raise InvalidArgument(
+            "request", f"{cls.DESCRIPTOR.full_name} declares neither (myko.v1.query) nor (myko.v1.report)"
+        )
+
+    def _timeout(self, timeout_s: float | None) -> float:
+        return self._timeout_s if timeout_s is None else timeout_s
+
+
+def _pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message, deterministic=True)
+    return packed
+
+
+def _watermark(at_least: AtLeast) -> item_pb2.Watermark | None:
+    if isinstance(at_least, command_pb2.CommandResult):
+        return at_least.visible_at
+    return at_least
+
+
+def _unpack(packed: any_pb2.Any, cls: type[T], what: str) -> T:
+    expected = TYPE_URL_PREFIX + cls.DESCRIPTOR.full_name
+    if packed.type_url != expected:
+        raise ServerError(f"{what} answered a {packed.type_url!r}, not the declared {expected!r}")
+    try:
+        return cls.FromString(packed.value)
+    except DecodeError as exc:
+        raise ServerError(f"{what} answered an undecodable {cls.DESCRIPTOR.full_name}: {exc}") from None
+
+
+def _items(packed: Sequence[any_pb2.Any], cls: type[T], what: str) -> list[T]:
+    return [_unpack(p, cls, what) for p in packed]
+
+
+R = TypeVar("R")
+X = TypeVar("X")
+
+
+async def _stream(call: grpc.aio.UnaryStreamCall[Any, R], convert: Callable[[R], X]) -> AsyncIterator[X]:
+    try:
+        async for result in call:
+            yield convert(result)
+    except grpc.aio.AioRpcError as exc:
+        raise error_from_rpc(exc) from None
+    finally:
+        call.cancel()
