@@ -3,13 +3,20 @@
 Application authors import what they declare handlers with from here.
 """
 
-from myko.app import App
+from myko.app import App, Handlers
+from myko.client import Client
 from myko.command_context import CommandContext
+from myko.derive import derive
 from myko.errors import (
     Conflict,
+    DeadlineExceeded,
     InvalidArgument,
     MykoError,
+    PermissionDenied,
     Rejected,
+    ResourceExhausted,
+    ServerError,
+    Unauthenticated,
     Unavailable,
     UnknownType,
 )
@@ -18,14 +25,22 @@ from myko.saga_event import SagaEvent
 
 __all__ = [
     "App",
+    "Client",
     "CommandContext",
     "Conflict",
+    "DeadlineExceeded",
+    "Handlers",
     "InvalidArgument",
     "MykoError",
+    "PermissionDenied",
     "Rejected",
     "Repo",
+    "ResourceExhausted",
     "SagaEvent",
+    "ServerError",
     "Store",
+    "Unauthenticated",
     "Unavailable",
     "UnknownType",
+    "derive",
 ]

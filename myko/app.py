@@ -1,4 +1,4 @@
-"""`App`: what an application declares — entities and its handlers, by message type.
+"""`App`: what an application declares — entities, handlers by message type, sagas, relations.
 
     app = App("targets")
     app.entity(Target)
@@ -9,8 +9,22 @@
     @app.query(TargetsByStatus)
     def by_status(q: TargetsByStatus, repos: Store) -> Observable[list[Target]]: ...
 
-    @app.saga("cascade", sources=[Zone])
-    def cascade(events: Observable[SagaEvent], repos: Store) -> Observable[Message]: ...
+    @app.report(TargetCountsByStatus)
+    def counts(r: TargetCountsByStatus, repos: Store) -> Observable[StatusCounts]: ...
+
+    @app.saga("audit", sources=[Zone])
+    def audit(events: Observable[SagaEvent], repos: Store) -> Observable[Message]: ...
+
+    app.ensure(Target, for_each=Zone, build=perimeter, name="zone-perimeter")
+
+Registration is typed: mypy --strict rejects a handler whose message type is
+not the one it is registered for, or a query handler whose items are not the
+query's declared result type (myko/contract.py). The same is checked at run
+time, where the handler's annotations allow, and a query or report whose
+message declares no result type is a ConfigError.
+
+A larger application declares parts in several modules on `Handlers` objects
+(the same decorators) and includes them: `app.include(commands.handlers, ...)`.
 
 An App is a plain object built by the application module and handed to each
 service at its entry point; there is no global registry.
@@ -18,27 +32,38 @@ service at its entry point; there is no global registry.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
+import typing
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 from reactivex import Observable
 
+from myko.command_context import CommandContext
+from myko.contract import Query, Report, query_result, report_result
 from myko.entities import EntityRegistry
 from myko.errors import ConfigError
+from myko.relations import Ensure, Relations
 from myko.repo import Store
 from myko.saga_event import SagaEvent
+from myko.v1 import relations_pb2
 
+E = TypeVar("E", bound=Message)
 M = TypeVar("M", bound=Message)
+Q = TypeVar("Q")
+T = TypeVar("T")
+P = TypeVar("P", bound=Message)
+C = TypeVar("C", bound=Message)
 F = TypeVar("F", bound=Callable[..., Any])
 
-# Handlers are typed loosely at registration (each takes its own message type);
-# the buses check message types before calling them.
-CommandHandler = Callable[[Any, Any], Awaitable[None] | None]
-QueryHandler = Callable[[Any, Any], Observable[Sequence[Message]]]
-ReportHandler = Callable[[Any, Any], Observable[Message]]
+# What each kind of handler is, for the message type `M` it is registered for.
+CommandHandler = Callable[[M, CommandContext], Awaitable[None] | None]
+QueryHandler = Callable[[Q, Store], Observable[Sequence[T]]]
+ReportHandler = Callable[[Q, Store], Observable[T]]
 # A saga: a pipeline from events to the commands they cause, over read-only
 # current state (see myko/saga_event.py for the contract).
 SagaHandler = Callable[[Observable[SagaEvent], Store], Observable[Message]]
@@ -81,56 +106,275 @@ class HandlerRegistry(Generic[F]):
     def names(self) -> list[str]:
         return sorted(self._by_name)
 
+    def registrations(self) -> list[Registration[F]]:
+        return [self._by_name[n] for n in self.names()]
+
     def __len__(self) -> int:
         return len(self._by_name)
 
 
-@dataclass
-class App:
-    name: str
-    entities: EntityRegistry = field(default_factory=EntityRegistry)
-    commands: HandlerRegistry[CommandHandler] = field(default_factory=lambda: HandlerRegistry("command"))
-    queries: HandlerRegistry[QueryHandler] = field(default_factory=lambda: HandlerRegistry("query"))
-    reports: HandlerRegistry[ReportHandler] = field(default_factory=lambda: HandlerRegistry("report"))
-    sagas: list[SagaRegistration] = field(default_factory=list)
+class Handlers:
+    """Declarations of one part of an application, made with decorators; an App includes them."""
 
-    def entity(self, cls: type[M]) -> type[M]:
+    def __init__(self) -> None:
+        self.entities = EntityRegistry()
+        # As declared; App builds what the services run from these (see App._build).
+        self.declared_commands: HandlerRegistry[CommandHandler[Any]] = HandlerRegistry("command")
+        self.declared_queries: HandlerRegistry[QueryHandler[Any, Any]] = HandlerRegistry("query")
+        self.declared_reports: HandlerRegistry[ReportHandler[Any, Any]] = HandlerRegistry("report")
+        self.declared_sagas: list[SagaRegistration] = []
+        self.declared_ensures: list[Ensure[Any, Any]] = []
+
+    def _changed(self) -> None:
+        """Called after every declaration (App forgets what it built)."""
+
+    def entity(self, cls: type[E]) -> type[E]:
         self.entities.add(cls)
+        self._changed()
         return cls
 
-    def command(self, message: type[Message]) -> Callable[[F], F]:
-        def register(fn: F) -> F:
-            self.commands.add(message, fn)
+    def command(self, message: type[M]) -> Callable[[CommandHandler[M]], CommandHandler[M]]:
+        def register(fn: CommandHandler[M]) -> CommandHandler[M]:
+            _check_parameter(fn, message, "command")
+            self.declared_commands.add(message, fn)
+            self._changed()
             return fn
 
         return register
 
-    def query(self, message: type[Message]) -> Callable[[F], F]:
-        def register(fn: F) -> F:
-            self.queries.add(message, fn)
+    def query(self, message: type[Query[Q, T]]) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]:
+        cls = _message_class(message)
+        result = query_result(cls)
+        if result is None:
+            raise ConfigError(
+                f"query {cls.DESCRIPTOR.full_name} declares no result type: add "
+                f'`option (myko.v1.query) = {{ result: "<package>.<Entity>" }};` to its message'
+            )
+
+        def register(fn: QueryHandler[Q, T]) -> QueryHandler[Q, T]:
+            _check_parameter(fn, cls, "query")
+            _check_result(fn, result, cls, items=True)
+            self.declared_queries.add(cls, fn)
+            self._changed()
             return fn
 
         return register
 
-    def report(self, message: type[Message]) -> Callable[[F], F]:
-        def register(fn: F) -> F:
-            self.reports.add(message, fn)
+    def report(self, message: type[Report[Q, T]]) -> Callable[[ReportHandler[Q, T]], ReportHandler[Q, T]]:
+        cls = _message_class(message)
+        result = report_result(cls)
+        if result is None:
+            raise ConfigError(
+                f"report {cls.DESCRIPTOR.full_name} declares no value type: add "
+                f'`option (myko.v1.report) = {{ result: "<package>.<Message>" }};` to its message'
+            )
+
+        def register(fn: ReportHandler[Q, T]) -> ReportHandler[Q, T]:
+            _check_parameter(fn, cls, "report")
+            _check_result(fn, result, cls, items=False)
+            self.declared_reports.add(cls, fn)
+            self._changed()
             return fn
 
         return register
 
-    def saga(self, name: str, *, sources: Sequence[type[Message]]) -> Callable[[F], F]:
-        def register(fn: F) -> F:
-            if any(s.name == name for s in self.sagas):
-                raise ConfigError(f"saga {name!r} registered twice")
-            self.sagas.append(SagaRegistration(name, fn, tuple(sources)))
+    def saga(self, name: str, *, sources: Sequence[type[Message]]) -> Callable[[SagaHandler], SagaHandler]:
+        def register(fn: SagaHandler) -> SagaHandler:
+            self._add_saga(SagaRegistration(name, fn, tuple(sources)))
             return fn
 
         return register
+
+    def ensure(
+        self, child: type[C], *, for_each: type[P], build: Callable[[P], C], name: str
+    ) -> Ensure[P, C]:
+        """Every `for_each` entity created gets one `child`, `build(owner)` (myko/relations.py).
+
+        `name` is the relation's saga's name: its identity, as for any saga."""
+        ensure = Ensure(name=name, child=child, owner=for_each, build=build)
+        self._add_ensure(ensure)
+        return ensure
+
+    def _add_saga(self, reg: SagaRegistration) -> None:
+        if reg.name in self._saga_names():
+            raise ConfigError(f"saga {reg.name!r} registered twice")
+        self.declared_sagas.append(reg)
+        self._changed()
+
+    def _add_ensure(self, ensure: Ensure[Any, Any]) -> None:
+        if ensure.name in self._saga_names():
+            raise ConfigError(f"saga {ensure.name!r} registered twice")
+        self.declared_ensures.append(ensure)
+        self._changed()
+
+    def _saga_names(self) -> set[str]:
+        return {s.name for s in self.declared_sagas} | {e.name for e in self.declared_ensures}
+
+    def include(self, *parts: Handlers) -> None:
+        """Add every declaration of `parts` (complete them first: this copies)."""
+        for part in parts:
+            for et in part.entities:
+                self.entities.add(et.cls)
+            for cmd in part.declared_commands.registrations():
+                self.declared_commands.add(cmd.message, cmd.handler)
+            for q in part.declared_queries.registrations():
+                self.declared_queries.add(q.message, q.handler)
+            for r in part.declared_reports.registrations():
+                self.declared_reports.add(r.message, r.handler)
+            for saga in part.declared_sagas:
+                self._add_saga(saga)
+            for ensure in part.declared_ensures:
+                self._add_ensure(ensure)
+        self._changed()
+
+
+@dataclass(frozen=True)
+class _Built:
+    relations: Relations
+    commands: HandlerRegistry[CommandHandler[Any]]
+    sagas: list[SagaRegistration]
+
+
+class App(Handlers):
+    """A named application: its declarations, and what the services run from them.
+
+    `commands`, `queries`, `reports` and `sagas` are what the services read:
+    the declared handlers plus what relations add (their sagas, the commands
+    those send, the reference check after every command handler)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self._built: _Built | None = None
+
+    def _changed(self) -> None:
+        self._built = None
+
+    @property
+    def commands(self) -> HandlerRegistry[CommandHandler[Any]]:
+        return self._build().commands
+
+    @property
+    def queries(self) -> HandlerRegistry[QueryHandler[Any, Any]]:
+        return self.declared_queries
+
+    @property
+    def reports(self) -> HandlerRegistry[ReportHandler[Any, Any]]:
+        return self.declared_reports
+
+    @property
+    def sagas(self) -> list[SagaRegistration]:
+        return self._build().sagas
+
+    @property
+    def relations(self) -> Relations:
+        return self._build().relations
+
+    def validate(self) -> None:
+        """Resolve everything that spans declarations (relations); ConfigError when inconsistent."""
+        self._build()
+
+    def _build(self) -> _Built:
+        if self._built is not None:
+            return self._built
+        relations = Relations(self.entities, self.declared_ensures)
+        commands: HandlerRegistry[CommandHandler[Any]] = HandlerRegistry("command")
+        for reg in self.declared_commands.registrations():
+            commands.add(reg.message, _checked(reg.handler, relations))
+        if not relations.empty:
+            commands.add(relations_pb2.CascadeDelete, _checked(relations.cascade_delete, relations))
+            commands.add(relations_pb2.EnsureChild, _checked(relations.ensure_child, relations))
+        sagas = list(self.declared_sagas)
+        sagas += [SagaRegistration(s.name, s.handler, s.sources) for s in relations.sagas()]
+        self._built = _Built(relations, commands, sagas)
+        return self._built
+
+
+def _checked(fn: CommandHandler[Any], relations: Relations) -> CommandHandler[Any]:
+    """The handler, then the reference check over what it wrote (reruns included)."""
+    if not relations.has_references:
+        return fn
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def checked_async(cmd: Message, ctx: CommandContext) -> None:
+            await fn(cmd, ctx)
+            relations.check_references(ctx)
+
+        return checked_async
+
+    @functools.wraps(fn)
+    def checked(cmd: Message, ctx: CommandContext) -> Awaitable[None] | None:
+        out = fn(cmd, ctx)
+        if out is not None:
+            return _then_check(out, ctx, relations)
+        relations.check_references(ctx)
+        return None
+
+    return checked
+
+
+async def _then_check(out: Awaitable[None], ctx: CommandContext, relations: Relations) -> None:
+    await out
+    relations.check_references(ctx)
+
+
+def _message_class(message: type[Any]) -> type[Message]:
+    if not (isinstance(message, type) and issubclass(message, Message)):
+        raise ConfigError(f"{message!r} is not a protobuf message class")
+    return message
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The handler's resolved annotations; {} when they cannot be resolved (checked by mypy then)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:
+        return {}
+
+
+def _check_parameter(fn: Callable[..., Any], message: type[Message], kind: str) -> None:
+    hints = _hints(fn)
+    try:
+        params = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return
+    if not params or params[0] not in hints:
+        return
+    declared = hints[params[0]]
+    if isinstance(declared, type) and issubclass(declared, Message) and not issubclass(message, declared):
+        raise ConfigError(
+            f"{kind} handler {_name(fn)} takes {declared.DESCRIPTOR.full_name}, "
+            f"but is registered for {message.DESCRIPTOR.full_name}"
+        )
+
+
+def _check_result(
+    fn: Callable[..., Any], result: type[Message], message: type[Message], *, items: bool
+) -> None:
+    """A query handler returns Observable[list[R]], a report handler Observable[R], R the declared type."""
+    returned = _hints(fn).get("return")
+    if returned is None or typing.get_origin(returned) is not Observable:
+        return
+    (value,) = typing.get_args(returned) or (None,)
+    if items:
+        if typing.get_origin(value) not in (list, Sequence):
+            return
+        (value,) = typing.get_args(value) or (None,)
+    if isinstance(value, type) and issubclass(value, Message) and value is not result:
+        what = "items" if items else "value"
+        raise ConfigError(
+            f"handler {_name(fn)} returns {value.DESCRIPTOR.full_name} {what}, but "
+            f"{message.DESCRIPTOR.full_name} declares {result.DESCRIPTOR.full_name}"
+        )
+
+
+def _name(fn: Callable[..., Any]) -> str:
+    return getattr(fn, "__qualname__", repr(fn))
 
 
 def load_app(module: str) -> App:
-    """Import the application module named by MYKO_APP and return its `app`."""
+    """Import the application module named by MYKO_APP and return its `app`, validated."""
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
@@ -138,4 +382,5 @@ def load_app(module: str) -> App:
     app = getattr(mod, "app", None)
     if not isinstance(app, App):
         raise ConfigError(f"MYKO_APP={module!r} has no `app` of type myko.App")
+    app.validate()
     return app

@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.protobuf.message import Message
 from reactivex import Observable
 from reactivex import operators as ops
-from targets import queries, reports, sagas, target_commands, zone_commands
+from targets import app as example
 from targets.v1 import commands_pb2, entities_pb2
 
 from myko import App, SagaEvent, Store
@@ -17,11 +17,7 @@ from myko import App, SagaEvent, Store
 FAILURE = "the failing saga failed on purpose"
 
 app = App("targets-with-broken-sagas")
-target_commands.register(app)
-zone_commands.register(app)
-queries.register(app)
-reports.register(app)
-sagas.register(app)
+app.include(example)
 
 
 @app.saga("always-fails", sources=[entities_pb2.Zone])

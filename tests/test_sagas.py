@@ -26,7 +26,7 @@ from myko.v1 import command_pb2
 pytestmark = pytest.mark.kafka
 
 Target = entities_pb2.Target
-CASCADE = "zone-cascade-delete"
+CASCADE = "cascade.targets.v1.Target.zone_id"
 PERIMETER = "zone-perimeter"
 
 

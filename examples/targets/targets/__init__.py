@@ -1,18 +1,25 @@
 """The example application: Targets grouped into Zones.
 
 It is what `make run` serves and shows every Myko concept. Your own application
-is a module like this one, named by MYKO_APP, exposing `app: myko.App`.
+is a module like this one, named by MYKO_APP, exposing `app: myko.App`. Each
+module below declares its part with decorators on its own `Handlers`; the app
+includes them.
 """
 
 from myko import App
+from targets.v1 import entities_pb2
 
-from . import queries, reports, sagas, target_commands, zone_commands
+from . import queries, relations, reports, target_commands, zone_commands
 
 app = App("targets")
-target_commands.register(app)
-zone_commands.register(app)
-queries.register(app)
-reports.register(app)
-sagas.register(app)
+app.entity(entities_pb2.Target)
+app.entity(entities_pb2.Zone)
+app.include(
+    target_commands.handlers,
+    zone_commands.handlers,
+    queries.handlers,
+    reports.handlers,
+    relations.handlers,
+)
 
 __all__ = ["app"]

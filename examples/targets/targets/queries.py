@@ -4,46 +4,45 @@ from __future__ import annotations
 
 from reactivex import Observable
 
-from myko import App, InvalidArgument, Store
+from myko import Handlers, InvalidArgument, Store
 from targets.v1 import entities_pb2, queries_pb2
 
 from . import validation
 
 Target = entities_pb2.Target
 
+handlers = Handlers()
+
 
 def by_name(e: entities_pb2.Target | entities_pb2.Zone) -> tuple[str, str]:
     return (e.name.casefold(), e.item.id)
 
 
+@handlers.query(queries_pb2.AllTargets)
 def all_targets(q: queries_pb2.AllTargets, repos: Store) -> Observable[list[Target]]:
     return repos.of(Target).watch(order_by=by_name)
 
 
+@handlers.query(queries_pb2.TargetsByStatus)
 def targets_by_status(q: queries_pb2.TargetsByStatus, repos: Store) -> Observable[list[Target]]:
     status = validation.status(q.status)
     return repos.of(Target).watch(where=lambda t: t.status == status, order_by=by_name)
 
 
+@handlers.query(queries_pb2.TargetById)
 def target_by_id(q: queries_pb2.TargetById, repos: Store) -> Observable[list[Target]]:
     if not q.id:
         raise InvalidArgument("id", "must not be empty")
     return repos.of(Target).watch(where=lambda t: t.item.id == q.id)
 
 
+@handlers.query(queries_pb2.TargetsInZone)
 def targets_in_zone(q: queries_pb2.TargetsInZone, repos: Store) -> Observable[list[Target]]:
     if not q.zone_id:
         raise InvalidArgument("zone_id", "must not be empty")
     return repos.of(Target).watch(where=lambda t: t.zone_id == q.zone_id, order_by=by_name)
 
 
+@handlers.query(queries_pb2.AllZones)
 def all_zones(q: queries_pb2.AllZones, repos: Store) -> Observable[list[entities_pb2.Zone]]:
     return repos.of(entities_pb2.Zone).watch(order_by=by_name)
-
-
-def register(app: App) -> None:
-    app.query(queries_pb2.AllTargets)(all_targets)
-    app.query(queries_pb2.TargetsByStatus)(targets_by_status)
-    app.query(queries_pb2.TargetById)(target_by_id)
-    app.query(queries_pb2.TargetsInZone)(targets_in_zone)
-    app.query(queries_pb2.AllZones)(all_zones)

@@ -8,13 +8,16 @@ import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
 
-from myko import App, Store
+from myko import Handlers, Store, derive
 from targets.v1 import entities_pb2, reports_pb2
 
 from . import validation
 from .validation import STATUSES
 
+handlers = Handlers()
 
+
+@handlers.report(reports_pb2.TargetCountsByStatus)
 def counts_by_status(
     r: reports_pb2.TargetCountsByStatus, repos: Store
 ) -> Observable[reports_pb2.StatusCounts]:
@@ -25,9 +28,10 @@ def counts_by_status(
             total=len(targets),
         )
 
-    return repos.of(entities_pb2.Target).watch().pipe(ops.map(count))
+    return derive(repos.of(entities_pb2.Target).watch(), count)
 
 
+@handlers.report(reports_pb2.ZoneTotals)
 def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_pb2.ZoneTotalsValue]:
     if r.zone_id:
         validation.entity_id(r.zone_id, "zone_id")
@@ -59,8 +63,3 @@ def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_p
         )
 
     return reactivex.combine_latest(zones, targets).pipe(ops.map(total))
-
-
-def register(app: App) -> None:
-    app.report(reports_pb2.TargetCountsByStatus)(counts_by_status)
-    app.report(reports_pb2.ZoneTotals)(zone_totals)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from myko import App, CommandContext, InvalidArgument, Rejected
+from myko import CommandContext, Handlers, InvalidArgument, Rejected
 from targets.v1 import commands_pb2, entities_pb2
 
 from . import validation
 from .validation import finite
+
+handlers = Handlers()
 
 
 def _build(
@@ -20,8 +22,6 @@ def _build(
             raise Rejected(
                 f"{prefix}expected_version: target {target_id} is at version {found}, not {cmd.expected_version}"
             )
-    if cmd.zone_id and ctx.get(entities_pb2.Zone, cmd.zone_id) is None:
-        raise Rejected(f"{prefix}zone_id: zone {cmd.zone_id} does not exist")
     target = entities_pb2.Target(
         name=validation.name(cmd.name, prefix + "name"),
         status=validation.status(cmd.status, prefix + "status", default=entities_pb2.TARGET_STATUS_ACTIVE),  # type: ignore[arg-type]
@@ -34,10 +34,12 @@ def _build(
     return target
 
 
+@handlers.command(commands_pb2.SetTarget)
 def set_target(cmd: commands_pb2.SetTarget, ctx: CommandContext) -> None:
     ctx.set(_build(cmd, ctx))
 
 
+@handlers.command(commands_pb2.DeleteTarget)
 def delete_target(cmd: commands_pb2.DeleteTarget, ctx: CommandContext) -> None:
     if not cmd.id:
         raise InvalidArgument("id", "must not be empty")
@@ -45,6 +47,7 @@ def delete_target(cmd: commands_pb2.DeleteTarget, ctx: CommandContext) -> None:
     ctx.delete(entities_pb2.Target, cmd.id)
 
 
+@handlers.command(commands_pb2.RecordHits)
 def record_hits(cmd: commands_pb2.RecordHits, ctx: CommandContext) -> None:
     if not cmd.id:
         raise InvalidArgument("id", "must not be empty")
@@ -57,16 +60,9 @@ def record_hits(cmd: commands_pb2.RecordHits, ctx: CommandContext) -> None:
     ctx.set(target)
 
 
+@handlers.command(commands_pb2.ImportTargets)
 def import_targets(cmd: commands_pb2.ImportTargets, ctx: CommandContext) -> None:
     if not cmd.targets:
         raise InvalidArgument("targets", "must not be empty")
     for i, t in enumerate(cmd.targets):
         ctx.set(_build(t, ctx, prefix=f"targets[{i}].", salt=str(i)))
-
-
-def register(app: App) -> None:
-    app.entity(entities_pb2.Target)
-    app.command(commands_pb2.SetTarget)(set_target)
-    app.command(commands_pb2.DeleteTarget)(delete_target)
-    app.command(commands_pb2.RecordHits)(record_hits)
-    app.command(commands_pb2.ImportTargets)(import_targets)
