@@ -20,7 +20,7 @@ this client too (saga_svc -> command_svc, a command_svc follower -> its leader).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, TypeVar, overload
 
 import grpc
@@ -150,14 +150,16 @@ class Client(Lifecycle):
 
     # --- queries and reports -----------------------------------------------
     @overload
-    def watch(self, request: Query[Any, T], *, at_least: AtLeast = None) -> AsyncIterator[list[T]]: ...
+    def watch(self, request: Query[Any, T], *, at_least: AtLeast = None) -> AsyncGenerator[list[T], None]: ...
     @overload
-    def watch(self, request: Report[Any, V], *, at_least: AtLeast = None) -> AsyncIterator[V]: ...
-    def watch(self, request: object, *, at_least: AtLeast = None) -> AsyncIterator[Any]:
+    def watch(self, request: Report[Any, V], *, at_least: AtLeast = None) -> AsyncGenerator[V, None]: ...
+    def watch(self, request: object, *, at_least: AtLeast = None) -> AsyncGenerator[Any, None]:
         """Every result of a query (the full array) or report (its value): now, then on each change.
 
         With `at_least`, the first emission already reflects that watermark
-        (or that command's writes). Leaving the `async for` cancels the stream."""
+        (or that command's writes). Leaving the `async for` cancels the stream
+        once the generator is dropped; `await stream.aclose()` (or
+        `contextlib.aclosing`) cancels it at once."""
         message, kind, result_cls = self._resolve(request)
         if kind == "query":
             self._ready("query")
@@ -250,7 +252,9 @@ R = TypeVar("R")
 X = TypeVar("X")
 
 
-async def _stream(call: grpc.aio.UnaryStreamCall[Any, R], convert: Callable[[R], X]) -> AsyncIterator[X]:
+async def _stream(
+    call: grpc.aio.UnaryStreamCall[Any, R], convert: Callable[[R], X]
+) -> AsyncGenerator[X, None]:
     try:
         async for result in call:
             yield convert(result)

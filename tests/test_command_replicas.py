@@ -11,6 +11,7 @@ from conftest import InProcessStack
 from myko_client import Clients, items, new_tx
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
+from myko import Client, InvalidArgument, Rejected
 from myko.app import App
 from myko.command_service import CommandService
 from myko.settings import CommandSettings
@@ -92,3 +93,19 @@ async def test_follower_takes_over_when_the_leader_stops(
     # Restart the first one so the fixture can stop it again.
     stack.command = CommandService(stack.command.settings, stack.app)
     await stack.command.start()
+
+
+async def test_follower_answers_with_the_leaders_result_and_errors(
+    stack: InProcessStack, second: tuple[CommandService, Clients]
+) -> None:
+    other, _ = second
+    assert not other.bus.running  # every call below is forwarded to the leader
+    async with Client(command_addr=f"127.0.0.1:{other.grpc.port}") as follower:
+        created = await follower.execute(commands_pb2.SetTarget(name="forwarded"))
+        assert created.command_type == "targets.v1.SetTarget" and len(created.events) == 1
+        # The leader's error reaches the caller with its class, field and message.
+        with pytest.raises(InvalidArgument) as bad:
+            await follower.execute(commands_pb2.SetTarget(name=" "))
+        assert (bad.value.field, bad.value.message) == ("name", "name: must not be empty")
+        with pytest.raises(Rejected, match="nope"):
+            await follower.execute(commands_pb2.RecordHits(id="nope", count=1))
