@@ -136,13 +136,17 @@ class CommandService(Lifecycle):
         addr = self.leader_addr
         if addr is None or addr == self.advertise_addr:
             raise Unavailable("no command leader is serving yet; retry with the same tx")
-        if self._leader is None or self._leader.command_addr != addr:
-            if self._leader is not None:
-                await self._leader.stop()
-            self._leader = Client(command_addr=addr)
-            await self._leader.start()
+        leader = self._leader
+        if leader is None or leader.command_addr != addr:
+            # Replaced before anything awaits (Client.start does not suspend), so
+            # concurrent forwards share one client; the old one closes after.
+            old, leader = leader, Client(command_addr=addr)
+            self._leader = leader
+            await leader.start()
+            if old is not None:
+                await old.stop()
         # The leader's MykoError reaches the caller with the leader's status and message.
-        return await self._leader.execute_request(req, timeout_s=ctx.time_remaining())
+        return await leader.execute_request(req, timeout_s=ctx.time_remaining())
 
     async def start(self) -> None:
         kafka = self.settings.kafka
