@@ -139,7 +139,8 @@ def test_wrong_handlers_and_result_uses_fail_mypy(cases: Path) -> None:
     code, output = mypy(path)
     reported = {
         (int(m.group(1)), m.group(2))
-        for m in re.finditer(rf"^{re.escape(str(path))}:(\d+): error: .*\[([a-z-]+)\]$", output, re.M)
+        # By file name: mypy's cache may report a file of the same content by an older path.
+        for m in re.finditer(r"^\S*wrong_app\.py:(\d+): error: .*\[([a-z-]+)\]$", output, re.M)
     }
     assert code == 1, output
     assert reported == expected, output
