@@ -82,3 +82,29 @@ class DeadlineExceeded(MykoError):
     """The work did not finish within the caller's deadline."""
 
     retriable = True
+
+
+class FramingError(InvalidArgument):
+    """A grpc-web request body that is not one well-formed message frame."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("request body", message)
+
+
+class MetadataError(InvalidArgument):
+    """A request header that cannot become gRPC metadata (grpc-timeout, -bin, non-ASCII)."""
+
+    def __init__(self, header: str, message: str) -> None:
+        super().__init__(f"header {header}", message)
+
+
+# Client-supplied text quoted in an error message is cut to this many characters,
+# so a request cannot make the answer (or a log line) as large as itself.
+MAX_ECHO_CHARS = 80
+
+
+def echo(value: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`value` quoted for an error message, shortened to `limit` characters."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}... ({len(value)} characters)"

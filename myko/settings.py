@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -254,6 +255,37 @@ class GatewaySettings:
     # Idle LiveBus sessions get a heartbeat this often so dead connections are noticed.
     live_heartbeat_ms: int = 10_000
     log_level: str = "INFO"
+    # Optional: the application module (MYKO_APP). Imported only so its message types
+    # are known, which lets LiveBus drop unknown fields from query/report payloads
+    # before sharing feeds; without it payloads are compared as sent.
+    app_module: str = ""
+    # Request headers passed upstream on proxied calls (tracing and the like); every
+    # other header stays at the gateway. Not passed on shared LiveBus feeds.
+    pass_headers: tuple[str, ...] = ("x-request-id", "traceparent", "tracestate")
+    # Headers that may change a result (e.g. authorization): passed on every call, and
+    # LiveBus feeds are shared only between subscriptions with equal values.
+    scope_headers: tuple[str, ...] = ()
+    # Docs: docs/errors.md "Gateway limits". Largest request message (one grpc-web frame).
+    max_message_bytes: int = 4 * 1024 * 1024
+    # Streams = LiveBus Open streams plus proxied Watch streams.
+    max_streams: int = 2_000
+    max_streams_per_client: int = 128
+    max_subscriptions_per_stream: int = 256
+    max_subscriptions_per_client: int = 4_096
+    max_subscriptions: int = 50_000
+    # Distinct upstream Watch streams held for LiveBus (shared by equal subscriptions).
+    max_feeds: int = 5_000
+    # Result bytes one LiveBus stream may have waiting to be sent (shared results counted per stream).
+    max_stream_unsent_bytes: int = 64 * 1024 * 1024
+    # Result and request bytes the whole process may hold; above it new requests are refused.
+    max_buffered_bytes: int = 256 * 1024 * 1024
+    # A response write that makes no progress for this long drops the connection.
+    stall_timeout_ms: int = 30_000
+
+    @property
+    def max_request_body_bytes(self) -> int:
+        """A body may carry one message frame, base64 (4/3) and line breaks: twice the message, plus slack."""
+        return 2 * self.max_message_bytes + 64 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -275,4 +307,52 @@ class GatewaySettings:
             ui_dist=e.str("MYKO_UI_DIST", "ui/dist"),
             live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),
             log_level=level,
+            app_module=e.opt_str("MYKO_APP"),
+            pass_headers=_header_names(e, "MYKO_GATEWAY_PASS_HEADERS", ",".join(cls.pass_headers)),
+            scope_headers=_header_names(e, "MYKO_GATEWAY_SCOPE_HEADERS", ""),
+            max_message_bytes=e.int("MYKO_GATEWAY_MAX_MESSAGE_BYTES", cls.max_message_bytes, minimum=1024),
+            max_streams=e.int("MYKO_GATEWAY_MAX_STREAMS", cls.max_streams, minimum=1),
+            max_streams_per_client=e.int(
+                "MYKO_GATEWAY_MAX_STREAMS_PER_CLIENT", cls.max_streams_per_client, minimum=1
+            ),
+            max_subscriptions_per_stream=e.int(
+                "MYKO_GATEWAY_MAX_SUBSCRIPTIONS_PER_STREAM", cls.max_subscriptions_per_stream, minimum=1
+            ),
+            max_subscriptions_per_client=e.int(
+                "MYKO_GATEWAY_MAX_SUBSCRIPTIONS_PER_CLIENT", cls.max_subscriptions_per_client, minimum=1
+            ),
+            max_subscriptions=e.int("MYKO_GATEWAY_MAX_SUBSCRIPTIONS", cls.max_subscriptions, minimum=1),
+            max_feeds=e.int("MYKO_GATEWAY_MAX_FEEDS", cls.max_feeds, minimum=1),
+            max_stream_unsent_bytes=e.int(
+                "MYKO_GATEWAY_MAX_STREAM_UNSENT_BYTES", cls.max_stream_unsent_bytes, minimum=64 * 1024
+            ),
+            max_buffered_bytes=e.int(
+                "MYKO_GATEWAY_MAX_BUFFERED_BYTES", cls.max_buffered_bytes, minimum=1024 * 1024
+            ),
+            stall_timeout_ms=e.int("MYKO_GATEWAY_STALL_TIMEOUT_MS", cls.stall_timeout_ms, minimum=100),
         )
+
+
+# What gRPC allows as a metadata key, less the headers HTTP/2 and gRPC reserve.
+_HEADER_NAME = re.compile(r"^[0-9a-z_.\-]+$")
+_RESERVED_HEADERS = frozenset(
+    {
+        "connection",
+        "content-length",
+        "content-type",
+        "host",
+        "keep-alive",
+        "te",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+    }
+)
+
+
+def _header_names(e: _Env, name: str, default: str) -> tuple[str, ...]:
+    names = tuple(h.lower() for h in e.list(name, default))
+    for h in names:
+        if not _HEADER_NAME.match(h) or h.startswith("grpc-") or h in _RESERVED_HEADERS:
+            raise ConfigError(f"{name} entry {h!r} is not a header that can be passed as gRPC metadata")
+    return names

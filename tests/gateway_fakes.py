@@ -29,6 +29,8 @@ from myko.v1 import (
 )
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+# targets.v1.Big queries answer with a result this large (stalled-reader memory tests).
+BIG_RESULT_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Record:
     cancelled_watches: int = 0
     repo_calls: int = 0
     metadata: list[dict[str, str | bytes]] = field(default_factory=list)
+    # Each Watch request as the backend received it.
+    watch_requests: list[bytes] = field(default_factory=list)
     time_remaining: list[float | None] = field(default_factory=list)
 
 
@@ -74,9 +78,14 @@ class FakeQueryBus(query_pb2_grpc.QueryBusServicer):
 
     def _result(self, request: query_pb2.QueryRequest, seq: int) -> query_pb2.QueryResult:
         wm = item_pb2.Watermark(positions=[item_pb2.Offset(topic="t", partition=0, offset=seq)])
+        item = _any(queries_pb2.TargetById(id=f"v{seq}"))
+        if request.query.TypeName() == "targets.v1.Big":
+            item = any_pb2.Any(
+                type_url="type.googleapis.com/test.Blob", value=bytes([seq % 256]) * BIG_RESULT_BYTES
+            )
         return query_pb2.QueryResult(
             query_type=request.query.TypeName(),
-            items=[_any(queries_pb2.TargetById(id=f"v{seq}"))],
+            items=[item],
             watermark=wm,
             seq=seq,
         )
@@ -84,8 +93,11 @@ class FakeQueryBus(query_pb2_grpc.QueryBusServicer):
     async def _check(self, request: query_pb2.QueryRequest, context: Ctx) -> None:
         self.record.metadata.append(dict(context.invocation_metadata() or ()))
         self.record.time_remaining.append(context.time_remaining())
-        if request.query.TypeName() == "targets.v1.Nope":
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "query: unknown type targets.v1.Nope")
+        if request.query.TypeName().startswith("targets.v1.Nope"):
+            # Echoes the client's type name whole, as a careless service might.
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"query: unknown type {request.query.TypeName()}"
+            )
         if request.query.TypeName() == "targets.v1.Slow":
             await asyncio.sleep(5)
 
@@ -97,6 +109,7 @@ class FakeQueryBus(query_pb2_grpc.QueryBusServicer):
         self, request: query_pb2.QueryRequest, context: Ctx
     ) -> AsyncIterator[query_pb2.QueryResult]:
         self.record.watch_calls += 1
+        self.record.watch_requests.append(request.SerializeToString())
         await self._check(request, context)
         self.record.active_watches += 1
         try:

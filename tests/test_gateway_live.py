@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
@@ -32,7 +35,13 @@ class Env:
 
 
 @pytest.fixture
-async def env(tmp_path: Path) -> AsyncIterator[Env]:
+def overrides() -> dict[str, Any]:
+    """GatewaySettings fields a test changes (parametrize `overrides`)."""
+    return {}
+
+
+@pytest.fixture
+async def env(tmp_path: Path, overrides: dict[str, Any]) -> AsyncIterator[Env]:
     backend = await start_fake_backend()
     settings = GatewaySettings(
         port=0,
@@ -41,6 +50,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         report_addr=backend.addr,
         ui_dist=str(tmp_path),
         live_heartbeat_ms=200,
+        **overrides,
     )
     gateway = Gateway(settings)
     await gateway.start()
@@ -234,7 +244,7 @@ async def test_bad_open_requests_are_invalid_argument(
 
 
 async def test_too_many_subscriptions_are_refused(env: Env) -> None:
-    subs = [_with_id(f"s{i}", _report()) for i in range(env.gateway.hub.max_subs + 1)]
+    subs = [_with_id(f"s{i}", _report()) for i in range(257)]
     reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen(subscriptions=subs).SerializeToString())
     assert reply.code == RESOURCE_EXHAUSTED
 
@@ -253,3 +263,186 @@ async def test_gateway_shutdown_ends_streams_with_unavailable(env: Env) -> None:
     await eventually(lambda: page.trailers != {})
     assert page.trailers["grpc-status"] == "14"
     await page.close()
+
+
+async def _open_raw(env: Env, request: live_pb2.LiveOpen, headers: dict[str, str] | None = None) -> Page:
+    body = frame(request.SerializeToString())
+    resp = await env.http.post(
+        env.url("Open"), data=body, headers={"Content-Type": BINARY, **(headers or {})}
+    )
+    reader = FrameReader(resp, text=False).frames()
+    _, first = await anext(reader)
+    assert live_pb2.LiveFrame.FromString(first).WhichOneof("body") == "opened"
+    return Page(resp, reader)
+
+
+async def test_pages_behind_proxies_adding_headers_share_one_feed(env: Env) -> None:
+    request = live_pb2.LiveOpen(subscriptions=[_with_id("a", _query(queries_pb2.AllTargets()))])
+    pages = [
+        await _open_raw(
+            env,
+            request,
+            {"x-request-id": f"req-{i}", "x-forwarded-for": f"10.0.0.{i}", "x-b3-traceid": str(i)},
+        )
+        for i in range(5)
+    ]
+    for page in pages:
+        assert (await page.next()).query.seq == 1
+    assert env.backend.record.watch_calls == 1
+    # Nothing the proxies added went upstream on the shared feed.
+    assert {"x-request-id", "x-forwarded-for", "x-b3-traceid"}.isdisjoint(env.backend.record.metadata[-1])
+    for page in pages:
+        await page.close()
+
+
+def _with_unknown_fields(msg: queries_pb2.AllTargets) -> live_pb2.LiveSubscription:
+    # Field 99 (varint 7) inside the query payload and field 15 inside the QueryRequest envelope.
+    packed = any_pb2.Any(
+        type_url="type.googleapis.com/targets.v1.AllTargets", value=msg.SerializeToString() + b"\x98\x06\x07"
+    )
+    request = query_pb2.QueryRequest(query=packed).SerializeToString() + b"\x78\x01"
+    return live_pb2.LiveSubscription(query=query_pb2.QueryRequest.FromString(request))
+
+
+async def test_unknown_fields_do_not_split_a_feed(env: Env) -> None:
+    plain = await Page.open(env, a=_query(queries_pb2.AllTargets()))
+    await plain.next()
+    odd = await Page.open(env, b=_with_unknown_fields(queries_pb2.AllTargets()))
+    f = await odd.next()
+    assert (f.sub_id, f.query.query_type) == ("b", "targets.v1.AllTargets")
+    assert env.backend.record.watch_calls == 1
+    # What went upstream is the canonical request: no unknown field anywhere.
+    sent = query_pb2.QueryRequest.FromString(env.backend.record.watch_requests[0])
+    assert sent.query.value == queries_pb2.AllTargets().SerializeToString()
+    await plain.close()
+    await odd.close()
+
+
+async def test_sub_id_length_is_bounded(env: Env) -> None:
+    sub = _with_id("s" * 129, _report())
+    reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen(subscriptions=[sub]).SerializeToString())
+    assert reply.code == INVALID_ARGUMENT and "subscriptions[0].sub_id" in reply.message
+
+
+async def test_upstream_error_text_in_frames_is_bounded(env: Env) -> None:
+    nope = any_pb2.Any(type_url="type.googleapis.com/targets.v1.Nope" + "x" * 6000)
+    page = await Page.open(env, bad=live_pb2.LiveSubscription(query=query_pb2.QueryRequest(query=nope)))
+    f = await page.next()
+    assert f.error.code == INVALID_ARGUMENT
+    assert (
+        f.error.message.startswith("query: unknown type targets.v1.Nopexxx") and len(f.error.message) < 1100
+    )
+    await page.close()
+
+
+def _big(tag: str) -> live_pb2.LiveSubscription:
+    # targets.v1.Big answers with a 1 MiB result; `tag` makes distinct feeds.
+    big = any_pb2.Any(type_url="type.googleapis.com/targets.v1.Big", value=tag.encode())
+    return live_pb2.LiveSubscription(query=query_pb2.QueryRequest(query=big))
+
+
+@pytest.mark.parametrize("overrides", [{"max_streams_per_client": 2}])
+async def test_streams_per_client_are_capped(env: Env) -> None:
+    pages = [await Page.open(env, a=_report()) for _ in range(2)]
+    reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen().SerializeToString())
+    assert reply.code == RESOURCE_EXHAUSTED and "2 open streams" in reply.message
+    # A proxied Watch is a stream too.
+    watch = await call(
+        env.http,
+        f"http://127.0.0.1:{env.gateway.port}/myko.v1.QueryBus/Watch",
+        _query(queries_pb2.AllTargets()).query.SerializeToString(),
+    )
+    assert watch.code == RESOURCE_EXHAUSTED
+    await pages[0].close()
+    await eventually(lambda: env.gateway.admission.streams == 1)
+    again = await Page.open(env, a=_report())
+    await again.close()
+    await pages[1].close()
+
+
+@pytest.mark.parametrize("overrides", [{"max_streams": 1, "max_streams_per_client": 5}])
+async def test_streams_per_process_are_capped(env: Env) -> None:
+    page = await Page.open(env, a=_report())
+    reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen().SerializeToString())
+    assert reply.code == RESOURCE_EXHAUSTED and "limit of 1 streams" in reply.message
+    await page.close()
+
+
+@pytest.mark.parametrize("overrides", [{"max_subscriptions_per_client": 5, "max_subscriptions": 8}])
+async def test_subscriptions_per_client_and_process_are_capped(env: Env) -> None:
+    page = await Page.open(env, **{f"q{i}": _query(queries_pb2.TargetById(id=str(i))) for i in range(4)})
+    subs = [_with_id(f"r{i}", _report()) for i in range(2)]
+    reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen(subscriptions=subs).SerializeToString())
+    assert reply.code == RESOURCE_EXHAUSTED and "5 subscriptions" in reply.message
+    assert env.gateway.admission.subscriptions == 4  # the refused Open holds nothing
+    await page.close()
+
+
+@pytest.mark.parametrize("overrides", [{"max_feeds": 3}])
+async def test_distinct_feeds_are_capped_shared_ones_are_free(env: Env) -> None:
+    page = await Page.open(env, **{f"q{i}": _query(queries_pb2.TargetById(id=str(i))) for i in range(3)})
+    # The same three requests again: shared, no new feed.
+    same = await Page.open(env, **{f"q{i}": _query(queries_pb2.TargetById(id=str(i))) for i in range(3)})
+    sub = _with_id("x", _query(queries_pb2.TargetById(id="new")))
+    reply = await call(env.http, env.url("Open"), live_pb2.LiveOpen(subscriptions=[sub]).SerializeToString())
+    assert reply.code == RESOURCE_EXHAUSTED and "3 upstream feeds" in reply.message
+    await page.close()
+    await same.close()
+
+
+@pytest.mark.parametrize("overrides", [{"max_stream_unsent_bytes": 3 * 1024 * 1024}])
+async def test_a_stream_over_its_unsent_bytes_ends_resource_exhausted(env: Env) -> None:
+    # Four subscriptions of the same 1 MiB result: one upstream feed, but 4 MiB for this page to receive.
+    page = await Page.open(env, **{f"b{i}": _big("same") for i in range(4)})
+    await eventually(lambda: page.trailers != {}, timeout_s=5)
+    assert page.trailers["grpc-status"] == str(RESOURCE_EXHAUSTED)
+    assert "waiting to be sent" in unquote(page.trailers["grpc-message"])
+    # Its subscriptions were released with it.
+    await eventually(lambda: env.backend.record.active_watches == 0 and env.gateway.admission.streams == 0)
+    await page.close()
+
+
+@pytest.mark.parametrize("overrides", [{"max_buffered_bytes": 2 * 1024 * 1024}])
+async def test_new_streams_wait_while_the_gateway_holds_its_byte_budget(env: Env) -> None:
+    pages = [await Page.open(env, **{f"b{i}": _big(f"feed-{i}")}) for i in range(3)]
+    for page in pages:
+        await page.next()
+    assert env.gateway.admission.gauge.held > 2 * 1024 * 1024  # three distinct 1 MiB results held
+    reply = await call(
+        env.http,
+        env.url("Open"),
+        live_pb2.LiveOpen(subscriptions=[_with_id("r", _report())]).SerializeToString(),
+    )
+    assert reply.code == RESOURCE_EXHAUSTED and "retry later" in reply.message
+    for page in pages:
+        await page.close()
+    # The results are released with the last subscriber of each feed.
+    await eventually(lambda: env.gateway.admission.gauge.held < 1024 * 1024)
+    ok = await Page.open(env, r=_report())
+    await ok.close()
+
+
+@pytest.mark.parametrize("overrides", [{"stall_timeout_ms": 500}])
+async def test_a_page_that_stops_reading_is_dropped_and_its_feeds_released(env: Env) -> None:
+    body = frame(live_pb2.LiveOpen(subscriptions=[_with_id("b", _big("stall"))]).SerializeToString())
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    await loop.sock_connect(sock, ("127.0.0.1", env.gateway.port))
+    head = f"POST /myko.v1.LiveBus/Open HTTP/1.1\r\nHost: x\r\nContent-Type: {BINARY}\r\nContent-Length: {len(body)}\r\n\r\n"
+    await loop.sock_sendall(sock, head.encode() + body)
+    try:
+        await eventually(lambda: env.backend.record.active_watches == 1, timeout_s=5)
+        # Never read: once the kernel's buffers (up to 4 MiB here) are full, a 1 MiB frame
+        # cannot be written, and after the stall timeout the gateway lets go.
+        for _ in range(8):
+            await env.backend.emitter.bump()
+            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: env.backend.record.active_watches == 0 and env.gateway.hub.session_count == 0,
+            timeout_s=10,
+        )
+        assert env.gateway.admission.streams == 0
+    finally:
+        sock.close()

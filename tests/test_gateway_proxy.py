@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 import aiohttp
 import pytest
 from gateway_fakes import FakeBackend, eventually, start_fake_backend
 from google.protobuf import any_pb2
-from grpc_web_client import BINARY, FrameReader, call, frame
+from grpc_web_client import BINARY, TEXT, FrameReader, call, frame, parse_trailers
 from targets.v1 import commands_pb2, queries_pb2
 
 from myko.gateway.server import Gateway
 from myko.settings import GatewaySettings
 from myko.v1 import command_pb2, query_pb2, repo_pb2
 
-OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, UNIMPLEMENTED = 0, 3, 4, 12
+OK, INVALID_ARGUMENT, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, UNIMPLEMENTED, UNAVAILABLE = 0, 3, 4, 8, 12, 14
 
 
 @dataclass
@@ -48,6 +50,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         cors_origins=("http://localhost:5173",),
         ui_dist=str(tmp_path),
         live_heartbeat_ms=200,
+        pass_headers=("x-request-id", "x-token-bin"),
     )
     gateway = Gateway(settings)
     await gateway.start()
@@ -77,7 +80,12 @@ async def test_unary_command_round_trip_with_metadata_both_ways(env: Env) -> Non
         env.http,
         f"{env.base}/myko.v1.CommandBus/Execute",
         _command("tx-1"),
-        headers={"x-request-id": "r-42", "x-token-bin": base64.b64encode(b"\x01\x02").decode()},
+        headers={
+            "x-request-id": "r-42",
+            "x-token-bin": base64.b64encode(b"\x01\x02").decode(),
+            "x-forwarded-for": "10.0.0.9",
+            "x-custom": "not on the allow-list",
+        },
     )
     assert reply.http_status == 200
     assert reply.headers["Content-Type"] == BINARY
@@ -87,7 +95,8 @@ async def test_unary_command_round_trip_with_metadata_both_ways(env: Env) -> Non
     seen = env.backend.record.metadata[-1]
     assert seen["x-request-id"] == "r-42"
     assert seen["x-token-bin"] == b"\x01\x02"
-    assert "origin" not in seen and "content-type" not in seen
+    # Only the allow-listed headers (MYKO_GATEWAY_PASS_HEADERS) go upstream.
+    assert {"origin", "content-type", "x-forwarded-for", "x-custom"}.isdisjoint(seen)
     assert reply.headers["x-served-by"] == "fake-command"
     assert reply.trailers["x-tx-echo"] == "tx-1"
     assert base64.b64decode(reply.trailers["x-trace-bin"]) == b"\x00\x01\xff"
@@ -236,3 +245,119 @@ async def test_text_mode_server_stream(env: Env) -> None:
         await env.backend.emitter.bump()
         _, second = await asyncio.wait_for(anext(frames), 2.0)
         assert query_pb2.QueryResult.FromString(second).seq == 2
+
+
+async def _post(env: Env, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, int, str]:
+    """(HTTP status, grpc-status, grpc-message) of a raw grpc-web POST."""
+    async with env.http.post(env.base + path, data=body, headers=headers) as resp:
+        trailers: dict[str, str] = {}
+        text = resp.headers.get("Content-Type", "").startswith("application/grpc-web-text")
+        async for flag, payload in FrameReader(resp, text=text).frames():
+            if flag & 0x80:
+                trailers = parse_trailers(payload)
+        return resp.status, int(trailers.get("grpc-status", "-1")), unquote(trailers.get("grpc-message", ""))
+
+
+@pytest.mark.parametrize("path", ["/myko.v1.CommandBus/Execute", "/myko.v1.QueryBus/Watch"])
+async def test_non_ascii_header_value_is_invalid_argument(env: Env, path: str) -> None:
+    request = _command("tx-3") if "Command" in path else _query(queries_pb2.AllTargets())
+    headers = {"Content-Type": BINARY, "x-request-id": "réquest-ü"}
+    http_status, code, message = await _post(env, path, frame(request), headers)
+    assert (http_status, code) == (200, INVALID_ARGUMENT)
+    assert message.startswith("header x-request-id: ")
+
+
+async def test_non_ascii_value_of_a_header_not_passed_upstream_is_ignored(env: Env) -> None:
+    headers = {"Content-Type": BINARY, "x-other": "réquest-ü"}
+    http_status, code, _ = await _post(env, "/myko.v1.CommandBus/Execute", frame(_command("tx-3")), headers)
+    assert (http_status, code) == (200, OK)
+
+
+async def test_far_deadline_means_no_deadline(env: Env) -> None:
+    # 99999999 hours overflows grpc's deadline arithmetic: it used to be an instant DEADLINE_EXCEEDED.
+    reply = await call(
+        env.http,
+        f"{env.base}/myko.v1.QueryBus/Get",
+        _query(queries_pb2.AllTargets()),
+        headers={"grpc-timeout": "99999999H"},
+    )
+    assert reply.code == OK
+    assert env.backend.record.time_remaining[-1] is None
+
+
+async def test_unknown_type_text_is_echoed_only_in_part(env: Env) -> None:
+    # The backend echoes the type name whole (6 kB: under grpc's 8 KiB soft limit on metadata).
+    huge = "targets.v1.Nope" + "x" * 6_000
+    request = query_pb2.QueryRequest(query=any_pb2.Any(type_url=f"type.googleapis.com/{huge}"))
+    reply = await call(env.http, f"{env.base}/myko.v1.QueryBus/Get", request.SerializeToString())
+    assert reply.code == INVALID_ARGUMENT
+    assert reply.message.startswith("query: unknown type targets.v1.Nopexxx")
+    assert len(reply.message) < 1100
+
+
+async def test_upstream_outage_names_no_internal_address(env: Env) -> None:
+    await env.backend.server.stop(grace=None)
+    reply = await call(
+        env.http, f"{env.base}/myko.v1.CommandBus/Execute", _command("tx-4"), headers={"grpc-timeout": "2S"}
+    )
+    assert reply.code in (UNAVAILABLE, DEADLINE_EXCEEDED)
+    assert "127.0.0.1" not in reply.message and "ipv4" not in reply.message
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "code", "says"),
+    [
+        (frame(b"a") + frame(b"b"), False, INVALID_ARGUMENT, "exactly one request message"),
+        (frame(b"") * 1000, False, INVALID_ARGUMENT, "exactly one request message"),
+        (frame(b"a", flag=0x01), False, INVALID_ARGUMENT, "compressed"),
+        (frame(b"a", flag=0x40), False, INVALID_ARGUMENT, "flags"),
+        (b"", False, INVALID_ARGUMENT, "got 0"),
+        (frame(b"abc")[:-1], False, INVALID_ARGUMENT, "declares 3 bytes"),
+        # Frame header alone, declaring more than MYKO_GATEWAY_MAX_MESSAGE_BYTES: refused before any payload.
+        (struct.pack(">BI", 0, 5 * 1024 * 1024), False, RESOURCE_EXHAUSTED, "over the gateway's limit"),
+        (b"AAA=" * 100, True, INVALID_ARGUMENT, "base64 chunks"),
+        (b"!!!!", True, INVALID_ARGUMENT, "invalid base64"),
+        (base64.b64encode(frame(b"a"))[:-1], True, INVALID_ARGUMENT, "inside a base64 quad"),
+    ],
+)
+async def test_bad_bodies_get_a_status_naming_the_fault(
+    env: Env, body: bytes, text: bool, code: int, says: str
+) -> None:
+    headers = {"Content-Type": TEXT if text else BINARY}
+    http_status, got, message = await _post(env, "/myko.v1.CommandBus/Execute", body, headers)
+    assert (http_status, got) == (200, code)
+    assert says in message
+    assert env.backend.record.metadata == []  # nothing reached the service
+
+
+async def test_body_over_the_request_limit_is_refused_from_its_length(env: Env) -> None:
+    limit = env.gateway.admission.gauge.limit  # any large number will do; what matters is the header
+    assert limit > 0
+    body = b"\x00" * (9 * 1024 * 1024)  # over 2 x 4 MiB + 64 KiB
+    http_status, code, message = await _post(
+        env, "/myko.v1.CommandBus/Execute", body, {"Content-Type": BINARY}
+    )
+    assert (http_status, code) == (200, RESOURCE_EXHAUSTED)
+    assert "request body" in message
+
+
+async def test_text_body_may_be_several_padded_chunks(env: Env) -> None:
+    # A valid message split into two padded base64 chunks, with line breaks: still one message.
+    raw = frame(_command("tx-5"))
+    body = base64.b64encode(raw[:7]) + b"\r\n" + base64.b64encode(raw[7:])
+    http_status, code, _ = await _post(env, "/myko.v1.CommandBus/Execute", body, {"Content-Type": TEXT})
+    assert (http_status, code) == (200, OK)
+
+
+@pytest.mark.parametrize("path", ["/%00", "/a%00b/c", "/" + "x" * 5000, "/assets/" + "y" * 300 + ".js"])
+async def test_odd_ui_paths_are_not_found_not_500(env: Env, path: str) -> None:
+    async with env.http.get(env.base + path) as resp:
+        assert resp.status in (404, 200)  # 200: SPA fallback for a page-like path
+        assert resp.status != 500
+
+
+async def test_unknown_method_path_is_echoed_only_in_part(env: Env) -> None:
+    path = "/x." + "y" * 6000 + "/Z"
+    reply = await call(env.http, env.base + path, b"")
+    assert reply.code == UNIMPLEMENTED
+    assert len(reply.message) < 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 import sys
@@ -32,6 +33,13 @@ def main() -> None:
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    if settings.app_module:
+        # Only for its message types: LiveBus canonicalises query and report payloads with them.
+        try:
+            importlib.import_module(settings.app_module)
+        except ImportError as exc:
+            print(f"gateway: configuration error: MYKO_APP={settings.app_module!r}: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

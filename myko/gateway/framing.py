@@ -2,8 +2,13 @@
 
 The binary form (`application/grpc-web`, `application/grpc-web+proto`) sends the
 frames as they are; the text form (`application/grpc-web-text`) base64-encodes
-them. Responses end with a trailer frame (flag bit 0x80) whose payload is HTTP/1
-style `key: value\\r\\n` lines.
+them, possibly as several padded base64 chunks one after another. Responses end
+with a trailer frame (flag bit 0x80) whose payload is HTTP/1 style
+`key: value\\r\\n` lines.
+
+Requests are decoded incrementally, chunk by chunk as the body arrives, so a
+hostile body is refused at its first bad frame instead of after it was read
+whole, and no single step works on more than one network chunk.
 """
 
 from __future__ import annotations
@@ -12,30 +17,26 @@ import base64
 import binascii
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from myko.errors import FramingError, ResourceExhausted
 
 DATA_FLAG = 0x00
 TRAILER_FLAG = 0x80
 COMPRESSED_FLAG = 0x01
-_HEADER = struct.Struct(">BI")
+HEADER = struct.Struct(">BI")
+_KNOWN_FLAGS = TRAILER_FLAG | COMPRESSED_FLAG
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+# Browsers encode a request frame as one base64 string; a body of many padded
+# chunks is only a way to make the decoder loop in Python.
+MAX_TEXT_CHUNKS = 16
 
 
-class FramingError(ValueError):
-    """The request body is not valid grpc-web framing."""
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    flag: int
-    payload: bytes
-
-    @property
-    def is_trailer(self) -> bool:
-        return bool(self.flag & TRAILER_FLAG)
+def frame_header(length: int, *, flag: int = DATA_FLAG) -> bytes:
+    return HEADER.pack(flag, length)
 
 
 def encode_frame(payload: bytes, *, flag: int = DATA_FLAG) -> bytes:
-    return _HEADER.pack(flag, len(payload)) + payload
+    return HEADER.pack(flag, len(payload)) + payload
 
 
 def encode_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
@@ -43,51 +44,116 @@ def encode_trailers(trailers: Iterable[tuple[str, str]]) -> bytes:
     return encode_frame(block, flag=TRAILER_FLAG)
 
 
-def decode_frames(body: bytes) -> list[Frame]:
-    frames: list[Frame] = []
-    pos = 0
-    while pos < len(body):
-        if len(body) - pos < _HEADER.size:
-            raise FramingError("truncated frame header")
-        flag, length = _HEADER.unpack_from(body, pos)
-        pos += _HEADER.size
-        if len(body) - pos < length:
-            raise FramingError(f"frame declares {length} bytes, {len(body) - pos} present")
-        frames.append(Frame(flag, body[pos : pos + length]))
-        pos += length
-    return frames
-
-
-def decode_text(body: bytes) -> bytes:
-    """Decodes grpc-web-text; a body may be several padded base64 chunks joined."""
-    data = b"".join(body.split())
-    out = bytearray()
-    start = 0
-    try:
-        while start < len(data):
-            # Each chunk ends at its padding (or at the end of the body).
-            end = data.find(b"=", start)
-            if end == -1:
-                end = len(data)
-            else:
-                while end < len(data) and data[end : end + 1] == b"=":
-                    end += 1
-            out += base64.b64decode(data[start:end], validate=True)
-            start = end
-    except binascii.Error as exc:
-        raise FramingError(f"invalid base64 in grpc-web-text body: {exc}") from None
-    return bytes(out)
-
-
 def encode_text(frame_bytes: bytes) -> bytes:
     return base64.b64encode(frame_bytes)
 
 
-def single_message(frames: list[Frame]) -> bytes:
-    """The one request message of a unary or server-streaming call."""
-    data = [f for f in frames if not f.is_trailer]
-    if len(data) != 1:
-        raise FramingError(f"expected exactly one request message, got {len(data)}")
-    if data[0].flag & COMPRESSED_FLAG:
-        raise FramingError("compressed request messages are not supported")
-    return data[0].payload
+class Base64Decoder:
+    """grpc-web-text, decoded as it arrives.
+
+    Whitespace is ignored; a padded quad ends one base64 chunk and the next may
+    follow directly, up to MAX_TEXT_CHUNKS chunks. Fewer than four pending
+    characters wait for the next call.
+    """
+
+    def __init__(self) -> None:
+        self._rest = b""
+        self._chunks = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._rest + chunk.translate(None, _WHITESPACE)
+        usable = len(data) - len(data) % 4
+        self._rest = data[usable:]
+        block = data[:usable]
+        try:
+            if b"=" not in block:
+                return base64.b64decode(block, validate=True)
+            parts: list[bytes] = []
+            start = 0
+            while start < len(block):
+                pad = block.find(b"=", start)
+                # The quad holding the padding ends this base64 chunk.
+                end = len(block) if pad == -1 else (pad // 4 + 1) * 4
+                self._chunks += pad != -1
+                if self._chunks > MAX_TEXT_CHUNKS:
+                    raise FramingError(
+                        f"grpc-web-text body split into more than {MAX_TEXT_CHUNKS} base64 chunks"
+                    )
+                parts.append(base64.b64decode(block[start:end], validate=True))
+                start = end
+            return b"".join(parts)
+        except binascii.Error:
+            raise FramingError("invalid base64 in a grpc-web-text body") from None
+
+    def finish(self) -> None:
+        if self._rest:
+            raise FramingError("grpc-web-text body ends inside a base64 quad")
+
+
+class MessageDecoder:
+    """The one request message of a unary or server-streaming call, from binary frames.
+
+    Refuses as early as the bytes allow: a frame header declaring more than
+    `max_message_bytes` (RESOURCE_EXHAUSTED) before its payload is read, a
+    second message, a compressed message or an unknown flag (INVALID_ARGUMENT)
+    as soon as the header is seen. An optional trailer frame after the message
+    is ignored (browsers send none).
+    """
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max = max_message_bytes
+        self._buf = bytearray()
+        self._flag: int | None = None
+        self._length = 0
+        self._message: bytes | None = None
+        self._trailer_seen = False
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for the message being read (what the caller should account for)."""
+        return len(self._buf) + (len(self._message) if self._message is not None else 0)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        while True:
+            if self._flag is None:
+                if len(self._buf) < HEADER.size:
+                    return
+                flag, length = HEADER.unpack_from(self._buf)
+                del self._buf[: HEADER.size]
+                self._check_header(flag, length)
+                self._flag, self._length = flag, length
+            if len(self._buf) < self._length:
+                return
+            with memoryview(self._buf) as view:
+                payload = bytes(view[: self._length])
+            del self._buf[: self._length]
+            if self._flag & TRAILER_FLAG:
+                self._trailer_seen = True
+            else:
+                self._message = payload
+            self._flag = None
+
+    def finish(self) -> bytes:
+        if self._flag is not None:
+            raise FramingError(f"frame declares {self._length} bytes, {len(self._buf)} present")
+        if self._buf:
+            raise FramingError("truncated frame header")
+        if self._message is None:
+            raise FramingError("expected exactly one request message, got 0")
+        return self._message
+
+    def _check_header(self, flag: int, length: int) -> None:
+        if flag & ~_KNOWN_FLAGS:
+            raise FramingError(f"unknown frame flags 0x{flag:02x}")
+        if flag & TRAILER_FLAG:
+            if self._trailer_seen:
+                raise FramingError("more than one trailer frame")
+        elif self._message is not None or self._trailer_seen:
+            raise FramingError("expected exactly one request message, got more")
+        elif flag & COMPRESSED_FLAG:
+            raise FramingError("compressed request messages are not supported")
+        if length > self._max:
+            raise ResourceExhausted(
+                f"request message of {length} bytes is over the gateway's limit of {self._max} bytes"
+            )

@@ -1,4 +1,9 @@
-"""The grpc-web endpoint: decodes the browser's call, forwards or serves it, frames the reply."""
+"""The grpc-web endpoint: decodes the browser's call, forwards or serves it, frames the reply.
+
+Every outcome is a grpc-web status: a client's mistake gets the code
+docs/errors.md lists for it, a gateway bug INTERNAL "internal error" (logged
+with its traceback, nothing internal sent), never an HTTP 500.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,33 @@ import logging
 import grpc
 from aiohttp import web
 
-from myko.gateway.framing import FramingError, decode_frames, decode_text, single_message
+from myko.errors import MykoError, ServerError, Unavailable, UnknownType, echo
+from myko.gateway.admission import Admission, client_of
 from myko.gateway.live_bus import LiveBus
-from myko.gateway.metadata import Metadata, MetadataError, parse_timeout, request_metadata
+from myko.gateway.metadata import Metadata, MetadataPolicy, parse_timeout
+from myko.gateway.request_body import RequestBody
 from myko.gateway.responder import Responder, WireMode
 from myko.gateway.routes import LIVE_OPEN, PUBLIC_ROUTES, CallKind, Route
-from myko.gateway.status import StatusError
+from myko.gateway.sessions import Session
+from myko.gateway.status_text import upstream_details
 from myko.gateway.upstreams import Upstreams
+from myko.settings import GatewaySettings
+from myko.status import code_of
 
 log = logging.getLogger(__name__)
 _OK = grpc.StatusCode.OK.value[0]
+_INTERNAL = grpc.StatusCode.INTERNAL.value[0]
 
 
 class GrpcWebProxy:
-    def __init__(self, upstreams: Upstreams, live_bus: LiveBus) -> None:
+    def __init__(
+        self, upstreams: Upstreams, live_bus: LiveBus, admission: Admission, settings: GatewaySettings
+    ) -> None:
         self._upstreams = upstreams
         self._live = live_bus
+        self._admission = admission
+        self._settings = settings
+        self._metadata = MetadataPolicy(settings.pass_headers, settings.scope_headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         mode = WireMode.from_content_type(request.headers.get("Content-Type", ""))
@@ -31,31 +47,49 @@ class GrpcWebProxy:
             raise web.HTTPUnsupportedMediaType(
                 text="expected application/grpc-web or application/grpc-web-text"
             )
-        responder = Responder(request, mode)
+        responder = Responder(request, mode, stall_timeout_s=self._settings.stall_timeout_ms / 1000)
         path = request.path
         route = PUBLIC_ROUTES.get(path)
-        if route is None and path != LIVE_OPEN:
-            return await _fail(
-                responder, StatusError(grpc.StatusCode.UNIMPLEMENTED, f"{path} is not served here")
-            )
+        body = RequestBody(
+            request,
+            mode,
+            max_message_bytes=self._settings.max_message_bytes,
+            max_body_bytes=self._settings.max_request_body_bytes,
+            gauge=self._admission.gauge,
+        )
+        status: MykoError
         try:
-            body = await request.read()
-            payload = single_message(decode_frames(decode_text(body) if mode is WireMode.TEXT else body))
+            if route is None and path != LIVE_OPEN:
+                raise UnknownType("method", path, message=f"{echo(path)} is not served here")
+            # Headers first: they are cheap to check and the body may be large.
             timeout_s = parse_timeout(request.headers.get("grpc-timeout"))
-            metadata = request_metadata(request.headers)
             if route is not None:
-                return await self._forward(responder, path, route, payload, timeout_s, metadata)
-            return await self._serve_open(responder, payload, metadata)
-        except (FramingError, MetadataError) as exc:
-            return await _fail(responder, StatusError(grpc.StatusCode.INVALID_ARGUMENT, str(exc)))
-        except StatusError as exc:
-            return await _fail(responder, exc)
+                metadata = self._metadata.call_metadata(request.headers)
+                payload = await body.read()
+                return await self._forward(request, responder, path, route, payload, timeout_s, metadata)
+            scope = self._metadata.scope_metadata(request.headers)
+            session = self._live.open(await body.read(), scope, client_of(request))
+            # The session keeps only the canonical requests.
+            body.release()
+            return await self._serve_session(responder, session)
+        except MykoError as exc:
+            status = exc
         except ConnectionResetError:
             log.debug("browser went away during %s", path)
+            return responder.response or web.Response(status=499)
+        except Exception:
+            log.exception("gateway error serving %s", path)
+            status = ServerError("internal error")
+        finally:
+            body.release()
+        try:
+            return await _fail(responder, status)
+        except ConnectionResetError:
             return responder.response or web.Response(status=499)
 
     async def _forward(
         self,
+        request: web.Request,
         responder: Responder,
         path: str,
         route: Route,
@@ -63,19 +97,23 @@ class GrpcWebProxy:
         timeout_s: float | None,
         metadata: Metadata,
     ) -> web.StreamResponse:
+        upstream = route.upstream.value
         if route.kind is CallKind.UNARY:
             call = self._upstreams.unary(route.upstream, path)(payload, timeout=timeout_s, metadata=metadata)
             try:
                 reply = await call
             except grpc.aio.AioRpcError as exc:
                 await responder.start(exc.initial_metadata())
-                return await responder.finish(_code(exc), exc.details() or "", exc.trailing_metadata())
+                return await responder.finish(
+                    _code(exc), upstream_details(upstream, exc), exc.trailing_metadata()
+                )
             finally:
                 call.cancel()
             await responder.start(await call.initial_metadata())
             await responder.message(reply)
             return await responder.finish(_OK, "", await call.trailing_metadata())
 
+        ticket = self._admission.admit(client_of(request))
         stream = self._upstreams.server_stream(route.upstream, path)(
             payload, timeout=timeout_s, metadata=metadata
         )
@@ -85,32 +123,32 @@ class GrpcWebProxy:
             async for reply in stream:
                 await responder.message(reply)
         except grpc.aio.AioRpcError as exc:
-            return await responder.finish(_code(exc), exc.details() or "", exc.trailing_metadata())
+            return await responder.finish(
+                _code(exc), upstream_details(upstream, exc), exc.trailing_metadata()
+            )
         finally:
             # Browser gone (write failed or handler cancelled): stop the upstream call too.
             stream.cancel()
+            self._admission.release(ticket)
         return await responder.finish(_OK, "", await stream.trailing_metadata())
 
-    async def _serve_open(
-        self, responder: Responder, payload: bytes, metadata: Metadata
-    ) -> web.StreamResponse:
-        session = self._live.open(payload, metadata)
+    async def _serve_session(self, responder: Responder, session: Session) -> web.StreamResponse:
         log.debug("live session %s opened", session.id)
         try:
-            async for frame in session.frames():
-                await responder.message(frame)
+            async for out in session.frames():
+                await responder.message(out.head, out.body)
         except asyncio.CancelledError:
             log.debug("live session %s: browser went away", session.id)
             raise
         finally:
             self._live.close(session)
-        # Only a gateway shutdown ends a session from this side: the page should reconnect.
-        return await responder.finish(grpc.StatusCode.UNAVAILABLE.value[0], "gateway is shutting down")
+        # The gateway ended the stream: a limit, or shutdown (the page should reconnect).
+        raise session.ended or Unavailable("gateway is shutting down")
 
 
 def _code(exc: grpc.aio.AioRpcError) -> int:
     return int(exc.code().value[0])
 
 
-async def _fail(responder: Responder, exc: StatusError) -> web.StreamResponse:
-    return await responder.finish(exc.number, exc.message)
+async def _fail(responder: Responder, exc: MykoError) -> web.StreamResponse:
+    return await responder.finish(int(code_of(exc).value[0]), exc.message)

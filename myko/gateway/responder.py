@@ -3,16 +3,27 @@
 Every response is HTTP 200 with the status in a trailer frame, never
 "trailers-only" headers, because that is the one form every grpc-web client
 (connect-web, grpc-web, improbable) reads for unary and streaming calls alike.
+
+A write that makes no progress for `stall_timeout_s` (the page stopped reading)
+drops the connection: what it held is freed instead of waiting for TCP to give up.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import enum
+import logging
 
 from aiohttp import web
 
-from myko.gateway.framing import encode_frame, encode_text, encode_trailers
+from myko.gateway.framing import encode_text, encode_trailers, frame_header
 from myko.gateway.metadata import AnyMetadata, metadata_headers, status_trailers
+
+log = logging.getLogger(__name__)
+# Below this a frame's header and body are joined into one write; above, the body
+# (a shared result) goes out as it is rather than copied.
+_JOIN_BELOW = 64 * 1024
 
 
 class WireMode(enum.Enum):
@@ -29,10 +40,15 @@ class WireMode(enum.Enum):
         return None
 
 
+class StalledReader(ConnectionResetError):
+    """The peer accepted nothing for the stall timeout; the connection was dropped."""
+
+
 class Responder:
-    def __init__(self, request: web.Request, mode: WireMode) -> None:
+    def __init__(self, request: web.Request, mode: WireMode, *, stall_timeout_s: float) -> None:
         self._request = request
         self._mode = mode
+        self._stall_timeout_s = stall_timeout_s
         self._response: web.StreamResponse | None = None
 
     @property
@@ -53,8 +69,17 @@ class Responder:
         self._response = response
         await response.prepare(self._request)
 
-    async def message(self, payload: bytes) -> None:
-        await self._write(encode_frame(payload))
+    async def message(self, payload: bytes, body: bytes = b"") -> None:
+        """One message frame whose payload is `payload` followed by `body` (not copied when large)."""
+        header = frame_header(len(payload) + len(body))
+        if self._mode is WireMode.TEXT:
+            # One padded base64 chunk per frame: the form every grpc-web-text client decodes.
+            await self._write(base64.b64encode(b"".join((header, payload, body))))
+        elif len(body) < _JOIN_BELOW:
+            await self._write(b"".join((header, payload, body)))
+        else:
+            await self._write(header + payload)
+            await self._write(body)
 
     async def finish(
         self,
@@ -63,12 +88,21 @@ class Responder:
         trailing_metadata: AnyMetadata = None,
     ) -> web.StreamResponse:
         await self.start()
-        await self._write(encode_trailers(status_trailers(code, message, trailing_metadata)))
+        trailers = encode_trailers(status_trailers(code, message, trailing_metadata))
+        await self._write(encode_text(trailers) if self._mode is WireMode.TEXT else trailers)
         assert self._response is not None
         await self._response.write_eof()
         return self._response
 
-    async def _write(self, frame: bytes) -> None:
+    async def _write(self, data: bytes) -> None:
         await self.start()
         assert self._response is not None
-        await self._response.write(encode_text(frame) if self._mode is WireMode.TEXT else frame)
+        try:
+            async with asyncio.timeout(self._stall_timeout_s):
+                await self._response.write(data)
+        except TimeoutError:
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+            log.info("dropped a connection whose reader stalled for %.1f s", self._stall_timeout_s)
+            raise StalledReader("reader stalled") from None

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from myko.gateway.admission import Admission, ByteGauge
 from myko.gateway.cors import Cors
+from myko.gateway.feed_hub import FeedHub
 from myko.gateway.live_bus import LiveBus
-from myko.gateway.live_hub import LiveHub
 from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
 from myko.gateway.ui_files import UiFiles
@@ -17,7 +18,6 @@ from myko.gateway.upstreams import Upstreams
 from myko.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
-_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 class Gateway:
@@ -32,15 +32,18 @@ class Gateway:
                 Upstream.REPORT: settings.report_addr,
             }
         )
-        self.hub = LiveHub(self._upstreams, heartbeat_s=settings.live_heartbeat_ms / 1000)
+        self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
+        self.hub = FeedHub(self._upstreams, settings, self.admission)
         self._runner: web.AppRunner | None = None
         self.port = settings.port
 
     def build_app(self) -> web.Application:
-        # Larger than any message the services accept, so they answer with a gRPC status.
-        app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
+        # grpc-web bodies are read as a stream with their own limits (request_body.py);
+        # this bounds only what aiohttp itself would buffer for any other request.
+        app = web.Application(client_max_size=self._settings.max_request_body_bytes)
         cors = Cors(self._settings.cors_origins)
-        proxy = GrpcWebProxy(self._upstreams, LiveBus(self.hub))
+        live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
+        proxy = GrpcWebProxy(self._upstreams, live, self.admission, self._settings)
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
         app.router.add_get("/healthz", self._healthz)
@@ -80,5 +83,8 @@ class Gateway:
                 "upstreams": self._upstreams.states(),
                 "live_streams": self.hub.session_count,
                 "live_feeds": self.hub.feed_count,
+                "streams": self.admission.streams,
+                "subscriptions": self.admission.subscriptions,
+                "buffered_bytes": self.admission.gauge.held,
             }
         )

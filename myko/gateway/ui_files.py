@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
+log = logging.getLogger(__name__)
 _IMMUTABLE = "public, max-age=31536000, immutable"
 _REVALIDATE = "no-cache"
 
@@ -13,18 +15,21 @@ _REVALIDATE = "no-cache"
 class UiFiles:
     def __init__(self, dist: Path) -> None:
         self._dist = dist.resolve()
+        if not (self._dist / "index.html").is_file():
+            log.warning("no UI at %s (no index.html): serving the API only", self._dist)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         index = self._dist / "index.html"
         if not index.is_file():
-            return web.Response(
-                status=404, text=f"UI not built: {self._dist} has no index.html (run `make ui`)\n"
-            )
+            # The operator's log says where it was looked for (Gateway.start); callers learn no paths.
+            return web.Response(status=404, text="UI not built (run `make ui`)\n")
         rel = request.match_info.get("tail", "")
-        target = (self._dist / rel).resolve()
-        if not target.is_relative_to(self._dist):
-            raise web.HTTPNotFound()
-        if target.is_file():
+        try:
+            target = self._file_for(rel)
+        except (OSError, ValueError):
+            # A NUL byte, an over-long name, ...: no file can have it.
+            raise web.HTTPNotFound() from None
+        if target is not None:
             # Vite puts content-hashed files under assets/: they never change.
             hashed = target.is_relative_to(self._dist / "assets")
             return web.FileResponse(target, headers={"Cache-Control": _IMMUTABLE if hashed else _REVALIDATE})
@@ -32,3 +37,11 @@ class UiFiles:
             # A missing file, not a page: index.html would only confuse the browser.
             raise web.HTTPNotFound()
         return web.FileResponse(index, headers={"Cache-Control": _REVALIDATE})
+
+    def _file_for(self, rel: str) -> Path | None:
+        if "\x00" in rel:
+            raise ValueError("NUL in path")
+        target = (self._dist / rel).resolve()
+        if not target.is_relative_to(self._dist):
+            raise ValueError("outside the UI directory")
+        return target if target.is_file() else None

@@ -1,0 +1,170 @@
+"""Feeds: one upstream Watch each, shared by every LiveBus subscription with the same key.
+
+A result arrives once from upstream and is held once (`SharedResult`); every
+subscription's frame is a small per-subscription head (its sub_id, the field
+tag and length) followed by those same shared bytes, never a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from myko.gateway.admission import ByteGauge
+from myko.gateway.metadata import Metadata
+from myko.gateway.routes import Upstream
+from myko.gateway.status_text import clip, upstream_details
+from myko.gateway.upstreams import Upstreams
+from myko.live_kind import LiveKind
+from myko.v1 import live_pb2
+
+log = logging.getLogger(__name__)
+
+_UPSTREAM = {LiveKind.QUERY: Upstream.QUERY, LiveKind.REPORT: Upstream.REPORT}
+# LiveFrame.query = 3, LiveFrame.report = 4.
+_FRAME_FIELD = {LiveKind.QUERY: 3, LiveKind.REPORT: 4}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedKey:
+    """What makes two subscriptions the same feed.
+
+    `request` is canonical (canonical.py), `scope` the sorted scope headers
+    (metadata.MetadataPolicy): headers that may change a result. An identity
+    would become part of the scope, so feeds are shared only within it.
+    """
+
+    kind: LiveKind
+    request: bytes
+    scope: Metadata
+
+
+class SharedResult:
+    """One upstream emission, counted in the gateway's byte gauge while anything holds it."""
+
+    __slots__ = ("_gauge", "data")
+
+    def __init__(self, data: bytes, gauge: ByteGauge) -> None:
+        self.data = data
+        self._gauge = gauge
+        gauge.add(len(data))
+
+    def __del__(self) -> None:
+        self._gauge.sub(len(self.data))
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A LiveFrame to send: `head` then the shared result's bytes (if any)."""
+
+    head: bytes
+    result: SharedResult | None = None
+
+    @property
+    def body(self) -> bytes:
+        return self.result.data if self.result is not None else b""
+
+    @property
+    def size(self) -> int:
+        return len(self.head) + (len(self.result.data) if self.result is not None else 0)
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def frame_prefix(sub_id: str, kind: LiveKind) -> bytes:
+    """A LiveFrame up to the result's length: sub_id, then the query/report field tag.
+
+    An embedded message is encoded exactly like a bytes field, so appending the
+    length and the raw QueryResult/ReportResult makes a valid LiveFrame.
+    """
+    head = live_pb2.LiveFrame(sub_id=sub_id).SerializeToString()
+    return head + varint((_FRAME_FIELD[kind] << 3) | 2)
+
+
+def error_frame(sub_id: str, code: grpc.StatusCode, message: str) -> Outgoing:
+    err = live_pb2.LiveError(code=int(code.value[0]), message=clip(message))
+    return Outgoing(live_pb2.LiveFrame(sub_id=sub_id, error=err).SerializeToString())
+
+
+class Listener(Protocol):
+    """What a feed delivers to (sessions.Session)."""
+
+    def deliver(self, sub_id: str, out: Outgoing) -> None: ...
+
+
+class Feed:
+    """One upstream Watch, fanned out to every subscription with the same key."""
+
+    def __init__(
+        self,
+        key: FeedKey,
+        upstreams: Upstreams,
+        gauge: ByteGauge,
+        on_end: Callable[[Feed, grpc.StatusCode, str], None],
+    ) -> None:
+        self.key = key
+        # (session id, sub_id) -> (listener, that subscription's frame prefix)
+        self.listeners: dict[tuple[str, str], tuple[Listener, bytes]] = {}
+        self.last: SharedResult | None = None
+        self._upstreams = upstreams
+        self._gauge = gauge
+        self._on_end = on_end
+        self._task = asyncio.create_task(self._run(), name=f"live-feed-{key.kind.value}")
+
+    def add(self, session_id: str, sub_id: str, listener: Listener) -> None:
+        prefix = frame_prefix(sub_id, self.key.kind)
+        self.listeners[(session_id, sub_id)] = (listener, prefix)
+        if self.last is not None:
+            # Every emission is a full value, so the newest one is a valid first one.
+            listener.deliver(sub_id, Outgoing(prefix + varint(len(self.last.data)), self.last))
+
+    def remove(self, session_id: str, sub_id: str) -> None:
+        self.listeners.pop((session_id, sub_id), None)
+
+    def cancel(self) -> None:
+        # Released now, not when the cancelled task's frames are collected.
+        self.last = None
+        self._task.cancel()
+
+    async def wait_closed(self) -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        upstream = _UPSTREAM[self.key.kind]
+        watch = self._upstreams.server_stream(upstream, self.key.kind.watch_method)
+        call = watch(self.key.request, metadata=self.key.scope or None)
+        code, message = grpc.StatusCode.UNAVAILABLE, "upstream stream ended"
+        try:
+            async for data in call:
+                self._emit(data)
+        except grpc.aio.AioRpcError as exc:
+            code, message = exc.code(), upstream_details(upstream.value, exc)
+        finally:
+            call.cancel()
+            self.last = None
+        log.info("live feed %s ended: %s %s", self.key.kind.value, code.name, message)
+        self._on_end(self, code, message)
+
+    def _emit(self, data: bytes) -> None:
+        # A method of its own so that no frame of the long-running _run holds a result.
+        result = self.last = SharedResult(data, self._gauge)
+        length = varint(len(data))
+        for (_, sub_id), (listener, prefix) in list(self.listeners.items()):
+            listener.deliver(sub_id, Outgoing(prefix + length, result))
