@@ -17,6 +17,7 @@ from google.protobuf import any_pb2
 from grpc_web_client import BINARY, TEXT, FrameReader, call, frame, parse_trailers
 from targets.v1 import commands_pb2, queries_pb2
 
+from myko.errors import ConfigError
 from myko.gateway.server import Gateway
 from myko.settings import GatewaySettings
 from myko.v1 import command_pb2, query_pb2, repo_pb2
@@ -361,3 +362,28 @@ async def test_unknown_method_path_is_echoed_only_in_part(env: Env) -> None:
     reply = await call(env.http, env.base + path, b"")
     assert reply.code == UNIMPLEMENTED
     assert len(reply.message) < 200
+
+
+@pytest.mark.parametrize(
+    ("env_vars", "says"),
+    [
+        ({"MYKO_GATEWAY_PASS_HEADERS": "x-request-id,grpc-timeout"}, "MYKO_GATEWAY_PASS_HEADERS"),
+        ({"MYKO_GATEWAY_SCOPE_HEADERS": "Content-Type"}, "MYKO_GATEWAY_SCOPE_HEADERS"),
+        ({"MYKO_GATEWAY_MAX_MESSAGE_BYTES": "10"}, "MYKO_GATEWAY_MAX_MESSAGE_BYTES"),
+        ({"MYKO_GATEWAY_MAX_STREAMS": "many"}, "MYKO_GATEWAY_MAX_STREAMS"),
+    ],
+)
+def test_bad_limit_and_header_settings_fail_fast(env_vars: dict[str, str], says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        GatewaySettings.from_env(env_vars)
+
+
+def test_header_lists_are_read_lowercased() -> None:
+    s = GatewaySettings.from_env(
+        {
+            "MYKO_GATEWAY_PASS_HEADERS": "X-Request-Id, X-Trace-Bin",
+            "MYKO_GATEWAY_SCOPE_HEADERS": "Authorization",
+        }
+    )
+    assert (s.pass_headers, s.scope_headers) == (("x-request-id", "x-trace-bin"), ("authorization",))
+    assert GatewaySettings.from_env({}).max_request_body_bytes == 2 * 4 * 1024 * 1024 + 64 * 1024
