@@ -8,9 +8,13 @@ no rewriting (protoc names Python modules after the proto path):
 
 - proto/myko/v1 -> myko/v1/ (Python, .pyi, gRPC stubs) and a copy of the .proto
   files under myko/_proto/, which the wheel ships so an application's protos can
-  import "myko/v1/item.proto" (`myko gen`); TypeScript -> gen/ts/myko/v1.
+  import "myko/v1/item.proto" (`myko gen`); TypeScript -> client-ts/src/gen/myko/v1,
+  inside the `@myko/client` npm package.
 - examples/targets/proto/targets/v1 -> examples/targets/targets/v1/ (Python, .pyi)
-  and gen/ts/targets/v1.
+  and gen/ts/targets/v1 (TypeScript: messages, and typed query/report definitions
+  `*_myko.ts`), which imports the framework's messages from `@myko/client`.
+- client-ts/test/proto/demo/v1 -> client-ts/test/gen/demo/v1: a small contract
+  the client package's own tests use (TypeScript only).
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
+from myko.codegen_ts import es_options, live_definitions
 from myko.typed_stubs import add_result_types
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,18 +61,36 @@ EXAMPLE = ProtoTree(
     grpc=False,
 )
 TREES = (FRAMEWORK, EXAMPLE)
-TS_OUT = ROOT / "gen" / "ts"
 
 
-def _files(tree: ProtoTree) -> list[str]:
+@dataclass(frozen=True)
+class TsTree:
+    """One tree of .proto files and the folder its TypeScript goes to (replaced whole)."""
+
+    name: str
+    proto_root: Path
+    package: str
+    ts_out: Path
+
+
+TS_TREES = (
+    TsTree("framework", FRAMEWORK.proto_root, FRAMEWORK.package, ROOT / "client-ts" / "src" / "gen"),
+    TsTree("example", EXAMPLE.proto_root, EXAMPLE.package, ROOT / "gen" / "ts"),
+    TsTree(
+        "client-tests", ROOT / "client-ts" / "test" / "proto", "demo", ROOT / "client-ts" / "test" / "gen"
+    ),
+)
+
+
+def _files(tree: ProtoTree | TsTree) -> list[str]:
     base = tree.proto_root / tree.package
     return sorted(str(p.relative_to(tree.proto_root)) for p in base.rglob("*.proto"))
 
 
-def _protoc(tree: ProtoTree, args: list[str]) -> None:
+def _protoc(tree: ProtoTree | TsTree, args: list[str]) -> None:
     include = Path(protoc.__file__).parent / "_proto"
     roots = [f"-I{tree.proto_root}"]
-    if tree is not FRAMEWORK:
+    if tree.proto_root != FRAMEWORK.proto_root:
         roots.append(f"-I{FRAMEWORK.proto_root}")
     code = protoc.main(["protoc", *roots, f"-I{include}", *args, *_files(tree)])
     if code != 0:
@@ -103,12 +127,28 @@ def generate_python(tree: ProtoTree, out: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def generate_ts(out: Path) -> None:
+def generate_ts(tree: TsTree, out: Path) -> None:
+    """Messages (protoc-gen-es) and, for an application, its typed query/report definitions."""
     if not PROTOC_GEN_ES.exists():
         raise SystemExit("node_modules/.bin/protoc-gen-es missing: run `npm ci` at the repo root")
     out.mkdir(parents=True, exist_ok=True)
-    for tree in TREES:
-        _protoc(tree, [f"--plugin=protoc-gen-es={PROTOC_GEN_ES}", f"--es_out={out}", "--es_opt=target=ts"])
+    framework = tree.package == FRAMEWORK.package
+    fds_path = out.parent / f"{tree.name}.fds"
+    _protoc(
+        tree,
+        [
+            f"--plugin=protoc-gen-es={PROTOC_GEN_ES}",
+            f"--es_out={out}",
+            f"--es_opt={es_options(framework=framework)}",
+            f"--descriptor_set_out={fds_path}",
+            "--include_imports",
+            "--include_source_info",
+        ],
+    )
+    fds = descriptor_pb2.FileDescriptorSet.FromString(fds_path.read_bytes())
+    fds_path.unlink()
+    for name, source in live_definitions(fds, _files(tree)).items():
+        (out / name).write_text(source)
 
 
 def _diff(a: Path, b: Path) -> list[str]:
@@ -135,13 +175,15 @@ def main() -> None:
                 else:
                     shutil.rmtree(current, ignore_errors=True)
                     shutil.copytree(new, current)
-        fresh_ts = Path(tmp) / "ts"
-        generate_ts(fresh_ts)
-        if args.check:
-            problems += _diff(fresh_ts, TS_OUT) if TS_OUT.exists() else [f"{TS_OUT} is missing"]
-        else:
-            shutil.rmtree(TS_OUT, ignore_errors=True)
-            shutil.copytree(fresh_ts, TS_OUT)
+        for ts_tree in TS_TREES:
+            fresh_ts = Path(tmp) / "ts" / ts_tree.name
+            generate_ts(ts_tree, fresh_ts)
+            current = ts_tree.ts_out
+            if args.check:
+                problems += _diff(fresh_ts, current) if current.exists() else [f"{current} is missing"]
+            else:
+                shutil.rmtree(current, ignore_errors=True)
+                shutil.copytree(fresh_ts, current)
     if problems:
         print("generated code is stale; run `make gen`:\n  " + "\n  ".join(problems), file=sys.stderr)
         raise SystemExit(1)

@@ -24,6 +24,10 @@ class ConfigError(MykoError):
     """A setting read from the environment is missing or malformed."""
 
 
+class CodegenError(MykoError):
+    """The .proto files declare something code generation cannot honour (a build-time error)."""
+
+
 class InvalidArgument(MykoError):
     """The request is malformed; `field` names the offending field ("" when unknown)."""
 
