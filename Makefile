@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 STAMP_PY := $(VENV)/.myko-setup
 STAMP_NPM := node_modules/.myko-setup
 STAMP_JARS := kafka/target/.myko-setup
-NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json)
+NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
 	ui-build chromium screenshot run run-cluster bench clean distclean
@@ -91,13 +91,16 @@ test-py: setup
 	$(MAKE) gen-check
 	$(MAKE) pytest
 
-# The UI: type check, unit/component tests, production build, then the browser
-# tests, which start their own stack (Kafka + services + gateway on free ports,
-# devtools/ui_stack.py) and stop it afterwards. E2E_ARGS: e.g. `--grep wall`.
+# The TypeScript client package (client-ts/, @myko/client) and the UI: type check,
+# unit/component tests, production build, then the browser tests, which start
+# their own stack (Kafka + services + gateway on free ports, devtools/ui_stack.py)
+# and stop it afterwards. E2E_ARGS: e.g. `--grep wall`.
 E2E_ARGS ?=
 CHROMIUM ?= /usr/bin/chromium
 
 test-ui: setup chromium
+	cd client-ts && npx svelte-check --tsconfig ./tsconfig.json --fail-on-warnings
+	cd client-ts && npx vitest run
 	cd ui && npx svelte-check --tsconfig ./tsconfig.json --fail-on-warnings
 	cd ui && npx vitest run
 	$(MAKE) ui-build

@@ -27,10 +27,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2
 from grpc_tools import protoc
 
-from myko.codegen_ts import es_options, live_definitions
+from myko.codegen_ts import es_plugin_args, write_live_definitions
 from myko.typed_stubs import add_result_types
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,23 +131,11 @@ def generate_ts(tree: TsTree, out: Path) -> None:
     if not PROTOC_GEN_ES.exists():
         raise SystemExit("node_modules/.bin/protoc-gen-es missing: run `npm ci` at the repo root")
     out.mkdir(parents=True, exist_ok=True)
+    fds = out.parent / f"{tree.name}.fds"
     framework = tree.package == FRAMEWORK.package
-    fds_path = out.parent / f"{tree.name}.fds"
-    _protoc(
-        tree,
-        [
-            f"--plugin=protoc-gen-es={PROTOC_GEN_ES}",
-            f"--es_out={out}",
-            f"--es_opt={es_options(framework=framework)}",
-            f"--descriptor_set_out={fds_path}",
-            "--include_imports",
-            "--include_source_info",
-        ],
-    )
-    fds = descriptor_pb2.FileDescriptorSet.FromString(fds_path.read_bytes())
-    fds_path.unlink()
-    for name, source in live_definitions(fds, _files(tree)).items():
-        (out / name).write_text(source)
+    _protoc(tree, es_plugin_args(PROTOC_GEN_ES, out, fds, framework=framework))
+    write_live_definitions(fds, _files(tree), out)
+    fds.unlink()
 
 
 def _diff(a: Path, b: Path) -> list[str]:

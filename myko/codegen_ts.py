@@ -12,14 +12,17 @@ result type, so the UI never passes a result schema by hand:
 
 The framework's own messages live in the `@myko/client` npm package
 (client-ts/); an application's generated code imports them from there.
+
+A generator runs protoc once per tree with `es_plugin_args(...)`, then
+`write_live_definitions(...)` over the descriptor set that run wrote.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from google.protobuf import descriptor_pb2
 
@@ -42,6 +45,33 @@ def es_options(*, framework: bool) -> str:
         # `../../myko/v1/item_pb.js` -> `@myko/client/myko/v1/item_pb.js`
         opts.append(f"rewrite_imports=./{FRAMEWORK_PROTO_DIR}/**/*_pb.js:{CLIENT_PACKAGE}")
     return ",".join(opts)
+
+
+def es_plugin_args(plugin: Path, out: Path, descriptor_set: Path, *, framework: bool = False) -> list[str]:
+    """protoc arguments: protoc-gen-es into `out`, and the descriptor set live definitions are made from.
+
+    `framework` only for Myko's own protos (they go into the package itself).
+    """
+    return [
+        f"--plugin=protoc-gen-es={plugin}",
+        f"--es_out={out}",
+        f"--es_opt={es_options(framework=framework)}",
+        f"--descriptor_set_out={descriptor_set}",
+        "--include_imports",
+        "--include_source_info",
+    ]
+
+
+def write_live_definitions(descriptor_set: Path, files: Sequence[str], out: Path) -> list[Path]:
+    """Writes `<file>_myko.ts` under `out` for each of `files` declaring queries or reports."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_set.read_bytes())
+    written = []
+    for name, source in live_definitions(fds, files).items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+        written.append(path)
+    return written
 
 
 @dataclass(frozen=True)

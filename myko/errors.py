@@ -24,8 +24,8 @@ class ConfigError(MykoError):
     """A setting read from the environment is missing or malformed."""
 
 
-class CodegenError(MykoError):
-    """The .proto files declare something code generation cannot honour (a build-time error)."""
+class CodegenError(ConfigError):
+    """Code generation cannot go on: the .proto files declare something impossible, or a tool failed."""
 
 
 class InvalidArgument(MykoError):

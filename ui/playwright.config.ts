@@ -5,6 +5,7 @@ import { defineConfig } from "@playwright/test";
 // the gateway. Serial: one stack, and one test restarts its gateway.
 export default defineConfig({
   testDir: "e2e",
+  tsconfig: "./e2e/tsconfig.json",
   globalSetup: "./e2e/global-setup.ts",
   fullyParallel: false,
   workers: 1,

@@ -1,6 +1,6 @@
 import { svelte } from "@sveltejs/vite-plugin-svelte";
 import { fileURLToPath } from "node:url";
-import { defineConfig } from "vite";
+import { defaultClientConditions, defineConfig } from "vite";
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 
@@ -11,6 +11,9 @@ const gateway = process.env.MYKO_GATEWAY_URL ?? "http://127.0.0.1:8080";
 export default defineConfig({
   plugins: [svelte()],
   resolve: {
+    // "source": @myko/client (the client-ts/ workspace) from its sources, so a
+    // change there shows up without building the package.
+    conditions: ["source", ...defaultClientConditions],
     alias: {
       $gen: here("../gen/ts"),
       $lib: here("./src/lib"),

@@ -1,7 +1,7 @@
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { CommandBus, type CommandResult } from "$gen/myko/v1/command_pb";
-import { pack } from "./requests";
+import { CommandBus, type CommandResult } from "./gen/myko/v1/command_pb.js";
+import { pack } from "./requests.js";
 
 /** Runs commands; each gets a fresh transaction UUID made here, in the browser. */
 export class Commands {

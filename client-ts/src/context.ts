@@ -1,6 +1,6 @@
 import { getContext, setContext } from "svelte";
-import type { Commands } from "./commands";
-import type { LiveSession } from "./live-session.svelte";
+import type { Commands } from "./commands.js";
+import type { LiveSession } from "./live-session.svelte.js";
 
 /** What the app's components reach the backend through; built once in main.ts. */
 export interface Myko {

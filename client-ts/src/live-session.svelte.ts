@@ -1,9 +1,9 @@
 import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
-import { LiveBus, type LiveFrame } from "$gen/myko/v1/live_pb";
-import type { QueryRequest, QueryResult } from "$gen/myko/v1/query_pb";
-import type { ReportRequest, ReportResult } from "$gen/myko/v1/report_pb";
-import { Backoff } from "./backoff";
-import { isRetryable } from "./errors";
+import { LiveBus, type LiveFrame } from "./gen/myko/v1/live_pb.js";
+import type { QueryRequest, QueryResult } from "./gen/myko/v1/query_pb.js";
+import type { ReportRequest, ReportResult } from "./gen/myko/v1/report_pb.js";
+import { Backoff } from "./backoff.js";
+import { isRetryable } from "./errors.js";
 
 const OPEN_TIMEOUT_MS = 15_000;
 

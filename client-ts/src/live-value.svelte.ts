@@ -1,13 +1,13 @@
 import { toBinary } from "@bufbuild/protobuf";
 import type { ConnectError } from "@connectrpc/connect";
 import { untrack } from "svelte";
-import type { Watermark } from "$gen/myko/v1/item_pb";
-import type { QueryResult } from "$gen/myko/v1/query_pb";
-import type { ReportResult } from "$gen/myko/v1/report_pb";
-import type { LiveListener, LiveRequest, LiveSession } from "./live-session.svelte";
-import { covers } from "./watermark";
-import { QueryRequestSchema } from "$gen/myko/v1/query_pb";
-import { ReportRequestSchema } from "$gen/myko/v1/report_pb";
+import type { Watermark } from "./gen/myko/v1/item_pb.js";
+import type { QueryResult } from "./gen/myko/v1/query_pb.js";
+import type { ReportResult } from "./gen/myko/v1/report_pb.js";
+import type { LiveListener, LiveRequest, LiveSession } from "./live-session.svelte.js";
+import { covers } from "./watermark.js";
+import { QueryRequestSchema } from "./gen/myko/v1/query_pb.js";
+import { ReportRequestSchema } from "./gen/myko/v1/report_pb.js";
 
 /**
  * - loading: no value yet for the current parameters

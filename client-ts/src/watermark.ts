@@ -1,4 +1,4 @@
-import type { Watermark } from "$gen/myko/v1/item_pb";
+import type { Watermark } from "./gen/myko/v1/item_pb.js";
 
 /**
  * Read-your-writes: true once `watermark` (what a result reflects) has reached

@@ -1,9 +1,8 @@
 import { render, screen } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
-import { Commands, LiveSession, mykoContext } from "$lib/myko";
-import { FakeGateway, settle } from "$lib/myko/testing/fake-live-bus";
-import { Backoff } from "$lib/myko/backoff";
-import ConnectionIndicator from "./ConnectionIndicator.svelte";
+import { Backoff, Commands, LiveSession, mykoContext } from "../src/index.js";
+import { ConnectionIndicator } from "../src/components/index.js";
+import { FakeGateway, settle } from "../src/testing/index.js";
 
 describe("ConnectionIndicator", () => {
   it("shows live, then reconnecting when the stream drops, then live again", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { Backoff } from "./backoff";
+import { Backoff } from "../src/backoff.js";
 
 describe("Backoff", () => {
   it("grows exponentially up to the cap, with jitter in the upper half", () => {

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
-import { WatermarkSchema } from "$gen/myko/v1/item_pb";
-import { covers } from "./watermark";
+import { WatermarkSchema } from "../src/gen/myko/v1/item_pb.js";
+import { covers } from "../src/watermark.js";
 
 const wm = (...positions: [string, number, bigint][]) =>
   create(WatermarkSchema, { positions: positions.map(([topic, partition, offset]) => ({ topic, partition, offset })) });

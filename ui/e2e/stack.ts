@@ -1,5 +1,5 @@
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
-import { Commands } from "../src/lib/myko/commands";
+import { Commands } from "@myko/client";
 
 /** Where the stack under test is (set by global-setup.ts). */
 export function gatewayUrl(): string {

@@ -1,7 +1,7 @@
 import { mount } from "svelte";
 import App from "./App.svelte";
 import "./app.css";
-import { Commands, gatewayTransport, LiveSession } from "$lib/myko";
+import { Commands, gatewayTransport, LiveSession } from "@myko/client";
 import { Router } from "$lib/router.svelte";
 
 // Built once here and handed down through context: no module-level singletons.

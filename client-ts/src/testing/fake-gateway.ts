@@ -1,13 +1,22 @@
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createRouterTransport, type Transport } from "@connectrpc/connect";
-import { CommandBus, CommandResultSchema, type CommandRequest } from "$gen/myko/v1/command_pb";
-import { WatermarkSchema } from "$gen/myko/v1/item_pb";
-import { LiveBus, LiveFrameSchema, type LiveFrame, type LiveOpen, type LiveSubscription } from "$gen/myko/v1/live_pb";
-import { QueryResultSchema } from "$gen/myko/v1/query_pb";
-import { ReportResultSchema } from "$gen/myko/v1/report_pb";
+import { CommandBus, CommandResultSchema, type CommandRequest } from "../gen/myko/v1/command_pb.js";
+import { WatermarkSchema } from "../gen/myko/v1/item_pb.js";
+import { LiveBus, LiveFrameSchema, type LiveFrame, type LiveOpen, type LiveSubscription } from "../gen/myko/v1/live_pb.js";
+import { QueryResultSchema } from "../gen/myko/v1/query_pb.js";
+import { ReportResultSchema } from "../gen/myko/v1/report_pb.js";
 
-/** An in-memory gateway for tests: LiveBus and CommandBus, driven by the test. */
+/**
+ * An in-memory gateway for component and library tests: LiveBus and CommandBus
+ * over connect's router transport, driven by the test.
+ *
+ *     const gw = new FakeGateway();
+ *     const session = new LiveSession(gw.transport);
+ *     render(MyPage, { context: mykoContext({ session, commands: new Commands(gw.transport) }) });
+ *     await settle();
+ *     gw.emitQuery(gw.lastSub().subId, NoteSchema, [{ title: "a" }]);
+ */
 export class FakeGateway {
   /** Every Open request, oldest first. */
   opens: LiveOpen[] = [];
@@ -15,6 +24,10 @@ export class FakeGateway {
   openStreams = 0;
   commands: CommandRequest[] = [];
   commandError: ConnectError | null = null;
+  /** The topic watermarks and visible_at name. */
+  topic = "fake.v1.Entity";
+  /** The offset the next command's visible_at asks for. */
+  commandOffset = 5n;
   readonly transport: Transport;
   #push: ((f: LiveFrame | Error) => void) | null = null;
 
@@ -30,7 +43,9 @@ export class FakeGateway {
           return create(CommandResultSchema, {
             tx: req.tx,
             commandType: req.command?.typeUrl.split("/").pop() ?? "",
-            visibleAt: create(WatermarkSchema, { positions: [{ topic: "targets.v1.Target", partition: 0, offset: 5n }] }),
+            visibleAt: create(WatermarkSchema, {
+              positions: [{ topic: this.topic, partition: 0, offset: this.commandOffset }],
+            }),
           });
         },
       });
@@ -53,6 +68,7 @@ export class FakeGateway {
     return last;
   }
 
+  /** A query result for `subId`; `offset` is the watermark it reflects. */
   emitQuery<Desc extends DescMessage>(
     subId: string,
     itemSchema: Desc,
@@ -61,17 +77,23 @@ export class FakeGateway {
   ): void {
     const result = create(QueryResultSchema, {
       items: items.map((i) => anyPack(itemSchema, create(itemSchema, i))),
-      watermark: { positions: [{ topic: "targets.v1.Target", partition: 0, offset }] },
+      watermark: { positions: [{ topic: this.topic, partition: 0, offset }] },
       seq: 1n,
     });
     this.#send(create(LiveFrameSchema, { subId, body: { case: "query", value: result } }));
   }
 
-  emitReport<Desc extends DescMessage>(subId: string, schema: Desc, value: MessageInitShape<Desc>): void {
-    const result = create(ReportResultSchema, { value: anyPack(schema, create(schema, value)), seq: 1n });
+  /** A report value for `subId`; `offset` is the watermark it reflects. */
+  emitReport<Desc extends DescMessage>(subId: string, schema: Desc, value: MessageInitShape<Desc>, offset = 0n): void {
+    const result = create(ReportResultSchema, {
+      value: anyPack(schema, create(schema, value)),
+      watermark: { positions: [{ topic: this.topic, partition: 0, offset }] },
+      seq: 1n,
+    });
     this.#send(create(LiveFrameSchema, { subId, body: { case: "report", value: result } }));
   }
 
+  /** The subscription ends with this status (retryable codes make the client resubscribe). */
   emitError(subId: string, code: Code, message: string): void {
     this.#send(create(LiveFrameSchema, { subId, body: { case: "error", value: { code, message } } }));
   }

@@ -1,6 +1,6 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { TargetStatus, type Target } from "$gen/targets/v1/entities_pb";
-import type { MItem } from "$gen/myko/v1/item_pb";
+import type { MItem } from "@myko/client";
 
 export const STATUSES = [TargetStatus.ACTIVE, TargetStatus.PAUSED, TargetStatus.RETIRED] as const;
 
@@ -23,19 +23,6 @@ export function statusKey(status: TargetStatus): string {
 
 export function updatedAt(item: MItem | undefined): Date | null {
   return item?.updatedAt ? timestampDate(item.updatedAt) : null;
-}
-
-export function relativeTime(then: Date | number | null, now: number): string {
-  if (then === null) return "—";
-  const ms = now - (typeof then === "number" ? then : then.getTime());
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 5) return "just now";
-  if (s < 60) return `${s}s ago`;
-  const m = Math.round(s / 60);
-  if (m < 60) return `${m}m ago`;
-  const h = Math.round(m / 60);
-  if (h < 48) return `${h}h ago`;
-  return `${Math.round(h / 24)}d ago`;
 }
 
 export function targetId(t: Target): string {

@@ -4,8 +4,8 @@ import { fireEvent, render, screen } from "@testing-library/svelte";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { SetTargetSchema } from "$gen/targets/v1/commands_pb";
 import { TargetStatus } from "$gen/targets/v1/entities_pb";
-import { Commands, LiveSession, mykoContext } from "$lib/myko";
-import { FakeGateway, settle } from "$lib/myko/testing/fake-live-bus";
+import { Commands, LiveSession, mykoContext } from "@myko/client";
+import { FakeGateway, settle } from "@myko/client/testing";
 import TargetEditor from "./TargetEditor.svelte";
 
 describe("TargetEditor", () => {

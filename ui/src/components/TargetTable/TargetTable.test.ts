@@ -3,8 +3,8 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { render, screen } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
 import { TargetSchema, TargetStatus } from "$gen/targets/v1/entities_pb";
-import { Commands, LiveSession, mykoContext } from "$lib/myko";
-import { FakeGateway } from "$lib/myko/testing/fake-live-bus";
+import { Commands, LiveSession, mykoContext } from "@myko/client";
+import { FakeGateway } from "@myko/client/testing";
 import TargetTable from "./TargetTable.svelte";
 
 const gw = new FakeGateway();

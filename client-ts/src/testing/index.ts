@@ -1,0 +1,1 @@
+export { FakeGateway, settle } from "./fake-gateway.js";
