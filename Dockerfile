@@ -15,10 +15,13 @@ WORKDIR /src
 # Manifests first: the dependency layer is rebuilt only when they change.
 COPY package.json package-lock.json ./
 COPY ui/package.json ui/
-# Root and every workspace (ui/) from the lockfile, nothing resolved anew.
+COPY client-ts/package.json client-ts/
+# Root and every workspace (client-ts/, ui/) from the lockfile, nothing resolved anew.
 RUN npm ci --no-audit --no-fund
-# The UI imports the generated TypeScript clients from gen/ts.
+# The UI imports the example's generated TypeScript from gen/ts and the client
+# package @myko/client from its sources in client-ts/.
 COPY gen/ts gen/ts
+COPY client-ts client-ts
 COPY ui ui
 RUN npm run build -w ui
 

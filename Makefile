@@ -23,7 +23,7 @@ STAMP_JARS := kafka/target/.myko-setup
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
-	ui-build chromium screenshot run run-cluster bench clean distclean
+	client-pack ui-build chromium screenshot run run-cluster bench clean distclean
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
@@ -31,6 +31,7 @@ help:
 	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
 	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests"
 	@echo "make gen          regenerate generated code from the .proto files"
+	@echo "make client-pack  pack @myko/client (client-ts/) into myko/_ts/, which the wheel ships"
 	@echo "make lint | format | typecheck | pytest | bench | clean | distclean"
 
 setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
@@ -79,8 +80,17 @@ typecheck: setup
 		print(" ".join(p for p in cfg["tool"]["mypy"]["files"] if os.path.exists(p)))'); \
 	$(VENV)/bin/mypy $$paths
 
-# pytest's own exit codes stand: 5 (no tests collected) fails the build.
-pytest: setup
+# The @myko/client npm tarball the wheel ships (myko new vendors it into a UI);
+# rebuilt when the package changes.
+CLIENT_TARBALL := myko/_ts/myko-client.tgz
+$(CLIENT_TARBALL): $(shell find client-ts/src -type f) client-ts/package.json client-ts/svelte.config.js pyproject.toml | setup
+	$(PY) -m devtools.pack_client --out $@
+
+client-pack: $(CLIENT_TARBALL)
+
+# pytest's own exit codes stand: 5 (no tests collected) fails the build. The
+# wheel-and-scaffold tests need the client tarball.
+pytest: setup $(CLIENT_TARBALL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: test-py test-ui
@@ -135,10 +145,11 @@ bench: setup
 
 # Build and test leftovers, and .run/ (local Kafka data and service logs).
 clean:
-	rm -rf .run build *.egg-info .mypy_cache .ruff_cache .pytest_cache test-results playwright-report ui/dist
+	rm -rf .run build *.egg-info .mypy_cache .ruff_cache .pytest_cache test-results playwright-report ui/dist \
+		client-ts/dist client-ts/.svelte-kit myko/_ts
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o -path ./ui/node_modules -prune \
 		-o -type d -name __pycache__ -exec rm -rf {} +
 
 # Also everything `make setup` installed.
 distclean: clean
-	rm -rf $(VENV) node_modules ui/node_modules kafka/target
+	rm -rf $(VENV) node_modules ui/node_modules client-ts/node_modules kafka/target

@@ -1,29 +1,51 @@
-import { getContext, setContext } from "svelte";
+import { getContext, setContext, type Component } from "svelte";
 
-export type Route =
-  | { page: "targets" }
-  | { page: "zones" }
-  | { page: "zone"; id: string }
-  | { page: "wall" }
-  | { page: "missing"; path: string };
-
-export function parseRoute(path: string): Route {
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
-  if (parts.length === 0 || (parts.length === 1 && parts[0] === "targets")) return { page: "targets" };
-  if (parts.length === 1 && parts[0] === "zones") return { page: "zones" };
-  if (parts.length === 2 && parts[0] === "zones") return { page: "zone", id: parts[1]! };
-  if (parts.length === 1 && parts[0] === "wall") return { page: "wall" };
-  return { page: "missing", path };
+/**
+ * One page of the app. `path` segments written `:name` match any one segment and
+ * reach the page as the prop `name` (decoded). Pages with a `nav` label are
+ * linked from the header; a link is shown active on its path and below it.
+ */
+export interface Page {
+  path: string;
+  // Pages declare their own props (the path parameters); any is the one honest type here.
+  component: Component<any>;
+  nav?: string;
 }
 
-/** History-API routing; the gateway serves index.html for every page path. */
+export interface Match {
+  page: Page;
+  params: Record<string, string>;
+}
+
+/** The first page whose path matches, with its parameters; null when none does. */
+export function matchPage(pages: readonly Page[], path: string): Match | null {
+  const parts = path.split("/").filter(Boolean);
+  for (const page of pages) {
+    const pattern = page.path.split("/").filter(Boolean);
+    if (pattern.length !== parts.length) continue;
+    const params: Record<string, string> = {};
+    const ok = pattern.every((seg, i) => {
+      if (seg.startsWith(":")) {
+        params[seg.slice(1)] = decodeURIComponent(parts[i]!);
+        return true;
+      }
+      return seg === parts[i];
+    });
+    if (ok) return { page, params };
+  }
+  return null;
+}
+
+/** History-API routing over a page table; the gateway serves index.html for every page path. */
 export class Router {
   path = $state("/");
-  route = $derived(parseRoute(this.path));
+  readonly pages: readonly Page[];
+  match = $derived.by(() => matchPage(this.pages, this.path));
   readonly #window: Window;
 
-  constructor(win: Window) {
+  constructor(win: Window, pages: readonly Page[]) {
     this.#window = win;
+    this.pages = pages;
     this.path = win.location.pathname;
     win.addEventListener("popstate", () => (this.path = win.location.pathname));
   }
@@ -33,6 +55,14 @@ export class Router {
     this.#window.history.pushState({}, "", path);
     this.path = path;
     this.#window.scrollTo?.(0, 0);
+  }
+
+  /** Whether a header link to `href` is the current section. */
+  isActive(href: string): boolean {
+    const page = this.match?.page;
+    if (!page) return false;
+    if (href === "/") return page.component === matchPage(this.pages, "/")?.page.component;
+    return this.path === href || this.path.startsWith(`${href}/`);
   }
 }
 

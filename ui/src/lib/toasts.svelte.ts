@@ -1,3 +1,5 @@
+import { getContext, setContext } from "svelte";
+
 export interface Toast {
   id: number;
   kind: "ok" | "error";
@@ -18,4 +20,17 @@ export class Toasts {
   dismiss(id: number): void {
     this.items = this.items.filter((t) => t.id !== id);
   }
+}
+
+const KEY = Symbol("toasts");
+
+/** The app's one toast queue, for every page and component below App. */
+export function setToasts(toasts: Toasts): Toasts {
+  return setContext(KEY, toasts);
+}
+
+export function getToasts(): Toasts {
+  const toasts = getContext<Toasts | undefined>(KEY);
+  if (!toasts) throw new Error("getToasts(): no toast queue in context (App sets it)");
+  return toasts;
 }
