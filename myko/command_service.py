@@ -18,17 +18,18 @@ from myko.app import App
 from myko.client import Client
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
-from myko.errors import Unavailable
-from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease
+from myko.errors import TopicRewritten, Unavailable
+from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
 from myko.lifecycle import Lifecycle
 from myko.publisher import TransactionalPublisher
+from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
 from myko.store_fence import StoreFence
-from myko.topics import ensure_topics, entity_topics, lease_topic, tx_log_topic
+from myko.topics import ensure_topics, entity_topics, lease_topic, quarantine_topic, tx_log_topic
 from myko.txlog import TxLog
 from myko.v1 import command_pb2
 from myko.watermark import Watermark
@@ -40,6 +41,8 @@ CATCH_UP_TIMEOUT_S = 120.0
 
 def register_command_bus(server: grpc.aio.Server, service: CommandService) -> None:
     async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+        if service.reader.rewritten is not None:
+            raise service.reader.rewritten
         if service.bus.running:
             return await service.bus.execute(req)
         return await service.forward(req, ctx)
@@ -54,10 +57,21 @@ class CommandService(Lifecycle):
         self.settings = settings
         self.app = app
         kafka = settings.kafka
-        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix)
-        self.tracker = ChangeTracker(self.store)
         self._tx_topic = tx_log_topic(kafka, retention_ms=settings.tx_retention_ms)
         self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
+        self._quarantine_topic = quarantine_topic(kafka, settings.quarantine_topic)
+        # command_svc copies the bad records of the topics only it reads; those
+        # of entity topics are repo_svc's to copy (docs/quarantine.md).
+        self.quarantine = Quarantine.writing(
+            "command_svc",
+            kafka,
+            self._quarantine_topic.name,
+            copy_topics=[self._tx_topic.name, self._lease_topic.name],
+            client_id=f"{settings.instance_id}.quarantine",
+            log_per_s=settings.bad_record_log_per_s,
+        )
+        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
+        self.tracker = ChangeTracker(self.store)
         self.txlog = TxLog(self._tx_topic.name)
         self.leader_addr: str | None = None
         self.reader = TopicReader(
@@ -65,6 +79,9 @@ class CommandService(Lifecycle):
             [*self.store.topics, self._tx_topic.name, self._lease_topic.name],
             self._on_batch,
             client_id=settings.instance_id,
+            pace=self.quarantine.wait_room,
+            on_rewritten=self._rewritten,
+            expiring_topics=[self._tx_topic.name],
         )
         self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
@@ -111,11 +128,21 @@ class CommandService(Lifecycle):
         return f"{host}:{self.grpc.port}"
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
-        self.txlog.apply_records(records)
+        # Each reader decodes record by record: a bad record is quarantined alone.
+        self.txlog.apply_records(records, self.quarantine)
         for r in records:
-            if r.topic == self._lease_topic.name and r.key == LEADER_KEY and r.value:
-                self.leader_addr = r.value.decode()
+            if r.topic == self._lease_topic.name:
+                addr = self.quarantine.decode(r, decode_lease_record)
+                if addr is not None:
+                    self.leader_addr = addr
         self.store.apply_records(records, watermark)
+
+    async def _rewritten(self, exc: TopicRewritten) -> None:
+        # Validating against a state the topics no longer hold could write
+        # nonsense: stop writing and say NOT_SERVING until a restart rebuilds it.
+        await self.grpc.set_serving(False)
+        log.error("command_svc is NOT_SERVING and refuses commands: %s", exc.message)
+        await self.bus.stop()
 
     async def _elected(self) -> None:
         # Starting the producer fences the previous leader and settles its open
@@ -151,8 +178,15 @@ class CommandService(Lifecycle):
     async def start(self) -> None:
         kafka = self.settings.kafka
         await ensure_topics(
-            kafka, [*entity_topics(kafka, self.app.entities), self._tx_topic, self._lease_topic]
+            kafka,
+            [
+                *entity_topics(kafka, self.app.entities),
+                self._tx_topic,
+                self._lease_topic,
+                self._quarantine_topic,
+            ],
         )
+        await self.quarantine.start()
         await self.grpc.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
@@ -163,6 +197,8 @@ class CommandService(Lifecycle):
             while not self.bus.running and self.leader_addr in (None, self.advertise_addr):  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         await self.grpc.set_serving()
+        if self.reader.rewritten is not None:  # noticed while health was being set
+            await self.grpc.set_serving(False)
         log.info(
             "command_svc %s serving: %d txs known, leader %s",
             self.settings.instance_id,
@@ -177,5 +213,6 @@ class CommandService(Lifecycle):
         await self.bus.stop()
         await self.publisher.stop()
         await self.reader.stop()
+        await self.quarantine.stop()
         if self._leader is not None:
             await self._leader.stop()

@@ -24,6 +24,8 @@ from aiokafka.coordinator.assignors.abstract import AbstractPartitionAssignor
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment, ConsumerProtocolMemberMetadata
 from aiokafka.errors import KafkaError
 
+from myko.errors import BadRecord, Defect
+from myko.events import RawRecord, where
 from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.settings import KafkaSettings
 
@@ -33,6 +35,34 @@ LEASE_TOPIC = "myko.command-lease"
 LEADER_KEY = b"leader"
 
 Callback = Callable[[], Awaitable[None]]
+
+_MAX_ADDR_CHARS = 300
+
+
+def decode_lease_record(record: RawRecord) -> str:
+    """The leader's HOST:PORT announced by one lease-topic record; raises BadRecord."""
+    at = where(record)
+    if record.key != LEADER_KEY:
+        defect = Defect.NO_KEY if record.key is None else Defect.BAD_KEY
+        raise BadRecord(defect, f"{at}: lease record key {record.key!r:.64} is not {LEADER_KEY!r}")
+    if record.value is None:
+        raise BadRecord(Defect.NO_VALUE, f"{at}: lease record has no address")
+    try:
+        addr = record.value.decode("ascii")
+    except UnicodeDecodeError:
+        addr = ""
+    host, sep, port = addr.rpartition(":")
+    if not (
+        sep
+        and host
+        and len(addr) <= _MAX_ADDR_CHARS
+        and addr.isprintable()
+        and " " not in addr
+        and port.isdigit()
+        and 0 < int(port) < 65536
+    ):
+        raise BadRecord(Defect.BAD_VALUE, f"{at}: lease value {record.value[:64]!r} is not HOST:PORT")
+    return addr
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -3,33 +3,45 @@
 The reader knows when it has caught up (reached the end offsets seen at start)
 and lets callers wait until it has read past given positions: the basis of
 read-your-writes across the pipeline.
+
+It also notices when the history it has read stops being the topic's history
+(a topic deleted and recreated, truncated, or repartitioned under it): it then
+stops reading and reports `TopicRewritten`, rather than taking the new topic's
+low offsets for replays (docs/quarantine.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
-from myko.errors import DeadlineExceeded, Unavailable
+from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.settings import KafkaSettings
+from myko.topic_identity import TopicIdentity, describe_topics
 from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
 Batch = Sequence[ConsumerRecord[bytes, bytes]]
 OnBatch = Callable[[Batch, Watermark], None]
+OnRewritten = Callable[[TopicRewritten], Coroutine[Any, Any, None]]
+Pace = Callable[[], Awaitable[None]]
 
 
 class TopicReader(Lifecycle):
     """Reads every partition of `topics` and hands each fetched batch to `on_batch`.
 
     `on_batch` runs on the event loop with the batch and the watermark after it;
-    it must not block. Positions only move forward.
+    it must not block. Positions only move forward. `pace`, when given, is
+    awaited after each batch before the next fetch (the quarantine writer holds
+    the reader back with it). `on_rewritten` is called once if a topic's history
+    is rewritten under the reader; the reader has stopped by then.
     """
 
     def __init__(
@@ -40,17 +52,32 @@ class TopicReader(Lifecycle):
         *,
         client_id: str = "myko-reader",
         max_batch_records: int = 5000,
+        pace: Pace | None = None,
+        on_rewritten: OnRewritten | None = None,
+        expiring_topics: Collection[str] = (),
     ) -> None:
         self._kafka = kafka
         self._topics = list(topics)
         self._on_batch = on_batch
         self._client_id = client_id
         self._max_batch = max_batch_records
+        self._pace = pace
+        self._on_rewritten = on_rewritten
+        # Topics whose oldest records expire by retention (the tx log): records
+        # expiring before this reader got to them are skipped, not a rewrite.
+        self._expiring = frozenset(expiring_topics)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._check_task: asyncio.Task[None] | None = None
+        self._report_task: asyncio.Task[None] | None = None
         self._watermark = Watermark()
         self._targets: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
+        self._identities: dict[str, TopicIdentity] = {}
+        # What a check found that one more check must confirm (see _check_topics).
+        self._suspects: dict[str, str] = {}
+        self._rewritten: TopicRewritten | None = None
+        self._stopped = asyncio.Event()
 
     @property
     def watermark(self) -> Watermark:
@@ -60,13 +87,20 @@ class TopicReader(Lifecycle):
     def caught_up(self) -> bool:
         return self._caught_up.is_set()
 
+    @property
+    def rewritten(self) -> TopicRewritten | None:
+        """Why this reader stopped: a topic's history changed under it (None while fine)."""
+        return self._rewritten
+
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",
-            auto_offset_reset="earliest",
+            # Never jump silently: a position out of range means the topic's
+            # history changed under us (see _fetch_loop).
+            auto_offset_reset="none",
             client_id=self._client_id,
             fetch_max_wait_ms=100,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -82,10 +116,14 @@ class TopicReader(Lifecycle):
             await consumer.seek_to_beginning(*tps)
             # read_committed: end offsets are the last stable offsets.
             ends = await consumer.end_offsets(tps)
+            identities = await describe_topics(consumer._client, self._topics)
         except (KafkaError, OSError) as exc:
             await consumer.stop()
             raise Unavailable(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
+        self._identities = {t: i for t, i in identities.items() if i is not None}
+        if any(i.topic_id is None for i in self._identities.values()):
+            log.warning("the broker reports no topic ids: a recreated topic is noticed by its offsets only")
         self._watermark = Watermark({(tp.topic, tp.partition): 0 for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
         # Tell the consumer where it starts, so even an empty store reports
@@ -93,6 +131,7 @@ class TopicReader(Lifecycle):
         self._on_batch([], self._watermark)
         self._check_caught_up()
         self._task = asyncio.create_task(self._run(), name=f"{self._client_id}-loop")
+        self._check_task = asyncio.create_task(self._check_loop(), name=f"{self._client_id}-topic-check")
 
     @staticmethod
     async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
@@ -106,15 +145,26 @@ class TopicReader(Lifecycle):
 
     async def end_offsets(self) -> dict[tuple[str, int], int]:
         """The current last stable offsets of every partition read."""
+        if self._rewritten is not None:
+            raise self._rewritten
         assert self._consumer is not None
         ends = await self._consumer.end_offsets(list(self._consumer.assignment()))
         return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     async def wait_caught_up(self, *, timeout_s: float | None = None) -> None:
+        caught_up = asyncio.ensure_future(self._caught_up.wait())
+        stopped = asyncio.ensure_future(self._stopped.wait())
         try:
-            await asyncio.wait_for(self._caught_up.wait(), timeout_s)
-        except TimeoutError:
-            raise DeadlineExceeded(f"reader did not catch up within {timeout_s}s") from None
+            done, _ = await asyncio.wait(
+                {caught_up, stopped}, timeout=timeout_s, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            caught_up.cancel()
+            stopped.cancel()
+        if self._rewritten is not None:
+            raise self._rewritten
+        if not done:
+            raise DeadlineExceeded(f"reader did not catch up within {timeout_s}s")
 
     async def _run(self) -> None:
         assert self._consumer is not None
@@ -124,6 +174,10 @@ class TopicReader(Lifecycle):
                 fetched = await consumer.getmany(timeout_ms=500, max_records=self._max_batch)
             except asyncio.CancelledError:
                 raise
+            except OffsetOutOfRangeError as exc:
+                if not await self._out_of_range(exc.args[0]):
+                    return
+                continue
             except KafkaError as exc:
                 log.warning("fetch failed, retrying: %s", exc)
                 await asyncio.sleep(0.5)
@@ -146,6 +200,107 @@ class TopicReader(Lifecycle):
             except Exception:
                 log.exception("batch handler failed; batch of %d records skipped", len(records))
             self._check_caught_up()
+            if self._pace is not None:
+                await self._pace()
+
+    async def _out_of_range(self, positions: dict[TopicPartition, int]) -> bool:
+        """Skip records that expired before they were read; False once that is not the reason."""
+        assert self._consumer is not None
+        try:
+            starts = await self._consumer.beginning_offsets(list(positions))
+        except (KafkaError, OSError) as exc:
+            log.warning("cannot look up log start offsets, retrying: %s", exc)
+            await asyncio.sleep(0.5)
+            return True
+        for tp, pos in positions.items():
+            if tp.topic in self._expiring and pos < starts[tp]:
+                log.info(
+                    "%s/%d: records %d..%d expired before they were read",
+                    tp.topic,
+                    tp.partition,
+                    pos,
+                    starts[tp] - 1,
+                )
+                self._consumer.seek(tp, starts[tp])
+                continue
+            self._rewrite(
+                f"position {tp.topic}/{tp.partition}@{pos} is out of range: the topic was truncated or recreated"
+            )
+            return False
+        return True
+
+    async def _check_loop(self) -> None:
+        interval_s = self._kafka.topic_check_interval_ms / 1000
+        while self._rewritten is None:
+            await asyncio.sleep(interval_s)
+            try:
+                found = await self._check_topics()
+            except (KafkaError, OSError) as exc:
+                log.debug("topic check failed, trying again later: %s", exc)
+                continue
+            if found is not None:
+                self._rewrite(found)
+
+    async def _check_topics(self) -> str | None:
+        """Why the topics are no longer the history read so far, or None.
+
+        A changed topic id or partition count is proof; a missing topic or an
+        offset below the position could be a broker still starting up, so they
+        count only when the next check finds them again.
+        """
+        assert self._consumer is not None
+        consumer = self._consumer
+        suspects: dict[str, str] = {}
+        now = await describe_topics(consumer._client, self._topics)
+        for topic, before in self._identities.items():
+            if topic not in now:
+                continue  # no answer for it this time
+            after = now[topic]
+            if after is None:
+                suspects[f"{topic}/deleted"] = f"topic {topic} was deleted"
+            elif before.topic_id is not None and after.topic_id not in (None, before.topic_id):
+                return f"topic {topic} was recreated (topic id {before.topic_id} is now {after.topic_id})"
+            elif after.partitions != before.partitions:
+                return (
+                    f"topic {topic} has {after.partitions} partitions, not {before.partitions} as when read"
+                )
+        tps = list(consumer.assignment())
+        live = [tp for tp in tps if now.get(tp.topic) is not None]
+        if live:
+            starts = await consumer.beginning_offsets(live)
+            ends = await consumer.end_offsets(live)
+            for tp in live:
+                pos = self._watermark.get((tp.topic, tp.partition))
+                if ends[tp] < pos:
+                    suspects[f"{tp}/end"] = (
+                        f"{tp.topic}/{tp.partition} ends at {ends[tp]}, below the {pos} already read: "
+                        "the topic was truncated or recreated"
+                    )
+                elif starts[tp] > pos and tp.topic not in self._expiring:
+                    suspects[f"{tp}/start"] = (
+                        f"{tp.topic}/{tp.partition} now starts at {starts[tp]}, past the {pos} read so far: "
+                        "records not yet read were deleted"
+                    )
+        confirmed = [reason for key, reason in suspects.items() if key in self._suspects]
+        self._suspects = suspects
+        return confirmed[0] if confirmed else None
+
+    def _rewrite(self, reason: str) -> None:
+        if self._rewritten is not None:
+            return
+        self._rewritten = TopicRewritten(
+            f"{reason}; stopped reading (restart to rebuild from the topics as they are now)"
+        )
+        self._stopped.set()
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+        if self._on_rewritten is None:
+            log.error("%s: %s", self._client_id, self._rewritten.message)
+            return
+        # The owner logs it, saying what it does about it.
+        self._report_task = asyncio.create_task(
+            self._on_rewritten(self._rewritten), name=f"{self._client_id}-rewritten"
+        )
 
     def _check_caught_up(self) -> None:
         if not self._caught_up.is_set() and all(
@@ -154,8 +309,13 @@ class TopicReader(Lifecycle):
             self._caught_up.set()
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._check_task)
+        self._check_task = None
         await cancel_and_wait(self._task)
         self._task = None
+        if self._report_task is not None and self._report_task is not asyncio.current_task():
+            await cancel_and_wait(self._report_task)
+        self._report_task = None
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None

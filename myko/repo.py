@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, TypeVar
 
 import reactivex
@@ -20,7 +21,8 @@ from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from myko.entities import EntityRegistry, EntityType
-from myko.events import DEL, SET, BadRecord, from_record
+from myko.events import DEL, SET, RawRecord, decode_entity
+from myko.quarantine import Quarantine
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
 
@@ -126,8 +128,11 @@ class Repo(Generic[E]):
         return reactivex.create(subscribe)
 
     # --- reduction ---------------------------------------------------------
-    def _apply(self, event: item_pb2.Event) -> bool:
-        """Reduce one event; False when it changes nothing (replay, stale, no-op)."""
+    def _apply(self, event: item_pb2.Event, entity: E | None = None) -> bool:
+        """Reduce one event; False when it changes nothing (replay, stale, no-op).
+
+        `entity` is the event's SET state when the caller has decoded it already.
+        """
         previous = self._events.get(event.id)
         if (
             previous is not None
@@ -137,7 +142,8 @@ class Repo(Generic[E]):
         ):
             return False
         if event.op == SET:
-            entity = self.entity_type.decode(event.entity.value)
+            if entity is None:
+                entity = self.entity_type.decode(event.entity.value)
             if self._items.get(event.id) == entity:
                 self._events[event.id] = event
                 return False
@@ -164,10 +170,14 @@ class StoreBatch:
 class Store:
     """Every Repo of an application, fed as one."""
 
-    def __init__(self, entities: EntityRegistry, *, topic_prefix: str = "") -> None:
+    def __init__(
+        self, entities: EntityRegistry, *, topic_prefix: str = "", quarantine: Quarantine | None = None
+    ) -> None:
         self.entities = entities
         self._repos: dict[str, Repo[Message]] = {et.name: Repo(et) for et in entities}
-        self._topic_types = {et.topic(topic_prefix): et.name for et in entities}
+        self._topic_types = {et.topic(topic_prefix): et for et in entities}
+        # Where records that are not Myko events go (apply_records); log-only by default.
+        self.quarantine = quarantine or Quarantine("store")
         self._watermark = Watermark()
         self._batches: Subject[StoreBatch] = Subject()
         self._waiters = WatermarkWaiters()
@@ -193,31 +203,36 @@ class Store:
             raise KeyError(f"{type_name} is not a registered entity")
         return repo
 
-    def apply_records(self, records: Iterable[Any], watermark: Watermark) -> None:
-        """Apply Kafka ConsumerRecords from entity topics; others are ignored."""
-        events = []
+    def apply_records(self, records: Iterable[RawRecord], watermark: Watermark) -> None:
+        """Apply Kafka records of entity topics (others are ignored), decoding each on its own.
+
+        A record that is not a sound event of its topic's type is quarantined;
+        the rest of the batch applies as if it were not there.
+        """
+        decoded: list[tuple[item_pb2.Event, Message | None]] = []
         for r in records:
-            type_name = self._topic_types.get(r.topic)
-            if type_name is None:
+            entity_type = self._topic_types.get(r.topic)
+            if entity_type is None:
                 continue
-            try:
-                ev = from_record(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers))
-            except BadRecord as exc:
-                log.warning("skipping record: %s", exc)
-                continue
-            ev.type = type_name
-            events.append(ev)
-        self.apply_events(events, watermark)
+            found = self.quarantine.decode(r, partial(decode_entity, entity_type=entity_type))
+            if found is not None:
+                decoded.append(found)
+        self._apply_decoded(decoded, watermark)
 
     def apply_events(self, events: Iterable[item_pb2.Event], watermark: Watermark) -> None:
+        self._apply_decoded([(ev, None) for ev in events], watermark)
+
+    def _apply_decoded(
+        self, events: Iterable[tuple[item_pb2.Event, Message | None]], watermark: Watermark
+    ) -> None:
         changed: dict[str, dict[str, Any]] = {}
         applied: list[item_pb2.Event] = []
-        for ev in events:
+        for ev, entity in events:
             repo = self._repos.get(ev.type)
             if repo is None:
                 continue
             try:
-                did = repo._apply(ev)
+                did = repo._apply(ev, entity)
             except Exception:
                 log.exception("cannot reduce %s %s; skipped", ev.type, ev.id)
                 continue

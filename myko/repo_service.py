@@ -14,14 +14,15 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from myko.app import App
-from myko.errors import InvalidArgument, Unavailable
+from myko.errors import InvalidArgument, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle
+from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings
-from myko.topics import ensure_topics, entity_topics
+from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -108,9 +109,27 @@ class RepoService(Lifecycle):
 
     def __init__(self, settings: RepoSettings, app: App) -> None:
         self.settings = settings
-        self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
+        kafka = settings.kafka
+        self._quarantine_topic = quarantine_topic(kafka, settings.quarantine_topic)
+        topics = [et.topic(kafka.topic_prefix) for et in app.entities]
+        # repo_svc copies the bad records of entity topics; the other readers of
+        # those topics only count and log them (docs/quarantine.md).
+        self.quarantine = Quarantine.writing(
+            "repo_svc",
+            kafka,
+            self._quarantine_topic.name,
+            copy_topics=topics,
+            client_id=f"{settings.instance_id}.quarantine",
+            log_per_s=settings.bad_record_log_per_s,
+        )
+        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.reader = TopicReader(
-            settings.kafka, self.store.topics, self.store.apply_records, client_id=settings.instance_id
+            kafka,
+            self.store.topics,
+            self.store.apply_records,
+            client_id=settings.instance_id,
+            pace=self.quarantine.wait_room,
+            on_rewritten=self._rewritten,
         )
         self.caught_up = asyncio.Event()
         self.grpc = GrpcServer(
@@ -120,15 +139,26 @@ class RepoService(Lifecycle):
         )
         self._entities = app.entities
 
+    async def _rewritten(self, exc: TopicRewritten) -> None:
+        # The state no longer matches the topics: stop saying SERVING so an
+        # orchestrator restarts this replica, which then rebuilds from them.
+        await self.grpc.set_serving(False)
+        log.error("repo_svc is NOT_SERVING: %s", exc.message)
+
     async def start(self) -> None:
-        await ensure_topics(self.settings.kafka, entity_topics(self.settings.kafka, self._entities))
+        kafka = self.settings.kafka
+        await ensure_topics(kafka, [*entity_topics(kafka, self._entities), self._quarantine_topic])
+        await self.quarantine.start()
         await self.grpc.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
         self.caught_up.set()
         await self.grpc.set_serving()
+        if self.reader.rewritten is not None:  # noticed while health was being set
+            await self.grpc.set_serving(False)
         log.info("repo caught up at %s", self.store.watermark)
 
     async def stop(self) -> None:
         await self.grpc.stop()
         await self.reader.stop()
+        await self.quarantine.stop()

@@ -43,8 +43,10 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from myko.app import SagaRegistration
 from myko.client import Client
 from myko.dead_letter import DeadLetters
-from myko.entities import EntityRegistry
+from myko.entities import EntityRegistry, EntityType
 from myko.errors import (
+    BadRecord,
+    Defect,
     InvalidArgument,
     MykoError,
     PermissionDenied,
@@ -52,8 +54,9 @@ from myko.errors import (
     Unavailable,
     UnknownType,
 )
-from myko.events import SET, BadRecord, from_record
+from myko.events import decode_entity
 from myko.lifecycle import cancel_and_wait
+from myko.quarantine import Quarantine
 from myko.repo import Store
 from myko.retry import Backoff
 from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
@@ -136,6 +139,7 @@ class SagaRunner:
         commands: Client,
         dead_letters: DeadLetters,
         client_id: str,
+        quarantine: Quarantine | None = None,
         after_execute: AfterExecute | None = None,
     ) -> None:
         self.name = registration.name
@@ -146,9 +150,12 @@ class SagaRunner:
         self._fence = fence
         self._commands = commands
         self._dead_letters = dead_letters
+        self._quarantine = quarantine or Quarantine(f"saga {registration.name}")
         self._client_id = client_id
         self._after_execute = after_execute
-        self._classes = {entities.of(cls).topic(kafka.topic_prefix): cls for cls in registration.sources}
+        self._types: dict[str, EntityType[Message]] = {
+            et.topic(kafka.topic_prefix): et for et in map(entities.of, registration.sources)
+        }
         self.group_id = f"{kafka.topic_prefix}{config.group_id}.{self.name}"
         self._joined = _Joined(self.name)
         self._consumer: AIOKafkaConsumer | None = None
@@ -156,7 +163,7 @@ class SagaRunner:
 
     @property
     def topics(self) -> list[str]:
-        return sorted(self._classes)
+        return sorted(self._types)
 
     @property
     def assignment(self) -> set[TopicPartition]:
@@ -262,8 +269,14 @@ class SagaRunner:
         position = Position(record.topic, record.partition, record.offset)
         try:
             event = self._decode(record, position)
-        except BadRecord as exc:
-            await self._dead_letter(record, position, f"not a Myko event: {exc}", attempts=0)
+        except Exception as exc:
+            # Counted and logged like every reader does; a saga also dead-letters it
+            # and moves on, so one bad record never holds up its partition.
+            bad = exc if isinstance(exc, BadRecord) else BadRecord(Defect.UNDECODABLE, f"{position}: {exc!r}")
+            self._quarantine.report(record, bad)
+            await self._dead_letter(
+                record, position, f"not a Myko event ({bad.defect}): {bad.message}", attempts=0
+            )
             return True
         backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
         attempts = 0
@@ -362,20 +375,12 @@ class SagaRunner:
         return out
 
     def _decode(self, record: Record, position: Position) -> SagaEvent:
-        cls = self._classes[record.topic]
-        ev = from_record(
-            record.topic, record.partition, record.offset, record.key, record.value, list(record.headers)
-        )
-        entity: Message | None = None
-        if record.value is not None and ev.op == SET:
-            try:
-                entity = cls.FromString(record.value)
-            except Exception as exc:
-                raise BadRecord(f"{position}: cannot decode as {cls.DESCRIPTOR.full_name}: {exc}") from None
+        entity_type = self._types[record.topic]
+        ev, entity = decode_entity(record, entity_type)
         return SagaEvent(
             saga=self.name,
             op=ev.op,
-            entity_class=cls,
+            entity_class=entity_type.cls,
             id=ev.id,
             entity=entity,
             tx=ev.tx,

@@ -15,7 +15,9 @@ import logging
 from myko.app import App
 from myko.client import Client
 from myko.dead_letter import DeadLetters, dead_letter_topic
+from myko.errors import TopicRewritten
 from myko.lifecycle import Lifecycle
+from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store
 from myko.saga import AfterExecute, SagaConfig, SagaRunner
@@ -36,9 +38,16 @@ class SagaService(Lifecycle):
         self.settings = settings
         self.app = app
         kafka = settings.kafka
-        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix)
+        # Counts and logs bad records; repo_svc is the one that copies them
+        # aside, and each saga dead-letters those of its sources (docs/quarantine.md).
+        self.quarantine = Quarantine("saga_svc", log_per_s=settings.bad_record_log_per_s)
+        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.reader = TopicReader(
-            kafka, self.store.topics, self.store.apply_records, client_id=f"{settings.instance_id}.state"
+            kafka,
+            self.store.topics,
+            self.store.apply_records,
+            client_id=f"{settings.instance_id}.state",
+            on_rewritten=self._rewritten,
         )
         self.fence = StoreFence(self.reader, self.store)
         self.commands = Client(command_addr=settings.command_addr)
@@ -60,6 +69,7 @@ class SagaService(Lifecycle):
                 fence=self.fence,
                 commands=self.commands,
                 dead_letters=self.dead_letters,
+                quarantine=self.quarantine,
                 client_id=settings.instance_id,
                 after_execute=after_execute,
             )
@@ -67,6 +77,14 @@ class SagaService(Lifecycle):
         ]
         # Health only: saga_svc serves no API of its own.
         self.grpc = GrpcServer(settings, service_names=[], register=[])
+
+    async def _rewritten(self, exc: TopicRewritten) -> None:
+        # A saga's txs derive from event positions: reading a recreated topic
+        # would map new events onto old txs. Stop acting until a restart.
+        await self.grpc.set_serving(False)
+        log.error("saga_svc is NOT_SERVING and has stopped its sagas: %s", exc.message)
+        for runner in self.runners:
+            await runner.stop()
 
     async def start(self) -> None:
         kafka = self.settings.kafka
@@ -80,6 +98,8 @@ class SagaService(Lifecycle):
             await runner.start()
         await asyncio.gather(*(r.wait_joined() for r in self.runners))
         await self.grpc.set_serving()
+        if self.reader.rewritten is not None:  # noticed while starting
+            await self._rewritten(self.reader.rewritten)
         log.info(
             "saga_svc ready: %s, commands to %s",
             ", ".join(f"{r.name} (group {r.group_id})" for r in self.runners) or "no sagas",

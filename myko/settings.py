@@ -90,6 +90,9 @@ class KafkaSettings:
     topic_replication_factor: int = 1
     topic_min_insync_replicas: int = 1
     request_timeout_ms: int = 30_000
+    # How often readers check that their topics are still the ones they read
+    # (not deleted, recreated, truncated or repartitioned).
+    topic_check_interval_ms: int = 5_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -110,6 +113,9 @@ class KafkaSettings:
                 "MYKO_TOPIC_MIN_INSYNC_REPLICAS", cls.topic_min_insync_replicas, minimum=1
             ),
             request_timeout_ms=e.int("MYKO_KAFKA_REQUEST_TIMEOUT_MS", cls.request_timeout_ms, minimum=1000),
+            topic_check_interval_ms=e.int(
+                "MYKO_TOPIC_CHECK_INTERVAL_MS", cls.topic_check_interval_ms, minimum=100, maximum=3_600_000
+            ),
         )
 
 
@@ -129,6 +135,11 @@ class ServerSettings:
     max_message_bytes: int = 8 * 1024 * 1024
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Topic name before the prefix; records that cannot be decoded are copied
+    # there with their coordinates and the reason (docs/quarantine.md).
+    quarantine_topic: str = "myko.quarantine"
+    # Log lines per second about such records, on average (bursts of 10 s worth).
+    bad_record_log_per_s: int = 5
 
     @classmethod
     def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
@@ -147,6 +158,8 @@ class ServerSettings:
             "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
             "log_level": level,
             "kafka": KafkaSettings.from_env(src),
+            "quarantine_topic": e.str("MYKO_QUARANTINE_TOPIC", "myko.quarantine"),
+            "bad_record_log_per_s": e.int("MYKO_BAD_RECORD_LOG_PER_S", 5, minimum=1),
         }
 
     @property

@@ -1,7 +1,7 @@
 """Topic names and creation.
 
 One compacted topic per entity type, named `<prefix><proto full name>`, plus
-Myko's own topics (the tx log). Services create what they need at start, so a
+Myko's own topics (the tx log, the command lease, the quarantine). Services create what they need at start, so a
 fresh cluster needs no separate set-up step; creating an existing topic is fine.
 """
 
@@ -56,6 +56,16 @@ def lease_topic(kafka: KafkaSettings, name: str) -> TopicSpec:
     """One partition: whoever is assigned it in the consumer group leads."""
     cfg = {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.topic_min_insync_replicas)}
     return TopicSpec(kafka.topic_prefix + name, 1, cfg)
+
+
+def quarantine_topic(kafka: KafkaSettings, name: str) -> TopicSpec:
+    """Copies of undecodable records, keyed by their coordinates (docs/quarantine.md).
+
+    Compacted, so the copies several replicas (or restarts) make of one record
+    collapse into one, and never expired: a copy waits for an operator.
+    """
+    cfg = {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.topic_min_insync_replicas)}
+    return TopicSpec(kafka.topic_prefix + name, kafka.topic_partitions, cfg)
 
 
 async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 60.0) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 
@@ -60,3 +61,38 @@ async def wait_committed_past(
             if (await committed(bootstrap, group_id)).get((topic, partition), -1) > offset:
                 return
             await asyncio.sleep(0.2)
+
+
+async def produce(
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
+    *,
+    transactional: bool,
+) -> list[int]:
+    """Write (key, value, headers) records to one partition as another producer would; their offsets.
+
+    Sent without waiting in between, so they travel in as few batches as
+    possible; `transactional` writes them in one committed Kafka transaction.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=f"test-producer-{uuid.uuid4()}" if transactional else None,
+    )
+    await producer.start()
+    try:
+        if transactional:
+            await producer.begin_transaction()
+        futures = [
+            await producer.send(topic, key=key, value=value, headers=headers, partition=partition)
+            for key, value, headers in records
+        ]
+        if transactional:
+            await producer.commit_transaction()
+        metas = await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return [m.offset for m in metas]
