@@ -116,14 +116,11 @@ class TopicReader(Lifecycle):
             await consumer.seek_to_beginning(*tps)
             # read_committed: end offsets are the last stable offsets.
             ends = await consumer.end_offsets(tps)
-            identities = await describe_topics(consumer._client, self._topics)
         except (KafkaError, OSError) as exc:
             await consumer.stop()
             raise Unavailable(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
-        self._identities = {t: i for t, i in identities.items() if i is not None}
-        if any(i.topic_id is None for i in self._identities.values()):
-            log.warning("the broker reports no topic ids: a recreated topic is noticed by its offsets only")
+        await self._learn_identities()
         self._watermark = Watermark({(tp.topic, tp.partition): 0 for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
         # Tell the consumer where it starts, so even an empty store reports
@@ -240,6 +237,25 @@ class TopicReader(Lifecycle):
                 continue
             if found is not None:
                 self._rewrite(found)
+            elif len(self._identities) < len(self._topics):
+                await self._learn_identities()
+
+    async def _learn_identities(self) -> None:
+        """Note each topic's id and partition count, the first time the broker tells them."""
+        assert self._consumer is not None
+        try:
+            found = await describe_topics(self._consumer._client, self._topics)
+        except (KafkaError, OSError) as exc:
+            # A broker down at start: the next check learns them instead.
+            log.debug("cannot describe %s yet: %s", self._topics, exc)
+            return
+        for topic, identity in found.items():
+            if identity is not None and topic not in self._identities:
+                self._identities[topic] = identity
+                if identity.topic_id is None and len(self._identities) == 1:
+                    log.warning(
+                        "the broker reports no topic ids: a recreated topic is noticed by its offsets only"
+                    )
 
     async def _check_topics(self) -> str | None:
         """Why the topics are no longer the history read so far, or None.
@@ -252,19 +268,19 @@ class TopicReader(Lifecycle):
         consumer = self._consumer
         suspects: dict[str, str] = {}
         now = await describe_topics(consumer._client, self._topics)
-        for topic, before in self._identities.items():
+        tps = list(consumer.assignment())
+        for topic in self._topics:
             if topic not in now:
                 continue  # no answer for it this time
             after = now[topic]
+            before = self._identities.get(topic)
+            read = sum(1 for tp in tps if tp.topic == topic)
             if after is None:
                 suspects[f"{topic}/deleted"] = f"topic {topic} was deleted"
-            elif before.topic_id is not None and after.topic_id not in (None, before.topic_id):
+            elif before and before.topic_id and after.topic_id not in (None, before.topic_id):
                 return f"topic {topic} was recreated (topic id {before.topic_id} is now {after.topic_id})"
-            elif after.partitions != before.partitions:
-                return (
-                    f"topic {topic} has {after.partitions} partitions, not {before.partitions} as when read"
-                )
-        tps = list(consumer.assignment())
+            elif after.partitions != read:
+                return f"topic {topic} has {after.partitions} partitions, not {read} as when read"
         live = [tp for tp in tps if now.get(tp.topic) is not None]
         if live:
             starts = await consumer.beginning_offsets(live)
