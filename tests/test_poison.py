@@ -262,11 +262,17 @@ async def test_followers_find_the_leader_around_bad_lease_records(
     env = {**stack.env, "MYKO_INSTANCE_ID": f"follower-{topic_prefix}"}
     follower = CommandService(CommandSettings.from_env(env), stack.app)
     proxy_port = free_port()
+    topic = topic_prefix + "myko.command-lease"
+    announced = (await stack.command.reader.end_offsets())[(topic, 0)]
     async with asyncio.timeout(60):
         await follower.start()
+        # The follower joining the lease group makes the leader announce itself
+        # again: let that land first, or it would overtake the records below.
+        while (end := (await follower.reader.end_offsets())[(topic, 0)]) <= announced:  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+        await wait_read(follower, topic, end - 1)
     try:
         async with CommandProxy(port=proxy_port, upstream=f"127.0.0.1:{stack.command.grpc.port}"):
-            topic = topic_prefix + "myko.command-lease"
             poisons = writable(lease_poisons())
             # The leader "moves" behind a proxy; the announcement before it is stale.
             records = [
