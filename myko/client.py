@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError, Message
 from myko.contract import Query, Report, query_result, report_result
 from myko.entities import TYPE_URL_PREFIX
 from myko.errors import ConfigError, InvalidArgument, ServerError
+from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import Lifecycle
 from myko.status import error_from_rpc
 from myko.v1 import (
@@ -48,12 +49,18 @@ V = TypeVar("V", bound=Message)
 # Read-your-writes: a Watermark, or the CommandResult whose write must be visible.
 AtLeast = item_pb2.Watermark | command_pb2.CommandResult | None
 
-CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
-    ("grpc.keepalive_time_ms", 30_000),
-    ("grpc.enable_http_proxy", 0),
-    # Reconnect promptly after the server restarts.
-    ("grpc.max_reconnect_backoff_ms", 2_000),
-)
+
+def channel_options(keepalive: KeepalivePolicy | None = None) -> tuple[tuple[str, int], ...]:
+    """Options for a channel to Myko's servers: their keepalive policy (myko/keepalive.py)."""
+    return (
+        *(keepalive or KeepalivePolicy()).client_options(),
+        ("grpc.enable_http_proxy", 0),
+        # Reconnect promptly after the server restarts.
+        ("grpc.max_reconnect_backoff_ms", 2_000),
+    )
+
+
+CHANNEL_OPTIONS = channel_options()
 
 
 class Client(Lifecycle):

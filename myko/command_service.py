@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 
 from myko.app import App
-from myko.client import Client
+from myko.client import Client, channel_options
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import TopicRewritten, Unavailable
@@ -167,7 +167,10 @@ class CommandService(Lifecycle):
         if leader is None or leader.command_addr != addr:
             # Replaced before anything awaits (Client.start does not suspend), so
             # concurrent forwards share one client; the old one closes after.
-            old, leader = leader, Client(command_addr=addr)
+            old, leader = (
+                leader,
+                Client(command_addr=addr, channel_options=channel_options(self.settings.keepalive)),
+            )
             self._leader = leader
             await leader.start()
             if old is not None:

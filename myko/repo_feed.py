@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
@@ -25,10 +26,20 @@ OnReady = Callable[[bool], Awaitable[None]]
 
 
 class RepoFeed:
-    def __init__(self, *, repo_addr: str, store: Store, on_ready: OnReady | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        repo_addr: str,
+        store: Store,
+        on_ready: OnReady | None = None,
+        keepalive: KeepalivePolicy | None = None,
+    ) -> None:
         self._addr = repo_addr
         self._store = store
         self._on_ready = on_ready
+        self._keepalive = keepalive or KeepalivePolicy()
+        # Times the feed (re)connected and took a full snapshot; 1 while nothing dropped.
+        self.snapshots = 0
         self._ready = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -64,9 +75,7 @@ class RepoFeed:
                     self._addr,
                     options=[
                         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
-                        ("grpc.keepalive_time_ms", 30_000),
-                        ("grpc.keepalive_timeout_ms", 10_000),
-                        ("grpc.keepalive_permit_without_calls", 1),
+                        *self._keepalive.client_options(),
                     ],
                 ) as channel:
                     stub = channel.unary_stream(
@@ -99,6 +108,7 @@ class RepoFeed:
                         log.warning("repo %s is behind this mirror (%s); retrying", self._addr, watermark)
                         return
                     self._store.reset(snapshot, watermark)
+                    self.snapshots += 1
                     snapshot = []
                     backoff.reset()
                     await self._set_ready(True)

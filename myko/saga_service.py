@@ -13,7 +13,7 @@ import asyncio
 import logging
 
 from myko.app import App
-from myko.client import Client
+from myko.client import Client, channel_options
 from myko.dead_letter import DeadLetters, dead_letter_topic
 from myko.errors import TopicRewritten
 from myko.lifecycle import Lifecycle
@@ -50,7 +50,9 @@ class SagaService(Lifecycle):
             on_rewritten=self._rewritten,
         )
         self.fence = StoreFence(self.reader, self.store)
-        self.commands = Client(command_addr=settings.command_addr)
+        self.commands = Client(
+            command_addr=settings.command_addr, channel_options=channel_options(settings.keepalive)
+        )
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
         config = SagaConfig(

@@ -35,13 +35,15 @@ class GrpcServer:
                 # A port already in use must fail the start, not be shared
                 # silently with another server (gRPC's default on Linux).
                 ("grpc.so_reuseport", 0),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.http2.max_pings_without_data", 0),
-                ("grpc.keepalive_permit_without_calls", 1),
-                # Accept the clients' keepalive pings (RepoFeed, gateway): idle
-                # long-lived streams must survive load balancers that drop quiet
-                # connections (Swarm's after ~15 minutes).
-                ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+                # Accept the clients' keepalive pings and ping them back (see there).
+                *settings.keepalive.server_options(),
+                # Calls gRPC holds until this process picks them up. gRPC's
+                # default (1,000, then dropping at random up to 3,000) ended
+                # bursts of new Watches with CANCELLED and no log line while
+                # the event loop was busy starting evaluations (issue 12,
+                # finding 6); equal soft and hard limits never drop below it.
+                ("grpc.server.max_pending_requests", settings.max_streams),
+                ("grpc.server.max_pending_requests_hard_limit", settings.max_streams),
             ]
         )
         self.health = health_aio.HealthServicer()

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
 from myko.errors import ConfigError
+from myko.keepalive import DEFAULT_TIME_MS, DEFAULT_TIMEOUT_MS, KeepalivePolicy
 
 DEFAULT_PORTS = {
     "command": 50051,
@@ -80,6 +81,13 @@ class _Env:
     def list(self, name: builtins.str, default: builtins.str = "") -> tuple[builtins.str, ...]:
         return tuple(p.strip() for p in self._env.get(name, default).split(",") if p.strip())
 
+    def keepalive(self) -> KeepalivePolicy:
+        """The one keepalive policy (myko/keepalive.py); set the same values on every service."""
+        return KeepalivePolicy(
+            time_ms=self.int("MYKO_KEEPALIVE_TIME_MS", DEFAULT_TIME_MS, minimum=100),
+            timeout_ms=self.int("MYKO_KEEPALIVE_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, minimum=100),
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class KafkaSettings:
@@ -133,6 +141,10 @@ class ServerSettings:
     instance_id: str = ""
     # Transport limit; larger requests get RESOURCE_EXHAUSTED from gRPC itself.
     max_message_bytes: int = 8 * 1024 * 1024
+    # Open server streams per process (Watch, Subscribe); more get RESOURCE_EXHAUSTED.
+    # Also how many new calls gRPC may queue before the process picks them up.
+    max_streams: int = 10_000
+    keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Topic name before the prefix; records that cannot be decoded are copied
@@ -156,6 +168,8 @@ class ServerSettings:
             "app_module": e.required("MYKO_APP", "name the module exposing your `app: myko.App`"),
             "instance_id": e.opt_str("MYKO_INSTANCE_ID") or f"{service}-{socket.gethostname()}",
             "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
+            "max_streams": e.int("MYKO_MAX_STREAMS", 10_000, minimum=1),
+            "keepalive": e.keepalive(),
             "log_level": level,
             "kafka": KafkaSettings.from_env(src),
             "quarantine_topic": e.str("MYKO_QUARANTINE_TOPIC", "myko.quarantine"),
@@ -267,6 +281,8 @@ class GatewaySettings:
     ui_dist: str = "ui/dist"
     # Idle LiveBus sessions get a heartbeat this often so dead connections are noticed.
     live_heartbeat_ms: int = 10_000
+    # Keepalive of the channels to the buses (myko/keepalive.py).
+    keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
     # Optional: the application module (MYKO_APP). Imported only so its message types
     # are known, which lets LiveBus drop unknown fields from query/report payloads
@@ -319,6 +335,7 @@ class GatewaySettings:
             cors_origins=tuple(o.rstrip("/") for o in origins),
             ui_dist=e.str("MYKO_UI_DIST", "ui/dist"),
             live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),
+            keepalive=e.keepalive(),
             log_level=level,
             app_module=e.opt_str("MYKO_APP"),
             pass_headers=_header_names(e, "MYKO_GATEWAY_PASS_HEADERS", ",".join(cls.pass_headers)),

@@ -30,7 +30,8 @@ class Gateway:
                 Upstream.COMMAND: settings.command_addr,
                 Upstream.QUERY: settings.query_addr,
                 Upstream.REPORT: settings.report_addr,
-            }
+            },
+            keepalive=settings.keepalive,
         )
         self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
         self.hub = FeedHub(self._upstreams, settings, self.admission)

@@ -13,12 +13,9 @@ from typing import Any
 import grpc
 
 from myko.gateway.routes import Upstream
+from myko.keepalive import KeepalivePolicy
 
-# Detects a dead backend connection within seconds instead of at the next call.
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.keepalive_time_ms", 20_000),
-    ("grpc.keepalive_timeout_ms", 10_000),
-    ("grpc.keepalive_permit_without_calls", 0),
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.max_send_message_length", 16 * 1024 * 1024),
     # Reconnect quickly after a backend restart (default max backoff is 120 s).
@@ -30,9 +27,12 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 class Upstreams:
     """One HTTP/2 channel per backend; every browser call multiplexes over it."""
 
-    def __init__(self, addrs: Mapping[Upstream, str]) -> None:
+    def __init__(self, addrs: Mapping[Upstream, str], *, keepalive: KeepalivePolicy | None = None) -> None:
         self._addrs = dict(addrs)
-        self._channels = {u: grpc.aio.insecure_channel(a, options=_CHANNEL_OPTIONS) for u, a in addrs.items()}
+        # Keepalive notices a dead backend connection within seconds instead of at
+        # the next call, with the period the servers accept (myko/keepalive.py).
+        options = [*(keepalive or KeepalivePolicy()).client_options(), *_CHANNEL_OPTIONS]
+        self._channels = {u: grpc.aio.insecure_channel(a, options=options) for u, a in addrs.items()}
 
     def unary(self, upstream: Upstream, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
         return self._channels[upstream].unary_unary(
