@@ -11,7 +11,19 @@ a local one alike.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
+
+# Client text echoed in an error message (a type name, an id, a tx) is cut to
+# this many characters: a 1 MB type URL must not come back as a 1 MB status.
+ECHO_MAX_CHARS = 80
+
+
+def clip(text: str, limit: int = ECHO_MAX_CHARS) -> str:
+    """`text` as it may appear in an error message: quoted, and cut to `limit` characters."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class MykoError(Exception):
@@ -45,7 +57,7 @@ class UnknownType(MykoError):
     known: `kind` and `type_name` are then empty."""
 
     def __init__(self, kind: str, type_name: str, *, message: str = "") -> None:
-        super().__init__(message or f"unknown {kind} type {type_name!r}")
+        super().__init__(message or f"unknown {kind} type {clip(type_name)}")
         self.kind = kind
         self.type_name = type_name
 
@@ -76,6 +88,15 @@ class ResourceExhausted(MykoError):
 
 class ServerError(MykoError):
     """A server failed for a reason of its own (INTERNAL, UNKNOWN, DATA_LOSS): a bug there."""
+
+
+class InternalError(ServerError):
+    """Raised by a server for its own fault. The caller sees only a reference;
+    the details are logged under it."""
+
+    def __init__(self, ref: str | None = None) -> None:
+        self.ref = ref or uuid.uuid4().hex[:12]
+        super().__init__(f"internal error (ref {self.ref})")
 
 
 class Unavailable(MykoError):

@@ -17,7 +17,7 @@ from typing import Any
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
-from myko.errors import MykoError
+from myko.errors import InternalError, MykoError, clip
 
 log = logging.getLogger(__name__)
 
@@ -79,14 +79,19 @@ class SharedEvaluation:
             self._payload = self._build(value, self._seq)
             self._built_at = self._hub.position()
         except Exception as exc:
-            log.exception("cannot serialise live value for %s", self._key)
             self._on_error(exc)
             return
         for sink in self._sinks:
             sink.put(self._payload)
 
     def _on_error(self, exc: Exception) -> None:
-        self._error = exc if isinstance(exc, MykoError) else MykoError(f"evaluation failed: {exc}")
+        if isinstance(exc, MykoError):
+            self._error = exc
+        else:
+            # The handler's own text stays here: callers get a reference to it.
+            internal = InternalError()
+            log.error("live evaluation %s failed (ref %s)", _describe(self._key), internal.ref, exc_info=exc)
+            self._error = internal
         for sink in self._sinks:
             sink.fail(self._error)
         self._hub._forget(self._key, self)
@@ -169,6 +174,13 @@ class Subscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _describe(key: Hashable) -> str:
+    """A key for a log line: (type name, parameters) with the parameters cut short."""
+    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], bytes):
+        return f"{key[0]} {clip(key[1].hex(), 64)}"
+    return clip(str(key), 120)
 
 
 class _Nothing:

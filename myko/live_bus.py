@@ -7,6 +7,7 @@ the full ordered array of entities, a report one typed value.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any
 
@@ -17,7 +18,15 @@ from reactivex import Observable
 
 from myko.app import HandlerRegistry
 from myko.command_bus import type_name_of
-from myko.errors import InvalidArgument, MykoError, UnknownType
+from myko.errors import (
+    DeadlineExceeded,
+    InternalError,
+    InvalidArgument,
+    MykoError,
+    ResourceExhausted,
+    UnknownType,
+    clip,
+)
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
 from myko.repo import Store
@@ -25,7 +34,12 @@ from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.v1 import item_pb2, query_pb2, report_pb2
 from myko.watermark import Watermark
 
+log = logging.getLogger(__name__)
+
+# The longest a call waits for a fence or a Get for its first value (less when
+# the caller's deadline is nearer); then DEADLINE_EXCEEDED.
 MAX_FENCE_WAIT_S = 10.0
+DEFAULT_MAX_STREAMS = 10_000
 
 
 def _pack(msg: Message) -> any_pb2.Any:
@@ -35,11 +49,21 @@ def _pack(msg: Message) -> any_pb2.Any:
 
 
 class LiveBus:
-    def __init__(self, *, kind: LiveKind, registry: HandlerRegistry[Any], store: Store, hub: LiveHub) -> None:
+    def __init__(
+        self,
+        *,
+        kind: LiveKind,
+        registry: HandlerRegistry[Any],
+        store: Store,
+        hub: LiveHub,
+        max_streams: int = DEFAULT_MAX_STREAMS,
+    ) -> None:
         self.kind = kind
         self._registry = registry
         self._store = store
         self._hub = hub
+        self._max_streams = max_streams
+        self._streams = 0
 
     def _build(self, name: str) -> Any:
         store = self._store
@@ -69,13 +93,13 @@ class LiveBus:
             raise UnknownType(self.kind.value, name)
         try:
             params = reg.message.FromString(packed.value)
-        except DecodeError as exc:
-            raise InvalidArgument(self.kind.value, f"cannot decode as {name}: {exc}") from None
+        except DecodeError:
+            raise InvalidArgument(self.kind.value, f"cannot decode as {name}") from None
         if fence.positions:
-            remaining = context.time_remaining()
-            limit = MAX_FENCE_WAIT_S if remaining is None else min(MAX_FENCE_WAIT_S, remaining)
-            await self._store.wait_for(Watermark.from_proto(fence).positions, timeout_s=limit)
-        key = (name, params.SerializeToString(deterministic=True))
+            await self._store.wait_for(
+                Watermark.from_proto(fence).positions, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S)
+            )
+        key = (name, canonical_bytes(params))
 
         def make_source() -> Observable[Any]:
             try:
@@ -83,11 +107,21 @@ class LiveBus:
             except MykoError:
                 raise
             except Exception as exc:
-                raise MykoError(
-                    f"{self.kind.value} handler for {name} failed: {type(exc).__name__}: {exc}"
-                ) from exc
+                internal = InternalError()
+                log.error(
+                    "%s handler for %s failed (ref %s)", self.kind.value, name, internal.ref, exc_info=exc
+                )
+                raise internal from exc
             if not isinstance(source, Observable):
-                raise MykoError(f"{self.kind.value} handler for {name} must return an Observable")
+                internal = InternalError()
+                log.error(
+                    "%s handler for %s returned %s, not an Observable (ref %s)",
+                    self.kind.value,
+                    name,
+                    type(source).__name__,
+                    internal.ref,
+                )
+                raise internal
             return source
 
         return self._hub.open(key, make_source, self._build(name))
@@ -95,13 +129,54 @@ class LiveBus:
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx
     ) -> AsyncIterator[bytes]:
-        with await self.open(packed, fence, context) as sub:
-            while True:
-                yield await sub.next()
+        if self._streams >= self._max_streams:
+            raise ResourceExhausted(
+                f"this {self.kind.value} service has {self._streams} open streams, its limit"
+                " (MYKO_MAX_STREAMS); retry later or on another replica"
+            )
+        self._streams += 1
+        try:
+            with await self.open(packed, fence, context) as sub:
+                while True:
+                    yield await sub.next()
+        finally:
+            self._streams -= 1
 
     async def get(self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx) -> bytes:
         with await self.open(packed, fence, context) as sub:
-            return await asyncio.wait_for(sub.next(), MAX_FENCE_WAIT_S)
+            limit = _wait_limit(context, MAX_FENCE_WAIT_S)
+            try:
+                async with asyncio.timeout(limit):
+                    return await sub.next()
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    f"{self.kind.value} {name_of(packed)} produced no result within {limit:.1f}s"
+                ) from None
+
+    @property
+    def open_streams(self) -> int:
+        return self._streams
+
+
+def canonical_bytes(params: Message) -> bytes:
+    """The evaluation key of a query's or report's parameters.
+
+    Unknown fields are dropped (a client cannot split one evaluation into many by
+    appending fields nobody reads) and the encoding is deterministic, so equal
+    parameters give equal keys however the client encoded them.
+    """
+    params.DiscardUnknownFields()
+    return params.SerializeToString(deterministic=True)
+
+
+def name_of(packed: any_pb2.Any) -> str:
+    return clip(packed.type_url.rsplit("/", 1)[-1])
+
+
+def _wait_limit(context: Ctx, cap_s: float) -> float:
+    """How long a call may wait: `cap_s`, or less when the caller's deadline is nearer."""
+    remaining = context.time_remaining()
+    return cap_s if remaining is None else max(0.0, min(cap_s, remaining))
 
 
 _REQUESTS: dict[LiveKind, type[Message]] = {
@@ -124,5 +199,8 @@ def register_live_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
     register_service(
         server,
         bus.kind.service,
-        {"Watch": stream_method(watch, request_cls), "Get": unary_method(get, request_cls)},
+        {
+            "Watch": stream_method(watch, request_cls, name=f"{bus.kind.service}/Watch"),
+            "Get": unary_method(get, request_cls, name=f"{bus.kind.service}/Get"),
+        },
     )

@@ -26,11 +26,18 @@ class LiveService(Lifecycle):
         self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
         self.hub = LiveHub(position=lambda: self.store.watermark)
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
-        self.bus = LiveBus(kind=kind, registry=registry, store=self.store, hub=self.hub)
+        self.bus = LiveBus(
+            kind=kind, registry=registry, store=self.store, hub=self.hub, max_streams=settings.max_streams
+        )
         self.grpc = GrpcServer(
             settings, service_names=[kind.service], register=[lambda s: register_live_bus(s, self.bus)]
         )
-        self.feed = RepoFeed(repo_addr=settings.repo_addr, store=self.store, on_ready=self.grpc.set_serving)
+        self.feed = RepoFeed(
+            repo_addr=settings.repo_addr,
+            store=self.store,
+            on_ready=self.grpc.set_serving,
+            keepalive=settings.keepalive,
+        )
 
     async def start(self) -> None:
         await self.grpc.start()

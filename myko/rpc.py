@@ -30,8 +30,9 @@ def _decoder(cls: type[Message]) -> Callable[[bytes], Any]:
     def decode(data: bytes) -> Any:
         try:
             return cls.FromString(data)
-        except (DecodeError, ValueError) as exc:
-            return _Undecodable(f"request is not a valid {cls.DESCRIPTOR.full_name}: {exc}")
+        except (DecodeError, ValueError):
+            # Not the parser's own text: it says nothing a caller can act on.
+            return _Undecodable(f"request is not a valid {cls.DESCRIPTOR.full_name}")
 
     return decode
 
@@ -46,18 +47,26 @@ def _encode(reply: bytes | Message) -> bytes:
 
 
 def unary_method(
-    fn: Callable[[Req, Ctx], Awaitable[bytes | Message]], request_cls: type[Req]
+    fn: Callable[[Req, Ctx], Awaitable[bytes | Message]], request_cls: type[Req], *, name: str | None = None
 ) -> grpc.RpcMethodHandler[Any, Any]:
+    """`name` (service/method) labels the method's log lines."""
     return grpc.unary_unary_rpc_method_handler(
-        unary(fn, check=_checked), request_deserializer=_decoder(request_cls), response_serializer=_encode
+        unary(fn, check=_checked, name=name),
+        request_deserializer=_decoder(request_cls),
+        response_serializer=_encode,
     )
 
 
 def stream_method(
-    fn: Callable[[Req, Ctx], AsyncIterator[bytes | Message]], request_cls: type[Req]
+    fn: Callable[[Req, Ctx], AsyncIterator[bytes | Message]],
+    request_cls: type[Req],
+    *,
+    name: str | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_stream_rpc_method_handler(
-        streaming(fn, check=_checked), request_deserializer=_decoder(request_cls), response_serializer=_encode
+        streaming(fn, check=_checked, name=name),
+        request_deserializer=_decoder(request_cls),
+        response_serializer=_encode,
     )
 
 

@@ -3,12 +3,22 @@
 Servers answer a MykoError with `code_of(exc)` (the `unary`/`streaming`
 wrappers); clients turn a status back into a MykoError with `error_of`, so a
 round trip through a server keeps the class, the message and `retriable`.
+
+Callers never see internal text: an `InternalError`, a bare `MykoError` that
+no subclass names, a `ConfigError` and any unexpected exception become
+INTERNAL "internal error (ref R)", with the details logged server-side under R
+(a `ServerError` relayed from another Myko server keeps that server's
+message: it was made safe there). Every stream that ends with an error status,
+or for an unexpected reason, leaves one log line naming the method, the
+status, the peer and how long it ran.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,6 +28,7 @@ from myko.errors import (
     ConfigError,
     Conflict,
     DeadlineExceeded,
+    InternalError,
     InvalidArgument,
     MykoError,
     PermissionDenied,
@@ -65,11 +76,40 @@ _ERRORS: dict[grpc.StatusCode, Callable[[str], MykoError]] = {
 }
 
 
+# The caller's mistake (or a limit it hit): logged at INFO, not as our fault.
+CLIENT_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
+# grpc-message travels in an HTTP/2 trailer; every message we build is far
+# shorter, this only guards against a future one that echoes too much.
+MAX_DETAILS_CHARS = 1024
+
+
 def code_of(exc: MykoError) -> grpc.StatusCode:
     for cls in type(exc).__mro__:
         if cls in CODES:
             return CODES[cls]
     return grpc.StatusCode.INTERNAL
+
+
+def status_of(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a caller gets for `exc`; internal details are logged, not sent."""
+    if isinstance(exc, MykoError):
+        code = code_of(exc)
+        if code is not grpc.StatusCode.INTERNAL or isinstance(exc, ServerError):
+            return code, exc.message[:MAX_DETAILS_CHARS]
+    internal = InternalError()
+    log.error("unexpected error in %s (ref %s)", where, internal.ref, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, internal.message
 
 
 def error_of(code: grpc.StatusCode, details: str) -> MykoError:
@@ -104,26 +144,33 @@ def _no_check(request: Any) -> None:
     pass
 
 
+def _peer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    try:
+        return str(context.peer())
+    except Exception:  # the call may be gone already
+        return "?"
+
+
 def unary(
     fn: Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
     *,
     check: Check = _no_check,
+    name: str | None = None,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
     """Wrap a unary method: MykoError -> its status; anything else -> INTERNAL.
     `check(request)` runs first, under the same mapping."""
+    where = name or fn.__qualname__
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
         try:
             check(request)
             return await fn(request, context)
-        except MykoError as exc:
-            await context.abort(code_of(exc), exc.message)
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            log.exception("unexpected error in %s", fn.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except Exception as exc:
+            code, details = status_of(exc, where)
+            await context.abort(code, details)
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -133,21 +180,45 @@ def streaming(
     fn: Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
     *,
     check: Check = _no_check,
+    name: str | None = None,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
-    """Wrap a server-streaming method the same way."""
+    """Wrap a server-streaming method the same way, and log how an abnormal end happened."""
+    where = name or fn.__qualname__
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Resp]:
+        started = time.monotonic()
+        sent = 0
         try:
             check(request)
             async for item in fn(request, context):
                 yield item
-        except MykoError as exc:
-            await context.abort(code_of(exc), exc.message)
+                sent += 1
         except grpc.aio.AbortError:
             raise
-        except Exception:
-            log.exception("unexpected error in %s", fn.__qualname__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        except asyncio.CancelledError:
+            # The client went away (or the server is stopping): a stream's normal end.
+            log.debug(
+                "stream %s from %s cancelled after %.1fs, %d messages",
+                where,
+                _peer(context),
+                time.monotonic() - started,
+                sent,
+            )
+            raise
+        except Exception as exc:
+            code, details = status_of(exc, where)
+            level = logging.INFO if code in CLIENT_CODES else logging.WARNING
+            log.log(
+                level,
+                "stream %s from %s ended %s after %.1fs, %d messages: %s",
+                where,
+                _peer(context),
+                code.name,
+                time.monotonic() - started,
+                sent,
+                details,
+            )
+            await context.abort(code, details)
 
     return wrapper
