@@ -145,3 +145,47 @@ def test_watch_in_virtual_time() -> None:
     assert all(isinstance(m.value, OnNext) for m in observer.messages)
     names = [(m.time, [t.name for t in cast(OnNext[list[Target]], m.value).value]) for m in observer.messages]
     assert names == [(200, []), (300, ["A"]), (400, ["A", "Z"])]  # disposed before 500
+
+
+def test_watch_by_equal_fields_matches_a_scan_through_every_change() -> None:
+    """Indexed selection (equal=) gives what the same filter as a scan gives, at every step."""
+    store = Store(registry())
+    repo = store.of(Target)
+
+    def zoned(
+        tid: str, zone: str, status: int = entities_pb2.TARGET_STATUS_ACTIVE, version: int = 1
+    ) -> Target:
+        t = target(tid, f"n-{tid}", status, version)
+        t.zone_id = zone
+        return t
+
+    store.apply_events([set_ev(zoned("a", "z1"), 0), set_ev(zoned("b", "z2"), 1)], wm(2))
+    indexed: list[list[str]] = []
+    scanned: list[list[str]] = []
+    active_in_z1 = {"zone_id": "z1", "status": entities_pb2.TARGET_STATUS_ACTIVE}
+    repo.watch(equal=active_in_z1).subscribe(lambda ts: indexed.append([t.item.id for t in ts]))
+    repo.watch(where=lambda t: t.zone_id == "z1" and t.status == entities_pb2.TARGET_STATUS_ACTIVE).subscribe(
+        lambda ts: scanned.append([t.item.id for t in ts])
+    )
+    by_id: list[list[str]] = []
+    repo.watch(equal={"item.id": "c"}).subscribe(lambda ts: by_id.append([t.item.id for t in ts]))
+    steps = [
+        [set_ev(zoned("c", "z1"), 2)],  # joins
+        [set_ev(zoned("b", "z1", version=2), 3)],  # moves in
+        [set_ev(zoned("a", "z2", version=2), 4)],  # moves out
+        [set_ev(zoned("c", "z1", entities_pb2.TARGET_STATUS_PAUSED, 2), 5)],  # other field leaves
+        [del_ev("b", 6)],
+        [set_ev(zoned("b", "z1", version=3), 7)],  # back after a delete
+    ]
+    for i, events in enumerate(steps):
+        store.apply_events(events, wm(8 + i))
+        assert indexed == scanned
+        # A watch started now, from the maintained index, agrees as well.
+        assert [t.item.id for t in repo.find(active_in_z1)] == scanned[-1]
+    assert scanned[-1] == ["b"]
+    assert by_id == [[], ["c"], ["c"]]
+    assert repo.find({"zone_id": "nowhere"}) == []
+    # The same through a reset (what a reconnecting mirror does).
+    store.reset([set_ev(zoned("d", "z1"), 20)], wm(21))
+    assert indexed[-1] == scanned[-1] == ["d"]
+    assert [t.item.id for t in repo.find({"zone_id": "z2"})] == []

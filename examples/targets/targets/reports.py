@@ -36,11 +36,12 @@ def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_p
     if r.zone_id:
         validation.entity_id(r.zone_id, "zone_id")
     zones = repos.of(entities_pb2.Zone).watch(
-        where=(lambda z: z.item.id == r.zone_id) if r.zone_id else None,
+        equal={"item.id": r.zone_id} if r.zone_id else None,
         order_by=lambda z: (z.name.casefold(), z.item.id),
     )
     targets = repos.of(entities_pb2.Target).watch(
-        where=(lambda t: t.zone_id == r.zone_id) if r.zone_id else (lambda t: bool(t.zone_id))
+        equal={"zone_id": r.zone_id} if r.zone_id else None,
+        where=None if r.zone_id else (lambda t: bool(t.zone_id)),
     )
 
     def total(pair: tuple[list[entities_pb2.Zone], list[entities_pb2.Target]]) -> reports_pb2.ZoneTotalsValue:
