@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError, Message
 
+from myko import input_rules
 from myko.app import App
 from myko.command_context import CommandContext
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
-from myko.errors import Conflict, InvalidArgument, MykoError, Unavailable, UnknownType
+from myko.errors import Conflict, InternalError, InvalidArgument, MykoError, Unavailable, UnknownType, clip
 from myko.publisher import FencedError, Proposal, TransactionalPublisher
 from myko.repo import Store
 from myko.retry import Backoff
@@ -37,23 +37,15 @@ log = logging.getLogger(__name__)
 
 
 def parse_tx(raw: str) -> str:
-    """The canonical lower-case form of a UUID, or INVALID_ARGUMENT naming `tx`."""
-    if not raw:
-        raise InvalidArgument("tx", "is required (a UUID chosen by the caller)")
-    try:
-        parsed = uuid.UUID(raw)
-    except ValueError:
-        raise InvalidArgument("tx", f"{raw[:64]!r} is not a UUID") from None
-    if len(raw) != 36:
-        raise InvalidArgument("tx", f"{raw[:64]!r} must be in canonical 8-4-4-4-12 form")
-    return str(parsed)
+    """The canonical lower-case form of a UUID, or INVALID_ARGUMENT naming `tx` (input_rules.tx)."""
+    return input_rules.tx(raw)
 
 
 def type_name_of(type_url: str, field_name: str) -> str:
     if not type_url:
         raise InvalidArgument(field_name, "is required (a google.protobuf.Any)")
     if "/" not in type_url:
-        raise InvalidArgument(field_name, f"type_url {type_url[:200]!r} has no '/'")
+        raise InvalidArgument(field_name, f"type_url {clip(type_url)} has no '/'")
     return type_url.rsplit("/", 1)[1]
 
 
@@ -204,8 +196,7 @@ class CommandBus:
                     except MykoError:
                         raise
                     except Exception as exc:
-                        log.exception("command handler for %s failed (tx %s)", name, tx)
-                        raise MykoError(f"handler for {name} failed: {type(exc).__name__}") from exc
+                        raise _handler_failed(name, tx, exc) from exc
                 sub = _Submission(
                     Proposal(tx=tx, digest=digest, command_type=name, events=ctx.events()),
                     reads=ctx.reads,
@@ -356,8 +347,14 @@ def _call(handler: object, command: Message, ctx: CommandContext, name: str, tx:
     except MykoError:
         raise
     except Exception as exc:
-        log.exception("command handler for %s failed (tx %s)", name, tx)
-        raise MykoError(f"handler for {name} failed: {type(exc).__name__}") from exc
+        raise _handler_failed(name, tx, exc) from exc
+
+
+def _handler_failed(name: str, tx: str, exc: Exception) -> InternalError:
+    """A handler's own exception: logged with a reference; the caller gets INTERNAL and the reference."""
+    internal = InternalError()
+    log.error("command handler for %s failed (tx %s, ref %s)", name, tx, internal.ref, exc_info=exc)
+    return internal
 
 
 def _answer(sub: _Submission, digest: bytes, result: command_pb2.CommandResult) -> None:

@@ -9,6 +9,7 @@ from typing import TypeVar, cast
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
+from myko import input_rules
 from myko.conflicts import ChangeTracker, Key
 from myko.errors import InvalidArgument
 from myko.events import del_event, set_event
@@ -78,8 +79,7 @@ class CommandContext:
         if self._store.entities.get(name) is None:
             raise InvalidArgument("entity", f"{name} is not a registered entity")
         item: item_pb2.MItem = entity.item  # type: ignore[attr-defined]
-        if not item.id:
-            raise InvalidArgument("id", "must not be empty")
+        input_rules.entity_id(item.id, "id")
         current = self.get(type(entity), item.id)
         new = _copy(entity)
         meta: item_pb2.MItem = new.item  # type: ignore[attr-defined]

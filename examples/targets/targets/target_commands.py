@@ -10,11 +10,14 @@ from .validation import finite
 
 handlers = Handlers()
 
+# hit_count is an int64.
+MAX_HITS = 2**63 - 1
+
 
 def _build(
     cmd: commands_pb2.SetTarget, ctx: CommandContext, prefix: str = "", salt: str = ""
 ) -> entities_pb2.Target:
-    target_id = cmd.id or ctx.new_id(salt)
+    target_id = validation.entity_id(cmd.id, prefix + "id") if cmd.id else ctx.new_id(salt)
     current = ctx.get(entities_pb2.Target, target_id)
     if cmd.expected_version:
         found = current.item.version if current is not None else 0
@@ -22,12 +25,15 @@ def _build(
             raise Rejected(
                 f"{prefix}expected_version: target {target_id} is at version {found}, not {cmd.expected_version}"
             )
+    if cmd.zone_id:
+        # Malformed is INVALID_ARGUMENT here; missing is the reference check's FAILED_PRECONDITION.
+        validation.entity_id(cmd.zone_id, prefix + "zone_id")
     target = entities_pb2.Target(
         name=validation.name(cmd.name, prefix + "name"),
         status=validation.status(cmd.status, prefix + "status", default=entities_pb2.TARGET_STATUS_ACTIVE),  # type: ignore[arg-type]
         score=finite(cmd.score, prefix + "score"),
         hit_count=current.hit_count if current is not None else 0,
-        tags=sorted({t.strip() for t in cmd.tags if t.strip()}),
+        tags=validation.tags(list(cmd.tags), prefix + "tags"),
         zone_id=cmd.zone_id,
     )
     target.item.id = target_id
@@ -41,21 +47,24 @@ def set_target(cmd: commands_pb2.SetTarget, ctx: CommandContext) -> None:
 
 @handlers.command(commands_pb2.DeleteTarget)
 def delete_target(cmd: commands_pb2.DeleteTarget, ctx: CommandContext) -> None:
-    if not cmd.id:
-        raise InvalidArgument("id", "must not be empty")
+    validation.entity_id(cmd.id)
     # Deleting what is already gone succeeds and changes nothing.
     ctx.delete(entities_pb2.Target, cmd.id)
 
 
 @handlers.command(commands_pb2.RecordHits)
 def record_hits(cmd: commands_pb2.RecordHits, ctx: CommandContext) -> None:
-    if not cmd.id:
-        raise InvalidArgument("id", "must not be empty")
+    validation.entity_id(cmd.id)
     if cmd.count <= 0:
         raise InvalidArgument("count", "must be positive")
     target = ctx.get(entities_pb2.Target, cmd.id)
     if target is None:
         raise Rejected(f"target {cmd.id} does not exist")
+    # A valid count that the current total cannot take: a state conflict, not bad input.
+    if target.hit_count > MAX_HITS - cmd.count:
+        raise Rejected(
+            f"count: target {cmd.id} has {target.hit_count} hits; {cmd.count} more would exceed {MAX_HITS}"
+        )
     target.hit_count += cmd.count
     ctx.set(target)
 

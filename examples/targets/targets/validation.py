@@ -1,14 +1,20 @@
-"""Field checks shared by the example's command handlers."""
+"""Field checks shared by the example's commands, queries and reports.
+
+Ids and texts follow the framework's one set of input rules (myko.input_rules),
+so an id SetTarget accepts is one TargetsInZone and ZoneTotals accept too.
+"""
 
 from __future__ import annotations
 
 import math
 
-from myko import InvalidArgument
+from myko import InvalidArgument, input_rules
 from targets.v1 import entities_pb2
 
 MAX_NAME = 200
-MAX_ID = 128
+MAX_DESCRIPTION = 2000
+MAX_TAG = 64
+MAX_TAGS = 32
 STATUSES = {
     v.number
     for v in entities_pb2.TargetStatus.DESCRIPTOR.values
@@ -17,12 +23,21 @@ STATUSES = {
 
 
 def name(value: str, field: str = "name") -> str:
-    value = value.strip()
-    if not value:
-        raise InvalidArgument(field, "must not be empty")
-    if len(value) > MAX_NAME:
-        raise InvalidArgument(field, f"is {len(value)} characters; at most {MAX_NAME}")
-    return value
+    return input_rules.text(value, field, max_chars=MAX_NAME)
+
+
+def description(value: str, field: str = "description") -> str:
+    return input_rules.text(value, field, max_chars=MAX_DESCRIPTION, multiline=True, required=False)
+
+
+def tags(values: list[str], field: str = "tags") -> list[str]:
+    """Trimmed, blank ones dropped, sorted and unique; at most MAX_TAGS."""
+    if len(values) > MAX_TAGS:
+        raise InvalidArgument(field, f"has {len(values)} entries; at most {MAX_TAGS}")
+    out = {
+        input_rules.text(t, f"{field}[{i}]", max_chars=MAX_TAG, required=False) for i, t in enumerate(values)
+    }
+    return sorted(out - {""})
 
 
 def status(value: int, field: str = "status", *, default: int | None = None) -> int:
@@ -40,11 +55,5 @@ def finite(value: float, field: str) -> float:
 
 
 def entity_id(value: str, field: str = "id") -> str:
-    """An id as a parameter: no blanks or control characters, at most MAX_ID characters."""
-    if not value:
-        raise InvalidArgument(field, "must not be empty")
-    if len(value) > MAX_ID:
-        raise InvalidArgument(field, f"is {len(value)} characters; at most {MAX_ID}")
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise InvalidArgument(field, f"{value[:64]!r} contains blanks or control characters")
-    return value
+    """An id as a parameter or reference: the framework's id rule."""
+    return input_rules.entity_id(value, field)
