@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 from gateway_fakes import eventually
 from google.protobuf import timestamp_pb2
-from targets.v1 import entities_pb2
+from myko_client import Clients
+from targets.v1 import entities_pb2, queries_pb2
 
 from myko.app import App
 from myko.events import set_event
@@ -95,4 +98,43 @@ async def test_two_thousand_watches_at_once_on_a_large_store(example_app: App, z
         # The clients are gone: so are their streams and evaluations.
         await eventually(lambda: svc.bus.open_streams == 0 and len(svc.hub) == 0, timeout_s=10)
     finally:
+        await svc.stop()
+
+
+async def test_watches_past_the_stream_limit_are_refused_and_logged(
+    example_app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="myko.status")
+    svc = LiveService(
+        QuerySettings(service="query", app_module="targets", port=0, max_streams=3),
+        example_app,
+        kind=LiveKind.QUERY,
+    )
+    await svc.grpc.start()
+    await svc.grpc.set_serving()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{svc.grpc.port}")
+    clients = Clients(command=channel, query=channel)
+    streams = [clients.watch(queries_pb2.TargetsInZone(zone_id=f"z{i}")) for i in range(3)]
+    try:
+        async with asyncio.timeout(10):
+            for s in streams:
+                await s.read()
+            streams.append(clients.watch(queries_pb2.AllTargets()))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await streams[3].read()
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "MYKO_MAX_STREAMS" in (err.value.details() or "")
+            # The server said why, in one line.
+            (line,) = [r.getMessage() for r in caplog.records if "ended RESOURCE_EXHAUSTED" in r.getMessage()]
+            assert "myko.v1.QueryBus/Watch" in line
+            # A closed stream frees its place.
+            streams[0].cancel()
+            await eventually(lambda: svc.bus.open_streams == 2)
+            again = clients.watch(queries_pb2.AllZones())
+            streams.append(again)
+            await again.read()
+    finally:
+        for s in streams:
+            s.cancel()
+        await channel.close(None)
         await svc.stop()
