@@ -109,7 +109,9 @@ def _drain(queue: asyncio.Queue[Any]) -> list[Any]:
 
 
 async def test_idle_watches_outlive_many_keepalive_periods(fast_stack: InProcessStack) -> None:
-    channel = lambda port: grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=FAST.client_options())  # noqa: E731
+    def channel(port: int) -> grpc.aio.Channel:
+        return grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=FAST.client_options())
+
     clients = Clients(
         command=channel(fast_stack.command.grpc.port),
         query=channel(fast_stack.query.grpc.port),
@@ -213,7 +215,7 @@ async def test_pings_faster_than_the_server_accepts_end_in_goaway() -> None:
         f"127.0.0.1:{server.port}", options=KeepalivePolicy(time_ms=300, timeout_ms=2000).client_options()
     )
     try:
-        call = channel.unary_stream("/test.Quiet/Watch")(b"")
+        call = channel.unary_stream("/test.Quiet/Watch", None, None)(b"")
         assert await call.read() == b"first"
         with pytest.raises(grpc.aio.AioRpcError) as ended:
             async with asyncio.timeout(15):
@@ -221,5 +223,5 @@ async def test_pings_faster_than_the_server_accepts_end_in_goaway() -> None:
         assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "ping" in (ended.value.details() or "").lower()
     finally:
-        await channel.close()
+        await channel.close(None)
         await server.stop(0)
