@@ -160,7 +160,7 @@ def _hostile_app() -> App:
         return reactivex.throw(ValueError(SECRET))
 
     @app.query(queries_pb2.AllZones)
-    def silent(q: queries_pb2.AllZones, repos: Store) -> Observable[list[Message]]:
+    def silent(q: queries_pb2.AllZones, repos: Store) -> Observable[list[entities_pb2.Zone]]:
         return reactivex.never()
 
     return app
