@@ -25,7 +25,7 @@ from myko.app import App
 from myko.command_context import CommandContext
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
-from myko.errors import Conflict, InternalError, InvalidArgument, MykoError, Unavailable, UnknownType, clip
+from myko.errors import Conflict, InternalError, InvalidArgument, MykoError, Unavailable, UnknownType, echo
 from myko.publisher import FencedError, Proposal, TransactionalPublisher
 from myko.repo import Store
 from myko.retry import Backoff
@@ -45,7 +45,7 @@ def type_name_of(type_url: str, field_name: str) -> str:
     if not type_url:
         raise InvalidArgument(field_name, "is required (a google.protobuf.Any)")
     if "/" not in type_url:
-        raise InvalidArgument(field_name, f"type_url {clip(type_url)} has no '/'")
+        raise InvalidArgument(field_name, f"type_url {echo(type_url)} has no '/'")
     return type_url.rsplit("/", 1)[1]
 
 

@@ -14,17 +14,6 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-# Client text echoed in an error message (a type name, an id, a tx) is cut to
-# this many characters: a 1 MB type URL must not come back as a 1 MB status.
-ECHO_MAX_CHARS = 80
-
-
-def clip(text: str, limit: int = ECHO_MAX_CHARS) -> str:
-    """`text` as it may appear in an error message: quoted, and cut to `limit` characters."""
-    if len(text) <= limit:
-        return repr(text)
-    return f"{text[:limit]!r}... ({len(text)} characters)"
-
 
 class MykoError(Exception):
     retriable: bool = False
@@ -57,7 +46,7 @@ class UnknownType(MykoError):
     known: `kind` and `type_name` are then empty."""
 
     def __init__(self, kind: str, type_name: str, *, message: str = "") -> None:
-        super().__init__(message or f"unknown {kind} type {clip(type_name)}")
+        super().__init__(message or f"unknown {kind} type {echo(type_name)}")
         self.kind = kind
         self.type_name = type_name
 

@@ -14,7 +14,7 @@ import re
 import unicodedata
 import uuid
 
-from myko.errors import InvalidArgument, clip
+from myko.errors import InvalidArgument, echo
 
 MAX_ID_CHARS = 128
 # Letters, digits and - _ . ~ : @ (URL- and log-safe, no blanks, nothing to escape).
@@ -38,7 +38,7 @@ def entity_id(value: str, field: str = "id") -> str:
         raise InvalidArgument(field, f"is {len(value)} characters; at most {MAX_ID_CHARS}")
     if not _ID.fullmatch(value):
         raise InvalidArgument(
-            field, f"{clip(value)} may hold only {ID_CHARSET} (no blanks or control characters)"
+            field, f"{echo(value)} may hold only {ID_CHARSET} (no blanks or control characters)"
         )
     return value
 
@@ -71,7 +71,7 @@ def tx(raw: str) -> str:
     if not raw:
         raise InvalidArgument("tx", "is required (a UUID chosen by the caller)")
     if not _TX.fullmatch(raw):
-        raise InvalidArgument("tx", f"{clip(raw)} is not a UUID in 8-4-4-4-12 form (e.g. {uuid.uuid4()})")
+        raise InvalidArgument("tx", f"{echo(raw)} is not a UUID in 8-4-4-4-12 form (e.g. {uuid.uuid4()})")
     canonical = raw.lower()
     if canonical == _NIL_TX:
         raise InvalidArgument("tx", "must not be the nil UUID: choose a fresh one per command")

@@ -17,7 +17,7 @@ from typing import Any
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
-from myko.errors import InternalError, MykoError, clip
+from myko.errors import InternalError, MykoError, echo
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ class Subscription:
 def _describe(key: Hashable) -> str:
     """A key for a log line: (type name, parameters) with the parameters cut short."""
     if isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], bytes):
-        return f"{key[0]} {clip(key[1].hex(), 64)}"
-    return clip(str(key), 120)
+        return f"{key[0]} {echo(key[1].hex(), 64)}"
+    return echo(str(key), 120)
 
 
 class _Nothing:

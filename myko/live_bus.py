@@ -25,7 +25,7 @@ from myko.errors import (
     MykoError,
     ResourceExhausted,
     UnknownType,
-    clip,
+    echo,
 )
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
@@ -170,7 +170,7 @@ def canonical_bytes(params: Message) -> bytes:
 
 
 def name_of(packed: any_pb2.Any) -> str:
-    return clip(packed.type_url.rsplit("/", 1)[-1])
+    return echo(packed.type_url.rsplit("/", 1)[-1])
 
 
 def _wait_limit(context: Ctx, cap_s: float) -> float:

@@ -41,7 +41,7 @@ from reactivex import operators as ops
 from myko.command_context import CommandContext
 from myko.contract import Reference, references
 from myko.entities import EntityRegistry
-from myko.errors import ConfigError, InvalidArgument, Rejected, clip
+from myko.errors import ConfigError, InvalidArgument, Rejected, echo
 from myko.repo import Store
 from myko.saga_event import SagaEvent
 from myko.v1 import item_pb2, relations_pb2
@@ -143,7 +143,7 @@ class Relations:
     def cascade_delete(self, cmd: relations_pb2.CascadeDelete, ctx: CommandContext) -> None:
         cascade = self._cascades.get(cmd.relation)
         if cascade is None:
-            raise InvalidArgument("relation", f"no cascading reference named {clip(cmd.relation)}")
+            raise InvalidArgument("relation", f"no cascading reference named {echo(cmd.relation)}")
         if not cmd.owner_id:
             raise InvalidArgument("owner_id", "must not be empty")
         if len(cmd.ids) > CASCADE_BATCH:
@@ -160,7 +160,7 @@ class Relations:
     def ensure_child(self, cmd: relations_pb2.EnsureChild, ctx: CommandContext) -> None:
         ensure = self._ensures.get(cmd.relation)
         if ensure is None:
-            raise InvalidArgument("relation", f"no ensured child named {clip(cmd.relation)}")
+            raise InvalidArgument("relation", f"no ensured child named {echo(cmd.relation)}")
         if not cmd.owner_id:
             raise InvalidArgument("owner_id", "must not be empty")
         owner = ctx.get(ensure.owner, cmd.owner_id)

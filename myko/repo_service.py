@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from myko.app import App
-from myko.errors import InvalidArgument, TopicRewritten, Unavailable, clip
+from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
 from myko.lifecycle import Lifecycle
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -57,7 +57,7 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
     known = set(store.entities.names())
     unknown = [t for t in requested if t not in known]
     if unknown:
-        named = ", ".join(clip(t) for t in unknown[:5])
+        named = ", ".join(echo(t) for t in unknown[:5])
         raise InvalidArgument(
             "types", f"{len(unknown)} unknown entity types ({named}); known: {sorted(known)}"
         )
@@ -89,7 +89,7 @@ def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyn
 
     async def get(req: repo_pb2.RepoGetRequest, ctx: Ctx) -> repo_pb2.RepoGetResponse:
         if store.entities.get(req.type) is None:
-            raise InvalidArgument("type", f"unknown entity type {clip(req.type)}")
+            raise InvalidArgument("type", f"unknown entity type {echo(req.type)}")
         if not caught_up.is_set():
             raise Unavailable("repo_svc is still reading the topics; retry")
         repo = store.repo(req.type)

@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from myko import input_rules
-from myko.errors import InvalidArgument, clip
+from myko.errors import InvalidArgument, echo
 
 U = "3f2b8c1e-9a4d-4c6e-8f10-2b3c4d5e6f70"
 
@@ -81,7 +81,7 @@ def test_tx_is_canonical_uuid_text_only() -> None:
         assert len(err.value.message) < 200
 
 
-def test_clip_bounds_echoed_client_text() -> None:
-    assert clip("abc") == "'abc'"
-    long = clip("y" * 1_000_000)
+def test_echo_bounds_echoed_client_text() -> None:
+    assert echo("abc") == "'abc'"
+    long = echo("y" * 1_000_000)
     assert len(long) < 120 and "1000000 characters" in long
