@@ -48,7 +48,9 @@ def register_command_bus(server: grpc.aio.Server, service: CommandService) -> No
         return await service.forward(req, ctx)
 
     register_service(
-        server, "myko.v1.CommandBus", {"Execute": unary_method(execute, command_pb2.CommandRequest)}
+        server,
+        "myko.v1.CommandBus",
+        {"Execute": unary_method(execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute")},
     )
 
 

@@ -101,8 +101,10 @@ def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyn
         server,
         "myko.v1.RepoService",
         {
-            "Subscribe": stream_method(subscribe, repo_pb2.RepoSubscribeRequest),
-            "Get": unary_method(get, repo_pb2.RepoGetRequest),
+            "Subscribe": stream_method(
+                subscribe, repo_pb2.RepoSubscribeRequest, name="myko.v1.RepoService/Subscribe"
+            ),
+            "Get": unary_method(get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get"),
         },
     )
 
