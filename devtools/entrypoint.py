@@ -2,7 +2,7 @@
 
     python -m devtools.entrypoint [SERVICE]       # SERVICE defaults to $MYKO_SERVICE
 
-Swarm hands secrets and configs to a container as files. For every
+The service's module comes from the catalogue (myko/catalogue.py). Swarm hands secrets and configs to a container as files. For every
 `MYKO_*_FILE` or `KAFKA_*_FILE` variable this sets the variable without the
 suffix to that file's contents (trailing newline dropped), the convention of the
 official database images: settings keep reading plain variables, and any of
@@ -18,17 +18,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from myko import catalogue
+from myko.catalogue import SERVICE_ENV
 from myko.errors import ConfigError
 
-SERVICE_ENV = "MYKO_SERVICE"
-SERVICE_MODULES: Mapping[str, str] = {
-    "command": "command_svc",
-    "repo": "repo_svc",
-    "query": "query_svc",
-    "report": "report_svc",
-    "saga": "saga_svc",
-    "gateway": "gateway",
-}
 # Only the settings' namespaces: other *_FILE variables belong to someone else.
 _FILE_PREFIXES = ("MYKO_", "KAFKA_")
 _FILE_SUFFIX = "_FILE"
@@ -52,10 +45,9 @@ def resolve_file_vars(env: Mapping[str, str]) -> dict[str, str]:
 
 def service_module(service: str) -> str:
     try:
-        return SERVICE_MODULES[service]
-    except KeyError:
-        choices = ", ".join(SERVICE_MODULES)
-        raise ConfigError(f"{SERVICE_ENV}={service!r} is not a service; choose one of {choices}") from None
+        return catalogue.service(service).module
+    except ConfigError as e:
+        raise ConfigError(f"{SERVICE_ENV}: {e.message}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

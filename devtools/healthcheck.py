@@ -22,11 +22,9 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from myko.settings import DEFAULT_PORTS
-
-SERVICE_ENV = "MYKO_SERVICE"
-# Services that speak HTTP rather than gRPC.
-HTTP_SERVICES = frozenset({"gateway"})
+from myko import catalogue
+from myko.catalogue import SERVICE_ENV
+from myko.errors import ConfigError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,15 +34,13 @@ class Verdict:
 
 
 def service_port(service: str, env: Mapping[str, str]) -> int:
-    """The port `service` listens on: the variable its settings read, else the default."""
-    if service not in DEFAULT_PORTS:
-        raise ValueError(f"unknown service {service!r}; expected one of {', '.join(sorted(DEFAULT_PORTS))}")
-    name = f"MYKO_{service.upper()}_PORT"
-    raw = env.get(name, "").strip()
+    """The port `service` listens on: the variable its settings read, else the catalogue's default."""
+    spec = catalogue.service(service)
+    raw = env.get(spec.port_env, "").strip()
     if not raw:
-        return DEFAULT_PORTS[service]
+        return spec.port
     if not raw.isdigit():
-        raise ValueError(f"{name}={raw!r} is not a port")
+        raise ValueError(f"{spec.port_env}={raw!r} is not a port")
     return int(raw)
 
 
@@ -78,10 +74,13 @@ def check_http(port: int, *, timeout_s: float) -> Verdict:
 
 def probe(service: str, env: Mapping[str, str], *, timeout_s: float) -> Verdict:
     try:
+        spec = catalogue.service(service)
         port = service_port(service, env)
+    except ConfigError as e:
+        return Verdict(healthy=False, detail=e.message)
     except ValueError as e:
         return Verdict(healthy=False, detail=str(e))
-    if service in HTTP_SERVICES:
+    if spec.http:
         return check_http(port, timeout_s=timeout_s)
     return check_grpc(port, timeout_s=timeout_s)
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from myko import catalogue
 from myko.app import App
 from myko.client import Client, channel_options
 from myko.command_bus import CommandBus
@@ -109,7 +110,9 @@ class CommandService(Lifecycle):
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
         )
         self.grpc = GrpcServer(
-            settings, service_names=["myko.v1.CommandBus"], register=[lambda s: register_command_bus(s, self)]
+            settings,
+            service_names=catalogue.COMMAND.grpc_services,
+            register=[lambda s: register_command_bus(s, self)],
         )
         # A client of the leader's CommandBus, while another replica leads.
         self._leader: Client | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from myko import catalogue
 from myko.app import App, HandlerRegistry
 from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
@@ -30,7 +31,9 @@ class LiveService(Lifecycle):
             kind=kind, registry=registry, store=self.store, hub=self.hub, max_streams=settings.max_streams
         )
         self.grpc = GrpcServer(
-            settings, service_names=[kind.service], register=[lambda s: register_live_bus(s, self.bus)]
+            settings,
+            service_names=catalogue.service(settings.service).grpc_services,
+            register=[lambda s: register_live_bus(s, self.bus)],
         )
         self.feed = RepoFeed(
             repo_addr=settings.repo_addr,

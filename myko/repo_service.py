@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from myko import catalogue
 from myko.app import App
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
 from myko.lifecycle import Lifecycle
@@ -139,7 +140,7 @@ class RepoService(Lifecycle):
         self.caught_up = asyncio.Event()
         self.grpc = GrpcServer(
             settings,
-            service_names=["myko.v1.RepoService"],
+            service_names=catalogue.REPO.grpc_services,
             register=[lambda s: register_repo_service(s, self.store, self.caught_up)],
         )
         self._entities = app.entities

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from myko import catalogue
 from myko.app import App
 from myko.client import Client, channel_options
 from myko.dead_letter import DeadLetters, dead_letter_topic
@@ -78,7 +79,7 @@ class SagaService(Lifecycle):
             for reg in app.sagas
         ]
         # Health only: saga_svc serves no API of its own.
-        self.grpc = GrpcServer(settings, service_names=[], register=[])
+        self.grpc = GrpcServer(settings, service_names=catalogue.SAGA.grpc_services, register=[])
 
     async def _rewritten(self, exc: TopicRewritten) -> None:
         # A saga's txs derive from event positions: reading a recreated topic

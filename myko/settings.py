@@ -15,17 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, Self
 
+from myko import catalogue
 from myko.errors import ConfigError
 from myko.keepalive import DEFAULT_TIME_MS, DEFAULT_TIMEOUT_MS, KeepalivePolicy
-
-DEFAULT_PORTS = {
-    "command": 50051,
-    "query": 50052,
-    "report": 50053,
-    "repo": 50054,
-    "saga": 50055,
-    "gateway": 8080,
-}
 
 
 class _Env:
@@ -160,11 +152,11 @@ class ServerSettings:
         level = e.str("MYKO_LOG_LEVEL", "INFO").upper()
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"MYKO_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
-        upper = service.upper()
+        spec = catalogue.service(service)
         return {
             "service": service,
             "host": e.str("MYKO_HOST", "127.0.0.1"),
-            "port": e.port(f"MYKO_{upper}_PORT", DEFAULT_PORTS[service]),
+            "port": e.port(spec.port_env, spec.port),
             "app_module": e.required("MYKO_APP", "name the module exposing your `app: myko.App`"),
             "instance_id": e.opt_str("MYKO_INSTANCE_ID") or f"{service}-{socket.gethostname()}",
             "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
@@ -217,14 +209,14 @@ class LiveSettings(ServerSettings):
     """query_svc and report_svc: live buses over a mirror of repo_svc."""
 
     SERVICE: ClassVar[str]
-    repo_addr: str = "127.0.0.1:50054"
+    repo_addr: str = catalogue.REPO.default_addr
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         e = _Env(os.environ if env is None else env)
         return cls(
             **cls._common(cls.SERVICE, env),  # type: ignore[arg-type]
-            repo_addr=e.addr("MYKO_REPO_ADDR", "127.0.0.1:50054"),
+            repo_addr=e.addr("MYKO_REPO_ADDR", catalogue.REPO.default_addr),
         )
 
 
@@ -240,8 +232,8 @@ class ReportSettings(LiveSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class SagaSettings(ServerSettings):
-    command_addr: str = "127.0.0.1:50051"
-    group_id: str = "myko-saga"
+    command_addr: str = catalogue.COMMAND.default_addr
+    group_id: str = catalogue.SAGA_GROUP_ID
     max_attempts: int = 5
     backoff_initial_ms: int = 200
     backoff_max_ms: int = 10_000
@@ -256,8 +248,8 @@ class SagaSettings(ServerSettings):
         e = _Env(os.environ if env is None else env)
         return cls(
             **cls._common("saga", env),  # type: ignore[arg-type]
-            command_addr=e.addr("MYKO_COMMAND_ADDR", "127.0.0.1:50051"),
-            group_id=e.str("MYKO_SAGA_GROUP_ID", "myko-saga"),
+            command_addr=e.addr("MYKO_COMMAND_ADDR", catalogue.COMMAND.default_addr),
+            group_id=e.str("MYKO_SAGA_GROUP_ID", catalogue.SAGA_GROUP_ID),
             max_attempts=e.int("MYKO_SAGA_MAX_ATTEMPTS", 5, minimum=1),
             backoff_initial_ms=e.int("MYKO_SAGA_BACKOFF_INITIAL_MS", 200, minimum=1),
             backoff_max_ms=e.int("MYKO_SAGA_BACKOFF_MAX_MS", 10_000, minimum=1),
@@ -271,10 +263,10 @@ class GatewaySettings:
     """The grpc-web gateway: where it listens, where the public buses are, what it serves."""
 
     host: str = "127.0.0.1"
-    port: int = DEFAULT_PORTS["gateway"]
-    command_addr: str = "127.0.0.1:50051"
-    query_addr: str = "127.0.0.1:50052"
-    report_addr: str = "127.0.0.1:50053"
+    port: int = catalogue.GATEWAY.port
+    command_addr: str = catalogue.COMMAND.default_addr
+    query_addr: str = catalogue.QUERY.default_addr
+    report_addr: str = catalogue.REPORT.default_addr
     # Origins allowed to call from another origin; "*" allows any. Empty: same origin only.
     cors_origins: tuple[str, ...] = ()
     # The built UI (vite build output); missing means API only.
@@ -328,10 +320,10 @@ class GatewaySettings:
                 raise ConfigError(f"MYKO_GATEWAY_CORS_ORIGINS entry {o!r} must be * or start with http(s)://")
         return cls(
             host=e.str("MYKO_HOST", "127.0.0.1"),
-            port=e.port("MYKO_GATEWAY_PORT", DEFAULT_PORTS["gateway"]),
-            command_addr=e.addr("MYKO_COMMAND_ADDR", "127.0.0.1:50051"),
-            query_addr=e.addr("MYKO_QUERY_ADDR", "127.0.0.1:50052"),
-            report_addr=e.addr("MYKO_REPORT_ADDR", "127.0.0.1:50053"),
+            port=e.port(catalogue.GATEWAY.port_env, catalogue.GATEWAY.port),
+            command_addr=e.addr("MYKO_COMMAND_ADDR", catalogue.COMMAND.default_addr),
+            query_addr=e.addr("MYKO_QUERY_ADDR", catalogue.QUERY.default_addr),
+            report_addr=e.addr("MYKO_REPORT_ADDR", catalogue.REPORT.default_addr),
             cors_origins=tuple(o.rstrip("/") for o in origins),
             ui_dist=e.str("MYKO_UI_DIST", "ui/dist"),
             live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),

@@ -18,8 +18,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from devtools import entrypoint, healthcheck
-from devtools.kafka_local import free_port
 from myko.errors import ConfigError
+from myko.local.ports import free_port
 
 
 @pytest.fixture
@@ -117,4 +117,4 @@ def test_file_variables_fail_loudly(tmp_path: Path) -> None:
 
 def test_the_entrypoint_refuses_an_unknown_service(capsys: pytest.CaptureFixture[str]) -> None:
     assert entrypoint.main(["kafka"]) == 2
-    assert "choose one of command, repo, query, report, saga, gateway" in capsys.readouterr().err
+    assert "choose one of repo, command, query, report, saga, gateway" in capsys.readouterr().err

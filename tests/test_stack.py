@@ -22,8 +22,8 @@ import pytest
 import yaml
 
 from devtools import entrypoint, healthcheck
+from myko import catalogue
 from myko.settings import (
-    DEFAULT_PORTS,
     CommandSettings,
     GatewaySettings,
     QuerySettings,
@@ -37,7 +37,8 @@ STACK = ROOT / "swarm" / "docker-stack.yml"
 KAFKA_POM = ROOT / "kafka" / "pom.xml"
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
-MYKO_SERVICES = ("command", "repo", "query", "report", "saga", "gateway")
+MYKO_SERVICES = tuple(spec.name for spec in catalogue.SERVICES)
+DEFAULT_PORTS = {spec.name: spec.port for spec in catalogue.SERVICES}
 SETTINGS: dict[str, Callable[[Mapping[str, str]], Any]] = {
     "command": CommandSettings.from_env,
     "repo": RepoSettings.from_env,
@@ -173,8 +174,10 @@ def test_the_stack_runs_kafka_and_every_myko_service(stack: dict[str, Any]) -> N
     assert set(stack["services"]) >= {*BROKERS, *MYKO_SERVICES}
 
 
-def test_the_image_runs_exactly_the_services_with_ports() -> None:
-    assert set(entrypoint.SERVICE_MODULES) == set(DEFAULT_PORTS) == set(MYKO_SERVICES)
+def test_every_catalogued_service_has_settings_and_an_entrypoint_module() -> None:
+    assert set(SETTINGS) == set(MYKO_SERVICES)
+    for name in MYKO_SERVICES:
+        assert entrypoint.service_module(name) == catalogue.service(name).module
 
 
 def test_only_the_gateway_publishes_a_port(stack: dict[str, Any]) -> None:
@@ -192,9 +195,9 @@ def test_every_variable_the_stack_sets_is_read_by_the_code(stack: dict[str, Any]
     _, read = _settings(stack, name)
     ours = {k for k in env if k.startswith(OWN_PREFIXES)}
     # *_FILE is consumed by the entrypoint, MYKO_SERVICE by the entrypoint and the probe.
-    unread = {k for k in ours - read if not k.endswith("_FILE")} - {entrypoint.SERVICE_ENV}
+    unread = {k for k in ours - read if not k.endswith("_FILE")} - {catalogue.SERVICE_ENV}
     assert not unread, f"{name} sets variables no code reads: {sorted(unread)}"
-    assert env[entrypoint.SERVICE_ENV] == name
+    assert env[catalogue.SERVICE_ENV] == name
 
 
 @pytest.mark.parametrize("name", MYKO_SERVICES)
@@ -240,9 +243,9 @@ def test_health_checks_probe_the_port_the_service_listens_on(stack: dict[str, An
     assert service["healthcheck"]["test"] == ["CMD", "python", "-m", "devtools.healthcheck"]
     env = _effective_env(stack, name)
     settings, _ = _settings(stack, name)
-    assert env[healthcheck.SERVICE_ENV] == name
+    assert env[catalogue.SERVICE_ENV] == name
     assert healthcheck.service_port(name, env) == settings.port
-    assert (name in healthcheck.HTTP_SERVICES) == (name == "gateway")
+    assert catalogue.service(name).http == (name == "gateway")
 
 
 @pytest.mark.parametrize("name", MYKO_SERVICES)

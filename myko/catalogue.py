@@ -1,0 +1,94 @@
+"""The service catalogue: every Myko service, its default port, how it is run and probed.
+
+The one place these facts are written. Settings take their default ports from
+here, each service registers the gRPC names listed here, the local stack
+(`myko run`, `make run`, the tests) starts services in this order from these
+modules, and the container entrypoint and health probe (devtools/) and the
+Swarm drift test (tests/test_stack.py) read it too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from myko.errors import ConfigError
+from myko.live_kind import LiveKind
+
+# The variable the container image reads to choose its service (devtools/entrypoint.py).
+SERVICE_ENV = "MYKO_SERVICE"
+# Base name of the sagas' consumer groups: one group per saga, `<prefix><base>.<saga>`.
+SAGA_GROUP_ID = "myko-saga"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec:
+    """One kind of service."""
+
+    # Its name everywhere: MYKO_SERVICE, MYKO_<NAME>_PORT, `myko serve <name>`, log files.
+    name: str
+    port: int
+    # `python -m <module>` runs it; part of the myko wheel.
+    module: str
+    # This repository's thin runner (`python -m command_svc`), which calls the same code.
+    runner: str
+    # gRPC services its server registers besides health and reflection; these and ""
+    # are the names its health service reports on.
+    grpc_services: tuple[str, ...] = ()
+    # The gateway speaks HTTP: probed with GET /healthz rather than gRPC health.
+    http: bool = False
+
+    @property
+    def port_env(self) -> str:
+        """The variable that overrides its port."""
+        return f"MYKO_{self.name.upper()}_PORT"
+
+    @property
+    def default_addr(self) -> str:
+        """Where a peer on the same host reaches it by default."""
+        return f"127.0.0.1:{self.port}"
+
+
+REPO = ServiceSpec(
+    name="repo",
+    port=50054,
+    module="myko.services.repo",
+    runner="repo_svc",
+    grpc_services=("myko.v1.RepoService",),
+)
+COMMAND = ServiceSpec(
+    name="command",
+    port=50051,
+    module="myko.services.command",
+    runner="command_svc",
+    grpc_services=("myko.v1.CommandBus",),
+)
+QUERY = ServiceSpec(
+    name="query",
+    port=50052,
+    module="myko.services.query",
+    runner="query_svc",
+    grpc_services=(LiveKind.QUERY.service,),
+)
+REPORT = ServiceSpec(
+    name="report",
+    port=50053,
+    module="myko.services.report",
+    runner="report_svc",
+    grpc_services=(LiveKind.REPORT.service,),
+)
+# Health only: saga_svc serves no API of its own.
+SAGA = ServiceSpec(name="saga", port=50055, module="myko.services.saga", runner="saga_svc")
+GATEWAY = ServiceSpec(name="gateway", port=8080, module="myko.services.gateway", runner="gateway", http=True)
+
+# Start order: repo first (query and report mirror it), the gateway last (it
+# forwards to the buses). Stopped in reverse.
+SERVICES: tuple[ServiceSpec, ...] = (REPO, COMMAND, QUERY, REPORT, SAGA, GATEWAY)
+
+
+def service(name: str) -> ServiceSpec:
+    """The service called `name`; ConfigError naming the choices otherwise."""
+    for spec in SERVICES:
+        if spec.name == name:
+            return spec
+    choices = ", ".join(s.name for s in SERVICES)
+    raise ConfigError(f"unknown service {name!r}; choose one of {choices}")
