@@ -20,6 +20,9 @@ PYTEST_ARGS ?=
 STAMP_PY := $(VENV)/.myko-setup
 STAMP_NPM := node_modules/.myko-setup
 STAMP_JARS := kafka/target/.myko-setup
+# Kafka's jars for this checkout: where the Kafka image is built from (kafka/Dockerfile),
+# and what the local Kafka of `make run` and the tests runs on (myko/local/kafka.py).
+export MYKO_KAFKA_JARS ?= $(CURDIR)/kafka/target/lib
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
@@ -56,7 +59,7 @@ $(STAMP_NPM): $(NPM_INPUTS)
 	touch $@
 
 $(STAMP_JARS): kafka/pom.xml $(STAMP_PY)
-	$(PY) -m devtools.kafka_local --resolve-only
+	$(PY) -m myko.local.kafka --resolve-only
 	touch $@
 
 gen: setup
@@ -73,12 +76,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# Strict mypy over the `files` listed in pyproject.toml that exist yet (mypy
-# refuses a missing path, and bench/ or a service may not be written yet).
+# Strict mypy over the `files` listed in pyproject.toml.
 typecheck: setup
-	paths=$$($(PY) -c 'import os, tomllib; cfg = tomllib.load(open("pyproject.toml", "rb")); \
-		print(" ".join(p for p in cfg["tool"]["mypy"]["files"] if os.path.exists(p)))'); \
-	$(VENV)/bin/mypy $$paths
+	$(VENV)/bin/mypy
 
 # The @myko/client npm tarball the wheel ships (myko new vendors it into a UI);
 # rebuilt when the package changes.
@@ -134,11 +134,15 @@ chromium:
 ui-build: setup
 	cd ui && npx vite build --logLevel warn
 
+# `myko run` for the example application (examples/targets, whose UI is ui/), with
+# its data and logs in .run/.
+MYKO_RUN := $(PY) -m myko run --project examples/targets --run-dir .run
+
 run: setup ui-build
-	$(PY) -m devtools.run $(ARGS)
+	$(MYKO_RUN) $(ARGS)
 
 run-cluster: setup ui-build
-	$(PY) -m devtools.run --cluster $(ARGS)
+	$(MYKO_RUN) --cluster $(ARGS)
 
 bench: setup
 	$(PY) -m bench $(ARGS)

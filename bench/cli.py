@@ -4,7 +4,7 @@
     python -m bench --quick         # small counts, to try changes to the bench itself
     python -m bench --no-write      # print only; leave docs/benchmarks.md alone
 
-Starts a local Kafka (devtools/kafka_local.py) unless KAFKA_BOOTSTRAP_SERVERS is
+Starts a local Kafka (myko/local/kafka.py) unless KAFKA_BOOTSTRAP_SERVERS is
 set, then repo_svc, command_svc and query_svc as processes on free ports with a
 fresh topic prefix, and stops all of it at the end. Service logs go to
 .run/bench/<prefix>/.
@@ -35,8 +35,10 @@ from bench.machine import describe_machine, local_kafka_version
 from bench.report import BenchResults, render_text, write_markdown
 from bench.services import MykoPorts, myko_stack
 from bench.throughput import ThroughputResult, measure_throughput
-from devtools.kafka_local import LocalKafka
-from devtools.procs import ROOT, Stack
+from myko.local.kafka import LocalKafka
+from myko.local.procs import Stack
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True, kw_only=True)

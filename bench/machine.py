@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from devtools.kafka_local import LIB_DIR
+from myko.local.kafka import default_jar_dir
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def _memory_gib() -> float:
 
 
 def local_kafka_version() -> str:
-    jars = sorted(LIB_DIR.glob("kafka_2.13-*.jar"))
+    jars = sorted(default_jar_dir().glob("kafka_2.13-*.jar"))
     if not jars:
         return "unknown"
     return "Apache Kafka " + jars[-1].name.removeprefix("kafka_2.13-").removesuffix(".jar")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from devtools.kafka_local import free_port
-from devtools.procs import ServiceProcess, Stack
+from myko import catalogue
+from myko.local.ports import free_port
+from myko.local.procs import ServiceProcess, Stack
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ def myko_stack(
     def service(short: str, port: int) -> ServiceProcess:
         return ServiceProcess(
             name=short,
-            module=f"{short}_svc",
+            module=catalogue.service(short).module,
             # Stable per run: it names command_svc's Kafka transactional id.
             env={**common, "MYKO_INSTANCE_ID": f"bench-{topic_prefix}{short}"},
             grpc_port=port,

@@ -1,7 +1,5 @@
-"""command_svc: `python -m command_svc` (settings: myko.settings.CommandSettings)."""
+"""command_svc: `python -m command_svc`, this repository's runner of myko.services.command."""
 
-from myko.command_service import CommandService
-from myko.runner import run
-from myko.settings import CommandSettings
+from myko.services.command import main
 
-run(CommandSettings, CommandService)
+main()

@@ -25,20 +25,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 
-from devtools.kafka_local import LocalKafka
-from devtools.procs import ROOT, Stack
-from devtools.run import busy_ports
-from devtools.topology import local_stack, port_of
+from myko import catalogue
+from myko.errors import ConfigError
+from myko.local.kafka import LocalKafka
+from myko.local.ports import busy_ports
+from myko.local.procs import Stack
+from myko.local.topology import check_port_shift, local_stack, port_of
 
+ROOT = Path(__file__).resolve().parent.parent
 FIRST_SHIFT = 3000
 SHIFT_STEP = 100
 HEALTHY_TIMEOUT_S = 180.0
-_SERVICES = ("command", "query", "report", "repo", "saga", "gateway")
 
 
 def _free_shift() -> int:
     for shift in range(FIRST_SHIFT, FIRST_SHIFT + 20 * SHIFT_STEP, SHIFT_STEP):
-        if not busy_ports(port_of(s, port_shift=shift) for s in _SERVICES):
+        try:
+            check_port_shift(shift)
+        except ConfigError:
+            continue  # the browser under test would refuse the gateway's port
+        if not busy_ports(port_of(s.name, port_shift=shift) for s in catalogue.SERVICES):
             return shift
     raise RuntimeError("no free block of service ports found")
 
@@ -99,10 +105,12 @@ def main() -> int:
         kafka.start()
         shift = _free_shift()
         services = local_stack(
+            app="targets",
             bootstrap_servers=kafka.bootstrap_servers,
             log_dir=run_dir / "logs",
             port_shift=shift,
             instance_prefix="e2e-",
+            cwd=ROOT,
             extra_env={"MYKO_UI_DIST": str(ROOT / "ui" / "dist"), "MYKO_GATEWAY_LIVE_HEARTBEAT_MS": "2000"},
         )
         stack = Stack(services, healthy_timeout_s=HEALTHY_TIMEOUT_S)

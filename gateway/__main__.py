@@ -1,5 +1,5 @@
-"""gateway: `python -m gateway` (settings: myko.settings.GatewaySettings)."""
+"""gateway: `python -m gateway`, this repository's runner of myko.services.gateway."""
 
-from myko.gateway.__main__ import main
+from myko.services.gateway import main
 
 main()

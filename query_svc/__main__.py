@@ -1,8 +1,5 @@
-"""query_svc: `python -m query_svc` (settings: myko.settings.QuerySettings)."""
+"""query_svc: `python -m query_svc`, this repository's runner of myko.services.query."""
 
-from myko.live_kind import LiveKind
-from myko.live_service import LiveService
-from myko.runner import run
-from myko.settings import QuerySettings
+from myko.services.query import main
 
-run(QuerySettings, lambda settings, app: LiveService(settings, app, kind=LiveKind.QUERY))
+main()

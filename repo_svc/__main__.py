@@ -1,7 +1,5 @@
-"""repo_svc: `python -m repo_svc` (settings: myko.settings.RepoSettings)."""
+"""repo_svc: `python -m repo_svc`, this repository's runner of myko.services.repo."""
 
-from myko.repo_service import RepoService
-from myko.runner import run
-from myko.settings import RepoSettings
+from myko.services.repo import main
 
-run(RepoSettings, RepoService)
+main()

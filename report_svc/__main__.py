@@ -1,8 +1,5 @@
-"""report_svc: `python -m report_svc` (settings: myko.settings.ReportSettings)."""
+"""report_svc: `python -m report_svc`, this repository's runner of myko.services.report."""
 
-from myko.live_kind import LiveKind
-from myko.live_service import LiveService
-from myko.runner import run
-from myko.settings import ReportSettings
+from myko.services.report import main
 
-run(ReportSettings, lambda settings, app: LiveService(settings, app, kind=LiveKind.REPORT))
+main()

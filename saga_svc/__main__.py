@@ -1,28 +1,5 @@
-"""saga_svc: `python -m saga_svc` (settings: myko.settings.SagaSettings)."""
+"""saga_svc: `python -m saga_svc`, this repository's runner of myko.services.saga."""
 
-from __future__ import annotations
+from myko.services.saga import main
 
-import logging
-import os
-import signal
-
-from myko.app import App
-from myko.runner import run
-from myko.saga_event import SagaEvent
-from myko.saga_service import SagaService
-from myko.settings import SagaSettings
-
-
-def _crash(event: SagaEvent) -> None:
-    # MYKO_SAGA_TEST_CRASH_AFTER_EXECUTE: the commands are acknowledged and the
-    # offset is not committed yet; die the way a killed container does.
-    logging.getLogger("saga_svc").warning("fault injection: SIGKILL after executing %s", event)
-    logging.shutdown()
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def build(settings: SagaSettings, app: App) -> SagaService:
-    return SagaService(settings, app, after_execute=_crash if settings.test_crash_after_execute else None)
-
-
-run(SagaSettings, build)
+main()

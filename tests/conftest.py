@@ -1,6 +1,6 @@
 """Fixtures: one real Kafka broker per test session, topics isolated per test.
 
-The broker is started from Maven Central jars by devtools/kafka_local.py, or
+The broker is started from Maven Central jars by myko/local/kafka.py, or
 taken from KAFKA_BOOTSTRAP_SERVERS when that is set. Each test gets its own
 MYKO_TOPIC_PREFIX, so tests share the broker but never each other's data.
 """
@@ -16,11 +16,11 @@ import grpc
 import pytest
 from myko_client import Clients
 
-from devtools.kafka_local import LocalKafka
 from myko.app import App
 from myko.command_service import CommandService
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
+from myko.local.kafka import LocalKafka
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
 

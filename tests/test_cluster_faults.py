@@ -1,7 +1,7 @@
 """`make run-cluster`'s topology under faults: a broker and one replica of every service die.
 
 The same processes `make run-cluster` starts (3 Kafka nodes, two replicas of
-each service, devtools/topology.py) run on free ports. Several clients send a
+each service, myko/local/topology.py) run on free ports. Several clients send a
 steady stream of commands, each with its own tx, retried on UNAVAILABLE,
 DEADLINE_EXCEEDED and ABORTED against either command replica until
 acknowledged. Watches are open on both query replicas and both report replicas.
@@ -39,12 +39,14 @@ from kafka_inspect import read_topic
 from myko_client import pack, unpack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
-from devtools.kafka_local import LocalKafka
-from devtools.procs import ServiceProcess
-from devtools.run import busy_ports
-from devtools.topology import SERVICES, cluster_stack
+from myko.catalogue import SERVICES
+from myko.errors import ConfigError
 from myko.events import H_TX
 from myko.leader import LEASE_TOPIC
+from myko.local.kafka import LocalKafka
+from myko.local.ports import busy_ports
+from myko.local.procs import ServiceProcess
+from myko.local.topology import check_port_shift, cluster_stack, port_of
 from myko.topics import TX_LOG
 from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
@@ -91,7 +93,11 @@ def _free_shift(kafka_ports: list[int]) -> int:
     rng = random.Random()
     for _ in range(50):
         shift = rng.randrange(2000, 12000, 10)
-        ports = [p + shift + d for p in (50051, 50052, 50053, 50054, 50055, 8080) for d in (0, 100)]
+        try:
+            check_port_shift(shift, replicas=2)
+        except ConfigError:
+            continue  # a gateway on a port browsers refuse
+        ports = [port_of(s.name, replica=r, port_shift=shift) for s in SERVICES for r in (1, 2)]
         if not busy_ports(ports) and not set(ports) & set(kafka_ports):
             return shift
     raise RuntimeError("no free port range for the cluster's services")
@@ -118,6 +124,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         print(f"kafka (3 nodes) ready in {time.monotonic() - began:.1f}s", flush=True)
         kafka_ports = [int(a.rsplit(":", 1)[1]) for a in kafka.bootstrap_servers.split(",")]
         services = cluster_stack(
+            app="targets",
             bootstrap_servers=kafka.bootstrap_servers,
             log_dir=tmp_path / "logs",
             extra_env={"MYKO_TOPIC_PREFIX": prefix},
@@ -461,7 +468,7 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
             leader = await _leader_replica(cluster)
             t_replicas = time.monotonic()
             # The leader's whole chain, so replica (3 - leader) of everything stays whole.
-            doomed = [f"{kind.short}-{leader}" for kind in SERVICES]
+            doomed = [f"{kind.name}-{leader}" for kind in SERVICES]
             for name in doomed:
                 await asyncio.to_thread(cluster.services[name].kill)
             print(f"{t_replicas - t0:5.1f}s SIGKILL {', '.join(doomed)} (command-{leader} led)", flush=True)

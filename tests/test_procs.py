@@ -1,4 +1,4 @@
-"""devtools.procs against real child processes: a tiny gRPC health server and an HTTP one.
+"""myko.local.procs against real child processes: a tiny gRPC health server and an HTTP one.
 
 Every test checks that nothing is left running, including a grandchild the
 service spawned (it must die with its parent's process group).
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from devtools.kafka_local import free_port
-from devtools.procs import ServiceExited, ServiceProcess, Stack
+from myko.local.ports import free_port
+from myko.local.procs import ServiceExited, ServiceProcess, Stack
 
 # A stand-in service. FAKE_MODE: "ok" serves SERVING after FAKE_DELAY_S;
 # "never" stays NOT_SERVING; "crash" exits 3 at once; "stubborn" ignores SIGTERM.

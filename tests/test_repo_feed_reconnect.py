@@ -15,11 +15,11 @@ import pytest
 from myko_client import Clients, Stream, items, new_tx
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from devtools.kafka_local import free_port
 from myko.app import App
 from myko.command_service import CommandService
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
+from myko.local.ports import free_port
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
 from myko.v1 import query_pb2

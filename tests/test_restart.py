@@ -11,8 +11,9 @@ import pytest
 from myko_client import Clients, items, new_tx, next_matching, visible
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from devtools.kafka_local import free_port
-from devtools.procs import ServiceProcess
+from myko import catalogue
+from myko.local.ports import free_port
+from myko.local.procs import ServiceProcess
 from myko.v1 import repo_pb2
 
 pytestmark = pytest.mark.kafka
@@ -33,7 +34,7 @@ class Procs:
         self.procs = {
             name: ServiceProcess(
                 name=name,
-                module=f"{name}_svc",
+                module=catalogue.service(name).module,
                 env={**base, "MYKO_INSTANCE_ID": f"{name}-{env['MYKO_TOPIC_PREFIX']}"},
                 grpc_port=self.ports[name],
                 log_path=logs / f"{name}.log",

@@ -15,10 +15,11 @@ from myko_client import items, next_matching, visible
 from saga_test_app import FAILURE
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from devtools.kafka_local import free_port
-from devtools.procs import ServiceProcess
+from myko import catalogue
 from myko.app import App, load_app
 from myko.dead_letter import H_ATTEMPTS, H_OFFSET, H_REASON, H_SAGA
+from myko.local.ports import free_port
+from myko.local.procs import ServiceProcess
 from myko.saga_service import SagaService
 from myko.settings import SagaSettings
 from myko.v1 import command_pb2
@@ -128,7 +129,7 @@ async def test_killed_before_commit_has_exactly_one_effect(stack: InProcessStack
     port = free_port()
     env = saga_env(stack, MYKO_SAGA_PORT=str(port), MYKO_SAGA_TEST_CRASH_AFTER_EXECUTE="1")
     svc = ServiceProcess(
-        name="saga", module="saga_svc", env=env, grpc_port=port, log_path=tmp_path / "saga.log"
+        name="saga", module=catalogue.SAGA.module, env=env, grpc_port=port, log_path=tmp_path / "saga.log"
     )
     kafka_bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
     prefix = env["MYKO_TOPIC_PREFIX"]

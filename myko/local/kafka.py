@@ -1,8 +1,13 @@
 """A real Apache Kafka (KRaft) cluster on 127.0.0.1, resolved from Maven Central.
 
-Used by `make run`, `make run-cluster` and the test fixtures. The jars come from
-`kafka/pom.xml` through Maven (cached in ~/.m2 and kafka/target/lib); storage is
-formatted fresh in a data directory and every broker runs as a child JVM.
+Used by `myko run`, `make run`, `make run-cluster` and the test fixtures. It
+needs `java` (17+) and, the first time, `mvn`: Maven resolves the pom shipped
+beside this module (kafka_pom.xml, a copy of this repository's kafka/pom.xml made
+by `make gen`) and copies every jar into a directory shared by every checkout
+and application on the machine: `~/.cache/myko/kafka/<pom digest>/` (under
+`$XDG_CACHE_HOME` when set; `MYKO_KAFKA_JARS` names another). Maven's own
+downloads stay in ~/.m2. Storage is formatted fresh in a data directory and
+every broker runs as a child JVM.
 
     with LocalKafka(data_dir=Path("/tmp/k")) as kafka:
         print(kafka.bootstrap_servers)
@@ -21,13 +26,15 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-ROOT = Path(__file__).resolve().parent.parent
-POM_DIR = ROOT / "kafka"
-LIB_DIR = POM_DIR / "target" / "lib"
+from myko.local.ports import free_port
+
+POM = Path(__file__).resolve().parent / "kafka_pom.xml"
+JARS_ENV = "MYKO_KAFKA_JARS"
 
 LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
@@ -47,12 +54,33 @@ LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
-def resolve_jars() -> Path:
-    """Fetch Kafka's jars with Maven; later calls reuse kafka/target/lib until the pom changes."""
-    stamp = LIB_DIR / ".pom-sha256"
-    digest = hashlib.sha256((POM_DIR / "pom.xml").read_bytes()).hexdigest()
-    if not stamp.exists() or stamp.read_text() != digest:
-        shutil.rmtree(LIB_DIR, ignore_errors=True)
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def default_jar_dir(env: Mapping[str, str] | None = None) -> Path:
+    """MYKO_KAFKA_JARS, else one cache directory per pom, so versions never mix."""
+    env = os.environ if env is None else env
+    if env.get(JARS_ENV, "").strip():
+        return Path(env[JARS_ENV].strip())
+    cache = Path(env.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache")
+    return cache / "myko" / "kafka" / _pom_digest()[:16]
+
+
+def resolve_jars(target: Path | None = None) -> Path:
+    """Kafka's jars in `target` (default_jar_dir()): fetched with Maven unless already there."""
+    target = target or default_jar_dir()
+    stamp = target / ".pom-sha256"
+    digest = _pom_digest()
+    if stamp.exists() and stamp.read_text() == digest:
+        return target
+    if shutil.which("mvn") is None:
+        raise RuntimeError("Maven (mvn) is not on the PATH: it fetches Kafka's jars the first time")
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Maven works on a copy: the installed pom may sit in a read-only site-packages.
+    with tempfile.TemporaryDirectory(prefix="myko-kafka-pom-") as work:
+        shutil.copyfile(POM, Path(work) / "pom.xml")
         subprocess.run(
             [
                 "mvn",
@@ -60,20 +88,14 @@ def resolve_jars() -> Path:
                 "-B",
                 "-Dstyle.color=never",
                 "dependency:copy-dependencies",
-                f"-DoutputDirectory={LIB_DIR}",
+                f"-DoutputDirectory={target}",
                 "-DincludeScope=runtime",
             ],
-            cwd=POM_DIR,
+            cwd=work,
             check=True,
         )
-        stamp.write_text(digest)
-    return LIB_DIR
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    stamp.write_text(digest)
+    return target
 
 
 @dataclass
@@ -96,11 +118,14 @@ class LocalKafka:
         heap_mb: int = 1024,
         base_port: int | None = None,
         start_timeout_s: float = 90.0,
+        jars: Path | None = None,
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="myko-kafka-"))
         self.heap_mb = heap_mb
         self.start_timeout_s = start_timeout_s
+        self._jar_target = jars
+        self._jar_dir: Path | None = None
         rf = min(3, nodes)
         self.replication_factor = rf
         self._nodes = []
@@ -152,7 +177,9 @@ class LocalKafka:
         return path
 
     def _java(self, n: _Node, main: str, *args: str) -> list[str]:
-        cp = os.pathsep.join(str(p) for p in sorted(resolve_jars().glob("*.jar")))
+        if self._jar_dir is None:
+            self._jar_dir = resolve_jars(self._jar_target)
+        cp = os.pathsep.join(str(p) for p in sorted(self._jar_dir.glob("*.jar")))
         return [
             os.environ.get("JAVA", "java"),
             f"-Xms{self.heap_mb // 2}m",
@@ -261,16 +288,19 @@ def _broker_answers(port: int) -> bool:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description="Run a local Apache Kafka (KRaft) cluster.")
+    ap = argparse.ArgumentParser(
+        prog="python -m myko.local.kafka", description="Run a local Apache Kafka (KRaft) cluster."
+    )
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--nodes", type=int, default=1)
     ap.add_argument("--base-port", type=int, default=9092)
     ap.add_argument("--resolve-only", action="store_true", help="only fetch the jars")
+    ap.add_argument("--jars", type=Path, default=None, help=f"jar directory (default: {default_jar_dir()})")
     args = ap.parse_args()
     if args.resolve_only:
-        print(resolve_jars())
+        print(resolve_jars(args.jars))
         return
-    kafka = LocalKafka(data_dir=args.data_dir, nodes=args.nodes, base_port=args.base_port)
+    kafka = LocalKafka(data_dir=args.data_dir, nodes=args.nodes, base_port=args.base_port, jars=args.jars)
     kafka.start()
     print(f"KAFKA_BOOTSTRAP_SERVERS={kafka.bootstrap_servers}", flush=True)
     stop = False

@@ -1,61 +1,64 @@
-"""`make run`: Kafka plus every Myko service and the gateway, on this machine.
+"""`myko run` (and `make run`): Kafka plus every Myko service and the gateway, on this machine.
 
-    python -m devtools.run            # 1 Kafka node on 9092, one of each service
-    python -m devtools.run --cluster  # 3 Kafka nodes on 19092.., two of each service
-    python -m devtools.run --fresh    # wipe the Kafka data under .run/ first
-    python -m devtools.run --port-shift 1000  # every port + 1000, beside another stack
+    myko run                     # 1 Kafka node on 9092, one of each service
+    myko run --cluster           # 3 Kafka nodes on 19092.., two of each service
+    myko run --fresh             # wipe the Kafka data under .run/ first
+    myko run --port-shift 1000   # every port + 1000, beside another stack
 
-With KAFKA_BOOTSTRAP_SERVERS set, that Kafka is used and none is started.
-MYKO_* variables are passed to every service (ports and peer addresses are set
-here, see devtools/topology.py). Logs go to .run/logs/<name>.log. Ctrl-C or
-SIGTERM stops the services (in reverse order), then Kafka. A service that dies
-while running is reported and the rest keep running, so a replica can be
-killed on purpose to watch the others carry on.
+With KAFKA_BOOTSTRAP_SERVERS set (or --no-kafka), that Kafka is used and none is
+started. MYKO_* variables are passed to every service (ports and peer addresses
+are set here, see myko/local/topology.py). Logs go to <run dir>/logs/<name>.log.
+Ctrl-C or SIGTERM stops the services (in reverse order), then Kafka. A service
+that dies while running is reported and the rest keep running, so a replica can
+be killed on purpose to watch the others carry on.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import signal
-import socket
+import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
-from devtools.kafka_local import LocalKafka
-from devtools.procs import ROOT, ServiceExited, ServiceProcess, Stack
-from devtools.topology import SERVICES, cluster_stack, local_stack, present
+from myko.errors import ConfigError
+from myko.local.kafka import LocalKafka
+from myko.local.ports import busy_ports
+from myko.local.procs import ServiceExited, ServiceProcess, Stack
+from myko.local.topology import cluster_stack, local_stack
 
-RUN_DIR = ROOT / ".run"
 KAFKA_PORT = 9092
 CLUSTER_KAFKA_PORT = 19092
 CLUSTER_KAFKA_NODES = 3
 HEALTHY_TIMEOUT_S = 180.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class LaunchOptions:
+    """What `myko run` starts, decided once from its arguments and environment."""
+
+    app: str  # MYKO_APP: the module exposing `app: myko.App`
+    run_dir: Path  # Kafka data and logs
+    project_dir: Path | None = None  # services start here, so `app` imports from it
+    ui_dist: Path | None = None  # the built UI the gateway serves, when there is one
+    cluster: bool = False
+    fresh: bool = False
+    port_shift: int = 0
+    # An external Kafka (KAFKA_BOOTSTRAP_SERVERS): none is started.
+    kafka: str = ""
+    # MYKO_* from the caller's environment, passed to every service.
+    passthrough: Mapping[str, str] | None = None
+
+
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     # SIGTERM takes the same path as Ctrl-C: unwind through the `finally` below.
     raise KeyboardInterrupt
-
-
-def busy_ports(ports: Iterable[int]) -> list[int]:
-    """Ports on 127.0.0.1 someone is listening on already."""
-    busy = []
-    for port in ports:
-        with socket.socket() as s:
-            # SO_REUSEADDR: a port in TIME_WAIT is free for our purposes; a listener is not.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                busy.append(port)
-    return busy
 
 
 def _rel(path: Path) -> str:
@@ -76,12 +79,13 @@ def _port(svc: ServiceProcess) -> int:
 
 def _summary(
     *,
+    options: LaunchOptions,
     bootstrap: str,
     kafka: LocalKafka | None,
     services: Sequence[ServiceProcess],
     log_dir: Path,
 ) -> str:
-    lines = ["", "Myko is running."]
+    lines = ["", f"Myko is running {options.app}."]
     where = f"local, data in {_rel(kafka.data_dir)}" if kafka else "external, from KAFKA_BOOTSTRAP_SERVERS"
     lines.append(f"  {'kafka':<11} {bootstrap}  ({where})")
     for svc in services:
@@ -89,19 +93,21 @@ def _summary(
             lines.append(f"  {svc.name:<11} {svc.address}")
         else:
             lines.append(f"  {svc.name:<11} http://127.0.0.1:{_port(svc)}/  (grpc-web gateway)")
-    missing = [k.module for k in SERVICES if not present(k)]
-    if missing:
-        lines.append(f"  not started (no <package>/__main__.py yet): {', '.join(missing)}")
     gateways = [s for s in services if s.grpc_port is None]
     if gateways:
         lines.append("")
-        lines.append("  UI:   " + "  ".join(f"http://127.0.0.1:{_port(g)}/" for g in gateways))
+        urls = "  ".join(f"http://127.0.0.1:{_port(g)}/" for g in gateways)
+        if options.ui_dist is None:
+            lines.append(f"  UI:   none built (no ui/dist); the gateway serves the API at {urls}")
+        else:
+            lines.append(f"  UI:   {urls}")
     lines.append(f"  Logs: {_rel(log_dir)}/<name>.log")
     if kafka:
         lines.append(f"        Kafka: {_rel(kafka.data_dir)}/node*/server.log")
     grpc_services = [s for s in services if s.grpc_port is not None]
     if grpc_services:
-        grpcurl = ".venv/bin/grpcurl" if (ROOT / ".venv/bin/grpcurl").exists() else "grpcurl"
+        local_grpcurl = Path(sys.executable).parent / "grpcurl"
+        grpcurl = _rel(local_grpcurl) if local_grpcurl.exists() else "grpcurl"
         first = next((s for s in grpc_services if s.name.startswith("query")), grpc_services[0])
         lines.append(f"  Try:  {grpcurl} -plaintext {first.address} list")
     lines.append("")
@@ -132,49 +138,37 @@ def _stop_kafka(kafka: LocalKafka, *, nodes: int) -> None:
     kafka.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m devtools.run", description="Run Kafka and the Myko services locally."
-    )
-    ap.add_argument("--cluster", action="store_true", help="3 Kafka nodes and two replicas of each service")
-    ap.add_argument("--fresh", action="store_true", help="delete the local Kafka data first")
-    ap.add_argument(
-        "--run-dir", type=Path, default=None, help="data and logs (default: .run/, or .run/shift-N/)"
-    )
-    ap.add_argument(
-        "--port-shift",
-        type=int,
-        default=0,
-        metavar="N",
-        help="add N to every port (Kafka's too), to run beside another stack",
-    )
-    args = ap.parse_args(argv)
-
-    # A shifted stack must not share Kafka data or logs with the unshifted one.
-    default_dir = RUN_DIR / f"shift-{args.port_shift}" if args.port_shift else RUN_DIR
-    run_dir: Path = (args.run_dir or default_dir).resolve()
+def launch(options: LaunchOptions) -> int:
+    """Start everything, print the addresses, supervise until Ctrl-C / SIGTERM; the exit code."""
+    run_dir = options.run_dir.resolve()
     log_dir = run_dir / "logs"
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    passthrough = {k: v for k, v in os.environ.items() if k.startswith("MYKO_")}
-    # Explicit, because a shell starting us in the background leaves SIGINT ignored.
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
-
+    extra_env = dict(options.passthrough or {})
+    if options.ui_dist is not None:
+        extra_env["MYKO_UI_DIST"] = str(options.ui_dist.resolve())
     kafka: LocalKafka | None = None
-    if not external:
-        data_dir = run_dir / ("kafka-cluster" if args.cluster else "kafka")
-        if args.fresh:
+    if not options.kafka:
+        data_dir = run_dir / ("kafka-cluster" if options.cluster else "kafka")
+        if options.fresh:
             shutil.rmtree(data_dir, ignore_errors=True)
         kafka = LocalKafka(
             data_dir=data_dir,
-            nodes=CLUSTER_KAFKA_NODES if args.cluster else 1,
-            base_port=(CLUSTER_KAFKA_PORT if args.cluster else KAFKA_PORT) + args.port_shift,
+            nodes=CLUSTER_KAFKA_NODES if options.cluster else 1,
+            base_port=(CLUSTER_KAFKA_PORT if options.cluster else KAFKA_PORT) + options.port_shift,
         )
-    bootstrap = external or (kafka.bootstrap_servers if kafka else "")
-    build = cluster_stack if args.cluster else local_stack
-    services = build(
-        bootstrap_servers=bootstrap, log_dir=log_dir, extra_env=passthrough, port_shift=args.port_shift
-    )
+    bootstrap = options.kafka or (kafka.bootstrap_servers if kafka else "")
+    build = cluster_stack if options.cluster else local_stack
+    try:
+        services = build(
+            app=options.app,
+            bootstrap_servers=bootstrap,
+            log_dir=log_dir,
+            extra_env=extra_env,
+            port_shift=options.port_shift,
+            cwd=options.project_dir,
+        )
+    except ConfigError as e:
+        print(f"myko run: {e.message}", file=sys.stderr)
+        return 2
 
     ports = [_port(s) for s in services]
     if kafka:
@@ -183,11 +177,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if busy:
         print(
             f"Ports already in use on 127.0.0.1: {', '.join(map(str, busy))}.\n"
-            "Is another `make run` (or a test stack) still running? Stop it, or set "
-            "KAFKA_BOOTSTRAP_SERVERS to use a Kafka that is already running.",
+            "Is another `myko run` / `make run` (or a test stack) still running? Stop it, pass "
+            "--port-shift, or set KAFKA_BOOTSTRAP_SERVERS to use a Kafka that is already running.",
             file=sys.stderr,
         )
         return 1
+
+    # Explicit, because a shell starting us in the background leaves SIGINT ignored.
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
 
     def progress(svc: ServiceProcess, took_s: float) -> None:
         print(f"  {svc.name:<11} healthy at {svc.address} ({took_s:.1f}s)", flush=True)
@@ -200,11 +198,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             kafka.start()
         print(f"Starting {len(services)} service(s); logs in {_rel(log_dir)}/ ...", flush=True)
         stack.start()
-        print(_summary(bootstrap=bootstrap, kafka=kafka, services=services, log_dir=log_dir), flush=True)
+        summary = _summary(
+            options=options, bootstrap=bootstrap, kafka=kafka, services=services, log_dir=log_dir
+        )
+        print(summary, flush=True)
         _supervise(stack)
     except KeyboardInterrupt:
         pass
-    except (ServiceExited, TimeoutError, RuntimeError, OSError) as e:
+    except (ServiceExited, TimeoutError, RuntimeError, OSError, subprocess.SubprocessError) as e:
         print(f"\nStartup failed: {e}", file=sys.stderr)
         code = 1
     finally:
@@ -219,7 +220,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             _stop_kafka(kafka, nodes=len(bootstrap.split(",")))
         print("Stopped.", flush=True)
     return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,9 +1,10 @@
 """Supervise Myko service processes: start, health-check, stop, kill, restart.
 
-Used by `make run` (devtools/run.py) and by the test fixtures, so both exercise
-the services exactly as an operator would: `python -m <module>` with env vars.
+Used by `myko run` / `make run` (myko/local/launcher.py) and by the test
+fixtures, so both exercise the services exactly as an operator would:
+`python -m <module>` with environment variables.
 
-    svc = ServiceProcess(name="query", module="query_svc", env={...},
+    svc = ServiceProcess(name="query", module="myko.services.query", env={...},
                          grpc_port=50052, log_path=Path(".run/logs/query.log"))
     with svc:              # start() + wait_healthy()
         ...                # stop() on exit: SIGTERM, then SIGKILL
@@ -29,8 +30,6 @@ from typing import IO
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-ROOT = Path(__file__).resolve().parent.parent
 
 # Dropped from the inherited environment so a service sees only the Myko/Kafka
 # settings its caller chose, never stray ones from the developer's shell.
@@ -76,7 +75,7 @@ class ServiceProcess:
         health_url: str | None = None,
         args: Sequence[str] = (),
         python: str = sys.executable,
-        cwd: Path = ROOT,
+        cwd: Path | None = None,
     ) -> None:
         if (grpc_port is None) == (health_url is None):
             raise ValueError(f"{name}: give exactly one of grpc_port or health_url")
@@ -88,6 +87,8 @@ class ServiceProcess:
         self.health_url = health_url
         self.args = tuple(args)
         self.python = python
+        # The application's project directory, so `MYKO_APP` imports from it even
+        # when not installed (`python -m` puts the working directory on sys.path).
         self.cwd = cwd
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None

@@ -1,0 +1,165 @@
+"""Which services a local Myko runs, on which ports, with which settings.
+
+`local_stack` is what `myko run` (and `make run`) starts; `cluster_stack` is
+`make run-cluster`: two replicas of every service over a 3-node Kafka. Tests
+reuse both. The lists are in the catalogue's start order (myko/catalogue.py).
+
+Both take `app`, the module exposing the application's `app: myko.App`
+(MYKO_APP), and `extra_env` for any other MYKO_* setting (log level, topic
+prefix, UI directory); Kafka, ports, peer addresses and instance ids are the
+topology's own. `port_shift` and `instance_prefix` let a test run a stack beside
+`make run`. A shift that would put a gateway on a port browsers refuse is a
+ConfigError (myko/local/ports.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from myko import catalogue
+from myko.catalogue import ServiceSpec
+from myko.errors import ConfigError
+from myko.local.ports import check_browser_ports
+from myko.local.procs import ServiceProcess
+
+# Replica n listens on the default port + (n - 1) * REPLICA_PORT_STEP (query-2: 50152).
+REPLICA_PORT_STEP = 100
+
+
+def port_of(name: str, *, replica: int = 1, port_shift: int = 0) -> int:
+    return catalogue.service(name).port + port_shift + (replica - 1) * REPLICA_PORT_STEP
+
+
+def check_port_shift(port_shift: int, *, replicas: int = 1) -> None:
+    """ConfigError unless every port of the shifted stack is valid and its UI ports browser-safe."""
+    ports = [
+        port_of(spec.name, replica=n, port_shift=port_shift)
+        for spec in catalogue.SERVICES
+        for n in range(1, replicas + 1)
+    ]
+    if min(ports) < 1024 or max(ports) > 65535:
+        raise ConfigError(f"--port-shift {port_shift} puts ports outside 1024-65535")
+    check_browser_ports(
+        (
+            port_of(spec.name, replica=n, port_shift=port_shift)
+            for spec in catalogue.SERVICES
+            if spec.http
+            for n in range(1, replicas + 1)
+        ),
+        what=f"--port-shift {port_shift}",
+    )
+
+
+def _replica(
+    spec: ServiceSpec,
+    *,
+    app: str,
+    replica: int,
+    name: str,
+    bootstrap_servers: str,
+    log_dir: Path,
+    port_shift: int,
+    instance_prefix: str,
+    extra_env: Mapping[str, str],
+    cwd: Path | None,
+) -> ServiceProcess:
+    def addr(peer: ServiceSpec) -> str:
+        return f"127.0.0.1:{port_of(peer.name, replica=replica, port_shift=port_shift)}"
+
+    port = port_of(spec.name, replica=replica, port_shift=port_shift)
+    env = {
+        **extra_env,
+        "MYKO_APP": app,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        spec.port_env: str(port),
+        # Each replica talks to its own sibling of the same number: replica 2 of
+        # query reads repo-2, so losing one repo replica leaves one path whole.
+        "MYKO_REPO_ADDR": addr(catalogue.REPO),
+        "MYKO_COMMAND_ADDR": addr(catalogue.COMMAND),
+        "MYKO_QUERY_ADDR": addr(catalogue.QUERY),
+        "MYKO_REPORT_ADDR": addr(catalogue.REPORT),
+        # Stable across restarts of this replica (it names Kafka transactional ids).
+        "MYKO_INSTANCE_ID": f"{instance_prefix}{name}",
+    }
+    if spec is catalogue.COMMAND:
+        # Where the other command replicas forward to this one while it leads.
+        env["MYKO_ADVERTISE_ADDR"] = f"127.0.0.1:{port}"
+    return ServiceProcess(
+        name=name,
+        module=spec.module,
+        env=env,
+        grpc_port=None if spec.http else port,
+        health_url=f"http://127.0.0.1:{port}/healthz" if spec.http else None,
+        log_path=log_dir / f"{name}.log",
+        cwd=cwd,
+    )
+
+
+def local_stack(
+    *,
+    app: str,
+    bootstrap_servers: str,
+    log_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    port_shift: int = 0,
+    instance_prefix: str = "",
+    cwd: Path | None = None,
+) -> list[ServiceProcess]:
+    """One of each service on the default ports (+ port_shift), named by service name."""
+    check_port_shift(port_shift)
+    return [
+        _replica(
+            spec,
+            app=app,
+            replica=1,
+            name=spec.name,
+            bootstrap_servers=bootstrap_servers,
+            log_dir=log_dir,
+            port_shift=port_shift,
+            instance_prefix=instance_prefix,
+            extra_env=extra_env or {},
+            cwd=cwd,
+        )
+        for spec in catalogue.SERVICES
+    ]
+
+
+def cluster_stack(
+    *,
+    app: str,
+    bootstrap_servers: str,
+    log_dir: Path,
+    extra_env: Mapping[str, str] | None = None,
+    port_shift: int = 0,
+    instance_prefix: str = "",
+    replicas: int = 2,
+    cwd: Path | None = None,
+) -> list[ServiceProcess]:
+    """`replicas` of each service, named `<service>-<n>` (also their MYKO_INSTANCE_ID).
+
+    Topics get replication factor 3 and min.insync.replicas 2, so the Kafka behind
+    `bootstrap_servers` needs at least 3 brokers.
+    """
+    check_port_shift(port_shift, replicas=replicas)
+    env = {
+        "MYKO_TOPIC_REPLICATION_FACTOR": "3",
+        "MYKO_TOPIC_MIN_INSYNC_REPLICAS": "2",
+        **(extra_env or {}),
+    }
+    return [
+        _replica(
+            spec,
+            app=app,
+            replica=n,
+            name=f"{spec.name}-{n}",
+            bootstrap_servers=bootstrap_servers,
+            log_dir=log_dir,
+            port_shift=port_shift,
+            instance_prefix=instance_prefix,
+            extra_env=env,
+            cwd=cwd,
+        )
+        for spec in catalogue.SERVICES
+        for n in range(1, replicas + 1)
+    ]

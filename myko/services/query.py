@@ -1,0 +1,19 @@
+"""query_svc: `python -m myko.services.query` (settings: myko.settings.QuerySettings)."""
+
+from myko.app import App
+from myko.live_kind import LiveKind
+from myko.live_service import LiveService
+from myko.runner import run
+from myko.settings import QuerySettings
+
+
+def build(settings: QuerySettings, app: App) -> LiveService:
+    return LiveService(settings, app, kind=LiveKind.QUERY)
+
+
+def main() -> None:
+    run(QuerySettings, build)
+
+
+if __name__ == "__main__":
+    main()
