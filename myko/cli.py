@@ -1,0 +1,166 @@
+"""The `myko` command: scaffold an application, generate its code, run it locally, serve one service.
+
+    myko new notes            # a new project in ./notes (protos, handlers, a test, a UI page)
+    myko gen [--check]        # Python (and TypeScript) from the project's .proto files
+    myko run [--port-shift N] # Kafka + every service + the gateway for the project; Ctrl-C stops all
+    myko serve command        # one service, configured by MYKO_* variables (what containers run)
+
+`gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
+working directory upwards, or take --project. docs/authoring.md walks through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from myko import catalogue
+from myko.errors import ConfigError
+from myko.project import Project, find_project, load_project
+
+PROG = "myko"
+
+
+def _project(arg: Path | None) -> Project:
+    return load_project(arg) if arg is not None else find_project(Path.cwd())
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from myko import scaffold
+
+    dest: Path = args.dir or Path.cwd() / args.name
+    written = scaffold.create(args.name, dest)
+    print(f"Created {args.name} in {dest} ({len(written)} files). Next:")
+    print(f"  cd {dest}")
+    print("  myko gen                      # generate Python (and TypeScript) from proto/")
+    print("  pip install -e '.[test]'      # the app, and pytest for its test")
+    print("  pytest                        # the scaffolded test, against a real Kafka")
+    print("  (cd ui && npm install && npm run build)   # the UI, once")
+    print("  myko run                      # Kafka, every service, the gateway and the UI")
+    return 0
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    from myko.codegen import generate_project
+
+    project = _project(args.project)
+    report = generate_project(project, check=args.check)
+    for note in report.notes:
+        print(f"myko gen: {note}", file=sys.stderr)
+    if report.problems:
+        print("generated code is stale; run `myko gen`:\n  " + "\n  ".join(report.problems), file=sys.stderr)
+        return 1
+    if not args.check:
+        for path in report.written:
+            print(f"wrote {_rel(path)}/")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from myko.local.launcher import LaunchOptions, launch
+
+    env = os.environ
+    project: Project | None = None
+    if args.project is not None or not args.app:
+        project = _project(args.project)
+    app = args.app or (project.app if project else "")
+    kafka = env.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if args.no_kafka and not kafka:
+        raise ConfigError("--no-kafka needs KAFKA_BOOTSTRAP_SERVERS (the Kafka to use instead)")
+    base = args.run_dir or (project.root if project else Path.cwd()) / ".run"
+    # A shifted stack must not share Kafka data or logs with the unshifted one.
+    run_dir = base / f"shift-{args.port_shift}" if args.port_shift else base
+    ui_dist: Path | None = args.ui_dist or (project.ui_dist if project else None)
+    if ui_dist is not None and not (ui_dist / "index.html").is_file():
+        if args.ui_dist is not None:
+            raise ConfigError(f"--ui-dist {ui_dist} has no index.html")
+        ui_dist = None  # not built: the gateway serves the API only
+    options = LaunchOptions(
+        app=app,
+        run_dir=run_dir,
+        project_dir=project.root if project else None,
+        ui_dist=ui_dist,
+        cluster=args.cluster,
+        fresh=args.fresh,
+        port_shift=args.port_shift,
+        kafka=kafka,
+        passthrough={k: v for k, v in env.items() if k.startswith("MYKO_") and k != "MYKO_APP"},
+    )
+    return launch(options)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    spec = catalogue.service(args.service)
+    importlib.import_module(spec.module).main()
+    return 0
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=PROG, description="Myko: build and run event-sourced applications.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    new = sub.add_parser("new", help="scaffold an application in a new directory")
+    new.add_argument("name", help="the application's name: its Python and proto package (e.g. notes)")
+    new.add_argument("--dir", type=Path, default=None, help="where to create it (default: ./NAME)")
+    new.set_defaults(func=cmd_new)
+
+    gen = sub.add_parser("gen", help="generate Python and TypeScript from the project's .proto files")
+    gen.add_argument(
+        "--project", type=Path, default=None, help="the project directory (default: found upwards)"
+    )
+    gen.add_argument("--check", action="store_true", help="only report generated code that is stale (exit 1)")
+    gen.set_defaults(func=cmd_gen)
+
+    run = sub.add_parser("run", help="start Kafka, every service and the gateway locally; Ctrl-C stops all")
+    run.add_argument(
+        "--project", type=Path, default=None, help="the project directory (default: found upwards)"
+    )
+    run.add_argument("--app", default="", help="the module exposing `app: myko.App` (default: the project's)")
+    run.add_argument("--run-dir", type=Path, default=None, help="Kafka data and logs (default: PROJECT/.run)")
+    run.add_argument(
+        "--ui-dist", type=Path, default=None, help="the built UI to serve (default: PROJECT/ui/dist)"
+    )
+    run.add_argument("--cluster", action="store_true", help="3 Kafka nodes and two replicas of each service")
+    run.add_argument("--fresh", action="store_true", help="delete the local Kafka data first")
+    run.add_argument(
+        "--port-shift",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add N to every port (Kafka's too) to run beside another stack; the gateway's must stay "
+        "a port browsers open (docs/running-locally.md)",
+    )
+    run.add_argument(
+        "--no-kafka", action="store_true", help="start no Kafka: use KAFKA_BOOTSTRAP_SERVERS (required then)"
+    )
+    run.set_defaults(func=cmd_run)
+
+    serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
+    serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])
+    serve.set_defaults(func=cmd_serve)
+    return ap
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as e:
+        print(f"{PROG} {args.command}: {e.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
