@@ -139,7 +139,6 @@ def test_the_scaffold_renders_every_token_and_the_project_layout() -> None:
         "notes/__init__.py",
         "tests/test_notes.py",
     } <= set(files)
-    assert any(name.startswith("ui/") for name in files), "the UI slot"
     for name, text in files.items():
         assert "__MYKO_" not in name + text, name
     assert 'app = "notes"' in files["pyproject.toml"]

@@ -22,7 +22,11 @@ class UiFiles:
         index = self._dist / "index.html"
         if not index.is_file():
             # The operator's log says where it was looked for (Gateway.start); callers learn no paths.
-            return web.Response(status=404, text="UI not built (run `make ui`)\n")
+            return web.Response(
+                status=404,
+                text="UI not built (build it: `npm run build` in the app's ui/ folder; "
+                "in the Myko repository, `make ui-build`)\n",
+            )
         rel = request.match_info.get("tail", "")
         try:
             target = self._file_for(rel)
