@@ -10,7 +10,6 @@ import pytest
 from conftest import InProcessStack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
-from devtools.kafka_local import free_port
 from myko import (
     Client,
     DeadlineExceeded,
@@ -21,6 +20,7 @@ from myko import (
     UnknownType,
 )
 from myko.errors import ConfigError
+from myko.local.ports import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -51,48 +51,26 @@ WHEELHOUSE = Path(
 
 # Run with the virtualenv's Python: the round trip as a client of the running stack.
 ROUND_TRIP = """
-import json, sys, uuid
-import grpc
-from google.protobuf import any_pb2
-from myko.v1 import command_pb2, query_pb2
-from notes.v1 import commands_pb2, entities_pb2, queries_pb2
+import asyncio, json, sys
+from myko import Client
+from notes.v1 import commands_pb2, queries_pb2
 
-command_addr, query_addr = sys.argv[1:3]
+async def main(command_addr, query_addr):
+    async with Client(command_addr=command_addr, query_addr=query_addr) as client:
+        notes = client.watch(queries_pb2.OpenNotes())
+        first = await asyncio.wait_for(anext(notes), 60)
+        added = await client.execute(commands_pb2.AddNote(title="from the wheel"))
+        seen = []
+        while not seen:
+            seen = await asyncio.wait_for(anext(notes), 60)
+        await notes.aclose()
+    print(json.dumps({
+        "first": [n.title for n in first],
+        "id": added.events[0].id,
+        "seen": [[n.item.id, n.title] for n in seen],
+    }))
 
-def pack(message):
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-def titles(result):
-    out = []
-    for item in result.items:
-        note = entities_pb2.Note()
-        item.Unpack(note)
-        out.append((note.item.id, note.title))
-    return out
-
-with grpc.insecure_channel(query_addr) as queries, grpc.insecure_channel(command_addr) as commands:
-    watch = queries.unary_stream(
-        "/myko.v1.QueryBus/Watch",
-        request_serializer=query_pb2.QueryRequest.SerializeToString,
-        response_deserializer=query_pb2.QueryResult.FromString,
-    )(query_pb2.QueryRequest(query=pack(queries_pb2.OpenNotes())), timeout=90)
-    first = titles(next(watch))
-    execute = commands.unary_unary(
-        "/myko.v1.CommandBus/Execute",
-        request_serializer=command_pb2.CommandRequest.SerializeToString,
-        response_deserializer=command_pb2.CommandResult.FromString,
-    )
-    tx = str(uuid.uuid4())
-    request = command_pb2.CommandRequest(tx=tx, command=pack(commands_pb2.AddNote(title="from the wheel")))
-    result = execute(request, timeout=60)
-    for emission in watch:
-        seen = titles(emission)
-        if seen:
-            break
-    watch.cancel()
-    print(json.dumps({"first": first, "tx": result.tx, "id": result.events[0].id, "seen": seen}))
+asyncio.run(main(*sys.argv[1:3]))
 """
 
 
