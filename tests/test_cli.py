@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from myko import catalogue, cli, scaffold
+from myko import catalogue, cli, client_package, scaffold
 from myko.errors import ConfigError
 from myko.local.ports import BROWSER_UNSAFE_PORTS, browser_safe
 from myko.local.topology import check_port_shift, cluster_stack, local_stack, port_of
@@ -139,10 +139,20 @@ def test_the_scaffold_renders_every_token_and_the_project_layout() -> None:
         "notes/__init__.py",
         "tests/test_notes.py",
     } <= set(files)
+    assert "ui/src/pages/NotesPage.svelte" in files, "the UI scaffold: a page with live views and a form"
     for name, text in files.items():
         assert "__MYKO_" not in name + text, name
     assert 'app = "notes"' in files["pyproject.toml"]
     assert 'option (myko.v1.query) = { result: "notes.v1.Note" }' in files["proto/notes/v1/queries.proto"]
+
+
+def test_new_writes_the_project_and_vendors_the_ui_client(tmp_path: Path) -> None:
+    tarball = client_package.tarball()  # a ConfigError naming `make client-pack` when missing
+    assert cli.main(["new", "notes", "--dir", str(tmp_path / "notes")]) == 0
+    project = load_project(tmp_path / "notes")
+    assert project.app == "notes" and project.proto_packages == ["notes"]
+    vendored = tmp_path / "notes" / "ui" / "vendor" / client_package.TARBALL
+    assert vendored.read_bytes() == tarball.read_bytes()
 
 
 @pytest.mark.parametrize("name", ["Notes", "9lives", "my-app", "myko", "class", "tests", ""])

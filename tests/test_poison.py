@@ -37,11 +37,11 @@ from poison_records import (
 )
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from devtools.kafka_local import free_port
 from myko.app import App
 from myko.command_service import CommandService
 from myko.dead_letter import H_ATTEMPTS, H_OFFSET, H_REASON, H_SAGA
 from myko.leader import LEADER_KEY
+from myko.local.ports import free_port
 from myko.saga_service import SagaService
 from myko.settings import CommandSettings, SagaSettings
 from myko.v1 import item_pb2

@@ -86,8 +86,14 @@ def grpc_svc(svc_dir: Path, name: str = "fake", **env: str) -> ServiceProcess:
     )
 
 
-def grandchild(svc_dir: Path, name: str = "fake") -> int:
-    return int((svc_dir / f"{name}.pid").read_text())
+def grandchild(svc_dir: Path, name: str = "fake", *, within_s: float = 30.0) -> int:
+    """The pid the fake service's child wrote; on a loaded machine it may not have yet."""
+    pid_file = svc_dir / f"{name}.pid"
+    deadline = time.monotonic() + within_s
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline, f"{pid_file} not written within {within_s}s"
+        time.sleep(0.05)
+    return int(pid_file.read_text())
 
 
 def gone(pid: int, *, within_s: float = 3.0) -> bool:
