@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pytest
@@ -40,6 +41,16 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with LocalKafka() as kafka:
         yield kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def client_tarball() -> Path:
+    """The @myko/client tarball the wheel ships (`make client-pack`); packed here when a bare pytest run has none."""
+    from devtools.pack_client import DEFAULT_OUT, pack
+
+    if not DEFAULT_OUT.is_file():
+        pack(DEFAULT_OUT)
+    return DEFAULT_OUT
 
 
 @pytest.fixture

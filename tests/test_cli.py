@@ -146,8 +146,8 @@ def test_the_scaffold_renders_every_token_and_the_project_layout() -> None:
     assert 'option (myko.v1.query) = { result: "notes.v1.Note" }' in files["proto/notes/v1/queries.proto"]
 
 
-def test_new_writes_the_project_and_vendors_the_ui_client(tmp_path: Path) -> None:
-    tarball = client_package.tarball()  # a ConfigError naming `make client-pack` when missing
+def test_new_writes_the_project_and_vendors_the_ui_client(tmp_path: Path, client_tarball: Path) -> None:
+    tarball = client_package.tarball()
     assert cli.main(["new", "notes", "--dir", str(tmp_path / "notes")]) == 0
     project = load_project(tmp_path / "notes")
     assert project.app == "notes" and project.proto_packages == ["notes"]

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import pytest
 
-from devtools.pack_client import pack
 from myko import catalogue, client_package
 from myko.errors import ConfigError
 from myko.local.ports import busy_ports
@@ -138,15 +137,12 @@ def _processes_with_env(marker: str) -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheel(tmp_path_factory: pytest.TempPathFactory, client_tarball: Path) -> Path:
     """The myko wheel, built from pyproject.toml and myko/ alone (nothing else of the repository)."""
     src = tmp_path_factory.mktemp("myko-src")
     shutil.copy(ROOT / "pyproject.toml", src)
     shutil.copytree(ROOT / "myko", src / "myko", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    tarball = src / "myko" / "_ts" / client_package.TARBALL
-    if not tarball.exists():
-        # `make pytest` packs it first (make client-pack); a bare pytest run does it here.
-        pack(tarball)
+    assert (src / "myko" / "_ts" / client_package.TARBALL).is_file(), "the wheel carries the UI's client"
     dist = tmp_path_factory.mktemp("dist")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     # No isolated build environment: this virtualenv's setuptools builds it (no download each run).
