@@ -36,10 +36,11 @@ def cmd_new(args: argparse.Namespace) -> int:
     written = scaffold.create(args.name, dest)
     print(f"Created {args.name} in {dest} ({len(written)} files). Next:")
     print(f"  cd {dest}")
-    print("  myko gen                      # generate Python (and TypeScript) from proto/")
-    print("  pip install -e '.[test]'      # the app, and pytest for its test")
+    print("  (cd ui && npm install)        # the UI's packages, with protoc-gen-es for myko gen")
+    print("  myko gen                      # Python and TypeScript from proto/ (after every change)")
+    print("  pip install -e '.[dev]'       # the app, pytest and mypy")
     print("  pytest                        # the scaffolded test, against a real Kafka")
-    print("  (cd ui && npm install && npm run build)   # the UI, once")
+    print("  (cd ui && npm run build)      # ui/dist, which the gateway serves")
     print("  myko run                      # Kafka, every service, the gateway and the UI")
     return 0
 
