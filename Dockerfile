@@ -1,23 +1,35 @@
-# syntax=docker/dockerfile:1
-#
 # One image for every Myko service; MYKO_SERVICE (command, repo, query, report,
 # saga or gateway) chooses which one runs. docs/deploy.md says why and how.
 #
 #   docker build -t registry.example.com/myko:0.1.0 .
 #   docker run -e MYKO_SERVICE=query -e MYKO_HOST=0.0.0.0 ... registry.example.com/myko:0.1.0
+#
+# Needs BuildKit (docker buildx, or DOCKER_BUILDKIT=1 on a client older than 23):
+# the build arguments below choose stages, and only BuildKit skips the unused ones.
+# By default the bases are the official images. Without a registry,
+# `make images` (devtools/images.py) builds on bases made from Debian packages:
+#
+#   --build-arg PYTHON_IMAGE=myko-base/python:3.11-bookworm   (swarm/debian-bases.Dockerfile)
+#   --build-arg UI_FROM=context     the UI built on the host (make ui-build) is copied
+#                                   from ui/dist instead of built in a Node stage
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# build: the UI is built here with Node 20; context: ui/dist comes from the build context.
+ARG UI_FROM=build
 
 # ---------------------------------------------------------------- UI (Node 20)
-FROM ${NODE_IMAGE} AS ui
+FROM ${NODE_IMAGE} AS ui-build
 WORKDIR /src
 # Manifests first: the dependency layer is rebuilt only when they change.
 COPY package.json package-lock.json ./
 COPY ui/package.json ui/
 COPY client-ts/package.json client-ts/
 # Root and every workspace (client-ts/, ui/) from the lockfile, nothing resolved anew.
-RUN npm ci --no-audit --no-fund
+# ca-bundle: the build machine's CA certificates, when given (see pydeps).
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/ca-bundle; fi \
+ && npm ci --no-audit --no-fund
 # The UI imports the example's generated TypeScript from gen/ts and the client
 # package @myko/client from its sources in client-ts/.
 COPY gen/ts gen/ts
@@ -25,14 +37,25 @@ COPY client-ts client-ts
 COPY ui ui
 RUN npm run build -w ui
 
+# ------------------------------------------------ UI (prebuilt on the host)
+FROM scratch AS ui-context
+COPY ui/dist /src/ui/dist
+
+FROM ui-${UI_FROM} AS ui
+
 # ------------------------------------------------- Python dependencies (venv)
 FROM ${PYTHON_IMAGE} AS pydeps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml /tmp/pyproject.toml
 # Exactly the pinned runtime dependencies of pyproject.toml (no dev extras),
-# installed before the sources so code changes reuse this layer.
-RUN python -m venv /opt/venv \
- && python -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+# installed before the sources so code changes reuse this layer. The secret
+# ca-bundle (`--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt`,
+# which `make images` passes) lets pip trust what the build machine trusts, such
+# as a TLS-inspecting proxy; it is mounted for this step only, never stored.
+RUN --mount=type=secret,id=ca-bundle \
+    if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
+ && python3 -m venv /opt/venv \
+ && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
       > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -r /tmp/requirements.txt
 
@@ -64,7 +87,7 @@ COPY gateway gateway
 COPY devtools devtools
 COPY --from=ui /src/ui/dist ui/dist
 # Bytecode compiled at build time: the service user cannot write __pycache__.
-RUN python -m compileall -q /app
+RUN python3 -m compileall -q /app
 USER 10001:10001
 # command, query, report, repo, saga (health only), gateway (HTTP)
 EXPOSE 50051 50052 50053 50054 50055 8080

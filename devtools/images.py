@@ -1,0 +1,215 @@
+"""Build the images the Swarm stack runs: Myko's (Dockerfile) and Kafka's (kafka/Dockerfile).
+
+    python -m devtools.images [--base auto|official|debian] [--refresh-base]
+
+Both Dockerfiles build on official images by default (python:3.11-slim-bookworm,
+node:20-bookworm-slim, eclipse-temurin:17-jre). Where no registry serves them,
+the same Dockerfiles build on bases made from Debian packages, chosen by build
+arguments:
+
+- `myko-base/debian:bookworm`: debootstrap + docker import (devtools/debian_base.py),
+  made once and reused (`--refresh-base` remakes it, for security updates);
+- `myko-base/python:3.11-bookworm` and `myko-base/jre:17-bookworm` on top of it
+  (swarm/debian-bases.Dockerfile), Debian's Python 3.11 and OpenJDK 17;
+- the UI is then built on the host (`make ui-build`, Node 20) and copied from
+  ui/dist, because Debian bookworm's Node (18) is too old for the UI's Vite.
+
+`auto` (the default, or MYKO_IMAGE_BASE) uses the official bases when the
+engine has them or can pull them, the Debian ones otherwise. Docker's layer
+cache makes a rebuild with unchanged inputs take seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devtools import debian_base
+from devtools.docker_cli import DockerCli, DockerError, find_cli
+from myko.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE_ENV = "MYKO_IMAGE_BASE"
+KAFKA_DIR = ROOT / "kafka"
+DEBIAN_BASES = ROOT / "swarm" / "debian-bases.Dockerfile"
+UI_DIST = ROOT / "ui" / "dist"
+
+OFFICIAL_PYTHON = "python:3.11-slim-bookworm"
+OFFICIAL_NODE = "node:20-bookworm-slim"
+OFFICIAL_JRE = "eclipse-temurin:17-jre"
+DEBIAN_PYTHON = "myko-base/python:3.11-bookworm"
+DEBIAN_JRE = "myko-base/jre:17-bookworm"
+PULL_TIMEOUT_S = 300.0
+# The build machine's CA certificates, handed to the builds as the secret
+# `ca-bundle` so pip and npm inside trust what this machine trusts (a
+# TLS-inspecting proxy, a private index). Never stored in an image layer.
+CA_BUNDLE_ENVS = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
+CA_BUNDLE_DEFAULT = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+class Base(enum.Enum):
+    AUTO = "auto"
+    OFFICIAL = "official"
+    DEBIAN = "debian"
+
+
+def myko_tag() -> str:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return f"myko:{version}"
+
+
+def kafka_version() -> str:
+    version = ET.parse(KAFKA_DIR / "pom.xml").getroot().findtext("{*}properties/{*}kafka.version")
+    if not version:
+        raise ConfigError("kafka/pom.xml has no kafka.version")
+    return version
+
+
+def kafka_tag() -> str:
+    return f"myko-kafka:{kafka_version()}"
+
+
+@dataclass
+class Built:
+    """What a run built: tags, seconds per step, and the images' sizes in bytes."""
+
+    base: Base
+    myko: str
+    kafka: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        lines = [f"images on {self.base.value} bases:"]
+        lines += [f"  {tag:<34} {size / 1e6:7.0f} MB" for tag, size in self.sizes.items()]
+        lines += [f"  {step:<34} {s:7.1f} s" for step, s in self.seconds.items()]
+        return "\n".join(lines)
+
+
+def _has_image(docker: DockerCli, ref: str) -> bool:
+    return docker.run(["image", "inspect", ref], check=False, timeout_s=60).returncode == 0
+
+
+def _can_get(docker: DockerCli, ref: str) -> bool:
+    if _has_image(docker, ref):
+        return True
+    try:
+        return docker.run(["pull", "-q", ref], check=False, timeout_s=PULL_TIMEOUT_S).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def choose_base(docker: DockerCli, wanted: Base) -> Base:
+    if wanted is not Base.AUTO:
+        return wanted
+    official = (OFFICIAL_PYTHON, OFFICIAL_NODE, OFFICIAL_JRE)
+    if all(_can_get(docker, ref) for ref in official):
+        return Base.OFFICIAL
+    print("official base images cannot be pulled: building on Debian bases instead", flush=True)
+    return Base.DEBIAN
+
+
+def ca_bundle(env: Mapping[str, str]) -> Path | None:
+    for name in CA_BUNDLE_ENVS:
+        value = env.get(name, "").strip()
+        if value and Path(value).is_file():
+            return Path(value)
+    return CA_BUNDLE_DEFAULT if CA_BUNDLE_DEFAULT.is_file() else None
+
+
+def _build(
+    docker: DockerCli,
+    *,
+    tag: str,
+    context: Path,
+    dockerfile: Path | None = None,
+    target: str | None = None,
+    args: Mapping[str, str] | None = None,
+) -> None:
+    cmd = ["build", "--progress=plain", "-t", tag]
+    if dockerfile is not None:
+        cmd += ["-f", str(dockerfile)]
+    if target is not None:
+        cmd += ["--target", target]
+    for name, value in (args or {}).items():
+        cmd += ["--build-arg", f"{name}={value}"]
+    bundle = ca_bundle(os.environ)
+    if bundle is not None:
+        cmd += ["--secret", f"id=ca-bundle,src={bundle}"]
+    result = docker.run([*cmd, str(context)], check=False, timeout_s=1800)
+    if result.returncode != 0:
+        # BuildKit writes its progress, with the failing step's output, to stderr.
+        raise DockerError(f"building {tag} failed:\n{result.stderr[-6000:]}")
+
+
+def _debian_bases(docker: DockerCli, built: Built, *, refresh: bool) -> None:
+    if refresh or not _has_image(docker, debian_base.DEFAULT_TAG):
+        built.seconds["debootstrap + import"] = debian_base.build(docker)
+    # No file is copied: an empty context keeps the daemon from reading any.
+    with tempfile.TemporaryDirectory(prefix="myko-ctx-") as empty:
+        for target, tag in (("python", DEBIAN_PYTHON), ("jre", DEBIAN_JRE)):
+            began = time.monotonic()
+            _build(docker, tag=tag, context=Path(empty), dockerfile=DEBIAN_BASES, target=target)
+            built.seconds[tag] = time.monotonic() - began
+
+
+def build_all(docker: DockerCli, *, base: Base = Base.AUTO, refresh_base: bool = False) -> Built:
+    """Build both images (and the Debian bases when used); returns what and how long."""
+    if not (KAFKA_DIR / "target" / "lib").is_dir():
+        raise ConfigError("kafka/target/lib is missing: run `make setup` (it resolves Kafka's jars)")
+    chosen = choose_base(docker, base)
+    built = Built(base=chosen, myko=myko_tag(), kafka=kafka_tag())
+    myko_args: dict[str, str] = {}
+    kafka_args: dict[str, str] = {}
+    if chosen is Base.DEBIAN:
+        if not (UI_DIST / "index.html").is_file():
+            raise ConfigError("ui/dist is missing: run `make ui-build` first (the UI is built on the host)")
+        _debian_bases(docker, built, refresh=refresh_base)
+        myko_args = {"PYTHON_IMAGE": DEBIAN_PYTHON, "UI_FROM": "context"}
+        kafka_args = {"JRE_IMAGE": DEBIAN_JRE}
+    for tag, context, args in ((built.myko, ROOT, myko_args), (built.kafka, KAFKA_DIR, kafka_args)):
+        began = time.monotonic()
+        _build(docker, tag=tag, context=context, args=args)
+        built.seconds[tag] = time.monotonic() - began
+    for tag in (built.myko, built.kafka):
+        built.sizes[tag] = int(docker.out("image", "inspect", "--format", "{{.Size}}", tag))
+    return built
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.images", description=__doc__)
+    parser.add_argument(
+        "--base",
+        choices=[b.value for b in Base],
+        default=os.environ.get(BASE_ENV, Base.AUTO.value) or Base.AUTO.value,
+        help=f"which base images (default: ${BASE_ENV} or auto)",
+    )
+    parser.add_argument("--refresh-base", action="store_true", help="remake the Debian base from the mirror")
+    args = parser.parse_args(argv)
+    try:
+        docker = find_cli()
+        reachable, detail = docker.engine_reachable()
+        if not reachable:
+            raise ConfigError(f"no Docker engine answers ({docker.path}): {detail}")
+        began = time.monotonic()
+        built = build_all(docker, base=Base(args.base), refresh_base=args.refresh_base)
+    except (ConfigError, DockerError) as e:
+        print(f"images: {e}", file=sys.stderr)
+        return 1
+    print(built.summary())
+    print(f"built in {time.monotonic() - began:.0f}s: MYKO_IMAGE={built.myko} MYKO_KAFKA_IMAGE={built.kafka}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
