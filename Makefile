@@ -26,7 +26,8 @@ export MYKO_KAFKA_JARS ?= $(CURDIR)/kafka/target/lib
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
-	client-pack ui-build chromium screenshot run run-cluster bench clean distclean
+	client-pack ui-build chromium screenshot run run-cluster bench clean distclean \
+	images swarm-up swarm-down test-swarm
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
@@ -35,7 +36,9 @@ help:
 	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests"
 	@echo "make gen          regenerate generated code from the .proto files"
 	@echo "make client-pack  pack @myko/client (client-ts/) into myko/_ts/, which the wheel ships"
-	@echo "make lint | format | typecheck | pytest | bench | clean | distclean"
+	@echo "make images       build the Myko and Kafka images (official bases, or Debian ones without a registry)"
+	@echo "make swarm-up     deploy the stack on this machine's Docker (single-node swarm); swarm-down removes it"
+	@echo "make lint | format | typecheck | pytest | test-swarm | bench | clean | distclean"
 
 setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
 
@@ -93,7 +96,7 @@ client-pack: $(CLIENT_TARBALL)
 pytest: setup $(CLIENT_TARBALL)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test: test-py test-ui
+test: test-py test-ui test-swarm
 
 test-py: setup
 	$(MAKE) lint
@@ -129,6 +132,22 @@ chromium:
 			echo "chromium: $(CHROMIUM) is missing; install Debian's chromium package (or set CHROMIUM=)" >&2; exit 1; \
 		fi; \
 	fi
+
+# Images and the Swarm stack (docs/deploy.md); they need a Docker engine. The UI
+# is built first: on Debian bases the image takes ui/dist from the host.
+images: setup ui-build
+	$(PY) -m devtools.images $(ARGS)
+
+swarm-up: setup ui-build
+	$(PY) -m devtools.swarm up $(ARGS)
+
+swarm-down: setup
+	$(PY) -m devtools.swarm down
+
+# The stack deployed on a live swarm, under faults (tests/test_swarm_live.py).
+# Without a Docker engine it is skipped, and says so (-rs).
+test-swarm: setup ui-build chromium
+	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m swarm -rs -p no:cacheprovider tests/test_swarm_live.py $(PYTEST_ARGS)
 
 # The gateway serves ui/dist.
 ui-build: setup

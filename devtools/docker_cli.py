@@ -123,7 +123,9 @@ def find_cli(env: Mapping[str, str] | None = None) -> DockerCli:
         if path is None:
             raise ConfigError(f"{DOCKER_ENV}={wanted!r} is not an executable")
         if not can_buildkit(path):
-            raise ConfigError(f"{DOCKER_ENV}={wanted!r} cannot build with BuildKit: install its buildx plugin")
+            raise ConfigError(
+                f"{DOCKER_ENV}={wanted!r} cannot build with BuildKit: install its buildx plugin"
+            )
         return DockerCli(path)
     candidates = [p for p in (shutil.which("docker"), DEBIAN_CLIENT) if p and os.access(p, os.X_OK)]
     for path in dict.fromkeys(candidates):

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools import entrypoint, healthcheck
+from devtools import entrypoint, healthcheck, swarm_profile
 from myko import catalogue
 from myko.settings import (
     CommandSettings,
@@ -53,6 +53,8 @@ OWN_PREFIXES = ("MYKO_", "KAFKA_")
 KAFKA_CLIENT_PORT = 9092
 KAFKA_CONTROLLER_PORT = 9093
 MIN_KAFKA_STOP_GRACE_S = 60
+# Filled in by the deploying shell (devtools/swarm.py sets them for `make swarm-up`).
+STACK_VARIABLES = ("MYKO_IMAGE", "MYKO_KAFKA_IMAGE", "MYKO_GATEWAY_PUBLISHED_PORT")
 
 
 class RecordingEnv(Mapping[str, str]):
@@ -77,7 +79,7 @@ def _docker_stack_config() -> subprocess.CompletedProcess[str]:
     docker = shutil.which("docker")
     assert docker is not None
     # The defaults written in the file, not whatever this shell exports.
-    env = {k: v for k, v in os.environ.items() if k != "MYKO_IMAGE"}
+    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
     return subprocess.run(
         [docker, "stack", "config", "-c", str(STACK)],
         capture_output=True,
@@ -303,7 +305,7 @@ def test_kafka_is_a_three_node_kraft_quorum(stack: dict[str, Any]) -> None:
         deploy = service["deploy"]
         assert deploy["endpoint_mode"] == "dnsrr"
         assert int(deploy["replicas"]) == 1
-        assert f"node.labels.kafka == {i}" in deploy["placement"]["constraints"]
+        assert f"node.labels.kafka-{i} == true" in deploy["placement"]["constraints"]
         constraints.update(deploy["placement"]["constraints"])
         [volume] = service["volumes"]
         source, target = _volume_mount(volume)
@@ -313,3 +315,15 @@ def test_kafka_is_a_three_node_kraft_quorum(stack: dict[str, Any]) -> None:
         assert _duration_s(service["stop_grace_period"]) >= MIN_KAFKA_STOP_GRACE_S
         assert not service.get("ports"), "Kafka stays inside the stack's network"
     assert len(volumes) == len(constraints) == len(BROKERS), "a volume and a node per broker"
+
+
+def test_the_stack_starts_in_dependency_order(stack: dict[str, Any]) -> None:
+    # `make swarm-up` deploys phase by phase (Swarm itself ignores depends_on):
+    # brokers, then what reads Kafka, then what calls those, the gateway last.
+    phases = swarm_profile.start_phases(stack)
+    assert phases[0] == list(BROKERS)
+    assert phases[-1] == ["gateway"]
+    position = {name: i for i, phase in enumerate(phases) for name in phase}
+    assert position["repo"] < position["query"] and position["repo"] < position["report"]
+    assert position["command"] < position["saga"]
+    assert set(position) == set(stack["services"])

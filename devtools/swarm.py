@@ -1,0 +1,409 @@
+"""Deploy the Swarm stack on this machine's Docker engine, and take it all away again.
+
+    python -m devtools.swarm up [--base auto|official|debian] [--no-build] [--port 8080]
+    python -m devtools.swarm down
+    python -m devtools.swarm status
+
+`up` (`make swarm-up`):
+  1. initialises a single-node swarm if the engine is in none (and marks the
+     node, so that `down` leaves only a swarm it made);
+  2. builds the images (devtools/images.py) and deploys them, unless
+     MYKO_IMAGE / MYKO_KAFKA_IMAGE name others;
+  3. labels the node for the brokers' placement (kafka-1, kafka-2, kafka-3);
+  4. creates the stack's external secrets and configs that are missing
+     (GENERATED below says how each is made);
+  5. deploys swarm/docker-stack.yml as stack `myko`, adapted to one node
+     (devtools/swarm_profile.py; the file deployed is kept in .run/swarm/);
+  6. waits until every task of every service runs and is healthy, and prints
+     the gateway's URL.
+
+`down` (`make swarm-down`) removes the stack and waits until its containers and
+networks are gone, removes its volumes (Kafka's data), the secrets and configs
+`up` created and the node labels, and leaves the swarm if `up` made it.
+
+For a real multi-node swarm, see docs/deploy.md: the same stack file, deployed
+without this module's single-node adaptations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devtools import images, swarm_profile
+from devtools.docker_cli import DockerCli, DockerError, find_cli
+from myko.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK_FILE = ROOT / "swarm" / "docker-stack.yml"
+RUN_DIR = ROOT / ".run" / "swarm"
+STACK_NAME = "myko"
+STACK_LABEL = "com.docker.stack.namespace"
+# On the node (swarm made by `up`) and on secrets and configs `up` created.
+CREATED_LABEL = "dev.myko.swarm-up"
+BROKER_LABELS = ("kafka-1", "kafka-2", "kafka-3")
+DEFAULT_PORT = 8080
+PORT_VAR = "MYKO_GATEWAY_PUBLISHED_PORT"
+IMAGE_VAR = "MYKO_IMAGE"
+KAFKA_IMAGE_VAR = "MYKO_KAFKA_IMAGE"
+HEALTHY_TIMEOUT_S = 600.0
+GONE_TIMEOUT_S = 180.0
+POLL_S = 2.0
+
+# External secrets and configs `up` makes when missing, by name: a stack that
+# declares `secrets: {x: {external: true}}` gets x from here. Identity (TLS keys,
+# Kafka credentials) adds its generators to this table.
+GENERATED: dict[str, Callable[[], str]] = {
+    # An example of the shape: a random password, made once per swarm.
+    # "kafka_admin_password": lambda: secrets.token_urlsafe(32),
+}
+
+
+@dataclass
+class Deployment:
+    url: str
+    port: int
+    image: str
+    kafka_image: str
+    ipvs: bool
+    stack_name: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+# -- the engine and the swarm ------------------------------------------------------------------
+
+
+def swarm_state(docker: DockerCli) -> str:
+    """ "inactive", "active", "pending", "error" or "locked" (docker info's LocalNodeState)."""
+    return docker.out("info", "--format", "{{.Swarm.LocalNodeState}}")
+
+
+def node_id(docker: DockerCli) -> str:
+    return docker.out("info", "--format", "{{.Swarm.NodeID}}")
+
+
+def ensure_swarm(docker: DockerCli, advertise_addr: str) -> bool:
+    """Initialise a single-node swarm if there is none; True when this call made it."""
+    state = swarm_state(docker)
+    if state == "active":
+        if docker.out("info", "--format", "{{.Swarm.ControlAvailable}}") != "true":
+            raise ConfigError("this engine is a swarm worker: run `make swarm-up` on a manager")
+        return False
+    if state != "inactive":
+        raise ConfigError(f"the engine's swarm is {state!r}: fix or leave it (docker swarm leave --force)")
+    docker.out("swarm", "init", "--advertise-addr", advertise_addr)
+    docker.out("node", "update", "--label-add", f"{CREATED_LABEL}=created", node_id(docker))
+    return True
+
+
+def swarm_made_by_us(docker: DockerCli) -> bool:
+    if swarm_state(docker) != "active":
+        return False
+    labels = docker.out("node", "inspect", "--format", "{{json .Spec.Labels}}", node_id(docker))
+    return f'"{CREATED_LABEL}":"created"' in labels
+
+
+def has_ipvs() -> bool:
+    """Whether this kernel can do IPVS (Swarm's virtual IPs and routing mesh).
+
+    /proc/net/ip_vs appears once the module is loaded, which dockerd does on
+    demand; a kernel built without it never has it.
+    """
+    if Path("/proc/net/ip_vs").exists():
+        return True
+    # Best effort: modprobe is absent where modules cannot be loaded anyway.
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(["modprobe", "ip_vs"], capture_output=True, timeout=30, check=False)
+    return Path("/proc/net/ip_vs").exists()
+
+
+def label_node(docker: DockerCli, *, add: bool) -> None:
+    node = node_id(docker)
+    if add:
+        args = [a for label in BROKER_LABELS for a in ("--label-add", f"{label}=true")]
+    else:
+        args = [a for label in BROKER_LABELS for a in ("--label-rm", label)]
+    docker.run(["node", "update", *args, node], check=add)
+
+
+# -- secrets and configs -----------------------------------------------------------------------
+
+
+def external_objects(stack: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(kind, name) of every external secret and config the stack uses ("secret" or "config")."""
+    out = []
+    for kind in ("secrets", "configs"):
+        for key, entry in (stack.get(kind) or {}).items():
+            if isinstance(entry, dict) and entry.get("external"):
+                out.append((kind[:-1], str(entry.get("name") or key)))
+    return out
+
+
+def ensure_external(docker: DockerCli, stack: Mapping[str, Any]) -> list[str]:
+    """Create the missing external secrets and configs from GENERATED; returns the names made."""
+    made = []
+    for kind, name in external_objects(stack):
+        if docker.run([kind, "inspect", name], check=False).returncode == 0:
+            continue
+        make = GENERATED.get(name)
+        if make is None:
+            raise ConfigError(
+                f"the stack needs the external {kind} {name!r}, which does not exist and "
+                f"devtools/swarm.py cannot make: `docker {kind} create {name} <file>`"
+            )
+        docker.run([kind, "create", "--label", f"{CREATED_LABEL}=created", name, "-"], input_text=make())
+        made.append(f"{kind} {name}")
+    return made
+
+
+def remove_created_objects(docker: DockerCli) -> None:
+    for kind in ("secret", "config"):
+        names = docker.out(kind, "ls", "-q", "--filter", f"label={CREATED_LABEL}=created").split()
+        if names:
+            docker.run([kind, "rm", *names], check=False)
+
+
+# -- deploy and wait ---------------------------------------------------------------------------
+
+
+def load_stack(path: Path = STACK_FILE) -> dict[str, Any]:
+    loaded = yaml.safe_load(path.read_text())
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} is not a compose file")
+    return loaded
+
+
+def write_deployed(stack: Mapping[str, Any], stack_name: str) -> Path:
+    RUN_DIR.mkdir(parents=True, exist_ok=True)
+    out = RUN_DIR / f"{stack_name}.yml"
+    header = "# Written by devtools/swarm.py from swarm/docker-stack.yml (see devtools/swarm_profile.py).\n"
+    out.write_text(header + yaml.safe_dump(dict(stack), sort_keys=False))
+    return out
+
+
+def service_replicas(docker: DockerCli, stack_name: str = STACK_NAME) -> dict[str, tuple[int, int]]:
+    """service -> (running and healthy tasks, desired tasks)."""
+    out = docker.out(
+        "service",
+        "ls",
+        "--filter",
+        f"label={STACK_LABEL}={stack_name}",
+        "--format",
+        "{{.Name}} {{.Replicas}}",
+    )
+    replicas = {}
+    for line in out.splitlines():
+        name, counts = line.split()[:2]
+        running, desired = counts.split("/")[:2]
+        replicas[name] = (int(running), int(desired))
+    return replicas
+
+
+def task_problems(docker: DockerCli, stack_name: str = STACK_NAME) -> list[str]:
+    """The recent task errors of the stack, for a failure message."""
+    out = docker.run(
+        ["stack", "ps", stack_name, "--no-trunc", "--format", "{{.Name}} {{.CurrentState}} {{.Error}}"],
+        check=False,
+    ).stdout
+    return [line for line in out.splitlines() if "Running" not in line][:30]
+
+
+def wait_healthy(
+    docker: DockerCli, *, expected: int, timeout_s: float = HEALTHY_TIMEOUT_S, stack_name: str = STACK_NAME
+) -> float:
+    """Until the stack's `expected` services all run every replica healthy; returns the seconds."""
+    began = time.monotonic()
+    last = ""
+    while True:
+        replicas = service_replicas(docker, stack_name)
+        pending = {n: rd for n, rd in replicas.items() if rd[0] != rd[1] or rd[1] == 0}
+        if len(replicas) == expected and not pending:
+            return time.monotonic() - began
+        status = " ".join(
+            f"{n.removeprefix(stack_name + '_')}={r}/{d}" for n, (r, d) in sorted(pending.items())
+        )
+        if status != last:
+            print(
+                f"  {time.monotonic() - began:5.0f}s waiting: {status or 'services being created'}",
+                flush=True,
+            )
+            last = status
+        if time.monotonic() - began > timeout_s:
+            problems = "\n    ".join(task_problems(docker, stack_name))
+            raise DockerError(f"not healthy within {timeout_s:.0f}s: {status}\n    {problems}")
+        time.sleep(POLL_S)
+
+
+def up(
+    docker: DockerCli,
+    *,
+    base: images.Base = images.Base.AUTO,
+    build: bool = True,
+    port: int = DEFAULT_PORT,
+    advertise_addr: str = "127.0.0.1",
+    ipvs: bool | None = None,
+    timeout_s: float = HEALTHY_TIMEOUT_S,
+    stack_name: str = STACK_NAME,
+) -> Deployment:
+    seconds: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    if ensure_swarm(docker, advertise_addr):
+        print(f"initialised a single-node swarm (advertised on {advertise_addr})", flush=True)
+    image = os.environ.get(IMAGE_VAR, "").strip()
+    kafka_image = os.environ.get(KAFKA_IMAGE_VAR, "").strip()
+    if build and not (image and kafka_image):
+        built = images.build_all(docker, base=base)
+        print(built.summary(), flush=True)
+        seconds.update({f"build {k}": v for k, v in built.seconds.items()})
+        sizes.update(built.sizes)
+        image, kafka_image = image or built.myko, kafka_image or built.kafka
+    image = image or images.myko_tag()
+    kafka_image = kafka_image or images.kafka_tag()
+    label_node(docker, add=True)
+    stack = load_stack()
+    for made in ensure_external(docker, stack):
+        print(f"created {made}", flush=True)
+    ipvs = has_ipvs() if ipvs is None else ipvs
+    phases = swarm_profile.start_phases(stack)
+    deployed, notes = swarm_profile.single_node(stack, base_dir=STACK_FILE.parent, ipvs=ipvs)
+    for note in notes:
+        print(f"single node: {note}", flush=True)
+    env = {IMAGE_VAR: image, KAFKA_IMAGE_VAR: kafka_image, PORT_VAR: str(port)}
+    print(f"deploying stack {stack_name} ({image}, {kafka_image}), each phase once the one before is healthy")
+    began = time.monotonic()
+    wanted: set[str] = set()
+    for phase in phases:
+        wanted.update(phase)
+        path = write_deployed(swarm_profile.only_services(deployed, wanted), stack_name)
+        # The last phase removes services an earlier version of the stack had.
+        prune = ["--prune"] if phase is phases[-1] else []
+        # Local images are in no registry: nothing to resolve to a digest.
+        docker.run(
+            ["stack", "deploy", *prune, "--resolve-image", "never", "-c", str(path), stack_name],
+            env=env,
+            timeout_s=300,
+        )
+        print(f"  {time.monotonic() - began:5.0f}s deployed {', '.join(phase)}", flush=True)
+        left_s = timeout_s - (time.monotonic() - began)
+        wait_healthy(docker, expected=len(wanted), timeout_s=left_s, stack_name=stack_name)
+    seconds["deploy to healthy"] = time.monotonic() - began
+    url = f"http://127.0.0.1:{port}/"
+    return Deployment(url, port, image, kafka_image, ipvs, stack_name, seconds, sizes)
+
+
+# -- tear down ---------------------------------------------------------------------------------
+
+
+def _stack_leftovers(docker: DockerCli, stack_name: str) -> dict[str, list[str]]:
+    label = f"label={STACK_LABEL}={stack_name}"
+    return {
+        "services": docker.out("service", "ls", "-q", "--filter", label).split(),
+        "containers": docker.out("ps", "-aq", "--filter", label).split(),
+        "networks": docker.out("network", "ls", "-q", "--filter", label).split(),
+    }
+
+
+def down(docker: DockerCli, *, stack_name: str = STACK_NAME, timeout_s: float = GONE_TIMEOUT_S) -> float:
+    """Remove everything `up` made; returns the seconds it took."""
+    began = time.monotonic()
+    reachable, detail = docker.engine_reachable()
+    if not reachable:
+        raise ConfigError(f"no Docker engine answers ({docker.path}): {detail}")
+    if swarm_state(docker) == "active":
+        docker.run(["stack", "rm", stack_name], check=False)
+        while any(_stack_leftovers(docker, stack_name).values()):
+            if time.monotonic() - began > timeout_s:
+                raise DockerError(
+                    f"stack {stack_name} not gone in {timeout_s:.0f}s: {_stack_leftovers(docker, stack_name)}"
+                )
+            time.sleep(POLL_S)
+        remove_created_objects(docker)
+        label_node(docker, add=False)
+    # Kafka's data: volumes outlive the stack unless removed (a task's container
+    # may let go of its volume a moment after it is gone, hence the retries).
+    while volumes := docker.out(
+        "volume", "ls", "-q", "--filter", f"label={STACK_LABEL}={stack_name}"
+    ).split():
+        docker.run(["volume", "rm", *volumes], check=False)
+        if time.monotonic() - began > timeout_s:
+            raise DockerError(f"volumes still in use after {timeout_s:.0f}s: {volumes}")
+        time.sleep(POLL_S)
+    if swarm_made_by_us(docker):
+        docker.out("swarm", "leave", "--force")
+        # Made by `swarm init` for the tasks' outbound traffic, left behind by `leave`.
+        docker.run(["network", "rm", "docker_gwbridge"], check=False)
+        print("left the swarm swarm-up had made", flush=True)
+    return time.monotonic() - began
+
+
+# -- command line ------------------------------------------------------------------------------
+
+
+def status(docker: DockerCli) -> int:
+    if swarm_state(docker) != "active":
+        print("no swarm")
+        return 1
+    print(docker.out("stack", "services", STACK_NAME) or f"no stack {STACK_NAME}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.swarm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="init a swarm if needed, build, deploy, wait until healthy")
+    p_up.add_argument(
+        "--base",
+        choices=[b.value for b in images.Base],
+        default=os.environ.get(images.BASE_ENV, "auto") or "auto",
+    )
+    p_up.add_argument("--no-build", action="store_true", help="deploy the images already tagged")
+    p_up.add_argument("--port", type=int, default=int(os.environ.get(PORT_VAR, DEFAULT_PORT)))
+    p_up.add_argument("--advertise-addr", default="127.0.0.1")
+    p_up.add_argument("--timeout-s", type=float, default=HEALTHY_TIMEOUT_S)
+    sub.add_parser("down", help="remove the stack, its volumes, and the swarm if `up` made it")
+    sub.add_parser("status", help="the stack's services")
+    args = parser.parse_args(argv)
+    try:
+        docker = find_cli()
+        reachable, detail = docker.engine_reachable()
+        if not reachable:
+            raise ConfigError(f"no Docker engine answers ({docker.path}): {detail}")
+        if args.command == "up":
+            deployment = up(
+                docker,
+                base=images.Base(args.base),
+                build=not args.no_build,
+                port=args.port,
+                advertise_addr=args.advertise_addr,
+                timeout_s=args.timeout_s,
+            )
+            for step, s in deployment.seconds.items():
+                print(f"  {step:<40} {s:6.1f} s")
+            print(f"Myko is up: {deployment.url}  (grpc-web and the UI; `make swarm-down` removes it)")
+            return 0
+        if args.command == "down":
+            print(f"removed in {down(docker):.0f}s")
+            return 0
+        return status(docker)
+    except (ConfigError, DockerError) as e:
+        print(f"swarm: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

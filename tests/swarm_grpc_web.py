@@ -1,0 +1,265 @@
+"""Clients of a deployed stack that use only its published gateway port, over grpc-web.
+
+What a browser (or any client outside the swarm) can do: execute commands and
+keep Watches open. Commands are retried with the same tx until acknowledged;
+Watches are reopened when they end, with `at_least` = the last watermark seen,
+and every emission is judged against the Ledger (tests/cluster_ledger.py): a
+reconnect is allowed, a wrong result is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+import aiohttp
+from cluster_ledger import Ledger, Position, covers, positions
+from grpc_web_client import BINARY, FrameReader, call, frame, parse_trailers
+from myko_client import pack, unpack
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
+
+from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
+
+Target = entities_pb2.Target
+
+OK, CANCELLED, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE = 0, 1, 4, 10, 14
+RETRIABLE = {UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED}
+# A gateway that is restarting resets connections or answers 502/503 meanwhile.
+CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError)
+ATTEMPT_TIMEOUT_S = 10.0
+COMMAND_BOUND_S = 120.0
+
+
+def watermark(fence: dict[Position, int]) -> item_pb2.Watermark:
+    return item_pb2.Watermark(
+        positions=[item_pb2.Offset(topic=t, partition=p, offset=o) for (t, p), o in sorted(fence.items())]
+    )
+
+
+@dataclass
+class Acks:
+    """When each command was first sent and acknowledged: recovery times come from these."""
+
+    sent_acked: list[tuple[float, float]] = field(default_factory=list)
+    retries: int = 0
+
+    def first_after(self, t: float) -> float | None:
+        """When the first command sent after `t` was acknowledged."""
+        return min((acked for sent, acked in self.sent_acked if sent > t), default=None)
+
+    async def wait_after(self, t: float, timeout_s: float, clients: list[asyncio.Task[int]]) -> float:
+        """Seconds from `t` until a command sent after it is acknowledged."""
+        async with asyncio.timeout(timeout_s):
+            while (first := self.first_after(t)) is None:
+                for task in clients:
+                    if task.done():
+                        task.result()  # a client's failure is the test's, at once
+                await asyncio.sleep(0.05)
+        return first - t
+
+
+class GatewayCommands:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, acks: Acks) -> None:
+        self._http = http
+        self._url = base_url.rstrip("/") + "/myko.v1.CommandBus/Execute"
+        self._acks = acks
+
+    async def execute(self, command: object, tx: str) -> command_pb2.CommandResult:
+        request = command_pb2.CommandRequest(tx=tx, command=pack(command)).SerializeToString()  # type: ignore[arg-type]
+        sent = time.monotonic()
+        delay = 0.1
+        while True:
+            try:
+                async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                    reply = await call(self._http, self._url, request, headers={"grpc-timeout": "8S"})
+                code, detail = (reply.code, reply.message) if reply.http_status == 200 else (UNAVAILABLE, "")
+            except CONNECTION_ERRORS as e:
+                code, detail = UNAVAILABLE, repr(e)
+            if code == OK:
+                self._acks.sent_acked.append((sent, time.monotonic()))
+                result = command_pb2.CommandResult.FromString(reply.messages[0])
+                assert result.tx == tx
+                return result
+            if code not in RETRIABLE:
+                raise AssertionError(f"tx {tx}: grpc-status {code} {detail}")
+            if time.monotonic() - sent > COMMAND_BOUND_S:
+                raise AssertionError(
+                    f"tx {tx} not acknowledged within {COMMAND_BOUND_S}s (last {code} {detail})"
+                )
+            self._acks.retries += 1
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(2.0, delay * 2)
+
+
+async def client_loop(
+    k: int, client: GatewayCommands, ledger: Ledger, targets: list[str], stop: asyncio.Event
+) -> int:
+    """Commands one after the other until `stop`: hits, creates, and (client 0) zones the saga expands."""
+    rng = random.Random(k)
+    sent = 0
+    while not stop.is_set():
+        tx = f"swarm-{k}-{sent}-{rng.getrandbits(48):012x}"
+        if sent % 10 == 3:
+            name = f"c{k}-{sent}"
+            ledger.issue_create(name)
+            ledger.ack_create(await client.execute(commands_pb2.SetTarget(name=name), tx), name)
+        elif k == 0 and sent % 12 == 7:
+            zone_id = f"z{sent}"
+            ledger.issue_zone(zone_id)
+            ledger.ack_zone(await client.execute(commands_pb2.SetZone(id=zone_id, name=zone_id), tx), zone_id)
+        else:
+            target_id, count = rng.choice(targets), rng.randint(1, 5)
+            ledger.issue_hits(target_id, count)
+            ledger.ack_hits(
+                await client.execute(commands_pb2.RecordHits(id=target_id, count=count), tx), target_id, count
+            )
+        sent += 1
+        await asyncio.sleep(0.05)
+    return sent
+
+
+class GatewayWatch:
+    """One Watch through the gateway, reopened when it ends, every emission judged."""
+
+    def __init__(
+        self, name: str, kind: str, http: aiohttp.ClientSession, base_url: str, ledger: Ledger
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self._http = http
+        bus = "QueryBus" if kind == "query" else "ReportBus"
+        self._url = base_url.rstrip("/") + f"/myko.v1.{bus}/Watch"
+        self._ledger = ledger
+        self.errors: list[str] = []
+        self.emissions = 0
+        self.last_emission_at = 0.0
+        self.reopens: list[tuple[float, float | None]] = []  # (ended at, first emission after)
+        self.last_wm: dict[Position, int] = dict(ledger.fence)
+        self.last_targets: dict[str, Target] = {}
+        self.last_total = -1
+
+    def _request(self) -> bytes:
+        at_least = watermark(self.last_wm)
+        if self.kind == "query":
+            return query_pb2.QueryRequest(
+                query=pack(queries_pb2.AllTargets()), at_least=at_least
+            ).SerializeToString()
+        return report_pb2.ReportRequest(
+            report=pack(reports_pb2.TargetCountsByStatus()), at_least=at_least
+        ).SerializeToString()
+
+    async def run(self) -> None:
+        delay = 0.1
+        while True:
+            code, detail = UNAVAILABLE, "stream ended without trailers"
+            try:
+                async with self._http.post(
+                    self._url,
+                    data=frame(self._request()),
+                    headers={"Content-Type": BINARY, "X-Grpc-Web": "1"},
+                ) as resp:
+                    if resp.status == 200:
+                        async for flag, payload in FrameReader(resp, text=False).frames():
+                            if flag & 0x80:
+                                trailers = parse_trailers(payload)
+                                code, detail = (
+                                    int(trailers.get("grpc-status", "-1")),
+                                    trailers.get("grpc-message", ""),
+                                )
+                                break
+                            self._emission(payload)
+                            delay = 0.1
+                    else:
+                        detail = f"HTTP {resp.status}"
+            except CONNECTION_ERRORS as e:
+                detail = repr(e)
+            if code not in (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, OK):
+                self.errors.append(f"stream ended with grpc-status {code}: {detail}")
+                return
+            if not self.reopens or self.reopens[-1][1] is not None:
+                self.reopens.append((time.monotonic(), None))
+            await asyncio.sleep(delay)
+            delay = min(2.0, delay * 2)
+
+    def _emission(self, payload: bytes) -> None:
+        now = time.monotonic()
+        if self.reopens and self.reopens[-1][1] is None:
+            self.reopens[-1] = (self.reopens[-1][0], now)
+        self.emissions += 1
+        self.last_emission_at = now
+        if self.kind == "query":
+            msg: query_pb2.QueryResult | report_pb2.ReportResult = query_pb2.QueryResult.FromString(payload)
+        else:
+            msg = report_pb2.ReportResult.FromString(payload)
+        wm = positions(msg.watermark)
+        back = [tp for tp, off in self.last_wm.items() if wm.get(tp, 0) < off]
+        if back:
+            self._wrong(f"watermark went back on {back}")
+        if isinstance(msg, query_pb2.QueryResult):
+            targets = [unpack(a, Target) for a in msg.items]
+            for problem in self._ledger.judge_targets(targets, wm):
+                self._wrong(problem)
+            now_by_id = {t.item.id: t for t in targets}
+            for tid, before in self.last_targets.items():
+                after = now_by_id.get(tid)
+                if after is None:
+                    self._wrong(f"{before.name} disappeared")
+                elif after.hit_count < before.hit_count:
+                    self._wrong(f"{before.name}: hit_count went down {before.hit_count} -> {after.hit_count}")
+            self.last_targets = now_by_id
+        else:
+            value = unpack(msg.value, reports_pb2.StatusCounts)
+            for problem in self._ledger.judge_total(value.total, wm):
+                self._wrong(problem)
+            if value.total < self.last_total:
+                self._wrong(f"total went down {self.last_total} -> {value.total}")
+            self.last_total = value.total
+        self.last_wm = {**self.last_wm, **wm}
+
+    def _wrong(self, problem: str) -> None:
+        if len(self.errors) < 20:
+            self.errors.append(f"emission {self.emissions}: {problem}")
+
+    def shows(self, final: dict[str, Target]) -> bool:
+        """Its last emission is the final state (a report: the final total)."""
+        if self.kind == "report":
+            return self.last_total == len(final)
+        target_fence = {
+            tp: off for tp, off in self._ledger.fence.items() if tp[0].endswith("targets.v1.Target")
+        }
+        if not covers(self.last_wm, watermark(target_fence)):
+            return False
+        return {k: (t.name, t.hit_count) for k, t in self.last_targets.items()} == {
+            k: (t.name, t.hit_count) for k, t in final.items()
+        }
+
+    def gaps(self, end: float) -> list[float]:
+        """Seconds from each end of the stream to the next emission."""
+        return [(b or end) - a for a, b in self.reopens]
+
+
+async def final_state(
+    http: aiohttp.ClientSession, base_url: str, ledger: Ledger, timeout_s: float
+) -> tuple[dict[str, Target], list[str]]:
+    """The state at the acknowledged fence, once the saga's perimeter targets are there too."""
+    url = base_url.rstrip("/") + "/myko.v1.QueryBus/Get"
+    deadline = time.monotonic() + timeout_s
+    wrong: list[str] = ["no answer"]
+    targets: list[Target] = []
+    while time.monotonic() < deadline:
+        request = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets()), at_least=ledger.fence_proto)
+        try:
+            reply = await call(http, url, request.SerializeToString(), headers={"grpc-timeout": "15S"})
+        except CONNECTION_ERRORS:
+            await asyncio.sleep(0.5)
+            continue
+        if reply.code == OK:
+            result = query_pb2.QueryResult.FromString(reply.messages[0])
+            targets = [unpack(a, Target) for a in result.items]
+            wrong = ledger.judge_final(targets)
+            if not wrong:
+                break
+        await asyncio.sleep(0.5)
+    return {t.item.id: t for t in targets}, wrong

@@ -1,0 +1,479 @@
+"""The Swarm stack, built and deployed for real on a single-node swarm, under faults.
+
+`make test-swarm` (part of `make test`, after the UI tests) runs this module;
+it needs a Docker engine (CI's .ci/run starts one). The module deploys
+swarm/docker-stack.yml the way `make swarm-up` does (devtools/swarm.py: images
+built, 3 brokers, every service with its replicas, the gateway on a free port)
+as stack `mykotest`, then, in this order:
+
+1. inside the overlay (a tools container on the stack's network): every task of
+   every service answers SERVING on its health check and lists its bus through
+   reflection; every broker answers;
+2. through the published gateway port: a command, and its emission on an open
+   Watch, over grpc-web;
+3. the Playwright suite's core paths against that gateway;
+4. faults under a stream of commands and open Watches (all through the
+   gateway): `docker kill` of a broker, of the command leader, of the query
+   replica the gateway streams from, and of a saga replica. No acknowledged
+   command may be lost or applied twice (exact final state), Watches may
+   reconnect but never show a wrong result, and Swarm restarts what was killed;
+5. a rolling update (`docker service update --force`) of query and the gateway
+   under the same load and streams;
+6. tear-down: nothing of the stack is left (containers, networks, volumes, and
+   the swarm itself when the test made it).
+
+Without a Docker engine the whole module is skipped, saying so loudly. The
+figures (build, deploy, recovery times) are printed and written to
+.run/swarm/figures.json; docs/deploy.md quotes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from cluster_ledger import Ledger
+from grpc_web_client import call
+from myko_client import pack, unpack
+from swarm_grpc_web import Acks, GatewayCommands, GatewayWatch, client_loop, final_state
+from targets.v1 import commands_pb2, entities_pb2, queries_pb2
+
+from devtools import swarm
+from devtools.docker_cli import DockerCli, find_cli
+from myko.errors import ConfigError
+from myko.v1 import command_pb2, query_pb2
+
+pytestmark = [pytest.mark.swarm, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = "mykotest"
+NETWORK = f"{STACK}_myko"
+FIGURES = ROOT / ".run" / "swarm" / "figures.json"
+# Every task of these answers on the overlay; the bus each lists through reflection.
+BUSES = {
+    "command": "myko.v1.CommandBus",
+    "query": "myko.v1.QueryBus",
+    "report": "myko.v1.ReportBus",
+    "repo": "myko.v1.RepoService",
+}
+INITIAL_TARGETS = 6
+CLIENTS = 3
+LOAD_BEFORE_FAULTS_S = 5.0
+LOAD_BETWEEN_S = 5.0
+RECOVERY_BOUND_S = 90.0
+RESTORED_BOUND_S = 240.0
+SETTLE_S = 60.0
+UPDATE_BOUND_S = 300.0
+PLAYWRIGHT_TIMEOUT_S = 420.0
+# The UI tests that need no control over the stack's processes (those that
+# restart services skip by themselves against a preset gateway).
+PLAYWRIGHT_SKIP = "screenshot|live wall"
+
+
+@dataclass
+class Live:
+    docker: DockerCli
+    deployment: swarm.Deployment
+    made_swarm: bool
+    figures: dict[str, Any] = field(default_factory=dict)
+    torn_down: bool = False
+
+    @property
+    def url(self) -> str:
+        return self.deployment.url.rstrip("/")
+
+    def service(self, name: str) -> str:
+        return f"{STACK}_{name}"
+
+    def record(self, key: str, value: Any) -> None:
+        self.figures[key] = value
+        FIGURES.parent.mkdir(parents=True, exist_ok=True)
+        FIGURES.write_text(json.dumps(self.figures, indent=1, sort_keys=True))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _loud_skip(reason: str) -> None:
+    banner = "!" * 78
+    print(f"\n{banner}\nLIVE-SWARM TEST SKIPPED: {reason}\n{banner}", flush=True)
+    pytest.skip(f"LIVE-SWARM TEST SKIPPED: {reason}")
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[Live]:
+    try:
+        docker = find_cli()
+    except ConfigError as e:
+        _loud_skip(e.message)
+    reachable, detail = docker.engine_reachable()
+    if not reachable:
+        _loud_skip(f"no Docker engine answers ({docker.path}): {detail}")
+    made_swarm = swarm.swarm_state(docker) != "active"
+    began = time.monotonic()
+    state: Live | None = None
+    try:
+        deployment = swarm.up(docker, port=_free_port(), stack_name=STACK)
+        state = Live(docker, deployment, made_swarm)
+        state.record("up", {k: round(v, 1) for k, v in deployment.seconds.items()})
+        state.record("up total s", round(time.monotonic() - began, 1))
+        state.record("image sizes MB", {k: round(v / 1e6) for k, v in deployment.sizes.items()})
+        state.record("ipvs", deployment.ipvs)
+        yield state
+    finally:
+        if state is None or not state.torn_down:
+            swarm.down(docker, stack_name=STACK)
+
+
+# -- docker helpers ----------------------------------------------------------------------------
+
+
+def _containers(live: Live, service: str) -> list[str]:
+    return live.docker.out(
+        "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={live.service(service)}"
+    ).split()
+
+
+def _ip_of(live: Live, container: str) -> str:
+    return live.docker.out(
+        "inspect", "--format", f'{{{{(index .NetworkSettings.Networks "{NETWORK}").IPAddress}}}}', container
+    )
+
+
+def _container_with_ip(live: Live, service: str, ip: str) -> str:
+    for container in _containers(live, service):
+        if _ip_of(live, container) == ip:
+            return container
+    raise AssertionError(f"no {service} container has the address {ip}")
+
+
+def _command_leader(live: Live) -> str:
+    """The command replica leading now: the last "leading at" line of the service's logs."""
+    logs = live.docker.run(["service", "logs", "--raw", live.service("command")]).stdout
+    logs += live.docker.run(["service", "logs", "--raw", live.service("command")]).stderr
+    lines = [ln for ln in logs.splitlines() if "leading at " in ln]
+    assert lines, "no command replica says it leads"
+    addr = lines[-1].split("leading at ", 1)[1].split()[0]
+    return _container_with_ip(live, "command", addr.rsplit(":", 1)[0])
+
+
+def _gateway_query_upstream(live: Live) -> str:
+    """The query replica the gateway streams from: its TCP connection to port 50052."""
+    [gateway] = _containers(live, "gateway")
+    table = live.docker.out("exec", gateway, "cat", "/proc/net/tcp")
+    peers = set()
+    for row in table.splitlines()[1:]:
+        cols = row.split()
+        remote, state = cols[2], cols[3]
+        ip_hex, port_hex = remote.split(":")
+        if int(port_hex, 16) == 50052 and state == "01":  # ESTABLISHED
+            peers.add(socket.inet_ntoa(bytes.fromhex(ip_hex)[::-1]))
+    assert len(peers) == 1, f"the gateway should hold one connection to query, has {peers}"
+    return _container_with_ip(live, "query", peers.pop())
+
+
+def _kill(live: Live, container: str) -> None:
+    live.docker.out("kill", container)
+
+
+async def _restored(live: Live, service: str, killed: str, since: float) -> float:
+    """Seconds from `since` until Swarm has replaced `killed` and every replica is healthy again."""
+    deadline = time.monotonic() + RESTORED_BOUND_S
+    while time.monotonic() < deadline:
+        running, desired = swarm.service_replicas(live.docker, STACK).get(live.service(service), (0, 1))
+        if running == desired and killed not in _containers(live, service):
+            return time.monotonic() - since
+        await asyncio.sleep(1.0)
+    raise AssertionError(f"Swarm did not restore {service} within {RESTORED_BOUND_S}s")
+
+
+# -- 1. inside the overlay ---------------------------------------------------------------------
+
+
+def test_every_task_serves_inside_the_overlay(live: Live) -> None:
+    result = live.docker.run(
+        ["run", "--rm", "--network", NETWORK, live.deployment.image, "python", "-m", "devtools.swarm_probe"],
+        check=False,
+        timeout_s=120,
+    )
+    reports = json.loads(result.stdout)
+    unhealthy = [r for r in reports if not r["healthy"]]
+    assert not unhealthy, f"unhealthy inside the overlay: {unhealthy}"
+    replicas = swarm.service_replicas(live.docker, STACK)
+    for service in ("command", "query", "report", "repo", "saga", "gateway"):
+        tasks = [r for r in reports if r["service"] == service]
+        assert len(tasks) == replicas[live.service(service)][1], f"{service}: {tasks}"
+        for task in tasks:
+            if service in BUSES:
+                assert BUSES[service] in task["services"], task
+            if service != "gateway":
+                assert "grpc.health.v1.Health" in task["services"], task
+    assert {r["service"] for r in reports} >= {"kafka-1", "kafka-2", "kafka-3"}
+    assert result.returncode == 0
+
+
+# -- 2. through the published port -------------------------------------------------------------
+
+
+async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> None:
+    name = f"swarm-{time.time_ns()}"
+    watch_url = f"{live.url}/myko.v1.QueryBus/Watch"
+    request = query_pb2.QueryRequest(
+        query=pack(queries_pb2.TargetsByStatus(status=entities_pb2.TARGET_STATUS_PAUSED))
+    ).SerializeToString()
+    async with aiohttp.ClientSession() as http:
+        from grpc_web_client import BINARY, FrameReader, frame
+
+        async with http.post(watch_url, data=frame(request), headers={"Content-Type": BINARY}) as resp:
+            assert resp.status == 200
+            frames = FrameReader(resp, text=False).frames()
+            flag, first = await asyncio.wait_for(anext(frames), 30)
+            assert flag == 0
+            before = {
+                unpack(a, entities_pb2.Target).name for a in query_pb2.QueryResult.FromString(first).items
+            }
+            assert name not in before
+            began = time.monotonic()
+            command = command_pb2.CommandRequest(
+                tx=f"tx-{name}",
+                command=pack(commands_pb2.SetTarget(name=name, status=entities_pb2.TARGET_STATUS_PAUSED)),
+            )
+            reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString())
+            assert reply.code == 0, reply.message
+            result = command_pb2.CommandResult.FromString(reply.messages[0])
+            while True:
+                flag, payload = await asyncio.wait_for(anext(frames), 30)
+                assert flag == 0, "the Watch ended"
+                names = {
+                    unpack(a, entities_pb2.Target).name
+                    for a in query_pb2.QueryResult.FromString(payload).items
+                }
+                if name in names:
+                    break
+            live.record("command to watch emission s", round(time.monotonic() - began, 2))
+    assert result.events and result.events[0].id
+
+
+# -- 3. the browser ----------------------------------------------------------------------------
+
+
+def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
+    env = {
+        **os.environ,
+        "MYKO_E2E_GATEWAY": live.url,
+        "MYKO_CHROMIUM": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+    }
+    began = time.monotonic()
+    result = subprocess.run(
+        ["npx", "playwright", "test", "--grep-invert", PLAYWRIGHT_SKIP],
+        cwd=ROOT / "ui",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PLAYWRIGHT_TIMEOUT_S,
+        check=False,
+    )
+    live.record("playwright s", round(time.monotonic() - began, 1))
+    assert result.returncode == 0, (
+        f"Playwright against {live.url}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    )
+    assert " passed" in result.stdout
+
+
+# -- 4 and 5. faults and a rolling update under load -------------------------------------------
+
+
+@dataclass
+class Load:
+    http: aiohttp.ClientSession
+    ledger: Ledger
+    acks: Acks
+    watchers: list[GatewayWatch]
+    clients: list[asyncio.Task[int]]
+    tasks: list[asyncio.Task[None]]
+    stop: asyncio.Event
+
+
+@pytest.fixture(scope="module")
+async def load(live: Live) -> AsyncIterator[Load]:
+    """Commands and Watches through the gateway, for the fault and update tests."""
+    ledger, acks = Ledger(), Acks()
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+    setup = GatewayCommands(http, live.url, acks)
+    for i in range(INITIAL_TARGETS):
+        result = await setup.execute(commands_pb2.SetTarget(name=f"hot-{i}"), f"init-{time.time_ns()}-{i}")
+        ledger.ack_initial(result, f"hot-{i}")
+    targets = sorted(ledger.initial)
+    watchers = [
+        GatewayWatch("query-a", "query", http, live.url, ledger),
+        GatewayWatch("query-b", "query", http, live.url, ledger),
+        GatewayWatch("report", "report", http, live.url, ledger),
+    ]
+    tasks = [asyncio.create_task(w.run(), name=w.name) for w in watchers]
+    stop = asyncio.Event()
+    clients = [
+        asyncio.create_task(client_loop(k, GatewayCommands(http, live.url, acks), ledger, targets, stop))
+        for k in range(CLIENTS)
+    ]
+    try:
+        yield Load(http, ledger, acks, watchers, clients, tasks, stop)
+    finally:
+        stop.set()
+        for task in [*clients, *tasks]:
+            task.cancel()
+        await asyncio.gather(*clients, *tasks, return_exceptions=True)
+        await http.close()
+
+
+async def _emitted_after(watchers: list[GatewayWatch], t: float, timeout_s: float) -> float:
+    """Seconds from `t` until every Watch has emitted again (reopened where it had to)."""
+    async with asyncio.timeout(timeout_s):
+        while not all(w.last_emission_at > t for w in watchers if w.kind == "query"):  # noqa: ASYNC110
+            await asyncio.sleep(0.1)
+    return time.monotonic() - t
+
+
+def _assert_watches_right(load: Load) -> None:
+    for w in load.watchers:
+        assert not w.errors, f"watch {w.name}: {w.errors}"
+
+
+async def test_faults_lose_nothing_and_swarm_restarts_what_was_killed(live: Live, load: Load) -> None:
+    recovery: dict[str, Any] = {}
+    await asyncio.sleep(LOAD_BEFORE_FAULTS_S)
+
+    # A broker.
+    [broker] = _containers(live, "kafka-2")
+    t = time.monotonic()
+    _kill(live, broker)
+    recovery["kafka-2 killed: first command acknowledged s"] = round(
+        await load.acks.wait_after(t, RECOVERY_BOUND_S, load.clients), 1
+    )
+    broker_back = asyncio.create_task(_restored(live, "kafka-2", broker, t))
+    await asyncio.sleep(LOAD_BETWEEN_S)
+
+    # The command replica that leads: its writes must fail over to the other.
+    leader = _command_leader(live)
+    t = time.monotonic()
+    _kill(live, leader)
+    recovery["command leader killed: first command acknowledged s"] = round(
+        await load.acks.wait_after(t, RECOVERY_BOUND_S, load.clients), 1
+    )
+    command_back = asyncio.create_task(_restored(live, "command", leader, t))
+    await asyncio.sleep(LOAD_BETWEEN_S)
+
+    # The query replica the gateway streams from: every Watch must come back.
+    upstream = _gateway_query_upstream(live)
+    t = time.monotonic()
+    _kill(live, upstream)
+    recovery["query replica killed: every watch emitting again s"] = round(
+        await _emitted_after(load.watchers, t, RECOVERY_BOUND_S), 1
+    )
+    query_back = asyncio.create_task(_restored(live, "query", upstream, t))
+
+    # A saga replica: the other takes over its partitions.
+    saga = _containers(live, "saga")[0]
+    t = time.monotonic()
+    _kill(live, saga)
+    saga_back = asyncio.create_task(_restored(live, "saga", saga, t))
+    await asyncio.sleep(LOAD_BETWEEN_S)
+
+    for name, task in (
+        ("kafka-2", broker_back),
+        ("command", command_back),
+        ("query", query_back),
+        ("saga", saga_back),
+    ):
+        recovery[f"{name}: replaced by Swarm and healthy s"] = round(await task, 1)
+    live.record("faults", recovery)
+    _assert_watches_right(load)
+    assert all(not c.done() for c in load.clients), [c.result() for c in load.clients if c.done()]
+
+
+async def test_rolling_update_of_query_and_gateway_under_open_streams(live: Live, load: Load) -> None:
+    t = time.monotonic()
+    for service in ("query", "gateway"):
+        live.docker.out("service", "update", "--detach", "--force", live.service(service))
+    updated: dict[str, float] = {}
+    deadline = t + UPDATE_BOUND_S
+    while len(updated) < 2:
+        assert time.monotonic() < deadline, f"update not completed in {UPDATE_BOUND_S}s: {updated}"
+        for service in ("query", "gateway"):
+            state = live.docker.out(
+                "service", "inspect", "--format", "{{.UpdateStatus.State}}", live.service(service)
+            )
+            if state == "completed" and service not in updated:
+                updated[service] = round(time.monotonic() - t, 1)
+            assert state not in ("paused", "rollback_started", "rollback_completed"), (
+                f"{service} update {state}"
+            )
+        for c in load.clients:
+            if c.done():
+                c.result()
+        await asyncio.sleep(1.0)
+    t_done = time.monotonic()
+    after = round(await load.acks.wait_after(t_done, RECOVERY_BOUND_S, load.clients), 1)
+    emitting = round(await _emitted_after(load.watchers, t_done, RECOVERY_BOUND_S), 1)
+    live.record(
+        "rolling update",
+        {
+            **{f"{s} update completed s": v for s, v in updated.items()},
+            "first command after s": after,
+            "watches emitting after s": emitting,
+        },
+    )
+    await asyncio.sleep(LOAD_BETWEEN_S)
+
+    # The end of the load: everything acknowledged must be there exactly once.
+    load.stop.set()
+    async with asyncio.timeout(180):
+        sent = await asyncio.gather(*load.clients)
+    t_end = time.monotonic()
+    final, wrong = await final_state(load.http, live.url, load.ledger, SETTLE_S)
+    deadline = time.monotonic() + SETTLE_S
+    while not all(w.shows(final) for w in load.watchers) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+    live.record(
+        "load",
+        {
+            "commands acknowledged": sum(sent),
+            "retried attempts": load.acks.retries,
+            "watch gaps s": {w.name: [round(g, 1) for g in w.gaps(t_end)] for w in load.watchers},
+        },
+    )
+    print(json.dumps(live.figures, indent=1), flush=True)
+    assert not wrong, f"final state wrong (lost or doubled commands): {wrong[:10]}"
+    _assert_watches_right(load)
+    for w in load.watchers:
+        assert w.emissions > 0 and w.shows(final), f"watch {w.name} never showed the final state"
+    assert sum(sent) > 0
+
+
+# -- 6. tear-down ------------------------------------------------------------------------------
+
+
+def test_tear_down_leaves_nothing(live: Live) -> None:
+    seconds = swarm.down(live.docker, stack_name=STACK)
+    live.torn_down = True
+    live.record("tear-down s", round(seconds, 1))
+    label = f"label={swarm.STACK_LABEL}={STACK}"
+    for kind in ("ps -a", "network ls", "volume ls"):
+        left = live.docker.out(*kind.split(), "-q", "--filter", label)
+        assert not left, f"docker {kind} still lists {left}"
+    if live.made_swarm:
+        assert swarm.swarm_state(live.docker) == "inactive", "the swarm the test made is still there"
+        networks = live.docker.out("network", "ls", "--format", "{{.Name}}").split()
+        assert not set(networks) - {"bridge", "host", "none"}, networks
