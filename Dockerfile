@@ -44,19 +44,24 @@ COPY ui/dist /src/ui/dist
 FROM ui-${UI_FROM} AS ui
 
 # ------------------------------------------------- Python dependencies (venv)
+# Exactly the pinned runtime dependencies of pyproject.toml (no dev extras).
+# Their list is extracted first, so only a change to it, not to the rest of
+# pyproject.toml (tool settings), reinstalls them.
+FROM ${PYTHON_IMAGE} AS requirements
+COPY pyproject.toml /tmp/pyproject.toml
+RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
+      > /tmp/requirements.txt
+
 FROM ${PYTHON_IMAGE} AS pydeps
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-COPY pyproject.toml /tmp/pyproject.toml
-# Exactly the pinned runtime dependencies of pyproject.toml (no dev extras),
-# installed before the sources so code changes reuse this layer. The secret
+COPY --from=requirements /tmp/requirements.txt /tmp/requirements.txt
+# Installed before the sources so code changes reuse this layer. The secret
 # ca-bundle (`--secret id=ca-bundle,src=/etc/ssl/certs/ca-certificates.crt`,
 # which `make images` passes) lets pip trust what the build machine trusts, such
 # as a TLS-inspecting proxy; it is mounted for this step only, never stored.
 RUN --mount=type=secret,id=ca-bundle \
     if [ -s /run/secrets/ca-bundle ]; then export PIP_CERT=/run/secrets/ca-bundle; fi \
  && python3 -m venv /opt/venv \
- && python3 -c "import tomllib; print('\n'.join(tomllib.load(open('/tmp/pyproject.toml', 'rb'))['project']['dependencies']))" \
-      > /tmp/requirements.txt \
  && /opt/venv/bin/pip install -r /tmp/requirements.txt
 
 # ----------------------------------------------------------------- runtime

@@ -8,6 +8,10 @@ deploy` to fill in) and written out as the file actually deployed:
 - **No reservations.** The stack reserves CPU and memory for three or more
   nodes; one small node cannot reserve them all, and Swarm would leave tasks
   pending forever. The limits stay.
+- **Patient health checks.** Every task of the stack shares one machine's
+  CPUs, so a probe can take seconds while the others start; a probe that times
+  out counts as a failure, and a few in a row get a healthy task replaced, which
+  loads the machine further. Here a probe may take 30 s and fail 5 times.
 - **An attachable network**, so a tools container can join it
   (`docker run --network myko_myko ...`): the live-swarm test probes every task
   from inside, and an operator can do the same.
@@ -32,6 +36,7 @@ in the start order.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,28 @@ def drop_reservations(stack: Stack) -> None:
         resources = (service.get("deploy") or {}).get("resources")
         if isinstance(resources, dict):
             resources.pop("reservations", None)
+
+
+PATIENT_TIMEOUT_S = 30
+PATIENT_RETRIES = 5
+
+
+def _seconds(value: object) -> float:
+    """Seconds in a compose duration ("10s", "1m30s", "500ms") as written in the file."""
+    text, total = str(value), 0.0
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text):
+        total += float(number) * {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}[unit]
+    return total
+
+
+def patient_health_checks(stack: Stack) -> None:
+    for service in _services(stack).values():
+        check = service.get("healthcheck")
+        if not isinstance(check, dict) or check.get("disable"):
+            continue
+        if _seconds(check.get("timeout", "30s")) < PATIENT_TIMEOUT_S:
+            check["timeout"] = f"{PATIENT_TIMEOUT_S}s"
+        check["retries"] = max(int(check.get("retries", 3)), PATIENT_RETRIES)
 
 
 def attachable_networks(stack: Stack) -> None:
@@ -126,9 +153,13 @@ def single_node(stack: Stack, *, base_dir: Path, ipvs: bool) -> tuple[Stack, lis
     for service in _services(out).values():
         service.pop("depends_on", None)
     drop_reservations(out)
+    patient_health_checks(out)
     attachable_networks(out)
     absolute_files(out, base_dir)
-    notes = ["reservations dropped (one node cannot reserve a cluster's worth)"]
+    notes = [
+        "reservations dropped (one node cannot reserve a cluster's worth)",
+        f"health checks: {PATIENT_TIMEOUT_S}s timeout, {PATIENT_RETRIES} retries (one busy node)",
+    ]
     if not ipvs:
         notes.append("no IPVS in this kernel: DNS round robin and host-mode ports")
         notes += without_ipvs(out)

@@ -171,7 +171,13 @@ def _command_leader(live: Live) -> str:
 
 
 def _gateway_query_upstream(live: Live) -> str:
-    """The query replica the gateway streams from: its TCP connection to port 50052."""
+    """The query replica the gateway streams from: its TCP connection to port 50052.
+
+    With IPVS the connection goes to the service's virtual IP, which names no
+    replica: then the first one (the streams may or may not be on it).
+    """
+    if live.deployment.ipvs:
+        return _containers(live, "query")[0]
     [gateway] = _containers(live, "gateway")
     table = live.docker.out("exec", gateway, "cat", "/proc/net/tcp")
     peers = set()

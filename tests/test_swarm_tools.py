@@ -158,3 +158,15 @@ def test_without_any_source_the_debian_archive_is_used() -> None:
     main, sources = debian_base.image_sources([], "bookworm", None)
     assert main == debian_base.FALLBACK_MIRROR
     assert [s.line() for s in sources] == [f"deb {debian_base.FALLBACK_MIRROR} bookworm main"]
+
+
+def test_one_busy_node_gives_health_checks_time(stack: dict[str, Any]) -> None:
+    deployed, _ = swarm_profile.single_node(stack, base_dir=ROOT / "swarm", ipvs=True)
+    for name, service in deployed["services"].items():
+        check = service["healthcheck"]
+        assert check["timeout"] == "30s" and check["retries"] >= 5, name
+    # The probe itself is unchanged: what is checked stays what production checks.
+    assert (
+        deployed["services"]["query"]["healthcheck"]["test"]
+        == stack["services"]["query"]["healthcheck"]["test"]
+    )
