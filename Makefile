@@ -33,7 +33,7 @@ help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
 	@echo "make run          start Kafka, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
 	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
-	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests"
+	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests, live swarm"
 	@echo "make gen          regenerate generated code from the .proto files"
 	@echo "make client-pack  pack @myko/client (client-ts/) into myko/_ts/, which the wheel ships"
 	@echo "make images       build the Myko and Kafka images (official bases, or Debian ones without a registry)"

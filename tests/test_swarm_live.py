@@ -9,18 +9,21 @@ as stack `mykotest`, then, in this order:
 1. inside the overlay (a tools container on the stack's network): every task of
    every service answers SERVING on its health check and lists its bus through
    reflection; every broker answers;
-2. through the published gateway port: a command, and its emission on an open
-   Watch, over grpc-web;
-3. the Playwright suite's core paths against that gateway;
-4. faults under a stream of commands and open Watches (all through the
+2. faults under a stream of commands and open Watches (all through the
    gateway): `docker kill` of a broker, of the command leader, of the query
    replica the gateway streams from, and of a saga replica. No acknowledged
    command may be lost or applied twice (exact final state), Watches may
    reconnect but never show a wrong result, and Swarm restarts what was killed;
-5. a rolling update (`docker service update --force`) of query and the gateway
+3. a rolling update (`docker service update --force`) of query and the gateway
    under the same load and streams;
+4. through the published gateway port: a command, and its emission on an open
+   Watch, over grpc-web;
+5. the Playwright suite's core paths against that gateway;
 6. tear-down: nothing of the stack is left (containers, networks, volumes, and
    the swarm itself when the test made it).
+
+The faults come first: their ledger judges every target in the data, so they
+run on the fresh stack, before the browser tests add targets of their own.
 
 Without a Docker engine the whole module is skipped, saying so loudly. The
 figures (build, deploy, recovery times) are printed and written to
@@ -43,7 +46,7 @@ from typing import Any
 import aiohttp
 import pytest
 from cluster_ledger import Ledger
-from grpc_web_client import call
+from grpc_web_client import BINARY, FrameReader, call, frame
 from myko_client import pack, unpack
 from swarm_grpc_web import Acks, GatewayCommands, GatewayWatch, client_loop, final_state
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
@@ -231,75 +234,7 @@ def test_every_task_serves_inside_the_overlay(live: Live) -> None:
     assert result.returncode == 0
 
 
-# -- 2. through the published port -------------------------------------------------------------
-
-
-async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> None:
-    name = f"swarm-{time.time_ns()}"
-    watch_url = f"{live.url}/myko.v1.QueryBus/Watch"
-    request = query_pb2.QueryRequest(
-        query=pack(queries_pb2.TargetsByStatus(status=entities_pb2.TARGET_STATUS_PAUSED))
-    ).SerializeToString()
-    async with aiohttp.ClientSession() as http:
-        from grpc_web_client import BINARY, FrameReader, frame
-
-        async with http.post(watch_url, data=frame(request), headers={"Content-Type": BINARY}) as resp:
-            assert resp.status == 200
-            frames = FrameReader(resp, text=False).frames()
-            flag, first = await asyncio.wait_for(anext(frames), 30)
-            assert flag == 0
-            before = {
-                unpack(a, entities_pb2.Target).name for a in query_pb2.QueryResult.FromString(first).items
-            }
-            assert name not in before
-            began = time.monotonic()
-            command = command_pb2.CommandRequest(
-                tx=f"tx-{name}",
-                command=pack(commands_pb2.SetTarget(name=name, status=entities_pb2.TARGET_STATUS_PAUSED)),
-            )
-            reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString())
-            assert reply.code == 0, reply.message
-            result = command_pb2.CommandResult.FromString(reply.messages[0])
-            while True:
-                flag, payload = await asyncio.wait_for(anext(frames), 30)
-                assert flag == 0, "the Watch ended"
-                names = {
-                    unpack(a, entities_pb2.Target).name
-                    for a in query_pb2.QueryResult.FromString(payload).items
-                }
-                if name in names:
-                    break
-            live.record("command to watch emission s", round(time.monotonic() - began, 2))
-    assert result.events and result.events[0].id
-
-
-# -- 3. the browser ----------------------------------------------------------------------------
-
-
-def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
-    env = {
-        **os.environ,
-        "MYKO_E2E_GATEWAY": live.url,
-        "MYKO_CHROMIUM": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
-    }
-    began = time.monotonic()
-    result = subprocess.run(
-        ["npx", "playwright", "test", "--grep-invert", PLAYWRIGHT_SKIP],
-        cwd=ROOT / "ui",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PLAYWRIGHT_TIMEOUT_S,
-        check=False,
-    )
-    live.record("playwright s", round(time.monotonic() - began, 1))
-    assert result.returncode == 0, (
-        f"Playwright against {live.url}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
-    )
-    assert " passed" in result.stdout
-
-
-# -- 4 and 5. faults and a rolling update under load -------------------------------------------
+# -- 2 and 3. faults and a rolling update under load -------------------------------------------
 
 
 @dataclass
@@ -452,6 +387,8 @@ async def test_rolling_update_of_query_and_gateway_under_open_streams(live: Live
     deadline = time.monotonic() + SETTLE_S
     while not all(w.shows(final) for w in load.watchers) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
+    for task in load.tasks:  # the Watches are done: the next tests add data of their own
+        task.cancel()
     live.record(
         "load",
         {
@@ -466,6 +403,71 @@ async def test_rolling_update_of_query_and_gateway_under_open_streams(live: Live
     for w in load.watchers:
         assert w.emissions > 0 and w.shows(final), f"watch {w.name} never showed the final state"
     assert sum(sent) > 0
+
+
+# -- 4. through the published port -------------------------------------------------------------
+
+
+async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> None:
+    name = f"swarm-{time.time_ns()}"
+    watch_url = f"{live.url}/myko.v1.QueryBus/Watch"
+    request = query_pb2.QueryRequest(
+        query=pack(queries_pb2.TargetsByStatus(status=entities_pb2.TARGET_STATUS_PAUSED))
+    ).SerializeToString()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(watch_url, data=frame(request), headers={"Content-Type": BINARY}) as resp,
+    ):
+        assert resp.status == 200
+        frames = FrameReader(resp, text=False).frames()
+        flag, first = await asyncio.wait_for(anext(frames), 30)
+        assert flag == 0
+        before = {unpack(a, entities_pb2.Target).name for a in query_pb2.QueryResult.FromString(first).items}
+        assert name not in before
+        began = time.monotonic()
+        command = command_pb2.CommandRequest(
+            tx=f"tx-{name}",
+            command=pack(commands_pb2.SetTarget(name=name, status=entities_pb2.TARGET_STATUS_PAUSED)),
+        )
+        reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString())
+        assert reply.code == 0, reply.message
+        result = command_pb2.CommandResult.FromString(reply.messages[0])
+        while True:
+            flag, payload = await asyncio.wait_for(anext(frames), 30)
+            assert flag == 0, "the Watch ended"
+            names = {
+                unpack(a, entities_pb2.Target).name for a in query_pb2.QueryResult.FromString(payload).items
+            }
+            if name in names:
+                break
+        live.record("command to watch emission s", round(time.monotonic() - began, 2))
+    assert result.events and result.events[0].id
+
+
+# -- 5. the browser ----------------------------------------------------------------------------
+
+
+def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
+    env = {
+        **os.environ,
+        "MYKO_E2E_GATEWAY": live.url,
+        "MYKO_CHROMIUM": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+    }
+    began = time.monotonic()
+    result = subprocess.run(
+        ["npx", "playwright", "test", "--grep-invert", PLAYWRIGHT_SKIP],
+        cwd=ROOT / "ui",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PLAYWRIGHT_TIMEOUT_S,
+        check=False,
+    )
+    live.record("playwright s", round(time.monotonic() - began, 1))
+    assert result.returncode == 0, (
+        f"Playwright against {live.url}:\n{result.stdout[-6000:]}\n{result.stderr[-2000:]}"
+    )
+    assert " passed" in result.stdout
 
 
 # -- 6. tear-down ------------------------------------------------------------------------------
