@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     env = os.environ if env is None else env
     parser = argparse.ArgumentParser(prog="python -m devtools.healthcheck", description=__doc__)
     parser.add_argument("service", nargs="?", default=env.get(SERVICE_ENV, ""))
-    # Below Docker's healthcheck timeout (5s in the stack), so we report, not get killed.
-    parser.add_argument("--timeout-s", type=float, default=3.0)
+    # Below Docker's healthcheck timeout (10s in the stack), so we report, not get killed.
+    parser.add_argument("--timeout-s", type=float, default=8.0)
     args = parser.parse_args(argv)
     if not args.service:
         print(f"no service: pass one or set {SERVICE_ENV}")
