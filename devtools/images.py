@@ -146,10 +146,20 @@ def _build(
     bundle = ca_bundle(os.environ)
     if bundle is not None:
         cmd += ["--secret", f"id=ca-bundle,src={bundle}"]
+    before = _image_id(docker, tag)
     result = docker.run([*cmd, str(context)], check=False, timeout_s=1800)
     if result.returncode != 0:
         # BuildKit writes its progress, with the failing step's output, to stderr.
         raise DockerError(f"building {tag} failed:\n{result.stderr[-6000:]}")
+    if before and before != _image_id(docker, tag):
+        # The image the tag named before is now untagged: remove it unless a
+        # container still uses it (rebuilds would pile up otherwise).
+        docker.run(["image", "rm", before], check=False)
+
+
+def _image_id(docker: DockerCli, ref: str) -> str:
+    result = docker.run(["image", "inspect", "--format", "{{.Id}}", ref], check=False, timeout_s=60)
+    return result.stdout.strip() if result.returncode == 0 else ""
 
 
 def _debian_bases(docker: DockerCli, built: Built, *, refresh: bool) -> None:
