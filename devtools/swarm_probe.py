@@ -1,6 +1,6 @@
 """Probe every task of the deployed stack from inside its network; print one JSON report.
 
-    docker run --rm --network myko_myko myko:0.1.0 python -m devtools.swarm_probe
+    docker run --rm --network myko_myko --entrypoint python myko:0.1.0 -m devtools.swarm_probe
 
 Run in a tools container on the stack's overlay network (the image is Myko's
 own, so nothing else needs building). For every Myko service it resolves

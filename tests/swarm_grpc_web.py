@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -100,7 +101,7 @@ async def client_loop(
     rng = random.Random(k)
     sent = 0
     while not stop.is_set():
-        tx = f"swarm-{k}-{sent}-{rng.getrandbits(48):012x}"
+        tx = str(uuid.uuid4())
         if sent % 10 == 3:
             name = f"c{k}-{sent}"
             ledger.issue_create(name)

@@ -38,6 +38,7 @@ import os
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ pytestmark = [pytest.mark.swarm, pytest.mark.timeout(1800)]
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = "mykotest"
+PROBE = ("-m", "devtools.swarm_probe")
 NETWORK = f"{STACK}_myko"
 FIGURES = ROOT / ".run" / "swarm" / "figures.json"
 # Every task of these answers on the overlay; the bus each lists through reflection.
@@ -216,7 +218,8 @@ async def _restored(live: Live, service: str, killed: str, since: float) -> floa
 
 def test_every_task_serves_inside_the_overlay(live: Live) -> None:
     result = live.docker.run(
-        ["run", "--rm", "--network", NETWORK, live.deployment.image, "python", "-m", "devtools.swarm_probe"],
+        # The image's entrypoint starts a service: the probe is run by python itself.
+        ["run", "--rm", "--network", NETWORK, "--entrypoint", "python", live.deployment.image, *PROBE],
         check=False,
         timeout_s=120,
     )
@@ -257,7 +260,7 @@ async def load(live: Live) -> AsyncIterator[Load]:
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
     setup = GatewayCommands(http, live.url, acks)
     for i in range(INITIAL_TARGETS):
-        result = await setup.execute(commands_pb2.SetTarget(name=f"hot-{i}"), f"init-{time.time_ns()}-{i}")
+        result = await setup.execute(commands_pb2.SetTarget(name=f"hot-{i}"), str(uuid.uuid4()))
         ledger.ack_initial(result, f"hot-{i}")
     targets = sorted(ledger.initial)
     watchers = [
@@ -428,7 +431,7 @@ async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> Non
         assert name not in before
         began = time.monotonic()
         command = command_pb2.CommandRequest(
-            tx=f"tx-{name}",
+            tx=str(uuid.uuid4()),
             command=pack(commands_pb2.SetTarget(name=name, status=entities_pb2.TARGET_STATUS_PAUSED)),
         )
         reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString())
@@ -457,7 +460,9 @@ def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
     }
     began = time.monotonic()
     result = subprocess.run(
-        ["npx", "playwright", "test", "--grep-invert", PLAYWRIGHT_SKIP],
+        # One retry: their bounds (a change on screen within 2 s) are tight for a
+        # machine that also runs three brokers and eleven services.
+        ["npx", "playwright", "test", "--retries=1", "--grep-invert", PLAYWRIGHT_SKIP],
         cwd=ROOT / "ui",
         env=env,
         capture_output=True,
