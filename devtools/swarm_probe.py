@@ -31,11 +31,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from myko.settings import DEFAULT_PORTS
+from myko import catalogue
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 KAFKA_PORT = 9092
-HTTP_SERVICES = frozenset({"gateway"})
 
 
 @dataclass
@@ -101,12 +100,12 @@ def probe_broker(name: str, timeout_s: float) -> TaskReport:
 
 def probe_all(timeout_s: float) -> list[TaskReport]:
     reports = [probe_broker(b, timeout_s) for b in BROKERS]
-    for service, port in DEFAULT_PORTS.items():
-        ips = task_addresses(service)
+    for spec in catalogue.SERVICES:
+        ips = task_addresses(spec.name)
         if not ips:
-            reports.append(TaskReport(service, f"tasks.{service}", False, "no task resolves"))
-        probe = probe_http if service in HTTP_SERVICES else probe_grpc
-        reports += [probe(service, ip, port, timeout_s) for ip in ips]
+            reports.append(TaskReport(spec.name, f"tasks.{spec.name}", False, "no task resolves"))
+        probe = probe_http if spec.http else probe_grpc
+        reports += [probe(spec.name, ip, spec.port, timeout_s) for ip in ips]
     return reports
 
 
