@@ -70,9 +70,25 @@ class Unauthenticated(MykoError):
 
 
 class ResourceExhausted(MykoError):
-    """A limit was reached (a message too large, too many streams); later may work."""
+    """A shared capacity is used up (a server overloaded, too many streams open); later
+    may work. A request over a fixed limit is the LimitExceeded kind of it."""
 
     retriable = True
+
+
+class LimitExceeded(ResourceExhausted):
+    """The request is over a fixed limit, so the same request fails again: not retriable.
+
+    `limit` names the setting (e.g. MYKO_MAX_RESULT_BYTES), and so does the message.
+    status.py sends it as RESOURCE_EXHAUSTED with trailing metadata `myko-limit`,
+    which tells it apart from an overloaded server, and clients raise it again.
+    """
+
+    retriable = False
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class ServerError(MykoError):
@@ -92,6 +108,11 @@ class Unavailable(MykoError):
     """A dependency (the broker, an upstream service) cannot be reached now."""
 
     retriable = True
+
+
+class Fenced(Unavailable):
+    """Another process took over this writer's Kafka transactional id: this one must stop
+    writing. Its callers may retry with the same tx (the new leader answers)."""
 
 
 class DeadlineExceeded(MykoError):

@@ -14,9 +14,10 @@ For each event of the saga's source topics, in partition order:
 
 Failures (docs/sagas.md), as the client raises them (myko/status.py maps the
 statuses): retriable errors (Unavailable, DeadlineExceeded, Conflict,
-ResourceExhausted) are retried with backoff for as long as this replica owns
-the partition; permanent rejections (InvalidArgument, UnknownType,
-PermissionDenied, Unauthenticated) go to the dead-letter topic at once;
+ResourceExhausted of an overloaded server) are retried with backoff for as long
+as this replica owns the partition; permanent rejections (InvalidArgument,
+UnknownType, PermissionDenied, Unauthenticated, and LimitExceeded: the command
+or its result is over a fixed limit) go to the dead-letter topic at once;
 everything else (Rejected, ServerError, a handler exception) is retried up to
 max_attempts, then dead-lettered. A dead letter is written before the offset
 is committed, so no event is ever dropped.
@@ -48,6 +49,7 @@ from myko.errors import (
     BadRecord,
     Defect,
     InvalidArgument,
+    LimitExceeded,
     MykoError,
     PermissionDenied,
     Unauthenticated,
@@ -72,7 +74,13 @@ Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 AfterExecute = Callable[[SagaEvent], None]
 
 # The same command can only get the same answer: dead-letter at once.
-PERMANENT: tuple[type[MykoError], ...] = (InvalidArgument, UnknownType, PermissionDenied, Unauthenticated)
+PERMANENT: tuple[type[MykoError], ...] = (
+    InvalidArgument,
+    UnknownType,
+    PermissionDenied,
+    Unauthenticated,
+    LimitExceeded,
+)
 
 
 def command_tx(saga: str, position: Position, command: Message, occurrence: int) -> str:

@@ -30,6 +30,7 @@ from myko.errors import (
     DeadlineExceeded,
     InternalError,
     InvalidArgument,
+    LimitExceeded,
     MykoError,
     PermissionDenied,
     Rejected,
@@ -75,6 +76,29 @@ _ERRORS: dict[grpc.StatusCode, Callable[[str], MykoError]] = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
 }
 
+# Trailing metadata naming the limit a request exceeded. RESOURCE_EXHAUSTED with it
+# means "this request is too big: do not retry it"; without it, a server is
+# overloaded and the same request may succeed later.
+LIMIT_KEY = "myko-limit"
+# gRPC's own message-size refusals (either side): a fixed limit, too.
+_GRPC_SIZE_LIMIT = ("Received message larger than max", "Sent message larger than max")
+
+
+def trailers_of(exc: BaseException) -> tuple[tuple[str, str], ...]:
+    return ((LIMIT_KEY, exc.limit),) if isinstance(exc, LimitExceeded) else ()
+
+
+def exceeded_limit(code: grpc.StatusCode, details: str, trailing_metadata: Any) -> str | None:
+    """The limit a failed call exceeded, or None when the status does not say so (overload)."""
+    if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return None
+    for key, value in trailing_metadata or ():
+        if key == LIMIT_KEY:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    if details.startswith(_GRPC_SIZE_LIMIT):
+        return "grpc max message length"
+    return None
+
 
 # The caller's mistake (or a limit it hit): logged at INFO, not as our fault.
 CLIENT_CODES = frozenset(
@@ -112,8 +136,12 @@ def status_of(exc: BaseException, where: str) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, internal.message
 
 
-def error_of(code: grpc.StatusCode, details: str) -> MykoError:
-    """The MykoError a client raises for a non-OK status (INTERNAL and the rest: ServerError)."""
+def error_of(code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -> MykoError:
+    """The MykoError a client raises for a non-OK status (INTERNAL and the rest: ServerError);
+    RESOURCE_EXHAUSTED naming a limit is LimitExceeded (not retriable)."""
+    limit = exceeded_limit(code, details, trailing_metadata)
+    if limit is not None:
+        return LimitExceeded(limit, details or code.name)
     make = _ERRORS.get(code)
     if make is None:
         return ServerError(details or code.name)
@@ -122,7 +150,7 @@ def error_of(code: grpc.StatusCode, details: str) -> MykoError:
 
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> MykoError:
     """`error_of` for a failed call, as grpc.aio raises it."""
-    return error_of(exc.code(), exc.details() or "")
+    return error_of(exc.code(), exc.details() or "", exc.trailing_metadata())
 
 
 def _field_and_message(details: str) -> tuple[str, str]:
@@ -170,7 +198,7 @@ def unary(
             raise
         except Exception as exc:
             code, details = status_of(exc, where)
-            await context.abort(code, details)
+            await context.abort(code, details, trailers_of(exc))
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -219,6 +247,6 @@ def streaming(
                 sent,
                 details,
             )
-            await context.abort(code, details)
+            await context.abort(code, details, trailers_of(exc))
 
     return wrapper
