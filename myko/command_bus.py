@@ -1,13 +1,11 @@
-"""The command bus: validate, deduplicate by tx, run the handler, commit atomically.
+"""The command bus: check the request, deduplicate by tx, run the handler, submit its proposal.
 
-Handlers run concurrently; one writer task validates their proposals against
-the current state in arrival order and commits every valid one in a single
-Kafka transaction (group commit). A proposal whose reads went stale is run
-again: a plain (sync) handler right inside the writer, against the state plus
-the writes accepted earlier in the batch, so contention on one entity costs no
-extra round trips; an async handler by its caller on fresh state (see
-conflicts.py). The writer waits until its own reader has read the transaction
-back before answering, so the next handler always sees every acknowledged write.
+This is the caller's side of a command: each Execute runs its handler in its
+own task, concurrently with the others, then submits the proposal to the one
+CommandWriter (command_writer.py), which validates and commits in arrival order
+and answers with the result, "run again" (reads went stale) or "already done".
+A tx takes effect once: a tx the tx log knows is answered from it, and a tx
+being run now is joined rather than run twice (docs/consistency.md).
 """
 
 from __future__ import annotations
@@ -15,22 +13,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
 
 from myko import input_rules
 from myko.app import App
 from myko.command_context import CommandContext
+from myko.command_writer import CommandWriter, Submission
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
-from myko.errors import Conflict, InternalError, InvalidArgument, MykoError, Unavailable, UnknownType, echo
-from myko.publisher import FencedError, Proposal, TransactionalPublisher
+from myko.errors import Conflict, InternalError, InvalidArgument, LimitExceeded, MykoError, UnknownType, echo
+from myko.ports import Proposal, Publisher
 from myko.repo import Store
-from myko.retry import Backoff
 from myko.store_fence import StoreFence
-from myko.txlog import TxLog, command_digest
+from myko.txlog import TxEntry, TxLog, command_digest
 from myko.v1 import command_pb2
 
 log = logging.getLogger(__name__)
@@ -49,22 +46,6 @@ def type_name_of(type_url: str, field_name: str) -> str:
     return type_url.rsplit("/", 1)[1]
 
 
-Rerun = Callable[[Mapping[Key, Message | None]], CommandContext]
-
-
-@dataclass
-class _Submission:
-    proposal: Proposal
-    reads: dict[Key, int]
-    scans: dict[str, int]
-    writes: Mapping[Key, Message | None]
-    # Runs a sync handler again over store + overlay; None for async handlers.
-    rerun: Rerun | None
-    future: asyncio.Future[command_pb2.CommandResult | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-
-
 class CommandBus:
     def __init__(
         self,
@@ -73,11 +54,11 @@ class CommandBus:
         store: Store,
         tracker: ChangeTracker,
         txlog: TxLog,
-        publisher: TransactionalPublisher,
+        publisher: Publisher,
+        fence: StoreFence,
         source: str,
         max_command_bytes: int,
         conflict_retries: int,
-        fence: StoreFence,
         max_batch: int = 512,
         read_back_timeout_s: float = 30.0,
     ) -> None:
@@ -89,37 +70,28 @@ class CommandBus:
         self._source = source
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
-        self._max_batch = max_batch
-        self._read_back_timeout_s = read_back_timeout_s
-        self._queue: asyncio.Queue[_Submission] = asyncio.Queue()
+        self._writer = CommandWriter(
+            store=store,
+            tracker=tracker,
+            txlog=txlog,
+            publisher=publisher,
+            fence=fence,
+            max_batch=max_batch,
+            read_back_timeout_s=read_back_timeout_s,
+        )
+        # tx -> (digest, its first caller's outcome) while that caller runs it.
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}
-        self._writer: asyncio.Task[None] | None = None
-        self._current: list[_Submission] = []
-        self._fence = fence
-        self._unsettled = False
 
     def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name="command-writer")
+        self._writer.start()
 
     @property
     def running(self) -> bool:
-        return self._writer is not None and not self._writer.done()
+        return self._writer.running
 
     async def stop(self) -> None:
         """Stop writing; whatever was not committed fails as UNAVAILABLE (retry is safe)."""
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-            self._writer = None
-        gone = Unavailable("this command_svc stopped writing; retry with the same tx")
-        for sub in self._current:
-            if not sub.future.done():
-                sub.future.set_exception(gone)
-        self._current = []
-        while not self._queue.empty():
-            sub = self._queue.get_nowait()
-            if not sub.future.done():
-                sub.future.set_exception(gone)
+        await self._writer.stop()
 
     async def execute(self, request: command_pb2.CommandRequest) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
@@ -129,7 +101,9 @@ class CommandBus:
             raise UnknownType("command", name)
         size = len(request.command.value)
         if size > self._max_command_bytes:
-            raise InvalidArgument("command", f"{size} bytes exceeds the {self._max_command_bytes}-byte limit")
+            raise LimitExceeded(
+                "MYKO_MAX_COMMAND_BYTES", f"command: {size} bytes, more than {self._max_command_bytes}"
+            )
         try:
             command = reg.message.FromString(request.command.value)
         except DecodeError as exc:
@@ -137,14 +111,15 @@ class CommandBus:
         digest = command_digest(TYPE_URL_PREFIX + name, request.command.value)
 
         while True:
-            done = self._txlog.get(tx)
+            done = self._txlog.lookup(tx)
             if done is not None:
-                return self._replay(tx, digest, *done)
+                return await self._replay(digest, done)
             running = self._inflight.get(tx)
             if running is None:
                 break
+            _same_command(tx, digest, running[0])
             try:
-                return self._replay(tx, digest, running[0], await asyncio.shield(running[1]))
+                return await asyncio.shield(running[1])
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if running[1].cancelled() and not (task is not None and task.cancelling()):
@@ -167,51 +142,44 @@ class CommandBus:
         finally:
             del self._inflight[tx]
 
-    @staticmethod
-    def _replay(
-        tx: str, digest: bytes, seen_digest: bytes, result: command_pb2.CommandResult
-    ) -> command_pb2.CommandResult:
-        if seen_digest != digest:
-            raise InvalidArgument("tx", f"{tx} was already used for a different command")
-        return result
+    async def _replay(self, digest: bytes, done: TxEntry) -> command_pb2.CommandResult:
+        """The stored answer of a tx that already took effect, if it is the same command."""
+        _same_command(done.tx, digest, done.digest)
+        return await self._txlog.result(done)
 
     async def _run(
         self, tx: str, digest: bytes, name: str, handler: object, command: Message
     ) -> command_pb2.CommandResult:
-        is_async = inspect.iscoroutinefunction(handler)
+        """Run the handler and submit its proposal until it commits (or conflicts too often)."""
 
         def rerun(overlay: Mapping[Key, Message | None]) -> CommandContext:
             ctx = self._context(tx, overlay)
             _call(handler, command, ctx, name, tx)
             return ctx
 
+        sync = not inspect.iscoroutinefunction(handler)
         for _attempt in range(self._conflict_retries + 1):
             token = self._tracker.open()
             try:
                 ctx = self._context(tx, {})
-                out = _call(handler, command, ctx, name, tx)
-                if inspect.isawaitable(out):
-                    try:
-                        await out
-                    except MykoError:
-                        raise
-                    except Exception as exc:
-                        raise _handler_failed(name, tx, exc) from exc
-                sub = _Submission(
-                    Proposal(tx=tx, digest=digest, command_type=name, events=ctx.events()),
+                await _run_handler(handler, command, ctx, name, tx)
+                proposal = Proposal(tx=tx, digest=digest, command_type=name, events=ctx.events())
+                sub = Submission(
+                    proposal,
                     reads=ctx.reads,
                     scans=ctx.scans,
                     writes=ctx.writes,
-                    rerun=None if is_async else rerun,
+                    rerun=rerun if sync else None,
+                    size_bound=self._publisher.check_size(proposal),
                 )
-                if not self.running:
-                    raise Unavailable("this command_svc is not writing now; retry with the same tx")
-                await self._queue.put(sub)
-                result = await sub.future
+                self._writer.submit(sub)
+                outcome = await sub.future
             finally:
                 self._tracker.close(token)
-            if result is not None:
-                return result
+            if isinstance(outcome, TxEntry):
+                return await self._replay(digest, outcome)
+            if outcome is not None:
+                return outcome
         raise Conflict(f"tx {tx}: state kept changing under the handler; retrying is safe")
 
     def _context(self, tx: str, overlay: Mapping[Key, Message | None]) -> CommandContext:
@@ -219,126 +187,21 @@ class CommandBus:
             tx=tx, store=self._store, tracker=self._tracker, source=self._source, overlay=overlay
         )
 
-    async def _write_loop(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._current = batch
-            try:
-                await self._write(batch)
-            except FencedError:
-                log.critical("another command_svc took over this transactional id; stopping writes")
-                raise
-            except Exception:
-                log.exception("command writer batch failed")
-                for sub in batch:
-                    if not sub.future.done():
-                        sub.future.set_exception(Unavailable("command writer failed; retry with the same tx"))
 
-    async def _settle(self) -> None:
-        """After a failed commit, wait until the store has read whatever did land."""
-        backoff = Backoff(initial_s=0.1, max_s=2.0)
-        while self._unsettled:
-            try:
-                await self._fence.sync()
-                self._unsettled = False
-            except MykoError as exc:
-                log.warning("cannot settle after a failed commit yet: %s", exc)
-                await asyncio.sleep(backoff.next())
+def _same_command(tx: str, digest: bytes, seen_digest: bytes) -> None:
+    if seen_digest != digest:
+        raise InvalidArgument("tx", f"{tx} was already used for a different command")
 
-    async def _write(self, batch: list[_Submission]) -> None:
-        await self._settle()
-        accepted: list[_Submission] = []
-        stale: list[_Submission] = []
-        overlay: dict[Key, Message | None] = {}
-        written_types: set[str] = set()
-        again: list[_Submission] = []  # a tx already accepted earlier in this batch
-        batch_txs: set[str] = set()
-        for sub in batch:
-            if sub.future.done():
-                # Its caller gave up (deadline, cancel), which cancelled the future:
-                # write nothing for it; a retry with the same tx runs it again.
-                continue
-            # The last word on once-only: a retry whose first caller gave up
-            # mid-commit can get past execute()'s checks, but not past this one.
-            done = self._txlog.get(sub.proposal.tx)
-            if done is not None:
-                _answer(sub, done[0], done[1])
-                continue
-            if sub.proposal.tx in batch_txs:
-                again.append(sub)
-                continue
-            if (
-                self._tracker.stale(sub.reads, sub.scans)
-                or any(k in overlay for k in sub.reads)
-                or any(t in written_types for t in sub.scans)
-            ):
-                if sub.rerun is None:
-                    stale.append(sub)
-                    continue
-                try:
-                    ctx = sub.rerun(overlay)
-                except MykoError as exc:
-                    sub.future.set_exception(exc)
-                    continue
-                sub.proposal.events = ctx.events()
-                sub.writes = ctx.writes
-            accepted.append(sub)
-            batch_txs.add(sub.proposal.tx)
-            overlay.update(sub.writes)
-            written_types |= {t for t, _ in sub.writes}
+
+async def _run_handler(handler: object, command: Message, ctx: CommandContext, name: str, tx: str) -> None:
+    out = _call(handler, command, ctx, name, tx)
+    if inspect.isawaitable(out):
         try:
-            if accepted:
-                results = await self._publisher.commit([s.proposal for s in accepted])
-                for sub, result in zip(accepted, results, strict=True):
-                    self._txlog.remember(sub.proposal.tx, sub.proposal.digest, result)
-                await self._read_back(results)
-                for sub, result in zip(accepted, results, strict=True):
-                    # A caller that gave up during the commit finds its result in the tx log.
-                    if not sub.future.done():
-                        sub.future.set_result(result)
-        except MykoError as exc:
-            # A commit that failed may still have landed (its answer was lost):
-            # read up to the end of the log before validating anything else.
-            self._unsettled = True
-            for sub in accepted:
-                if not sub.future.done():
-                    sub.future.set_exception(exc)
-                    sub.future.exception()
+            await out
+        except MykoError:
+            raise
         except Exception as exc:
-            self._unsettled = True
-            log.exception("command writer failed")
-            for sub in accepted:
-                if not sub.future.done():
-                    sub.future.set_exception(exc)
-                    sub.future.exception()
-            if isinstance(exc, FencedError):
-                raise
-        for sub in stale:
-            if not sub.future.done():
-                sub.future.set_result(None)
-        for sub in again:
-            done = self._txlog.get(sub.proposal.tx)
-            if done is not None:
-                _answer(sub, done[0], done[1])
-            elif not sub.future.done():
-                sub.future.set_exception(Unavailable("commit failed; retry with the same tx"))
-
-    async def _read_back(self, results: list[command_pb2.CommandResult]) -> None:
-        needed: dict[tuple[str, int], int] = {}
-        for r in results:
-            for o in r.visible_at.positions:
-                tp = (o.topic, o.partition)
-                needed[tp] = max(needed.get(tp, 0), o.offset)
-        # Until the store shows these writes no handler may validate against it,
-        # or a lost update could slip through: keep the writer waiting.
-        while True:
-            try:
-                await self._store.wait_for(needed, timeout_s=self._read_back_timeout_s)
-                return
-            except MykoError:
-                log.warning("writes not read back within %ss; still waiting", self._read_back_timeout_s)
+            raise _handler_failed(name, tx, exc) from exc
 
 
 def _call(handler: object, command: Message, ctx: CommandContext, name: str, tx: str) -> object:
@@ -355,15 +218,3 @@ def _handler_failed(name: str, tx: str, exc: Exception) -> InternalError:
     internal = InternalError()
     log.error("command handler for %s failed (tx %s, ref %s)", name, tx, internal.ref, exc_info=exc)
     return internal
-
-
-def _answer(sub: _Submission, digest: bytes, result: command_pb2.CommandResult) -> None:
-    """Answer a submission whose tx already took effect."""
-    if sub.future.done():
-        return
-    if digest != sub.proposal.digest:
-        sub.future.set_exception(
-            InvalidArgument("tx", f"{sub.proposal.tx} was already used for a different command")
-        )
-    else:
-        sub.future.set_result(result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,13 +26,23 @@ from myko.lifecycle import Lifecycle
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
+from myko.record_fetcher import KafkaRecordFetcher
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
 from myko.store_fence import StoreFence
-from myko.topics import ensure_topics, entity_topics, lease_topic, quarantine_topic, tx_log_topic
-from myko.txlog import TxLog
+from myko.topics import (
+    RECORD_OVERHEAD_BYTES,
+    ensure_topics,
+    entity_topics,
+    lease_topic,
+    max_message_bytes_of,
+    max_record_bytes,
+    quarantine_topic,
+    tx_log_topic,
+)
+from myko.txlog import TxLog, TxLogLimits
 from myko.v1 import command_pb2
 from myko.watermark import Watermark
 
@@ -60,7 +71,7 @@ class CommandService(Lifecycle):
         self.settings = settings
         self.app = app
         kafka = settings.kafka
-        self._tx_topic = tx_log_topic(kafka, retention_ms=settings.tx_retention_ms)
+        self._tx_topic = tx_log_topic(kafka, window_ms=settings.tx_dedupe_window_ms)
         self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
         self._quarantine_topic = quarantine_topic(kafka, settings.quarantine_topic)
         # command_svc copies the bad records of the topics only it reads; those
@@ -75,7 +86,15 @@ class CommandService(Lifecycle):
         )
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.tracker = ChangeTracker(self.store)
-        self.txlog = TxLog(self._tx_topic.name)
+        limits = TxLogLimits(
+            max_age_ms=settings.tx_dedupe_window_ms,
+            max_txs=settings.tx_dedupe_max_txs,
+            result_cache_bytes=settings.tx_result_cache_bytes,
+        )
+        self.fetcher = KafkaRecordFetcher(
+            kafka, client_id=f"{settings.instance_id}-txlog", max_record_bytes=max_record_bytes(kafka)
+        )
+        self.txlog = TxLog(self._tx_topic.name, limits, self.fetcher)
         self.leader_addr: str | None = None
         self.reader = TopicReader(
             kafka,
@@ -85,6 +104,9 @@ class CommandService(Lifecycle):
             pace=self.quarantine.wait_room,
             on_rewritten=self._rewritten,
             expiring_topics=[self._tx_topic.name],
+            # Only the dedupe window of the tx log: start-up does not grow with history.
+            windows={self._tx_topic.name: limits.read_window()},
+            max_record_bytes=max_record_bytes(kafka),
         )
         self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
@@ -92,8 +114,8 @@ class CommandService(Lifecycle):
             kafka,
             transactional_id=f"myko-command-{kafka.topic_prefix}leader",
             topic_of=lambda type_name: kafka.topic_prefix + type_name,
-            txlog=self.txlog,
-            max_request_bytes=settings.max_message_bytes,
+            txlog_topic=self._tx_topic.name,
+            max_result_bytes=kafka.max_result_bytes,
         )
         self.bus = CommandBus(
             app=app,
@@ -101,10 +123,10 @@ class CommandService(Lifecycle):
             tracker=self.tracker,
             txlog=self.txlog,
             publisher=self.publisher,
+            fence=self.fence,
             source=settings.instance_id,
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
-            fence=self.fence,
         )
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
@@ -185,18 +207,13 @@ class CommandService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
-        await ensure_topics(
-            kafka,
-            [
-                *entity_topics(kafka, self.app.entities),
-                self._tx_topic,
-                self._lease_topic,
-                self._quarantine_topic,
-            ],
-        )
+        entities = entity_topics(kafka, self.app.entities)
+        await ensure_topics(kafka, [*entities, self._tx_topic, self._lease_topic, self._quarantine_topic])
+        await self._fit_results_to_topics([t.name for t in [*entities, self._tx_topic]])
         await self.quarantine.start()
         await self.grpc.start()
         await self.reader.start()
+        self.publisher.know_partitions(Counter(t for t, _ in self.reader.watermark.positions))
         await self.reader.wait_caught_up()
         await self.lease.start()
         # Serve once this replica leads, or knows the live leader to forward to.
@@ -214,12 +231,26 @@ class CommandService(Lifecycle):
             self.leader_addr,
         )
 
+    async def _fit_results_to_topics(self, topics: list[str]) -> None:
+        """Topics created earlier (or by hand) may accept less than MYKO_MAX_RESULT_BYTES:
+        refuse results they would refuse, up front, instead of failing every commit."""
+        sizes = await max_message_bytes_of(self.settings.kafka, topics)
+        if not sizes:
+            return
+        topic, smallest = min(sizes.items(), key=lambda kv: kv[1])
+        self.publisher.limit_to(
+            smallest - RECORD_OVERHEAD_BYTES,
+            f"topic {topic} has max.message.bytes={smallest}; raise it to "
+            f"{max_record_bytes(self.settings.kafka)} to allow MYKO_MAX_RESULT_BYTES",
+        )
+
     async def stop(self) -> None:
         await self.grpc.set_serving(False)
         await self.lease.stop()
         await self.grpc.stop()
         await self.bus.stop()
         await self.publisher.stop()
+        await self.fetcher.stop()
         await self.reader.stop()
         await self.quarantine.stop()
         if self._leader is not None:

@@ -1,4 +1,4 @@
-"""Commits several commands' events, and their tx-log records, in one Kafka transaction.
+"""The Kafka Publisher: several commands' events, and their tx-log records, in one transaction.
 
 Group commit: the command writer hands over every command validated since the
 last commit, so throughput grows with concurrency while each command still
@@ -11,51 +11,56 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced, RecordTooLargeError
 
-from myko.errors import Unavailable
+from myko.command_result import build_result, check_result_size
+from myko.errors import Fenced, Unavailable
 from myko.events import to_record
+from myko.lifecycle import Lifecycle
+from myko.ports import Committed, Proposal
 from myko.settings import KafkaSettings
-from myko.txlog import TxLog
-from myko.v1 import command_pb2, item_pb2
-from myko.watermark import Watermark
+from myko.topics import RECORD_OVERHEAD_BYTES
+from myko.txlog import txlog_record
+from myko.v1 import item_pb2
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Proposal:
-    """One command's outcome, ready to be written."""
-
-    tx: str
-    digest: bytes
-    command_type: str
-    events: list[item_pb2.Event]
-
-
-class FencedError(Exception):
-    """Another process took over this transactional id; this one must stop writing."""
-
-
-class TransactionalPublisher:
+class TransactionalPublisher(Lifecycle):
     def __init__(
         self,
         kafka: KafkaSettings,
         *,
         transactional_id: str,
         topic_of: Callable[[str], str],
-        txlog: TxLog,
-        max_request_bytes: int = 8 * 1024 * 1024,
+        txlog_topic: str,
+        max_result_bytes: int,
+        limit_name: str = "MYKO_MAX_RESULT_BYTES",
     ) -> None:
         self._kafka = kafka
         self._transactional_id = transactional_id
         self._topic_of = topic_of
-        self._txlog = txlog
-        self._max_request_bytes = max_request_bytes
+        self._txlog_topic = txlog_topic
+        self._max_result_bytes = max_result_bytes
+        self._limit_name = limit_name
+        self._partitions: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
+
+    @property
+    def max_result_bytes(self) -> int:
+        return self._max_result_bytes
+
+    def limit_to(self, max_result_bytes: int, reason: str) -> None:
+        """Lower the result limit (a topic accepts less than configured)."""
+        if max_result_bytes < self._max_result_bytes:
+            log.warning("results limited to %d bytes: %s", max_result_bytes, reason)
+            self._max_result_bytes = max_result_bytes
+
+    def know_partitions(self, partitions: dict[str, int]) -> None:
+        """Partition counts per topic, which bound a result's visible_at before writing."""
+        self._partitions.update(partitions)
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
@@ -64,7 +69,7 @@ class TransactionalPublisher:
             enable_idempotence=True,
             acks="all",
             linger_ms=0,
-            max_request_size=self._max_request_bytes,
+            max_request_size=self._max_result_bytes + RECORD_OVERHEAD_BYTES,
             request_timeout_ms=self._kafka.request_timeout_ms,
             transaction_timeout_ms=60_000,
         )
@@ -80,8 +85,23 @@ class TransactionalPublisher:
             await self._producer.stop()
             self._producer = None
 
-    async def commit(self, proposals: Sequence[Proposal]) -> list[command_pb2.CommandResult]:
+    def check_size(self, proposal: Proposal) -> int:
+        return check_result_size(
+            proposal,
+            topic_of=self._topic_of,
+            partitions_of=self._partition_count,
+            max_bytes=self._max_result_bytes,
+            limit_name=self._limit_name,
+        )
+
+    def _partition_count(self, topic: str) -> int:
+        # Unknown: as many as there are events (an upper bound, never too small).
+        return self._partitions.get(topic, 2**31)
+
+    async def commit(self, proposals: Sequence[Proposal]) -> list[Committed]:
         """Write everything in one transaction; on failure nothing is visible."""
+        for p in proposals:
+            self.check_size(p)
         if self._producer is None:
             await self.start()  # a previous failure dropped the producer
         assert self._producer is not None
@@ -89,20 +109,23 @@ class TransactionalPublisher:
         try:
             await producer.begin_transaction()
             try:
-                results = await self._send_all(producer, proposals)
+                committed = await self._send_all(producer, proposals)
                 await producer.commit_transaction()
             except BaseException:
                 await self._abort(producer)
                 raise
         except ProducerFenced as exc:
-            raise FencedError(str(exc)) from exc
+            raise Fenced(f"another writer took over: {exc}") from exc
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            # check_size keeps results under the limit, and start-up checks the topics
+            # accept that much: getting here means a topic's config changed under us.
+            log.error("the broker refused a record as too large (topic max.message.bytes?): %s", exc)
+            raise Unavailable(f"commit failed, nothing was written: {exc}") from exc
         except (TimeoutError, KafkaError, OSError) as exc:
-            raise Unavailable(f"broker unavailable, nothing was written: {exc}") from exc
-        return results
+            raise Unavailable(f"broker unavailable, commit failed: {exc}") from exc
+        return committed
 
-    async def _send_all(
-        self, producer: AIOKafkaProducer, proposals: Sequence[Proposal]
-    ) -> list[command_pb2.CommandResult]:
+    async def _send_all(self, producer: AIOKafkaProducer, proposals: Sequence[Proposal]) -> list[Committed]:
         pending = []
         for p in proposals:
             futs = []
@@ -110,43 +133,33 @@ class TransactionalPublisher:
                 rec = to_record(ev, self._topic_of(ev.type))
                 futs.append(await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers))
             pending.append(futs)
-        results = []
+        committed = []
         for p, futs in zip(proposals, pending, strict=True):
             metas = await asyncio.gather(*futs)
-            events = []
-            for ev, md in zip(p.events, metas, strict=True):
-                landed = item_pb2.Event()
-                landed.CopyFrom(ev)
-                landed.offset.CopyFrom(
-                    item_pb2.Offset(topic=md.topic, partition=md.partition, offset=md.offset)
-                )
-                events.append(landed)
-            result = command_pb2.CommandResult(
-                tx=p.tx,
-                command_type=p.command_type,
-                events=events,
-                visible_at=Watermark.after(e.offset for e in events).to_proto(),
-            )
-            rec = self._txlog.record(p.tx, p.digest, result)
-            await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers)
-            results.append(result)
-        return results
+            landed = [
+                item_pb2.Offset(topic=md.topic, partition=md.partition, offset=md.offset) for md in metas
+            ]
+            result = build_result(p, landed)
+            rec = txlog_record(self._txlog_topic, p.tx, p.digest, result)
+            at = await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers)
+            committed.append((result, at))
+        out = []
+        for result, at in committed:
+            md = await at
+            out.append(Committed(result=result, txlog_partition=md.partition, txlog_offset=md.offset))
+        return out
 
     async def announce(self, topic: str, key: bytes, value: bytes) -> None:
         """Write one record in its own transaction: proves this producer is not fenced."""
-        await self.commit_records([(topic, key, value)])
-
-    async def commit_records(self, records: Sequence[tuple[str, bytes, bytes]]) -> None:
         if self._producer is None:
             await self.start()
         assert self._producer is not None
         producer = self._producer
         try:
             async with producer.transaction():
-                for topic, key, value in records:
-                    await producer.send(topic, key=key, value=value)
+                await producer.send(topic, key=key, value=value)
         except ProducerFenced as exc:
-            raise FencedError(str(exc)) from exc
+            raise Fenced(f"another writer took over: {exc}") from exc
         except (TimeoutError, KafkaError, OSError) as exc:
             raise Unavailable(f"broker unavailable: {exc}") from exc
 

@@ -1,4 +1,4 @@
-"""Follows topics from the beginning, read_committed, without a consumer group.
+"""Follows topics from the beginning (or a window's start), read_committed, without a consumer group.
 
 The reader knows when it has caught up (reached the end offsets seen at start)
 and lets callers wait until it has read past given positions: the basis of
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -22,6 +23,7 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.ports import ReadWindow
 from myko.settings import KafkaSettings
 from myko.topic_identity import TopicIdentity, describe_topics
 from myko.watermark import Watermark
@@ -55,9 +57,13 @@ class TopicReader(Lifecycle):
         pace: Pace | None = None,
         on_rewritten: OnRewritten | None = None,
         expiring_topics: Collection[str] = (),
+        windows: Mapping[str, ReadWindow] | None = None,
+        max_record_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._kafka = kafka
         self._topics = list(topics)
+        self._windows = dict(windows or {})
+        self._max_record_bytes = max_record_bytes
         self._on_batch = on_batch
         self._client_id = client_id
         self._max_batch = max_batch_records
@@ -103,7 +109,7 @@ class TopicReader(Lifecycle):
             auto_offset_reset="none",
             client_id=self._client_id,
             fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=4 * 1024 * 1024,
+            max_partition_fetch_bytes=max(4 * 1024 * 1024, self._max_record_bytes),
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
         try:
@@ -116,12 +122,15 @@ class TopicReader(Lifecycle):
             await consumer.seek_to_beginning(*tps)
             # read_committed: end offsets are the last stable offsets.
             ends = await consumer.end_offsets(tps)
+            starts = await self._window_starts(consumer, tps, ends)
+            for tp, offset in starts.items():
+                consumer.seek(tp, offset)
         except (KafkaError, OSError) as exc:
             await consumer.stop()
             raise Unavailable(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
         await self._learn_identities()
-        self._watermark = Watermark({(tp.topic, tp.partition): 0 for tp in tps})
+        self._watermark = Watermark({(tp.topic, tp.partition): starts.get(tp, 0) for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
         # Tell the consumer where it starts, so even an empty store reports
         # every partition in its watermark.
@@ -139,6 +148,27 @@ class TopicReader(Lifecycle):
             await consumer._client.force_metadata_update()
             await asyncio.sleep(0.1)
         raise Unavailable(f"topic {topic!r} has no partitions (does it exist?)")
+
+    async def _window_starts(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Where a windowed topic's partitions start: the later of its age and offset bounds."""
+        windowed = [tp for tp in tps if tp.topic in self._windows]
+        if not windowed:
+            return {}
+        now_ms = time.time_ns() // 1_000_000
+        firsts = await consumer.beginning_offsets(windowed)
+        by_time = await consumer.offsets_for_times(
+            {tp: max(0, now_ms - self._windows[tp.topic].max_age_ms) for tp in windowed}
+        )
+        starts = {}
+        for tp in windowed:
+            end = int(ends[tp])
+            found = by_time.get(tp)
+            young = end if found is None else int(found.offset)  # None: nothing that young
+            recent = end - self._windows[tp.topic].max_offsets
+            starts[tp] = max(int(firsts[tp]), young, recent)
+        return starts
 
     async def end_offsets(self) -> dict[tuple[str, int], int]:
         """The current last stable offsets of every partition read."""

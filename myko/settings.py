@@ -93,6 +93,10 @@ class KafkaSettings:
     # How often readers check that their topics are still the ones they read
     # (not deleted, recreated, truncated or repartitioned).
     topic_check_interval_ms: int = 5_000
+    # Largest CommandResult (a command's answer, also stored whole in the tx log).
+    # Every service creates Myko's topics to accept records this large (plus
+    # RECORD_OVERHEAD_BYTES), so all of them read it.
+    max_result_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -116,6 +120,7 @@ class KafkaSettings:
             topic_check_interval_ms=e.int(
                 "MYKO_TOPIC_CHECK_INTERVAL_MS", cls.topic_check_interval_ms, minimum=100, maximum=3_600_000
             ),
+            max_result_bytes=e.int("MYKO_MAX_RESULT_BYTES", cls.max_result_bytes, minimum=64 * 1024),
         )
 
 
@@ -175,10 +180,16 @@ class ServerSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class CommandSettings(ServerSettings):
-    # Largest Any payload a command may carry; larger gets INVALID_ARGUMENT.
+    # Largest Any payload a command may carry; larger gets RESOURCE_EXHAUSTED.
     max_command_bytes: int = 512 * 1024
-    # How long a tx id is remembered for exactly-once retries.
-    tx_retention_ms: int = 7 * 24 * 3600 * 1000
+    # The dedupe window (docs/consistency.md): a retried tx takes effect once when it
+    # was committed within the last tx_dedupe_window_ms AND among the last
+    # tx_dedupe_max_txs commands. The count bounds memory (~200 B per tx) and
+    # start-up time; the age is also the tx-log topic's retention.
+    tx_dedupe_window_ms: int = 7 * 24 * 3600 * 1000
+    tx_dedupe_max_txs: int = 100_000
+    # Recent results kept in memory; older retries read theirs back from Kafka.
+    tx_result_cache_bytes: int = 16 * 1024 * 1024
     # Re-runs of a handler whose reads went stale before it could commit.
     conflict_retries: int = 8
     # Where other replicas reach this one when it leads (HOST:PORT); empty means
@@ -188,10 +199,16 @@ class CommandSettings(ServerSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         e = _Env(os.environ if env is None else env)
+        if e.opt_str("MYKO_TX_RETENTION_MS"):
+            raise ConfigError(
+                "MYKO_TX_RETENTION_MS was replaced by MYKO_TX_DEDUPE_WINDOW_MS (and MYKO_TX_DEDUPE_MAX_TXS)"
+            )
         return cls(
             **cls._common("command", env),  # type: ignore[arg-type]
             max_command_bytes=e.int("MYKO_MAX_COMMAND_BYTES", 512 * 1024, minimum=1024),
-            tx_retention_ms=e.int("MYKO_TX_RETENTION_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
+            tx_dedupe_window_ms=e.int("MYKO_TX_DEDUPE_WINDOW_MS", 7 * 24 * 3600 * 1000, minimum=60_000),
+            tx_dedupe_max_txs=e.int("MYKO_TX_DEDUPE_MAX_TXS", 100_000, minimum=1),
+            tx_result_cache_bytes=e.int("MYKO_TX_RESULT_CACHE_BYTES", 16 * 1024 * 1024, minimum=0),
             conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
             advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
         )

@@ -14,12 +14,12 @@ from __future__ import annotations
 from aiokafka.errors import KafkaError
 
 from myko.errors import Unavailable
-from myko.reader import TopicReader
+from myko.ports import Feed
 from myko.repo import Store
 
 
 class StoreFence:
-    def __init__(self, reader: TopicReader, store: Store, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, reader: Feed, store: Store, *, timeout_s: float = 30.0) -> None:
         self._reader = reader
         self._store = store
         self._timeout_s = timeout_s

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from myko.entities import EntityRegistry
@@ -23,6 +24,11 @@ from myko.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 TX_LOG = "myko.tx"
+# Room around the largest result for a record's key, headers and batch framing.
+RECORD_OVERHEAD_BYTES = 64 * 1024
+# Compaction only cleans closed segments: rolling hourly keeps what a reader
+# replays at start close to the live entities, however long the topic has lived.
+ENTITY_SEGMENT_MS = 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -38,18 +44,30 @@ def entity_topics(kafka: KafkaSettings, entities: EntityRegistry) -> list[TopicS
         "min.insync.replicas": str(kafka.topic_min_insync_replicas),
         # Keep tombstones long enough for a slow reader to see the delete.
         "delete.retention.ms": str(24 * 3600 * 1000),
+        "segment.ms": str(ENTITY_SEGMENT_MS),
+        "max.message.bytes": str(max_record_bytes(kafka)),
     }
     return [TopicSpec(et.topic(kafka.topic_prefix), kafka.topic_partitions, cfg) for et in entities]
 
 
-def tx_log_topic(kafka: KafkaSettings, *, retention_ms: int) -> TopicSpec:
+def max_record_bytes(kafka: KafkaSettings) -> int:
+    """`max.message.bytes` of Myko's topics: a whole result fits in one record."""
+    return kafka.max_result_bytes + RECORD_OVERHEAD_BYTES
+
+
+def tx_log_topic(kafka: KafkaSettings, *, window_ms: int) -> TopicSpec:
+    """One partition, so the log's order is commit order and "the last N txs" is its tail."""
     cfg = {
-        # Compacted per tx, and forgotten after the retry window.
-        "cleanup.policy": "compact,delete",
-        "retention.ms": str(retention_ms),
+        # Each tx is written once: nothing to compact; forgotten after the dedupe
+        # window (plus an hour for clock skew between producer and broker).
+        "cleanup.policy": "delete",
+        "retention.ms": str(window_ms + 3600 * 1000),
+        # Retention deletes whole segments: keep them small next to the window.
+        "segment.ms": str(min(window_ms, 3600 * 1000)),
+        "max.message.bytes": str(max_record_bytes(kafka)),
         "min.insync.replicas": str(kafka.topic_min_insync_replicas),
     }
-    return TopicSpec(kafka.topic_prefix + TX_LOG, kafka.topic_partitions, cfg)
+    return TopicSpec(kafka.topic_prefix + TX_LOG, 1, cfg)
 
 
 def lease_topic(kafka: KafkaSettings, name: str) -> TopicSpec:
@@ -97,3 +115,27 @@ async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, tim
             await asyncio.sleep(1.0)
         finally:
             await admin.close()
+
+
+async def max_message_bytes_of(kafka: KafkaSettings, names: Iterable[str]) -> dict[str, int]:
+    """The effective `max.message.bytes` of existing topics (topics created before it was set
+    have the broker's default, usually 1 MiB)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
+    )
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": None}) for n in names]
+        )
+    except (KafkaError, OSError) as exc:
+        raise Unavailable(f"cannot describe topics on {kafka.bootstrap_servers}: {exc}") from exc
+    finally:
+        await admin.close()
+    found: dict[str, int] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            for entry in resource["config_entries"]:
+                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                    found[resource["resource_name"]] = int(entry["config_value"])
+    return found

@@ -239,8 +239,10 @@ async def test_undecodable_and_oversized_payloads(stack: InProcessStack) -> None
     huge = commands_pb2.SetTarget(name="big", tags=["x" * 1000] * 600)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stack.clients.execute(huge)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "limit" in (err.value.details() or "")
+    # Over a limit: RESOURCE_EXHAUSTED naming the limit, in the text and the trailer.
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "MYKO_MAX_COMMAND_BYTES" in (err.value.details() or "")
+    assert ("myko-limit", "MYKO_MAX_COMMAND_BYTES") in tuple(err.value.trailing_metadata() or ())
 
     # Past the transport limit gRPC itself refuses the message.
     enormous = commands_pb2.SetTarget(name="big", tags=["x" * 1_000_000] * 9)
