@@ -82,7 +82,10 @@ class WatermarkWaiters:
         entry = (needed, fut)
         self._waiters.append(entry)
         try:
-            await asyncio.wait_for(fut, timeout_s)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that
+            # arrives as the future completes, and the cancelled task runs on.
+            async with asyncio.timeout(timeout_s):
+                await fut
         except TimeoutError:
             raise DeadlineExceeded(f"not at {dict(needed)} within {timeout_s}s") from None
         finally:
