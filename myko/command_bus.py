@@ -70,6 +70,7 @@ class CommandBus:
         self._source = source
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
+        self._read_back_timeout_s = read_back_timeout_s
         self._writer = CommandWriter(
             store=store,
             tracker=tracker,
@@ -145,7 +146,12 @@ class CommandBus:
     async def _replay(self, digest: bytes, done: TxEntry) -> command_pb2.CommandResult:
         """The stored answer of a tx that already took effect, if it is the same command."""
         _same_command(done.tx, digest, done.digest)
-        return await self._txlog.result(done)
+        result = await self._txlog.result(done)
+        # The tx log may know a tx before the store has read its events back: answer
+        # only once it has, so the caller's next command sees this one's writes.
+        needed = {(o.topic, o.partition): o.offset for o in result.visible_at.positions}
+        await self._store.wait_for(needed, timeout_s=self._read_back_timeout_s)
+        return result
 
     async def _run(
         self, tx: str, digest: bytes, name: str, handler: object, command: Message
@@ -184,7 +190,12 @@ class CommandBus:
 
     def _context(self, tx: str, overlay: Mapping[Key, Message | None]) -> CommandContext:
         return CommandContext(
-            tx=tx, store=self._store, tracker=self._tracker, source=self._source, overlay=overlay
+            tx=tx,
+            store=self._store,
+            tracker=self._tracker,
+            source=self._source,
+            overlay=overlay,
+            max_result_bytes=self._publisher.max_result_bytes,
         )
 
 

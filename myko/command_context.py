@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 
 from myko import input_rules
 from myko.conflicts import ChangeTracker, Key
-from myko.errors import InvalidArgument
+from myko.errors import InvalidArgument, LimitExceeded
 from myko.events import del_event, set_event
 from myko.repo import Store
 from myko.v1 import item_pb2
@@ -32,6 +32,7 @@ class CommandContext:
         source: str,
         now: timestamp_pb2.Timestamp | None = None,
         overlay: Mapping[Key, Message | None] | None = None,
+        max_result_bytes: int | None = None,
     ) -> None:
         self.tx = tx
         self.source = source
@@ -45,6 +46,11 @@ class CommandContext:
         # (type, id) -> new entity or None for delete, in write order
         self._writes: dict[Key, Message | None] = {}
         self._existed: set[Key] = set()
+        # A handler writing more than a result may hold is stopped at the write that
+        # crosses the limit, not after building the rest (CommandBus checks exactly later).
+        self._max_result_bytes = max_result_bytes
+        self._least_bytes: dict[Key, int] = {}
+        self._least_total = 0
 
     # --- reads -------------------------------------------------------------
     def get(self, cls: type[E], entity_id: str) -> E | None:
@@ -99,6 +105,7 @@ class CommandContext:
         if current is not None and key not in self._writes:
             self._existed.add(key)
         self._writes[key] = new
+        self._count(key, new.ByteSize())
         return new
 
     def delete(self, cls: type[Message], entity_id: str) -> bool:
@@ -111,7 +118,23 @@ class CommandContext:
             return False
         self._existed.add(key)
         self._writes[key] = None
+        self._count(key, 0)
         return True
+
+    def _count(self, key: Key, entity_bytes: int) -> None:
+        if self._max_result_bytes is None:
+            return
+        # Less than the event will take in the result: its entity, id, type (twice:
+        # type and type_url) and tx, without tags, lengths, timestamps or offset.
+        least = entity_bytes + len(key[1]) + 2 * len(key[0]) + len(self.tx)
+        self._least_total += least - self._least_bytes.get(key, 0)
+        self._least_bytes[key] = least
+        if self._least_total > self._max_result_bytes:
+            raise LimitExceeded(
+                "MYKO_MAX_RESULT_BYTES",
+                f"result: more than {self._max_result_bytes} bytes after {len(self._writes)} writes; "
+                "split it into smaller commands",
+            )
 
     def new_id(self, salt: str = "") -> str:
         """An id derived from the tx: the same on every retry of this command."""
