@@ -3,7 +3,8 @@
 Every partition from its first offset (or a topic's ReadWindow start), in order,
 batch by batch to `on_batch` with the watermark after the batch, on a task of
 its own: a write becomes visible to the Store a little later than it is
-committed, as with Kafka, so read-back waits behave the same.
+committed, as with Kafka, so read-back waits behave the same. For tests it can
+be held, like a reader that lags behind the log.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class MemoryFeed(Lifecycle):
         self._targets: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._open = asyncio.Event()
+        self._open.set()
 
     @property
     def watermark(self) -> Watermark:
@@ -65,9 +68,17 @@ class MemoryFeed(Lifecycle):
         await cancel_and_wait(self._task)
         self._task = None
 
+    def hold(self) -> None:
+        """Deliver nothing more until release() (a reader lagging behind)."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
     async def wait_caught_up(self, *, timeout_s: float | None = None) -> None:
         try:
-            await asyncio.wait_for(self._caught_up.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._caught_up.wait()
         except TimeoutError:
             raise DeadlineExceeded(f"feed did not catch up within {timeout_s}s") from None
 
@@ -76,6 +87,7 @@ class MemoryFeed(Lifecycle):
 
     async def _run(self) -> None:
         while True:
+            await self._open.wait()
             positions = dict(self._watermark.positions)
             records: list[LogRecord] = []
             updates: dict[TopicPartition, int] = {}

@@ -154,7 +154,8 @@ class TxLog:
         self, tx: str, digest: bytes, result: command_pb2.CommandResult, partition: int, offset: int
     ) -> None:
         """Index a tx the writer has just committed (before the feed reads its record back)."""
-        self._add(tx.encode(), digest, self._clock_ms(), partition, offset, result.SerializeToString())
+        value = result.SerializeToString() if self.limits.result_cache_bytes else b""
+        self._add(tx.encode(), digest, self._clock_ms(), partition, offset, value)
 
     def apply_records(self, records: Iterable[RawRecord], quarantine: Quarantine) -> None:
         for r in records:
@@ -186,7 +187,7 @@ class TxLog:
         while len(self._index) > self.limits.max_txs:
             self._forget(next(iter(self._index)))
         self._expire()
-        if len(value) <= self.limits.result_cache_bytes:
+        if 0 < len(value) <= self.limits.result_cache_bytes:
             self._results[key] = value
             self._results_bytes += len(value)
             while self._results_bytes > self.limits.result_cache_bytes:

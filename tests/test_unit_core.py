@@ -1,13 +1,17 @@
-"""Unit tests: event codec, watermarks, registries, settings, command context, live hub."""
+"""Unit tests: event codec, watermarks, registries, settings, command context, live hub.
+
+On the counters test domain (tests/counters.py), not the example application.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
+from counters import COUNTER, Add, Counter
 from google.protobuf import any_pb2, timestamp_pb2
 from reactivex.subject import BehaviorSubject
-from targets.v1 import commands_pb2, entities_pb2
 
 from myko.app import App
 from myko.command_context import CommandContext
@@ -21,8 +25,6 @@ from myko.settings import CommandSettings, KafkaSettings, QuerySettings
 from myko.v1 import item_pb2
 from myko.watermark import Watermark
 
-Target = entities_pb2.Target
-
 
 def ts(ns: int) -> timestamp_pb2.Timestamp:
     out = timestamp_pb2.Timestamp()
@@ -31,24 +33,24 @@ def ts(ns: int) -> timestamp_pb2.Timestamp:
 
 
 def test_set_event_round_trips_through_a_kafka_record() -> None:
-    t = Target(name="x", score=1.5)
+    t = Counter(value=3, payload=b"x")
     t.item.id = "id-1"
-    t.item.type = "targets.v1.Target"
+    t.item.type = COUNTER
     ev = set_event(t, tx="tx-1", ts=ts(1_700_000_000_123_456_789), source="cmd-1")
-    rec = to_record(ev, "p.targets.v1.Target")
+    rec = to_record(ev, "p." + COUNTER)
     assert rec.key == b"id-1" and rec.value is not None
     back = from_record(rec.topic, 2, 7, rec.key, rec.value, rec.headers)
     assert back.op == SET and back.id == "id-1" and back.tx == "tx-1" and back.source == "cmd-1"
     assert back.ts.ToNanoseconds() == 1_700_000_000_123_456_789
     assert (back.offset.partition, back.offset.offset) == (2, 7)
-    decoded = Target()
+    decoded = Counter()
     back.entity.Unpack(decoded)
     assert decoded == t
 
 
 def test_del_is_a_tombstone_with_metadata_in_headers() -> None:
-    ev = item_pb2.Event(op=DEL, type="targets.v1.Target", id="gone", tx="tx-2", ts=ts(5), source="s")
-    rec = to_record(ev, "targets.v1.Target")
+    ev = item_pb2.Event(op=DEL, type=COUNTER, id="gone", tx="tx-2", ts=ts(5), source="s")
+    rec = to_record(ev, COUNTER)
     assert rec.value is None
     back = from_record(rec.topic, 0, 1, rec.key, None, rec.headers)
     assert back.op == DEL and back.tx == "tx-2" and not back.HasField("entity")
@@ -66,15 +68,15 @@ def test_watermark_covers_and_round_trips() -> None:
 def test_entity_must_start_with_mitem() -> None:
     reg = EntityRegistry()
     with pytest.raises(ConfigError, match="field 1"):
-        reg.add(commands_pb2.SetTarget)
-    assert reg.add(Target).name == "targets.v1.Target"
+        reg.add(Add)
+    assert reg.add(Counter).name == COUNTER
 
 
 def test_handler_registered_twice_is_a_config_error() -> None:
     app = App("t")
-    app.command(commands_pb2.SetTarget)(lambda c, ctx: None)
+    app.command(Add)(lambda c, ctx: None)
     with pytest.raises(ConfigError, match="two handlers"):
-        app.command(commands_pb2.SetTarget)(lambda c, ctx: None)
+        app.command(Add)(lambda c, ctx: None)
 
 
 def test_settings_fail_fast_on_bad_values() -> None:
@@ -94,24 +96,24 @@ def test_settings_fail_fast_on_bad_values() -> None:
 
 def _store() -> Store:
     reg = EntityRegistry()
-    reg.add(Target)
+    reg.add(Counter)
     return Store(reg)
 
 
-def _apply(store: Store, t: Target, offset: int) -> None:
+def _apply(store: Store, t: Any, offset: int) -> None:
     packed = any_pb2.Any()
     packed.Pack(t)
     store.apply_events(
         [
             item_pb2.Event(
                 op=SET,
-                type="targets.v1.Target",
+                type=COUNTER,
                 id=t.item.id,
                 entity=packed,
-                offset=item_pb2.Offset(topic="targets.v1.Target", offset=offset),
+                offset=item_pb2.Offset(topic=COUNTER, offset=offset),
             )
         ],
-        Watermark({("targets.v1.Target", 0): offset + 1}),
+        Watermark({(COUNTER, 0): offset + 1}),
     )
 
 
@@ -119,36 +121,36 @@ def test_context_fills_mitem_and_versions() -> None:
     store = _store()
     tracker = ChangeTracker(store)
     ctx = CommandContext(tx="tx-a", store=store, tracker=tracker, source="s", now=ts(10))
-    t = Target(name="n")
+    t = Counter(value=1)
     t.item.id = "a"
     written = ctx.set(t)
     assert (written.item.version, written.item.created_tx, written.item.type) == (
         1,
         "tx-a",
-        "targets.v1.Target",
+        COUNTER,
     )
     _apply(store, written, 0)
     ctx2 = CommandContext(tx="tx-b", store=store, tracker=tracker, source="s", now=ts(20))
-    current = ctx2.get(Target, "a")
+    current = ctx2.get(Counter, "a")
     assert current is not None
-    current.name = "m"
+    current.value = 2
     again = ctx2.set(current)
     assert (again.item.version, again.item.created_tx, again.item.updated_tx) == (2, "tx-a", "tx-b")
     with pytest.raises(InvalidArgument, match="id"):
-        ctx2.set(Target(name="no id"))
+        ctx2.set(Counter(value=1))
 
 
 def test_a_read_becomes_stale_when_the_entity_changes() -> None:
     store = _store()
     tracker = ChangeTracker(store)
-    t = Target(name="n")
+    t = Counter(value=1)
     t.item.id = "a"
     _apply(store, t, 0)
     ctx = CommandContext(tx="tx", store=store, tracker=tracker, source="s")
     token = tracker.open()
-    ctx.get(Target, "a")
+    ctx.get(Counter, "a")
     assert not tracker.stale(ctx.reads, ctx.scans)
-    t.name = "changed"
+    t.value = 2
     _apply(store, t, 1)
     assert tracker.stale(ctx.reads, ctx.scans)
     tracker.close(token)
@@ -157,10 +159,10 @@ def test_a_read_becomes_stale_when_the_entity_changes() -> None:
 def test_create_then_delete_in_one_command_writes_nothing() -> None:
     store = _store()
     ctx = CommandContext(tx="tx", store=store, tracker=ChangeTracker(store), source="s")
-    t = Target(name="n")
+    t = Counter(value=1)
     t.item.id = "new"
     ctx.set(t)
-    assert ctx.delete(Target, "new")
+    assert ctx.delete(Counter, "new")
     assert ctx.events() == []
 
 
