@@ -1,0 +1,198 @@
+"""command_svc start-up time and memory after N commands (issue 12, finding 4).
+
+    python -m bench.txlog_startup --commands 200000
+
+Fills a fresh topic prefix with N `RecordHits`-shaped commands, written the way
+command_svc writes them (each command's Target event and its tx-log record with
+the whole CommandResult, in one transaction per 500 commands, round robin over
+10 Targets), then starts `python -m command_svc` on that prefix and reports how
+long it took to report SERVING, its RSS once serving, and its peak RSS. Kafka is
+started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set. Extra
+MYKO_* settings for command_svc can be passed as NAME=VALUE arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from google.protobuf import timestamp_pb2
+
+from devtools.kafka_local import LocalKafka, free_port
+from devtools.procs import ServiceProcess
+from myko.events import set_event, to_record
+from myko.v1 import command_pb2, item_pb2
+from myko.watermark import Watermark
+
+BATCH = 500
+TARGETS = 10
+TARGET = "targets.v1.Target"
+
+
+def _target_bytes(target_id: str, hits: int, tx: str) -> bytes:
+    from targets.v1 import entities_pb2
+
+    t = entities_pb2.Target(name=f"target {target_id[:8]}", hit_count=hits, score=1.0)
+    t.item.id = target_id
+    t.item.type = TARGET
+    t.item.version = hits + 1
+    t.item.created_tx = tx
+    t.item.updated_tx = tx
+    return t.SerializeToString()
+
+
+async def fill(bootstrap: str, prefix: str, commands: int, partitions: int) -> None:
+    from targets.v1 import entities_pb2
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        # The topics as main's command_svc creates them, so both versions read the same history.
+        await admin.create_topics(
+            [
+                NewTopic(prefix + TARGET, partitions, 1, topic_configs={"cleanup.policy": "compact"}),
+                NewTopic(
+                    prefix + "myko.tx", partitions, 1, topic_configs={"cleanup.policy": "compact,delete"}
+                ),
+            ]
+        )
+    finally:
+        await admin.close()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        transactional_id=f"fill-{prefix}",
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=5,
+        max_request_size=8 * 1024 * 1024,
+    )
+    await producer.start()
+    ids = [str(uuid.uuid4()) for _ in range(TARGETS)]
+    hits = dict.fromkeys(ids, 0)
+    ts = timestamp_pb2.Timestamp()
+    ts.GetCurrentTime()
+    started = time.monotonic()
+    try:
+        done = 0
+        while done < commands:
+            n = min(BATCH, commands - done)
+            async with producer.transaction():
+                pending = []
+                for i in range(n):
+                    tid = ids[(done + i) % TARGETS]
+                    hits[tid] += 1
+                    tx = str(uuid.uuid4())
+                    target = entities_pb2.Target.FromString(_target_bytes(tid, hits[tid], tx))
+                    ev = set_event(target, tx=tx, ts=ts, source="bench-fill")
+                    rec = to_record(ev, prefix + TARGET)
+                    fut = await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers)
+                    pending.append((tx, ev, fut))
+                for tx, ev, fut in pending:
+                    md = await fut
+                    ev.offset.CopyFrom(
+                        item_pb2.Offset(topic=md.topic, partition=md.partition, offset=md.offset)
+                    )
+                    result = command_pb2.CommandResult(
+                        tx=tx,
+                        command_type="targets.v1.RecordHits",
+                        events=[ev],
+                        visible_at=Watermark.after([ev.offset]).to_proto(),
+                    )
+                    await producer.send(
+                        prefix + "myko.tx",
+                        key=tx.encode(),
+                        value=result.SerializeToString(),
+                        headers=[("myko-digest", os.urandom(32))],
+                    )
+            done += n
+            if done % 20_000 == 0:
+                print(f"  filled {done} commands ({done / (time.monotonic() - started):.0f}/s)", flush=True)
+    finally:
+        await producer.stop()
+
+
+def _status_kb(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+@contextlib.contextmanager
+def _kafka() -> Iterator[str]:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    with tempfile.TemporaryDirectory() as d, LocalKafka(data_dir=Path(d)) as kafka:
+        yield kafka.bootstrap_servers
+
+
+def measure(bootstrap: str, prefix: str, partitions: int, extra: dict[str, str], log_dir: Path) -> None:
+    port = free_port()
+    svc = ServiceProcess(
+        name="command",
+        module="command_svc",
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "MYKO_TOPIC_PREFIX": prefix,
+            "MYKO_TOPIC_PARTITIONS": str(partitions),
+            "MYKO_COMMAND_PORT": str(port),
+            "MYKO_APP": "targets",
+            "MYKO_INSTANCE_ID": f"bench-{prefix}command",
+            "MYKO_LOG_LEVEL": "INFO",
+            **extra,
+        },
+        grpc_port=port,
+        log_path=log_dir / f"{prefix}command.log",
+    )
+    started = time.monotonic()
+    svc.start()
+    try:
+        svc.wait_healthy(timeout_s=600)
+        elapsed = time.monotonic() - started
+        assert svc.pid is not None
+        time.sleep(1.0)
+        rss = _status_kb(svc.pid, "VmRSS") / 1024
+        peak = _status_kb(svc.pid, "VmHWM") / 1024
+        print(f"command_svc SERVING after {elapsed:.1f} s; RSS {rss:.0f} MiB, peak RSS {peak:.0f} MiB")
+        known = [line for line in svc.log_tail().splitlines() if "serving:" in line]
+        if known:
+            print("  " + known[-1].strip())
+    finally:
+        svc.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--commands", type=int, default=200_000)
+    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("settings", nargs="*", help="NAME=VALUE passed to command_svc")
+    args = parser.parse_args()
+    extra = dict(s.split("=", 1) for s in args.settings)
+    log_dir = Path(".run/bench/txlog")
+    with _kafka() as bootstrap:
+        empty = f"b{uuid.uuid4().hex[:8]}."
+        asyncio.run(fill(bootstrap, empty, 0, args.partitions))
+        print("empty history:")
+        measure(bootstrap, empty, args.partitions, extra, log_dir)
+        prefix = f"b{uuid.uuid4().hex[:8]}."
+        print(f"filling {args.commands} commands under {prefix} ...")
+        asyncio.run(fill(bootstrap, prefix, args.commands, args.partitions))
+        print(f"after {args.commands} commands:")
+        measure(bootstrap, prefix, args.partitions, extra, log_dir)
+
+
+if __name__ == "__main__":
+    main()
