@@ -1,14 +1,16 @@
 """command_svc start-up time and memory after N commands (issue 12, finding 4).
 
-    python -m bench.txlog_startup --commands 200000
+    python -m bench.txlog_startup --commands 100000,200000,400000
 
-Fills a fresh topic prefix with N `RecordHits`-shaped commands, written the way
-command_svc writes them (each command's Target event and its tx-log record with
-the whole CommandResult, in one transaction per 500 commands, round robin over
-10 Targets), then starts `python -m command_svc` on that prefix and reports how
-long it took to report SERVING, its RSS once serving, and its peak RSS. Kafka is
-started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set. Extra
-MYKO_* settings for command_svc can be passed as NAME=VALUE arguments.
+On a fresh topic prefix, starts `python -m command_svc` once on the empty
+history (so the topics are created as the code under test creates them), then
+fills the history up to each checkpoint with `RecordHits`-shaped commands,
+written the way command_svc writes them (each command's Target event and its
+tx-log record with the whole CommandResult, 500 commands per transaction, round
+robin over 10 Targets), and after each checkpoint starts command_svc again and
+reports how long it took to report SERVING, its RSS once serving and its peak
+RSS. Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is
+set. Extra settings for command_svc can be passed as NAME=VALUE arguments.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import timestamp_pb2
 
 from devtools.kafka_local import LocalKafka, free_port
@@ -50,23 +51,10 @@ def _target_bytes(target_id: str, hits: int, tx: str) -> bytes:
     return t.SerializeToString()
 
 
-async def fill(bootstrap: str, prefix: str, commands: int, partitions: int) -> None:
+async def fill(bootstrap: str, prefix: str, commands: int) -> None:
+    """Add `commands` commands to the history (the topics exist: command_svc made them)."""
     from targets.v1 import entities_pb2
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        # The topics as main's command_svc creates them, so both versions read the same history.
-        await admin.create_topics(
-            [
-                NewTopic(prefix + TARGET, partitions, 1, topic_configs={"cleanup.policy": "compact"}),
-                NewTopic(
-                    prefix + "myko.tx", partitions, 1, topic_configs={"cleanup.policy": "compact,delete"}
-                ),
-            ]
-        )
-    finally:
-        await admin.close()
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         transactional_id=f"fill-{prefix}",
@@ -76,7 +64,7 @@ async def fill(bootstrap: str, prefix: str, commands: int, partitions: int) -> N
         max_request_size=8 * 1024 * 1024,
     )
     await producer.start()
-    ids = [str(uuid.uuid4()) for _ in range(TARGETS)]
+    ids = [str(uuid.UUID(int=i + 1)) for i in range(TARGETS)]
     hits = dict.fromkeys(ids, 0)
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
@@ -138,6 +126,7 @@ def _kafka() -> Iterator[str]:
 
 
 def measure(bootstrap: str, prefix: str, partitions: int, extra: dict[str, str], log_dir: Path) -> None:
+    """Start command_svc on the history under `prefix`; print start-up time and memory."""
     port = free_port()
     svc = ServiceProcess(
         name="command",
@@ -176,22 +165,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--commands", type=int, default=200_000)
+    parser.add_argument("--commands", default="200000", help="comma-separated checkpoints")
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument("settings", nargs="*", help="NAME=VALUE passed to command_svc")
     args = parser.parse_args()
     extra = dict(s.split("=", 1) for s in args.settings)
+    checkpoints = sorted(int(c) for c in args.commands.split(","))
     log_dir = Path(".run/bench/txlog")
     with _kafka() as bootstrap:
-        empty = f"b{uuid.uuid4().hex[:8]}."
-        asyncio.run(fill(bootstrap, empty, 0, args.partitions))
-        print("empty history:")
-        measure(bootstrap, empty, args.partitions, extra, log_dir)
         prefix = f"b{uuid.uuid4().hex[:8]}."
-        print(f"filling {args.commands} commands under {prefix} ...")
-        asyncio.run(fill(bootstrap, prefix, args.commands, args.partitions))
-        print(f"after {args.commands} commands:")
+        print(f"empty history under {prefix}:")
         measure(bootstrap, prefix, args.partitions, extra, log_dir)
+        done = 0
+        for checkpoint in checkpoints:
+            print(f"filling up to {checkpoint} commands ...", flush=True)
+            asyncio.run(fill(bootstrap, prefix, checkpoint - done))
+            done = checkpoint
+            print(f"after {checkpoint} commands:")
+            measure(bootstrap, prefix, args.partitions, extra, log_dir)
 
 
 if __name__ == "__main__":
