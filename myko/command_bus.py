@@ -103,7 +103,8 @@ class CommandBus:
         size = len(request.command.value)
         if size > self._max_command_bytes:
             raise LimitExceeded(
-                "MYKO_MAX_COMMAND_BYTES", f"command: {size} bytes, more than {self._max_command_bytes}"
+                "MYKO_MAX_COMMAND_BYTES",
+                f"command: {size} bytes, over the MYKO_MAX_COMMAND_BYTES limit of {self._max_command_bytes}",
             )
         try:
             command = reg.message.FromString(request.command.value)

@@ -132,8 +132,8 @@ class CommandContext:
         if self._least_total > self._max_result_bytes:
             raise LimitExceeded(
                 "MYKO_MAX_RESULT_BYTES",
-                f"result: more than {self._max_result_bytes} bytes after {len(self._writes)} writes; "
-                "split it into smaller commands",
+                f"result: over the MYKO_MAX_RESULT_BYTES limit of {self._max_result_bytes} bytes "
+                f"after {len(self._writes)} writes; split it into smaller commands",
             )
 
     def new_id(self, salt: str = "") -> str:

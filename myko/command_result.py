@@ -82,7 +82,8 @@ def check_result_size(
         raise LimitExceeded(
             limit_name,
             f"result: {proposal.command_type} would return and log up to {bound} bytes "
-            f"({len(proposal.events)} events), more than {max_bytes}; split it into smaller commands",
+            f"({len(proposal.events)} events), over the {limit_name} limit of {max_bytes}; "
+            "split it into smaller commands",
         )
     return bound
 

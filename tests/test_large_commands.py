@@ -11,9 +11,9 @@ after a restart gets it back byte for byte from the tx log.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import grpc
 import pytest
@@ -25,9 +25,10 @@ from reactivex import operators as ops
 from targets.v1 import commands_pb2, entities_pb2
 
 from myko.app import App
-from myko.command_client import CommandClient, CommandFailed
+from myko.client import Client
 from myko.command_service import CommandService
 from myko.dead_letter import H_ATTEMPTS, H_REASON, H_SAGA
+from myko.errors import LimitExceeded
 from myko.repo import Store
 from myko.saga_event import SagaEvent
 from myko.saga_service import SagaService
@@ -51,9 +52,35 @@ async def end_offsets(stack: InProcessStack, *topics: str) -> dict[tuple[str, in
     return {tp: end for tp, end in (await stack.command.reader.end_offsets()).items() if tp[0] in names}
 
 
+@asynccontextmanager
+async def stack_with_limit(
+    env: dict[str, str], app: App, max_result_bytes: int
+) -> AsyncIterator[InProcessStack]:
+    s = await InProcessStack.start({**env, "MYKO_MAX_RESULT_BYTES": str(max_result_bytes)}, app)
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+@pytest.fixture
+async def mib_stack(myko_env: dict[str, str], example_app: App) -> AsyncIterator[InProcessStack]:
+    # 1 MiB: a 30,000-target import is stopped after ~3,600 writes, so the test does not
+    # block the event loop (and the in-process leader lease) for long on a busy machine.
+    async with stack_with_limit(myko_env, example_app, 1024 * 1024) as s:
+        yield s
+
+
+@pytest.fixture
+async def small_results_stack(myko_env: dict[str, str], example_app: App) -> AsyncIterator[InProcessStack]:
+    async with stack_with_limit(myko_env, example_app, 64 * 1024) as s:
+        yield s
+
+
 async def test_a_result_too_large_to_commit_is_refused_up_front_with_resource_exhausted(
-    stack: InProcessStack,
+    mib_stack: InProcessStack,
 ) -> None:
+    stack = mib_stack
     thirty_thousand = import_of(30_000)
     assert thirty_thousand.ByteSize() < 512 * 1024  # the command itself is within its limit
     before = await end_offsets(stack, TARGET_TOPIC, TX_LOG)
@@ -98,21 +125,13 @@ async def test_a_result_just_under_the_limit_commits_and_replays_byte_for_byte_a
     assert [r.key.decode() for r in records].count(tx) == 1
 
 
-async def test_the_command_client_tells_a_limit_from_an_overload(stack: InProcessStack) -> None:
-    async with CommandClient(command_addr=f"127.0.0.1:{stack.command.grpc.port}", timeout_s=60) as client:
-        with pytest.raises(CommandFailed) as err:
+async def test_the_client_raises_limit_exceeded_not_a_retriable_error(mib_stack: InProcessStack) -> None:
+    stack = mib_stack
+    async with Client(command_addr=f"127.0.0.1:{stack.command.grpc.port}", timeout_s=60) as client:
+        with pytest.raises(LimitExceeded) as err:
             await client.execute(import_of(30_000), tx=new_tx())
-        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert err.value.limit == "MYKO_MAX_RESULT_BYTES"
-
-
-@pytest.fixture
-async def small_results_stack(myko_env: dict[str, str], example_app: App) -> AsyncIterator[InProcessStack]:
-    s = await InProcessStack.start({**myko_env, "MYKO_MAX_RESULT_BYTES": str(64 * 1024)}, example_app)
-    try:
-        yield s
-    finally:
-        await s.stop()
+    assert err.value.limit == "MYKO_MAX_RESULT_BYTES" and not err.value.retriable
+    assert "split it" in err.value.message
 
 
 async def test_a_saga_dead_letters_a_command_over_a_limit_at_once(
@@ -129,7 +148,8 @@ async def test_a_saga_dead_letters_a_command_over_a_limit_at_once(
     def too_large(events: Observable[SagaEvent], repos: Store) -> Observable[commands_pb2.ImportTargets]:
         return events.pipe(ops.filter(zone_created), ops.map(import_into))
 
-    app = dataclasses.replace(example_app, name="with-a-greedy-saga", sagas=list(example_app.sagas))
+    app = App("with-a-greedy-saga")
+    app.include(example_app)
     app.saga("imports-too-much", sources=[entities_pb2.Zone])(too_large)
     env = {
         **stack.env,
