@@ -201,7 +201,10 @@ class LocalKafka:
             cfg = self._write_config(n)
             if not (n.dir / "data" / "meta.properties").exists():
                 subprocess.run(
-                    self._java(n, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(cfg)),
+                    # --cluster-id=: an id starting with "-" (1 in 64) would read as an option.
+                    self._java(
+                        n, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(cfg)
+                    ),
                     check=True,
                     stdout=subprocess.DEVNULL,
                 )
