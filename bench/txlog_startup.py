@@ -11,6 +11,11 @@ robin over 10 Targets), and after each checkpoint starts command_svc again and
 reports how long it took to report SERVING, its RSS once serving and its peak
 RSS. Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is
 set. Extra settings for command_svc can be passed as NAME=VALUE arguments.
+
+With --compacted the entity topics are created first, compacting within seconds
+(what hourly segments and the log cleaner do in production), and each
+checkpoint waits for the cleaner: start-up then replays the live entities, not
+every event ever written, and what is left to grow is command_svc's own.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import timestamp_pb2
 
 from devtools.kafka_local import LocalKafka, free_port
@@ -33,6 +39,7 @@ from devtools.procs import ServiceProcess
 from myko.events import set_event, to_record
 from myko.v1 import command_pb2, item_pb2
 from myko.watermark import Watermark
+from tests.kafka_inspect import read_topic
 
 BATCH = 500
 TARGETS = 10
@@ -108,6 +115,35 @@ async def fill(bootstrap: str, prefix: str, commands: int) -> None:
         await producer.stop()
 
 
+async def create_compacting_entity_topics(bootstrap: str, prefix: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        cfg = {
+            "cleanup.policy": "compact",
+            "segment.ms": "1000",
+            "min.cleanable.dirty.ratio": "0.01",
+            "max.message.bytes": str(8 * 1024 * 1024),
+        }
+        await admin.create_topics(
+            [NewTopic(prefix + t, partitions, 1, topic_configs=cfg) for t in (TARGET, "targets.v1.Zone")]
+        )
+    finally:
+        await admin.close()
+
+
+async def wait_compacted(bootstrap: str, prefix: str, *, at_most: int, timeout_s: float = 300.0) -> int:
+    """Wait until the Target topic holds at most `at_most` records; return how many it holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # The cleaner takes closed segments only: the last second of the fill stays.
+        await asyncio.sleep(2.0)
+        held = len(await read_topic(bootstrap, prefix + TARGET, timeout_s=120))
+        if held <= at_most or time.monotonic() > deadline:
+            return held
+        await asyncio.sleep(10.0)
+
+
 def _status_kb(pid: int, field: str) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -167,6 +203,7 @@ def main() -> None:
     )
     parser.add_argument("--commands", default="200000", help="comma-separated checkpoints")
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--compacted", action="store_true", help="compact the entity topics before measuring")
     parser.add_argument("settings", nargs="*", help="NAME=VALUE passed to command_svc")
     args = parser.parse_args()
     extra = dict(s.split("=", 1) for s in args.settings)
@@ -174,6 +211,8 @@ def main() -> None:
     log_dir = Path(".run/bench/txlog")
     with _kafka() as bootstrap:
         prefix = f"b{uuid.uuid4().hex[:8]}."
+        if args.compacted:
+            asyncio.run(create_compacting_entity_topics(bootstrap, prefix, args.partitions))
         print(f"empty history under {prefix}:")
         measure(bootstrap, prefix, args.partitions, extra, log_dir)
         done = 0
@@ -181,6 +220,9 @@ def main() -> None:
             print(f"filling up to {checkpoint} commands ...", flush=True)
             asyncio.run(fill(bootstrap, prefix, checkpoint - done))
             done = checkpoint
+            if args.compacted:
+                held = asyncio.run(wait_compacted(bootstrap, prefix, at_most=5 * BATCH))
+                print(f"  the Target topic holds {held} records after compaction")
             print(f"after {checkpoint} commands:")
             measure(bootstrap, prefix, args.partitions, extra, log_dir)
 
