@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import timestamp_pb2
 
@@ -39,7 +39,6 @@ from devtools.procs import ServiceProcess
 from myko.events import set_event, to_record
 from myko.v1 import command_pb2, item_pb2
 from myko.watermark import Watermark
-from tests.kafka_inspect import read_topic
 
 BATCH = 500
 TARGETS = 10
@@ -132,13 +131,32 @@ async def create_compacting_entity_topics(bootstrap: str, prefix: str, partition
         await admin.close()
 
 
+async def count_records(bootstrap: str, topic: str) -> int:
+    """How many committed records `topic` holds now."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, isolation_level="read_committed"
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        count = 0
+        while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
+            count += sum(len(recs) for recs in (await consumer.getmany(timeout_ms=500)).values())
+        return count
+    finally:
+        await consumer.stop()
+
+
 async def wait_compacted(bootstrap: str, prefix: str, *, at_most: int, timeout_s: float = 300.0) -> int:
     """Wait until the Target topic holds at most `at_most` records; return how many it holds."""
     deadline = time.monotonic() + timeout_s
     while True:
         # The cleaner takes closed segments only: the last second of the fill stays.
         await asyncio.sleep(2.0)
-        held = len(await read_topic(bootstrap, prefix + TARGET, timeout_s=120))
+        held = await count_records(bootstrap, prefix + TARGET)
         if held <= at_most or time.monotonic() > deadline:
             return held
         await asyncio.sleep(10.0)

@@ -26,6 +26,7 @@ from myko.lifecycle import Lifecycle
 from myko.memory_feed import MemoryFeed
 from myko.memory_log import MemoryLog
 from myko.memory_publisher import MemoryPublisher
+from myko.quarantine import Quarantine
 from myko.repo import Store
 from myko.store_fence import StoreFence
 from myko.topics import TX_LOG
@@ -48,7 +49,9 @@ class MemoryCore(Lifecycle):
     ) -> None:
         self.app = app
         self.log = log or MemoryLog()
-        self.store = Store(app.entities)
+        # Counts (and logs) records it cannot decode, as command_svc does; copies none.
+        self.quarantine = Quarantine("memory-core")
+        self.store = Store(app.entities, quarantine=self.quarantine)
         self.tracker = ChangeTracker(self.store)
         self.txlog_topic = TX_LOG
         self.log.create(self.txlog_topic, 1)
@@ -81,7 +84,7 @@ class MemoryCore(Lifecycle):
         self.on_batch: list[Callable[[Sequence[Any]], None]] = []
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
-        self.txlog.apply_records(records)
+        self.txlog.apply_records(records, self.quarantine)
         self.store.apply_records(records, watermark)
         for hook in self.on_batch:
             hook(records)

@@ -20,6 +20,7 @@ from counters import COUNTER, Counter
 from myko.errors import Fenced, LimitExceeded
 from myko.events import H_TX, set_event, to_record
 from myko.ports import Committed, Feed, Proposal, ReadWindow
+from myko.quarantine import Quarantine
 from myko.txlog import H_DIGEST, TxLog, TxLogLimits, command_digest
 from myko.watermark import Watermark
 
@@ -152,7 +153,7 @@ async def test_a_fresh_tx_log_finds_committed_txs_and_reads_their_results_back(b
     )
     got, feed = await read_all(backend)
     await feed.stop()
-    txlog.apply_records(got.records)
+    txlog.apply_records(got.records, Quarantine("test"))
     for c in committed:
         entry = txlog.lookup(c.result.tx)
         assert entry is not None and (entry.partition, entry.offset) == (c.txlog_partition, c.txlog_offset)

@@ -12,6 +12,7 @@ from myko.command_result import build_result, result_size_bound
 from myko.events import set_event
 from myko.memory_log import MemoryLog
 from myko.ports import Proposal
+from myko.quarantine import Quarantine
 from myko.txlog import TxLog, TxLogLimits, txlog_record
 from myko.v1 import command_pb2, item_pb2
 
@@ -67,7 +68,7 @@ async def test_results_beyond_the_cache_are_read_back_from_the_log() -> None:
     results = {tx: result_of(tx, payload=300) for tx in txs}
     for tx in txs:
         (rec,) = log.append([txlog_record("tx", tx, DIGEST, results[tx])])
-        txlog.apply_records([rec])
+        txlog.apply_records([rec], Quarantine("test"))
     assert txlog.cached_result_bytes <= 1000 and len(txlog) == 10
     for tx in txs:
         entry = txlog.lookup(tx)

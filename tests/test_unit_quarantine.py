@@ -23,10 +23,11 @@ from myko.entities import EntityRegistry, EntityType
 from myko.errors import BadRecord, Defect, MykoError
 from myko.events import decode_entity
 from myko.leader import LEADER_KEY, decode_lease_record
+from myko.memory_log import MemoryLog
 from myko.quarantine import H_DEFECT, H_KEY, H_OFFSET, H_VALUE, Quarantine, QuarantineWriter, _LogBudget
 from myko.repo import Store
 from myko.settings import KafkaSettings
-from myko.txlog import TxLog, decode_tx_record
+from myko.txlog import TxLog, TxLogLimits, decode_tx_record
 from myko.watermark import Watermark
 
 
@@ -130,8 +131,13 @@ def test_a_decoder_bug_costs_one_record_only() -> None:
     assert q.stats.records[(TARGET, str(Defect.UNDECODABLE))] == 1
 
 
-def test_tx_log_keeps_the_sound_records_around_bad_ones() -> None:
-    log = TxLog("myko.tx")
+async def test_tx_log_keeps_the_sound_records_around_bad_ones() -> None:
+    log = TxLog(
+        "myko.tx",
+        TxLogLimits(max_age_ms=60_000, max_txs=100),
+        MemoryLog(),
+        clock_ms=lambda: Fetched.timestamp,
+    )
     q = Quarantine("test")
     before = valid_tx("00000000-0000-4000-8000-000000000001", "type/x", b"a", "one")
     after = valid_tx("00000000-0000-4000-8000-000000000002", "type/x", b"b", "two")
@@ -140,8 +146,8 @@ def test_tx_log_keeps_the_sound_records_around_bad_ones() -> None:
     batch.append(fetched(after, len(batch), "myko.tx"))
     log.apply_records(batch, q)
     assert len(log) == 2
-    found = log.get("00000000-0000-4000-8000-000000000002")
-    assert found is not None and found[1].command_type.endswith("/two")
+    found = log.lookup("00000000-0000-4000-8000-000000000002")
+    assert found is not None and (await log.result(found)).command_type.endswith("/two")
     assert q.stats.total == len(tx_poisons())
 
 
