@@ -138,6 +138,7 @@ async def count_records(bootstrap: str, topic: str) -> int:
     )
     await consumer.start()
     try:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
