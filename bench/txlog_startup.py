@@ -138,8 +138,11 @@ async def count_records(bootstrap: str, topic: str) -> int:
     )
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata partitions_for_topic reads
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        parts = consumer.partitions_for_topic(topic)
+        while not parts:  # as tests/kafka_inspect.py: the metadata comes on demand
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
