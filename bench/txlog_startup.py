@@ -34,9 +34,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import timestamp_pb2
 
-from devtools.kafka_local import LocalKafka, free_port
-from devtools.procs import ServiceProcess
 from myko.events import set_event, to_record
+from myko.local.kafka import LocalKafka
+from myko.local.ports import free_port
+from myko.local.procs import ServiceProcess
 from myko.v1 import command_pb2, item_pb2
 from myko.watermark import Watermark
 
