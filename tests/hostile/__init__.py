@@ -1,0 +1,1 @@
+"""Hostile-input suite (issue 12): a case table and a property-based run against real processes."""
