@@ -22,6 +22,9 @@ UNKNOWN = grpc.StatusCode.UNKNOWN.value[0]
 # in the answer; ECHO_LIMIT leaves room for quotes and escapes around 80.
 MAX_MESSAGE_CHARS = 1024
 ECHO_LIMIT = 127
+# A plain-HTTP refusal by aiohttp's own parser (400 for a malformed request line)
+# quotes the offending line; aiohttp bounds that line at 8,190 bytes.
+HTTP_ECHO_LIMIT = 8190
 _WINDOW = (ECHO_LIMIT + 1) // 2
 
 _CHANNEL_OPTIONS = [
@@ -114,9 +117,13 @@ def violations(outcome: Outcome, request: Request) -> list[str]:
         out.append(f"HTTP {outcome.http}")
     if outcome.code is not None and len(outcome.message) > MAX_MESSAGE_CHARS:
         out.append(f"status message of {len(outcome.message)} characters")
-    echoed = longest_echo_at_least(outcome.message, request.sent_bytes())
-    if echoed:
-        out.append(f"echoes over {ECHO_LIMIT} characters of the request: {echoed[:40]!r}...")
+    if outcome.code is None:
+        if len(outcome.message) > HTTP_ECHO_LIMIT + 200:
+            out.append(f"plain HTTP answer of {len(outcome.message)} characters")
+    else:
+        echoed = longest_echo_at_least(outcome.message, request.sent_bytes())
+        if echoed:
+            out.append(f"echoes over {ECHO_LIMIT} characters of the request: {echoed[:40]!r}...")
     return out
 
 

@@ -34,7 +34,7 @@ from .driver import violations
 from .fuzz import Fuzzed, fuzzed
 from .wire import Outcome, _code_name
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
 BATCH = 50
 BATCHES = int(os.environ.get("MYKO_HOSTILE_BATCHES", "200"))
@@ -98,6 +98,10 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
         dead = stack.dead()
         if dead:
             problems.append(f"services died: {dead}")
+        if tally.sent % (BATCH * 20) == 0:
+            with capsys.disabled():
+                rate = tally.sent / (time.monotonic() - began)
+                print(f"hostile fuzz: {tally.sent} requests ({rate:.0f}/s)", flush=True)
         assert not problems, "\n".join(problems)
 
     run, how = _seeded(given(st.lists(fuzzed(hostile.world), min_size=BATCH, max_size=BATCH))(check))

@@ -337,7 +337,7 @@ async def grpc_web_call(
             out.message = f"response ended without a trailer after {out.messages} messages"
         return out
     assert raw is not None
-    return Outcome(raw.status, None, raw.body[:2000].decode("utf-8", "replace"))
+    return Outcome(raw.status, None, raw.body[:20000].decode("utf-8", "replace"))
 
 
 async def http_get(port: int, target: bytes, *, headers: Sequence[Header] = (), wait_s: float = 30.0) -> Outcome:
@@ -345,4 +345,4 @@ async def http_get(port: int, target: bytes, *, headers: Sequence[Header] = (), 
     if raw is None:
         assert out is not None
         return out
-    return Outcome(raw.status, None, raw.body[:2000].decode("utf-8", "replace"))
+    return Outcome(raw.status, None, raw.body[:20000].decode("utf-8", "replace"))
