@@ -32,7 +32,7 @@ from myko.live_kind import LiveKind
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.v1 import item_pb2, query_pb2, report_pb2
-from myko.watermark import Watermark
+from myko.watermark import fence_of
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,8 @@ class LiveBus:
         except DecodeError:
             raise InvalidArgument(self.kind.value, f"cannot decode as {name}") from None
         if fence.positions:
-            await self._store.wait_for(
-                Watermark.from_proto(fence).positions, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S)
-            )
+            needed = fence_of(fence, topics=self._store.topics, known=self._store.watermark)
+            await self._store.wait_for(needed, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S))
         key = (name, canonical_bytes(params))
 
         def make_source() -> Observable[Any]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
-from myko.errors import DeadlineExceeded
+from myko.errors import DeadlineExceeded, InvalidArgument, echo
 from myko.v1 import item_pb2
 
 TopicPartition = tuple[str, int]
@@ -65,6 +65,33 @@ class Watermark:
 
     def __repr__(self) -> str:
         return f"Watermark({self._pos})"
+
+
+def fence_of(
+    wm: item_pb2.Watermark, *, topics: Collection[str], known: Watermark
+) -> dict[TopicPartition, int]:
+    """The positions an `at_least` asks for, refused when no reader could ever reach them.
+
+    Each position must name a topic this reader reads (`topics`) and a partition
+    it has (once `known` lists any partition of that topic: before catching up it
+    may list none), with offsets and partitions >= 0; the field is named in the
+    INVALID_ARGUMENT. Such a fence would otherwise hold its call until the deadline.
+    """
+    parts: dict[str, set[int]] = {}
+    for t, p in known.positions:
+        parts.setdefault(t, set()).add(p)
+    out: dict[TopicPartition, int] = {}
+    for i, o in enumerate(wm.positions):
+        field = f"at_least.positions[{i}]"
+        if o.topic not in topics:
+            raise InvalidArgument(f"{field}.topic", f"{echo(o.topic)} is not a topic this service reads")
+        if o.partition < 0 or (o.topic in parts and o.partition not in parts[o.topic]):
+            raise InvalidArgument(f"{field}.partition", f"{o.topic} has no partition {o.partition}")
+        if o.offset < 0:
+            raise InvalidArgument(f"{field}.offset", f"{o.offset} is negative")
+        tp = (o.topic, o.partition)
+        out[tp] = max(out.get(tp, 0), o.offset)
+    return out
 
 
 class WatermarkWaiters:
