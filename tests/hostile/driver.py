@@ -94,6 +94,8 @@ class Driver:
         if request.grpc_timeout is not None:
             headers.append((b"grpc-timeout", request.grpc_timeout))
         headers += request.headers
+        # The gateway answers in the form the content type names, whatever was sent.
+        text = b"grpc-web-text" in content_type.lower()
         return await grpc_web_call(
             self.gateway_port,
             request.path or endpoint.path,
