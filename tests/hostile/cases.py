@@ -23,6 +23,7 @@ import struct
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -230,7 +231,7 @@ def req(message: bytes, **kw: object) -> Request:
     return Request(message=message, **kw)  # type: ignore[arg-type]
 
 
-def _set_target(**kw: object) -> Message:
+def _set_target(**kw: object) -> commands_pb2.SetTarget:
     kw.setdefault("name", "hostile")
     return commands_pb2.SetTarget(**kw)  # type: ignore[arg-type]
 
@@ -257,79 +258,225 @@ TYPE_URL_1MB = "type.googleapis.com/" + "X" * MiB
 COMMAND: list[Line] = [
     Line("valid SetTarget", lambda w: req(command(_set_target())), status(OK)),
     Line("empty body", b"", status(INVALID_ARGUMENT)),
-    Line("truncated message", lambda w: req(cut(command(_set_target(name="truncated")), 30)), status(INVALID_ARGUMENT)),
+    Line(
+        "truncated message",
+        lambda w: req(cut(command(_set_target(name="truncated")), 30)),
+        status(INVALID_ARGUMENT),
+    ),
     Line("garbage bytes", b"\xff\xfe\xfd\xfc" * 8, status(INVALID_ARGUMENT)),
     Line("a QueryRequest instead", lambda w: req(query(queries_pb2.AllTargets())), status(INVALID_ARGUMENT)),
     Line("invalid UTF-8 in tx", b"\x0a\x04\xff\xfe\xfd\xfc", status(INVALID_ARGUMENT)),
     Line("unknown top-level field", lambda w: req(command(_set_target()) + UNKNOWN_FIELD), status(OK)),
     Line(
         "unknown field in the command",
-        lambda w: req(command(any_of("targets.v1.SetTarget", _set_target().SerializeToString() + UNKNOWN_FIELD))),
+        lambda w: req(
+            command(any_of("targets.v1.SetTarget", _set_target().SerializeToString() + UNKNOWN_FIELD))
+        ),
         status(OK),
     ),
     # tx forms (docs/errors.md, "Input rules": canonical 8-4-4-4-12 only, upper case normalised)
     Line("tx missing", lambda w: req(_no_tx(_set_target())), status(INVALID_ARGUMENT)),
     Line("tx not a UUID", lambda w: req(command(_set_target(), tx="not-a-uuid")), status(INVALID_ARGUMENT)),
-    Line("tx urn:uuid form", lambda w: req(command(_set_target(), tx="urn:uuid:" + A_TX)), status(INVALID_ARGUMENT)),
-    Line("tx in braces", lambda w: req(command(_set_target(), tx="{" + A_TX + "}")), status(INVALID_ARGUMENT)),
-    Line("tx without hyphens", lambda w: req(command(_set_target(), tx=A_TX.replace("-", ""))), status(INVALID_ARGUMENT)),
-    Line("tx with blanks", lambda w: req(command(_set_target(), tx=" " + A_TX + " ")), status(INVALID_ARGUMENT)),
-    Line("tx nil UUID", lambda w: req(command(_set_target(), tx="00000000-0000-0000-0000-000000000000")), status(INVALID_ARGUMENT)),
-    Line("tx of 100k characters", lambda w: req(command(_set_target(), tx="7" * 100_000)), status(INVALID_ARGUMENT)),
-    Line("tx with a control character", lambda w: req(command(_set_target(), tx=A_TX[:-1] + "\x00")), status(INVALID_ARGUMENT)),
+    Line(
+        "tx urn:uuid form",
+        lambda w: req(command(_set_target(), tx="urn:uuid:" + A_TX)),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "tx in braces", lambda w: req(command(_set_target(), tx="{" + A_TX + "}")), status(INVALID_ARGUMENT)
+    ),
+    Line(
+        "tx without hyphens",
+        lambda w: req(command(_set_target(), tx=A_TX.replace("-", ""))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "tx with blanks", lambda w: req(command(_set_target(), tx=" " + A_TX + " ")), status(INVALID_ARGUMENT)
+    ),
+    Line(
+        "tx nil UUID",
+        lambda w: req(command(_set_target(), tx="00000000-0000-0000-0000-000000000000")),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "tx of 100k characters",
+        lambda w: req(command(_set_target(), tx="7" * 100_000)),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "tx with a control character",
+        lambda w: req(command(_set_target(), tx=A_TX[:-1] + "\x00")),
+        status(INVALID_ARGUMENT),
+    ),
     Line("tx upper case", lambda w: req(command(_set_target(), tx=_fresh_tx().upper())), status(OK)),
-    Line("tx reused for another command", lambda w: req(command(_set_target(), tx=SEEDED_TX)), status(INVALID_ARGUMENT)),
+    Line(
+        "tx reused for another command",
+        lambda w: req(command(_set_target(), tx=SEEDED_TX)),
+        status(INVALID_ARGUMENT),
+    ),
     Line(
         "tx reused for the same command",
         lambda w: req(command(commands_pb2.SetZone(id=ZONE, name="hostile zone"), tx=SEEDED_TX)),
         status(OK),
     ),
     # the command's Any
-    Line("no command", lambda w: req(command_pb2.CommandRequest(tx=_fresh_tx()).SerializeToString()), status(INVALID_ARGUMENT)),
-    Line("type URL without '/'", lambda w: req(command(any_pb2.Any(type_url="targets.v1.SetTarget"))), status(INVALID_ARGUMENT)),
-    Line("unknown command type", lambda w: req(command(any_of("targets.v1.LaunchMissiles"))), status(UNIMPLEMENTED)),
+    Line(
+        "no command",
+        lambda w: req(command_pb2.CommandRequest(tx=_fresh_tx()).SerializeToString()),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "type URL without '/'",
+        lambda w: req(command(any_pb2.Any(type_url="targets.v1.SetTarget"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "unknown command type",
+        lambda w: req(command(any_of("targets.v1.LaunchMissiles"))),
+        status(UNIMPLEMENTED),
+    ),
     Line("a query type as command", lambda w: req(command(queries_pb2.AllTargets())), status(UNIMPLEMENTED)),
     Line("1 MB type URL", lambda w: req(command(any_pb2.Any(type_url=TYPE_URL_1MB))), status(UNIMPLEMENTED)),
-    Line("undecodable payload", lambda w: req(command(any_of("targets.v1.SetTarget", b"\xff\xff\xff"))), status(INVALID_ARGUMENT)),
-    Line("payload of another type", lambda w: req(command(any_of("targets.v1.SetTarget", reports_pb2.ZoneTotal(score_total=1.5).SerializeToString()))), status(INVALID_ARGUMENT)),
+    Line(
+        "undecodable payload",
+        lambda w: req(command(any_of("targets.v1.SetTarget", b"\xff\xff\xff"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "payload of another type",
+        lambda w: req(
+            command(
+                any_of("targets.v1.SetTarget", reports_pb2.ZoneTotal(score_total=1.5).SerializeToString())
+            )
+        ),
+        status(INVALID_ARGUMENT),
+    ),
     # sizes
-    Line("name of 300 characters", lambda w: req(command(_set_target(name="n" * 300))), status(INVALID_ARGUMENT)),
-    Line("payload over MYKO_MAX_COMMAND_BYTES", lambda w: req(command(_set_target(name="n" * 600_000))), status(INVALID_ARGUMENT)),
-    Line("message over the message limit", lambda w: req(command(any_of("targets.v1.SetTarget", b"\x12" + _varint(HUGE) + b"n" * HUGE))), status(RESOURCE_EXHAUSTED)),
-    Line("10,000 tags", lambda w: req(command(_set_target(tags=[f"t{i}" for i in range(10_000)]))), status(INVALID_ARGUMENT)),
+    Line(
+        "name of 300 characters",
+        lambda w: req(command(_set_target(name="n" * 300))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "payload over MYKO_MAX_COMMAND_BYTES",
+        lambda w: req(command(_set_target(name="n" * 600_000))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "message over the message limit",
+        lambda w: req(command(any_of("targets.v1.SetTarget", b"\x12" + _varint(HUGE) + b"n" * HUGE))),
+        status(RESOURCE_EXHAUSTED),
+    ),
+    Line(
+        "10,000 tags",
+        lambda w: req(command(_set_target(tags=[f"t{i}" for i in range(10_000)]))),
+        status(INVALID_ARGUMENT),
+    ),
     # ids (docs/errors.md, "Input rules")
     Line("id with a NUL", lambda w: req(command(_set_target(id="a\x00b"))), status(INVALID_ARGUMENT)),
     Line("id with a blank", lambda w: req(command(_set_target(id="a b"))), status(INVALID_ARGUMENT)),
     Line("id with a newline", lambda w: req(command(_set_target(id="a\nb"))), status(INVALID_ARGUMENT)),
     Line("id of 100k characters", lambda w: req(command(_set_target(id=LONG_ID))), status(INVALID_ARGUMENT)),
     Line("id with a slash", lambda w: req(command(_set_target(id="a/b"))), status(INVALID_ARGUMENT)),
-    Line("zone_id with a control character", lambda w: req(command(_set_target(zone_id="z\x07"))), status(INVALID_ARGUMENT)),
-    Line("SetZone id with a blank", lambda w: req(command(commands_pb2.SetZone(id="z 1", name="z"))), status(INVALID_ARGUMENT)),
-    Line("DeleteTarget id empty", lambda w: req(command(commands_pb2.DeleteTarget())), status(INVALID_ARGUMENT)),
-    Line("DeleteTarget id of 100k characters", lambda w: req(command(commands_pb2.DeleteTarget(id=LONG_ID))), status(INVALID_ARGUMENT)),
-    Line("DeleteZone id with a tab", lambda w: req(command(commands_pb2.DeleteZone(id="z\t1"))), status(INVALID_ARGUMENT)),
-    Line("RecordHits id with a blank", lambda w: req(command(commands_pb2.RecordHits(id=" ", count=1))), status(INVALID_ARGUMENT)),
+    Line(
+        "zone_id with a control character",
+        lambda w: req(command(_set_target(zone_id="z\x07"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "SetZone id with a blank",
+        lambda w: req(command(commands_pb2.SetZone(id="z 1", name="z"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "DeleteTarget id empty", lambda w: req(command(commands_pb2.DeleteTarget())), status(INVALID_ARGUMENT)
+    ),
+    Line(
+        "DeleteTarget id of 100k characters",
+        lambda w: req(command(commands_pb2.DeleteTarget(id=LONG_ID))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "DeleteZone id with a tab",
+        lambda w: req(command(commands_pb2.DeleteZone(id="z\t1"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "RecordHits id with a blank",
+        lambda w: req(command(commands_pb2.RecordHits(id=" ", count=1))),
+        status(INVALID_ARGUMENT),
+    ),
     # texts
-    Line("name with a control character", lambda w: req(command(_set_target(name="a\x1bb"))), status(INVALID_ARGUMENT)),
-    Line("name with a bidi override", lambda w: req(command(_set_target(name="abc\u202edef"))), status(INVALID_ARGUMENT)),
+    Line(
+        "name with a control character",
+        lambda w: req(command(_set_target(name="a\x1bb"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "name with a bidi override",
+        lambda w: req(command(_set_target(name="abc\u202edef"))),
+        status(INVALID_ARGUMENT),
+    ),
     Line("name blank", lambda w: req(command(_set_target(name="   "))), status(INVALID_ARGUMENT)),
-    Line("tag of 100 characters", lambda w: req(command(_set_target(tags=["t" * 100]))), status(INVALID_ARGUMENT)),
+    Line(
+        "tag of 100 characters",
+        lambda w: req(command(_set_target(tags=["t" * 100]))),
+        status(INVALID_ARGUMENT),
+    ),
     # numbers
     Line("score NaN", lambda w: req(command(_set_target(score=float("nan")))), status(INVALID_ARGUMENT)),
     Line("score +inf", lambda w: req(command(_set_target(score=float("inf")))), status(INVALID_ARGUMENT)),
     Line("score -inf", lambda w: req(command(_set_target(score=float("-inf")))), status(INVALID_ARGUMENT)),
     Line("status not in the enum", lambda w: req(command(_set_target(status=99))), status(INVALID_ARGUMENT)),
-    Line("RecordHits count 0", lambda w: req(command(commands_pb2.RecordHits(id=TARGET, count=0))), status(INVALID_ARGUMENT)),
-    Line("RecordHits count negative", lambda w: req(command(commands_pb2.RecordHits(id=TARGET, count=-5))), status(INVALID_ARGUMENT)),
-    Line("RecordHits overflowing the counter", lambda w: req(command(commands_pb2.RecordHits(id=FULL_TARGET, count=1))), status(FAILED_PRECONDITION)),
-    Line("RecordHits of max int64 twice", lambda w: req(command(commands_pb2.RecordHits(id=FULL_TARGET, count=MAX_INT64))), status(FAILED_PRECONDITION)),
-    Line("RecordHits on a missing target", lambda w: req(command(commands_pb2.RecordHits(id="hostile-missing", count=1))), status(FAILED_PRECONDITION)),
-    Line("expected_version mismatch", lambda w: req(command(_set_target(id=TARGET, expected_version=999, zone_id=ZONE))), status(FAILED_PRECONDITION)),
-    Line("ImportTargets empty", lambda w: req(command(commands_pb2.ImportTargets())), status(INVALID_ARGUMENT)),
-    Line("ImportTargets with one bad entry", lambda w: req(command(commands_pb2.ImportTargets(targets=[_set_target(), _set_target(score=float("nan"))]))), status(INVALID_ARGUMENT)),  # type: ignore[list-item]
+    Line(
+        "RecordHits count 0",
+        lambda w: req(command(commands_pb2.RecordHits(id=TARGET, count=0))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "RecordHits count negative",
+        lambda w: req(command(commands_pb2.RecordHits(id=TARGET, count=-5))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "RecordHits overflowing the counter",
+        lambda w: req(command(commands_pb2.RecordHits(id=FULL_TARGET, count=1))),
+        status(FAILED_PRECONDITION),
+    ),
+    Line(
+        "RecordHits of max int64 twice",
+        lambda w: req(command(commands_pb2.RecordHits(id=FULL_TARGET, count=MAX_INT64))),
+        status(FAILED_PRECONDITION),
+    ),
+    Line(
+        "RecordHits on a missing target",
+        lambda w: req(command(commands_pb2.RecordHits(id="hostile-missing", count=1))),
+        status(FAILED_PRECONDITION),
+    ),
+    Line(
+        "expected_version mismatch",
+        lambda w: req(command(_set_target(id=TARGET, expected_version=999, zone_id=ZONE))),
+        status(FAILED_PRECONDITION),
+    ),
+    Line(
+        "ImportTargets empty", lambda w: req(command(commands_pb2.ImportTargets())), status(INVALID_ARGUMENT)
+    ),
+    Line(
+        "ImportTargets with one bad entry",
+        lambda w: req(
+            command(commands_pb2.ImportTargets(targets=[_set_target(), _set_target(score=float("nan"))]))
+        ),
+        status(INVALID_ARGUMENT),
+    ),
     # deadlines (gRPC: the client's timeout; grpc-web: the grpc-timeout header)
-    Line("deadline of 1 ns", lambda w: req(command(_set_target()), timeout_s=1e-9, grpc_timeout=b"1n"), PAST_DEADLINE),
-    Line("deadline 0", lambda w: req(command(_set_target()), timeout_s=0.0, grpc_timeout=b"0m"), PAST_DEADLINE),
+    Line(
+        "deadline of 1 ns",
+        lambda w: req(command(_set_target()), timeout_s=1e-9, grpc_timeout=b"1n"),
+        PAST_DEADLINE,
+    ),
+    Line(
+        "deadline 0", lambda w: req(command(_set_target()), timeout_s=0.0, grpc_timeout=b"0m"), PAST_DEADLINE
+    ),
     Line("deadline far away", lambda w: req(command(_set_target()), **_FAR), status(OK)),
 ]
 
@@ -353,13 +500,13 @@ def _no_tx(cmd: Message) -> bytes:
 # -- QueryBus and ReportBus -----------------------------------------------------------------------
 
 
-def _live_lines(kind: str, wrap: Callable[..., bytes], valid: Message, bad_id: Callable[[str], Message]) -> list[Line]:
+def _live_lines(
+    kind: str, wrap: Callable[..., bytes], valid: Message, bad_id: Callable[[str], Message]
+) -> list[Line]:
     """The same hostile inputs for a query or report, Watch or Get."""
     other = "targets.v1.TargetCountsByStatus" if kind == "query" else "targets.v1.AllTargets"
     valid_name = valid.DESCRIPTOR.full_name
-    foreign = (
-        command_pb2.CommandRequest(tx=A_TX, command=pack(_set_target())).SerializeToString()
-    )
+    foreign = command_pb2.CommandRequest(tx=A_TX, command=pack(_set_target())).SerializeToString()
     return [
         Line("valid", lambda w: req(wrap(valid)), status(OK)),
         Line("empty body", b"", status(INVALID_ARGUMENT)),
@@ -367,44 +514,100 @@ def _live_lines(kind: str, wrap: Callable[..., bytes], valid: Message, bad_id: C
         Line("garbage bytes", b"\xff\xfe\xfd\xfc" * 8, status(INVALID_ARGUMENT)),
         Line("a CommandRequest instead", foreign, status(INVALID_ARGUMENT)),
         Line("unknown top-level field", lambda w: req(wrap(valid) + UNKNOWN_FIELD), status(OK)),
-        Line("unknown field in the parameters", lambda w: req(wrap(any_of(valid_name, valid.SerializeToString() + UNKNOWN_FIELD))), status(OK)),
+        Line(
+            "unknown field in the parameters",
+            lambda w: req(wrap(any_of(valid_name, valid.SerializeToString() + UNKNOWN_FIELD))),
+            status(OK),
+        ),
         Line(f"no {kind}", lambda w: req(wrap(any_pb2.Any())), status(INVALID_ARGUMENT)),
-        Line("type URL without '/'", lambda w: req(wrap(any_pb2.Any(type_url=valid_name))), status(INVALID_ARGUMENT)),
+        Line(
+            "type URL without '/'",
+            lambda w: req(wrap(any_pb2.Any(type_url=valid_name))),
+            status(INVALID_ARGUMENT),
+        ),
         Line(f"unknown {kind} type", lambda w: req(wrap(any_of("targets.v1.Nope"))), status(UNIMPLEMENTED)),
         Line(f"the other bus's type as {kind}", lambda w: req(wrap(any_of(other))), status(UNIMPLEMENTED)),
         Line(f"a command type as {kind}", lambda w: req(wrap(pack(_set_target()))), status(UNIMPLEMENTED)),
         Line("1 MB type URL", lambda w: req(wrap(any_pb2.Any(type_url=TYPE_URL_1MB))), status(UNIMPLEMENTED)),
-        Line("undecodable parameters", lambda w: req(wrap(any_of(valid_name, b"\xff\xff\xff"))), status(INVALID_ARGUMENT)),
+        Line(
+            "undecodable parameters",
+            lambda w: req(wrap(any_of(valid_name, b"\xff\xff\xff"))),
+            status(INVALID_ARGUMENT),
+        ),
         Line("id with a NUL", lambda w: req(wrap(bad_id("a\x00b"))), status(INVALID_ARGUMENT)),
         Line("id with a blank", lambda w: req(wrap(bad_id("a b"))), status(INVALID_ARGUMENT)),
         Line("id of 100k characters", lambda w: req(wrap(bad_id(LONG_ID))), status(INVALID_ARGUMENT)),
-        Line("message over the message limit", lambda w: req(wrap(any_of(valid_name, UNKNOWN_FIELD * (HUGE // 3)))), status(RESOURCE_EXHAUSTED)),
+        Line(
+            "message over the message limit",
+            lambda w: req(wrap(any_of(valid_name, UNKNOWN_FIELD * (HUGE // 3)))),
+            status(RESOURCE_EXHAUSTED),
+        ),
         # at_least (docs/errors.md): a fence the service can never reach is refused, not waited for
         # (a 3 s deadline, so a service that waits instead of refusing fails fast)
-        Line("at_least on an unknown topic", lambda w: req(wrap(valid, at("no.such.Topic")), **_3S), status(INVALID_ARGUMENT)),
-        Line("at_least with a negative offset", lambda w: req(wrap(valid, at(w.topic("targets.v1.Target"), offset=-1)), **_3S), status(INVALID_ARGUMENT)),
-        Line("at_least with a negative partition", lambda w: req(wrap(valid, at(w.topic("targets.v1.Target"), partition=-1)), **_3S), status(INVALID_ARGUMENT)),
-        Line("at_least far ahead, 1 s deadline", lambda w: req(wrap(valid, at(w.topic("targets.v1.Target"), offset=10**15)), timeout_s=1.0, grpc_timeout=b"1S"), status(DEADLINE_EXCEEDED)),
         Line(
-            "at_least with 10,000 positions",
-            lambda w: req(wrap(valid, item_pb2.Watermark(positions=[item_pb2.Offset(topic=f"t{i}", offset=1) for i in range(10_000)])), **_3S),
+            "at_least on an unknown topic",
+            lambda w: req(wrap(valid, at("no.such.Topic")), **_3S),
             status(INVALID_ARGUMENT),
         ),
-        Line("deadline of 1 ns", lambda w: req(wrap(valid), timeout_s=1e-9, grpc_timeout=b"1n"), PAST_DEADLINE),
+        Line(
+            "at_least with a negative offset",
+            lambda w: req(wrap(valid, at(w.topic("targets.v1.Target"), offset=-1)), **_3S),
+            status(INVALID_ARGUMENT),
+        ),
+        Line(
+            "at_least with a negative partition",
+            lambda w: req(wrap(valid, at(w.topic("targets.v1.Target"), partition=-1)), **_3S),
+            status(INVALID_ARGUMENT),
+        ),
+        Line(
+            "at_least far ahead, 1 s deadline",
+            lambda w: req(
+                wrap(valid, at(w.topic("targets.v1.Target"), offset=10**15)),
+                timeout_s=1.0,
+                grpc_timeout=b"1S",
+            ),
+            status(DEADLINE_EXCEEDED),
+        ),
+        Line(
+            "at_least with 10,000 positions",
+            lambda w: req(
+                wrap(
+                    valid,
+                    item_pb2.Watermark(
+                        positions=[item_pb2.Offset(topic=f"t{i}", offset=1) for i in range(10_000)]
+                    ),
+                ),
+                **_3S,
+            ),
+            status(INVALID_ARGUMENT),
+        ),
+        Line(
+            "deadline of 1 ns", lambda w: req(wrap(valid), timeout_s=1e-9, grpc_timeout=b"1n"), PAST_DEADLINE
+        ),
         Line("deadline far away", lambda w: req(wrap(valid), **_FAR), status(OK)),
     ]
 
 
-QUERY_LINES = _live_lines(
-    "query", query, queries_pb2.TargetsInZone(zone_id=ZONE), lambda i: queries_pb2.TargetById(id=i)
-) + [
-    Line("TargetsInZone zone_id with a tab", lambda w: req(query(queries_pb2.TargetsInZone(zone_id="z\t"))), status(INVALID_ARGUMENT)),
-    Line("TargetsByStatus not in the enum", lambda w: req(query(queries_pb2.TargetsByStatus(status=77))), status(INVALID_ARGUMENT)),  # type: ignore[arg-type]
+QUERY_LINES = [
+    *_live_lines(
+        "query", query, queries_pb2.TargetsInZone(zone_id=ZONE), lambda i: queries_pb2.TargetById(id=i)
+    ),
+    Line(
+        "TargetsInZone zone_id with a tab",
+        lambda w: req(query(queries_pb2.TargetsInZone(zone_id="z\t"))),
+        status(INVALID_ARGUMENT),
+    ),
+    Line(
+        "TargetsByStatus not in the enum",
+        lambda w: req(query(queries_pb2.TargetsByStatus(status=77))),  # type: ignore[arg-type]
+        status(INVALID_ARGUMENT),
+    ),
     Line("TargetById empty id", lambda w: req(query(queries_pb2.TargetById())), status(INVALID_ARGUMENT)),
 ]
-REPORT_LINES = _live_lines(
-    "report", report, reports_pb2.ZoneTotals(zone_id=ZONE), lambda i: reports_pb2.ZoneTotals(zone_id=i)
-) + [
+REPORT_LINES = [
+    *_live_lines(
+        "report", report, reports_pb2.ZoneTotals(zone_id=ZONE), lambda i: reports_pb2.ZoneTotals(zone_id=i)
+    ),
     Line("TargetCountsByStatus", lambda w: req(report(reports_pb2.TargetCountsByStatus())), status(OK)),
 ]
 
@@ -414,6 +617,15 @@ REPORT_LINES = _live_lines(
 
 def _valid_command() -> bytes:
     return command(_set_target(name="via gateway"))
+
+
+def _with(**fields: Any) -> Build:
+    """A valid command sent with one part of the grpc-web request replaced."""
+    return lambda w: Request(message=_valid_command(), **fields)
+
+
+def _get(target: bytes) -> Build:
+    return lambda w: Request(path=target)
 
 
 def body(data: bytes) -> Request:
@@ -432,55 +644,311 @@ BOTH = (Via.WEB, Via.WEB_TEXT)
 GATEWAY: list[tuple[Endpoint, Line]] = [
     # content types: plain HTTP 415, no grpc-web client sent it
     *[
-        (EXECUTE, Line(f"content type {ct.decode() or 'empty'}", lambda w, ct=ct: Request(message=_valid_command(), content_type=ct), http(415), WEB))
-        for ct in (b"application/json", b"", b"application/grpc", b"text/plain", b"application/grpc-web+json", b"multipart/form-data")
+        (
+            EXECUTE,
+            Line(
+                f"content type {ct.decode() or 'empty'}",
+                _with(content_type=ct),
+                http(415),
+                WEB,
+            ),
+        )
+        for ct in (
+            b"application/json",
+            b"",
+            b"application/grpc",
+            b"text/plain",
+            b"application/grpc-web+json",
+            b"multipart/form-data",
+        )
     ],
-    (EXECUTE, Line("content type with parameters", lambda w: Request(message=_valid_command(), content_type=b"application/grpc-web+proto; charset=utf-8"), status(OK), WEB)),
-    (EXECUTE, Line("content type in upper case", lambda w: Request(message=_valid_command(), content_type=b"APPLICATION/GRPC-WEB"), status(OK), WEB)),
+    (
+        EXECUTE,
+        Line(
+            "content type with parameters",
+            lambda w: Request(
+                message=_valid_command(), content_type=b"application/grpc-web+proto; charset=utf-8"
+            ),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "content type in upper case",
+            lambda w: Request(message=_valid_command(), content_type=b"APPLICATION/GRPC-WEB"),
+            status(OK),
+            WEB,
+        ),
+    ),
     # framing
     (EXECUTE, Line("no frame", lambda w: body(b""), status(INVALID_ARGUMENT), WEB)),
     (EXECUTE, Line("truncated frame header", lambda w: body(b"\x00\x00\x00"), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("frame longer than the body", lambda w: body(struct.pack(">BI", 0, 1000) + b"abc"), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("compressed flag", lambda w: body(frame(_valid_command(), flag=0x01)), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("unknown flag bits", lambda w: body(frame(_valid_command(), flag=0x42)), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("two data frames", lambda w: body(frame(_valid_command()) + frame(_valid_command())), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("100,000 empty frames", lambda w: body(frame(b"") * 100_000), status(INVALID_ARGUMENT), WEB)),
+    (
+        EXECUTE,
+        Line(
+            "frame longer than the body",
+            lambda w: body(struct.pack(">BI", 0, 1000) + b"abc"),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "compressed flag",
+            lambda w: body(frame(_valid_command(), flag=0x01)),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "unknown flag bits",
+            lambda w: body(frame(_valid_command(), flag=0x42)),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "two data frames",
+            lambda w: body(frame(_valid_command()) + frame(_valid_command())),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line("100,000 empty frames", lambda w: body(frame(b"") * 100_000), status(INVALID_ARGUMENT), WEB),
+    ),
     (EXECUTE, Line("a trailer frame only", lambda w: body(trailer_frame()), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("data then a trailer frame", lambda w: body(frame(_valid_command()) + trailer_frame()), status(OK), WEB)),
-    (EXECUTE, Line("data then two trailer frames", lambda w: body(frame(_valid_command()) + trailer_frame() + trailer_frame()), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("frame header declaring 4 GiB", lambda w: body(struct.pack(">BI", 0, 0xFFFFFFFF) + b"x" * 100), status(RESOURCE_EXHAUSTED), WEB)),
-    (EXECUTE, Line("body over the body limit", lambda w: body(frame(b"\x0a" * (12 * MiB))), status(RESOURCE_EXHAUSTED), WEB)),
-    (QUERY_WATCH, Line("two data frames", lambda w: body(frame(query(queries_pb2.AllTargets())) * 2), status(INVALID_ARGUMENT), WEB)),
-    (QUERY_WATCH, Line("compressed flag", lambda w: body(frame(query(queries_pb2.AllTargets()), flag=1)), status(INVALID_ARGUMENT), WEB)),
-    (REPORT_WATCH, Line("16 MiB of empty frames", lambda w: body(frame(b"") * (16 * MiB // 5)), status(RESOURCE_EXHAUSTED), WEB)),
+    (
+        EXECUTE,
+        Line(
+            "data then a trailer frame",
+            lambda w: body(frame(_valid_command()) + trailer_frame()),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "data then two trailer frames",
+            lambda w: body(frame(_valid_command()) + trailer_frame() + trailer_frame()),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "frame header declaring 4 GiB",
+            lambda w: body(struct.pack(">BI", 0, 0xFFFFFFFF) + b"x" * 100),
+            status(RESOURCE_EXHAUSTED),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "body over the body limit",
+            lambda w: body(frame(b"\x0a" * (12 * MiB))),
+            status(RESOURCE_EXHAUSTED),
+            WEB,
+        ),
+    ),
+    (
+        QUERY_WATCH,
+        Line(
+            "two data frames",
+            lambda w: body(frame(query(queries_pb2.AllTargets())) * 2),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        QUERY_WATCH,
+        Line(
+            "compressed flag",
+            lambda w: body(frame(query(queries_pb2.AllTargets()), flag=1)),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        REPORT_WATCH,
+        Line(
+            "16 MiB of empty frames",
+            lambda w: body(frame(b"") * (16 * MiB // 5)),
+            status(RESOURCE_EXHAUSTED),
+            WEB,
+        ),
+    ),
     # grpc-web-text
     (EXECUTE, Line("base64 garbage", lambda w: body(b"!!!!****"), status(INVALID_ARGUMENT), TEXT)),
-    (EXECUTE, Line("base64 ending inside a quad", lambda w: body(b64(frame(_valid_command()))[:-3]), status(INVALID_ARGUMENT), TEXT)),
-    (EXECUTE, Line("binary body sent as text", lambda w: body(frame(_valid_command())), status(INVALID_ARGUMENT), TEXT)),
+    (
+        EXECUTE,
+        Line(
+            "base64 ending inside a quad",
+            lambda w: body(b64(frame(_valid_command()))[:-3]),
+            status(INVALID_ARGUMENT),
+            TEXT,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "binary body sent as text",
+            lambda w: body(frame(_valid_command())),
+            status(INVALID_ARGUMENT),
+            TEXT,
+        ),
+    ),
     (EXECUTE, Line("1 MiB of AAA=", lambda w: body(b"AAA=" * (MiB // 4)), status(INVALID_ARGUMENT), TEXT)),
     (EXECUTE, Line("16 MiB of AAA=", lambda w: body(b"AAA=" * (4 * MiB)), status(RESOURCE_EXHAUSTED), TEXT)),
-    (EXECUTE, Line("base64 with line breaks", lambda w: body(_with_breaks(b64(frame(_valid_command())))), status(OK), TEXT)),
-    (EXECUTE, Line("frame and trailer as two padded chunks", lambda w: body(b64(frame(_valid_command())) + b64(trailer_frame())), status(OK), TEXT)),
+    (
+        EXECUTE,
+        Line(
+            "base64 with line breaks",
+            lambda w: body(_with_breaks(b64(frame(_valid_command())))),
+            status(OK),
+            TEXT,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "frame and trailer as two padded chunks",
+            lambda w: body(b64(frame(_valid_command())) + b64(trailer_frame())),
+            status(OK),
+            TEXT,
+        ),
+    ),
     (QUERY_WATCH, Line("base64 garbage", lambda w: body(b"%%%%"), status(INVALID_ARGUMENT), TEXT)),
     # grpc-timeout
     *[
-        (EXECUTE, Line(f"grpc-timeout {v.decode(errors='replace')!r}", lambda w, v=v: Request(message=_valid_command(), grpc_timeout=v), status(INVALID_ARGUMENT), BOTH))
+        (
+            EXECUTE,
+            Line(
+                f"grpc-timeout {v.decode(errors='replace')!r}",
+                _with(grpc_timeout=v),
+                status(INVALID_ARGUMENT),
+                BOTH,
+            ),
+        )
         for v in (b"abc", b"1", b"-1S", b"123456789S", b"1.5S", b"", b"1 S", b"\xff\xfeS")
     ],
-    (QUERY_WATCH, Line("grpc-timeout malformed", lambda w: Request(message=query(queries_pb2.AllTargets()), grpc_timeout=b"10x"), status(INVALID_ARGUMENT), WEB)),
-    (QUERY_WATCH, Line("grpc-timeout 99999999H", lambda w: Request(message=query(queries_pb2.AllTargets()), grpc_timeout=b"99999999H"), status(OK), WEB)),
+    (
+        QUERY_WATCH,
+        Line(
+            "grpc-timeout malformed",
+            lambda w: Request(message=query(queries_pb2.AllTargets()), grpc_timeout=b"10x"),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        QUERY_WATCH,
+        Line(
+            "grpc-timeout 99999999H",
+            lambda w: Request(message=query(queries_pb2.AllTargets()), grpc_timeout=b"99999999H"),
+            status(OK),
+            WEB,
+        ),
+    ),
     # headers
-    (EXECUTE, Line("x-request-id not ASCII", lambda w: Request(message=_valid_command(), headers=((b"x-request-id", "é☃".encode()),)), status(INVALID_ARGUMENT), BOTH)),
-    (EXECUTE, Line("traceparent with a Latin-1 byte", lambda w: Request(message=_valid_command(), headers=((b"traceparent", b"00-\xff-01"),)), status(INVALID_ARGUMENT), WEB)),
-    (QUERY_WATCH, Line("x-request-id not ASCII", lambda w: Request(message=query(queries_pb2.AllTargets()), headers=((b"x-request-id", b"\xc3\xa9"),)), status(INVALID_ARGUMENT), WEB)),
-    (EXECUTE, Line("unlisted header not ASCII", lambda w: Request(message=_valid_command(), headers=((b"x-custom", b"\xff\xfe caf\xc3\xa9"),)), status(OK), WEB)),
-    (EXECUTE, Line("unlisted -bin header not base64", lambda w: Request(message=_valid_command(), headers=((b"x-thing-bin", b"!!not base64!!"),)), status(OK), WEB)),
-    (EXECUTE, Line("100 unlisted headers", lambda w: Request(message=_valid_command(), headers=tuple((f"x-h{i}".encode(), b"v" * 50) for i in range(100))), status(OK), WEB)),
-    (EXECUTE, Line("authorization header", lambda w: Request(message=_valid_command(), headers=((b"authorization", b"Bearer not.a.jwt"),)), status(OK), WEB)),
-    (EXECUTE, Line("grpc-encoding gzip claimed", lambda w: Request(message=_valid_command(), headers=((b"grpc-encoding", b"gzip"),)), status(OK), WEB)),
+    (
+        EXECUTE,
+        Line(
+            "x-request-id not ASCII",
+            lambda w: Request(message=_valid_command(), headers=((b"x-request-id", "é☃".encode()),)),
+            status(INVALID_ARGUMENT),
+            BOTH,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "traceparent with a Latin-1 byte",
+            lambda w: Request(message=_valid_command(), headers=((b"traceparent", b"00-\xff-01"),)),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        QUERY_WATCH,
+        Line(
+            "x-request-id not ASCII",
+            lambda w: Request(
+                message=query(queries_pb2.AllTargets()), headers=((b"x-request-id", b"\xc3\xa9"),)
+            ),
+            status(INVALID_ARGUMENT),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "unlisted header not ASCII",
+            lambda w: Request(message=_valid_command(), headers=((b"x-custom", b"\xff\xfe caf\xc3\xa9"),)),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "unlisted -bin header not base64",
+            lambda w: Request(message=_valid_command(), headers=((b"x-thing-bin", b"!!not base64!!"),)),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "100 unlisted headers",
+            lambda w: Request(
+                message=_valid_command(), headers=tuple((f"x-h{i}".encode(), b"v" * 50) for i in range(100))
+            ),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "authorization header",
+            lambda w: Request(message=_valid_command(), headers=((b"authorization", b"Bearer not.a.jwt"),)),
+            status(OK),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "grpc-encoding gzip claimed",
+            lambda w: Request(message=_valid_command(), headers=((b"grpc-encoding", b"gzip"),)),
+            status(OK),
+            WEB,
+        ),
+    ),
     # paths not in the allow-list
     *[
-        (EXECUTE, Line(f"path {p.decode(errors='replace')[:60]}", lambda w, p=p: Request(message=_valid_command(), path=p), status(UNIMPLEMENTED), BOTH))
+        (
+            EXECUTE,
+            Line(
+                f"path {p.decode(errors='replace')[:60]}",
+                _with(path=p),
+                status(UNIMPLEMENTED),
+                BOTH,
+            ),
+        )
         for p in (
             b"/myko.v1.RepoService/Get",
             b"/myko.v1.RepoService/Subscribe",
@@ -490,8 +958,24 @@ GATEWAY: list[tuple[Endpoint, Line]] = [
             b"/myko.v1.CommandBus/Execute/extra",
         )
     ],
-    (EXECUTE, Line("path of 4,000 characters", lambda w: Request(message=_valid_command(), path=b"/" + b"p" * 4000), status(UNIMPLEMENTED), WEB)),
-    (EXECUTE, Line("path with %00", lambda w: Request(message=_valid_command(), path=b"/myko.v1.CommandBus/Execute%00"), status(UNIMPLEMENTED), WEB)),
+    (
+        EXECUTE,
+        Line(
+            "path of 4,000 characters",
+            lambda w: Request(message=_valid_command(), path=b"/" + b"p" * 4000),
+            status(UNIMPLEMENTED),
+            WEB,
+        ),
+    ),
+    (
+        EXECUTE,
+        Line(
+            "path with %00",
+            lambda w: Request(message=_valid_command(), path=b"/myko.v1.CommandBus/Execute%00"),
+            status(UNIMPLEMENTED),
+            WEB,
+        ),
+    ),
 ]
 
 
@@ -524,33 +1008,99 @@ _ZONE_Q = queries_pb2.TargetsInZone(zone_id=ZONE)
 _ZONE_R = reports_pb2.ZoneTotals(zone_id=ZONE)
 
 LIVE: list[Line] = [
-    Line("a query and a report", lambda w: open_subs(live(live_query("q", _ZONE_Q), live_report("r", _ZONE_R)), "q", "r"), subs(q=OK, r=OK), BOTH),
+    Line(
+        "a query and a report",
+        lambda w: open_subs(live(live_query("q", _ZONE_Q), live_report("r", _ZONE_R)), "q", "r"),
+        subs(q=OK, r=OK),
+        BOTH,
+    ),
     Line("no subscriptions", lambda w: req(live()), status(OK), BOTH),
     Line("garbage bytes", b"\xff\xfe\xfd\xfc" * 8, status(INVALID_ARGUMENT), BOTH),
-    Line("truncated message", lambda w: req(cut(live(live_query("q", _ZONE_Q)), 9)), status(INVALID_ARGUMENT), BOTH),
+    Line(
+        "truncated message",
+        lambda w: req(cut(live(live_query("q", _ZONE_Q)), 9)),
+        status(INVALID_ARGUMENT),
+        BOTH,
+    ),
     Line("empty sub_id", lambda w: req(live(live_query("", _ZONE_Q))), status(INVALID_ARGUMENT), BOTH),
-    Line("duplicate sub_id", lambda w: req(live(live_query("s", _ZONE_Q), live_report("s", _ZONE_R))), status(INVALID_ARGUMENT), BOTH),
-    Line("sub_id of 100k characters", lambda w: req(live(live_query("s" * 100_000, _ZONE_Q))), status(INVALID_ARGUMENT), WEB),
-    Line("neither query nor report", lambda w: req(live(live_pb2.LiveSubscription(sub_id="s"))), status(INVALID_ARGUMENT), WEB),
-    Line("257 subscriptions", lambda w: req(live(*[live_query(f"s{i}", _ZONE_Q) for i in range(257)])), status(RESOURCE_EXHAUSTED), WEB),
-    Line("1,000,000 empty subscriptions", lambda w: req(b"\x0a\x00" * 1_000_000), status(RESOURCE_EXHAUSTED), WEB),
-    Line("256 identical subscriptions", lambda w: open_subs(live(*[live_query(f"s{i}", _ZONE_Q) for i in range(256)]), "s0", "s255"), subs(s0=OK, s255=OK), WEB),
+    Line(
+        "duplicate sub_id",
+        lambda w: req(live(live_query("s", _ZONE_Q), live_report("s", _ZONE_R))),
+        status(INVALID_ARGUMENT),
+        BOTH,
+    ),
+    Line(
+        "sub_id of 100k characters",
+        lambda w: req(live(live_query("s" * 100_000, _ZONE_Q))),
+        status(INVALID_ARGUMENT),
+        WEB,
+    ),
+    Line(
+        "neither query nor report",
+        lambda w: req(live(live_pb2.LiveSubscription(sub_id="s"))),
+        status(INVALID_ARGUMENT),
+        WEB,
+    ),
+    Line(
+        "257 subscriptions",
+        lambda w: req(live(*[live_query(f"s{i}", _ZONE_Q) for i in range(257)])),
+        status(RESOURCE_EXHAUSTED),
+        WEB,
+    ),
+    Line(
+        "1,000,000 empty subscriptions",
+        lambda w: req(b"\x0a\x00" * 1_000_000),
+        status(RESOURCE_EXHAUSTED),
+        WEB,
+    ),
+    Line(
+        "256 identical subscriptions",
+        lambda w: open_subs(live(*[live_query(f"s{i}", _ZONE_Q) for i in range(256)]), "s0", "s255"),
+        subs(s0=OK, s255=OK),
+        WEB,
+    ),
     Line(
         "unknown query type beside a good one",
-        lambda w: open_subs(live(live_query("bad", any_of("targets.v1.Nope")), live_query("good", _ZONE_Q)), "bad", "good"),
+        lambda w: open_subs(
+            live(live_query("bad", any_of("targets.v1.Nope")), live_query("good", _ZONE_Q)), "bad", "good"
+        ),
         subs(bad=UNIMPLEMENTED, good=OK),
         BOTH,
     ),
-    Line("query id with a NUL", lambda w: open_subs(live(live_query("bad", queries_pb2.TargetById(id="\x00"))), "bad"), subs(bad=INVALID_ARGUMENT), WEB),
-    Line("1 MB type URL", lambda w: open_subs(live(live_query("bad", any_pb2.Any(type_url=TYPE_URL_1MB))), "bad"), subs(bad=UNIMPLEMENTED), WEB),
-    Line("report type as a query", lambda w: open_subs(live(live_query("bad", _ZONE_R)), "bad"), subs(bad=UNIMPLEMENTED), WEB),
+    Line(
+        "query id with a NUL",
+        lambda w: open_subs(live(live_query("bad", queries_pb2.TargetById(id="\x00"))), "bad"),
+        subs(bad=INVALID_ARGUMENT),
+        WEB,
+    ),
+    Line(
+        "1 MB type URL",
+        lambda w: open_subs(live(live_query("bad", any_pb2.Any(type_url=TYPE_URL_1MB))), "bad"),
+        subs(bad=UNIMPLEMENTED),
+        WEB,
+    ),
+    Line(
+        "report type as a query",
+        lambda w: open_subs(live(live_query("bad", _ZONE_R)), "bad"),
+        subs(bad=UNIMPLEMENTED),
+        WEB,
+    ),
     Line(
         "unknown fields in the parameters",
-        lambda w: open_subs(live(live_query("q", any_of("targets.v1.TargetsInZone", _ZONE_Q.SerializeToString() + UNKNOWN_FIELD))), "q"),
+        lambda w: open_subs(
+            live(
+                live_query(
+                    "q", any_of("targets.v1.TargetsInZone", _ZONE_Q.SerializeToString() + UNKNOWN_FIELD)
+                )
+            ),
+            "q",
+        ),
         subs(q=OK),
         WEB,
     ),
-    Line("over the message limit", lambda w: req(UNKNOWN_FIELD * (HUGE // 3)), status(RESOURCE_EXHAUSTED), WEB),
+    Line(
+        "over the message limit", lambda w: req(UNKNOWN_FIELD * (HUGE // 3)), status(RESOURCE_EXHAUSTED), WEB
+    ),
 ]
 
 
@@ -600,7 +1150,7 @@ def all_cases() -> list[Case]:
         for via in line.vias:
             cases.append(Case(endpoint, via, line.name, _as_build(line.build), line.expect, line.wait_s))
     for name, target, expect in GET:
-        cases.append(Case(Endpoint("GET", "", False), Via.GET, name, lambda w, t=target: Request(path=t), expect))
+        cases.append(Case(Endpoint("GET", "", False), Via.GET, name, _get(target), expect))
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     return cases

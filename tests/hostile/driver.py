@@ -67,7 +67,9 @@ class Driver:
         request = case.build(self.world)
         return request, await self.send_request(case.endpoint, case.via, request, wait_s=case.wait_s)
 
-    async def send_request(self, endpoint: Endpoint, via: Via, request: Request, *, wait_s: float = 30.0) -> Outcome:
+    async def send_request(
+        self, endpoint: Endpoint, via: Via, request: Request, *, wait_s: float = 30.0
+    ) -> Outcome:
         if via is Via.GET:
             assert request.path is not None
             return await http_get(self.gateway_port, request.path, wait_s=wait_s)
@@ -87,7 +89,9 @@ class Driver:
             data = frame(request.message)
             if text:
                 data = base64.b64encode(data)
-        content_type = request.content_type if request.content_type is not None else (TEXT_CT if text else BINARY_CT)
+        content_type = (
+            request.content_type if request.content_type is not None else (TEXT_CT if text else BINARY_CT)
+        )
         headers = [(b"X-Grpc-Web", b"1")]
         if content_type:
             headers.append((b"Content-Type", content_type))
@@ -142,8 +146,8 @@ def longest_echo_at_least(message: str, sent: bytes) -> str:
     for i in range(0, len(data) - _WINDOW + 1, _WINDOW):
         if data[i : i + _WINDOW] not in sent:
             continue
-        end = _grow(lambda k: data[i:k] in sent, i + _WINDOW, len(data))
-        start = i - _grow(lambda k: data[i - k : end] in sent, 0, i)
+        end = _grow(lambda k, i=i: data[i:k] in sent, i + _WINDOW, len(data))  # type: ignore[misc]
+        start = i - _grow(lambda k, i=i, end=end: data[i - k : end] in sent, 0, i)  # type: ignore[misc]
         if end - start >= ECHO_LIMIT:
             return data[start:end].decode("utf-8", "replace")
     return ""

@@ -22,8 +22,8 @@ import struct
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import quote_from_bytes
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -65,7 +65,12 @@ class Fuzzed:
 
     def __repr__(self) -> str:
         r = self.request
-        parts = [f"{self.via.value}:{self.endpoint.name}", self.how, f"seed={self.seed}", f"message={_show(r.message)}"]
+        parts = [
+            f"{self.via.value}:{self.endpoint.name}",
+            self.how,
+            f"seed={self.seed}",
+            f"message={_show(r.message)}",
+        ]
         if r.body is not None:
             parts.append(f"body={_show(r.body)}")
         if r.headers:
@@ -118,7 +123,20 @@ def _name(r: R) -> str:
 
 
 def _float(r: R) -> float:
-    return r.choice([0.0, -0.0, 1.5, -1e308, 1e308, 5e-324, float("nan"), float("inf"), float("-inf"), r.uniform(-1e6, 1e6)])
+    return r.choice(
+        [
+            0.0,
+            -0.0,
+            1.5,
+            -1e308,
+            1e308,
+            5e-324,
+            float("nan"),
+            float("inf"),
+            float("-inf"),
+            r.uniform(-1e6, 1e6),
+        ]
+    )
 
 
 def _int64(r: R) -> int:
@@ -128,7 +146,16 @@ def _int64(r: R) -> int:
 def _tx(r: R) -> str:
     u = uuid.UUID(int=r.getrandbits(128), version=4)
     return r.choice(
-        [str(u), str(u).upper(), "urn:uuid:" + str(u), "{" + str(u) + "}", u.hex, _text(r, 40), "", " " + str(u)]
+        [
+            str(u),
+            str(u).upper(),
+            "urn:uuid:" + str(u),
+            "{" + str(u) + "}",
+            u.hex,
+            _text(r, 40),
+            "",
+            " " + str(u),
+        ]
     )
 
 
@@ -214,17 +241,29 @@ def valid_shape(r: R, endpoint: Endpoint, world: World) -> tuple[bytes, bool]:
         return command_pb2.CommandRequest(tx=_tx(r), command=_packed(r, _COMMANDS)).SerializeToString(), False
     if endpoint in (QUERY_WATCH, QUERY_GET):
         wm = _watermark(r, world)
-        return query_pb2.QueryRequest(query=_packed(r, _QUERIES), at_least=wm).SerializeToString(), wm is not None
+        return query_pb2.QueryRequest(
+            query=_packed(r, _QUERIES), at_least=wm
+        ).SerializeToString(), wm is not None
     if endpoint in (REPORT_WATCH, REPORT_GET):
         wm = _watermark(r, world)
-        return report_pb2.ReportRequest(report=_packed(r, _REPORTS), at_least=wm).SerializeToString(), wm is not None
+        return report_pb2.ReportRequest(
+            report=_packed(r, _REPORTS), at_least=wm
+        ).SerializeToString(), wm is not None
     subs = []
     for i in range(r.randint(0, 300) if r.random() < 0.05 else r.randint(0, 4)):
         sub_id = f"s{i}" if r.random() < 0.8 else _text(r, 8)
         if r.random() < 0.5:
-            subs.append(live_pb2.LiveSubscription(sub_id=sub_id, query=query_pb2.QueryRequest(query=_packed(r, _QUERIES))))
+            subs.append(
+                live_pb2.LiveSubscription(
+                    sub_id=sub_id, query=query_pb2.QueryRequest(query=_packed(r, _QUERIES))
+                )
+            )
         else:
-            subs.append(live_pb2.LiveSubscription(sub_id=sub_id, report=report_pb2.ReportRequest(report=_packed(r, _REPORTS))))
+            subs.append(
+                live_pb2.LiveSubscription(
+                    sub_id=sub_id, report=report_pb2.ReportRequest(report=_packed(r, _REPORTS))
+                )
+            )
     return live_pb2.LiveOpen(subscriptions=subs).SerializeToString(), False
 
 
@@ -283,7 +322,19 @@ _HEADER_NAMES = [
     b"te",
 ]
 _HEADER_SAMPLES = [b"", b"\xff\xfe", "é☃".encode(), b"00-abc-01", b"Bearer x.y.z", b"A" * 4000]
-_GRPC_TIMEOUTS = [b"0n", b"1n", b"1m", b"99999999H", b"100000000H", b"1S", b"abc", b"-1S", b"", b"1.5S", b"1 S"]
+_GRPC_TIMEOUTS = [
+    b"0n",
+    b"1n",
+    b"1m",
+    b"99999999H",
+    b"100000000H",
+    b"1S",
+    b"abc",
+    b"-1S",
+    b"",
+    b"1.5S",
+    b"1 S",
+]
 _CONTENT_TYPES = [
     b"application/grpc-web",
     b"application/grpc-web+proto",
@@ -311,7 +362,12 @@ def _header(r: R) -> tuple[bytes, bytes]:
     if r.random() < 0.6:
         name = r.choice(_HEADER_NAMES)
     else:
-        name = b"x-" + "".join(r.choice(string.ascii_lowercase + string.digits + "-") for _ in range(r.randint(1, 20))).encode()
+        name = (
+            b"x-"
+            + "".join(
+                r.choice(string.ascii_lowercase + string.digits + "-") for _ in range(r.randint(1, 20))
+            ).encode()
+        )
     return name, _header_value(r)
 
 
@@ -395,7 +451,6 @@ def _metadata(r: R) -> tuple[tuple[str, str | bytes], ...]:
 # -- recipes --------------------------------------------------------------------------------------
 
 
-
 @dataclass(frozen=True)
 class Recipe:
     """Hypothesis's choices for one request; `seed` fills in everything else."""
@@ -442,7 +497,9 @@ def _build(r: R, recipe: Recipe, world: World) -> Fuzzed:
     if recipe.via is Via.GET:
         raw = r.randbytes(r.randint(0, 64)) if r.random() < 0.2 else _text(r, 64).encode()
         # Mostly percent-encoded (what reaches the file server), sometimes raw bytes.
-        path = b"/" + (quote_from_bytes(raw, safe="/%").encode() if r.random() < 0.8 else raw.translate(None, b"\r\n "))
+        path = b"/" + (
+            quote_from_bytes(raw, safe="/%").encode() if r.random() < 0.8 else raw.translate(None, b"\r\n ")
+        )
         return Fuzzed(GET_ENDPOINT, Via.GET, Request(path=path), "GET")
     endpoint = recipe.endpoint
     message, fences = message_bytes(r, recipe.kind, endpoint, world)
@@ -451,18 +508,20 @@ def _build(r: R, recipe: Recipe, world: World) -> Fuzzed:
         timeout = r.choice([r.uniform(0.001, 3.0), _FAR, 2.0])
         if fences and timeout > 1.0:
             timeout = 1.0
-        return Fuzzed(endpoint, recipe.via, Request(message=message, timeout_s=timeout, metadata=_metadata(r)), how)
+        return Fuzzed(
+            endpoint, recipe.via, Request(message=message, timeout_s=timeout, metadata=_metadata(r)), how
+        )
     body = framed(r, recipe.framing, message)
     how += f"; {recipe.framing}"
     if recipe.via is Via.WEB_TEXT:
         body = text_encoded(r, recipe.encoding, body)
         how += f", {recipe.encoding}"
     headers = tuple(_header(r) for _ in range(r.choice([0, 0, 1, 2, 5])))
-    content_type = r.choice([None, *_CONTENT_TYPES]) if r.random() < 0.1 else None
+    content_type: bytes | None = r.choice([None, *_CONTENT_TYPES]) if r.random() < 0.1 else None
     grpc_timeout = _grpc_timeout(r) if r.random() < 0.2 else None
     if fences and grpc_timeout is None:
         grpc_timeout = b"1S"
-    path = None
+    path: bytes | None = None
     if r.random() < 0.02:
         path = r.choice([b"/myko.v1.RepoService/Get", b"/", b"/x", b"/myko.v1.CommandBus/execute"])
     request = Request(

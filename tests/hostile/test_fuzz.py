@@ -30,9 +30,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from .cases import Via
 from .conftest import MAX_BYSTANDER_DELAY_S, MAX_RSS_GROWTH_BYTES, Hostile
 from .driver import violations
-from .cases import Via
 from .fuzz import Fuzzed, Recipe, build, recipes
 from .wire import Outcome, _code_name
 

@@ -19,6 +19,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 from urllib.parse import unquote
 
 import grpc
@@ -76,7 +77,7 @@ async def grpc_call(
     began = time.monotonic()
     md = tuple(metadata) or None
     if not streaming:
-        unary = channel.unary_unary(method)
+        unary = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
         ucall = unary(request, timeout=timeout_s, metadata=md)
         try:
             async with asyncio.timeout(wait_s):
@@ -87,15 +88,19 @@ async def grpc_call(
         except TimeoutError:
             ucall.cancel()
             return Outcome(200, NO_ANSWER, f"no answer within {wait_s}s", elapsed_s=wait_s)
-    stream = channel.unary_stream(method)
+    stream = channel.unary_stream(method, request_serializer=None, response_deserializer=None)
     scall = stream(request, timeout=timeout_s, metadata=md)
     try:
         async with asyncio.timeout(wait_s):
             first = await scall.read()
-        if first is grpc.aio.EOF:
+        if first is grpc.aio.EOF:  # type: ignore[attr-defined]
             code = await scall.code()
-            return Outcome(200, code.value[0], await scall.details() or "", elapsed_s=time.monotonic() - began)
-        return Outcome(200, OK, messages=1, first_message=first, elapsed_s=time.monotonic() - began)
+            return Outcome(
+                200, code.value[0], await scall.details() or "", elapsed_s=time.monotonic() - began
+            )
+        return Outcome(
+            200, OK, messages=1, first_message=cast(bytes, first), elapsed_s=time.monotonic() - began
+        )
     except grpc.aio.AioRpcError as exc:
         return _failed(exc, began)
     except TimeoutError:
@@ -330,7 +335,14 @@ async def grpc_web_call(
     frames = _GrpcWebBody(text=text)
     stop = _Stop(first_message=streaming, subs=frozenset(subs))
     raw, out = await http_exchange(
-        port, method=b"POST", target=target, headers=headers, body=body, on_body=frames, stop=stop, wait_s=wait_s
+        port,
+        method=b"POST",
+        target=target,
+        headers=headers,
+        body=body,
+        on_body=frames,
+        stop=stop,
+        wait_s=wait_s,
     )
     if out is not None:
         if out.code is None and raw is not None and not out.message:
@@ -340,8 +352,12 @@ async def grpc_web_call(
     return Outcome(raw.status, None, raw.body[:20000].decode("utf-8", "replace"))
 
 
-async def http_get(port: int, target: bytes, *, headers: Sequence[Header] = (), wait_s: float = 30.0) -> Outcome:
-    raw, out = await http_exchange(port, method=b"GET", target=target, headers=headers, body=b"", wait_s=wait_s)
+async def http_get(
+    port: int, target: bytes, *, headers: Sequence[Header] = (), wait_s: float = 30.0
+) -> Outcome:
+    raw, out = await http_exchange(
+        port, method=b"GET", target=target, headers=headers, body=b"", wait_s=wait_s
+    )
     if raw is None:
         assert out is not None
         return out
