@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from targets.v1 import commands_pb2, queries_pb2, reports_pb2
@@ -1154,3 +1155,80 @@ def all_cases() -> list[Case]:
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids)), "case ids must be unique"
     return cases
+
+
+# -- the same table in docs/errors.md -------------------------------------------------------------
+
+
+def code_name(code: int) -> str:
+    for c in grpc.StatusCode:
+        if c.value[0] == code:
+            return str(c.name)
+    return str(code)
+
+
+def _status_text(e: Expect) -> str:
+    if e.code is None:
+        return f"HTTP {e.http}"
+    if e.subs:
+        return ", ".join(f"`{k}`: `{code_name(v)}`" for k, v in e.subs) + " (per subscription)"
+    text = f"`{code_name(e.code)}`"
+    if e.or_code is not None:
+        text += f" (or `{code_name(e.or_code)}`: the deadline races the answer)"
+    return text
+
+
+def _ways(vias: Sequence[Via]) -> str:
+    return ", ".join("binary" if v is Via.WEB else "text" for v in vias)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def doc_tables() -> str:
+    """The case table as docs/errors.md shows it ("Hostile-input cases"); a test keeps them equal.
+
+    Print it with `python -m hostile.cases` (PYTHONPATH=.:tests:examples/targets).
+    """
+    out = ["### CommandBus/Execute", "", "Straight over gRPC, as grpc-web and as grpc-web-text.", ""]
+    out += ["| input | status |", "| --- | --- |"]
+    out += [f"| {_cell(line.name)} | {_status_text(line.expect)} |" for line in COMMAND]
+    queries = {line.name: line for line in QUERY_LINES}
+    reports = {line.name: line for line in REPORT_LINES}
+    out += ["", "### QueryBus and ReportBus, Watch and Get", ""]
+    out += [
+        "Each of the four methods, straight over gRPC, as grpc-web and as grpc-web-text. The",
+        "ids are `TargetById.id` (queries) and `ZoneTotals.zone_id` (reports).",
+        "",
+        "| input | query | report |",
+        "| --- | --- | --- |",
+    ]
+    for name in dict.fromkeys([*queries, *reports]):
+        q = _status_text(queries[name].expect) if name in queries else "—"
+        r = _status_text(reports[name].expect) if name in reports else "—"
+        out.append(f"| {_cell(name)} | {q} | {r} |")
+    out += [
+        "",
+        "### The grpc-web wire (gateway)",
+        "",
+        "| method | input | as | status |",
+        "| --- | --- | --- | --- |",
+    ]
+    out += [
+        f"| {ep.name} | {_cell(line.name)} | {_ways(line.vias)} | {_status_text(line.expect)} |"
+        for ep, line in GATEWAY
+    ]
+    out += ["", "### LiveBus/Open (gateway)", "", "| input | as | status |", "| --- | --- | --- |"]
+    out += [f"| {_cell(line.name)} | {_ways(line.vias)} | {_status_text(line.expect)} |" for line in LIVE]
+    out += ["", "### GET (the gateway's file server)", "", "| input | path | status |", "| --- | --- | --- |"]
+    for name, target, expect in GET:
+        shown = target[:40].decode("latin-1").encode("unicode_escape").decode() + (
+            "..." if len(target) > 40 else ""
+        )
+        out.append(f"| {_cell(name)} | `{_cell(shown)}` | {_status_text(expect)} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(doc_tables(), end="")

@@ -21,7 +21,7 @@ from .stack import HostileStack
 
 # Bounds this suite holds the stack to (docs/testing.md, "Hostile input").
 # RSS growth of each service from its warmed-up baseline to its peak.
-MAX_RSS_GROWTH_BYTES = 150 * 1024 * 1024
+MAX_RSS_GROWTH_BYTES = 100 * 1024 * 1024
 # Sending a bystander's command to each of its watches showing the new value.
 MAX_BYSTANDER_DELAY_S = 5.0
 

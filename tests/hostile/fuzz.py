@@ -497,10 +497,10 @@ def _build(r: R, recipe: Recipe, world: World) -> Fuzzed:
     if recipe.via is Via.GET:
         raw = r.randbytes(r.randint(0, 64)) if r.random() < 0.2 else _text(r, 64).encode()
         # Mostly percent-encoded (what reaches the file server), sometimes raw bytes.
-        path = b"/" + (
+        target = b"/" + (
             quote_from_bytes(raw, safe="/%").encode() if r.random() < 0.8 else raw.translate(None, b"\r\n ")
         )
-        return Fuzzed(GET_ENDPOINT, Via.GET, Request(path=path), "GET")
+        return Fuzzed(GET_ENDPOINT, Via.GET, Request(path=target), "GET")
     endpoint = recipe.endpoint
     message, fences = message_bytes(r, recipe.kind, endpoint, world)
     how = recipe.kind if recipe.kind != "large" else f"large {len(message)}"
@@ -521,7 +521,7 @@ def _build(r: R, recipe: Recipe, world: World) -> Fuzzed:
     grpc_timeout = _grpc_timeout(r) if r.random() < 0.2 else None
     if fences and grpc_timeout is None:
         grpc_timeout = b"1S"
-    path: bytes | None = None
+    path = None
     if r.random() < 0.02:
         path = r.choice([b"/myko.v1.RepoService/Get", b"/", b"/x", b"/myko.v1.CommandBus/execute"])
     request = Request(

@@ -11,10 +11,12 @@ import asyncio
 
 import pytest
 
-from .cases import Case, Request, all_cases
+from devtools.procs import ROOT
+
+from .cases import Case, Request, all_cases, code_name, doc_tables
 from .conftest import Hostile
 from .driver import violations
-from .wire import Outcome, _code_name
+from .wire import Outcome
 
 pytestmark = pytest.mark.kafka
 
@@ -52,6 +54,11 @@ def test_the_table_has_at_least_100_cases() -> None:
     assert len({(c.endpoint.name, c.name) for c in CASES}) >= 100
 
 
+def test_docs_list_every_case() -> None:
+    """docs/errors.md shows this very table (regenerate: PYTHONPATH=.:tests:examples/targets python -m hostile.cases)."""
+    assert doc_tables() in (ROOT / "docs" / "errors.md").read_text()
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(outcomes: dict[str, Sent], case: Case) -> None:
     request, outcome, dead = outcomes[case.id]
@@ -60,11 +67,11 @@ def test_case(outcomes: dict[str, Sent], case: Case) -> None:
     if outcome.http != want.http:
         problems.append(f"HTTP {outcome.http}, expected {want.http}")
     if not want.accepts(outcome.code):
-        expected = "no gRPC status" if want.code is None else _code_name(want.code)
+        expected = "no gRPC status" if want.code is None else code_name(want.code)
         problems.append(f"expected {expected}")
     for sub_id, code in want.subs:
         if outcome.subs.get(sub_id) != code:
-            problems.append(f"sub {sub_id!r}: expected {_code_name(code)}")
+            problems.append(f"sub {sub_id!r}: expected {code_name(code)}")
     if dead:
         problems.append(f"services died: {dead}")
     assert not problems, f"{case.id}: {'; '.join(problems)}\n  got {outcome.describe()}"

@@ -30,11 +30,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from .cases import Via
+from .cases import Via, code_name
 from .conftest import MAX_BYSTANDER_DELAY_S, MAX_RSS_GROWTH_BYTES, Hostile
 from .driver import violations
 from .fuzz import Fuzzed, Recipe, build, recipes
-from .wire import Outcome, _code_name
+from .wire import Outcome
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(900)]
 
@@ -76,7 +76,7 @@ class Tally:
         if outcome.code is None:
             self.codes[f"HTTP {outcome.http} ({fuzzed.via.value})"] += 1
         else:
-            self.codes[_code_name(outcome.code)] += 1
+            self.codes[code_name(outcome.code)] += 1
 
 
 def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:

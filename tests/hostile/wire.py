@@ -27,6 +27,8 @@ from google.protobuf.message import DecodeError
 
 from myko.v1 import live_pb2
 
+from .cases import code_name
+
 OK = 0
 # A call that got no answer at all within the client's own bound.
 NO_ANSWER = -1
@@ -47,17 +49,10 @@ class Outcome:
     first_message: bytes = b""
 
     def describe(self) -> str:
-        code = "-" if self.code is None else _code_name(self.code)
-        subs = f" subs={ {k: _code_name(v) for k, v in self.subs.items()} }" if self.subs else ""
+        code = "-" if self.code is None else code_name(self.code)
+        subs = f" subs={ {k: code_name(v) for k, v in self.subs.items()} }" if self.subs else ""
         msg = self.message if len(self.message) <= 300 else self.message[:300] + f"...({len(self.message)})"
         return f"http={self.http} status={code} messages={self.messages}{subs} message={msg!r}"
-
-
-def _code_name(code: int) -> str:
-    for c in grpc.StatusCode:
-        if c.value[0] == code:
-            return str(c.name)
-    return str(code)
 
 
 # -- gRPC ---------------------------------------------------------------------------------------
