@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
 from .cases import Via, code_name
-from .conftest import MAX_BYSTANDER_DELAY_S, MAX_RSS_GROWTH_BYTES, Hostile
+from .conftest import MAX_BYSTANDER_DELAY_S, MAX_RSS_BYTES, MAX_RSS_GROWTH_BYTES, Hostile
 from .driver import violations
 from .fuzz import Fuzzed, Recipe, build, recipes
 from .wire import Outcome
@@ -140,6 +140,8 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
     assert max(delays.values()) <= MAX_BYSTANDER_DELAY_S, f"bystander delays {delays}"
     over = {k: v for k, v in growth.items() if v > MAX_RSS_GROWTH_BYTES}
     assert not over, f"RSS grew by more than {MAX_RSS_GROWTH_BYTES // 2**20} MiB: {_mib(over)}"
+    big = {k: v for k, v in stack.memory.peak.items() if v > MAX_RSS_BYTES}
+    assert not big, f"RSS over {MAX_RSS_BYTES // 2**20} MiB: {_mib(big)}"
 
 
 def _mib(values: dict[str, int]) -> dict[str, str]:
