@@ -30,10 +30,9 @@ from grpc_web_client import BINARY, FrameReader, frame
 from myko_client import Clients, pack, unpack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
-from devtools.procs import ROOT
 from myko.v1 import live_pb2, query_pb2, report_pb2
 
-from .stack import HostileStack
+from .stack import ROOT, HostileStack
 
 TARGET = "bystander-1"
 ZONE = "bystander-z"

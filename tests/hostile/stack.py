@@ -1,7 +1,7 @@
 """The hostile suite's target: Kafka plus every service and the gateway as real processes.
 
-Each service is its own `python -m <module>` process (devtools.topology, as `make
-run` starts them), on free ports and with its own topic prefix, so its resident
+Each service is its own `python -m <module>` process (myko.local.topology, as
+`make run` starts them), on free ports and with its own topic prefix, so its resident
 memory can be read per service from /proc and a dead one is noticed.
 """
 
@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devtools.procs import ServiceProcess, Stack
-from devtools.run import busy_ports
-from devtools.topology import local_stack, port_of
+from myko.errors import ConfigError
+from myko.local.ports import busy_ports
+from myko.local.procs import ServiceProcess, Stack
+from myko.local.topology import check_port_shift, local_stack, port_of
 
+ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("repo", "command", "query", "report", "saga", "gateway")
 _SHIFTS = range(5000, 14000, 100)
 
@@ -24,6 +26,10 @@ def _free_shift() -> int:
     shifts = list(_SHIFTS)
     random.shuffle(shifts)  # other stacks on this machine start from the low shifts
     for shift in shifts:
+        try:
+            check_port_shift(shift)
+        except ConfigError:
+            continue
         if not busy_ports(port_of(s, port_shift=shift) for s in SERVICES):
             return shift
     raise RuntimeError("no free block of service ports found")
@@ -33,7 +39,8 @@ def rss_bytes(pid: int) -> int:
     """Resident set size of one process (VmRSS), in bytes."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+            kib = int(line.split()[1])
+            return kib * 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
@@ -56,6 +63,7 @@ class HostileStack:
         self.shift = _free_shift()
         self.log_dir = log_dir
         self.services: list[ServiceProcess] = local_stack(
+            app="targets",
             bootstrap_servers=bootstrap_servers,
             log_dir=log_dir,
             port_shift=self.shift,

@@ -11,11 +11,10 @@ import asyncio
 
 import pytest
 
-from devtools.procs import ROOT
-
 from .cases import Case, Request, all_cases, code_name, doc_tables
 from .conftest import Hostile
 from .driver import violations
+from .stack import ROOT
 from .wire import Outcome
 
 pytestmark = pytest.mark.kafka
