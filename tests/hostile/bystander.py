@@ -152,8 +152,9 @@ class Bystander:
             except subprocess.TimeoutExpired:
                 self._proc.kill()
                 self._proc.wait()
-        self._reader.join(5)
-        self._sampler.join(5)
+        for thread in (self._reader, self._sampler):
+            if thread.ident is not None:  # started
+                thread.join(5)
 
     def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

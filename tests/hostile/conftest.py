@@ -6,6 +6,7 @@ same processes, so memory growth and the bystander's delays cover both.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,21 +48,17 @@ def hostile(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> I
     prefix = f"h{uuid.uuid4().hex[:8]}."
     log_dir: Path = tmp_path_factory.mktemp("hostile-logs")
     stack = HostileStack(bootstrap_servers=kafka_bootstrap, topic_prefix=prefix, log_dir=log_dir)
-    stack.start()
-    bystander: Bystander | None = None
-    driver: Driver | None = None
-    try:
+    # Undone in reverse, each step even when an earlier one fails: no process outlives the suite.
+    with contextlib.ExitStack() as undo:
+        undo.callback(stack.stop)
+        stack.start()
         world = World(topic_prefix=prefix)
         # The one event loop of this process that uses grpc.aio (it supports one).
         driver = Driver(stack, world)
+        undo.callback(driver.close)
         driver.run(_seed(driver))
         bystander = Bystander(stack, log_path=log_dir / "bystander.log")
+        undo.callback(bystander.stop)
         bystander.start()
         stack.set_baseline()
         yield Hostile(stack, world, driver, bystander)
-    finally:
-        if bystander is not None:
-            bystander.stop()
-        if driver is not None:
-            driver.close()
-        stack.stop()
