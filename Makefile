@@ -168,7 +168,7 @@ bench: setup
 
 # Build and test leftovers, and .run/ (local Kafka data and service logs).
 clean:
-	rm -rf .run build *.egg-info .mypy_cache .ruff_cache .pytest_cache test-results playwright-report ui/dist \
+	rm -rf .run build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis test-results playwright-report ui/dist \
 		client-ts/dist client-ts/.svelte-kit myko/_ts
 	find . -path ./.venv -prune -o -path ./node_modules -prune -o -path ./ui/node_modules -prune \
 		-o -type d -name __pycache__ -exec rm -rf {} +
