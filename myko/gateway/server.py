@@ -10,6 +10,7 @@ from aiohttp import web
 from myko.gateway.admission import Admission, ByteGauge
 from myko.gateway.cors import Cors
 from myko.gateway.feed_hub import FeedHub
+from myko.gateway.http_log import http_log
 from myko.gateway.live_bus import LiveBus
 from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
@@ -57,7 +58,11 @@ class Gateway:
         # handler_cancellation: a browser that goes away cancels its handler,
         # which cancels the upstream call (aiohttp leaves it off by default).
         self._runner = web.AppRunner(
-            self.build_app(), handler_cancellation=True, access_log=None, shutdown_timeout=2.0
+            self.build_app(),
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=2.0,
+            logger=http_log,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._settings.host, self._settings.port)

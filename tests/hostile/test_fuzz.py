@@ -134,6 +134,11 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
     assert tally.sent >= MIN_REQUESTS or BATCHES * BATCH < MIN_REQUESTS
     assert not stack.dead(), f"services died: {stack.dead()}"
     assert not unhealthy, f"services not answering their health check: {unhealthy}"
+    # A client's mistakes are answered, not logged as failures: no service logged a traceback.
+    tracebacks = {
+        s.name: n for s in stack.services if (n := s.log_path.read_text(errors="replace").count("Traceback"))
+    }
+    assert not tracebacks, f"tracebacks in the services' logs (under {stack.log_dir}): {tracebacks}"
     assert not record.errors, f"the bystander was disturbed: {record.errors[:5]}"
     assert not record.wrong_values(), record.wrong_values()[:5]
     assert settled, "a bystander watch never showed the last score"
