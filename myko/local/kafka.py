@@ -272,9 +272,14 @@ class LocalKafka:
 
 
 def _base64_uuid() -> str:
+    """A cluster id as Kafka's Uuid.randomUuid() makes them: never starting with "-",
+    which `kafka-storage format -t` would read as an option (1 start in 64 failed)."""
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 def _broker_answers(port: int) -> bool:
