@@ -21,8 +21,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -50,19 +52,37 @@ class Record:
 
     def delays(self) -> dict[str, float]:
         """Per watch, the worst delay from sending a score to seeing it (or a later one)."""
-        worst: dict[str, float] = {}
+        return {watch: self.worst(watch)[1] for watch in self.seen}
+
+    def worst(self, watch: str) -> tuple[int, float]:
+        """The score with the longest delay on `watch`, and that delay (inf: never shown)."""
+        out = (-1, 0.0)
+        for score, sent_at in self.sent.items():
+            if score not in self.acked:
+                continue
+            shown = next((t for t, v in self.seen[watch] if v >= score and t >= sent_at), None)
+            delay = float("inf") if shown is None else shown - sent_at
+            if delay > out[1]:
+                out = (score, delay)
+        return out
+
+    def dump(self, path: Path) -> None:
+        path.write_text(
+            json.dumps({"sent": self.sent, "acked": self.acked, "seen": self.seen, "errors": self.errors})
+        )
+
+    def describe(self) -> str:
+        """Per watch: how many emissions, and the last value with its age, for a failure message."""
+        now = time.monotonic()
+        last = max(self.acked) if self.acked else None
+        parts = [f"last acked score {last}", f"worst scores {[(w, self.worst(w)) for w in self.seen]}"]
         for watch, emissions in self.seen.items():
-            w = 0.0
-            for score, sent_at in self.sent.items():
-                if score not in self.acked:
-                    continue
-                shown = next((t for t, v in emissions if v >= score and t >= sent_at), None)
-                if shown is None:
-                    w = float("inf")
-                    break
-                w = max(w, shown - sent_at)
-            worst[watch] = w
-        return worst
+            if emissions:
+                t, v = emissions[-1]
+                parts.append(f"{watch}: {len(emissions)} emissions, last {v} {now - t:.1f}s ago")
+            else:
+                parts.append(f"{watch}: no emission")
+        return "; ".join(parts)
 
     def settled(self) -> bool:
         last = max(self.acked)
@@ -96,6 +116,7 @@ class Bystander:
         self._reader = threading.Thread(target=self._read, name="bystander-reader", daemon=True)
         self._sampler = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
         self._ready = threading.Event()
+        self._stopped = threading.Event()
         self._done = threading.Event()
         self._lock = threading.Lock()
 
@@ -129,10 +150,16 @@ class Bystander:
         return self._proc is not None and self._proc.poll() is None
 
     def settle(self, *, timeout_s: float) -> bool:
-        """Stop sending; True once every watch shows the last acknowledged score."""
+        """Stop sending; True once every watch shows the last acknowledged score.
+
+        The command in flight when the trickle is told to stop still completes:
+        only once the bystander reports it stopped is the last score known.
+        """
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write("settle\n")
         self._proc.stdin.flush()
+        if not self._stopped.wait(60):
+            return False
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
@@ -172,6 +199,8 @@ class Bystander:
                     self.record.errors.append(event["m"])
                 elif kind == "ready":
                     self._ready.set()
+                elif kind == "stopped":
+                    self._stopped.set()
         if not self._done.is_set():
             self.record.errors.append("the bystander process ended early")
         self._ready.set()
@@ -199,6 +228,7 @@ async def _trickle(clients: Clients, trickling: asyncio.Event) -> None:
         except grpc.aio.AioRpcError as exc:
             _emit(e="error", m=f"SetTarget score={score}: {exc.code().name} {exc.details()}")
         await asyncio.sleep(TRICKLE_INTERVAL_S)
+    _emit(e="stopped", v=score)
 
 
 def _seen(watch: str, value: int, first: asyncio.Event) -> None:
@@ -257,6 +287,16 @@ async def _watch_live(http: aiohttp.ClientSession, gateway: str, first: dict[str
     _emit(e="error", m="LiveBus stream ended without a trailer")
 
 
+async def _reported(what: str, work: Coroutine[Any, Any, None]) -> None:
+    """Runs `work`; any way it fails is reported, so a watch never just goes quiet."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        _emit(e="error", m=f"{what} failed: {type(exc).__name__}: {exc}")
+
+
 async def _commands(trickling: asyncio.Event, finished: asyncio.Event) -> None:
     """stdin: "settle" stops the trickle; end of input ends the process."""
     loop = asyncio.get_running_loop()
@@ -285,9 +325,9 @@ async def _main(command: str, query: str, report: str, gateway: str) -> None:
         async with aiohttp.ClientSession() as http:
             first = {w: asyncio.Event() for w in WATCHES}
             tasks = [
-                asyncio.create_task(_watch_query(clients, first["query"])),
-                asyncio.create_task(_watch_report(clients, first["report"])),
-                asyncio.create_task(_watch_live(http, gateway, first)),
+                asyncio.create_task(_reported("query watch", _watch_query(clients, first["query"]))),
+                asyncio.create_task(_reported("report watch", _watch_report(clients, first["report"]))),
+                asyncio.create_task(_reported("LiveBus watch", _watch_live(http, gateway, first))),
                 asyncio.create_task(_commands(trickling, finished)),
             ]
             async with asyncio.timeout(60):

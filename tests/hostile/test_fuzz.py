@@ -119,6 +119,7 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
 
     settled = hostile.bystander.settle(timeout_s=MAX_BYSTANDER_DELAY_S * 2)
     record = hostile.bystander.record
+    record.dump(stack.log_dir / "bystander.json")
     delays = record.delays()
     growth = stack.memory.growth()
     unhealthy = stack.unhealthy()
@@ -141,8 +142,8 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
     assert not tracebacks, f"tracebacks in the services' logs (under {stack.log_dir}): {tracebacks}"
     assert not record.errors, f"the bystander was disturbed: {record.errors[:5]}"
     assert not record.wrong_values(), record.wrong_values()[:5]
-    assert settled, "a bystander watch never showed the last score"
-    assert max(delays.values()) <= MAX_BYSTANDER_DELAY_S, f"bystander delays {delays}"
+    assert settled, f"a bystander watch never showed the last score: {record.describe()}"
+    assert max(delays.values()) <= MAX_BYSTANDER_DELAY_S, f"bystander delays {delays}: {record.describe()}"
     over = {k: v for k, v in growth.items() if v > MAX_RSS_GROWTH_BYTES}
     assert not over, f"RSS grew by more than {MAX_RSS_GROWTH_BYTES // 2**20} MiB: {_mib(over)}"
     big = {k: v for k, v in stack.memory.peak.items() if v > MAX_RSS_BYTES}
