@@ -32,7 +32,7 @@ from grpc_web_client import BINARY, FrameReader, frame
 from myko_client import Clients, pack, unpack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
-from myko.v1 import live_pb2, query_pb2, report_pb2
+from myko.v1 import item_pb2, live_pb2, query_pb2, report_pb2
 
 from .stack import ROOT, HostileStack
 
@@ -236,8 +236,8 @@ def _seen(watch: str, value: int, first: asyncio.Event) -> None:
     first.set()
 
 
-async def _watch_query(clients: Clients, first: asyncio.Event) -> None:
-    stream = clients.watch(queries_pb2.TargetById(id=TARGET))
+async def _watch_query(clients: Clients, fence: item_pb2.Watermark, first: asyncio.Event) -> None:
+    stream = clients.watch(queries_pb2.TargetById(id=TARGET), at_least=fence)
     try:
         while True:
             _seen("query", _query_score(await stream.read()), first)
@@ -247,8 +247,8 @@ async def _watch_query(clients: Clients, first: asyncio.Event) -> None:
         stream.cancel()
 
 
-async def _watch_report(clients: Clients, first: asyncio.Event) -> None:
-    stream = clients.watch_report(reports_pb2.ZoneTotals(zone_id=ZONE))
+async def _watch_report(clients: Clients, fence: item_pb2.Watermark, first: asyncio.Event) -> None:
+    stream = clients.watch_report(reports_pb2.ZoneTotals(zone_id=ZONE), at_least=fence)
     try:
         while True:
             _seen("report", _report_score(await stream.read()), first)
@@ -258,14 +258,20 @@ async def _watch_report(clients: Clients, first: asyncio.Event) -> None:
         stream.cancel()
 
 
-async def _watch_live(http: aiohttp.ClientSession, gateway: str, first: dict[str, asyncio.Event]) -> None:
+async def _watch_live(
+    http: aiohttp.ClientSession, gateway: str, fence: item_pb2.Watermark, first: dict[str, asyncio.Event]
+) -> None:
     req = live_pb2.LiveOpen(
         subscriptions=[
             live_pb2.LiveSubscription(
-                sub_id="q", query=query_pb2.QueryRequest(query=pack(queries_pb2.TargetById(id=TARGET)))
+                sub_id="q",
+                query=query_pb2.QueryRequest(query=pack(queries_pb2.TargetById(id=TARGET)), at_least=fence),
             ),
             live_pb2.LiveSubscription(
-                sub_id="r", report=report_pb2.ReportRequest(report=pack(reports_pb2.ZoneTotals(zone_id=ZONE)))
+                sub_id="r",
+                report=report_pb2.ReportRequest(
+                    report=pack(reports_pb2.ZoneTotals(zone_id=ZONE)), at_least=fence
+                ),
             ),
         ]
     )
@@ -319,15 +325,18 @@ async def _main(command: str, query: str, report: str, gateway: str) -> None:
     trickling.set()
     try:
         await clients.execute(commands_pb2.SetZone(id=ZONE, name="bystander zone"))
-        await clients.execute(_target(0))
+        # Every watch starts at or after the seed (read-your-writes): its first value is score 0.
+        fence = (await clients.execute(_target(0))).visible_at
         _emit(e="sent", v=0, t=time.monotonic())
         _emit(e="acked", v=0, t=time.monotonic())
         async with aiohttp.ClientSession() as http:
             first = {w: asyncio.Event() for w in WATCHES}
             tasks = [
-                asyncio.create_task(_reported("query watch", _watch_query(clients, first["query"]))),
-                asyncio.create_task(_reported("report watch", _watch_report(clients, first["report"]))),
-                asyncio.create_task(_reported("LiveBus watch", _watch_live(http, gateway, first))),
+                asyncio.create_task(_reported("query watch", _watch_query(clients, fence, first["query"]))),
+                asyncio.create_task(
+                    _reported("report watch", _watch_report(clients, fence, first["report"]))
+                ),
+                asyncio.create_task(_reported("LiveBus watch", _watch_live(http, gateway, fence, first))),
                 asyncio.create_task(_commands(trickling, finished)),
             ]
             async with asyncio.timeout(60):
