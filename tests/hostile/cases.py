@@ -361,7 +361,7 @@ COMMAND: list[Line] = [
     Line(
         "payload over MYKO_MAX_COMMAND_BYTES",
         lambda w: req(command(_set_target(name="n" * 600_000))),
-        status(INVALID_ARGUMENT),
+        status(RESOURCE_EXHAUSTED),
     ),
     Line(
         "message over the message limit",
