@@ -5,7 +5,8 @@
     myko run [--port-shift N] # Kafka + every service + the gateway for the project; Ctrl-C stops all
     myko serve command        # one service, configured by MYKO_* variables (what containers run)
     myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
-    myko kafka-acls           # grant each service its Kafka ACLs (docs/security.md)
+    myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
+    myko stack-secrets DIR    # every secret of the secured Swarm stack, as files (docs/deploy.md)
 
 `gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
 working directory upwards, or take --project. docs/authoring.md walks through it.
@@ -120,10 +121,21 @@ def cmd_certs(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_kafka_acls(args: argparse.Namespace) -> int:
-    from myko import kafka_acls
+def cmd_stack_secrets(args: argparse.Namespace) -> int:
+    from myko.stack_secrets import make_stack_secrets
 
-    return kafka_acls.main(["--list"] if args.list else [])
+    made = make_stack_secrets(args.dir, hosts=args.host)
+    print(f"{len(made)} secrets in {_rel(args.dir)}; on a Swarm manager:")
+    for name, path in made.items():
+        print(f"  docker secret create {name} {_rel(path)}")
+    print(f"Keep {_rel(args.dir / 'pki' / 'ca.key')} (the CA's key) offline: no service needs it.")
+    return 0
+
+
+def cmd_kafka_access(args: argparse.Namespace) -> int:
+    from myko import kafka_access
+
+    return kafka_access.main(["--list"] if args.list else [])
 
 
 def _rel(path: Path) -> str:
@@ -186,11 +198,19 @@ def parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365, help="validity of the service certificates (365)")
     certs.set_defaults(func=cmd_certs)
 
-    acls = sub.add_parser(
-        "kafka-acls", help="grant each service its Kafka ACLs (an admin's MYKO_KAFKA_* credentials, MYKO_APP)"
+    access = sub.add_parser(
+        "kafka-access",
+        help="create each service's Kafka user and ACLs (an admin's MYKO_KAFKA_* credentials, MYKO_APP)",
     )
-    acls.add_argument("--list", action="store_true", help="print the ACLs instead of creating them")
-    acls.set_defaults(func=cmd_kafka_acls)
+    access.add_argument("--list", action="store_true", help="print the ACLs instead of creating anything")
+    access.set_defaults(func=cmd_kafka_access)
+
+    stack = sub.add_parser("stack-secrets", help="make every secret of the secured Swarm stack as files")
+    stack.add_argument("dir", type=Path, help="where to write them (kept: run again to add what is missing)")
+    stack.add_argument(
+        "--host", action="append", default=[], help="another DNS name or IP the certificates are valid for"
+    )
+    stack.set_defaults(func=cmd_stack_secrets)
 
     serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
     serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])

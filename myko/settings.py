@@ -14,6 +14,7 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from myko import catalogue
@@ -413,8 +414,8 @@ class SagaSettings(KafkaServiceSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class KafkaAclSettings:
-    """`myko kafka-acls`: grants each Kafka-using service its rights (myko/kafka_acls.py).
+class KafkaAccessSettings:
+    """`myko kafka-access`: each Kafka-using service's user and ACLs (myko/kafka_access.py).
 
     `kafka` holds an administrator's credentials (a super user of the cluster);
     the names below must match what the services are configured with.
@@ -429,20 +430,32 @@ class KafkaAclSettings:
     command_user: str = "command"
     repo_user: str = "repo"
     saga_user: str = "saga"
+    # User -> the SCRAM password to set; users without one are left as they are.
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         src = os.environ if env is None else env
         e = _Env(src)
+        users = {
+            service: e.str(f"MYKO_KAFKA_{service.upper()}_USER", service)
+            for service in ("command", "repo", "saga")
+        }
+        passwords = {
+            users[service]: src[f"MYKO_KAFKA_{service.upper()}_PASSWORD"]
+            for service in users
+            if src.get(f"MYKO_KAFKA_{service.upper()}_PASSWORD", "")
+        }
         return cls(
             kafka=KafkaSettings.from_env(src),
             app_module=e.required("MYKO_APP", "name the module exposing your `app: myko.App`"),
             quarantine_topic=e.str("MYKO_QUARANTINE_TOPIC", cls.quarantine_topic),
             dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", cls.dead_letter_topic),
             saga_group_id=e.str("MYKO_SAGA_GROUP_ID", cls.saga_group_id),
-            command_user=e.str("MYKO_KAFKA_COMMAND_USER", cls.command_user),
-            repo_user=e.str("MYKO_KAFKA_REPO_USER", cls.repo_user),
-            saga_user=e.str("MYKO_KAFKA_SAGA_USER", cls.saga_user),
+            command_user=users["command"],
+            repo_user=users["repo"],
+            saga_user=users["saga"],
+            passwords=passwords,
         )
 
 
@@ -544,6 +557,29 @@ class GatewaySettings:
             ),
             stall_timeout_ms=e.int("MYKO_GATEWAY_STALL_TIMEOUT_MS", cls.stall_timeout_ms, minimum=100),
         )
+
+
+# Only the settings' namespaces: other *_FILE variables belong to someone else.
+_FILE_PREFIXES = ("MYKO_", "KAFKA_")
+_FILE_SUFFIX = "_FILE"
+
+
+def resolve_file_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with every `MYKO_*_FILE` / `KAFKA_*_FILE=/path` also providing the name without
+    `_FILE`, read from the file (trailing newline dropped): how Swarm secrets and configs
+    become settings (devtools/entrypoint.py, `myko kafka-access`)."""
+    resolved = dict(env)
+    for name, path in env.items():
+        if not (name.endswith(_FILE_SUFFIX) and name.startswith(_FILE_PREFIXES)):
+            continue
+        target = name.removesuffix(_FILE_SUFFIX)
+        if target in env:
+            raise ConfigError(f"{target} and {name} are both set; set one")
+        try:
+            resolved[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"{name}={path!r} cannot be read: {e.strerror}") from None
+    return resolved
 
 
 # What gRPC allows as a metadata key, less the headers HTTP/2 and gRPC reserve.

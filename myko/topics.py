@@ -163,7 +163,7 @@ def _refused(exc: Exception, kafka: KafkaSettings) -> ConfigError:
     who = f"User:{kafka.username}" if kafka.username else "an unauthenticated client"
     return ConfigError(
         f"Kafka at {kafka.bootstrap_servers} refused {who}: {exc}. Check MYKO_KAFKA_USERNAME/"
-        "MYKO_KAFKA_PASSWORD and that `myko kafka-acls` granted this service its topics"
+        "MYKO_KAFKA_PASSWORD and that `myko kafka-access` granted this service its topics"
     )
 
 

@@ -54,7 +54,7 @@ from myko.leader import LEASE_TOPIC
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceProcess
-from myko.local.security import KAFKA_USERS, cluster_security, grant_acls
+from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.topology import all_ports, check_port_shift, cluster_stack
 from myko.topics import TX_LOG
 from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
@@ -139,7 +139,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         began = time.monotonic()
         kafka.start()
         print(f"kafka (3 nodes, SASL) ready in {time.monotonic() - began:.1f}s", flush=True)
-        grant_acls(kafka, app="targets", extra_env={"MYKO_TOPIC_PREFIX": prefix})
+        grant_access(kafka, app="targets", extra_env={"MYKO_TOPIC_PREFIX": prefix})
         kafka_ports = [int(a.rsplit(":", 1)[1]) for a in kafka.bootstrap_servers.split(",")]
         services = cluster_stack(
             app="targets",

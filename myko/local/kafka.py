@@ -13,14 +13,15 @@ every broker runs as a child JVM.
         print(kafka.bootstrap_servers)
 
 With `sasl_users` (what `make run-cluster` and the cluster tests use) the
-brokers authenticate every client with SASL/SCRAM-SHA-512 and authorize it
-with StandardAuthorizer, deny by default: each name becomes a SCRAM user,
-created at storage format time (`kafka-storage format --add-scram`), with a
-random password kept in <data dir>/sasl/. Three more principals are the
-cluster's own super users: `broker` (between brokers, SCRAM), `controller`
-(the KRaft controller listener, which cannot use SCRAM, so PLAIN) and
-`admin` (for tools: ACLs, inspection). Without `sasl_users` every listener
-is PLAINTEXT on 127.0.0.1, as `make run` uses it.
+brokers authenticate every client with SASL and authorize it with
+StandardAuthorizer, deny by default, configured as a production cluster is
+(myko/kafka_access.py, `broker_sasl_properties`): the cluster's own super
+users `broker`, `controller` and `admin` log in with PLAIN, their passwords in
+the brokers' configuration; each name in `sasl_users` is a service that logs
+in with SCRAM-SHA-512, whose user `myko kafka-access` creates (with the
+ACLs) once the cluster runs (myko/local/security.py). Every password is
+random, kept in <data dir>/sasl/ with the data it belongs to. Without
+`sasl_users` every listener is PLAINTEXT on 127.0.0.1, as `make run` uses it.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from myko.kafka_access import SCRAM_MECHANISM, broker_sasl_properties
 from myko.local.ports import free_port
 from myko.settings import KafkaSettings
 
@@ -111,11 +113,10 @@ def resolve_jars(target: Path | None = None) -> Path:
     return target
 
 
-# The cluster's own principals (super users); the services' are given by the caller.
+# The cluster's own principals (super users, PLAIN); the services' (SCRAM) are given by the caller.
 ADMIN_USER = "admin"
 _BROKER_USER = "broker"
 _CONTROLLER_USER = "controller"
-SCRAM = "SCRAM-SHA-512"
 
 
 @dataclass
@@ -189,11 +190,18 @@ class LocalKafka:
         if self.secured:
             env |= {
                 "MYKO_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
-                "MYKO_KAFKA_SASL_MECHANISM": SCRAM,
+                "MYKO_KAFKA_SASL_MECHANISM": "PLAIN" if user == ADMIN_USER else SCRAM_MECHANISM,
                 "MYKO_KAFKA_USERNAME": user,
                 "MYKO_KAFKA_PASSWORD": self.password(user),
             }
         return env
+
+    def access_env(self) -> dict[str, str]:
+        """What `myko kafka-access` needs to create the services' users: the admin's login and their passwords."""
+        return {
+            **self.client_env(ADMIN_USER),
+            **{f"MYKO_KAFKA_{user.upper()}_PASSWORD": self.password(user) for user in self.sasl_users},
+        }
 
     def client_args(self, user: str = ADMIN_USER) -> dict[str, Any]:
         """aiokafka connection arguments for `user` (the admin by default: tests, tools)."""
@@ -242,47 +250,18 @@ class LocalKafka:
         return path
 
     def _sasl_config(self, n: _Node) -> dict[str, str]:
-        broker, controller = self.password(_BROKER_USER), self.password(_CONTROLLER_USER)
-        scram = "org.apache.kafka.common.security.scram.ScramLoginModule"
-        plain = "org.apache.kafka.common.security.plain.PlainLoginModule"
         return {
             "listeners": f"SASL_PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
             "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{n.port}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
             "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
-            # Clients and brokers: SCRAM, whose credentials live in the cluster metadata.
-            "sasl.mechanism.inter.broker.protocol": SCRAM,
-            "listener.name.sasl_plaintext.sasl.enabled.mechanisms": SCRAM,
-            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
-                f'{scram} required username="{_BROKER_USER}" password="{broker}";'
+            **broker_sasl_properties(
+                listener="SASL_PLAINTEXT",
+                broker_password=self.password(_BROKER_USER),
+                admin_password=self.password(ADMIN_USER),
+                controller_password=self.password(_CONTROLLER_USER),
             ),
-            # Controllers need their credentials before they read any metadata: PLAIN,
-            # with the one user in the configuration (the same entry logs in as it).
-            "sasl.mechanism.controller.protocol": "PLAIN",
-            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
-            "listener.name.controller.plain.sasl.jaas.config": (
-                f'{plain} required username="{_CONTROLLER_USER}" password="{controller}" '
-                f'user_{_CONTROLLER_USER}="{controller}";'
-            ),
-            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "allow.everyone.if.no.acl.found": "false",
-            "super.users": ";".join(f"User:{u}" for u in (_BROKER_USER, _CONTROLLER_USER, ADMIN_USER)),
         }
-
-    def _scram_args(self) -> list[str]:
-        users = [_BROKER_USER, ADMIN_USER, *self.sasl_users]
-        return [a for u in users for a in ("--add-scram", f"{SCRAM}=[name={u},password={self.password(u)}]")]
-
-    def _check_formatted_users(self) -> None:
-        """Storage formatted earlier must hold the users asked for now (SCRAM users come with the format)."""
-        stamp = self._sasl_dir / "formatted-users"
-        wanted = ",".join(sorted(self.sasl_users))
-        had = stamp.read_text() if stamp.exists() else ""
-        if had != wanted:
-            raise RuntimeError(
-                f"the Kafka data in {self.data_dir} was formatted with SASL users [{had}], not [{wanted}]; "
-                "start fresh (`make run-cluster ARGS=--fresh`, or delete the directory)"
-            )
 
     def _java(self, n: _Node, main: str, *args: str) -> list[str]:
         if self._jar_dir is None:
@@ -305,30 +284,17 @@ class LocalKafka:
 
     def start(self) -> LocalKafka:
         cluster_id = _base64_uuid()
-        formatted = False
         for n in self._nodes:
             cfg = self._write_config(n)
             if not (n.dir / "data" / "meta.properties").exists():
                 # `--cluster-id=`: a base64 id may start with '-' and would read as an option.
                 subprocess.run(
                     self._java(
-                        n,
-                        "kafka.tools.StorageTool",
-                        "format",
-                        f"--cluster-id={cluster_id}",
-                        "-c",
-                        str(cfg),
-                        *(self._scram_args() if self.secured else []),
+                        n, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(cfg)
                     ),
                     check=True,
                     stdout=subprocess.DEVNULL,
                 )
-                formatted = True
-            elif not formatted:
-                self._check_formatted_users()
-        if formatted:
-            self._sasl_dir.mkdir(parents=True, exist_ok=True)
-            (self._sasl_dir / "formatted-users").write_text(",".join(sorted(self.sasl_users)))
         for n in self._nodes:
             self.start_node(n.node_id)
         self.wait_ready()

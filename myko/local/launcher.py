@@ -33,7 +33,7 @@ from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceExited, ServiceProcess, Stack
-from myko.local.security import KAFKA_USERS, cluster_security, grant_acls
+from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.topology import StackSecurity, cluster_stack, local_stack
 
 KAFKA_PORT = 9092
@@ -216,8 +216,8 @@ def launch(options: LaunchOptions) -> int:
             print(f"Starting Kafka ({len(bootstrap.split(','))} node(s)) on {bootstrap} ...", flush=True)
             kafka.start()
             if kafka.secured:
-                print("Granting the services their Kafka ACLs ...", flush=True)
-                grant_acls(kafka, app=options.app, extra_env=extra_env, cwd=options.project_dir)
+                print("Creating the services' Kafka users and ACLs ...", flush=True)
+                grant_access(kafka, app=options.app, extra_env=extra_env, cwd=options.project_dir)
         print(f"Starting {len(services)} service(s); logs in {_rel(log_dir)}/ ...", flush=True)
         stack.start()
         summary = _summary(

@@ -3,12 +3,12 @@
     kafka = LocalKafka(nodes=3, sasl_users=KAFKA_USERS, ...)
     kafka.start()
     security = cluster_security(kafka, run_dir / "pki")
-    grant_acls(kafka, app="targets", extra_env={"MYKO_TOPIC_PREFIX": prefix})
+    grant_access(kafka, app="targets", extra_env={"MYKO_TOPIC_PREFIX": prefix})
     services = cluster_stack(..., security=security)
 
-Each Kafka-using service connects as its own SCRAM user; `grant_acls` runs
-`python -m myko.kafka_acls` (what an operator or a Swarm job runs) as the
-cluster's admin. Every service gets a certificate with its name from a CA
+Each Kafka-using service connects as its own SCRAM user; `grant_access` runs
+`python -m myko.kafka_access` (what an operator or a Swarm job runs) as the
+cluster's admin, which creates those users and their ACLs. Every service gets a certificate with its name from a CA
 kept in the run directory (myko/pki.py); public listeners stay plaintext so
 the UI and grpcurl work as in `make run`.
 """
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from myko import catalogue
-from myko.local.kafka import ADMIN_USER, LocalKafka
+from myko.local.kafka import LocalKafka
 from myko.local.procs import service_env
 from myko.local.topology import StackSecurity
 from myko.pki import CA_CERT, ensure_service_certs
@@ -39,7 +39,7 @@ def cluster_security(kafka: LocalKafka | None, pki_dir: Path) -> StackSecurity:
     return StackSecurity(kafka_env=kafka_env, certs=certs, ca=pki_dir / CA_CERT)
 
 
-def grant_acls(
+def grant_access(
     kafka: LocalKafka,
     *,
     app: str,
@@ -47,10 +47,10 @@ def grant_acls(
     cwd: Path | None = None,
     timeout_s: float = 120.0,
 ) -> None:
-    """Create the services' ACLs for `app` (MYKO_TOPIC_PREFIX and topic names from `extra_env`)."""
-    env = service_env({**(extra_env or {}), "MYKO_APP": app, **kafka.client_env(ADMIN_USER)})
+    """Create the services' users and ACLs for `app` (MYKO_TOPIC_PREFIX and topic names from `extra_env`)."""
+    env = service_env({**(extra_env or {}), "MYKO_APP": app, **kafka.access_env()})
     result = subprocess.run(
-        [sys.executable, "-m", "myko.kafka_acls"],
+        [sys.executable, "-m", "myko.kafka_access"],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -59,4 +59,4 @@ def grant_acls(
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"granting Kafka ACLs failed:\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"creating the Kafka users and ACLs failed:\n{result.stderr[-3000:]}")
