@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.conn import create_conn
 from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
@@ -120,6 +121,9 @@ async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, tim
         except _REFUSED as exc:
             raise _refused(exc, kafka) from None
         except (KafkaConnectionError, KafkaError, OSError) as exc:
+            # A refused login looks like "unable to bootstrap" from here: ask a broker why.
+            if isinstance(exc, KafkaConnectionError) and (login := await _login_error(kafka)) is not None:
+                raise _refused(login, kafka) from None
             if asyncio.get_running_loop().time() > deadline:
                 raise Unavailable(f"cannot create topics on {kafka.bootstrap_servers}: {exc}") from exc
             log.warning("topic creation failed, retrying: %s", exc)
@@ -165,6 +169,24 @@ def _refused(exc: Exception, kafka: KafkaSettings) -> ConfigError:
         f"Kafka at {kafka.bootstrap_servers} refused {who}: {exc}. Check MYKO_KAFKA_USERNAME/"
         "MYKO_KAFKA_PASSWORD and that `myko kafka-access` granted this service its topics"
     )
+
+
+async def _login_error(kafka: KafkaSettings) -> Exception | None:
+    """With SASL: the error a broker gives this service's login, if it refuses it."""
+    if not kafka.security_protocol.startswith("SASL_"):
+        return None
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    args = kafka.client_args()
+    del args["bootstrap_servers"]
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=kafka.request_timeout_ms, **args)
+    except _REFUSED as exc:
+        refused: Exception = exc
+        return refused
+    except (KafkaError, OSError, TimeoutError):
+        return None  # not a refusal: the broker may just not be up yet
+    conn.close()
+    return None
 
 
 def _check_created(results: list[dict[str, object]], kafka: KafkaSettings) -> None:

@@ -56,7 +56,8 @@ from myko.local.ports import busy_ports
 from myko.local.procs import ServiceProcess
 from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.topology import all_ports, check_port_shift, cluster_stack
-from myko.topics import TX_LOG
+from myko.settings import KafkaSettings
+from myko.topics import TX_LOG, TopicSpec, ensure_topics
 from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -486,9 +487,13 @@ async def test_only_command_svc_may_write_entity_topics_the_tx_log_and_the_lease
             transactional_id=f"myko-command-{cluster.prefix}leader",
             client_args=cluster.kafka.client_args("repo"),
         )
-    # Without credentials the brokers do not even answer.
+    # Without credentials the brokers do not even answer; with a wrong password a
+    # service stops at start, saying who was refused.
     with pytest.raises(KafkaConnectionError):
         await produce(cluster.bootstrap, entity, 0, [_tombstone(str(uuid.uuid4()))], transactional=False)
+    wrong = KafkaSettings.from_env({**cluster.kafka.client_env("repo"), "MYKO_KAFKA_PASSWORD": "not-it"})
+    with pytest.raises(ConfigError, match="refused User:repo"):
+        await ensure_topics(wrong, [TopicSpec(entity, 3)], timeout_s=30)
     # command_svc's principal may.
     [offset] = await produce(
         cluster.bootstrap,
