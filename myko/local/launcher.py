@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from myko import catalogue
 from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
@@ -99,6 +100,9 @@ def _summary(
     for svc in services:
         if svc.grpc_port is not None:
             internal = f"  (internal, mTLS: 127.0.0.1:{svc.internal_port})" if svc.internal_port else ""
+            spec = next((spec for spec in catalogue.SERVICES if spec.module == svc.module), None)
+            if security.tls and spec is not None and spec.internal:
+                internal = f"  (mTLS only: {', '.join(spec.callers)} certificates)"
             lines.append(f"  {svc.name:<11} {svc.address}{internal}")
         else:
             lines.append(f"  {svc.name:<11} http://127.0.0.1:{_port(svc)}/  (grpc-web gateway)")
