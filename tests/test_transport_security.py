@@ -22,6 +22,7 @@ from grpc_web_client import call
 from myko_client import pack
 from targets.v1 import commands_pb2, queries_pb2
 
+from devtools import swarm_probe
 from myko import Client
 from myko.app import App
 from myko.catalogue import SERVICES
@@ -134,6 +135,16 @@ async def test_repo_service_refuses_callers_without_a_valid_client_certificate(
     # And the caller checks the server too: repo_svc is not what another CA vouches for.
     other_ca = pki.forged_query.cert.parent / "ca.crt"
     assert await _repo_get(addr, pki.credentials(None, ca=other_ca)) == grpc.StatusCode.UNAVAILABLE
+    # The operator's probe of a secured swarm (devtools/swarm_probe.py) gets in with query's
+    # certificate, and only with one.
+    as_query = Transport(TlsSettings.from_env(pki.env("query", public=True)))
+    report = await asyncio.to_thread(
+        swarm_probe.probe_grpc, "repo", "127.0.0.1", repo.grpc.port, 10, as_query
+    )
+    assert report.healthy and "myko.v1.RepoService" in report.services, report
+    plain = Transport(TlsSettings())
+    report = await asyncio.to_thread(swarm_probe.probe_grpc, "repo", "127.0.0.1", repo.grpc.port, 10, plain)
+    assert not report.healthy and report.detail.startswith("UNAVAILABLE"), report
 
 
 async def _internal_execute(addr: str, credentials: grpc.ChannelCredentials) -> grpc.StatusCode:
