@@ -15,32 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 from myko import catalogue
 from myko.catalogue import SERVICE_ENV
 from myko.errors import ConfigError
+from myko.settings import resolve_file_vars
 
-# Only the settings' namespaces: other *_FILE variables belong to someone else.
-_FILE_PREFIXES = ("MYKO_", "KAFKA_")
-_FILE_SUFFIX = "_FILE"
-
-
-def resolve_file_vars(env: Mapping[str, str]) -> dict[str, str]:
-    """`env` with every `NAME_FILE=/path` also providing `NAME` from the file."""
-    resolved = dict(env)
-    for name, path in env.items():
-        if not (name.endswith(_FILE_SUFFIX) and name.startswith(_FILE_PREFIXES)):
-            continue
-        target = name.removesuffix(_FILE_SUFFIX)
-        if target in env:
-            raise ConfigError(f"{target} and {name} are both set; set one")
-        try:
-            resolved[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as e:
-            raise ConfigError(f"{name}={path!r} cannot be read: {e.strerror}") from None
-    return resolved
+__all__ = ["main", "resolve_file_vars", "service_module"]
 
 
 def service_module(service: str) -> str:

@@ -5,7 +5,8 @@
 gRPC services are asked `grpc.health.v1.Health/Check` for the whole server (the
 empty service name) on 127.0.0.1 at the port their settings use; they answer
 SERVING only once caught up. The gateway is asked `GET /healthz` and must answer
-200. Anything else exits 1, with the reason on stdout, which Docker keeps in the
+200. With MYKO_TLS_* set the probe speaks TLS as a client of that port would
+(myko/tls.py), presenting the service's own certificate where one is required. Anything else exits 1, with the reason on stdout, which Docker keeps in the
 container's health log (`docker inspect`).
 """
 
@@ -25,6 +26,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from myko import catalogue
 from myko.catalogue import SERVICE_ENV
 from myko.errors import ConfigError
+from myko.settings import TlsSettings
+from myko.tls import Transport
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,9 +47,22 @@ def service_port(service: str, env: Mapping[str, str]) -> int:
     return int(raw)
 
 
-def check_grpc(port: int, *, timeout_s: float) -> Verdict:
+def _transport(env: Mapping[str, str]) -> Transport:
+    return Transport(TlsSettings.from_env(env))
+
+
+def check_grpc(
+    port: int, *, timeout_s: float, service: str = "", env: Mapping[str, str] | None = None
+) -> Verdict:
     target = f"127.0.0.1:{port}"
-    with grpc.insecure_channel(target) as channel:
+    transport = _transport(env or {})
+    spec = catalogue.service(service) if service else None
+    credentials = transport.channel_credentials(internal=spec is not None and spec.internal)
+    if credentials is None:
+        channel = grpc.insecure_channel(target)
+    else:
+        channel = grpc.secure_channel(target, credentials, options=transport.channel_options(service))
+    with channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout_s)
@@ -58,10 +74,15 @@ def check_grpc(port: int, *, timeout_s: float) -> Verdict:
     )
 
 
-def check_http(port: int, *, timeout_s: float) -> Verdict:
-    url = f"http://127.0.0.1:{port}/healthz"
+def check_http(port: int, *, timeout_s: float, env: Mapping[str, str] | None = None) -> Verdict:
+    transport = _transport(env or {})
+    https = transport.https_context() is not None
+    url = f"{'https' if https else 'http'}://127.0.0.1:{port}/healthz"
     # No proxies: an HTTP(S)_PROXY in the container must not reroute loopback.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if https:
+        handlers.append(urllib.request.HTTPSHandler(context=transport.probe_context()))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=timeout_s) as response:
             status = int(response.status)
@@ -76,13 +97,13 @@ def probe(service: str, env: Mapping[str, str], *, timeout_s: float) -> Verdict:
     try:
         spec = catalogue.service(service)
         port = service_port(service, env)
+        if spec.http:
+            return check_http(port, timeout_s=timeout_s, env=env)
+        return check_grpc(port, timeout_s=timeout_s, service=service, env=env)
     except ConfigError as e:
         return Verdict(healthy=False, detail=e.message)
     except ValueError as e:
         return Verdict(healthy=False, detail=str(e))
-    if spec.http:
-        return check_http(port, timeout_s=timeout_s)
-    return check_grpc(port, timeout_s=timeout_s)
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

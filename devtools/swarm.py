@@ -1,6 +1,6 @@
 """Deploy the Swarm stack on this machine's Docker engine, and take it all away again.
 
-    python -m devtools.swarm up [--base auto|official|debian] [--no-build] [--port 8080]
+    python -m devtools.swarm up [--base auto|official|debian] [--no-build] [--port 8080] [--plaintext]
     python -m devtools.swarm down
     python -m devtools.swarm status
 
@@ -10,12 +10,17 @@
   2. builds the images (devtools/images.py) and deploys them, unless
      MYKO_IMAGE / MYKO_KAFKA_IMAGE name others;
   3. labels the node for the brokers' placement (kafka-1, kafka-2, kafka-3);
-  4. creates the stack's external secrets and configs that are missing
-     (GENERATED below says how each is made);
-  5. deploys swarm/docker-stack.yml as stack `myko`, adapted to one node
-     (devtools/swarm_profile.py; the file deployed is kept in .run/swarm/);
-  6. waits until every task of every service runs and is healthy, and prints
-     the gateway's URL.
+  4. creates the stack's external secrets and configs that are missing:
+     the secured stack's certificates (a CA made for this swarm) and Kafka
+     passwords come from `myko stack-secrets` into .run/swarm/secrets/ (the CA
+     key stays there, never a secret); GENERATED below has any others;
+  5. deploys swarm/docker-stack.yml with swarm/docker-stack.security.yml on top
+     (mutual TLS, HTTPS, Kafka SASL and ACLs; `--plaintext` leaves the overlay
+     out) as stack `myko`, adapted to one node (devtools/swarm_profile.py; the
+     file deployed is kept in .run/swarm/);
+  6. waits until every task of every service runs and is healthy (one-shot
+     services, such as kafka-access, until they completed), and prints the
+     gateway's URL (https:// when secured; its certificate is from that CA).
 
 `down` (`make swarm-down`) removes the stack and waits until its containers and
 networks are gone, removes its volumes (Kafka's data), the secrets and configs
@@ -29,11 +34,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,10 +49,16 @@ import yaml
 from devtools import images, swarm_profile
 from devtools.docker_cli import DockerCli, DockerError, find_cli
 from myko.errors import ConfigError
+from myko.stack_secrets import make_stack_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_FILE = ROOT / "swarm" / "docker-stack.yml"
+SECURITY_FILE = ROOT / "swarm" / "docker-stack.security.yml"
 RUN_DIR = ROOT / ".run" / "swarm"
+# Kept between `up`s: a swarm's secrets and the files they came from must agree.
+SECRETS_DIR = RUN_DIR / "secrets"
+# A service labelled so runs once to completion (exit 0) instead of staying up.
+ONE_SHOT_LABEL = "dev.myko.one-shot"
 STACK_NAME = "myko"
 STACK_LABEL = "com.docker.stack.namespace"
 # On the node (swarm made by `up`) and on secrets and configs `up` created.
@@ -61,12 +73,22 @@ GONE_TIMEOUT_S = 180.0
 POLL_S = 2.0
 
 # External secrets and configs `up` makes when missing, by name: a stack that
-# declares `secrets: {x: {external: true}}` gets x from here. Identity (TLS keys,
-# Kafka credentials) adds its generators to this table.
+# declares `secrets: {x: {external: true}}` gets x from here (the secured
+# stack's own come from secured_secrets).
 GENERATED: dict[str, Callable[[], str]] = {
     # An example of the shape: a random password, made once per swarm.
-    # "kafka_admin_password": lambda: secrets.token_urlsafe(32),
+    # "some_password": lambda: secrets.token_urlsafe(32),
 }
+
+
+def secured_secrets(directory: Path = SECRETS_DIR) -> dict[str, Callable[[], str]]:
+    """The secured stack's secrets by name, each read from the file `myko stack-secrets` made.
+
+    One CA for all: the files are made (or kept) together, in `directory`.
+    """
+    # Certificates name localhost and 127.0.0.1 too: the gateway's host-mode port is on this node.
+    files = make_stack_secrets(directory)
+    return {name: functools.partial(path.read_text, encoding="utf-8") for name, path in files.items()}
 
 
 @dataclass
@@ -150,13 +172,15 @@ def external_objects(stack: Mapping[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def ensure_external(docker: DockerCli, stack: Mapping[str, Any]) -> list[str]:
-    """Create the missing external secrets and configs from GENERATED; returns the names made."""
+def ensure_external(
+    docker: DockerCli, stack: Mapping[str, Any], generated: Mapping[str, Callable[[], str]] = GENERATED
+) -> list[str]:
+    """Create the missing external secrets and configs from `generated`; returns the names made."""
     made = []
     for kind, name in external_objects(stack):
         if docker.run([kind, "inspect", name], check=False).returncode == 0:
             continue
-        make = GENERATED.get(name)
+        make = generated.get(name)
         if make is None:
             raise ConfigError(
                 f"the stack needs the external {kind} {name!r}, which does not exist and "
@@ -177,11 +201,37 @@ def remove_created_objects(docker: DockerCli) -> None:
 # -- deploy and wait ---------------------------------------------------------------------------
 
 
-def load_stack(path: Path = STACK_FILE) -> dict[str, Any]:
-    loaded = yaml.safe_load(path.read_text())
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{path} is not a compose file")
-    return loaded
+def load_stack(path: Path = STACK_FILE, *overlays: Path) -> dict[str, Any]:
+    """The stack file with `overlays` on top, merged as `docker stack deploy -c … -c …` would."""
+    stacks = []
+    for file in (path, *overlays):
+        loaded = yaml.safe_load(file.read_text())
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file} is not a compose file")
+        stacks.append(loaded)
+    merged = stacks[0]
+    for extra in stacks[1:]:
+        merged = swarm_profile.overlay(merged, extra)
+    return merged
+
+
+def stack_files(*, secure: bool) -> list[Path]:
+    return [STACK_FILE, SECURITY_FILE] if secure else [STACK_FILE]
+
+
+def one_shot_services(stack: Mapping[str, Any]) -> set[str]:
+    """Services that run once to completion (deploy label ONE_SHOT_LABEL)."""
+    return {
+        name
+        for name, service in (stack.get("services") or {}).items()
+        if str(((service.get("deploy") or {}).get("labels") or {}).get(ONE_SHOT_LABEL, "")).lower() == "true"
+    }
+
+
+def completed(docker: DockerCli, service: str) -> bool:
+    """Whether a task of `service` ran to completion (exit 0)."""
+    states = docker.out("service", "ps", "--format", "{{.CurrentState}}", service).splitlines()
+    return any(state.startswith("Complete") for state in states)
 
 
 def write_deployed(stack: Mapping[str, Any], stack_name: str) -> Path:
@@ -220,14 +270,30 @@ def task_problems(docker: DockerCli, stack_name: str = STACK_NAME) -> list[str]:
 
 
 def wait_healthy(
-    docker: DockerCli, *, expected: int, timeout_s: float = HEALTHY_TIMEOUT_S, stack_name: str = STACK_NAME
+    docker: DockerCli,
+    *,
+    expected: int,
+    timeout_s: float = HEALTHY_TIMEOUT_S,
+    stack_name: str = STACK_NAME,
+    one_shot: Collection[str] = (),
 ) -> float:
-    """Until the stack's `expected` services all run every replica healthy; returns the seconds."""
+    """Until the stack's `expected` services all run every replica healthy; returns the seconds.
+
+    A `one_shot` service (name without the stack's prefix) counts once a task completed.
+    """
     began = time.monotonic()
     last = ""
+    done: set[str] = set()
     while True:
         replicas = service_replicas(docker, stack_name)
-        pending = {n: rd for n, rd in replicas.items() if rd[0] != rd[1] or rd[1] == 0}
+        jobs = {n for n in replicas if n.removeprefix(stack_name + "_") in one_shot}
+        done.update(n for n in jobs - done if completed(docker, n))
+        # A job counts when it completed, not while it runs (what follows needs its work done).
+        pending = {
+            n: rd
+            for n, rd in replicas.items()
+            if (n in jobs and n not in done) or (n not in jobs and (rd[0] != rd[1] or rd[1] == 0))
+        }
         if len(replicas) == expected and not pending:
             return time.monotonic() - began
         status = " ".join(
@@ -255,6 +321,7 @@ def up(
     ipvs: bool | None = None,
     timeout_s: float = HEALTHY_TIMEOUT_S,
     stack_name: str = STACK_NAME,
+    secure: bool = True,
 ) -> Deployment:
     seconds: dict[str, float] = {}
     sizes: dict[str, int] = {}
@@ -271,9 +338,11 @@ def up(
     image = image or images.myko_tag()
     kafka_image = kafka_image or images.kafka_tag()
     label_node(docker, add=True)
-    stack = load_stack()
-    for made in ensure_external(docker, stack):
+    stack = load_stack(*stack_files(secure=secure))
+    generated = {**GENERATED, **(secured_secrets() if secure else {})}
+    for made in ensure_external(docker, stack, generated):
         print(f"created {made}", flush=True)
+    one_shot = one_shot_services(stack)
     ipvs = has_ipvs() if ipvs is None else ipvs
     phases = swarm_profile.start_phases(stack)
     deployed, notes = swarm_profile.single_node(stack, base_dir=STACK_FILE.parent, ipvs=ipvs)
@@ -296,9 +365,9 @@ def up(
         )
         print(f"  {time.monotonic() - began:5.0f}s deployed {', '.join(phase)}", flush=True)
         left_s = timeout_s - (time.monotonic() - began)
-        wait_healthy(docker, expected=len(wanted), timeout_s=left_s, stack_name=stack_name)
+        wait_healthy(docker, expected=len(wanted), timeout_s=left_s, stack_name=stack_name, one_shot=one_shot)
     seconds["deploy to healthy"] = time.monotonic() - began
-    url = f"http://127.0.0.1:{port}/"
+    url = f"{'https' if secure else 'http'}://127.0.0.1:{port}/"
     return Deployment(url, port, image, kafka_image, ipvs, stack_name, seconds, sizes)
 
 
@@ -375,6 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--port", type=int, default=int(os.environ.get(PORT_VAR, DEFAULT_PORT)))
     p_up.add_argument("--advertise-addr", default="127.0.0.1")
     p_up.add_argument("--timeout-s", type=float, default=HEALTHY_TIMEOUT_S)
+    p_up.add_argument(
+        "--plaintext",
+        action="store_true",
+        help="deploy without swarm/docker-stack.security.yml (no TLS, Kafka without SASL or ACLs)",
+    )
     sub.add_parser("down", help="remove the stack, its volumes, and the swarm if `up` made it")
     sub.add_parser("status", help="the stack's services")
     args = parser.parse_args(argv)
@@ -391,10 +465,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 advertise_addr=args.advertise_addr,
                 timeout_s=args.timeout_s,
+                secure=not args.plaintext,
             )
             for step, s in deployment.seconds.items():
                 print(f"  {step:<40} {s:6.1f} s")
             print(f"Myko is up: {deployment.url}  (grpc-web and the UI; `make swarm-down` removes it)")
+            if not args.plaintext:
+                print(
+                    f"  its certificate is from the CA in {SECRETS_DIR / 'pki' / 'ca.crt'} (not a public one)"
+                )
             return 0
         if args.command == "down":
             print(f"removed in {down(docker):.0f}s")

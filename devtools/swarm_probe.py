@@ -13,6 +13,12 @@ mode) and asks each task directly:
 - each Kafka broker: an ApiVersions request on 9092.
 
 Exit 0 when every task answers healthy, 1 otherwise; the report says which.
+
+Against the secured stack (docker-stack.security.yml) give it a certificate
+repo_svc accepts and the CA, as MYKO_TLS_* (myko/tls.py), e.g. query's from
+.run/swarm/secrets/pki mounted read-only (`--user 0`: the key files are the
+host user's, mode 0600) with MYKO_TLS_PUBLIC=true; it then speaks TLS to every
+port, presenting that certificate where one is required.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from myko import catalogue
+from myko.settings import TlsSettings
+from myko.tls import Transport
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 KAFKA_PORT = 9092
@@ -55,9 +63,16 @@ def task_addresses(service: str) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
-def probe_grpc(service: str, ip: str, port: int, timeout_s: float) -> TaskReport:
+def _channel(transport: Transport, service: str, addr: str) -> grpc.Channel:
+    credentials = transport.channel_credentials(internal=catalogue.service(service).internal)
+    if credentials is None:
+        return grpc.insecure_channel(addr)
+    return grpc.secure_channel(addr, credentials, options=transport.channel_options(service))
+
+
+def probe_grpc(service: str, ip: str, port: int, timeout_s: float, transport: Transport) -> TaskReport:
     addr = f"{ip}:{port}"
-    with grpc.insecure_channel(addr) as channel:
+    with _channel(transport, service, addr) as channel:
         try:
             health = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=""), timeout=timeout_s
@@ -72,9 +87,13 @@ def probe_grpc(service: str, ip: str, port: int, timeout_s: float) -> TaskReport
     return TaskReport(service, addr, status == "SERVING", status, names)
 
 
-def probe_http(service: str, ip: str, port: int, timeout_s: float) -> TaskReport:
-    url = f"http://{ip}:{port}/healthz"
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def probe_http(service: str, ip: str, port: int, timeout_s: float, transport: Transport) -> TaskReport:
+    https = transport.https_context() is not None
+    url = f"{'https' if https else 'http'}://{ip}:{port}/healthz"
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if https:
+        handlers.append(urllib.request.HTTPSHandler(context=transport.probe_context()))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(url, timeout=timeout_s) as response:
             code = int(response.status)
@@ -98,14 +117,14 @@ def probe_broker(name: str, timeout_s: float) -> TaskReport:
     return TaskReport(name, f"{name}:{KAFKA_PORT}", ok, "ApiVersions answered" if ok else "bad reply")
 
 
-def probe_all(timeout_s: float) -> list[TaskReport]:
+def probe_all(timeout_s: float, transport: Transport) -> list[TaskReport]:
     reports = [probe_broker(b, timeout_s) for b in BROKERS]
     for spec in catalogue.SERVICES:
         ips = task_addresses(spec.name)
         if not ips:
             reports.append(TaskReport(spec.name, f"tasks.{spec.name}", False, "no task resolves"))
         probe = probe_http if spec.http else probe_grpc
-        reports += [probe(spec.name, ip, spec.port, timeout_s) for ip in ips]
+        reports += [probe(spec.name, ip, spec.port, timeout_s, transport) for ip in ips]
     return reports
 
 
@@ -113,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.swarm_probe", description=__doc__)
     parser.add_argument("--timeout-s", type=float, default=5.0)
     args = parser.parse_args(argv)
-    reports = probe_all(args.timeout_s)
+    reports = probe_all(args.timeout_s, Transport(TlsSettings.from_env()))
     print(json.dumps([asdict(r) for r in reports], indent=1))
     return 0 if all(r.healthy for r in reports) else 1
 

@@ -142,6 +142,49 @@ def only_services(stack: Stack, names: set[str]) -> Stack:
     return out
 
 
+# Service lists `docker stack deploy -c base -c overlay` merges by their `source`
+# rather than replacing (docker/cli's compose loader does the same).
+_MERGED_BY_SOURCE = ("secrets", "configs")
+
+
+def _merge(base: Any, extra: Any, *, in_service: bool = False) -> Any:
+    if isinstance(base, dict) and isinstance(extra, dict):
+        out = dict(base)
+        for key, value in extra.items():
+            if key in out:
+                if in_service and key in _MERGED_BY_SOURCE:
+                    by_source = {ref["source"]: ref for ref in [*out[key], *value]}
+                    out[key] = list(by_source.values())
+                else:
+                    out[key] = _merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+    return extra
+
+
+def overlay(base: Stack, extra: Stack) -> Stack:
+    """`base` with `extra` on top, as `docker stack deploy -c base -c extra` merges them.
+
+    Mappings merge key by key (a service's environment gains the overlay's
+    variables), a service's secrets and configs by source, anything else the
+    overlay names replaces the base's (depends_on, entrypoint). Anchors are merged
+    already (YAML `<<`). tests/test_swarm_tools.py checks this against
+    `docker stack config` where a docker client is installed.
+    """
+    out: Stack = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        if key == "services":
+            services = _services(out)
+            for name, service in value.items():
+                services[name] = (
+                    _merge(services[name], service, in_service=True) if name in services else service
+                )
+        else:
+            out[key] = _merge(out.get(key), value) if key in out else value
+    return out
+
+
 def single_node(stack: Stack, *, base_dir: Path, ipvs: bool) -> tuple[Stack, list[str]]:
     """The stack as `make swarm-up` deploys it; the input is left unchanged."""
     # Through JSON rather than deepcopy: YAML aliases share one object between

@@ -36,6 +36,17 @@ class ServiceSpec:
     grpc_services: tuple[str, ...] = ()
     # The gateway speaks HTTP: probed with GET /healthz rather than gRPC health.
     http: bool = False
+    # With TLS on (docs/security.md, "Transport"): its main port serves other
+    # Myko services only and takes callers with a client certificate alone.
+    internal: bool = False
+    # With TLS on: a second listener for other Myko services (client certificates
+    # required) beside the public port, which callers with tokens use.
+    internal_port: int | None = None
+    # The service identities (certificate common names) its internal listener accepts.
+    callers: tuple[str, ...] = ()
+    # It reads or writes Kafka, as its own principal (User:<name>, docs/security.md);
+    # the others get no Kafka settings at all.
+    kafka: bool = False
 
     @property
     def port_env(self) -> str:
@@ -43,10 +54,18 @@ class ServiceSpec:
         return f"MYKO_{self.name.upper()}_PORT"
 
     @property
+    def internal_port_env(self) -> str:
+        """The variable that overrides its internal port."""
+        return f"MYKO_{self.name.upper()}_INTERNAL_PORT"
+
+    @property
     def default_addr(self) -> str:
         """Where a peer on the same host reaches it by default."""
         return f"127.0.0.1:{self.port}"
 
+
+# command_svc's internal listener (TLS only): forwarded commands and saga_svc's.
+COMMAND_INTERNAL_PORT = 50056
 
 REPO = ServiceSpec(
     name="repo",
@@ -54,6 +73,9 @@ REPO = ServiceSpec(
     module="myko.services.repo",
     runner="repo_svc",
     grpc_services=("myko.v1.RepoService",),
+    internal=True,
+    callers=("query", "report"),
+    kafka=True,
 )
 COMMAND = ServiceSpec(
     name="command",
@@ -61,6 +83,10 @@ COMMAND = ServiceSpec(
     module="myko.services.command",
     runner="command_svc",
     grpc_services=("myko.v1.CommandBus",),
+    internal_port=COMMAND_INTERNAL_PORT,
+    # Followers forwarding to the leader, and the sagas.
+    callers=("command", "saga"),
+    kafka=True,
 )
 QUERY = ServiceSpec(
     name="query",
@@ -77,7 +103,7 @@ REPORT = ServiceSpec(
     grpc_services=(LiveKind.REPORT.service,),
 )
 # Health only: saga_svc serves no API of its own.
-SAGA = ServiceSpec(name="saga", port=50055, module="myko.services.saga", runner="saga_svc")
+SAGA = ServiceSpec(name="saga", port=50055, module="myko.services.saga", runner="saga_svc", kafka=True)
 GATEWAY = ServiceSpec(name="gateway", port=8080, module="myko.services.gateway", runner="gateway", http=True)
 
 # Start order: repo first (query and report mirror it), the gateway last (it

@@ -4,6 +4,9 @@
     myko gen [--check]        # Python (and TypeScript) from the project's .proto files
     myko run [--port-shift N] # Kafka + every service + the gateway for the project; Ctrl-C stops all
     myko serve command        # one service, configured by MYKO_* variables (what containers run)
+    myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
+    myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
+    myko stack-secrets DIR    # every secret of the secured Swarm stack, as files (docs/deploy.md)
 
 `gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
 working directory upwards, or take --project. docs/authoring.md walks through it.
@@ -100,6 +103,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_certs(args: argparse.Namespace) -> int:
+    from myko.pki import CA_CERT, CA_KEY, CertificateAuthority
+
+    directory: Path = args.dir
+    made = not (directory / CA_CERT).exists()
+    ca = CertificateAuthority.open(directory)
+    print(
+        f"{'created' if made else 'using'} the CA {_rel(directory / CA_CERT)} (key {_rel(directory / CA_KEY)})"
+    )
+    for name in args.names or [s.name for s in catalogue.SERVICES]:
+        files = ca.issue(name, hosts=[*args.host, name, f"tasks.{name}"], days=args.days)
+        print(f"issued {_rel(files.cert)} and {_rel(files.key)} (identity {name!r})")
+    print(
+        f"Keep {_rel(directory / CA_KEY)} off the servers; docs/deploy.md turns the rest into Swarm secrets."
+    )
+    return 0
+
+
+def cmd_stack_secrets(args: argparse.Namespace) -> int:
+    from myko.stack_secrets import make_stack_secrets
+
+    made = make_stack_secrets(args.dir, hosts=args.host)
+    print(f"{len(made)} secrets in {_rel(args.dir)}; on a Swarm manager:")
+    for name, path in made.items():
+        print(f"  docker secret create {name} {_rel(path)}")
+    print(f"Keep {_rel(args.dir / 'pki' / 'ca.key')} (the CA's key) offline: no service needs it.")
+    return 0
+
+
+def cmd_kafka_access(args: argparse.Namespace) -> int:
+    from myko import kafka_access
+
+    return kafka_access.main(["--list"] if args.list else [])
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -146,6 +184,33 @@ def parser() -> argparse.ArgumentParser:
         "--no-kafka", action="store_true", help="start no Kafka: use KAFKA_BOOTSTRAP_SERVERS (required then)"
     )
     run.set_defaults(func=cmd_run)
+
+    certs = sub.add_parser("certs", help="make a CA (once) and issue service certificates for mutual TLS")
+    certs.add_argument(
+        "names", nargs="*", help="identities to issue (default: every service of the catalogue)"
+    )
+    certs.add_argument(
+        "--dir", type=Path, default=Path("pki"), help="where the CA and certificates go (./pki)"
+    )
+    certs.add_argument(
+        "--host", action="append", default=[], help="another DNS name or IP the certificates are valid for"
+    )
+    certs.add_argument("--days", type=int, default=365, help="validity of the service certificates (365)")
+    certs.set_defaults(func=cmd_certs)
+
+    access = sub.add_parser(
+        "kafka-access",
+        help="create each service's Kafka user and ACLs (an admin's MYKO_KAFKA_* credentials, MYKO_APP)",
+    )
+    access.add_argument("--list", action="store_true", help="print the ACLs instead of creating anything")
+    access.set_defaults(func=cmd_kafka_access)
+
+    stack = sub.add_parser("stack-secrets", help="make every secret of the secured Swarm stack as files")
+    stack.add_argument("dir", type=Path, help="where to write them (kept: run again to add what is missing)")
+    stack.add_argument(
+        "--host", action="append", default=[], help="another DNS name or IP the certificates are valid for"
+    )
+    stack.set_defaults(func=cmd_stack_secrets)
 
     serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
     serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])

@@ -68,7 +68,10 @@ class Client(Lifecycle):
 
     `timeout_s` bounds each unary call (Execute, Get) unless the call gives its
     own; Watch streams have no deadline. `metadata` goes with every call (e.g.
-    `(("authorization", "Bearer ..."),)`).
+    `(("authorization", "Bearer ..."),)`). `credentials` makes the channels TLS
+    (`grpc.ssl_channel_credentials(ca)`, or myko.tls.Transport's for a Myko
+    service); `("grpc.ssl_target_name_override", "query")` in `channel_options`
+    verifies the server under that name when the address is not it.
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class Client(Lifecycle):
         timeout_s: float = 30.0,
         metadata: Sequence[tuple[str, str]] = (),
         channel_options: Sequence[tuple[str, int | str]] = CHANNEL_OPTIONS,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         if command_addr is None and query_addr is None and report_addr is None:
             raise ConfigError("Client needs at least one of command_addr, query_addr, report_addr")
@@ -87,6 +91,7 @@ class Client(Lifecycle):
         self._timeout_s = timeout_s
         self._metadata = tuple(metadata)
         self._channel_options = list(channel_options)
+        self._credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
         self._execute: grpc.aio.UnaryUnaryMultiCallable[command_pb2.CommandRequest, command_pb2.CommandResult]
         self._query_get: grpc.aio.UnaryUnaryMultiCallable[query_pb2.QueryRequest, query_pb2.QueryResult]
@@ -117,7 +122,10 @@ class Client(Lifecycle):
         self._started = True
 
     def _channel(self, addr: str) -> grpc.aio.Channel:
-        channel = grpc.aio.insecure_channel(addr, options=self._channel_options)
+        if self._credentials is None:
+            channel = grpc.aio.insecure_channel(addr, options=self._channel_options)
+        else:
+            channel = grpc.aio.secure_channel(addr, self._credentials, options=self._channel_options)
         self._channels.append(channel)
         return channel
 

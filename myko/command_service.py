@@ -32,6 +32,7 @@ from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
 from myko.store_fence import StoreFence
+from myko.tls import Transport
 from myko.topics import (
     RECORD_OVERHEAD_BYTES,
     ensure_topics,
@@ -53,6 +54,9 @@ CATCH_UP_TIMEOUT_S = 120.0
 
 def register_command_bus(server: grpc.aio.Server, service: CommandService) -> None:
     async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+        # Through the internal port (TLS): a follower forwarding, or saga_svc;
+        # their certificate names them. Public callers have none.
+        service.transport.caller(ctx, catalogue.COMMAND.callers)
         if service.reader.rewritten is not None:
             raise service.reader.rewritten
         if service.bus.running:
@@ -131,16 +135,20 @@ class CommandService(Lifecycle):
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
         )
+        self.transport = Transport(settings.tls)
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.COMMAND.grpc_services,
             register=[lambda s: register_command_bus(s, self)],
+            transport=self.transport,
+            internal_listen=settings.internal_listen,
         )
         # A client of the leader's CommandBus, while another replica leads.
         self._leader: Client | None = None
 
     @property
     def advertise_addr(self) -> str:
+        """Where the other replicas forward to this one while it leads: with TLS, its internal port."""
         if self.settings.advertise_addr:
             return self.settings.advertise_addr
         host = self.settings.host
@@ -152,7 +160,7 @@ class CommandService(Lifecycle):
                 host = socket.gethostbyname(name)
             except OSError:
                 host = name
-        return f"{host}:{self.grpc.port}"
+        return f"{host}:{self.grpc.internal_port or self.grpc.port}"
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
         # Each reader decodes record by record: a bad record is quarantined alone.
@@ -196,7 +204,14 @@ class CommandService(Lifecycle):
             # concurrent forwards share one client; the old one closes after.
             old, leader = (
                 leader,
-                Client(command_addr=addr, channel_options=channel_options(self.settings.keepalive)),
+                Client(
+                    command_addr=addr,
+                    channel_options=[
+                        *channel_options(self.settings.keepalive),
+                        *self.transport.channel_options(catalogue.COMMAND.name),
+                    ],
+                    credentials=self.transport.channel_credentials(internal=True),
+                ),
             )
             self._leader = leader
             await leader.start()

@@ -43,7 +43,7 @@ class DeadLetters:
     def __init__(self, kafka: KafkaSettings, topic: str, *, client_id: str) -> None:
         self.topic = topic
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=kafka.bootstrap_servers,
+            **kafka.client_args(),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,

@@ -138,7 +138,7 @@ class LeaderLease(Lifecycle):
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             group_id=f"{self._kafka.topic_prefix}myko-command",
             client_id=self._instance_id,
             enable_auto_commit=False,

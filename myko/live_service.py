@@ -15,6 +15,7 @@ from myko.repo import Store
 from myko.repo_feed import RepoFeed
 from myko.server import GrpcServer
 from myko.settings import QuerySettings, ReportSettings
+from myko.tls import Transport
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ class LiveService(Lifecycle):
 
     def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: LiveKind) -> None:
         self.settings = settings
-        self.store = Store(app.entities, topic_prefix=settings.kafka.topic_prefix)
+        self.store = Store(app.entities, topic_prefix=settings.topic_prefix)
+        self.transport = Transport(settings.tls)
         self.hub = LiveHub(position=lambda: self.store.watermark)
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
         self.bus = LiveBus(
@@ -34,12 +36,14 @@ class LiveService(Lifecycle):
             settings,
             service_names=catalogue.service(settings.service).grpc_services,
             register=[lambda s: register_live_bus(s, self.bus)],
+            transport=self.transport,
         )
         self.feed = RepoFeed(
             repo_addr=settings.repo_addr,
             store=self.store,
             on_ready=self.grpc.set_serving,
             keepalive=settings.keepalive,
+            transport=self.transport,
         )
 
     async def start(self) -> None:

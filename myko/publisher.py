@@ -64,7 +64,7 @@ class TransactionalPublisher(Lifecycle):
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             transactional_id=self._transactional_id,
             enable_idempotence=True,
             acks="all",

@@ -143,7 +143,7 @@ class QuarantineWriter(Lifecycle):
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,

@@ -100,7 +100,7 @@ class TopicReader(Lifecycle):
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -34,7 +34,7 @@ class KafkaRecordFetcher(Lifecycle):
         if self._consumer is not None:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             group_id=None,
             enable_auto_commit=False,
             isolation_level="read_committed",

@@ -13,10 +13,13 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 
+from myko import catalogue
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
 from myko.retry import Backoff
+from myko.settings import TlsSettings
+from myko.tls import Transport
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -33,8 +36,11 @@ class RepoFeed:
         store: Store,
         on_ready: OnReady | None = None,
         keepalive: KeepalivePolicy | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self._addr = repo_addr
+        # Plaintext unless TLS is on; then this service's certificate opens RepoService.
+        self._transport = transport or Transport(TlsSettings())
         self._store = store
         self._on_ready = on_ready
         self._keepalive = keepalive or KeepalivePolicy()
@@ -71,8 +77,10 @@ class RepoFeed:
         backoff = Backoff(initial_s=0.1, max_s=5.0)
         while True:
             try:
-                async with grpc.aio.insecure_channel(
+                async with self._transport.channel(
                     self._addr,
+                    service=catalogue.REPO.name,
+                    internal=True,
                     options=[
                         ("grpc.max_receive_message_length", 256 * 1024 * 1024),
                         *self._keepalive.client_options(),

@@ -23,6 +23,7 @@ from myko.repo import Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings
+from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
@@ -65,8 +66,15 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
     return set(requested) or known
 
 
-def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyncio.Event) -> None:
+def register_repo_service(
+    server: grpc.aio.Server, store: Store, caught_up: asyncio.Event, transport: Transport
+) -> None:
+    # With TLS, the listener took only callers with a certificate from our CA;
+    # of those, only the services that mirror the repo may read it.
+    callers = catalogue.REPO.callers
+
     async def subscribe(req: repo_pb2.RepoSubscribeRequest, ctx: Ctx) -> AsyncIterator[repo_pb2.RepoChange]:
+        transport.require_caller(ctx, callers)
         types = _types(store, req.types)
         # A snapshot taken before the reader caught up would be partial (empty at
         # first): a mirror reset to it would make live results lose entities.
@@ -89,6 +97,7 @@ def register_repo_service(server: grpc.aio.Server, store: Store, caught_up: asyn
             sub.dispose()
 
     async def get(req: repo_pb2.RepoGetRequest, ctx: Ctx) -> repo_pb2.RepoGetResponse:
+        transport.require_caller(ctx, callers)
         if store.entities.get(req.type) is None:
             raise InvalidArgument("type", f"unknown entity type {echo(req.type)}")
         if not caught_up.is_set():
@@ -138,10 +147,12 @@ class RepoService(Lifecycle):
             on_rewritten=self._rewritten,
         )
         self.caught_up = asyncio.Event()
+        self.transport = Transport(settings.tls)
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.REPO.grpc_services,
-            register=[lambda s: register_repo_service(s, self.store, self.caught_up)],
+            register=[lambda s: register_repo_service(s, self.store, self.caught_up, self.transport)],
+            transport=self.transport,
         )
         self._entities = app.entities
 

@@ -180,7 +180,7 @@ class SagaRunner:
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap_servers,
+            **self._kafka.client_args(),
             group_id=self.group_id,
             client_id=f"{self._client_id}.{self.name}",
             enable_auto_commit=False,

@@ -25,6 +25,7 @@ from myko.saga import AfterExecute, SagaConfig, SagaRunner
 from myko.server import GrpcServer
 from myko.settings import SagaSettings
 from myko.store_fence import StoreFence
+from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,16 @@ class SagaService(Lifecycle):
             on_rewritten=self._rewritten,
         )
         self.fence = StoreFence(self.reader, self.store)
+        self.transport = Transport(settings.tls)
+        # With TLS: command_svc's internal port, where this service's certificate
+        # identifies it (docs/security.md, "Transport").
         self.commands = Client(
-            command_addr=settings.command_addr, channel_options=channel_options(settings.keepalive)
+            command_addr=settings.command_addr,
+            channel_options=[
+                *channel_options(settings.keepalive),
+                *self.transport.channel_options(catalogue.COMMAND.name),
+            ],
+            credentials=self.transport.channel_credentials(internal=True),
         )
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
@@ -79,7 +88,9 @@ class SagaService(Lifecycle):
             for reg in app.sagas
         ]
         # Health only: saga_svc serves no API of its own.
-        self.grpc = GrpcServer(settings, service_names=catalogue.SAGA.grpc_services, register=[])
+        self.grpc = GrpcServer(
+            settings, service_names=catalogue.SAGA.grpc_services, register=[], transport=self.transport
+        )
 
     async def _rewritten(self, exc: TopicRewritten) -> None:
         # A saga's txs derive from event positions: reading a recreated topic

@@ -12,7 +12,9 @@ from grpc_health.v1 import _async as health_aio  # health.aio, spelt so mypy fin
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from myko import catalogue
 from myko.settings import ServerSettings
+from myko.tls import Transport
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +22,26 @@ Register = Callable[[grpc.aio.Server], None]
 
 
 class GrpcServer:
-    """A gRPC server whose health says NOT_SERVING until `set_serving()`."""
+    """A gRPC server whose health says NOT_SERVING until `set_serving()`.
+
+    It listens on the service's port, secured as the catalogue says that port
+    is used (myko/tls.py: internal = client certificates required when TLS is
+    on), and, with TLS on and `internal_listen` given, on an internal port too.
+    Both serve the same methods; handlers tell them apart by the caller's
+    certificate (`Transport.caller`).
+    """
 
     def __init__(
-        self, settings: ServerSettings, *, service_names: Sequence[str], register: Sequence[Register]
+        self,
+        settings: ServerSettings,
+        *,
+        service_names: Sequence[str],
+        register: Sequence[Register],
+        transport: Transport | None = None,
+        internal_listen: str | None = None,
     ) -> None:
         self.settings = settings
+        self.transport = transport or Transport(settings.tls)
         self.service_names = list(service_names)
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
@@ -53,14 +69,27 @@ class GrpcServer:
         reflection.enable_server_reflection(
             [*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
-        self.port = self.server.add_insecure_port(settings.listen)
+        spec = catalogue.service(settings.service)
+        self.port = self.transport.add_port(self.server, settings.listen, internal=spec.internal)
         if self.port == 0:
             raise OSError(f"cannot listen on {settings.listen}")
+        # Opened with TLS only: without it the one plaintext port serves everyone.
+        self.internal_port: int | None = None
+        if internal_listen is not None and self.transport.enabled:
+            self.internal_port = self.transport.add_port(self.server, internal_listen, internal=True)
+            if self.internal_port == 0:
+                raise OSError(f"cannot listen on {internal_listen}")
 
     async def start(self) -> None:
         await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.start()
-        log.info("%s listening on %s:%d", self.settings.service, self.settings.host, self.port)
+        log.info(
+            "%s listening on %s:%d%s",
+            self.settings.service,
+            self.settings.host,
+            self.port,
+            f" (internal, client certificates: {self.internal_port})" if self.internal_port else "",
+        )
 
     async def set_serving(self, serving: bool = True) -> None:
         status = (

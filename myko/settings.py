@@ -11,9 +11,11 @@ import builtins
 import os
 import re
 import socket
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Self
+from pathlib import Path
+from typing import Any, ClassVar, Self
 
 from myko import catalogue
 from myko.errors import ConfigError
@@ -70,6 +72,16 @@ class _Env:
             raise ConfigError(f"{name}={value!r} must be HOST:PORT")
         return value
 
+    def flag(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
+        raw = self._env.get(name, "").strip().lower()
+        if not raw:
+            return default
+        if raw in ("1", "true", "yes", "on"):
+            return True
+        if raw in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={raw!r} must be true or false")
+
     def list(self, name: builtins.str, default: builtins.str = "") -> tuple[builtins.str, ...]:
         return tuple(p.strip() for p in self._env.get(name, default).split(",") if p.strip())
 
@@ -97,6 +109,15 @@ class KafkaSettings:
     # Every service creates Myko's topics to accept records this large (plus
     # RECORD_OVERHEAD_BYTES), so all of them read it.
     max_result_bytes: int = 4 * 1024 * 1024
+    # How this service authenticates to the brokers (docs/security.md, "Kafka"):
+    # PLAINTEXT (no authentication: local `make run` only), SASL_PLAINTEXT or SASL_SSL.
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    # This service's own Kafka principal (User:<username>); each service has its own.
+    username: str = ""
+    password: str = field(default="", repr=False)
+    # SASL_SSL: the CA (PEM file) that signed the brokers' certificates; empty = the system's.
+    ssl_ca_file: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -106,6 +127,29 @@ class KafkaSettings:
             host, sep, port = s.strip().rpartition(":")
             if not sep or not host or not port.isdigit():
                 raise ConfigError(f"KAFKA_BOOTSTRAP_SERVERS entry {s!r} must be HOST:PORT")
+        protocol = e.str("MYKO_KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper()
+        if protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"MYKO_KAFKA_SECURITY_PROTOCOL={protocol!r} must be one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        mechanism = e.str("MYKO_KAFKA_SASL_MECHANISM", cls.sasl_mechanism).upper()
+        if mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"MYKO_KAFKA_SASL_MECHANISM={mechanism!r} must be one of {', '.join(SASL_MECHANISMS)}"
+            )
+        username = e.opt_str("MYKO_KAFKA_USERNAME")
+        # Not stripped: a password is what it is (a *_FILE secret loses its final newline only).
+        password = (os.environ if env is None else env).get("MYKO_KAFKA_PASSWORD", "")
+        if protocol.startswith("SASL_") and not (username and password):
+            raise ConfigError(
+                f"MYKO_KAFKA_SECURITY_PROTOCOL={protocol} needs MYKO_KAFKA_USERNAME and MYKO_KAFKA_PASSWORD "
+                "(or MYKO_KAFKA_PASSWORD_FILE in the container)"
+            )
+        if not protocol.startswith("SASL_") and (username or password):
+            raise ConfigError(
+                "MYKO_KAFKA_USERNAME/MYKO_KAFKA_PASSWORD are set but MYKO_KAFKA_SECURITY_PROTOCOL is "
+                f"{protocol}: set it to SASL_PLAINTEXT or SASL_SSL, or drop the credentials"
+            )
         return cls(
             bootstrap_servers=servers,
             topic_prefix=e.opt_str("MYKO_TOPIC_PREFIX"),
@@ -121,6 +165,71 @@ class KafkaSettings:
                 "MYKO_TOPIC_CHECK_INTERVAL_MS", cls.topic_check_interval_ms, minimum=100, maximum=3_600_000
             ),
             max_result_bytes=e.int("MYKO_MAX_RESULT_BYTES", cls.max_result_bytes, minimum=64 * 1024),
+            security_protocol=protocol,
+            sasl_mechanism=mechanism,
+            username=username,
+            password=password,
+            ssl_ca_file=e.opt_str("MYKO_KAFKA_SSL_CA"),
+        )
+
+    def client_args(self) -> dict[str, Any]:
+        """Connection and authentication arguments of every aiokafka client Myko opens."""
+        args: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.security_protocol.startswith("SASL_"):
+            args |= {
+                "sasl_mechanism": self.sasl_mechanism,
+                "sasl_plain_username": self.username,
+                "sasl_plain_password": self.password,
+            }
+        if self.security_protocol == "SASL_SSL":
+            args["ssl_context"] = ssl.create_default_context(cafile=self.ssl_ca_file or None)
+        return args
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsSettings:
+    """Transport security of gRPC and the gateway (myko/tls.py; docs/security.md, "Transport").
+
+    All three files or none. With them, internal listeners (RepoService,
+    command_svc's internal port) take only callers with a certificate from
+    `ca_file`, and internal calls present `cert_file`. `public` puts TLS
+    (server certificate only: callers authenticate with tokens) on the public
+    gRPC listeners and the gateway's HTTP too.
+    """
+
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""
+    public: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        files = {name: e.opt_str(name) for name in ("MYKO_TLS_CERT", "MYKO_TLS_KEY", "MYKO_TLS_CA")}
+        missing = [name for name, value in files.items() if not value]
+        if missing and len(missing) < len(files):
+            raise ConfigError(
+                f"MYKO_TLS_CERT, MYKO_TLS_KEY and MYKO_TLS_CA go together; {', '.join(missing)} not set"
+            )
+        public = e.flag("MYKO_TLS_PUBLIC")
+        if public and missing:
+            raise ConfigError("MYKO_TLS_PUBLIC=true needs MYKO_TLS_CERT, MYKO_TLS_KEY and MYKO_TLS_CA")
+        return cls(
+            cert_file=files["MYKO_TLS_CERT"],
+            key_file=files["MYKO_TLS_KEY"],
+            ca_file=files["MYKO_TLS_CA"],
+            public=public,
         )
 
 
@@ -143,12 +252,7 @@ class ServerSettings:
     max_streams: int = 10_000
     keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
-    kafka: KafkaSettings = field(default_factory=KafkaSettings)
-    # Topic name before the prefix; records that cannot be decoded are copied
-    # there with their coordinates and the reason (docs/quarantine.md).
-    quarantine_topic: str = "myko.quarantine"
-    # Log lines per second about such records, on average (bursts of 10 s worth).
-    bad_record_log_per_s: int = 5
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
     def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
@@ -168,9 +272,7 @@ class ServerSettings:
             "max_streams": e.int("MYKO_MAX_STREAMS", 10_000, minimum=1),
             "keepalive": e.keepalive(),
             "log_level": level,
-            "kafka": KafkaSettings.from_env(src),
-            "quarantine_topic": e.str("MYKO_QUARANTINE_TOPIC", "myko.quarantine"),
-            "bad_record_log_per_s": e.int("MYKO_BAD_RECORD_LOG_PER_S", 5, minimum=1),
+            "tls": TlsSettings.from_env(src),
         }
 
     @property
@@ -179,7 +281,30 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
-class CommandSettings(ServerSettings):
+class KafkaServiceSettings(ServerSettings):
+    """command_svc, repo_svc and saga_svc: the services that talk to Kafka (each as its own principal)."""
+
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Topic name before the prefix; records that cannot be decoded are copied
+    # there with their coordinates and the reason (docs/quarantine.md).
+    quarantine_topic: str = "myko.quarantine"
+    # Log lines per second about such records, on average (bursts of 10 s worth).
+    bad_record_log_per_s: int = 5
+
+    @classmethod
+    def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
+        src = os.environ if env is None else env
+        e = _Env(src)
+        return {
+            **super()._common(service, env),
+            "kafka": KafkaSettings.from_env(src),
+            "quarantine_topic": e.str("MYKO_QUARANTINE_TOPIC", "myko.quarantine"),
+            "bad_record_log_per_s": e.int("MYKO_BAD_RECORD_LOG_PER_S", 5, minimum=1),
+        }
+
+
+@dataclass(frozen=True, kw_only=True)
+class CommandSettings(KafkaServiceSettings):
     # Largest Any payload a command may carry; larger gets RESOURCE_EXHAUSTED.
     max_command_bytes: int = 512 * 1024
     # The dedupe window (docs/consistency.md): a retried tx takes effect once when it
@@ -193,8 +318,12 @@ class CommandSettings(ServerSettings):
     # Re-runs of a handler whose reads went stale before it could commit.
     conflict_retries: int = 8
     # Where other replicas reach this one when it leads (HOST:PORT); empty means
-    # this host's name (or MYKO_HOST when it is a specific address) and the bound port.
+    # this host's name (or MYKO_HOST when it is a specific address) and the bound
+    # port: the internal port when TLS is on, else the public one.
     advertise_addr: str = ""
+    # With TLS: the listener for other command replicas and saga_svc (client
+    # certificates required); not opened without TLS.
+    internal_port: int = catalogue.COMMAND_INTERNAL_PORT
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -211,11 +340,16 @@ class CommandSettings(ServerSettings):
             tx_result_cache_bytes=e.int("MYKO_TX_RESULT_CACHE_BYTES", 16 * 1024 * 1024, minimum=0),
             conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
             advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
+            internal_port=e.port(catalogue.COMMAND.internal_port_env, catalogue.COMMAND_INTERNAL_PORT),
         )
+
+    @property
+    def internal_listen(self) -> str:
+        return f"{self.host}:{self.internal_port}"
 
 
 @dataclass(frozen=True, kw_only=True)
-class RepoSettings(ServerSettings):
+class RepoSettings(KafkaServiceSettings):
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         return cls(**cls._common("repo", env))  # type: ignore[arg-type]
@@ -223,10 +357,12 @@ class RepoSettings(ServerSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class LiveSettings(ServerSettings):
-    """query_svc and report_svc: live buses over a mirror of repo_svc."""
+    """query_svc and report_svc: live buses over a mirror of repo_svc. No Kafka access at all."""
 
     SERVICE: ClassVar[str]
     repo_addr: str = catalogue.REPO.default_addr
+    # The deployment's MYKO_TOPIC_PREFIX: watermarks name topics with it.
+    topic_prefix: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -234,6 +370,7 @@ class LiveSettings(ServerSettings):
         return cls(
             **cls._common(cls.SERVICE, env),  # type: ignore[arg-type]
             repo_addr=e.addr("MYKO_REPO_ADDR", catalogue.REPO.default_addr),
+            topic_prefix=e.opt_str("MYKO_TOPIC_PREFIX"),
         )
 
 
@@ -248,7 +385,8 @@ class ReportSettings(LiveSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SagaSettings(ServerSettings):
+class SagaSettings(KafkaServiceSettings):
+    # command_svc's internal port when TLS is on (client certificates), else its public one.
     command_addr: str = catalogue.COMMAND.default_addr
     group_id: str = catalogue.SAGA_GROUP_ID
     max_attempts: int = 5
@@ -276,6 +414,52 @@ class SagaSettings(ServerSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KafkaAccessSettings:
+    """`myko kafka-access`: each Kafka-using service's user and ACLs (myko/kafka_access.py).
+
+    `kafka` holds an administrator's credentials (a super user of the cluster);
+    the names below must match what the services are configured with.
+    """
+
+    kafka: KafkaSettings
+    app_module: str
+    quarantine_topic: str = "myko.quarantine"
+    dead_letter_topic: str = "myko.dead-letter"
+    saga_group_id: str = catalogue.SAGA_GROUP_ID
+    # The Kafka principals (User:<name>) of the three services that use Kafka.
+    command_user: str = "command"
+    repo_user: str = "repo"
+    saga_user: str = "saga"
+    # User -> the SCRAM password to set; users without one are left as they are.
+    passwords: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        src = os.environ if env is None else env
+        e = _Env(src)
+        users = {
+            service: e.str(f"MYKO_KAFKA_{service.upper()}_USER", service)
+            for service in ("command", "repo", "saga")
+        }
+        passwords = {
+            users[service]: src[f"MYKO_KAFKA_{service.upper()}_PASSWORD"]
+            for service in users
+            if src.get(f"MYKO_KAFKA_{service.upper()}_PASSWORD", "")
+        }
+        return cls(
+            kafka=KafkaSettings.from_env(src),
+            app_module=e.required("MYKO_APP", "name the module exposing your `app: myko.App`"),
+            quarantine_topic=e.str("MYKO_QUARANTINE_TOPIC", cls.quarantine_topic),
+            dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", cls.dead_letter_topic),
+            saga_group_id=e.str("MYKO_SAGA_GROUP_ID", cls.saga_group_id),
+            command_user=users["command"],
+            repo_user=users["repo"],
+            saga_user=users["saga"],
+            passwords=passwords,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     """The grpc-web gateway: where it listens, where the public buses are, what it serves."""
 
@@ -293,6 +477,8 @@ class GatewaySettings:
     # Keepalive of the channels to the buses (myko/keepalive.py).
     keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
+    # With `tls.public`: HTTPS with tls.cert_file, and TLS to the buses verified against tls.ca_file.
+    tls: TlsSettings = field(default_factory=TlsSettings)
     # Optional: the application module (MYKO_APP). Imported only so its message types
     # are known, which lets LiveBus drop unknown fields from query/report payloads
     # before sharing feeds; without it payloads are compared as sent.
@@ -346,6 +532,7 @@ class GatewaySettings:
             live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),
             keepalive=e.keepalive(),
             log_level=level,
+            tls=TlsSettings.from_env(env),
             app_module=e.opt_str("MYKO_APP"),
             pass_headers=_header_names(e, "MYKO_GATEWAY_PASS_HEADERS", ",".join(cls.pass_headers)),
             scope_headers=_header_names(e, "MYKO_GATEWAY_SCOPE_HEADERS", ""),
@@ -370,6 +557,29 @@ class GatewaySettings:
             ),
             stall_timeout_ms=e.int("MYKO_GATEWAY_STALL_TIMEOUT_MS", cls.stall_timeout_ms, minimum=100),
         )
+
+
+# Only the settings' namespaces: other *_FILE variables belong to someone else.
+_FILE_PREFIXES = ("MYKO_", "KAFKA_")
+_FILE_SUFFIX = "_FILE"
+
+
+def resolve_file_vars(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with every `MYKO_*_FILE` / `KAFKA_*_FILE=/path` also providing the name without
+    `_FILE`, read from the file (trailing newline dropped): how Swarm secrets and configs
+    become settings (devtools/entrypoint.py, `myko kafka-access`)."""
+    resolved = dict(env)
+    for name, path in env.items():
+        if not (name.endswith(_FILE_SUFFIX) and name.startswith(_FILE_PREFIXES)):
+            continue
+        target = name.removesuffix(_FILE_SUFFIX)
+        if target in env:
+            raise ConfigError(f"{target} and {name} are both set; set one")
+        try:
+            resolved[target] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as e:
+            raise ConfigError(f"{name}={path!r} cannot be read: {e.strerror}") from None
+    return resolved
 
 
 # What gRPC allows as a metadata key, less the headers HTTP/2 and gRPC reserve.

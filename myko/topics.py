@@ -8,17 +8,26 @@ fresh cluster needs no separate set-up step; creating an existing topic is fine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    for_code,
+)
 
 from myko.entities import EntityRegistry
-from myko.errors import Unavailable
+from myko.errors import ConfigError, Unavailable
 from myko.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -87,13 +96,15 @@ def quarantine_topic(kafka: KafkaSettings, name: str) -> TopicSpec:
 
 
 async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, timeout_s: float = 60.0) -> None:
-    """Create missing topics; retry while the cluster is still coming up."""
+    """Create missing topics; retry while the cluster is still coming up.
+
+    Kafka refusing this service (bad credentials, no CREATE on a topic it needs:
+    docs/security.md, "Kafka") is a ConfigError at once: retrying cannot help.
+    """
     wanted = {s.name: s for s in specs}
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
-        )
+        admin = AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=kafka.request_timeout_ms)
         try:
             await admin.start()
             existing = set(await admin.list_topics())
@@ -103,12 +114,16 @@ async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, tim
                 if name not in existing
             ]
             if missing:
-                # Another service may create one between list and create.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(missing)
+                response = await admin.create_topics(missing)
+                _check_created(response.to_object()["topic_errors"], kafka)
                 log.info("created topics %s", [t.name for t in missing])
             return
+        except _REFUSED as exc:
+            raise _refused(exc, kafka) from None
         except (KafkaConnectionError, KafkaError, OSError) as exc:
+            # A refused login looks like "unable to bootstrap" from here: ask a broker why.
+            if isinstance(exc, KafkaConnectionError) and (login := await _login_error(kafka)) is not None:
+                raise _refused(login, kafka) from None
             if asyncio.get_running_loop().time() > deadline:
                 raise Unavailable(f"cannot create topics on {kafka.bootstrap_servers}: {exc}") from exc
             log.warning("topic creation failed, retrying: %s", exc)
@@ -120,9 +135,7 @@ async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, tim
 async def max_message_bytes_of(kafka: KafkaSettings, names: Iterable[str]) -> dict[str, int]:
     """The effective `max.message.bytes` of existing topics (topics created before it was set
     have the broker's default, usually 1 MiB)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=kafka.bootstrap_servers, request_timeout_ms=kafka.request_timeout_ms
-    )
+    admin = AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=kafka.request_timeout_ms)
     try:
         await admin.start()
         responses = await admin.describe_configs(
@@ -139,3 +152,53 @@ async def max_message_bytes_of(kafka: KafkaSettings, names: Iterable[str]) -> di
                 if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
                     found[resource["resource_name"]] = int(entry["config_value"])
     return found
+
+
+# Kafka said no to who we are or to what we asked: the same answer next time.
+_REFUSED = (
+    AuthenticationFailedError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+)
+
+
+def _refused(exc: Exception, kafka: KafkaSettings) -> ConfigError:
+    who = f"User:{kafka.username}" if kafka.username else "an unauthenticated client"
+    return ConfigError(
+        f"Kafka at {kafka.bootstrap_servers} refused {who}: {exc}. Check MYKO_KAFKA_USERNAME/"
+        "MYKO_KAFKA_PASSWORD and that `myko kafka-access` granted this service its topics"
+    )
+
+
+async def _login_error(kafka: KafkaSettings) -> Exception | None:
+    """With SASL: the error a broker gives this service's login, if it refuses it."""
+    if not kafka.security_protocol.startswith("SASL_"):
+        return None
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    args = kafka.client_args()
+    del args["bootstrap_servers"]
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=kafka.request_timeout_ms, **args)
+    except _REFUSED as exc:
+        refused: Exception = exc
+        return refused
+    except (KafkaError, OSError, TimeoutError):
+        return None  # not a refusal: the broker may just not be up yet
+    conn.close()
+    return None
+
+
+def _check_created(results: list[dict[str, object]], kafka: KafkaSettings) -> None:
+    """Raise for a topic that was not created (another service creating it first is fine)."""
+    for result in results:
+        code = int(str(result["error_code"]))
+        if code == 0:
+            continue
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            continue
+        text = f"topic {result['topic']}: {error.__name__} {result.get('error_message') or ''}".strip()
+        if issubclass(error, _REFUSED):
+            raise _refused(error(text), kafka)
+        raise error(text)

@@ -1,19 +1,30 @@
-"""Test helpers that look at Kafka directly: a topic's records, a group's committed offsets."""
+"""Test helpers that look at Kafka directly: a topic's records, a group's committed offsets.
+
+`client_args` are aiokafka connection arguments when the brokers want credentials
+(LocalKafka.client_args(), the cluster's admin); `bootstrap` alone otherwise.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 
-async def read_topic(bootstrap: str, topic: str, *, timeout_s: float = 15.0) -> list[Any]:
+def _connect(bootstrap: str, client_args: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {"bootstrap_servers": bootstrap, **(client_args or {})}
+
+
+async def read_topic(
+    bootstrap: str, topic: str, *, timeout_s: float = 15.0, client_args: Mapping[str, Any] | None = None
+) -> list[Any]:
     """Every committed record of `topic` now (read_committed, to the end offsets), in partition order."""
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+        **_connect(bootstrap, client_args),
         group_id=None,
         enable_auto_commit=False,
         isolation_level="read_committed",
@@ -70,6 +81,8 @@ async def produce(
     records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]],
     *,
     transactional: bool,
+    client_args: Mapping[str, Any] | None = None,
+    transactional_id: str | None = None,
 ) -> list[int]:
     """Write (key, value, headers) records to one partition as another producer would; their offsets.
 
@@ -77,13 +90,13 @@ async def produce(
     possible; `transactional` writes them in one committed Kafka transaction.
     """
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **_connect(bootstrap, client_args),
         acks="all",
         enable_idempotence=True,
-        transactional_id=f"test-producer-{uuid.uuid4()}" if transactional else None,
+        transactional_id=(transactional_id or f"test-producer-{uuid.uuid4()}") if transactional else None,
     )
-    await producer.start()
     try:
+        await producer.start()
         if transactional:
             await producer.begin_transaction()
         futures = [

@@ -13,7 +13,9 @@ import pytest
 
 from myko import catalogue, cli, client_package, scaffold
 from myko.errors import ConfigError
+from myko.local.kafka import LocalKafka
 from myko.local.ports import BROWSER_UNSAFE_PORTS, browser_safe
+from myko.local.security import KAFKA_USERS, cluster_security
 from myko.local.topology import check_port_shift, cluster_stack, local_stack, port_of
 from myko.project import find_project, load_project
 from myko.settings import (
@@ -85,6 +87,30 @@ def test_stacks_are_built_only_on_browser_safe_shifts(tmp_path: Path) -> None:
     ]
     assert {s.module for s in services} == {spec.module for spec in catalogue.SERVICES}
     assert all(s.env["MYKO_APP"] == "targets" for s in services)
+
+
+def test_make_run_is_plaintext_and_run_cluster_secured_per_service(tmp_path: Path) -> None:
+    """`make run`: no TLS, no Kafka login. `make run-cluster`: each service its certificate,
+    each Kafka user its own login, and the services without Kafka no Kafka settings at all."""
+    plain = local_stack(app="targets", bootstrap_servers="127.0.0.1:1", log_dir=tmp_path)
+    for svc in plain:
+        secured = sorted(k for k in svc.env if k.startswith(("MYKO_TLS_", "MYKO_KAFKA_")))
+        assert not secured, f"{svc.name}: {secured}"
+    kafka = LocalKafka(data_dir=tmp_path / "kafka", nodes=3, sasl_users=KAFKA_USERS)
+    security = cluster_security(kafka, tmp_path / "pki")
+    services = cluster_stack(
+        app="targets", bootstrap_servers=kafka.bootstrap_servers, log_dir=tmp_path, security=security
+    )
+    for svc in services:
+        name = svc.name.rsplit("-", 1)[0]
+        assert svc.env["MYKO_TLS_CERT"] == str(security.certs[name].cert), svc.name
+        if name in KAFKA_USERS:
+            assert svc.env["MYKO_KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+            assert svc.env["MYKO_KAFKA_USERNAME"] == name
+            assert svc.env["MYKO_KAFKA_PASSWORD"] == kafka.password(name)
+        else:
+            assert not [k for k in svc.env if k.startswith(("KAFKA_", "MYKO_KAFKA_"))], svc.name
+    assert set(KAFKA_USERS) == {"command", "repo", "saga"}
 
 
 def test_myko_run_refuses_an_unsafe_shift_before_starting_anything(

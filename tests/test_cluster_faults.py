@@ -1,7 +1,11 @@
 """`make run-cluster`'s topology under faults: a broker and one replica of every service die.
 
 The same processes `make run-cluster` starts (3 Kafka nodes, two replicas of
-each service, myko/local/topology.py) run on free ports. Several clients send a
+each service, myko/local/topology.py) run on free ports, secured the same way
+(myko/local/security.py): each Kafka-using service its own SASL/SCRAM user
+with ACLs, deny by default, and mutual TLS between the services. The first
+test checks the ACLs from outside: only command_svc's principal may write an
+entity topic, the tx log or the lease. The second runs the faults. Several clients send a
 steady stream of commands, each with its own tx, retried on UNAVAILABLE,
 DEADLINE_EXCEEDED and ABORTED against either command replica until
 acknowledged. Watches are open on both query replicas and both report replicas.
@@ -29,13 +33,17 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
 from cluster_ledger import Ledger, covers, positions
-from kafka_inspect import read_topic
+from kafka_inspect import produce, read_topic
 from myko_client import pack, unpack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
@@ -46,8 +54,10 @@ from myko.leader import LEASE_TOPIC
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceProcess
-from myko.local.topology import check_port_shift, cluster_stack, port_of
-from myko.topics import TX_LOG
+from myko.local.security import KAFKA_USERS, cluster_security, grant_access
+from myko.local.topology import all_ports, check_port_shift, cluster_stack
+from myko.settings import KafkaSettings
+from myko.topics import TX_LOG, TopicSpec, ensure_topics
 from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.timeout(300)]
@@ -81,6 +91,11 @@ class Cluster:
     def bootstrap(self) -> str:
         return self.kafka.bootstrap_servers
 
+    @property
+    def admin(self) -> dict[str, object]:
+        """aiokafka connection arguments of the cluster's admin (a super user)."""
+        return self.kafka.client_args()
+
     def addr(self, name: str) -> str:
         return self.services[name].address
 
@@ -97,7 +112,7 @@ def _free_shift(kafka_ports: list[int]) -> int:
             check_port_shift(shift, replicas=2)
         except ConfigError:
             continue  # a gateway on a port browsers refuse
-        ports = [port_of(s.name, replica=r, port_shift=shift) for s in SERVICES for r in (1, 2)]
+        ports = all_ports(replicas=2, port_shift=shift)
         if not busy_ports(ports) and not set(ports) & set(kafka_ports):
             return shift
     raise RuntimeError("no free port range for the cluster's services")
@@ -113,15 +128,19 @@ def _start_in_waves(services: list[ServiceProcess]) -> None:
             svc.wait_healthy(timeout_s=90)
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    kafka = LocalKafka(data_dir=tmp_path / "kafka", nodes=3, heap_mb=512)
+# One cluster for the module (starting it is most of the time): the ACL test
+# leaves it as it was, the fault test runs last and kills parts of it.
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    kafka = LocalKafka(data_dir=tmp_path / "kafka", nodes=3, heap_mb=512, sasl_users=KAFKA_USERS)
     prefix = f"f{uuid.uuid4().hex[:8]}."
     services: list[ServiceProcess] = []
     try:
         began = time.monotonic()
         kafka.start()
-        print(f"kafka (3 nodes) ready in {time.monotonic() - began:.1f}s", flush=True)
+        print(f"kafka (3 nodes, SASL) ready in {time.monotonic() - began:.1f}s", flush=True)
+        grant_access(kafka, app="targets", extra_env={"MYKO_TOPIC_PREFIX": prefix})
         kafka_ports = [int(a.rsplit(":", 1)[1]) for a in kafka.bootstrap_servers.split(",")]
         services = cluster_stack(
             app="targets",
@@ -130,6 +149,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             extra_env={"MYKO_TOPIC_PREFIX": prefix},
             port_shift=_free_shift(kafka_ports),
             instance_prefix=prefix,
+            security=cluster_security(kafka, tmp_path / "pki"),
         )
         began = time.monotonic()
         _start_in_waves(services)
@@ -142,15 +162,22 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
 
 async def _leader_replica(cluster: Cluster) -> int:
-    """Which command replica holds the lease: the address it last announced on the lease topic."""
-    records = await read_topic(cluster.bootstrap, cluster.topic(LEASE_TOPIC))
+    """Which command replica holds the lease: the address it last announced on the lease topic.
+
+    With TLS the replicas announce their internal (mTLS) port, where followers forward to.
+    """
+    records = await read_topic(cluster.bootstrap, cluster.topic(LEASE_TOPIC), client_args=cluster.admin)
     addr = records[-1].value.decode()
-    (n,) = (int(name.rsplit("-", 1)[1]) for name in cluster.services if cluster.addr(name) == addr)
+    (n,) = (
+        int(name.rsplit("-", 1)[1])
+        for name, svc in cluster.services.items()
+        if svc.internal_port is not None and addr == f"127.0.0.1:{svc.internal_port}"
+    )
     return n
 
 
 async def _transaction_coordinator(cluster: Cluster) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+    admin = AIOKafkaAdminClient(**cluster.admin)
     await admin.start()
     try:
         return int(await admin.find_coordinator(f"myko-command-{cluster.prefix}leader", 1))
@@ -427,7 +454,63 @@ async def _final_state(
         await asyncio.sleep(0.2)
 
 
-# -- the test ----------------------------------------------------------------------------------
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def _tombstone(tx: str) -> tuple[bytes, None, list[tuple[str, bytes | None]]]:
+    """A delete of an id nobody has: harmless to the state, yet a write like any other."""
+    return f"acl-probe-{uuid.uuid4().hex[:8]}".encode(), None, [(H_TX, tx.encode())]
+
+
+async def test_only_command_svc_may_write_entity_topics_the_tx_log_and_the_lease(cluster: Cluster) -> None:
+    entity, tx_log, lease = (cluster.topic(t) for t in ("targets.v1.Target", TX_LOG, LEASE_TOPIC))
+    for user in ("repo", "saga"):
+        for topic in (entity, tx_log, lease):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await produce(
+                    cluster.bootstrap,
+                    topic,
+                    0,
+                    [_tombstone(str(uuid.uuid4()))],
+                    transactional=False,
+                    client_args=cluster.kafka.client_args(user),
+                )
+    # Nor may another principal take over the command writer's transactional id
+    # (which would fence the leader).
+    with pytest.raises(TransactionalIdAuthorizationFailed):
+        await produce(
+            cluster.bootstrap,
+            entity,
+            0,
+            [_tombstone(str(uuid.uuid4()))],
+            transactional=True,
+            transactional_id=f"myko-command-{cluster.prefix}leader",
+            client_args=cluster.kafka.client_args("repo"),
+        )
+    # Without credentials the brokers do not even answer; with a wrong password a
+    # service stops at start, saying who was refused.
+    with pytest.raises(KafkaConnectionError):
+        await produce(cluster.bootstrap, entity, 0, [_tombstone(str(uuid.uuid4()))], transactional=False)
+    wrong = KafkaSettings.from_env({**cluster.kafka.client_env("repo"), "MYKO_KAFKA_PASSWORD": "not-it"})
+    with pytest.raises(ConfigError, match="refused User:repo"):
+        await ensure_topics(wrong, [TopicSpec(entity, 3)], timeout_s=30)
+    # command_svc's principal may.
+    [offset] = await produce(
+        cluster.bootstrap,
+        entity,
+        0,
+        [_tombstone(str(uuid.uuid4()))],
+        transactional=False,
+        client_args=cluster.kafka.client_args("command"),
+    )
+    assert offset >= 0
+    # The services that need no Kafka are given none: no address, no credentials.
+    for name, svc in cluster.services.items():
+        kafka_vars = sorted(k for k in svc.env if k.startswith(("KAFKA_", "MYKO_KAFKA_")))
+        if name.split("-")[0] in KAFKA_USERS:
+            assert svc.env["MYKO_KAFKA_USERNAME"] == name.split("-")[0]
+        else:
+            assert not kafka_vars, f"{name} has Kafka settings {kafka_vars}"
 
 
 async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cluster) -> None:
@@ -505,9 +588,14 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
             await asyncio.gather(*clients, *watch_tasks, return_exceptions=True)
 
     # Each tx's events appear once on the topics (read_committed: what readers see).
-    records = await read_topic(cluster.bootstrap, cluster.topic("targets.v1.Target"), timeout_s=30)
+    records = await read_topic(
+        cluster.bootstrap, cluster.topic("targets.v1.Target"), timeout_s=30, client_args=cluster.admin
+    )
     per_tx = Counter(dict(r.headers)[H_TX].decode() for r in records)
-    tx_log = Counter(r.key.decode() for r in await read_topic(cluster.bootstrap, cluster.topic(TX_LOG)))
+    tx_log = Counter(
+        r.key.decode()
+        for r in await read_topic(cluster.bootstrap, cluster.topic(TX_LOG), client_args=cluster.admin)
+    )
 
     print(
         f"{sum(sent)} commands acknowledged by {CLIENTS} clients in {t_end - t0:.1f}s "

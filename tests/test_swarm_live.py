@@ -2,7 +2,7 @@
 
 `make test-swarm` (part of `make test`, after the UI tests) runs this module;
 it needs a Docker engine (CI's .ci/run starts one). The module deploys
-swarm/docker-stack.yml the way `make swarm-up` does (devtools/swarm.py: images
+swarm/docker-stack.yml the way `make swarm-up ARGS=--plaintext` does (devtools/swarm.py: images
 built, 3 brokers, every service with its replicas, the gateway on a free port)
 as stack `mykotest`, then, in this order:
 
@@ -133,7 +133,11 @@ def live() -> Iterator[Live]:
     began = time.monotonic()
     state: Live | None = None
     try:
-        deployment = swarm.up(docker, port=_free_port(), stack_name=STACK, timeout_s=DEPLOY_BOUND_S)
+        # The plain stack: the probes, grpc-web clients and browsers here speak plaintext.
+        # The secured overlay is checked by tests/test_stack_security.py, not deployed here.
+        deployment = swarm.up(
+            docker, port=_free_port(), stack_name=STACK, timeout_s=DEPLOY_BOUND_S, secure=False
+        )
         state = Live(docker, deployment, made_swarm)
         state.record("up", {k: round(v, 1) for k, v in deployment.seconds.items()})
         state.record("up total s", round(time.monotonic() - began, 1))

@@ -1,18 +1,25 @@
 """The pieces of `make swarm-up` and `make images` that need no Docker engine.
 
-The single-node adaptation of the stack (devtools/swarm_profile.py) and where
-the Debian base image gets its packages from (devtools/debian_base.py). The live
+The single-node adaptation of the stack (devtools/swarm_profile.py), the
+secured overlay as swarm-up deploys it (secrets made, one-shot kafka-access) and
+where the Debian base image gets its packages from (devtools/debian_base.py). The live
 deployment itself is tests/test_swarm_live.py.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from devtools import debian_base, swarm, swarm_profile
+from devtools.docker_cli import DockerCli, DockerError
+from myko import catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +177,113 @@ def test_one_busy_node_gives_health_checks_time(stack: dict[str, Any]) -> None:
         deployed["services"]["query"]["healthcheck"]["test"]
         == stack["services"]["query"]["healthcheck"]["test"]
     )
+
+
+# -- the secured stack as `make swarm-up` deploys it -------------------------------------------
+
+SECURED_FILES = swarm.stack_files(secure=True)
+
+
+@pytest.fixture
+def secured() -> dict[str, Any]:
+    return swarm.load_stack(*SECURED_FILES)
+
+
+def test_the_overlay_merges_as_docker_stack_deploy_does(secured: dict[str, Any]) -> None:
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.skip("the docker client is not installed (its merge is the reference)")
+    env = {**os.environ, swarm.PORT_VAR: "8080"}
+    args = [docker, "stack", "config", *(a for f in SECURED_FILES for a in ("-c", str(f)))]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert result.returncode == 0, result.stderr
+    reference = yaml.safe_load(result.stdout)
+    assert set(secured["services"]) == set(reference["services"])
+    for name, theirs in reference["services"].items():
+        ours = secured["services"][name]
+        assert {k: str(v) for k, v in (ours.get("environment") or {}).items()} == {
+            k: str(v) for k, v in (theirs.get("environment") or {}).items()
+        }, name
+        for key in ("secrets", "configs"):
+            assert sorted(r["source"] for r in ours.get(key) or []) == sorted(
+                r["source"] for r in theirs.get(key) or []
+            ), (name, key)
+        assert ours.get("entrypoint") == theirs.get("entrypoint"), name
+    assert set(secured["secrets"]) == set(reference["secrets"])
+
+
+def test_swarm_up_makes_every_secret_of_the_secured_stack_from_one_ca(
+    secured: dict[str, Any], tmp_path: Path
+) -> None:
+    from cryptography import x509
+
+    generated = swarm.secured_secrets(tmp_path)
+    wanted = {name for kind, name in swarm.external_objects(secured) if kind == "secret"}
+    assert wanted and wanted <= set(generated)
+    ca = x509.load_pem_x509_certificate(generated["myko_tls_ca"]().encode())
+    for spec in catalogue.SERVICES:
+        cert = x509.load_pem_x509_certificate(generated[f"myko_tls_{spec.name}_cert"]().encode())
+        assert cert.issuer == ca.subject, spec.name
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        # The gateway's published port is on this node: https://127.0.0.1 must verify.
+        assert "localhost" in names.get_values_for_type(x509.DNSName), spec.name
+    # A second `up` keeps what the swarm already holds (same CA, same passwords).
+    again = swarm.secured_secrets(tmp_path)
+    assert {n: f() for n, f in again.items()} == {n: f() for n, f in generated.items()}
+
+
+def test_the_secured_stack_deploys_with_tls_everywhere_and_the_access_job_first(
+    secured: dict[str, Any],
+) -> None:
+    deployed, _ = swarm_profile.single_node(secured, base_dir=ROOT / "swarm", ipvs=False)
+    for spec in catalogue.SERVICES:
+        env = deployed["services"][spec.name]["environment"]
+        assert env["MYKO_TLS_PUBLIC"] == "true" and env["MYKO_TLS_CERT"], spec.name
+    assert swarm.one_shot_services(deployed) == {"kafka-access"}
+    assert deployed["services"]["kafka-access"]["healthcheck"] == {"disable": True}
+    phases = swarm_profile.start_phases(secured)
+    order = {name: i for i, phase in enumerate(phases) for name in phase}
+    for user in ("command", "repo", "saga"):
+        assert order["kafka-access"] < order[user]
+    assert order["kafka-1"] < order["kafka-access"]
+    # Without the overlay: no TLS, no job (ARGS=--plaintext, and the live-swarm test).
+    plain = swarm.load_stack(*swarm.stack_files(secure=False))
+    assert "MYKO_TLS_CERT" not in plain["services"]["command"]["environment"]
+    assert not swarm.one_shot_services(plain)
+
+
+class _Docker(DockerCli):
+    """Answers `service ls` / `service ps` the way a swarm does while a job runs and completes."""
+
+    def __init__(self, polls: list[tuple[str, str]]) -> None:
+        super().__init__(path="docker")
+        object.__setattr__(self, "polls", polls)
+
+    def out(self, *args: str, timeout_s: float = 120.0) -> str:
+        polls: list[tuple[str, str]] = self.polls  # type: ignore[attr-defined]
+        ls, ps = polls[0]
+        if args[:2] == ("service", "ls"):
+            if len(polls) > 1:
+                polls.pop(0)
+            return ls
+        assert args[:2] == ("service", "ps") and args[-1] == "s_kafka-access", args
+        return ps
+
+
+def test_a_one_shot_service_counts_once_it_completed_not_while_it_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(swarm, "POLL_S", 0.0)
+    docker = _Docker(
+        [
+            ("s_kafka-1 1/1\ns_kafka-access 1/1", "Running 2 seconds ago"),
+            ("s_kafka-1 1/1\ns_kafka-access 0/1", "Failed 1 second ago"),
+            ("s_kafka-1 1/1\ns_kafka-access 0/1", "Complete 1 second ago\nFailed 12 seconds ago"),
+        ]
+    )
+    swarm.wait_healthy(docker, expected=2, timeout_s=5, stack_name="s", one_shot={"kafka-access"})
+    assert len(docker.polls) == 1  # type: ignore[attr-defined]
+    # Not one-shot: 0/1 is not healthy.
+    stuck = _Docker([("s_kafka-1 1/1\ns_kafka-access 0/1", "Complete 1 second ago")])
+    with pytest.raises(DockerError, match="not healthy"):
+        swarm.wait_healthy(stuck, expected=2, timeout_s=0.05, stack_name="s")

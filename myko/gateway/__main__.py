@@ -11,16 +11,17 @@ import sys
 from myko.errors import ConfigError
 from myko.gateway.server import Gateway
 from myko.settings import GatewaySettings
+from myko.tls import Transport
 
 
-async def _serve(settings: GatewaySettings) -> None:
-    gateway = Gateway(settings)
+async def _serve(settings: GatewaySettings, transport: Transport) -> None:
+    gateway = Gateway(settings, transport=transport)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await gateway.start()
-    print(f"gateway: serving http://{settings.host}:{gateway.port}", flush=True)
+    print(f"gateway: serving {gateway.scheme}://{settings.host}:{gateway.port}", flush=True)
     try:
         await stop.wait()
     finally:
@@ -30,6 +31,8 @@ async def _serve(settings: GatewaySettings) -> None:
 def main() -> None:
     try:
         settings = GatewaySettings.from_env()
+        # Certificates are read and checked before anything listens.
+        transport = Transport(settings.tls)
     except ConfigError as exc:
         print(f"gateway: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -43,7 +46,7 @@ def main() -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, transport))
 
 
 if __name__ == "__main__":

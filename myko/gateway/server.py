@@ -17,6 +17,7 @@ from myko.gateway.routes import Upstream
 from myko.gateway.ui_files import UiFiles
 from myko.gateway.upstreams import Upstreams
 from myko.settings import GatewaySettings
+from myko.tls import Transport
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 class Gateway:
     """The running gateway: start() binds the port, stop() closes streams and channels."""
 
-    def __init__(self, settings: GatewaySettings) -> None:
+    def __init__(self, settings: GatewaySettings, *, transport: Transport | None = None) -> None:
         self._settings = settings
+        self._transport = transport or Transport(settings.tls)
         self._upstreams = Upstreams(
             {
                 Upstream.COMMAND: settings.command_addr,
@@ -33,6 +35,7 @@ class Gateway:
                 Upstream.REPORT: settings.report_addr,
             },
             keepalive=settings.keepalive,
+            transport=self._transport,
         )
         self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
         self.hub = FeedHub(self._upstreams, settings, self.admission)
@@ -65,13 +68,18 @@ class Gateway:
             logger=http_log,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
+        https = self._transport.https_context()
+        site = web.TCPSite(self._runner, self._settings.host, self._settings.port, ssl_context=https)
         await site.start()
         for addr in self._runner.addresses:
             if isinstance(addr, tuple):
                 self.port = int(addr[1])
                 break
-        log.info("gateway listening on http://%s:%d", self._settings.host, self.port)
+        log.info("gateway listening on %s://%s:%d", self.scheme, self._settings.host, self.port)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._transport.settings.public and self._transport.enabled else "http"
 
     async def stop(self) -> None:
         await self.hub.aclose()

@@ -14,6 +14,8 @@ import grpc
 
 from myko.gateway.routes import Upstream
 from myko.keepalive import KeepalivePolicy
+from myko.settings import TlsSettings
+from myko.tls import Transport
 
 _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -27,12 +29,23 @@ _CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 class Upstreams:
     """One HTTP/2 channel per backend; every browser call multiplexes over it."""
 
-    def __init__(self, addrs: Mapping[Upstream, str], *, keepalive: KeepalivePolicy | None = None) -> None:
+    def __init__(
+        self,
+        addrs: Mapping[Upstream, str],
+        *,
+        keepalive: KeepalivePolicy | None = None,
+        transport: Transport | None = None,
+    ) -> None:
         self._addrs = dict(addrs)
         # Keepalive notices a dead backend connection within seconds instead of at
         # the next call, with the period the servers accept (myko/keepalive.py).
         options = [*(keepalive or KeepalivePolicy()).client_options(), *_CHANNEL_OPTIONS]
-        self._channels = {u: grpc.aio.insecure_channel(a, options=options) for u, a in addrs.items()}
+        # The buses' public listeners: TLS verified against the CA when MYKO_TLS_PUBLIC is on.
+        transport = transport or Transport(TlsSettings())
+        self._channels = {
+            u: transport.channel(a, service=u.value, internal=False, options=options)
+            for u, a in addrs.items()
+        }
 
     def unary(self, upstream: Upstream, method: str) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
         return self._channels[upstream].unary_unary(

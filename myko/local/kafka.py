@@ -11,6 +11,17 @@ every broker runs as a child JVM.
 
     with LocalKafka(data_dir=Path("/tmp/k")) as kafka:
         print(kafka.bootstrap_servers)
+
+With `sasl_users` (what `make run-cluster` and the cluster tests use) the
+brokers authenticate every client with SASL and authorize it with
+StandardAuthorizer, deny by default, configured as a production cluster is
+(myko/kafka_access.py, `broker_sasl_properties`): the cluster's own super
+users `broker`, `controller` and `admin` log in with PLAIN, their passwords in
+the brokers' configuration; each name in `sasl_users` is a service that logs
+in with SCRAM-SHA-512, whose user `myko kafka-access` creates (with the
+ACLs) once the cluster runs (myko/local/security.py). Every password is
+random, kept in <data dir>/sasl/ with the data it belongs to. Without
+`sasl_users` every listener is PLAINTEXT on 127.0.0.1, as `make run` uses it.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,12 +38,15 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from myko.kafka_access import SCRAM_MECHANISM, broker_sasl_properties
 from myko.local.ports import free_port
+from myko.settings import KafkaSettings
 
 POM = Path(__file__).resolve().parent / "kafka_pom.xml"
 JARS_ENV = "MYKO_KAFKA_JARS"
@@ -98,6 +113,12 @@ def resolve_jars(target: Path | None = None) -> Path:
     return target
 
 
+# The cluster's own principals (super users, PLAIN); the services' (SCRAM) are given by the caller.
+ADMIN_USER = "admin"
+_BROKER_USER = "broker"
+_CONTROLLER_USER = "controller"
+
+
 @dataclass
 class _Node:
     node_id: int
@@ -119,6 +140,7 @@ class LocalKafka:
         base_port: int | None = None,
         start_timeout_s: float = 90.0,
         jars: Path | None = None,
+        sasl_users: Sequence[str] = (),
     ) -> None:
         self._own_dir = data_dir is None
         self.data_dir = data_dir or Path(tempfile.mkdtemp(prefix="myko-kafka-"))
@@ -128,6 +150,10 @@ class LocalKafka:
         self._jar_dir: Path | None = None
         rf = min(3, nodes)
         self.replication_factor = rf
+        reserved = {ADMIN_USER, _BROKER_USER, _CONTROLLER_USER} & set(sasl_users)
+        if reserved:
+            raise ValueError(f"sasl_users may not include the cluster's own {sorted(reserved)}")
+        self.sasl_users = tuple(sasl_users)
         self._nodes = []
         for i in range(nodes):
             port = base_port + 2 * i if base_port else free_port()
@@ -137,6 +163,49 @@ class LocalKafka:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"127.0.0.1:{n.port}" for n in self._nodes)
+
+    @property
+    def secured(self) -> bool:
+        return bool(self.sasl_users)
+
+    @property
+    def _sasl_dir(self) -> Path:
+        return self.data_dir / "sasl"
+
+    def password(self, user: str) -> str:
+        """`user`'s SCRAM password (made on first use, kept with the data it was formatted into)."""
+        if user not in (*self.sasl_users, ADMIN_USER, _BROKER_USER, _CONTROLLER_USER):
+            raise KeyError(f"{user!r} is not a user of this cluster")
+        path = self._sasl_dir / f"{user}.password"
+        if not path.exists():
+            self._sasl_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))
+        return path.read_text().strip()
+
+    def client_env(self, user: str = ADMIN_USER) -> dict[str, str]:
+        """The KAFKA_*/MYKO_KAFKA_* settings of a service connecting as `user` (myko/settings.py)."""
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        if self.secured:
+            env |= {
+                "MYKO_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "MYKO_KAFKA_SASL_MECHANISM": "PLAIN" if user == ADMIN_USER else SCRAM_MECHANISM,
+                "MYKO_KAFKA_USERNAME": user,
+                "MYKO_KAFKA_PASSWORD": self.password(user),
+            }
+        return env
+
+    def access_env(self) -> dict[str, str]:
+        """What `myko kafka-access` needs to create the services' users: the admin's login and their passwords."""
+        return {
+            **self.client_env(ADMIN_USER),
+            **{f"MYKO_KAFKA_{user.upper()}_PASSWORD": self.password(user) for user in self.sasl_users},
+        }
+
+    def client_args(self, user: str = ADMIN_USER) -> dict[str, Any]:
+        """aiokafka connection arguments for `user` (the admin by default: tests, tools)."""
+        return KafkaSettings.from_env(self.client_env(user)).client_args()
 
     def _voters(self) -> str:
         return ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self._nodes)
@@ -154,6 +223,7 @@ class LocalKafka:
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **(self._sasl_config(n) if self.secured else {}),
             "log.dirs": str(n.dir / "data"),
             "num.partitions": "1",
             "default.replication.factor": str(rf),
@@ -172,9 +242,26 @@ class LocalKafka:
             "transaction.max.timeout.ms": "900000",
         }
         path = n.dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        # It holds the cluster's own passwords when SASL is on.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{k}={v}\n" for k, v in props.items()))
         (n.dir / "log4j2.xml").write_text(LOG4J2_XML.format(log=n.dir / "server.log"))
         return path
+
+    def _sasl_config(self, n: _Node) -> dict[str, str]:
+        return {
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{n.port}",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            **broker_sasl_properties(
+                listener="SASL_PLAINTEXT",
+                broker_password=self.password(_BROKER_USER),
+                admin_password=self.password(ADMIN_USER),
+                controller_password=self.password(_CONTROLLER_USER),
+            ),
+        }
 
     def _java(self, n: _Node, main: str, *args: str) -> list[str]:
         if self._jar_dir is None:
@@ -200,8 +287,8 @@ class LocalKafka:
         for n in self._nodes:
             cfg = self._write_config(n)
             if not (n.dir / "data" / "meta.properties").exists():
+                # `--cluster-id=`: a base64 id may start with '-' and would read as an option.
                 subprocess.run(
-                    # --cluster-id=: an id starting with "-" (1 in 64) would read as an option.
                     self._java(
                         n, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(cfg)
                     ),

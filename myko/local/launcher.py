@@ -6,7 +6,9 @@
     myko run --port-shift 1000   # every port + 1000, beside another stack
 
 With KAFKA_BOOTSTRAP_SERVERS set (or --no-kafka), that Kafka is used and none is
-started. MYKO_* variables are passed to every service (ports and peer addresses
+started. --cluster runs secured (myko/local/security.py): its Kafka takes each
+service as its own SASL/SCRAM user with ACLs, and the services call each other
+over mutual TLS with certificates from a CA in <run dir>/pki/. MYKO_* variables are passed to every service (ports and peer addresses
 are set here, see myko/local/topology.py). Logs go to <run dir>/logs/<name>.log.
 Ctrl-C or SIGTERM stops the services (in reverse order), then Kafka. A service
 that dies while running is reported and the rest keep running, so a replica can
@@ -27,11 +29,13 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from myko import catalogue
 from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceExited, ServiceProcess, Stack
-from myko.local.topology import cluster_stack, local_stack
+from myko.local.security import KAFKA_USERS, cluster_security, grant_access
+from myko.local.topology import StackSecurity, cluster_stack, local_stack
 
 KAFKA_PORT = 9092
 CLUSTER_KAFKA_PORT = 19092
@@ -84,13 +88,22 @@ def _summary(
     kafka: LocalKafka | None,
     services: Sequence[ServiceProcess],
     log_dir: Path,
+    security: StackSecurity,
 ) -> str:
     lines = ["", f"Myko is running {options.app}."]
     where = f"local, data in {_rel(kafka.data_dir)}" if kafka else "external, from KAFKA_BOOTSTRAP_SERVERS"
+    if kafka is not None and kafka.secured:
+        where += (
+            f"; SASL/SCRAM users {', '.join(KAFKA_USERS)} with ACLs, passwords in {_rel(kafka.data_dir)}/sasl"
+        )
     lines.append(f"  {'kafka':<11} {bootstrap}  ({where})")
     for svc in services:
         if svc.grpc_port is not None:
-            lines.append(f"  {svc.name:<11} {svc.address}")
+            internal = f"  (internal, mTLS: 127.0.0.1:{svc.internal_port})" if svc.internal_port else ""
+            spec = next((spec for spec in catalogue.SERVICES if spec.module == svc.module), None)
+            if security.tls and spec is not None and spec.internal:
+                internal = f"  (mTLS only: {', '.join(spec.callers)} certificates)"
+            lines.append(f"  {svc.name:<11} {svc.address}{internal}")
         else:
             lines.append(f"  {svc.name:<11} http://127.0.0.1:{_port(svc)}/  (grpc-web gateway)")
     gateways = [s for s in services if s.grpc_port is None]
@@ -101,6 +114,12 @@ def _summary(
             lines.append(f"  UI:   none built (no ui/dist); the gateway serves the API at {urls}")
         else:
             lines.append(f"  UI:   {urls}")
+    if security.tls:
+        assert security.ca is not None
+        lines.append(
+            f"  TLS:  services call repo and command's internal ports with certificates from "
+            f"{_rel(security.ca.parent)}/ (public ports stay plaintext)"
+        )
     lines.append(f"  Logs: {_rel(log_dir)}/<name>.log")
     if kafka:
         lines.append(f"        Kafka: {_rel(kafka.data_dir)}/node*/server.log")
@@ -154,10 +173,13 @@ def launch(options: LaunchOptions) -> int:
             data_dir=data_dir,
             nodes=CLUSTER_KAFKA_NODES if options.cluster else 1,
             base_port=(CLUSTER_KAFKA_PORT if options.cluster else KAFKA_PORT) + options.port_shift,
+            # The cluster runs as production does: each service its own Kafka user.
+            sasl_users=KAFKA_USERS if options.cluster else (),
         )
     bootstrap = options.kafka or (kafka.bootstrap_servers if kafka else "")
     build = cluster_stack if options.cluster else local_stack
     try:
+        security = cluster_security(kafka, run_dir / "pki") if options.cluster else StackSecurity()
         services = build(
             app=options.app,
             bootstrap_servers=bootstrap,
@@ -165,12 +187,13 @@ def launch(options: LaunchOptions) -> int:
             extra_env=extra_env,
             port_shift=options.port_shift,
             cwd=options.project_dir,
+            security=security,
         )
     except ConfigError as e:
         print(f"myko run: {e.message}", file=sys.stderr)
         return 2
 
-    ports = [_port(s) for s in services]
+    ports = [_port(s) for s in services] + [s.internal_port for s in services if s.internal_port]
     if kafka:
         ports += [int(a.rsplit(":", 1)[1]) for a in bootstrap.split(",")]
     busy = busy_ports(ports)
@@ -196,10 +219,18 @@ def launch(options: LaunchOptions) -> int:
         if kafka:
             print(f"Starting Kafka ({len(bootstrap.split(','))} node(s)) on {bootstrap} ...", flush=True)
             kafka.start()
+            if kafka.secured:
+                print("Creating the services' Kafka users and ACLs ...", flush=True)
+                grant_access(kafka, app=options.app, extra_env=extra_env, cwd=options.project_dir)
         print(f"Starting {len(services)} service(s); logs in {_rel(log_dir)}/ ...", flush=True)
         stack.start()
         summary = _summary(
-            options=options, bootstrap=bootstrap, kafka=kafka, services=services, log_dir=log_dir
+            options=options,
+            bootstrap=bootstrap,
+            kafka=kafka,
+            services=services,
+            log_dir=log_dir,
+            security=security,
         )
         print(summary, flush=True)
         _supervise(stack)

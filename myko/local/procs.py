@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -26,10 +27,14 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from myko import catalogue
+from myko.settings import TlsSettings
+from myko.tls import Transport
 
 # Dropped from the inherited environment so a service sees only the Myko/Kafka
 # settings its caller chose, never stray ones from the developer's shell.
@@ -73,6 +78,7 @@ class ServiceProcess:
         env: Mapping[str, str] | None = None,
         grpc_port: int | None = None,
         health_url: str | None = None,
+        internal_port: int | None = None,
         args: Sequence[str] = (),
         python: str = sys.executable,
         cwd: Path | None = None,
@@ -85,6 +91,8 @@ class ServiceProcess:
         self.env = dict(env or {})
         self.grpc_port = grpc_port
         self.health_url = health_url
+        # With TLS: the internal listener beside the public port (command_svc).
+        self.internal_port = internal_port
         self.args = tuple(args)
         self.python = python
         # The application's project directory, so `MYKO_APP` imports from it even
@@ -243,10 +251,22 @@ class ServiceProcess:
         self._proc = None
 
     def _prober(self) -> _Probe:
+        # Probed the way its settings secure it (myko/tls.py), with its own certificate.
+        transport = Transport(TlsSettings.from_env(self.env))
+        spec = next((s for s in catalogue.SERVICES if s.module == self.module), None)
         if self.grpc_port is not None:
-            return _GrpcProbe(self.grpc_port)
+            internal = spec is not None and spec.internal
+            return _GrpcProbe(
+                self.grpc_port,
+                credentials=transport.channel_credentials(internal=internal),
+                options=transport.channel_options(spec.name if spec else self.name),
+            )
         assert self.health_url is not None
-        return _HttpProbe(self.health_url)
+        if transport.https_context() is None:
+            return _HttpProbe(self.health_url)
+        return _HttpProbe(
+            self.health_url.replace("http://", "https://", 1), context=transport.probe_context()
+        )
 
 
 class _Probe:
@@ -267,8 +287,20 @@ class _Probe:
 class _GrpcProbe(_Probe):
     """grpc.health.v1 Health/Check for the whole server (service="")."""
 
-    def __init__(self, port: int) -> None:
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{port}", options=_PROBE_CHANNEL_OPTIONS)
+    def __init__(
+        self,
+        port: int,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        target = f"127.0.0.1:{port}"
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=_PROBE_CHANNEL_OPTIONS)
+        else:
+            self._channel = grpc.secure_channel(
+                target, credentials, options=[*_PROBE_CHANNEL_OPTIONS, *options]
+            )
         self._stub = health_pb2_grpc.HealthStub(self._channel)
 
     def __call__(self) -> bool:
@@ -287,9 +319,12 @@ class _GrpcProbe(_Probe):
 class _HttpProbe(_Probe):
     """GET the URL; healthy on 200. Ignores proxy settings: the target is loopback."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, context: ssl.SSLContext | None = None) -> None:
         self._url = url
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def __call__(self) -> bool:
         try:

@@ -7,7 +7,9 @@ reuse both. The lists are in the catalogue's start order (myko/catalogue.py).
 Both take `app`, the module exposing the application's `app: myko.App`
 (MYKO_APP), and `extra_env` for any other MYKO_* setting (log level, topic
 prefix, UI directory); Kafka, ports, peer addresses and instance ids are the
-topology's own. `port_shift` and `instance_prefix` let a test run a stack beside
+topology's own. Only the services that use Kafka get Kafka settings
+(catalogue: `kafka`). `security` (see `StackSecurity`) gives each service its
+own Kafka credentials and certificate: `make run-cluster` runs that way. `port_shift` and `instance_prefix` let a test run a stack beside
 `make run`. A shift that would put a gateway on a port browsers refuse is a
 ConfigError (myko/local/ports.py).
 """
@@ -15,6 +17,7 @@ ConfigError (myko/local/ports.py).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from myko import catalogue
@@ -22,22 +25,57 @@ from myko.catalogue import ServiceSpec
 from myko.errors import ConfigError
 from myko.local.ports import check_browser_ports
 from myko.local.procs import ServiceProcess
+from myko.pki import CertFiles
+
+
+@dataclass(frozen=True)
+class StackSecurity:
+    """Per service: its Kafka connection settings (credentials included) and its certificate."""
+
+    # Service name -> KAFKA_* / MYKO_KAFKA_* variables, for the services that use Kafka.
+    kafka_env: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Service name -> its certificate and key, signed by `ca`; empty = no TLS.
+    certs: Mapping[str, CertFiles] = field(default_factory=dict)
+    ca: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certs)
+
+    def tls_env(self, service: str) -> dict[str, str]:
+        if not self.tls:
+            return {}
+        assert self.ca is not None
+        files = self.certs[service]
+        return {"MYKO_TLS_CERT": str(files.cert), "MYKO_TLS_KEY": str(files.key), "MYKO_TLS_CA": str(self.ca)}
+
 
 # Replica n listens on the default port + (n - 1) * REPLICA_PORT_STEP (query-2: 50152).
 REPLICA_PORT_STEP = 100
 
 
-def port_of(name: str, *, replica: int = 1, port_shift: int = 0) -> int:
-    return catalogue.service(name).port + port_shift + (replica - 1) * REPLICA_PORT_STEP
+def port_of(name: str, *, replica: int = 1, port_shift: int = 0, internal: bool = False) -> int:
+    """A replica's port; `internal`: its internal listener's (services that have one)."""
+    spec = catalogue.service(name)
+    base = spec.internal_port if internal else spec.port
+    if base is None:
+        raise ValueError(f"{name} has no internal port")
+    return base + port_shift + (replica - 1) * REPLICA_PORT_STEP
+
+
+def all_ports(*, replicas: int = 1, port_shift: int = 0) -> list[int]:
+    """Every port a stack of `replicas` listens on (internal ones included)."""
+    return [
+        port_of(spec.name, replica=n, port_shift=port_shift, internal=internal)
+        for spec in catalogue.SERVICES
+        for internal in ((False, True) if spec.internal_port is not None else (False,))
+        for n in range(1, replicas + 1)
+    ]
 
 
 def check_port_shift(port_shift: int, *, replicas: int = 1) -> None:
     """ConfigError unless every port of the shifted stack is valid and its UI ports browser-safe."""
-    ports = [
-        port_of(spec.name, replica=n, port_shift=port_shift)
-        for spec in catalogue.SERVICES
-        for n in range(1, replicas + 1)
-    ]
+    ports = all_ports(replicas=replicas, port_shift=port_shift)
     if min(ports) < 1024 or max(ports) > 65535:
         raise ConfigError(f"--port-shift {port_shift} puts ports outside 1024-65535")
     check_browser_ports(
@@ -63,15 +101,21 @@ def _replica(
     instance_prefix: str,
     extra_env: Mapping[str, str],
     cwd: Path | None,
+    security: StackSecurity,
 ) -> ServiceProcess:
-    def addr(peer: ServiceSpec) -> str:
-        return f"127.0.0.1:{port_of(peer.name, replica=replica, port_shift=port_shift)}"
+    def addr(peer: ServiceSpec, *, internal: bool = False) -> str:
+        return f"127.0.0.1:{port_of(peer.name, replica=replica, port_shift=port_shift, internal=internal)}"
 
     port = port_of(spec.name, replica=replica, port_shift=port_shift)
+    # With TLS, calls between services go to internal listeners (myko/tls.py).
+    internal_port = (
+        port_of(spec.name, replica=replica, port_shift=port_shift, internal=True)
+        if security.tls and spec.internal_port is not None
+        else None
+    )
     env = {
         **extra_env,
         "MYKO_APP": app,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         spec.port_env: str(port),
         # Each replica talks to its own sibling of the same number: replica 2 of
         # query reads repo-2, so losing one repo replica leaves one path whole.
@@ -81,15 +125,25 @@ def _replica(
         "MYKO_REPORT_ADDR": addr(catalogue.REPORT),
         # Stable across restarts of this replica (it names Kafka transactional ids).
         "MYKO_INSTANCE_ID": f"{instance_prefix}{name}",
+        **security.tls_env(spec.name),
     }
+    if spec.kafka:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap_servers
+        env.update(security.kafka_env.get(spec.name, {}))
+    if spec is catalogue.SAGA and security.tls:
+        # Where its certificate identifies it to command_svc.
+        env["MYKO_COMMAND_ADDR"] = addr(catalogue.COMMAND, internal=True)
     if spec is catalogue.COMMAND:
         # Where the other command replicas forward to this one while it leads.
-        env["MYKO_ADVERTISE_ADDR"] = f"127.0.0.1:{port}"
+        env["MYKO_ADVERTISE_ADDR"] = f"127.0.0.1:{internal_port or port}"
+    if internal_port is not None:
+        env[spec.internal_port_env] = str(internal_port)
     return ServiceProcess(
         name=name,
         module=spec.module,
         env=env,
         grpc_port=None if spec.http else port,
+        internal_port=internal_port,
         health_url=f"http://127.0.0.1:{port}/healthz" if spec.http else None,
         log_path=log_dir / f"{name}.log",
         cwd=cwd,
@@ -105,6 +159,7 @@ def local_stack(
     port_shift: int = 0,
     instance_prefix: str = "",
     cwd: Path | None = None,
+    security: StackSecurity | None = None,
 ) -> list[ServiceProcess]:
     """One of each service on the default ports (+ port_shift), named by service name."""
     check_port_shift(port_shift)
@@ -120,6 +175,7 @@ def local_stack(
             instance_prefix=instance_prefix,
             extra_env=extra_env or {},
             cwd=cwd,
+            security=security or StackSecurity(),
         )
         for spec in catalogue.SERVICES
     ]
@@ -135,6 +191,7 @@ def cluster_stack(
     instance_prefix: str = "",
     replicas: int = 2,
     cwd: Path | None = None,
+    security: StackSecurity | None = None,
 ) -> list[ServiceProcess]:
     """`replicas` of each service, named `<service>-<n>` (also their MYKO_INSTANCE_ID).
 
@@ -159,6 +216,7 @@ def cluster_stack(
             instance_prefix=instance_prefix,
             extra_env=env,
             cwd=cwd,
+            security=security or StackSecurity(),
         )
         for spec in catalogue.SERVICES
         for n in range(1, replicas + 1)
