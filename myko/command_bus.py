@@ -16,6 +16,7 @@ import logging
 from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
+from prometheus_client import CollectorRegistry
 
 from myko import input_rules
 from myko.app import App
@@ -24,6 +25,7 @@ from myko.command_writer import CommandWriter, Submission
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
 from myko.errors import Conflict, InternalError, InvalidArgument, LimitExceeded, MykoError, UnknownType, echo
+from myko.metrics.command import CommandMetrics
 from myko.ports import Proposal, Publisher
 from myko.repo import Store
 from myko.store_fence import StoreFence
@@ -61,6 +63,7 @@ class CommandBus:
         conflict_retries: int,
         max_batch: int = 512,
         read_back_timeout_s: float = 30.0,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self._app = app
         self._store = store
@@ -71,6 +74,8 @@ class CommandBus:
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
         self._read_back_timeout_s = read_back_timeout_s
+        # Hooks only: where the numbers go is the caller's business (myko/metrics/).
+        self._metrics = metrics if metrics is not None else CommandMetrics(CollectorRegistry())
         self._writer = CommandWriter(
             store=store,
             tracker=tracker,
@@ -79,6 +84,7 @@ class CommandBus:
             fence=fence,
             max_batch=max_batch,
             read_back_timeout_s=read_back_timeout_s,
+            metrics=self._metrics,
         )
         # tx -> (digest, its first caller's outcome) while that caller runs it.
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}
@@ -115,10 +121,12 @@ class CommandBus:
         while True:
             done = self._txlog.lookup(tx)
             if done is not None:
+                self._metrics.dedupe_from_txlog()
                 return await self._replay(digest, done)
             running = self._inflight.get(tx)
             if running is None:
                 break
+            self._metrics.dedupe_inflight()
             _same_command(tx, digest, running[0])
             try:
                 return await asyncio.shield(running[1])
@@ -165,7 +173,9 @@ class CommandBus:
             return ctx
 
         sync = not inspect.iscoroutinefunction(handler)
-        for _attempt in range(self._conflict_retries + 1):
+        for attempt in range(self._conflict_retries + 1):
+            if attempt:
+                self._metrics.rerun_by_caller()
             token = self._tracker.open()
             try:
                 ctx = self._context(tx, {})
@@ -187,6 +197,7 @@ class CommandBus:
                 return await self._replay(digest, outcome)
             if outcome is not None:
                 return outcome
+        self._metrics.conflict()
         raise Conflict(f"tx {tx}: state kept changing under the handler; retrying is safe")
 
     def _context(self, tx: str, overlay: Mapping[Key, Message | None]) -> CommandContext:

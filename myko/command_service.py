@@ -23,6 +23,8 @@ from myko.conflicts import ChangeTracker
 from myko.errors import TopicRewritten, Unavailable
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
 from myko.lifecycle import Lifecycle
+from myko.metrics import Metrics
+from myko.metrics.rpc import RpcMetrics
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -52,7 +54,9 @@ log = logging.getLogger(__name__)
 CATCH_UP_TIMEOUT_S = 120.0
 
 
-def register_command_bus(server: grpc.aio.Server, service: CommandService) -> None:
+def register_command_bus(
+    server: grpc.aio.Server, service: CommandService, metrics: RpcMetrics | None = None
+) -> None:
     async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
         # Through the internal port (TLS): a follower forwarding, or saga_svc;
         # their certificate names them. Public callers have none.
@@ -66,14 +70,19 @@ def register_command_bus(server: grpc.aio.Server, service: CommandService) -> No
     register_service(
         server,
         "myko.v1.CommandBus",
-        {"Execute": unary_method(execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute")},
+        {
+            "Execute": unary_method(
+                execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute", metrics=metrics
+            )
+        },
     )
 
 
 class CommandService(Lifecycle):
-    def __init__(self, settings: CommandSettings, app: App) -> None:
+    def __init__(self, settings: CommandSettings, app: App, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.app = app
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
         kafka = settings.kafka
         self._tx_topic = tx_log_topic(kafka, window_ms=settings.tx_dedupe_window_ms)
         self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
@@ -88,6 +97,7 @@ class CommandService(Lifecycle):
             client_id=f"{settings.instance_id}.quarantine",
             log_per_s=settings.bad_record_log_per_s,
         )
+        metrics.quarantine.watch(self.quarantine)
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.tracker = ChangeTracker(self.store)
         limits = TxLogLimits(
@@ -111,6 +121,7 @@ class CommandService(Lifecycle):
             # Only the dedupe window of the tx log: start-up does not grow with history.
             windows={self._tx_topic.name: limits.read_window()},
             max_record_bytes=max_record_bytes(kafka),
+            lag=metrics.consumers.consumer("store"),
         )
         self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
@@ -131,7 +142,9 @@ class CommandService(Lifecycle):
             source=settings.instance_id,
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
+            metrics=metrics.command,
         )
+        metrics.command.watch(txlog_entries=lambda: len(self.txlog), leading=lambda: self.bus.running)
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
         )
@@ -139,9 +152,10 @@ class CommandService(Lifecycle):
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.COMMAND.grpc_services,
-            register=[lambda s: register_command_bus(s, self)],
+            register=[lambda s: register_command_bus(s, self, metrics.rpc)],
             transport=self.transport,
             internal_listen=settings.internal_listen,
+            metrics=metrics,
         )
         # A client of the leader's CommandBus, while another replica leads.
         self._leader: Client | None = None

@@ -17,6 +17,8 @@ from myko import catalogue
 from myko.app import App
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
 from myko.lifecycle import Lifecycle
+from myko.metrics import Metrics
+from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store, StoreBatch
@@ -67,7 +69,9 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
 
 
 def register_repo_service(
-    server: grpc.aio.Server, store: Store, caught_up: asyncio.Event, transport: Transport
+    server: grpc.aio.Server, store: Store, caught_up: asyncio.Event,
+    transport: Transport,
+    metrics: RpcMetrics | None = None,
 ) -> None:
     # With TLS, the listener took only callers with a certificate from our CA;
     # of those, only the services that mirror the repo may read it.
@@ -112,9 +116,14 @@ def register_repo_service(
         "myko.v1.RepoService",
         {
             "Subscribe": stream_method(
-                subscribe, repo_pb2.RepoSubscribeRequest, name="myko.v1.RepoService/Subscribe"
+                subscribe,
+                repo_pb2.RepoSubscribeRequest,
+                name="myko.v1.RepoService/Subscribe",
+                metrics=metrics,
             ),
-            "Get": unary_method(get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get"),
+            "Get": unary_method(
+                get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get", metrics=metrics
+            ),
         },
     )
 
@@ -122,8 +131,9 @@ def register_repo_service(
 class RepoService(Lifecycle):
     """The running repo_svc: reader -> store -> RepoService, SERVING once caught up."""
 
-    def __init__(self, settings: RepoSettings, app: App) -> None:
+    def __init__(self, settings: RepoSettings, app: App, *, metrics: Metrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
         kafka = settings.kafka
         self._quarantine_topic = quarantine_topic(kafka, settings.quarantine_topic)
         topics = [et.topic(kafka.topic_prefix) for et in app.entities]
@@ -137,6 +147,7 @@ class RepoService(Lifecycle):
             client_id=f"{settings.instance_id}.quarantine",
             log_per_s=settings.bad_record_log_per_s,
         )
+        metrics.quarantine.watch(self.quarantine)
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.reader = TopicReader(
             kafka,
@@ -145,14 +156,16 @@ class RepoService(Lifecycle):
             client_id=settings.instance_id,
             pace=self.quarantine.wait_room,
             on_rewritten=self._rewritten,
+            lag=metrics.consumers.consumer("store"),
         )
         self.caught_up = asyncio.Event()
         self.transport = Transport(settings.tls)
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.REPO.grpc_services,
-            register=[lambda s: register_repo_service(s, self.store, self.caught_up, self.transport)],
+            register=[lambda s: register_repo_service(s, self.store, self.caught_up, self.transport, metrics.rpc)],
             transport=self.transport,
+            metrics=metrics,
         )
         self._entities = app.entities
 

@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from myko import catalogue
+from myko.metrics import Metrics
 from myko.settings import ServerSettings
 from myko.tls import Transport
 
@@ -39,10 +40,14 @@ class GrpcServer:
         register: Sequence[Register],
         transport: Transport | None = None,
         internal_listen: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport or Transport(settings.tls)
         self.service_names = list(service_names)
+        self.metrics = metrics if metrics is not None else Metrics()
+        # What health says now (myko_service_serving, the status report).
+        self.serving = False
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
             options=[
@@ -98,6 +103,8 @@ class GrpcServer:
         await self._set(status)
 
     async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        self.serving = status == health_pb2.HealthCheckResponse.SERVING
+        self.metrics.serving(self.serving)
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 

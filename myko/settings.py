@@ -253,6 +253,12 @@ class ServerSettings:
     keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
     tls: TlsSettings = field(default_factory=TlsSettings)
+    # Prometheus metrics on http://host:metrics_port/metrics; 0 serves none (they are
+    # still kept). The entry point serves them (myko/runner.py), not the service object.
+    metrics_port: int = 0
+    # How often this instance writes its myko.v1.ServiceStatus (the UI's System page);
+    # 0 writes none (docs/observability.md). Only the services that talk to Kafka do.
+    status_interval_ms: int = 10_000
 
     @classmethod
     def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
@@ -273,6 +279,8 @@ class ServerSettings:
             "keepalive": e.keepalive(),
             "log_level": level,
             "tls": TlsSettings.from_env(src),
+            "metrics_port": e.int("MYKO_METRICS_PORT", spec.metrics_port, minimum=0, maximum=65535),
+            "status_interval_ms": _interval(e, "MYKO_STATUS_INTERVAL_MS", 10_000),
         }
 
     @property
@@ -489,6 +497,9 @@ class GatewaySettings:
     # Headers that may change a result (e.g. authorization): passed on every call, and
     # LiveBus feeds are shared only between subscriptions with equal values.
     scope_headers: tuple[str, ...] = ()
+    # GET /metrics (Prometheus) on the gateway's own port; off when the port is public
+    # and nothing in front of it keeps /metrics private.
+    metrics: bool = True
     # Docs: docs/errors.md "Gateway limits". Largest request message (one grpc-web frame).
     max_message_bytes: int = 4 * 1024 * 1024
     # Streams = LiveBus Open streams plus proxied Watch streams.
@@ -536,6 +547,7 @@ class GatewaySettings:
             app_module=e.opt_str("MYKO_APP"),
             pass_headers=_header_names(e, "MYKO_GATEWAY_PASS_HEADERS", ",".join(cls.pass_headers)),
             scope_headers=_header_names(e, "MYKO_GATEWAY_SCOPE_HEADERS", ""),
+            metrics=e.int("MYKO_GATEWAY_METRICS", 1, maximum=1) == 1,
             max_message_bytes=e.int("MYKO_GATEWAY_MAX_MESSAGE_BYTES", cls.max_message_bytes, minimum=1024),
             max_streams=e.int("MYKO_GATEWAY_MAX_STREAMS", cls.max_streams, minimum=1),
             max_streams_per_client=e.int(
@@ -597,6 +609,14 @@ _RESERVED_HEADERS = frozenset(
         "user-agent",
     }
 )
+
+
+def _interval(e: _Env, name: str, default: int) -> int:
+    """Milliseconds, 0 for off; a positive value below a second would flood what it feeds."""
+    value = e.int(name, default, minimum=0, maximum=3_600_000)
+    if 0 < value < 1000:
+        raise ConfigError(f"{name}={value} must be 0 (off) or at least 1000 ms")
+    return value
 
 
 def _header_names(e: _Env, name: str, default: str) -> tuple[str, ...]:

@@ -6,16 +6,20 @@ import asyncio
 import importlib
 import logging
 import signal
+import socket
 import sys
 
 from myko.errors import ConfigError
 from myko.gateway.server import Gateway
+from myko.metrics import Metrics
 from myko.settings import GatewaySettings
 from myko.tls import Transport
 
 
 async def _serve(settings: GatewaySettings, transport: Transport) -> None:
-    gateway = Gateway(settings, transport=transport)
+    # Its registry, built here and passed in; served on GET /metrics (MYKO_GATEWAY_METRICS).
+    metrics = Metrics.for_process("gateway", f"gateway-{socket.gethostname()}")
+    gateway = Gateway(settings, transport=transport, metrics=metrics)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 from aiohttp import web
@@ -23,31 +24,64 @@ from myko.gateway.routes import LIVE_OPEN, PUBLIC_ROUTES, CallKind, Route
 from myko.gateway.sessions import Session
 from myko.gateway.status_text import upstream_details
 from myko.gateway.upstreams import Upstreams
+from myko.metrics.gateway import OTHER_METHOD, GatewayMetrics
 from myko.settings import GatewaySettings
 from myko.status import code_of
 
 log = logging.getLogger(__name__)
 _OK = grpc.StatusCode.OK.value[0]
 _INTERNAL = grpc.StatusCode.INTERNAL.value[0]
+_CANCELLED = grpc.StatusCode.CANCELLED.value[0]
+# Refused before any grpc-web was spoken (HTTP 415): counted as a bad request.
+_NOT_GRPC_WEB = grpc.StatusCode.INVALID_ARGUMENT.value[0]
 
 
 class GrpcWebProxy:
     def __init__(
-        self, upstreams: Upstreams, live_bus: LiveBus, admission: Admission, settings: GatewaySettings
+        self,
+        upstreams: Upstreams,
+        live_bus: LiveBus,
+        admission: Admission,
+        settings: GatewaySettings,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self._upstreams = upstreams
+        self._metrics = metrics
         self._live = live_bus
         self._admission = admission
         self._settings = settings
         self._metadata = MetadataPolicy(settings.pass_headers, settings.scope_headers)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if self._metrics is None:
+            return await self._handle(request, None)
+        path = request.path
+        served = path in PUBLIC_ROUTES or path == LIVE_OPEN
+        route = self._metrics.route(path if served else OTHER_METHOD)
+        started = time.perf_counter()
+        holder: list[Responder] = []
+        try:
+            return await self._handle(request, holder)
+        finally:
+            if not holder:
+                code = _NOT_GRPC_WEB
+            else:
+                # No trailer written: the browser went away before the answer.
+                code = holder[0].code if holder[0].code is not None else _CANCELLED
+            route.done(code)
+            kind = PUBLIC_ROUTES.get(path)
+            if kind is not None and kind.kind is CallKind.UNARY:
+                route.seconds.observe(time.perf_counter() - started)
+
+    async def _handle(self, request: web.Request, holder: list[Responder] | None) -> web.StreamResponse:
         mode = WireMode.from_content_type(request.headers.get("Content-Type", ""))
         if mode is None:
             raise web.HTTPUnsupportedMediaType(
                 text="expected application/grpc-web or application/grpc-web-text"
             )
         responder = Responder(request, mode, stall_timeout_s=self._settings.stall_timeout_ms / 1000)
+        if holder is not None:
+            holder.append(responder)
         path = request.path
         route = PUBLIC_ROUTES.get(path)
         body = RequestBody(
@@ -135,8 +169,12 @@ class GrpcWebProxy:
     async def _serve_session(self, responder: Responder, session: Session) -> web.StreamResponse:
         log.debug("live session %s opened", session.id)
         try:
+            metrics = self._metrics
             async for out in session.frames():
                 await responder.message(out.head, out.body)
+                if metrics is not None:
+                    metrics.frames.inc()
+                    metrics.sent_bytes.inc(out.size)
         except asyncio.CancelledError:
             log.debug("live session %s: browser went away", session.id)
             raise

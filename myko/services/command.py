@@ -1,12 +1,18 @@
 """command_svc: `python -m myko.services.command` (settings: myko.settings.CommandSettings)."""
 
+from myko.app import App
 from myko.command_service import CommandService
+from myko.metrics import Metrics
 from myko.runner import run
 from myko.settings import CommandSettings
 
 
+def build(settings: CommandSettings, app: App, metrics: Metrics) -> CommandService:
+    return CommandService(settings, app, metrics=metrics)
+
+
 def main() -> None:
-    run(CommandSettings, CommandService)
+    run(CommandSettings, build)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,13 @@
 from myko.app import App
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
+from myko.metrics import Metrics
 from myko.runner import run
 from myko.settings import QuerySettings
 
 
-def build(settings: QuerySettings, app: App) -> LiveService:
-    return LiveService(settings, app, kind=LiveKind.QUERY)
+def build(settings: QuerySettings, app: App, metrics: Metrics) -> LiveService:
+    return LiveService(settings, app, kind=LiveKind.QUERY, metrics=metrics)
 
 
 def main() -> None:

@@ -3,12 +3,13 @@
 from myko.app import App
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
+from myko.metrics import Metrics
 from myko.runner import run
 from myko.settings import ReportSettings
 
 
-def build(settings: ReportSettings, app: App) -> LiveService:
-    return LiveService(settings, app, kind=LiveKind.REPORT)
+def build(settings: ReportSettings, app: App, metrics: Metrics) -> LiveService:
+    return LiveService(settings, app, kind=LiveKind.REPORT, metrics=metrics)
 
 
 def main() -> None:

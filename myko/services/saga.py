@@ -7,6 +7,7 @@ import os
 import signal
 
 from myko.app import App
+from myko.metrics import Metrics
 from myko.runner import run
 from myko.saga_event import SagaEvent
 from myko.saga_service import SagaService
@@ -21,8 +22,10 @@ def _crash(event: SagaEvent) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build(settings: SagaSettings, app: App) -> SagaService:
-    return SagaService(settings, app, after_execute=_crash if settings.test_crash_after_execute else None)
+def build(settings: SagaSettings, app: App, metrics: Metrics) -> SagaService:
+    return SagaService(
+        settings, app, after_execute=_crash if settings.test_crash_after_execute else None, metrics=metrics
+    )
 
 
 def main() -> None:
