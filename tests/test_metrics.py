@@ -154,7 +154,9 @@ def test_process_registry_has_cpu_rss_and_identity() -> None:
     Metrics.for_process("repo", "repo-2")
 
 
-async def test_sagas_count_processed_events_and_their_group_lag(kafka_bootstrap: str, example_app: App) -> None:
+async def test_sagas_count_processed_events_and_their_group_lag(
+    kafka_bootstrap: str, example_app: App
+) -> None:
     async with AppStack(example_app, bootstrap_servers=kafka_bootstrap) as stack:
         assert stack.saga is not None
         m = stack.saga.metrics
