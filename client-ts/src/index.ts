@@ -32,3 +32,6 @@ export { covers } from "./watermark.js";
 // The framework messages an application handles most.
 export type { CommandResult } from "./gen/myko/v1/command_pb.js";
 export type { MItem, Watermark } from "./gen/myko/v1/item_pb.js";
+// What every service instance reports about itself (a System page's query).
+export { ServiceStatuses } from "./gen/myko/v1/system_myko.js";
+export { ServiceState, type ServiceStatus } from "./gen/myko/v1/system_pb.js";
