@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 import grpc
 import pytest
+import yaml
 from myko_client import Clients
 from targets.v1 import commands_pb2, queries_pb2
 
@@ -41,6 +43,9 @@ from myko.settings import CommandSettings, GatewaySettings, QuerySettings, Repor
 
 class _Stoppable(Protocol):
     async def stop(self) -> None: ...
+
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _need(tool: str) -> str:
@@ -237,3 +242,80 @@ async def test_prometheus_scrapes_the_stack_and_sees_commands_move_the_series(sc
         while await _value(http, base, 'up{job="report"}') != 0:
             assert time.monotonic() < deadline, "report still up after its metrics server stopped"
             await asyncio.sleep(0.5)
+
+
+# -- what operators read: the Swarm scrape config, the dashboard, the alerts, the docs ---------
+
+SWARM_CONFIG = ROOT / "swarm" / "prometheus" / "prometheus.yml"
+DASHBOARD = ROOT / "swarm" / "grafana" / "dashboards" / "myko.json"
+DOCS = ROOT / "docs" / "observability.md"
+_SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+
+
+def exposed_names() -> dict[str, str]:
+    """Every series name a Myko process can expose (family name -> its type), all areas made."""
+    m = Metrics.for_process("any", "any-1")
+    for area in ("rpc", "command", "consumers", "live", "sagas", "quarantine", "gateway"):
+        getattr(m, area)
+    out: dict[str, str] = {}
+    for family in m.registry.collect():
+        for suffix in _SUFFIXES.get(family.type, ("",)):
+            out[family.name + suffix] = family.type
+    return out
+
+
+def _exprs_of_dashboard() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_the_swarm_prometheus_scrapes_every_catalogued_service_on_its_metrics_port(tmp_path: Path) -> None:
+    config = yaml.safe_load(SWARM_CONFIG.read_text())
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    for spec in catalogue.SERVICES:
+        [sd] = jobs[spec.name]["dns_sd_configs"]
+        assert sd["names"] == [f"tasks.{spec.name}"]
+        assert sd["port"] == spec.metrics_port
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    checked = subprocess.run(
+        [_need("promtool"), "check", "config", "--syntax-only", str(SWARM_CONFIG)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_dashboard_and_alerts_use_only_series_the_services_expose(tmp_path: Path) -> None:
+    names = exposed_names()
+    exprs = _exprs_of_dashboard()
+    alerts = yaml.safe_load(ALERT_RULES.read_text())
+    exprs += [r["expr"] for g in alerts["groups"] for r in g["rules"]]
+    used = {n for e in exprs for n in re.findall(r"\b(myko_[a-z_]+|process_[a-z_]+)\b", e)}
+    assert used, "no metric found in the expressions"
+    assert used <= set(names), f"not exposed by any service: {sorted(used - set(names))}"
+    # Every dashboard expression parses (promtool checks them as recording rules).
+    rules = {
+        "groups": [
+            {"name": "dashboard", "rules": [{"record": f"panel:{i}", "expr": e} for i, e in enumerate(exprs)]}
+        ]
+    }
+    path = tmp_path / "dashboard_rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    checked = subprocess.run(
+        [_need("promtool"), "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_docs_list_every_metric() -> None:
+    text = DOCS.read_text()
+    families = {
+        name.removesuffix(s)
+        for name, kind in exposed_names().items()
+        for s in _SUFFIXES[kind]
+        if s and name.endswith(s)
+    }
+    families |= {name for name, kind in exposed_names().items() if kind == "gauge"}
+    missing = sorted(f for f in families if f.startswith("myko_") and f"`{f}" not in text)
+    assert not missing, f"docs/observability.md does not describe {missing}"
