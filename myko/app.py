@@ -52,6 +52,7 @@ from myko.errors import ConfigError
 from myko.relations import Ensure, Relations
 from myko.repo import Store
 from myko.saga_event import SagaEvent
+from myko.service_status import FRAMEWORK_QUERIES
 from myko.service_status import declare as declare_service_status
 from myko.v1 import relations_pb2
 
@@ -221,6 +222,8 @@ class Handlers:
             for cmd in part.declared_commands.registrations():
                 self.declared_commands.add(cmd.message, cmd.handler)
             for q in part.declared_queries.registrations():
+                if q.name in FRAMEWORK_QUERIES and self.declared_queries.get(q.name) is not None:
+                    continue  # an App included in another: both declare the framework's own
                 self.declared_queries.add(q.message, q.handler)
             for r in part.declared_reports.registrations():
                 self.declared_reports.add(r.message, r.handler)

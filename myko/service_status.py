@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ServiceStatus = system_pb2.ServiceStatus
+# Queries every App declares itself (an App included in another brings them again).
+FRAMEWORK_QUERIES = frozenset({str(system_pb2.ServiceStatuses.DESCRIPTOR.full_name)})
 # The last report, written on a clean stop, waits this long for the broker at most.
 FINAL_REPORT_TIMEOUT_S = 3.0
 

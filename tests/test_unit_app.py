@@ -101,6 +101,11 @@ def test_parts_are_included_and_clash_loudly() -> None:
     assert [s.name for s in app.sagas] == ["s"]
     with pytest.raises(ConfigError, match="two handlers"):
         app.include(part)
+    # An App included in another: the framework's own declarations come once.
+    outer = App("outer")
+    outer.include(app)
+    assert outer.queries.names() == ["myko.v1.ServiceStatuses"]
+    assert outer.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
 
 
 def test_relations_must_name_entities_of_the_app() -> None:
