@@ -17,6 +17,8 @@ from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
 from prometheus_client import CollectorRegistry
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from myko import input_rules
 from myko.app import App
@@ -29,6 +31,7 @@ from myko.metrics.command import CommandMetrics
 from myko.ports import Proposal, Publisher
 from myko.repo import Store
 from myko.store_fence import StoreFence
+from myko.tracing import SPAN_COMMIT, SPAN_HANDLE, Tracing
 from myko.txlog import TxEntry, TxLog, command_digest
 from myko.v1 import command_pb2
 
@@ -64,8 +67,10 @@ class CommandBus:
         max_batch: int = 512,
         read_back_timeout_s: float = 30.0,
         metrics: CommandMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._app = app
+        self._tracing = tracing or Tracing.off()
         self._store = store
         self._tracker = tracker
         self._txlog = txlog
@@ -103,6 +108,8 @@ class CommandBus:
     async def execute(self, request: command_pb2.CommandRequest) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
         name = type_name_of(request.command.type_url, "command")
+        if self._tracing.enabled:
+            trace.get_current_span().set_attributes({"myko.tx": tx, "myko.command.type": name})
         reg = self._app.commands.get(name)
         if reg is None:
             raise UnknownType("command", name)
@@ -172,6 +179,7 @@ class CommandBus:
             _call(handler, command, ctx, name, tx)
             return ctx
 
+        tracing = self._tracing
         sync = not inspect.iscoroutinefunction(handler)
         for attempt in range(self._conflict_retries + 1):
             if attempt:
@@ -179,18 +187,31 @@ class CommandBus:
             token = self._tracker.open()
             try:
                 ctx = self._context(tx, {})
-                await _run_handler(handler, command, ctx, name, tx)
-                proposal = Proposal(tx=tx, digest=digest, command_type=name, events=ctx.events())
-                sub = Submission(
-                    proposal,
-                    reads=ctx.reads,
-                    scans=ctx.scans,
-                    writes=ctx.writes,
-                    rerun=rerun if sync else None,
-                    size_bound=self._publisher.check_size(proposal),
-                )
-                self._writer.submit(sub)
-                outcome = await sub.future
+                with tracing.span(
+                    SPAN_HANDLE, attributes={"myko.command.type": name, "myko.attempt": attempt + 1}
+                ):
+                    await _run_handler(handler, command, ctx, name, tx)
+                # Queued, validated with the batch, committed, read back: the span the Kafka write hangs under.
+                with tracing.span(SPAN_COMMIT, attributes={"myko.events": len(ctx.writes)}) as span:
+                    proposal = Proposal(
+                        tx=tx,
+                        digest=digest,
+                        command_type=name,
+                        events=ctx.events(),
+                        trace=otel_context.get_current() if tracing.enabled else None,
+                    )
+                    sub = Submission(
+                        proposal,
+                        reads=ctx.reads,
+                        scans=ctx.scans,
+                        writes=ctx.writes,
+                        rerun=rerun if sync else None,
+                        size_bound=self._publisher.check_size(proposal),
+                    )
+                    self._writer.submit(sub)
+                    outcome = await sub.future
+                    if outcome is None:
+                        span.set_attribute("myko.stale", True)  # its reads went stale: run again
             finally:
                 self._tracker.close(token)
             if isinstance(outcome, TxEntry):

@@ -20,11 +20,12 @@ from myko.app import App
 from myko.client import Client, channel_options
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
-from myko.errors import TopicRewritten, Unavailable
+from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
 from myko.lifecycle import Lifecycle
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
+from myko.logs import fields, tx_context
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -33,6 +34,7 @@ from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
+from myko.status import CLIENT_CODES, code_of
 from myko.store_fence import StoreFence
 from myko.tls import Transport
 from myko.topics import (
@@ -45,6 +47,7 @@ from myko.topics import (
     quarantine_topic,
     tx_log_topic,
 )
+from myko.tracing import Tracing
 from myko.txlog import TxLog, TxLogLimits
 from myko.v1 import command_pb2
 from myko.watermark import Watermark
@@ -63,9 +66,14 @@ def register_command_bus(
         service.transport.caller(ctx, catalogue.COMMAND.callers)
         if service.reader.rewritten is not None:
             raise service.reader.rewritten
-        if service.bus.running:
-            return await service.bus.execute(req)
-        return await service.forward(req, ctx)
+        if not service.bus.running:
+            return await service.forward(req, ctx)
+        with tx_context(req.tx[:64]):
+            try:
+                return await service.bus.execute(req)
+            except MykoError as exc:
+                _log_failed(req, exc)
+                raise
 
     register_service(
         server,
@@ -78,11 +86,30 @@ def register_command_bus(
     )
 
 
+def _log_failed(req: command_pb2.CommandRequest, exc: MykoError) -> None:
+    """One line per command that failed here (the leader); a follower only relays the answer."""
+    if isinstance(exc, InternalError):
+        return  # logged already, with the traceback, under its reference (command_bus._handler_failed)
+    code = code_of(exc)
+    command_type = req.command.type_url.rsplit("/", 1)[-1]
+    log.log(
+        logging.INFO if code in CLIENT_CODES else logging.WARNING,
+        "command %s failed: %s: %s",
+        echo(command_type),
+        code.name,
+        exc.message,
+        extra=fields(command_type=command_type[:200], code=code.name, retriable=exc.retriable),
+    )
+
+
 class CommandService(Lifecycle):
-    def __init__(self, settings: CommandSettings, app: App, *, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: CommandSettings, app: App, *, metrics: Metrics | None = None, tracing: Tracing | None = None
+    ) -> None:
         self.settings = settings
         self.app = app
         self.metrics = metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing or Tracing.off()
         kafka = settings.kafka
         self._tx_topic = tx_log_topic(kafka, window_ms=settings.tx_dedupe_window_ms)
         self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
@@ -131,6 +158,7 @@ class CommandService(Lifecycle):
             topic_of=lambda type_name: kafka.topic_prefix + type_name,
             txlog_topic=self._tx_topic.name,
             max_result_bytes=kafka.max_result_bytes,
+            tracing=self.tracing,
         )
         self.bus = CommandBus(
             app=app,
@@ -143,6 +171,7 @@ class CommandService(Lifecycle):
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
             metrics=metrics.command,
+            tracing=self.tracing,
         )
         metrics.command.watch(txlog_entries=lambda: len(self.txlog), leading=lambda: self.bus.running)
         self.lease = LeaderLease(
@@ -156,6 +185,7 @@ class CommandService(Lifecycle):
             transport=self.transport,
             internal_listen=settings.internal_listen,
             metrics=metrics,
+            tracing=self.tracing,
         )
         # A client of the leader's CommandBus, while another replica leads.
         self._leader: Client | None = None
@@ -225,6 +255,7 @@ class CommandService(Lifecycle):
                         *self.transport.channel_options(catalogue.COMMAND.name),
                     ],
                     credentials=self.transport.channel_credentials(internal=True),
+                    tracing=self.tracing,
                 ),
             )
             self._leader = leader

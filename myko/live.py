@@ -20,6 +20,7 @@ from reactivex.abc import DisposableBase
 
 from myko.errors import InternalError, MykoError, echo
 from myko.metrics.live import LiveMetrics, LiveTypeMetrics
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,29 @@ class SharedEvaluation:
             return  # the result did not change
         self._last_value = value
         self._seq += 1
+        hub = self._hub
+        # A change carrying traced commands: the emission's span, linked to them.
+        span = hub.tracing.emission(hub.span_name, self._span_attributes()) if hub.tracing.enabled else None
         try:
-            self._payload = self._build(value, self._seq)
-            self._built_at = self._hub.position()
-        except Exception as exc:
-            self._on_error(exc)
-            return
-        self.metrics.emissions.inc()
-        for sink in self._sinks:
-            sink.put(self._payload)
+            try:
+                self._payload = self._build(value, self._seq)
+                self._built_at = hub.position()
+            except Exception as exc:
+                self._on_error(exc)
+                return
+            self.metrics.emissions.inc()
+            for sink in self._sinks:
+                sink.put(self._payload)
+            if span is not None:
+                span.set_attribute("myko.payload.bytes", len(self._payload))
+        finally:
+            if span is not None:
+                span.end()
+
+    def _span_attributes(self) -> dict[str, str | int]:
+        key = self._key
+        name = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else _describe(key)
+        return {"myko.type": name, "myko.seq": self._seq, "myko.subscribers": len(self._sinks)}
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, MykoError):
@@ -142,14 +157,23 @@ class LiveHub:
     `position` tells where the underlying state is (the store's watermark);
     payloads carry it, so a cached payload is restamped when it moved.
     `metrics` gets each evaluation's and subscriber's activity, by `type_name`.
+    With `tracing`, an emission of a change that carries traced commands gets a
+    span (`span_name`) linked to them.
     """
 
     def __init__(
-        self, position: Callable[[], Hashable] = lambda: None, *, metrics: LiveMetrics | None = None
+        self,
+        position: Callable[[], Hashable] = lambda: None,
+        *,
+        metrics: LiveMetrics | None = None,
+        tracing: Tracing | None = None,
+        span_name: str = "myko.live.emit",
     ) -> None:
         self._evals: dict[Hashable, SharedEvaluation] = {}
         self.position = position
         self._metrics = metrics if metrics is not None else LiveMetrics(CollectorRegistry())
+        self.tracing = tracing or Tracing.off()
+        self.span_name = span_name
 
     def __len__(self) -> int:
         return len(self._evals)

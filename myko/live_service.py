@@ -17,6 +17,7 @@ from myko.repo_feed import RepoFeed
 from myko.server import GrpcServer
 from myko.settings import QuerySettings, ReportSettings
 from myko.tls import Transport
+from myko.tracing import Tracing, emit_span_name
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,19 @@ class LiveService(Lifecycle):
         *,
         kind: LiveKind,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing or Tracing.off()
         self.store = Store(app.entities, topic_prefix=settings.topic_prefix)
         self.transport = Transport(settings.tls)
-        self.hub = LiveHub(position=lambda: self.store.watermark, metrics=metrics.live)
+        self.hub = LiveHub(
+            position=lambda: self.store.watermark,
+            metrics=metrics.live,
+            tracing=self.tracing,
+            span_name=emit_span_name(kind.value),
+        )
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
         self.bus = LiveBus(
             kind=kind, registry=registry, store=self.store, hub=self.hub, max_streams=settings.max_streams
@@ -47,6 +55,7 @@ class LiveService(Lifecycle):
             register=[lambda s: register_live_bus(s, self.bus, metrics.rpc)],
             transport=self.transport,
             metrics=metrics,
+            tracing=self.tracing,
         )
         self.feed = RepoFeed(
             repo_addr=settings.repo_addr,
@@ -54,6 +63,7 @@ class LiveService(Lifecycle):
             on_ready=self.grpc.set_serving,
             keepalive=settings.keepalive,
             transport=self.transport,
+            tracing=self.tracing,
         )
         metrics.live.watch_feed(lambda: self.feed.ready)
 

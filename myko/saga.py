@@ -39,6 +39,7 @@ import reactivex
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
@@ -61,6 +62,7 @@ from myko.events import decode_entity
 from myko.lifecycle import cancel_and_wait
 from myko.metrics.consumer import ConsumerLag
 from myko.metrics.saga import SagaRunMetrics
+from myko.logs import fields, tx_context
 from myko.quarantine import Quarantine
 from myko.repo import Store
 from myko.retry import Backoff
@@ -68,6 +70,7 @@ from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
 from myko.settings import KafkaSettings
 from myko.status import code_of
 from myko.store_fence import StoreFence
+from myko.tracing import SPAN_SAGA_EVENT, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +160,13 @@ class SagaRunner:
         after_execute: AfterExecute | None = None,
         metrics: SagaRunMetrics | None = None,
         lag: ConsumerLag | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.name = registration.name
         # Its own series (myko/metrics/saga.py) and its group's lag, when the service keeps them.
         self._metrics = metrics
         self._lag = lag
+        self._tracing = tracing or Tracing.off()
         self._handler = registration.handler
         self._kafka = kafka
         self._config = config
@@ -318,44 +323,51 @@ class SagaRunner:
             )
             self._processed(started)
             return True
-        backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                await self._attempt(event)
-                self._processed(started)
-                return True
-            except _Failure as f:
-                failure = f
-            except Exception as exc:
-                log.exception("saga %s: unexpected error at %s", self.name, event)
-                failure = _Failure(f"{type(exc).__name__}: {exc}")
-            if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
-                log.error(
-                    "saga %s: giving up on %s after %d attempt(s): %s",
+        # The event's handling is a child of the command that wrote it (the record's
+        # traceparent), and the commands it sends are children of the handling.
+        parent = self._tracing.context_from_record(record.headers) if self._tracing.enabled else None
+        with (
+            tx_context(event.tx),
+            self._tracing.span(
+                SPAN_SAGA_EVENT,
+                kind=SpanKind.CONSUMER,
+                context=parent,
+                attributes={"myko.saga": self.name, "myko.event": str(event), "myko.event.tx": event.tx},
+            ) as span,
+        ):
+            backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    await self._attempt(event)
+                    self._processed(started)
+                    return True
+                except _Failure as f:
+                    failure = f
+                except Exception as exc:
+                    log.exception("saga %s: unexpected error at %s", self.name, event)
+                    failure = _Failure(f"{type(exc).__name__}: {exc}")
+                if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
+                    span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {failure.reason}"))
+                    await self._dead_letter(record, position, failure.reason, attempts=attempts)
+                    self._processed(started)
+                    return True
+                if self._metrics is not None:
+                    self._metrics.retries.inc()
+                delay = backoff.next()
+                span.add_event("myko.saga.retry", {"myko.attempt": attempts, "myko.reason": failure.reason})
+                log.warning(
+                    "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
                     self.name,
-                    event,
                     attempts,
+                    event,
                     failure.reason,
+                    delay,
                 )
-                await self._dead_letter(record, position, failure.reason, attempts=attempts)
-                self._processed(started)
-                return True
-            if self._metrics is not None:
-                self._metrics.retries.inc()
-            delay = backoff.next()
-            log.warning(
-                "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
-                self.name,
-                attempts,
-                event,
-                failure.reason,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            if not self._owned(tp):
-                return False
+                await asyncio.sleep(delay)
+                if not self._owned(tp):
+                    return False
 
     def _processed(self, started: float) -> None:
         if self._metrics is not None:
@@ -454,9 +466,27 @@ class SagaRunner:
                     reason=reason,
                     attempts=attempts,
                 )
-                if self._metrics is not None:
-                    self._metrics.dead_lettered.inc()
-                return
             except Unavailable as exc:
                 log.warning("saga %s: %s; retrying", self.name, exc)
                 await asyncio.sleep(backoff.next())
+                continue
+            if self._metrics is not None:
+                self._metrics.dead_lettered.inc()
+            # The one line per dead letter.
+            log.error(
+                "saga %s: dead-lettered %s after %d attempt(s): %s",
+                self.name,
+                position,
+                attempts,
+                reason,
+                extra=fields(
+                    saga=self.name,
+                    topic=position.topic,
+                    partition=position.partition,
+                    offset=position.offset,
+                    attempts=attempts,
+                    reason=reason,
+                    dead_letter_topic=self._dead_letters.topic,
+                ),
+            )
+            return

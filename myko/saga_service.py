@@ -28,6 +28,7 @@ from myko.settings import SagaSettings
 from myko.store_fence import StoreFence
 from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ class SagaService(Lifecycle):
         *,
         after_execute: AfterExecute | None = None,
         metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing.off()
         self.app = app
         self.metrics = metrics = metrics if metrics is not None else Metrics()
         kafka = settings.kafka
@@ -71,6 +74,7 @@ class SagaService(Lifecycle):
                 *self.transport.channel_options(catalogue.COMMAND.name),
             ],
             credentials=self.transport.channel_credentials(internal=True),
+            tracing=self.tracing,
         )
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
@@ -95,6 +99,7 @@ class SagaService(Lifecycle):
                 after_execute=after_execute,
                 metrics=metrics.sagas.of(reg.name),
                 lag=metrics.consumers.consumer(f"saga:{reg.name}"),
+                tracing=self.tracing,
             )
             for reg in app.sagas
         ]

@@ -13,6 +13,7 @@ import time
 
 import grpc
 from aiohttp import web
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from myko.errors import MykoError, ServerError, Unavailable, UnknownType, echo
 from myko.gateway.admission import Admission, client_of
@@ -27,6 +28,7 @@ from myko.gateway.upstreams import Upstreams
 from myko.metrics.gateway import OTHER_METHOD, GatewayMetrics
 from myko.settings import GatewaySettings
 from myko.status import code_of
+from myko.tracing import TRACEPARENT, TRACESTATE, Tracing
 
 log = logging.getLogger(__name__)
 _OK = grpc.StatusCode.OK.value[0]
@@ -44,7 +46,9 @@ class GrpcWebProxy:
         admission: Admission,
         settings: GatewaySettings,
         metrics: GatewayMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
+        self._tracing = tracing or Tracing.off()
         self._upstreams = upstreams
         self._metrics = metrics
         self._live = live_bus
@@ -133,19 +137,24 @@ class GrpcWebProxy:
     ) -> web.StreamResponse:
         upstream = route.upstream.value
         if route.kind is CallKind.UNARY:
-            call = self._upstreams.unary(route.upstream, path)(payload, timeout=timeout_s, metadata=metadata)
-            try:
-                reply = await call
-            except grpc.aio.AioRpcError as exc:
-                await responder.start(exc.initial_metadata())
-                return await responder.finish(
-                    _code(exc), upstream_details(upstream, exc), exc.trailing_metadata()
+            if not self._tracing.enabled:
+                return (await self._unary(responder, route, path, payload, timeout_s, metadata))[0]
+            # The browser's traceparent is the parent; upstream, this span is.
+            tracer = self._tracing.tracer
+            with tracer.start_as_current_span(
+                f"POST {path}",
+                context=self._tracing.context_from(request.headers),
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "POST", "url.path": path, "rpc.system": "grpc"},
+            ) as span:
+                traced = tuple(kv for kv in metadata if kv[0] not in (TRACEPARENT, TRACESTATE))
+                response, code = await self._unary(
+                    responder, route, path, payload, timeout_s, traced + self._tracing.metadata()
                 )
-            finally:
-                call.cancel()
-            await responder.start(await call.initial_metadata())
-            await responder.message(reply)
-            return await responder.finish(_OK, "", await call.trailing_metadata())
+                span.set_attribute("rpc.grpc.status_code", code)
+                if code != _OK:
+                    span.set_status(Status(StatusCode.ERROR, f"grpc-status {code}"))
+                return response
 
         ticket = self._admission.admit(client_of(request))
         stream = self._upstreams.server_stream(route.upstream, path)(
@@ -165,6 +174,30 @@ class GrpcWebProxy:
             stream.cancel()
             self._admission.release(ticket)
         return await responder.finish(_OK, "", await stream.trailing_metadata())
+
+    async def _unary(
+        self,
+        responder: Responder,
+        route: Route,
+        path: str,
+        payload: bytes,
+        timeout_s: float | None,
+        metadata: Metadata,
+    ) -> tuple[web.StreamResponse, int]:
+        """Forward one unary call; the response and the grpc-status it carried."""
+        call = self._upstreams.unary(route.upstream, path)(payload, timeout=timeout_s, metadata=metadata)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as exc:
+            await responder.start(exc.initial_metadata())
+            code = _code(exc)
+            details = upstream_details(route.upstream.value, exc)
+            return await responder.finish(code, details, exc.trailing_metadata()), code
+        finally:
+            call.cancel()
+        await responder.start(await call.initial_metadata())
+        await responder.message(reply)
+        return await responder.finish(_OK, "", await call.trailing_metadata()), _OK
 
     async def _serve_session(self, responder: Responder, session: Session) -> web.StreamResponse:
         log.debug("live session %s opened", session.id)

@@ -20,6 +20,7 @@ from myko.metrics import Metrics
 from myko.metrics.server import metrics_response
 from myko.settings import GatewaySettings
 from myko.tls import Transport
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,17 @@ class Gateway:
     """The running gateway: start() binds the port, stop() closes streams and channels."""
 
     def __init__(
-        self, settings: GatewaySettings, *, transport: Transport | None = None, metrics: Metrics | None = None
+        self,
+        settings: GatewaySettings,
+        *,
+        transport: Transport | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._settings = settings
         self._transport = transport or Transport(settings.tls)
         self.metrics = metrics if metrics is not None else Metrics()
+        self._tracing = tracing or Tracing.off()
         self._upstreams = Upstreams(
             {
                 Upstream.COMMAND: settings.command_addr,
@@ -60,7 +67,9 @@ class Gateway:
         app = web.Application(client_max_size=self._settings.max_request_body_bytes)
         cors = Cors(self._settings.cors_origins)
         live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
-        proxy = GrpcWebProxy(self._upstreams, live, self.admission, self._settings, self.metrics.gateway)
+        proxy = GrpcWebProxy(
+            self._upstreams, live, self.admission, self._settings, self.metrics.gateway, self._tracing
+        )
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
         app.router.add_get("/healthz", self._healthz)

@@ -4,11 +4,12 @@ from myko.app import App
 from myko.command_service import CommandService
 from myko.metrics import Metrics
 from myko.runner import run
+from myko.tracing import Tracing
 from myko.settings import CommandSettings
 
 
-def build(settings: CommandSettings, app: App, metrics: Metrics) -> CommandService:
-    return CommandService(settings, app, metrics=metrics)
+def build(settings: CommandSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> CommandService:
+    return CommandService(settings, app, metrics=metrics, tracing=tracing)
 
 
 def main() -> None:

@@ -6,10 +6,11 @@ from myko.live_service import LiveService
 from myko.metrics import Metrics
 from myko.runner import run
 from myko.settings import QuerySettings
+from myko.tracing import Tracing
 
 
-def build(settings: QuerySettings, app: App, metrics: Metrics) -> LiveService:
-    return LiveService(settings, app, kind=LiveKind.QUERY, metrics=metrics)
+def build(settings: QuerySettings, app: App, *, metrics: Metrics, tracing: Tracing) -> LiveService:
+    return LiveService(settings, app, kind=LiveKind.QUERY, metrics=metrics, tracing=tracing)
 
 
 def main() -> None:

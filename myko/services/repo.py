@@ -4,11 +4,12 @@ from myko.app import App
 from myko.metrics import Metrics
 from myko.repo_service import RepoService
 from myko.runner import run
+from myko.tracing import Tracing
 from myko.settings import RepoSettings
 
 
-def build(settings: RepoSettings, app: App, metrics: Metrics) -> RepoService:
-    return RepoService(settings, app, metrics=metrics)
+def build(settings: RepoSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> RepoService:
+    return RepoService(settings, app, metrics=metrics, tracing=tracing)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from myko.runner import run
 from myko.saga_event import SagaEvent
 from myko.saga_service import SagaService
 from myko.settings import SagaSettings
+from myko.tracing import Tracing
 
 
 def _crash(event: SagaEvent) -> None:
@@ -22,9 +23,9 @@ def _crash(event: SagaEvent) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build(settings: SagaSettings, app: App, metrics: Metrics) -> SagaService:
+def build(settings: SagaSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> SagaService:
     return SagaService(
-        settings, app, after_execute=_crash if settings.test_crash_after_execute else None, metrics=metrics
+        settings, app, after_execute=_crash if settings.test_crash_after_execute else None, metrics=metrics, tracing=tracing
     )
 
 
