@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,19 @@ class MykoPorts:
 
 
 def myko_stack(
-    *, bootstrap_servers: str, topic_prefix: str, log_dir: Path, partitions: int
+    *,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    log_dir: Path,
+    partitions: int,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[Stack, MykoPorts]:
-    """The three services in start order (repo first: query mirrors it)."""
+    """The three services in start order (repo first: query mirrors it); `extra_env` for all three."""
     ports = MykoPorts(repo=free_port(), command=free_port(), query=free_port())
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        # The example app: the bench drives its commands and queries.
+        "MYKO_APP": "targets",
         "MYKO_TOPIC_PREFIX": topic_prefix,
         "MYKO_TOPIC_PARTITIONS": str(partitions),
         "MYKO_REPO_PORT": str(ports.repo),
@@ -31,6 +39,7 @@ def myko_stack(
         "MYKO_QUERY_PORT": str(ports.query),
         "MYKO_REPO_ADDR": f"127.0.0.1:{ports.repo}",
         "MYKO_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
 
     def service(short: str, port: int) -> ServiceProcess:
