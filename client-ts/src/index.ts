@@ -27,6 +27,7 @@ export {
 export { type LiveStatus } from "./live-value.svelte.js";
 export { pack } from "./requests.js";
 export { relativeTime } from "./time.js";
+export { newTraceparent, traceIdOf } from "./trace.js";
 export { gatewayTransport } from "./transport.js";
 export { covers } from "./watermark.js";
 // The framework messages an application handles most.
