@@ -15,6 +15,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from opentelemetry import trace
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
@@ -90,21 +91,26 @@ class SharedEvaluation:
         hub = self._hub
         # A change carrying traced commands: the emission's span, linked to them.
         span = hub.tracing.emission(hub.span_name, self._span_attributes()) if hub.tracing.enabled else None
+        if span is None:
+            self._emit(value)
+            return
+        with trace.use_span(span, end_on_exit=True):
+            payload = self._emit(value)
+            if payload is not None:
+                span.set_attribute("myko.payload.bytes", len(payload))
+
+    def _emit(self, value: Any) -> bytes | None:
+        """Build the payload once and hand it to every subscriber; None when building failed."""
         try:
-            try:
-                self._payload = self._build(value, self._seq)
-                self._built_at = hub.position()
-            except Exception as exc:
-                self._on_error(exc)
-                return
-            self.metrics.emissions.inc()
-            for sink in self._sinks:
-                sink.put(self._payload)
-            if span is not None:
-                span.set_attribute("myko.payload.bytes", len(self._payload))
-        finally:
-            if span is not None:
-                span.end()
+            payload = self._payload = self._build(value, self._seq)
+            self._built_at = self._hub.position()
+        except Exception as exc:
+            self._on_error(exc)
+            return None
+        self.metrics.emissions.inc()
+        for sink in self._sinks:
+            sink.put(payload)
+        return payload
 
     def _span_attributes(self) -> dict[str, str | int]:
         key = self._key

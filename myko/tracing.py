@@ -182,11 +182,17 @@ class Tracing:
         context: Context | None = None,
         attributes: Attributes | None = None,
     ) -> Iterator[Span]:
-        """A span made current for the block; an exception marks it failed and passes on."""
+        """A span made current for the block; an exception marks it failed and passes on.
+
+        The exception's type and message become the span's status; its traceback
+        is not recorded (costly, and a rejected command is not a fault).
+        """
         if not self.enabled:
             yield trace.INVALID_SPAN
             return
-        with self.tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes) as s:
+        with self.tracer.start_as_current_span(
+            name, context=context, kind=kind, attributes=attributes, record_exception=False
+        ) as s:
             yield s
 
     @contextlib.contextmanager
