@@ -271,13 +271,19 @@ def _run_overhead(opts: Options, *, bootstrap: str) -> OverheadResult | None:
                 log_dir=log_dir / ("on" if on else "off"),
                 partitions=opts.partitions,
                 extra_env=observability_env(on, otlp_port=sink.port),
+                metrics=on,
             )
             for on in (False, True)
         }
         _say(f"Observability overhead: two stacks, ON and OFF (logs in {log_dir}) ...")
         with stacks[False][0], stacks[True][0]:
             sides = {
-                on: Side("on" if on else "off", f"127.0.0.1:{ports.command}", f"127.0.0.1:{ports.query}")
+                on: Side(
+                    "on" if on else "off",
+                    f"127.0.0.1:{ports.command}",
+                    f"127.0.0.1:{ports.query}",
+                    metrics_ports=ports.metrics,
+                )
                 for on, (_, ports) in stacks.items()
             }
             _say(

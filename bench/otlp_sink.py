@@ -1,10 +1,15 @@
-"""`python -m bench.otlp_sink PORT`: an OTLP/gRPC trace receiver that counts spans and drops them.
+"""`python -m bench.otlp_sink PORT [DUMP]`: an OTLP/gRPC trace receiver that counts spans.
 
 It stands in for an OpenTelemetry Collector while the bench measures
 tracing's overhead: the services really serialise and send every span over
 gRPC, as they would to a collector, and nothing is stored. It prints `ready`
 once listening and, when stopped with SIGTERM or SIGINT, the number of spans
 received (the bench checks that the traced stack really exported).
+
+With DUMP it also appends every export request to that file, one
+length-prefixed ExportTraceServiceRequest after another, for `python -m
+bench.span_tree DUMP` to print (how docs/observability.md's browser trace was
+taken from a real stack).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,12 +29,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
-async def serve(port: int) -> int:
+async def serve(port: int, dump: Path | None = None) -> int:
     received = 0
 
     async def export(request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:
         nonlocal received
         received += sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+        if dump is not None:
+            data = request.SerializeToString()
+            with dump.open("ab") as f:
+                f.write(len(data).to_bytes(4, "big") + data)
         return ExportTraceServiceResponse()
 
     server = grpc.aio.server()
@@ -61,7 +71,8 @@ async def serve(port: int) -> int:
 
 def main() -> None:
     port = int(sys.argv[1])
-    print(asyncio.run(serve(port)), flush=True)
+    dump = Path(sys.argv[2]) if len(sys.argv) > 2 else None
+    print(asyncio.run(serve(port, dump)), flush=True)
 
 
 if __name__ == "__main__":

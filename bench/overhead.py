@@ -9,21 +9,25 @@ of an open AllTargets Watch that covers the write.
 
 ON is what a production deployment runs: tracing with the default sampler
 (parentbased_always_on: every command traced) exporting OTLP over gRPC to a
-receiver process (otlp_sink.py, standing in for a collector), and metrics on.
-OFF: OTEL_SDK_DISABLED=true and metrics off.
+receiver process (otlp_sink.py, standing in for a collector), metrics kept and
+served, scraped the way `myko run --prometheus` does (every 5 s), and the
+ServiceStatus reports written. OFF: OTEL_SDK_DISABLED=true, no metrics port, no
+status reports (the series are still counted in memory: that is not optional).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import grpc
 from targets.v1 import commands_pb2, queries_pb2
 
@@ -39,14 +43,29 @@ TARGET_PCT = 5.0
 def observability_env(on: bool, *, otlp_port: int) -> dict[str, str]:
     """The services' environment for each side (docs/observability.md explains the variables)."""
     if not on:
-        return {"OTEL_SDK_DISABLED": "true"}
+        return {"OTEL_SDK_DISABLED": "true", "MYKO_STATUS_INTERVAL_MS": "0"}
     return {
         "OTEL_SDK_DISABLED": "false",
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
         # The default, spelt out so a developer's shell cannot change what is measured.
         "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "MYKO_STATUS_INTERVAL_MS": "10000",
     }
+
+
+SCRAPE_INTERVAL_S = 5.0
+
+
+async def scrape_forever(ports: Sequence[int], interval_s: float = SCRAPE_INTERVAL_S) -> None:
+    """GET /metrics from every port each interval, as Prometheus would; until cancelled."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=interval_s)) as http:
+        while True:
+            for port in ports:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                    resp.raise_for_status()
+                    await resp.read()
+            await asyncio.sleep(interval_s)
 
 
 @dataclass
@@ -127,6 +146,7 @@ class Side:
     name: str
     command_addr: str
     query_addr: str
+    metrics_ports: tuple[int, ...] = ()
 
 
 class _Runner:
@@ -185,6 +205,9 @@ async def measure_overhead(
     """(OFF, ON, load average before, after): `rounds` blocks of `per_round` commands per side."""
     runners = {on: _Runner(side, targets=targets) for on, side in sides.items()}
     results = {False: SideResult(), True: SideResult()}
+    scrapers = [
+        asyncio.create_task(scrape_forever(s.metrics_ports)) for s in sides.values() if s.metrics_ports
+    ]
     try:
         for runner in runners.values():
             await runner.start(timeout_s)
@@ -196,6 +219,11 @@ async def measure_overhead(
                 await runners[on].run(per_round, results[on], timeout_s)
         load_after = load_average()
     finally:
+        for task in scrapers:
+            task.cancel()
+        for task in scrapers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for runner in runners.values():
             await runner.close()
     return results[False], results[True], load_before, load_after

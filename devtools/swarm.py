@@ -38,6 +38,7 @@ import argparse
 import contextlib
 import functools
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -81,8 +82,9 @@ POLL_S = 2.0
 # declares `secrets: {x: {external: true}}` gets x from here (the secured
 # stack's own come from secured_secrets).
 GENERATED: dict[str, Callable[[], str]] = {
-    # An example of the shape: a random password, made once per swarm.
-    # "some_password": lambda: secrets.token_urlsafe(32),
+    # Grafana's admin password (read it with the docker secret's creator, or reset it
+    # with grafana-cli inside the container): never the image's admin/admin.
+    "grafana_admin_password": lambda: secrets.token_urlsafe(24),
 }
 
 

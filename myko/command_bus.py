@@ -16,9 +16,9 @@ import logging
 from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
-from prometheus_client import CollectorRegistry
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from myko import input_rules
 from myko.app import App

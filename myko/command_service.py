@@ -23,9 +23,9 @@ from myko.conflicts import ChangeTracker
 from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
 from myko.lifecycle import Lifecycle
+from myko.logs import fields, tx_context
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
-from myko.logs import fields, tx_context
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -104,7 +104,12 @@ def _log_failed(req: command_pb2.CommandRequest, exc: MykoError) -> None:
 
 class CommandService(Lifecycle):
     def __init__(
-        self, settings: CommandSettings, app: App, *, metrics: Metrics | None = None, tracing: Tracing | None = None
+        self,
+        settings: CommandSettings,
+        app: App,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.app = app

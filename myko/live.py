@@ -14,8 +14,8 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from prometheus_client import CollectorRegistry
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 

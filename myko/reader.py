@@ -23,8 +23,8 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
-from myko.ports import ReadWindow
 from myko.metrics.consumer import ConsumerLag
+from myko.ports import ReadWindow
 from myko.settings import KafkaSettings
 from myko.topic_identity import TopicIdentity, describe_topics
 from myko.watermark import Watermark

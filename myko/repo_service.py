@@ -143,7 +143,12 @@ class RepoService(Lifecycle):
     """The running repo_svc: reader -> store -> RepoService, SERVING once caught up."""
 
     def __init__(
-        self, settings: RepoSettings, app: App, *, metrics: Metrics | None = None, tracing: Tracing | None = None
+        self,
+        settings: RepoSettings,
+        app: App,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics = metrics if metrics is not None else Metrics()

@@ -60,9 +60,9 @@ from myko.errors import (
 )
 from myko.events import decode_entity
 from myko.lifecycle import cancel_and_wait
+from myko.logs import fields, tx_context
 from myko.metrics.consumer import ConsumerLag
 from myko.metrics.saga import SagaRunMetrics
-from myko.logs import fields, tx_context
 from myko.quarantine import Quarantine
 from myko.repo import Store
 from myko.retry import Backoff

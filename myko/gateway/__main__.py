@@ -11,8 +11,8 @@ import sys
 from myko import catalogue
 from myko.errors import ConfigError
 from myko.gateway.server import Gateway
-from myko.metrics import Metrics
 from myko.logs import configure_logging
+from myko.metrics import Metrics
 from myko.settings import GatewaySettings
 from myko.tls import Transport
 from myko.trace_export import build_tracing

@@ -4,8 +4,8 @@ from myko.app import App
 from myko.command_service import CommandService
 from myko.metrics import Metrics
 from myko.runner import run
-from myko.tracing import Tracing
 from myko.settings import CommandSettings
+from myko.tracing import Tracing
 
 
 def build(settings: CommandSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> CommandService:

@@ -4,8 +4,8 @@ from myko.app import App
 from myko.metrics import Metrics
 from myko.repo_service import RepoService
 from myko.runner import run
-from myko.tracing import Tracing
 from myko.settings import RepoSettings
+from myko.tracing import Tracing
 
 
 def build(settings: RepoSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> RepoService:

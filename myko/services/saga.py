@@ -25,7 +25,11 @@ def _crash(event: SagaEvent) -> None:
 
 def build(settings: SagaSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> SagaService:
     return SagaService(
-        settings, app, after_execute=_crash if settings.test_crash_after_execute else None, metrics=metrics, tracing=tracing
+        settings,
+        app,
+        after_execute=_crash if settings.test_crash_after_execute else None,
+        metrics=metrics,
+        tracing=tracing,
     )
 
 
