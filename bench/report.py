@@ -16,7 +16,7 @@ from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
 from bench.kafka_floor import FloorResult
 from bench.machine import Machine
-from bench.overhead import TARGET_PCT, OverheadResult
+from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
 from bench.throughput import ThroughputResult
 
@@ -265,7 +265,8 @@ def _overhead_notes(o: OverheadResult) -> list[str]:
         f"{o.rounds} interleaved rounds of {o.per_round} commands per side; load average "
         f"{o.load_before} before, {o.load_after} after.",
         "ON: OTLP/gRPC export to a receiver process (bench/otlp_sink.py), sampler parentbased_always_on; "
-        f"spans received: {spans}. OFF: OTEL_SDK_DISABLED=true.",
+        f"spans received: {spans}; metrics served and scraped every {SCRAPE_INTERVAL_S:.0f} s; status reports. "
+        "OFF: OTEL_SDK_DISABLED=true, no metrics port, no status reports.",
     ]
 
 
