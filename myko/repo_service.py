@@ -81,7 +81,9 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
 
 
 def register_repo_service(
-    server: grpc.aio.Server, store: Store, caught_up: asyncio.Event,
+    server: grpc.aio.Server,
+    store: Store,
+    caught_up: asyncio.Event,
     transport: Transport,
     metrics: RpcMetrics | None = None,
 ) -> None:
@@ -182,7 +184,9 @@ class RepoService(Lifecycle):
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.REPO.grpc_services,
-            register=[lambda s: register_repo_service(s, self.store, self.caught_up, self.transport, metrics.rpc)],
+            register=[
+                lambda s: register_repo_service(s, self.store, self.caught_up, self.transport, metrics.rpc)
+            ],
             transport=self.transport,
             metrics=metrics,
             tracing=self.tracing,

@@ -35,7 +35,6 @@ from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceExited, ServiceProcess, Stack
-from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.prometheus import (
     PROMETHEUS_PORT,
     LocalPrometheus,
@@ -43,6 +42,7 @@ from myko.local.prometheus import (
     prometheus_config,
     targets_of,
 )
+from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.topology import StackSecurity, cluster_stack, local_stack
 
 KAFKA_PORT = 9092
