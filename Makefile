@@ -26,18 +26,20 @@ export MYKO_KAFKA_JARS ?= $(CURDIR)/kafka/target/lib
 NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
-	client-pack ui-build chromium screenshot run run-cluster bench clean distclean \
+	client-pack ui-build chromium prometheus alerts screenshot run run-cluster bench clean distclean \
 	images swarm-up swarm-down test-swarm
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
 	@echo "make run          start Kafka, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
+	@echo "                  ARGS=--prometheus also starts Prometheus scraping them (docs/observability.md)"
 	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
 	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests, live swarm"
 	@echo "make gen          regenerate generated code from the .proto files"
 	@echo "make client-pack  pack @myko/client (client-ts/) into myko/_ts/, which the wheel ships"
 	@echo "make images       build the Myko and Kafka images (official bases, or Debian ones without a registry)"
 	@echo "make swarm-up     deploy the stack on this machine's Docker (single-node swarm); swarm-down removes it"
+	@echo "make alerts       check and unit-test the Prometheus alert rules with promtool"
 	@echo "make lint | format | typecheck | pytest | test-swarm | bench | clean | distclean"
 
 setup: $(STAMP_PY) $(STAMP_NPM) $(STAMP_JARS)
@@ -102,7 +104,15 @@ test-py: setup
 	$(MAKE) lint
 	$(MAKE) typecheck
 	$(MAKE) gen-check
+	$(MAKE) alerts
 	$(MAKE) pytest
+
+# The alert rules every Prometheus of a Myko stack loads: valid, and firing when
+# they should (tests/prometheus/alerts_test.yml). promtool comes with Debian's
+# prometheus, which the Prometheus tests (tests/test_prometheus.py) run too.
+alerts: prometheus
+	promtool check rules myko/metrics/alerts.yml
+	promtool test rules tests/prometheus/alerts_test.yml
 
 # The TypeScript client package (client-ts/, @myko/client) and the UI: type check,
 # unit/component tests, production build, then the browser tests, which start
@@ -148,6 +158,21 @@ swarm-down: setup
 # Without a Docker engine it is skipped, and says so (-rs).
 test-swarm: setup ui-build chromium
 	CHROMIUM=$(CHROMIUM) $(PY) -m pytest -m swarm -rs -p no:cacheprovider tests/test_swarm_live.py $(PYTEST_ARGS)
+
+# Debian's Prometheus (2.42, with promtool), as .ci/run installs it. The package's
+# service is not started here: tests and `myko run --prometheus` run their own.
+prometheus:
+	if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "prometheus: installing Debian's package (its service is not started)"; \
+			apt-get update -qq; \
+			if [ -e /usr/sbin/policy-rc.d ]; then added=; else printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; added=1; fi; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+			if [ -n "$$added" ]; then rm -f /usr/sbin/policy-rc.d; fi; \
+		else \
+			echo "prometheus: install Debian's prometheus package (it brings promtool)" >&2; exit 1; \
+		fi; \
+	fi
 
 # The gateway serves ui/dist.
 ui-build: setup

@@ -6,8 +6,9 @@
 
 Starts a local Kafka (myko/local/kafka.py) unless KAFKA_BOOTSTRAP_SERVERS is
 set, then repo_svc, command_svc and query_svc as processes on free ports with a
-fresh topic prefix, and stops all of it at the end. Service logs go to
-.run/bench/<prefix>/.
+fresh topic prefix, and stops all of it at the end. Then two more such stacks,
+observability ON and OFF, for the overhead (bench/overhead.py). Service logs go
+to .run/bench/<prefix>/.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from bench.end_to_end import EndToEndResult, measure_end_to_end
 from bench.fanout import FanoutResult, measure_fanout
 from bench.kafka_floor import FloorResult, measure_floor
 from bench.machine import describe_machine, local_kafka_version
+from bench.overhead import OtlpSink, OverheadResult, Side, measure_overhead, observability_env
 from bench.report import BenchResults, render_text, write_markdown
 from bench.services import MykoPorts, myko_stack
 from bench.throughput import ThroughputResult, measure_throughput
@@ -56,6 +58,9 @@ class Options:
     fanout_subscribers: tuple[int, ...]
     fanout_count: int
     fanout_warmup: int
+    overhead_rounds: int
+    overhead_commands: int
+    overhead_warmup: int
     partitions: int
     output: Path | None
 
@@ -92,6 +97,16 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     ap.add_argument("--fanout-subscribers", type=_counts, default=(1, 100), help="e.g. 1,100")
     ap.add_argument("--fanout-count", type=int, default=200, help="sequential commands per fan-out level")
     ap.add_argument("--fanout-warmup", type=int, default=20, help="unmeasured commands first")
+    ap.add_argument(
+        "--overhead-rounds",
+        type=int,
+        default=10,
+        help="ON/OFF blocks for the observability overhead (0: skip)",
+    )
+    ap.add_argument(
+        "--overhead-commands", type=int, default=100, help="sequential commands per side per block"
+    )
+    ap.add_argument("--overhead-warmup", type=int, default=50, help="unmeasured commands per side first")
     ap.add_argument("--partitions", type=int, default=3, help="MYKO_TOPIC_PARTITIONS for the services")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md", help="where to record")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update --output")
@@ -101,6 +116,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         a.broker_warmup, a.floor_count, a.floor_warmup, a.e2e_count, a.e2e_warmup = 100, 200, 20, 200, 20
         a.throughput_seconds, a.throughput_warmup_seconds = 2.0, 0.5
         a.fanout_count, a.fanout_warmup = 50, 5
+        a.overhead_rounds, a.overhead_commands, a.overhead_warmup = 4, 25, 10
     return Options(
         broker_warmup=a.broker_warmup,
         floor_count=a.floor_count,
@@ -115,6 +131,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         fanout_subscribers=a.fanout_subscribers,
         fanout_count=a.fanout_count,
         fanout_warmup=a.fanout_warmup,
+        overhead_rounds=a.overhead_rounds,
+        overhead_commands=a.overhead_commands,
+        overhead_warmup=a.overhead_warmup,
         partitions=a.partitions,
         output=None if a.no_write or a.quick else a.output,
     )
@@ -238,6 +257,60 @@ def _run_services(opts: Options, *, bootstrap: str, kafka_pid: int | None) -> _M
         )
 
 
+def _run_overhead(opts: Options, *, bootstrap: str) -> OverheadResult | None:
+    """Two stacks at once, observability ON and OFF, and an OTLP receiver for the ON one."""
+    if opts.overhead_rounds < 1:
+        return None
+    run_id = uuid.uuid4().hex[:8]
+    log_dir = ROOT / ".run" / "bench" / f"overhead{run_id}"
+    with OtlpSink(log_dir / "otlp_sink.log") as sink:
+        stacks = {
+            on: myko_stack(
+                bootstrap_servers=bootstrap,
+                topic_prefix=f"bench{run_id}{'on' if on else 'off'}.",
+                log_dir=log_dir / ("on" if on else "off"),
+                partitions=opts.partitions,
+                extra_env=observability_env(on, otlp_port=sink.port),
+                metrics=on,
+            )
+            for on in (False, True)
+        }
+        _say(f"Observability overhead: two stacks, ON and OFF (logs in {log_dir}) ...")
+        with stacks[False][0], stacks[True][0]:
+            sides = {
+                on: Side(
+                    "on" if on else "off",
+                    f"127.0.0.1:{ports.command}",
+                    f"127.0.0.1:{ports.query}",
+                    metrics_ports=ports.metrics,
+                )
+                for on, (_, ports) in stacks.items()
+            }
+            _say(
+                f"Observability overhead: {opts.overhead_rounds} rounds of {opts.overhead_commands}"
+                " commands per side, interleaved ..."
+            )
+            off, on, load_before, load_after = asyncio.run(
+                measure_overhead(
+                    sides,
+                    rounds=opts.overhead_rounds,
+                    per_round=opts.overhead_commands,
+                    warmup=opts.overhead_warmup,
+                )
+            )
+        # After the ON stack stopped: it flushes its last spans on the way out.
+        spans = sink.stop()
+    return OverheadResult(
+        off=off,
+        on=on,
+        rounds=opts.overhead_rounds,
+        per_round=opts.overhead_commands,
+        spans_exported=spans,
+        load_before=load_before,
+        load_after=load_after,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_options(argv)
     # aiokafka logs retried metadata races on fresh topics as warnings; they are harmless here.
@@ -258,6 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pids = pids_with_argument(str(kafka.data_dir))
             kafka_pid = pids[0] if len(pids) == 1 else None
         measured = _run_services(opts, bootstrap=bootstrap, kafka_pid=kafka_pid)
+        overhead = _run_overhead(opts, bootstrap=bootstrap)
     finally:
         if kafka is not None:
             _say("Stopping Kafka ...")
@@ -273,6 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         e2e=measured.e2e,
         throughput=measured.throughput,
         fanout=measured.fanout,
+        overhead=overhead,
     )
     print(render_text(results), flush=True)
     if opts.output is not None:

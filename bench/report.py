@@ -16,6 +16,7 @@ from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
 from bench.kafka_floor import FloorResult
 from bench.machine import Machine
+from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
 from bench.throughput import ThroughputResult
 
@@ -43,6 +44,7 @@ class BenchResults:
     throughput: list[ThroughputResult]
     fanout: list[FanoutResult]
     duration_s: float
+    overhead: OverheadResult | None = None
 
 
 def _ms(seconds: float) -> str:
@@ -213,6 +215,61 @@ def _notes(r: BenchResults) -> list[str]:
     return notes
 
 
+_OVERHEAD_HEAD = [
+    "Measure",
+    "n per side",
+    "OFF p50 ms",
+    "ON p50 ms",
+    "p50 change",
+    "OFF p99 ms",
+    "ON p99 ms",
+    "p99 change",
+]
+
+
+def _pct(off: float, on: float) -> str:
+    delta = OverheadResult.delta_pct(off, on)
+    return "-" if math.isnan(delta) else f"{delta:+.1f}%"
+
+
+def _overhead_rows(o: OverheadResult) -> list[list[str]]:
+    def row(label: str, off: Samples, on: Samples) -> list[str]:
+        return [
+            label,
+            str(len(on)),
+            _ms(off.p50),
+            _ms(on.p50),
+            _pct(off.p50, on.p50),
+            _ms(off.p99),
+            _ms(on.p99),
+            _pct(off.p99, on.p99),
+        ]
+
+    return [
+        row("command send -> ack", o.off.send_to_ack, o.on.send_to_ack),
+        row("command send -> query emission", o.off.send_to_emission, o.on.send_to_emission),
+    ]
+
+
+def overhead_verdict(o: OverheadResult) -> str:
+    off, on = o.off.send_to_emission.p50, o.on.send_to_emission.p50
+    return (
+        f"Target: with metrics and tracing ON, send -> emission p50 within {TARGET_PCT:.0f}% of OFF: "
+        f"{_ms(on)} ms vs {_ms(off)} ms ({_pct(off, on)}) -> {'MET' if o.met else 'NOT MET'}."
+    )
+
+
+def _overhead_notes(o: OverheadResult) -> list[str]:
+    spans = "unknown" if o.spans_exported is None else str(o.spans_exported)
+    return [
+        f"{o.rounds} interleaved rounds of {o.per_round} commands per side; load average "
+        f"{o.load_before} before, {o.load_after} after.",
+        "ON: OTLP/gRPC export to a receiver process (bench/otlp_sink.py), sampler parentbased_always_on; "
+        f"spans received: {spans}; metrics served and scraped every {SCRAPE_INTERVAL_S:.0f} s; status reports. "
+        "OFF: OTEL_SDK_DISABLED=true, no metrics port, no status reports.",
+    ]
+
+
 def _text_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(len(head))]
 
@@ -241,6 +298,10 @@ def render_text(r: BenchResults) -> str:
     out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
     out += ["", "CPU by process (% of one core; ms per command)", *_text_table(_CPU_HEAD, _cpu_rows(r))]
     out += ["", verdict(r), *_notes(r)]
+    if r.overhead is not None:
+        out += ["", "Observability overhead (ON vs OFF, interleaved)"]
+        out += _text_table(_OVERHEAD_HEAD, _overhead_rows(r.overhead))
+        out += ["", overhead_verdict(r.overhead), *_overhead_notes(r.overhead)]
     return "\n".join(out)
 
 
@@ -274,8 +335,19 @@ def render_markdown(r: BenchResults) -> str:
         "### CPU by process (% of one core over the phase; CPU ms per measured command)",
         "",
         *_md_table(_CPU_HEAD, _cpu_rows(r)),
-        END,
     ]
+    if r.overhead is not None:
+        out += [
+            "",
+            "### Observability overhead (metrics and tracing ON vs OFF, interleaved)",
+            "",
+            *_md_table(_OVERHEAD_HEAD, _overhead_rows(r.overhead)),
+            "",
+            f"**{overhead_verdict(r.overhead)}**",
+            "",
+            *(f"- {n}" for n in _overhead_notes(r.overhead)),
+        ]
+    out.append(END)
     return "\n".join(out) + "\n"
 
 

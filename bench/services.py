@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,15 +16,35 @@ class MykoPorts:
     repo: int
     command: int
     query: int
+    # Each service's GET /metrics port; empty when metrics are off.
+    metrics: tuple[int, ...] = ()
 
 
 def myko_stack(
-    *, bootstrap_servers: str, topic_prefix: str, log_dir: Path, partitions: int
+    *,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    log_dir: Path,
+    partitions: int,
+    extra_env: Mapping[str, str] | None = None,
+    metrics: bool = True,
 ) -> tuple[Stack, MykoPorts]:
-    """The three services in start order (repo first: query mirrors it)."""
-    ports = MykoPorts(repo=free_port(), command=free_port(), query=free_port())
+    """The three services in start order (repo first: query mirrors it); `extra_env` for all three.
+
+    With `metrics` each serves GET /metrics on a free port (the catalogue's fixed
+    ones would collide between the bench's stacks); without, none is served.
+    """
+    metrics_ports = {short: free_port() if metrics else 0 for short in ("repo", "command", "query")}
+    ports = MykoPorts(
+        repo=free_port(),
+        command=free_port(),
+        query=free_port(),
+        metrics=tuple(p for p in metrics_ports.values() if p),
+    )
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+        # The example app: the bench drives its commands and queries.
+        "MYKO_APP": "targets",
         "MYKO_TOPIC_PREFIX": topic_prefix,
         "MYKO_TOPIC_PARTITIONS": str(partitions),
         "MYKO_REPO_PORT": str(ports.repo),
@@ -31,6 +52,7 @@ def myko_stack(
         "MYKO_QUERY_PORT": str(ports.query),
         "MYKO_REPO_ADDR": f"127.0.0.1:{ports.repo}",
         "MYKO_LOG_LEVEL": "WARNING",
+        **(extra_env or {}),
     }
 
     def service(short: str, port: int) -> ServiceProcess:
@@ -38,7 +60,11 @@ def myko_stack(
             name=short,
             module=catalogue.service(short).module,
             # Stable per run: it names command_svc's Kafka transactional id.
-            env={**common, "MYKO_INSTANCE_ID": f"bench-{topic_prefix}{short}"},
+            env={
+                **common,
+                "MYKO_INSTANCE_ID": f"bench-{topic_prefix}{short}",
+                "MYKO_METRICS_PORT": str(metrics_ports[short]),
+            },
             grpc_port=port,
             log_path=log_dir / f"{short}.log",
         )

@@ -1,4 +1,5 @@
-"""Build the images the Swarm stack runs: Myko's (Dockerfile) and Kafka's (kafka/Dockerfile).
+"""Build the images the Swarm stack runs: Myko's (Dockerfile), Kafka's (kafka/Dockerfile)
+and Prometheus's (swarm/prometheus/Dockerfile: Debian's package, on either base).
 
     python -m devtools.images [--base auto|official|debian] [--refresh-base]
 
@@ -43,6 +44,9 @@ BASE_ENV = "MYKO_IMAGE_BASE"
 KAFKA_DIR = ROOT / "kafka"
 DEBIAN_BASES = ROOT / "swarm" / "debian-bases.Dockerfile"
 UI_DIST = ROOT / "ui" / "dist"
+PROMETHEUS_DIR = ROOT / "swarm" / "prometheus"
+# Debian bookworm's prometheus package: the version the tests and `myko run --prometheus` use.
+PROMETHEUS_TAG = "myko-prometheus:2.42"
 
 OFFICIAL_PYTHON = "python:3.11-slim-bookworm"
 OFFICIAL_NODE = "node:20-bookworm-slim"
@@ -86,6 +90,7 @@ class Built:
     base: Base
     myko: str
     kafka: str
+    prometheus: str = PROMETHEUS_TAG
     seconds: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -100,7 +105,8 @@ def _has_image(docker: DockerCli, ref: str) -> bool:
     return docker.run(["image", "inspect", ref], check=False, timeout_s=60).returncode == 0
 
 
-def _can_get(docker: DockerCli, ref: str) -> bool:
+def can_get(docker: DockerCli, ref: str) -> bool:
+    """The image is on the engine, or a pull brings it."""
     if _has_image(docker, ref):
         return True
     try:
@@ -113,7 +119,7 @@ def choose_base(docker: DockerCli, wanted: Base) -> Base:
     if wanted is not Base.AUTO:
         return wanted
     official = (OFFICIAL_PYTHON, OFFICIAL_NODE, OFFICIAL_JRE)
-    if all(_can_get(docker, ref) for ref in official):
+    if all(can_get(docker, ref) for ref in official):
         return Base.OFFICIAL
     print("official base images cannot be pulled: building on Debian bases instead", flush=True)
     return Base.DEBIAN
@@ -181,17 +187,23 @@ def build_all(docker: DockerCli, *, base: Base = Base.AUTO, refresh_base: bool =
     built = Built(base=chosen, myko=myko_tag(), kafka=kafka_tag())
     myko_args: dict[str, str] = {}
     kafka_args: dict[str, str] = {}
+    prometheus_args: dict[str, str] = {}
     if chosen is Base.DEBIAN:
         if not (UI_DIST / "index.html").is_file():
             raise ConfigError("ui/dist is missing: run `make ui-build` first (the UI is built on the host)")
         _debian_bases(docker, built, refresh=refresh_base)
         myko_args = {"PYTHON_IMAGE": DEBIAN_PYTHON, "UI_FROM": "context"}
         kafka_args = {"JRE_IMAGE": DEBIAN_JRE}
-    for tag, context, args in ((built.myko, ROOT, myko_args), (built.kafka, KAFKA_DIR, kafka_args)):
+        prometheus_args = {"BASE": debian_base.DEFAULT_TAG}
+    for tag, context, args in (
+        (built.myko, ROOT, myko_args),
+        (built.kafka, KAFKA_DIR, kafka_args),
+        (built.prometheus, PROMETHEUS_DIR, prometheus_args),
+    ):
         began = time.monotonic()
         _build(docker, tag=tag, context=context, args=args)
         built.seconds[tag] = time.monotonic() - began
-    for tag in (built.myko, built.kafka):
+    for tag in (built.myko, built.kafka, built.prometheus):
         built.sizes[tag] = int(docker.out("image", "inspect", "--format", "{{.Size}}", tag))
     return built
 
@@ -217,7 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"images: {e}", file=sys.stderr)
         return 1
     print(built.summary())
-    print(f"built in {time.monotonic() - began:.0f}s: MYKO_IMAGE={built.myko} MYKO_KAFKA_IMAGE={built.kafka}")
+    print(
+        f"built in {time.monotonic() - began:.0f}s: MYKO_IMAGE={built.myko} MYKO_KAFKA_IMAGE={built.kafka}"
+        f" MYKO_PROMETHEUS_IMAGE={built.prometheus}"
+    )
     return 0
 
 

@@ -8,7 +8,9 @@
   1. initialises a single-node swarm if the engine is in none (and marks the
      node, so that `down` leaves only a swarm it made);
   2. builds the images (devtools/images.py) and deploys them, unless
-     MYKO_IMAGE / MYKO_KAFKA_IMAGE name others;
+     MYKO_IMAGE / MYKO_KAFKA_IMAGE / MYKO_PROMETHEUS_IMAGE name others; Grafana
+     (MYKO_GRAFANA_IMAGE, the official image by default) is left out when its
+     image is neither on the engine nor pullable;
   3. labels the node for the brokers' placement (kafka-1, kafka-2, kafka-3);
   4. creates the stack's external secrets and configs that are missing:
      the secured stack's certificates (a CA made for this swarm) and Kafka
@@ -36,6 +38,7 @@ import argparse
 import contextlib
 import functools
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -68,6 +71,9 @@ DEFAULT_PORT = 8080
 PORT_VAR = "MYKO_GATEWAY_PUBLISHED_PORT"
 IMAGE_VAR = "MYKO_IMAGE"
 KAFKA_IMAGE_VAR = "MYKO_KAFKA_IMAGE"
+PROMETHEUS_IMAGE_VAR = "MYKO_PROMETHEUS_IMAGE"
+GRAFANA_IMAGE_VAR = "MYKO_GRAFANA_IMAGE"
+DEFAULT_GRAFANA_IMAGE = "grafana/grafana-oss:10.4.2"
 HEALTHY_TIMEOUT_S = 600.0
 GONE_TIMEOUT_S = 180.0
 POLL_S = 2.0
@@ -76,8 +82,9 @@ POLL_S = 2.0
 # declares `secrets: {x: {external: true}}` gets x from here (the secured
 # stack's own come from secured_secrets).
 GENERATED: dict[str, Callable[[], str]] = {
-    # An example of the shape: a random password, made once per swarm.
-    # "some_password": lambda: secrets.token_urlsafe(32),
+    # Grafana's admin password (read it with the docker secret's creator, or reset it
+    # with grafana-cli inside the container): never the image's admin/admin.
+    "grafana_admin_password": lambda: secrets.token_urlsafe(24),
 }
 
 
@@ -329,16 +336,24 @@ def up(
         print(f"initialised a single-node swarm (advertised on {advertise_addr})", flush=True)
     image = os.environ.get(IMAGE_VAR, "").strip()
     kafka_image = os.environ.get(KAFKA_IMAGE_VAR, "").strip()
-    if build and not (image and kafka_image):
+    prometheus_image = os.environ.get(PROMETHEUS_IMAGE_VAR, "").strip()
+    if build and not (image and kafka_image and prometheus_image):
         built = images.build_all(docker, base=base)
         print(built.summary(), flush=True)
         seconds.update({f"build {k}": v for k, v in built.seconds.items()})
         sizes.update(built.sizes)
         image, kafka_image = image or built.myko, kafka_image or built.kafka
+        prometheus_image = prometheus_image or built.prometheus
+    prometheus_image = prometheus_image or images.PROMETHEUS_TAG
+    grafana_image = os.environ.get(GRAFANA_IMAGE_VAR, "").strip() or DEFAULT_GRAFANA_IMAGE
     image = image or images.myko_tag()
     kafka_image = kafka_image or images.kafka_tag()
     label_node(docker, add=True)
     stack = load_stack(*stack_files(secure=secure))
+    if "grafana" in stack["services"] and not images.can_get(docker, grafana_image):
+        # Not buildable from Debian packages: the rest of the stack runs without it.
+        del stack["services"]["grafana"]
+        print(f"grafana left out: {grafana_image} is not on this engine and cannot be pulled", flush=True)
     generated = {**GENERATED, **(secured_secrets() if secure else {})}
     for made in ensure_external(docker, stack, generated):
         print(f"created {made}", flush=True)
@@ -348,7 +363,13 @@ def up(
     deployed, notes = swarm_profile.single_node(stack, base_dir=STACK_FILE.parent, ipvs=ipvs)
     for note in notes:
         print(f"single node: {note}", flush=True)
-    env = {IMAGE_VAR: image, KAFKA_IMAGE_VAR: kafka_image, PORT_VAR: str(port)}
+    env = {
+        IMAGE_VAR: image,
+        KAFKA_IMAGE_VAR: kafka_image,
+        PORT_VAR: str(port),
+        PROMETHEUS_IMAGE_VAR: prometheus_image,
+        GRAFANA_IMAGE_VAR: grafana_image,
+    }
     print(f"deploying stack {stack_name} ({image}, {kafka_image}), each phase once the one before is healthy")
     began = time.monotonic()
     wanted: set[str] = set()

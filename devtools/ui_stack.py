@@ -30,7 +30,7 @@ from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import Stack
-from myko.local.topology import check_port_shift, local_stack, port_of
+from myko.local.topology import check_port_shift, local_stack, port_of, ports_of
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_SHIFT = 3000
@@ -44,7 +44,7 @@ def _free_shift() -> int:
             check_port_shift(shift)
         except ConfigError:
             continue  # the browser under test would refuse the gateway's port
-        if not busy_ports(port_of(s.name, port_shift=shift) for s in catalogue.SERVICES):
+        if not busy_ports(p for s in catalogue.SERVICES for p in ports_of(s.name, port_shift=shift)):
             return shift
     raise RuntimeError("no free block of service ports found")
 

@@ -27,7 +27,9 @@ A larger application declares parts in several modules on `Handlers` objects
 (the same decorators) and includes them: `app.include(commands.handlers, ...)`.
 
 An App is a plain object built by the application module and handed to each
-service at its entry point; there is no global registry.
+service at its entry point; there is no global registry. Every App also
+declares the framework's own entity `myko.v1.ServiceStatus` and its query
+`myko.v1.ServiceStatuses` (myko/service_status.py: what the UI's System page shows).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from myko.errors import ConfigError
 from myko.relations import Ensure, Relations
 from myko.repo import Store
 from myko.saga_event import SagaEvent
+from myko.service_status import FRAMEWORK_QUERIES
+from myko.service_status import declare as declare_service_status
 from myko.v1 import relations_pb2
 
 E = TypeVar("E", bound=Message)
@@ -218,6 +222,8 @@ class Handlers:
             for cmd in part.declared_commands.registrations():
                 self.declared_commands.add(cmd.message, cmd.handler)
             for q in part.declared_queries.registrations():
+                if q.name in FRAMEWORK_QUERIES and self.declared_queries.get(q.name) is not None:
+                    continue  # an App included in another: both declare the framework's own
                 self.declared_queries.add(q.message, q.handler)
             for r in part.declared_reports.registrations():
                 self.declared_reports.add(r.message, r.handler)
@@ -246,6 +252,7 @@ class App(Handlers):
         super().__init__()
         self.name = name
         self._built: _Built | None = None
+        declare_service_status(self)
 
     def _changed(self) -> None:
         self._built = None

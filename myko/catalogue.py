@@ -27,6 +27,9 @@ class ServiceSpec:
     # Its name everywhere: MYKO_SERVICE, MYKO_<NAME>_PORT, `myko serve <name>`, log files.
     name: str
     port: int
+    # Where Prometheus scrapes GET /metrics (MYKO_METRICS_PORT overrides it); an HTTP
+    # service serves /metrics on its own port, so for it this is `port`.
+    metrics_port: int
     # `python -m <module>` runs it; part of the myko wheel.
     module: str
     # This repository's thin runner (`python -m command_svc`), which calls the same code.
@@ -70,6 +73,7 @@ COMMAND_INTERNAL_PORT = 50056
 REPO = ServiceSpec(
     name="repo",
     port=50054,
+    metrics_port=9454,
     module="myko.services.repo",
     runner="repo_svc",
     grpc_services=("myko.v1.RepoService",),
@@ -80,6 +84,7 @@ REPO = ServiceSpec(
 COMMAND = ServiceSpec(
     name="command",
     port=50051,
+    metrics_port=9451,
     module="myko.services.command",
     runner="command_svc",
     grpc_services=("myko.v1.CommandBus",),
@@ -91,6 +96,7 @@ COMMAND = ServiceSpec(
 QUERY = ServiceSpec(
     name="query",
     port=50052,
+    metrics_port=9452,
     module="myko.services.query",
     runner="query_svc",
     grpc_services=(LiveKind.QUERY.service,),
@@ -98,13 +104,18 @@ QUERY = ServiceSpec(
 REPORT = ServiceSpec(
     name="report",
     port=50053,
+    metrics_port=9453,
     module="myko.services.report",
     runner="report_svc",
     grpc_services=(LiveKind.REPORT.service,),
 )
 # Health only: saga_svc serves no API of its own.
-SAGA = ServiceSpec(name="saga", port=50055, module="myko.services.saga", runner="saga_svc", kafka=True)
-GATEWAY = ServiceSpec(name="gateway", port=8080, module="myko.services.gateway", runner="gateway", http=True)
+SAGA = ServiceSpec(
+    name="saga", port=50055, metrics_port=9455, module="myko.services.saga", runner="saga_svc", kafka=True
+)
+GATEWAY = ServiceSpec(
+    name="gateway", port=8080, metrics_port=8080, module="myko.services.gateway", runner="gateway", http=True
+)
 
 # Start order: repo first (query and report mirror it), the gateway last (it
 # forwards to the buses). Stopped in reverse.

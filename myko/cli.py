@@ -93,6 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         port_shift=args.port_shift,
         kafka=kafka,
         passthrough={k: v for k, v in env.items() if k.startswith("MYKO_") and k != "MYKO_APP"},
+        prometheus=args.prometheus,
     )
     return launch(options)
 
@@ -172,6 +173,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--cluster", action="store_true", help="3 Kafka nodes and two replicas of each service")
     run.add_argument("--fresh", action="store_true", help="delete the local Kafka data first")
+    run.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also start Prometheus (Debian's package) scraping every service, with Myko's alert rules",
+    )
     run.add_argument(
         "--port-shift",
         type=int,

@@ -33,6 +33,7 @@ from myko.errors import ConfigError, InvalidArgument, ServerError
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import Lifecycle
 from myko.status import error_from_rpc
+from myko.tracing import Tracing
 from myko.v1 import (
     command_pb2,
     command_pb2_grpc,
@@ -71,7 +72,9 @@ class Client(Lifecycle):
     `(("authorization", "Bearer ..."),)`). `credentials` makes the channels TLS
     (`grpc.ssl_channel_credentials(ca)`, or myko.tls.Transport's for a Myko
     service); `("grpc.ssl_target_name_override", "query")` in `channel_options`
-    verifies the server under that name when the address is not it.
+    verifies the server under that name when the address is not it. With `tracing`,
+    Execute carries the current span as its `traceparent` (a saga's event, a
+    forwarded call).
     """
 
     def __init__(
@@ -84,12 +87,14 @@ class Client(Lifecycle):
         metadata: Sequence[tuple[str, str]] = (),
         channel_options: Sequence[tuple[str, int | str]] = CHANNEL_OPTIONS,
         credentials: grpc.ChannelCredentials | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         if command_addr is None and query_addr is None and report_addr is None:
             raise ConfigError("Client needs at least one of command_addr, query_addr, report_addr")
         self._addrs = {"command": command_addr, "query": query_addr, "report": report_addr}
         self._timeout_s = timeout_s
         self._metadata = tuple(metadata)
+        self._tracing = tracing or Tracing.off()
         self._channel_options = list(channel_options)
         self._credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
@@ -158,8 +163,9 @@ class Client(Lifecycle):
     ) -> command_pb2.CommandResult:
         """Send an already packed CommandRequest (what command_svc forwards to its leader)."""
         self._ready("command")
+        metadata = self._metadata + self._tracing.metadata() if self._tracing.enabled else self._metadata
         try:
-            return await self._execute(request, timeout=self._timeout(timeout_s), metadata=self._metadata)
+            return await self._execute(request, timeout=self._timeout(timeout_s), metadata=metadata)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
 

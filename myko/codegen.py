@@ -130,7 +130,7 @@ def generate_ts(tree: ProtoTree, out: Path, *, plugin: Path, framework: bool = F
     with tempfile.TemporaryDirectory(prefix="myko-fds-") as tmp:
         fds = Path(tmp) / f"{tree.name}.fds"
         run_protoc(tree, es_plugin_args(plugin, out, fds, framework=framework))
-        write_live_definitions(fds, tree.files(), out)
+        write_live_definitions(fds, tree.files(), out, framework=framework)
 
 
 def diff_dirs(new: Path, current: Path) -> list[str]:

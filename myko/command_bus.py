@@ -16,6 +16,9 @@ import logging
 from collections.abc import Mapping
 
 from google.protobuf.message import DecodeError, Message
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from myko import input_rules
 from myko.app import App
@@ -24,9 +27,11 @@ from myko.command_writer import CommandWriter, Submission
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
 from myko.errors import Conflict, InternalError, InvalidArgument, LimitExceeded, MykoError, UnknownType, echo
+from myko.metrics.command import CommandMetrics
 from myko.ports import Proposal, Publisher
 from myko.repo import Store
 from myko.store_fence import StoreFence
+from myko.tracing import SPAN_COMMIT, SPAN_HANDLE, Tracing
 from myko.txlog import TxEntry, TxLog, command_digest
 from myko.v1 import command_pb2
 
@@ -61,8 +66,11 @@ class CommandBus:
         conflict_retries: int,
         max_batch: int = 512,
         read_back_timeout_s: float = 30.0,
+        metrics: CommandMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._app = app
+        self._tracing = tracing or Tracing.off()
         self._store = store
         self._tracker = tracker
         self._txlog = txlog
@@ -71,6 +79,8 @@ class CommandBus:
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
         self._read_back_timeout_s = read_back_timeout_s
+        # Hooks only: where the numbers go is the caller's business (myko/metrics/).
+        self._metrics = metrics if metrics is not None else CommandMetrics(CollectorRegistry())
         self._writer = CommandWriter(
             store=store,
             tracker=tracker,
@@ -79,6 +89,7 @@ class CommandBus:
             fence=fence,
             max_batch=max_batch,
             read_back_timeout_s=read_back_timeout_s,
+            metrics=self._metrics,
         )
         # tx -> (digest, its first caller's outcome) while that caller runs it.
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}
@@ -97,6 +108,8 @@ class CommandBus:
     async def execute(self, request: command_pb2.CommandRequest) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
         name = type_name_of(request.command.type_url, "command")
+        if self._tracing.enabled:
+            trace.get_current_span().set_attributes({"myko.tx": tx, "myko.command.type": name})
         reg = self._app.commands.get(name)
         if reg is None:
             raise UnknownType("command", name)
@@ -115,10 +128,12 @@ class CommandBus:
         while True:
             done = self._txlog.lookup(tx)
             if done is not None:
+                self._metrics.dedupe_from_txlog()
                 return await self._replay(digest, done)
             running = self._inflight.get(tx)
             if running is None:
                 break
+            self._metrics.dedupe_inflight()
             _same_command(tx, digest, running[0])
             try:
                 return await asyncio.shield(running[1])
@@ -164,29 +179,46 @@ class CommandBus:
             _call(handler, command, ctx, name, tx)
             return ctx
 
+        tracing = self._tracing
         sync = not inspect.iscoroutinefunction(handler)
-        for _attempt in range(self._conflict_retries + 1):
+        for attempt in range(self._conflict_retries + 1):
+            if attempt:
+                self._metrics.rerun_by_caller()
             token = self._tracker.open()
             try:
                 ctx = self._context(tx, {})
-                await _run_handler(handler, command, ctx, name, tx)
-                proposal = Proposal(tx=tx, digest=digest, command_type=name, events=ctx.events())
-                sub = Submission(
-                    proposal,
-                    reads=ctx.reads,
-                    scans=ctx.scans,
-                    writes=ctx.writes,
-                    rerun=rerun if sync else None,
-                    size_bound=self._publisher.check_size(proposal),
-                )
-                self._writer.submit(sub)
-                outcome = await sub.future
+                with tracing.span(
+                    SPAN_HANDLE, attributes={"myko.command.type": name, "myko.attempt": attempt + 1}
+                ):
+                    await _run_handler(handler, command, ctx, name, tx)
+                # Queued, validated with the batch, committed, read back: the span the Kafka write hangs under.
+                with tracing.span(SPAN_COMMIT, attributes={"myko.events": len(ctx.writes)}) as span:
+                    proposal = Proposal(
+                        tx=tx,
+                        digest=digest,
+                        command_type=name,
+                        events=ctx.events(),
+                        trace=otel_context.get_current() if tracing.enabled else None,
+                    )
+                    sub = Submission(
+                        proposal,
+                        reads=ctx.reads,
+                        scans=ctx.scans,
+                        writes=ctx.writes,
+                        rerun=rerun if sync else None,
+                        size_bound=self._publisher.check_size(proposal),
+                    )
+                    self._writer.submit(sub)
+                    outcome = await sub.future
+                    if outcome is None:
+                        span.set_attribute("myko.stale", True)  # its reads went stale: run again
             finally:
                 self._tracker.close(token)
             if isinstance(outcome, TxEntry):
                 return await self._replay(digest, outcome)
             if outcome is not None:
                 return outcome
+        self._metrics.conflict()
         raise Conflict(f"tx {tx}: state kept changing under the handler; retrying is safe")
 
     def _context(self, tx: str, overlay: Mapping[Key, Message | None]) -> CommandContext:

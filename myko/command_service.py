@@ -20,9 +20,12 @@ from myko.app import App
 from myko.client import Client, channel_options
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
-from myko.errors import TopicRewritten, Unavailable
+from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
 from myko.lifecycle import Lifecycle
+from myko.logs import fields, tx_context
+from myko.metrics import Metrics
+from myko.metrics.rpc import RpcMetrics
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -31,6 +34,7 @@ from myko.repo import Store
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
+from myko.status import CLIENT_CODES, code_of
 from myko.store_fence import StoreFence
 from myko.tls import Transport
 from myko.topics import (
@@ -43,6 +47,7 @@ from myko.topics import (
     quarantine_topic,
     tx_log_topic,
 )
+from myko.tracing import Tracing
 from myko.txlog import TxLog, TxLogLimits
 from myko.v1 import command_pb2
 from myko.watermark import Watermark
@@ -52,28 +57,64 @@ log = logging.getLogger(__name__)
 CATCH_UP_TIMEOUT_S = 120.0
 
 
-def register_command_bus(server: grpc.aio.Server, service: CommandService) -> None:
+def register_command_bus(
+    server: grpc.aio.Server, service: CommandService, metrics: RpcMetrics | None = None
+) -> None:
     async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
         # Through the internal port (TLS): a follower forwarding, or saga_svc;
         # their certificate names them. Public callers have none.
         service.transport.caller(ctx, catalogue.COMMAND.callers)
         if service.reader.rewritten is not None:
             raise service.reader.rewritten
-        if service.bus.running:
-            return await service.bus.execute(req)
-        return await service.forward(req, ctx)
+        if not service.bus.running:
+            return await service.forward(req, ctx)
+        with tx_context(req.tx[:64]):
+            try:
+                return await service.bus.execute(req)
+            except MykoError as exc:
+                _log_failed(req, exc)
+                raise
 
     register_service(
         server,
         "myko.v1.CommandBus",
-        {"Execute": unary_method(execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute")},
+        {
+            "Execute": unary_method(
+                execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute", metrics=metrics
+            )
+        },
+    )
+
+
+def _log_failed(req: command_pb2.CommandRequest, exc: MykoError) -> None:
+    """One line per command that failed here (the leader); a follower only relays the answer."""
+    if isinstance(exc, InternalError):
+        return  # logged already, with the traceback, under its reference (command_bus._handler_failed)
+    code = code_of(exc)
+    command_type = req.command.type_url.rsplit("/", 1)[-1]
+    log.log(
+        logging.INFO if code in CLIENT_CODES else logging.WARNING,
+        "command %s failed: %s: %s",
+        echo(command_type),
+        code.name,
+        exc.message,
+        extra=fields(command_type=command_type[:200], code=code.name, retriable=exc.retriable),
     )
 
 
 class CommandService(Lifecycle):
-    def __init__(self, settings: CommandSettings, app: App) -> None:
+    def __init__(
+        self,
+        settings: CommandSettings,
+        app: App,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
         self.app = app
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing or Tracing.off()
         kafka = settings.kafka
         self._tx_topic = tx_log_topic(kafka, window_ms=settings.tx_dedupe_window_ms)
         self._lease_topic = lease_topic(kafka, LEASE_TOPIC)
@@ -88,6 +129,7 @@ class CommandService(Lifecycle):
             client_id=f"{settings.instance_id}.quarantine",
             log_per_s=settings.bad_record_log_per_s,
         )
+        metrics.quarantine.watch(self.quarantine)
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.tracker = ChangeTracker(self.store)
         limits = TxLogLimits(
@@ -111,6 +153,7 @@ class CommandService(Lifecycle):
             # Only the dedupe window of the tx log: start-up does not grow with history.
             windows={self._tx_topic.name: limits.read_window()},
             max_record_bytes=max_record_bytes(kafka),
+            lag=metrics.consumers.consumer("store"),
         )
         self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
@@ -120,6 +163,7 @@ class CommandService(Lifecycle):
             topic_of=lambda type_name: kafka.topic_prefix + type_name,
             txlog_topic=self._tx_topic.name,
             max_result_bytes=kafka.max_result_bytes,
+            tracing=self.tracing,
         )
         self.bus = CommandBus(
             app=app,
@@ -131,7 +175,10 @@ class CommandService(Lifecycle):
             source=settings.instance_id,
             max_command_bytes=settings.max_command_bytes,
             conflict_retries=settings.conflict_retries,
+            metrics=metrics.command,
+            tracing=self.tracing,
         )
+        metrics.command.watch(txlog_entries=lambda: len(self.txlog), leading=lambda: self.bus.running)
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
         )
@@ -139,9 +186,11 @@ class CommandService(Lifecycle):
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.COMMAND.grpc_services,
-            register=[lambda s: register_command_bus(s, self)],
+            register=[lambda s: register_command_bus(s, self, metrics.rpc)],
             transport=self.transport,
             internal_listen=settings.internal_listen,
+            metrics=metrics,
+            tracing=self.tracing,
         )
         # A client of the leader's CommandBus, while another replica leads.
         self._leader: Client | None = None
@@ -211,6 +260,7 @@ class CommandService(Lifecycle):
                         *self.transport.channel_options(catalogue.COMMAND.name),
                     ],
                     credentials=self.transport.channel_credentials(internal=True),
+                    tracing=self.tracing,
                 ),
             )
             self._leader = leader

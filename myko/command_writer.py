@@ -26,15 +26,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from google.protobuf.message import Message
+from prometheus_client import CollectorRegistry
 
 from myko.command_context import CommandContext
 from myko.conflicts import ChangeTracker, Key
 from myko.errors import Fenced, MykoError, Unavailable
+from myko.metrics.command import CommandMetrics
 from myko.ports import Proposal, Publisher
 from myko.repo import Store
 from myko.retry import Backoff
@@ -101,7 +104,9 @@ class CommandWriter:
         max_batch: int = 512,
         max_batch_bytes: int = 16 * 1024 * 1024,
         read_back_timeout_s: float = 30.0,
+        metrics: CommandMetrics | None = None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else CommandMetrics(CollectorRegistry())
         self._store = store
         self._tracker = tracker
         self._txlog = txlog
@@ -189,6 +194,7 @@ class CommandWriter:
                 continue  # its caller gave up (deadline, cancel): write nothing for it
             done = self._txlog.lookup(sub.proposal.tx)
             if done is not None:
+                self._metrics.dedupe_from_txlog()
                 sub.future.set_result(done)
                 continue
             candidates.append(sub)
@@ -205,6 +211,7 @@ class CommandWriter:
                 if sub.rerun is None:
                     round_.run_again.append(sub)
                     continue
+                self._metrics.rerun_in_writer()
                 try:
                     self._rerun(sub, round_.overlay)
                 except MykoError as exc:
@@ -225,11 +232,13 @@ class CommandWriter:
         """Commit and read back; the results by tx, or why the commit failed."""
         if not accepted:
             return {}
+        started = time.perf_counter()
         try:
             committed = await self._publisher.commit([s.proposal for s in accepted])
         except Exception as exc:
             # It may still have landed (its answer was lost): read up to the end of
             # the log before validating anything else.
+            self._metrics.commit_failed()
             self._unsettled = True
             if not isinstance(exc, MykoError):
                 log.exception("commit failed")
@@ -238,6 +247,10 @@ class CommandWriter:
             p = sub.proposal
             self._txlog.remember(p.tx, p.digest, c.result, c.txlog_partition, c.txlog_offset)
         await self._read_back(c.result for c in committed)
+        self._metrics.batch(len(accepted))
+        self._metrics.commit_seconds(time.perf_counter() - started)
+        for sub in accepted:
+            self._metrics.committed(sub.proposal.command_type)
         return {sub.proposal.tx: c.result for sub, c in zip(accepted, committed, strict=True)}
 
     async def _read_back(self, results: Iterable[command_pb2.CommandResult]) -> None:

@@ -69,6 +69,7 @@ from myko.errors import ConfigError, Unavailable
 from myko.leader import LEASE_TOPIC
 from myko.settings import KafkaAccessSettings, resolve_file_vars
 from myko.topics import TX_LOG
+from myko.v1 import system_pb2
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def service_acls(settings: KafkaAccessSettings, entity_topics: Sequence[str]) ->
     quarantine, dead_letter = prefix + settings.quarantine_topic, prefix + settings.dead_letter_topic
     R, W, C, D = Operation.READ, Operation.WRITE, Operation.CREATE, Operation.DESCRIBE
     T = Resource.TOPIC
+    status = prefix + str(system_pb2.ServiceStatus.DESCRIPTOR.full_name)
     command, repo, saga = settings.command_user, settings.repo_user, settings.saga_user
     acls = [
         *_grant(command, (D, C, R, W), T, [*entity_topics, tx_log, lease]),
@@ -135,6 +137,10 @@ def service_acls(settings: KafkaAccessSettings, entity_topics: Sequence[str]) ->
         *_grant(repo, (D, C, W), T, [quarantine]),
         *_grant(saga, (D, C, R), T, entity_topics),
         *_grant(saga, (D, C, W), T, [dead_letter]),
+        # Each instance's own myko.v1.ServiceStatus (myko/service_status.py); command
+        # writes every entity topic already.
+        *_grant(repo, (W,), T, [status]),
+        *_grant(saga, (W,), T, [status]),
     ]
     # One group per saga: `<prefix><group id>.<saga name>` (myko/saga.py).
     acls += [

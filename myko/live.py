@@ -14,10 +14,14 @@ import logging
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 from reactivex import Observable
 from reactivex.abc import DisposableBase
 
 from myko.errors import InternalError, MykoError, echo
+from myko.metrics.live import LiveMetrics, LiveTypeMetrics
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +32,15 @@ Build = Callable[[Any, int], bytes]
 class LatestSink:
     """One subscriber: the newest unsent payload, or the error that ended the stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: LiveTypeMetrics) -> None:
         self._latest: bytes | None = None
         self._error: BaseException | None = None
         self._ready = asyncio.Event()
+        self._metrics = metrics
 
     def put(self, payload: bytes) -> None:
+        if self._latest is not None:
+            self._metrics.coalesced.inc()
         self._latest = payload
         self._ready.set()
 
@@ -46,16 +53,21 @@ class LatestSink:
         self._ready.clear()
         if self._latest is not None:
             payload, self._latest = self._latest, None
+            self._metrics.sent_messages.inc()
+            self._metrics.sent_bytes.inc(len(payload))
             return payload
         assert self._error is not None
         raise self._error
 
 
 class SharedEvaluation:
-    def __init__(self, hub: LiveHub, key: Hashable, source: Observable[Any], build: Build) -> None:
+    def __init__(
+        self, hub: LiveHub, key: Hashable, source: Observable[Any], build: Build, metrics: LiveTypeMetrics
+    ) -> None:
         self._hub = hub
         self._key = key
         self._build = build
+        self.metrics = metrics
         self._sinks: set[LatestSink] = set()
         self._built_at: Hashable = None
         self._last_value: Any = _NOTHING
@@ -72,17 +84,38 @@ class SharedEvaluation:
 
     def _on_next(self, value: Any) -> None:
         if value == self._last_value:
+            self.metrics.unchanged.inc()
             return  # the result did not change
         self._last_value = value
         self._seq += 1
+        hub = self._hub
+        # A change carrying traced commands: the emission's span, linked to them.
+        span = hub.tracing.emission(hub.span_name, self._span_attributes()) if hub.tracing.enabled else None
+        if span is None:
+            self._emit(value)
+            return
+        with trace.use_span(span, end_on_exit=True):
+            payload = self._emit(value)
+            if payload is not None:
+                span.set_attribute("myko.payload.bytes", len(payload))
+
+    def _emit(self, value: Any) -> bytes | None:
+        """Build the payload once and hand it to every subscriber; None when building failed."""
         try:
-            self._payload = self._build(value, self._seq)
+            payload = self._payload = self._build(value, self._seq)
             self._built_at = self._hub.position()
         except Exception as exc:
             self._on_error(exc)
-            return
+            return None
+        self.metrics.emissions.inc()
         for sink in self._sinks:
-            sink.put(self._payload)
+            sink.put(payload)
+        return payload
+
+    def _span_attributes(self) -> dict[str, str | int]:
+        key = self._key
+        name = key[0] if isinstance(key, tuple) and key and isinstance(key[0], str) else _describe(key)
+        return {"myko.type": name, "myko.seq": self._seq, "myko.subscribers": len(self._sinks)}
 
     def _on_error(self, exc: Exception) -> None:
         if isinstance(exc, MykoError):
@@ -98,6 +131,7 @@ class SharedEvaluation:
 
     def attach(self, sink: LatestSink) -> None:
         self._sinks.add(sink)
+        self.metrics.subscriptions.inc()
         if self._payload is not None and self._built_at != self._hub.position():
             # The value is current, but the cached payload names the watermark
             # of its last change: a newcomer (maybe fenced with at_least) gets
@@ -110,7 +144,9 @@ class SharedEvaluation:
             sink.fail(self._error)
 
     def detach(self, sink: LatestSink) -> None:
-        self._sinks.discard(sink)
+        if sink in self._sinks:
+            self._sinks.discard(sink)
+            self.metrics.subscriptions.dec()
         if not self._sinks:
             self.dispose()
             self._hub._forget(self._key, self)
@@ -126,35 +162,63 @@ class LiveHub:
 
     `position` tells where the underlying state is (the store's watermark);
     payloads carry it, so a cached payload is restamped when it moved.
+    `metrics` gets each evaluation's and subscriber's activity, by `type_name`.
+    With `tracing`, an emission of a change that carries traced commands gets a
+    span (`span_name`) linked to them.
     """
 
-    def __init__(self, position: Callable[[], Hashable] = lambda: None) -> None:
+    def __init__(
+        self,
+        position: Callable[[], Hashable] = lambda: None,
+        *,
+        metrics: LiveMetrics | None = None,
+        tracing: Tracing | None = None,
+        span_name: str = "myko.live.emit",
+    ) -> None:
         self._evals: dict[Hashable, SharedEvaluation] = {}
         self.position = position
+        self._metrics = metrics if metrics is not None else LiveMetrics(CollectorRegistry())
+        self.tracing = tracing or Tracing.off()
+        self.span_name = span_name
 
     def __len__(self) -> int:
         return len(self._evals)
 
-    def open(self, key: Hashable, make_source: Callable[[], Observable[Any]], build: Build) -> Subscription:
+    @property
+    def subscribers(self) -> int:
+        return sum(ev.subscribers for ev in self._evals.values())
+
+    def open(
+        self,
+        key: Hashable,
+        make_source: Callable[[], Observable[Any]],
+        build: Build,
+        *,
+        type_name: str = "",
+    ) -> Subscription:
         """Join (or start) the evaluation for `key`. `make_source` runs only to start one,
         so a handler's validation errors reach the caller that starts it."""
         ev = self._evals.get(key)
         if ev is None:
-            ev = SharedEvaluation(self, key, make_source(), build)
+            metrics = self._metrics.of(type_name)
+            ev = SharedEvaluation(self, key, make_source(), build, metrics)
             if ev._error is not None:
                 raise ev._error
             self._evals[key] = ev
-        sink = LatestSink()
+            metrics.evaluations.inc()
+        sink = LatestSink(ev.metrics)
         ev.attach(sink)
         return Subscription(ev, sink)
 
     def _forget(self, key: Hashable, ev: SharedEvaluation) -> None:
         if self._evals.get(key) is ev:
             del self._evals[key]
+            ev.metrics.evaluations.dec()
 
     def close(self) -> None:
         for ev in list(self._evals.values()):
             ev.dispose()
+            ev.metrics.evaluations.dec()
         self._evals.clear()
 
 

@@ -29,6 +29,7 @@ from myko.errors import (
 )
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
+from myko.metrics.rpc import RpcMetrics
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.v1 import item_pb2, query_pb2, report_pb2
@@ -123,7 +124,7 @@ class LiveBus:
                 raise internal
             return source
 
-        return self._hub.open(key, make_source, self._build(name))
+        return self._hub.open(key, make_source, self._build(name), type_name=name)
 
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx
@@ -184,7 +185,7 @@ _REQUESTS: dict[LiveKind, type[Message]] = {
 }
 
 
-def register_live_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
+def register_live_bus(server: grpc.aio.Server, bus: LiveBus, metrics: RpcMetrics | None = None) -> None:
     """Serve `bus` as myko.v1.QueryBus or myko.v1.ReportBus, by its kind."""
     request_cls = _REQUESTS[bus.kind]
     field = bus.kind.request_field
@@ -199,7 +200,7 @@ def register_live_bus(server: grpc.aio.Server, bus: LiveBus) -> None:
         server,
         bus.kind.service,
         {
-            "Watch": stream_method(watch, request_cls, name=f"{bus.kind.service}/Watch"),
-            "Get": unary_method(get, request_cls, name=f"{bus.kind.service}/Get"),
+            "Watch": stream_method(watch, request_cls, name=f"{bus.kind.service}/Watch", metrics=metrics),
+            "Get": unary_method(get, request_cls, name=f"{bus.kind.service}/Get", metrics=metrics),
         },
     )

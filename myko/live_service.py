@@ -11,11 +11,13 @@ from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
 from myko.live_kind import LiveKind
+from myko.metrics import Metrics
 from myko.repo import Store
 from myko.repo_feed import RepoFeed
 from myko.server import GrpcServer
 from myko.settings import QuerySettings, ReportSettings
 from myko.tls import Transport
+from myko.tracing import Tracing, emit_span_name
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +25,26 @@ log = logging.getLogger(__name__)
 class LiveService(Lifecycle):
     """SERVING while its mirror of repo_svc is connected and complete."""
 
-    def __init__(self, settings: QuerySettings | ReportSettings, app: App, *, kind: LiveKind) -> None:
+    def __init__(
+        self,
+        settings: QuerySettings | ReportSettings,
+        app: App,
+        *,
+        kind: LiveKind,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing or Tracing.off()
         self.store = Store(app.entities, topic_prefix=settings.topic_prefix)
         self.transport = Transport(settings.tls)
-        self.hub = LiveHub(position=lambda: self.store.watermark)
+        self.hub = LiveHub(
+            position=lambda: self.store.watermark,
+            metrics=metrics.live,
+            tracing=self.tracing,
+            span_name=emit_span_name(kind.value),
+        )
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
         self.bus = LiveBus(
             kind=kind, registry=registry, store=self.store, hub=self.hub, max_streams=settings.max_streams
@@ -35,8 +52,10 @@ class LiveService(Lifecycle):
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.service(settings.service).grpc_services,
-            register=[lambda s: register_live_bus(s, self.bus)],
+            register=[lambda s: register_live_bus(s, self.bus, metrics.rpc)],
             transport=self.transport,
+            metrics=metrics,
+            tracing=self.tracing,
         )
         self.feed = RepoFeed(
             repo_addr=settings.repo_addr,
@@ -44,7 +63,9 @@ class LiveService(Lifecycle):
             on_ready=self.grpc.set_serving,
             keepalive=settings.keepalive,
             transport=self.transport,
+            tracing=self.tracing,
         )
+        metrics.live.watch_feed(lambda: self.feed.ready)
 
     async def start(self) -> None:
         await self.grpc.start()

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from opentelemetry.context import Context
+
 from myko.v1 import command_pb2, item_pb2
 from myko.watermark import TopicPartition
 
@@ -36,6 +38,8 @@ class Proposal:
     digest: bytes
     command_type: str
     events: list[item_pb2.Event]
+    # The command's trace context (its commit span): parent of the Kafka write's span.
+    trace: Context | None = None
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,18 @@ from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced, RecordTooLargeError
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from myko.command_result import build_result, check_result_size
 from myko.errors import Fenced, Unavailable
-from myko.events import to_record
+from myko.events import Headers, to_record
 from myko.lifecycle import Lifecycle
 from myko.ports import Committed, Proposal
 from myko.settings import KafkaSettings
 from myko.topics import RECORD_OVERHEAD_BYTES
+from myko.tracing import SPAN_KAFKA_COMMIT, Tracing
 from myko.txlog import txlog_record
 from myko.v1 import item_pb2
 
@@ -38,8 +42,10 @@ class TransactionalPublisher(Lifecycle):
         txlog_topic: str,
         max_result_bytes: int,
         limit_name: str = "MYKO_MAX_RESULT_BYTES",
+        tracing: Tracing | None = None,
     ) -> None:
         self._kafka = kafka
+        self._tracing = tracing or Tracing.off()
         self._transactional_id = transactional_id
         self._topic_of = topic_of
         self._txlog_topic = txlog_topic
@@ -106,42 +112,83 @@ class TransactionalPublisher(Lifecycle):
             await self.start()  # a previous failure dropped the producer
         assert self._producer is not None
         producer = self._producer
+        spans = self._start_spans(proposals)
         try:
             await producer.begin_transaction()
             try:
-                committed = await self._send_all(producer, proposals)
+                committed = await self._send_all(producer, proposals, spans)
                 await producer.commit_transaction()
             except BaseException:
                 await self._abort(producer)
                 raise
-        except ProducerFenced as exc:
+        except BaseException as exc:
+            _end_spans(spans, exc)
+            self._raise_commit_error(exc)
+            raise
+        _end_spans(spans, None)
+        return committed
+
+    @staticmethod
+    def _raise_commit_error(exc: BaseException) -> None:
+        """The error a failed commit raises, in the one hierarchy; returns for anything else."""
+        if isinstance(exc, ProducerFenced):
             raise Fenced(f"another writer took over: {exc}") from exc
-        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+        if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
             # check_size keeps results under the limit, and start-up checks the topics
             # accept that much: getting here means a topic's config changed under us.
             log.error("the broker refused a record as too large (topic max.message.bytes?): %s", exc)
             raise Unavailable(f"commit failed, nothing was written: {exc}") from exc
-        except (TimeoutError, KafkaError, OSError) as exc:
+        if isinstance(exc, (TimeoutError, KafkaError, OSError)):
             raise Unavailable(f"broker unavailable, commit failed: {exc}") from exc
-        return committed
 
-    async def _send_all(self, producer: AIOKafkaProducer, proposals: Sequence[Proposal]) -> list[Committed]:
+    def _start_spans(self, proposals: Sequence[Proposal]) -> list[Span | None]:
+        """One span per command for the transaction that writes it (all share its timing)."""
+        if not self._tracing.enabled:
+            return [None] * len(proposals)
+        tracer = self._tracing.tracer
+        return [
+            tracer.start_span(
+                SPAN_KAFKA_COMMIT,
+                context=p.trace or Context(),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "send",
+                    "myko.tx": p.tx,
+                    "myko.events": len(p.events),
+                    # Commands committed in the same transaction (group commit).
+                    "myko.batch.commands": len(proposals),
+                },
+            )
+            for p in proposals
+        ]
+
+    async def _send_all(
+        self, producer: AIOKafkaProducer, proposals: Sequence[Proposal], spans: Sequence[Span | None]
+    ) -> list[Committed]:
         pending = []
-        for p in proposals:
+        traced: list[Headers] = []
+        for p, span in zip(proposals, spans, strict=True):
+            # Every record of the command names its Kafka write as the parent to
+            # link to (repo_svc, the emissions) or to continue from (sagas).
+            extra = [] if span is None else self._tracing.record_headers(trace.set_span_in_context(span))
+            traced.append(extra)
             futs = []
             for ev in p.events:
                 rec = to_record(ev, self._topic_of(ev.type))
-                futs.append(await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers))
+                futs.append(
+                    await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers + extra)
+                )
             pending.append(futs)
         committed = []
-        for p, futs in zip(proposals, pending, strict=True):
+        for p, futs, extra in zip(proposals, pending, traced, strict=True):
             metas = await asyncio.gather(*futs)
             landed = [
                 item_pb2.Offset(topic=md.topic, partition=md.partition, offset=md.offset) for md in metas
             ]
             result = build_result(p, landed)
             rec = txlog_record(self._txlog_topic, p.tx, p.digest, result)
-            at = await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers)
+            at = await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers + extra)
             committed.append((result, at))
         out = []
         for result, at in committed:
@@ -173,3 +220,12 @@ class TransactionalPublisher(Lifecycle):
                 await self.start()
             except Unavailable:
                 log.warning("producer restart failed; will retry on the next commit")
+
+
+def _end_spans(spans: Sequence[Span | None], error: BaseException | None) -> None:
+    for span in spans:
+        if span is None:
+            continue
+        if error is not None:
+            span.set_status(Status(StatusCode.ERROR, f"nothing was written: {type(error).__name__}: {error}"))
+        span.end()

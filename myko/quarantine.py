@@ -25,6 +25,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from myko.errors import BadRecord, Defect, Unavailable
 from myko.events import RawRecord, where
 from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.logs import fields
 from myko.retry import Backoff
 from myko.settings import KafkaSettings
 
@@ -275,6 +276,16 @@ class Quarantine:
                 error.message,
                 "; copied to the quarantine topic" if copied else "",
                 f" ({suppressed} more bad records not logged)" if suppressed else "",
+                extra=fields(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    defect=str(error.defect),
+                    reason=error.message,
+                    copied=copied,
+                    quarantine_topic=self._writer.topic if copied and self._writer is not None else None,
+                    suppressed_before=suppressed,
+                ),
             )
         else:
             self.stats.log_lines_suppressed += 1

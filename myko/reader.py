@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.metrics.consumer import ConsumerLag
 from myko.ports import ReadWindow
 from myko.settings import KafkaSettings
 from myko.topic_identity import TopicIdentity, describe_topics
@@ -43,7 +44,8 @@ class TopicReader(Lifecycle):
     it must not block. Positions only move forward. `pace`, when given, is
     awaited after each batch before the next fetch (the quarantine writer holds
     the reader back with it). `on_rewritten` is called once if a topic's history
-    is rewritten under the reader; the reader has stopped by then.
+    is rewritten under the reader; the reader has stopped by then. `lag`
+    receives each partition's position and end after every fetch (metrics).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class TopicReader(Lifecycle):
         expiring_topics: Collection[str] = (),
         windows: Mapping[str, ReadWindow] | None = None,
         max_record_bytes: int = 4 * 1024 * 1024,
+        lag: ConsumerLag | None = None,
     ) -> None:
         self._kafka = kafka
         self._topics = list(topics)
@@ -84,6 +87,7 @@ class TopicReader(Lifecycle):
         self._suspects: dict[str, str] = {}
         self._rewritten: TopicRewritten | None = None
         self._stopped = asyncio.Event()
+        self._lag = lag
 
     @property
     def watermark(self) -> Watermark:
@@ -132,6 +136,8 @@ class TopicReader(Lifecycle):
         await self._learn_identities()
         self._watermark = Watermark({(tp.topic, tp.partition): starts.get(tp, 0) for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
+        if self._lag is not None:
+            self._lag.start({(tp.topic, tp.partition): end for tp, end in self._targets.items()})
         # Tell the consumer where it starts, so even an empty store reports
         # every partition in its watermark.
         self._on_batch([], self._watermark)
@@ -211,14 +217,20 @@ class TopicReader(Lifecycle):
                 continue
             updates: dict[tuple[str, int], int] = {}
             records: list[ConsumerRecord[bytes, bytes]] = []
-            for recs in fetched.values():
+            lag = self._lag
+            for tp, recs in fetched.items():
                 records.extend(recs)
+                if lag is not None:
+                    lag.read(tp.topic, tp.partition, len(recs))
             # Control records (transaction markers) advance positions without
             # producing records, so positions come from the consumer itself.
             for tp in consumer.assignment():
                 pos = await consumer.position(tp)
                 if pos > self._watermark.get((tp.topic, tp.partition)):
                     updates[(tp.topic, tp.partition)] = pos
+                if lag is not None:
+                    # The end as the last fetch response told it: no extra request.
+                    lag.update(tp.topic, tp.partition, pos, consumer.last_stable_offset(tp))
             if not records and not updates:
                 continue
             self._watermark = self._watermark.advanced(updates)

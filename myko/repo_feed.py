@@ -20,6 +20,7 @@ from myko.repo import Store
 from myko.retry import Backoff
 from myko.settings import TlsSettings
 from myko.tls import Transport
+from myko.tracing import Tracing
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -37,10 +38,12 @@ class RepoFeed:
         on_ready: OnReady | None = None,
         keepalive: KeepalivePolicy | None = None,
         transport: Transport | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._addr = repo_addr
         # Plaintext unless TLS is on; then this service's certificate opens RepoService.
         self._transport = transport or Transport(TlsSettings())
+        self._tracing = tracing or Tracing.off()
         self._store = store
         self._on_ready = on_ready
         self._keepalive = keepalive or KeepalivePolicy()
@@ -121,4 +124,6 @@ class RepoFeed:
                     backoff.reset()
                     await self._set_ready(True)
                 continue
-            self._store.apply_events(change.events, Watermark.from_proto(change.watermark))
+            # Emissions made while this batch applies link to the commands it carries.
+            with self._tracing.applying(change.traceparents):
+                self._store.apply_events(change.events, Watermark.from_proto(change.watermark))

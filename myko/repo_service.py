@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 
@@ -17,6 +18,8 @@ from myko import catalogue
 from myko.app import App
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
 from myko.lifecycle import Lifecycle
+from myko.metrics import Metrics
+from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store, StoreBatch
@@ -25,6 +28,7 @@ from myko.server import GrpcServer
 from myko.settings import RepoSettings
 from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics, quarantine_topic
+from myko.tracing import MAX_LINKS, SPAN_REPO_APPLY, Tracing, applying_batch, traceparents_of
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -38,6 +42,8 @@ class _PendingChanges:
         self._types = types
         self._events: dict[tuple[str, str], item_pb2.Event] = {}
         self._watermark: Watermark | None = None
+        # Traced commands in the merged batches (bounded like a span's links).
+        self._traceparents: dict[str, None] = {}
         self.ready = asyncio.Event()
 
     def on_batch(self, batch: StoreBatch) -> None:
@@ -45,14 +51,22 @@ class _PendingChanges:
             if ev.type in self._types:
                 self._events[(ev.type, ev.id)] = ev
         self._watermark = batch.watermark
+        traced = applying_batch()
+        if traced is not None:
+            for tp in traced.traceparents[: MAX_LINKS - len(self._traceparents)]:
+                self._traceparents[tp] = None
         self.ready.set()
 
-    def take(self) -> tuple[list[item_pb2.Event], Watermark]:
+    def take(self) -> repo_pb2.RepoChange:
         self.ready.clear()
         events = list(self._events.values())
         self._events = {}
+        traceparents = list(self._traceparents)
+        self._traceparents = {}
         assert self._watermark is not None
-        return events, self._watermark
+        return repo_pb2.RepoChange(
+            events=events, watermark=self._watermark.to_proto(), traceparents=traceparents
+        )
 
 
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
@@ -67,7 +81,11 @@ def _types(store: Store, requested: Sequence[str]) -> set[str]:
 
 
 def register_repo_service(
-    server: grpc.aio.Server, store: Store, caught_up: asyncio.Event, transport: Transport
+    server: grpc.aio.Server,
+    store: Store,
+    caught_up: asyncio.Event,
+    transport: Transport,
+    metrics: RpcMetrics | None = None,
 ) -> None:
     # With TLS, the listener took only callers with a certificate from our CA;
     # of those, only the services that mirror the repo may read it.
@@ -91,8 +109,7 @@ def register_repo_service(
             yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
             while True:
                 await pending.ready.wait()
-                changed, watermark = pending.take()
-                yield repo_pb2.RepoChange(events=changed, watermark=watermark.to_proto())
+                yield pending.take()
         finally:
             sub.dispose()
 
@@ -112,9 +129,14 @@ def register_repo_service(
         "myko.v1.RepoService",
         {
             "Subscribe": stream_method(
-                subscribe, repo_pb2.RepoSubscribeRequest, name="myko.v1.RepoService/Subscribe"
+                subscribe,
+                repo_pb2.RepoSubscribeRequest,
+                name="myko.v1.RepoService/Subscribe",
+                metrics=metrics,
             ),
-            "Get": unary_method(get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get"),
+            "Get": unary_method(
+                get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get", metrics=metrics
+            ),
         },
     )
 
@@ -122,8 +144,17 @@ def register_repo_service(
 class RepoService(Lifecycle):
     """The running repo_svc: reader -> store -> RepoService, SERVING once caught up."""
 
-    def __init__(self, settings: RepoSettings, app: App) -> None:
+    def __init__(
+        self,
+        settings: RepoSettings,
+        app: App,
+        *,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
+        self.tracing = tracing or Tracing.off()
         kafka = settings.kafka
         self._quarantine_topic = quarantine_topic(kafka, settings.quarantine_topic)
         topics = [et.topic(kafka.topic_prefix) for et in app.entities]
@@ -137,24 +168,42 @@ class RepoService(Lifecycle):
             client_id=f"{settings.instance_id}.quarantine",
             log_per_s=settings.bad_record_log_per_s,
         )
+        metrics.quarantine.watch(self.quarantine)
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.reader = TopicReader(
             kafka,
             self.store.topics,
-            self.store.apply_records,
+            self._on_batch,
             client_id=settings.instance_id,
             pace=self.quarantine.wait_room,
             on_rewritten=self._rewritten,
+            lag=metrics.consumers.consumer("store"),
         )
         self.caught_up = asyncio.Event()
         self.transport = Transport(settings.tls)
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.REPO.grpc_services,
-            register=[lambda s: register_repo_service(s, self.store, self.caught_up, self.transport)],
+            register=[
+                lambda s: register_repo_service(s, self.store, self.caught_up, self.transport, metrics.rpc)
+            ],
             transport=self.transport,
+            metrics=metrics,
+            tracing=self.tracing,
         )
         self._entities = app.entities
+
+    def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
+        # The history read at start is nobody's request now: only live batches are traced.
+        if not self.tracing.enabled or not self.reader.caught_up:
+            self.store.apply_records(records, watermark)
+            return
+        with self.tracing.applying(
+            traceparents_of(records),
+            span_name=SPAN_REPO_APPLY,
+            attributes={"messaging.system": "kafka", "messaging.batch.message_count": len(records)},
+        ):
+            self.store.apply_records(records, watermark)
 
     async def _rewritten(self, exc: TopicRewritten) -> None:
         # The state no longer matches the topics: stop saying SERVING so an

@@ -15,6 +15,7 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from myko.errors import InvalidArgument
+from myko.metrics.rpc import MethodMetrics, RpcMetrics
 from myko.status import streaming, unary
 
 Req = TypeVar("Req", bound=Message)
@@ -46,12 +47,20 @@ def _encode(reply: bytes | Message) -> bytes:
     return reply if isinstance(reply, bytes) else reply.SerializeToString()
 
 
+def _method_metrics(metrics: RpcMetrics | None, name: str | None) -> MethodMetrics | None:
+    return metrics.method(name) if metrics is not None and name is not None else None
+
+
 def unary_method(
-    fn: Callable[[Req, Ctx], Awaitable[bytes | Message]], request_cls: type[Req], *, name: str | None = None
+    fn: Callable[[Req, Ctx], Awaitable[bytes | Message]],
+    request_cls: type[Req],
+    *,
+    name: str | None = None,
+    metrics: RpcMetrics | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """`name` (service/method) labels the method's log lines."""
+    """`name` (service/method) labels the method's log lines and, with `metrics`, its series."""
     return grpc.unary_unary_rpc_method_handler(
-        unary(fn, check=_checked, name=name),
+        unary(fn, check=_checked, name=name, metrics=_method_metrics(metrics, name)),
         request_deserializer=_decoder(request_cls),
         response_serializer=_encode,
     )
@@ -62,9 +71,10 @@ def stream_method(
     request_cls: type[Req],
     *,
     name: str | None = None,
+    metrics: RpcMetrics | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_stream_rpc_method_handler(
-        streaming(fn, check=_checked, name=name),
+        streaming(fn, check=_checked, name=name, metrics=_method_metrics(metrics, name)),
         request_deserializer=_decoder(request_cls),
         response_serializer=_encode,
     )

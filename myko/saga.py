@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ import reactivex
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from google.protobuf.message import Message
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from reactivex import Observable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
@@ -58,6 +60,9 @@ from myko.errors import (
 )
 from myko.events import decode_entity
 from myko.lifecycle import cancel_and_wait
+from myko.logs import fields, tx_context
+from myko.metrics.consumer import ConsumerLag
+from myko.metrics.saga import SagaRunMetrics
 from myko.quarantine import Quarantine
 from myko.repo import Store
 from myko.retry import Backoff
@@ -65,6 +70,7 @@ from myko.saga_event import SAGA_NAMESPACE, Position, SagaEvent
 from myko.settings import KafkaSettings
 from myko.status import code_of
 from myko.store_fence import StoreFence
+from myko.tracing import SPAN_SAGA_EVENT, Tracing
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +122,15 @@ class _Failure(Exception):
 
 
 class _Joined(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, saga: str) -> None:
+    def __init__(self, saga: str, lag: ConsumerLag | None) -> None:
         self.saga = saga
         self.event = asyncio.Event()
+        self._lag = lag
 
     async def on_partitions_revoked(self, revoked: Sequence[TopicPartition]) -> None:
-        return None
+        if self._lag is not None:
+            for tp in revoked:
+                self._lag.forget(tp.topic, tp.partition)
 
     async def on_partitions_assigned(self, assigned: Sequence[TopicPartition]) -> None:
         log.info(
@@ -149,8 +158,15 @@ class SagaRunner:
         client_id: str,
         quarantine: Quarantine | None = None,
         after_execute: AfterExecute | None = None,
+        metrics: SagaRunMetrics | None = None,
+        lag: ConsumerLag | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.name = registration.name
+        # Its own series (myko/metrics/saga.py) and its group's lag, when the service keeps them.
+        self._metrics = metrics
+        self._lag = lag
+        self._tracing = tracing or Tracing.off()
         self._handler = registration.handler
         self._kafka = kafka
         self._config = config
@@ -165,7 +181,7 @@ class SagaRunner:
             et.topic(kafka.topic_prefix): et for et in map(entities.of, registration.sources)
         }
         self.group_id = f"{kafka.topic_prefix}{config.group_id}.{self.name}"
-        self._joined = _Joined(self.name)
+        self._joined = _Joined(self.name, lag)
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -229,6 +245,8 @@ class SagaRunner:
                 await asyncio.sleep(backoff.next())
                 continue
             backoff.reset()
+            if self._lag is not None:
+                await self._measure_lag(consumer, fetched)
             if not fetched:
                 continue
             try:
@@ -242,6 +260,20 @@ class SagaRunner:
                 await asyncio.sleep(backoff.next())
                 with contextlib.suppress(KafkaError, IllegalStateError):
                     await consumer.seek_to_committed()
+
+    async def _measure_lag(
+        self, consumer: AIOKafkaConsumer, fetched: dict[TopicPartition, list[Record]]
+    ) -> None:
+        """Each owned partition's end minus the next offset to be done (the first one just fetched)."""
+        assert self._lag is not None
+        for tp in consumer.assignment():
+            recs = fetched.get(tp)
+            try:
+                pos = recs[0].offset if recs else await consumer.position(tp)
+                end = consumer.last_stable_offset(tp)
+            except (IllegalStateError, AssertionError, KafkaError):
+                continue  # taken away meanwhile (a rebalance): its listener dropped it
+            self._lag.update(tp.topic, tp.partition, pos, end)
 
     async def _sync_store(self) -> None:
         backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
@@ -264,6 +296,9 @@ class SagaRunner:
             return
         try:
             await self._consumer.commit({tp: done.offset + 1})
+            if self._lag is not None and self._owned(tp):
+                end = self._consumer.last_stable_offset(tp)
+                self._lag.update(tp.topic, tp.partition, done.offset + 1, end)
         except (CommitFailedError, IllegalStateError, KafkaError) as exc:
             # A rebalance moved the partition: the new owner re-sends these
             # commands with the same txs, which command_svc answers as no-ops.
@@ -275,6 +310,7 @@ class SagaRunner:
     async def _handle(self, tp: TopicPartition, record: Record) -> bool:
         """Act on one event until done or dead-lettered; False if the partition was lost meanwhile."""
         position = Position(record.topic, record.partition, record.offset)
+        started = time.perf_counter()
         try:
             event = self._decode(record, position)
         except Exception as exc:
@@ -285,41 +321,58 @@ class SagaRunner:
             await self._dead_letter(
                 record, position, f"not a Myko event ({bad.defect}): {bad.message}", attempts=0
             )
+            self._processed(started)
             return True
-        backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
-        attempts = 0
-        while True:
-            attempts += 1
-            try:
-                await self._attempt(event)
-                return True
-            except _Failure as f:
-                failure = f
-            except Exception as exc:
-                log.exception("saga %s: unexpected error at %s", self.name, event)
-                failure = _Failure(f"{type(exc).__name__}: {exc}")
-            if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
-                log.error(
-                    "saga %s: giving up on %s after %d attempt(s): %s",
+        # The event's handling is a child of the command that wrote it (the record's
+        # traceparent), and the commands it sends are children of the handling.
+        parent = self._tracing.context_from_record(record.headers) if self._tracing.enabled else None
+        with (
+            tx_context(event.tx),
+            self._tracing.span(
+                SPAN_SAGA_EVENT,
+                kind=SpanKind.CONSUMER,
+                context=parent,
+                attributes={"myko.saga": self.name, "myko.event": str(event), "myko.event.tx": event.tx},
+            ) as span,
+        ):
+            backoff = Backoff(initial_s=self._config.backoff_initial_s, max_s=self._config.backoff_max_s)
+            attempts = 0
+            while True:
+                attempts += 1
+                try:
+                    await self._attempt(event)
+                    self._processed(started)
+                    return True
+                except _Failure as f:
+                    failure = f
+                except Exception as exc:
+                    log.exception("saga %s: unexpected error at %s", self.name, event)
+                    failure = _Failure(f"{type(exc).__name__}: {exc}")
+                if failure.permanent or (not failure.transient and attempts >= self._config.max_attempts):
+                    span.set_status(Status(StatusCode.ERROR, f"dead-lettered: {failure.reason}"))
+                    await self._dead_letter(record, position, failure.reason, attempts=attempts)
+                    self._processed(started)
+                    return True
+                if self._metrics is not None:
+                    self._metrics.retries.inc()
+                delay = backoff.next()
+                span.add_event("myko.saga.retry", {"myko.attempt": attempts, "myko.reason": failure.reason})
+                log.warning(
+                    "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
                     self.name,
-                    event,
                     attempts,
+                    event,
                     failure.reason,
+                    delay,
                 )
-                await self._dead_letter(record, position, failure.reason, attempts=attempts)
-                return True
-            delay = backoff.next()
-            log.warning(
-                "saga %s: attempt %d at %s failed (%s); retrying in %.2fs",
-                self.name,
-                attempts,
-                event,
-                failure.reason,
-                delay,
-            )
-            await asyncio.sleep(delay)
-            if not self._owned(tp):
-                return False
+                await asyncio.sleep(delay)
+                if not self._owned(tp):
+                    return False
+
+    def _processed(self, started: float) -> None:
+        if self._metrics is not None:
+            self._metrics.processed.inc()
+            self._metrics.seconds.observe(time.perf_counter() - started)
 
     async def _attempt(self, event: SagaEvent) -> None:
         commands = await self._evaluate(event)
@@ -331,6 +384,8 @@ class SagaRunner:
             tx = command_tx(self.name, event.position, command, occurrence)
             try:
                 await self._commands.execute(command, tx=tx)
+                if self._metrics is not None:
+                    self._metrics.commands.inc()
             except MykoError as exc:
                 reason = (
                     f"{command.DESCRIPTOR.full_name} (tx {tx}) failed: {code_of(exc).name}: {exc.message}"
@@ -411,7 +466,27 @@ class SagaRunner:
                     reason=reason,
                     attempts=attempts,
                 )
-                return
             except Unavailable as exc:
                 log.warning("saga %s: %s; retrying", self.name, exc)
                 await asyncio.sleep(backoff.next())
+                continue
+            if self._metrics is not None:
+                self._metrics.dead_lettered.inc()
+            # The one line per dead letter.
+            log.error(
+                "saga %s: dead-lettered %s after %d attempt(s): %s",
+                self.name,
+                position,
+                attempts,
+                reason,
+                extra=fields(
+                    saga=self.name,
+                    topic=position.topic,
+                    partition=position.partition,
+                    offset=position.offset,
+                    attempts=attempts,
+                    reason=reason,
+                    dead_letter_topic=self._dead_letters.topic,
+                ),
+            )
+            return

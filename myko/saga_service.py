@@ -18,6 +18,7 @@ from myko.client import Client, channel_options
 from myko.dead_letter import DeadLetters, dead_letter_topic
 from myko.errors import TopicRewritten
 from myko.lifecycle import Lifecycle
+from myko.metrics import Metrics
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store
@@ -27,6 +28,7 @@ from myko.settings import SagaSettings
 from myko.store_fence import StoreFence
 from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,23 @@ class SagaService(Lifecycle):
     """SERVING once its state is caught up and every saga's consumer has joined its group."""
 
     def __init__(
-        self, settings: SagaSettings, app: App, *, after_execute: AfterExecute | None = None
+        self,
+        settings: SagaSettings,
+        app: App,
+        *,
+        after_execute: AfterExecute | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
+        self.tracing = tracing or Tracing.off()
         self.app = app
+        self.metrics = metrics = metrics if metrics is not None else Metrics()
         kafka = settings.kafka
         # Counts and logs bad records; repo_svc is the one that copies them
         # aside, and each saga dead-letters those of its sources (docs/quarantine.md).
         self.quarantine = Quarantine("saga_svc", log_per_s=settings.bad_record_log_per_s)
+        metrics.quarantine.watch(self.quarantine)
         self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
         self.reader = TopicReader(
             kafka,
@@ -50,6 +61,7 @@ class SagaService(Lifecycle):
             self.store.apply_records,
             client_id=f"{settings.instance_id}.state",
             on_rewritten=self._rewritten,
+            lag=metrics.consumers.consumer("store"),
         )
         self.fence = StoreFence(self.reader, self.store)
         self.transport = Transport(settings.tls)
@@ -62,6 +74,7 @@ class SagaService(Lifecycle):
                 *self.transport.channel_options(catalogue.COMMAND.name),
             ],
             credentials=self.transport.channel_credentials(internal=True),
+            tracing=self.tracing,
         )
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
@@ -84,12 +97,19 @@ class SagaService(Lifecycle):
                 quarantine=self.quarantine,
                 client_id=settings.instance_id,
                 after_execute=after_execute,
+                metrics=metrics.sagas.of(reg.name),
+                lag=metrics.consumers.consumer(f"saga:{reg.name}"),
+                tracing=self.tracing,
             )
             for reg in app.sagas
         ]
         # Health only: saga_svc serves no API of its own.
         self.grpc = GrpcServer(
-            settings, service_names=catalogue.SAGA.grpc_services, register=[], transport=self.transport
+            settings,
+            service_names=catalogue.SAGA.grpc_services,
+            register=[],
+            transport=self.transport,
+            metrics=metrics,
         )
 
     async def _rewritten(self, exc: TopicRewritten) -> None:

@@ -13,8 +13,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from myko import catalogue
+from myko.metrics import Metrics
+from myko.server_spans import ServerSpans
 from myko.settings import ServerSettings
 from myko.tls import Transport
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +42,18 @@ class GrpcServer:
         register: Sequence[Register],
         transport: Transport | None = None,
         internal_listen: str | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.settings = settings
         self.transport = transport or Transport(settings.tls)
         self.service_names = list(service_names)
+        self.metrics = metrics if metrics is not None else Metrics()
+        # What health says now (myko_service_serving, the status report).
+        self.serving = False
         limit = settings.max_message_bytes
         self.server = grpc.aio.server(
+            interceptors=[ServerSpans(tracing)] if tracing is not None and tracing.enabled else None,
             options=[
                 ("grpc.max_receive_message_length", limit),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
@@ -60,7 +69,7 @@ class GrpcServer:
                 # finding 6); equal soft and hard limits never drop below it.
                 ("grpc.server.max_pending_requests", settings.max_streams),
                 ("grpc.server.max_pending_requests_hard_limit", settings.max_streams),
-            ]
+            ],
         )
         self.health = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
@@ -98,17 +107,14 @@ class GrpcServer:
         await self._set(status)
 
     async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+        self.serving = status == health_pb2.HealthCheckResponse.SERVING
+        self.metrics.serving(self.serving)
         for name in ["", *self.service_names]:
             await self.health.set(name, status)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self._set(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self.server.stop(grace_s)
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 async def run_until_signalled(

@@ -233,6 +233,111 @@ class TlsSettings:
         )
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+TRACE_EXPORTERS = ("otlp", "console", "none")
+TRACE_SAMPLERS = (
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+    "always_on",
+    "always_off",
+    "traceidratio",
+)
+OTLP_PROTOCOLS = ("grpc",)
+
+
+def _log_level(e: _Env, service: str) -> str:
+    """MYKO_<SERVICE>_LOG_LEVEL, else MYKO_LOG_LEVEL: one environment can serve every service."""
+    own = f"MYKO_{service.upper()}_LOG_LEVEL"
+    name = own if e.opt_str(own) else "MYKO_LOG_LEVEL"
+    level = e.str(name, "INFO").upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"{name}={level!r} must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _log_format(e: _Env) -> str:
+    fmt = e.str("MYKO_LOG_FORMAT", "text").lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"MYKO_LOG_FORMAT={fmt!r} must be text or json")
+    return fmt
+
+
+@dataclass(frozen=True, kw_only=True)
+class TracingSettings:
+    """OpenTelemetry tracing, from the standard OTEL_* variables (docs/observability.md).
+
+    Only what Myko decides on is read here (and checked at start); the OTLP
+    exporter reads its own remaining OTEL_EXPORTER_OTLP_* variables (headers,
+    certificates, timeout, compression) and the SDK OTEL_RESOURCE_ATTRIBUTES
+    and OTEL_BSP_*, as every OpenTelemetry SDK does.
+    """
+
+    # OTEL_SDK_DISABLED=true: no spans at all (the incoming trace context is not passed on).
+    enabled: bool = True
+    # OTEL_TRACES_EXPORTER, comma-separated. Unset: "otlp" when an OTLP endpoint is
+    # set, else "none" (spans are made, so logs carry trace ids, but go nowhere).
+    exporters: tuple[str, ...] = ("none",)
+    otlp_endpoint: str = "http://localhost:4317"
+    sampler: str = "parentbased_always_on"
+    # OTEL_TRACES_SAMPLER_ARG: the ratio of the *traceidratio samplers.
+    sampler_arg: float = 1.0
+    # OTEL_SERVICE_NAME; empty: the service's own name (command_svc, gateway, ...).
+    service_name: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        e = _Env(os.environ if env is None else env)
+        disabled = e.opt_str("OTEL_SDK_DISABLED").lower()
+        if disabled not in ("", "true", "false"):
+            raise ConfigError(f"OTEL_SDK_DISABLED={disabled!r} must be true or false")
+        endpoint_var = next(
+            (
+                v
+                for v in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+                if e.opt_str(v)
+            ),
+            None,
+        )
+        endpoint = e.opt_str(endpoint_var) if endpoint_var else cls.otlp_endpoint
+        if not endpoint.startswith(("http://", "https://")):
+            raise ConfigError(f"{endpoint_var}={endpoint!r} must start with http:// or https://")
+        default_exporter = "otlp" if endpoint_var else "none"
+        exporters = tuple(x.lower() for x in e.list("OTEL_TRACES_EXPORTER")) or (default_exporter,)
+        for x in exporters:
+            if x not in TRACE_EXPORTERS:
+                raise ConfigError(f"OTEL_TRACES_EXPORTER entry {x!r} must be otlp, console or none")
+        if "none" in exporters and len(exporters) > 1:
+            raise ConfigError("OTEL_TRACES_EXPORTER: none cannot be combined with other exporters")
+        for var in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+            protocol = e.opt_str(var)
+            if protocol:
+                if protocol not in OTLP_PROTOCOLS:
+                    raise ConfigError(f"{var}={protocol!r}: Myko exports OTLP over grpc (port 4317) only")
+                break
+        sampler = e.str("OTEL_TRACES_SAMPLER", cls.sampler).lower()
+        if sampler not in TRACE_SAMPLERS:
+            raise ConfigError(f"OTEL_TRACES_SAMPLER={sampler!r} must be one of {', '.join(TRACE_SAMPLERS)}")
+        raw_arg = e.opt_str("OTEL_TRACES_SAMPLER_ARG")
+        arg = cls.sampler_arg
+        if raw_arg and sampler.endswith("traceidratio"):
+            try:
+                arg = float(raw_arg)
+            except ValueError:
+                raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={raw_arg!r} is not a number") from None
+            if not 0.0 <= arg <= 1.0:
+                raise ConfigError(f"OTEL_TRACES_SAMPLER_ARG={arg} must be between 0 and 1")
+        return cls(
+            enabled=disabled != "true",
+            exporters=exporters,
+            otlp_endpoint=endpoint,
+            sampler=sampler,
+            sampler_arg=arg,
+            service_name=e.opt_str("OTEL_SERVICE_NAME"),
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerSettings:
     """What every gRPC service shares: where it listens and what it loads."""
@@ -253,14 +358,20 @@ class ServerSettings:
     keepalive: KeepalivePolicy = field(default_factory=KeepalivePolicy)
     log_level: str = "INFO"
     tls: TlsSettings = field(default_factory=TlsSettings)
+    # MYKO_LOG_FORMAT: "text" (for people) or "json" (one object a line, for collectors).
+    log_format: str = "text"
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    # Prometheus metrics on http://host:metrics_port/metrics; 0 serves none (they are
+    # still kept). The entry point serves them (myko/runner.py), not the service object.
+    metrics_port: int = 0
+    # How often this instance writes its myko.v1.ServiceStatus (the UI's System page);
+    # 0 writes none (docs/observability.md). Only the services that talk to Kafka do.
+    status_interval_ms: int = 10_000
 
     @classmethod
     def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
         src = os.environ if env is None else env
         e = _Env(src)
-        level = e.str("MYKO_LOG_LEVEL", "INFO").upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"MYKO_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
         spec = catalogue.service(service)
         return {
             "service": service,
@@ -271,8 +382,12 @@ class ServerSettings:
             "max_message_bytes": e.int("MYKO_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, minimum=1024),
             "max_streams": e.int("MYKO_MAX_STREAMS", 10_000, minimum=1),
             "keepalive": e.keepalive(),
-            "log_level": level,
+            "log_level": _log_level(e, service),
+            "log_format": _log_format(e),
+            "tracing": TracingSettings.from_env(src),
             "tls": TlsSettings.from_env(src),
+            "metrics_port": e.int("MYKO_METRICS_PORT", spec.metrics_port, minimum=0, maximum=65535),
+            "status_interval_ms": _interval(e, "MYKO_STATUS_INTERVAL_MS", 10_000),
         }
 
     @property
@@ -479,6 +594,8 @@ class GatewaySettings:
     log_level: str = "INFO"
     # With `tls.public`: HTTPS with tls.cert_file, and TLS to the buses verified against tls.ca_file.
     tls: TlsSettings = field(default_factory=TlsSettings)
+    log_format: str = "text"
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     # Optional: the application module (MYKO_APP). Imported only so its message types
     # are known, which lets LiveBus drop unknown fields from query/report payloads
     # before sharing feeds; without it payloads are compared as sent.
@@ -489,6 +606,9 @@ class GatewaySettings:
     # Headers that may change a result (e.g. authorization): passed on every call, and
     # LiveBus feeds are shared only between subscriptions with equal values.
     scope_headers: tuple[str, ...] = ()
+    # GET /metrics (Prometheus) on the gateway's own port; off when the port is public
+    # and nothing in front of it keeps /metrics private.
+    metrics: bool = True
     # Docs: docs/errors.md "Gateway limits". Largest request message (one grpc-web frame).
     max_message_bytes: int = 4 * 1024 * 1024
     # Streams = LiveBus Open streams plus proxied Watch streams.
@@ -513,10 +633,8 @@ class GatewaySettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        e = _Env(os.environ if env is None else env)
-        level = e.str("MYKO_LOG_LEVEL", "INFO").upper()
-        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"MYKO_LOG_LEVEL={level!r} must be DEBUG, INFO, WARNING or ERROR")
+        src = os.environ if env is None else env
+        e = _Env(src)
         origins = [str(o) for o in e.list("MYKO_GATEWAY_CORS_ORIGINS")]
         for o in origins:
             if o != "*" and not o.startswith(("http://", "https://")):
@@ -531,11 +649,14 @@ class GatewaySettings:
             ui_dist=e.str("MYKO_UI_DIST", "ui/dist"),
             live_heartbeat_ms=e.int("MYKO_GATEWAY_LIVE_HEARTBEAT_MS", 10_000, minimum=100),
             keepalive=e.keepalive(),
-            log_level=level,
-            tls=TlsSettings.from_env(env),
+            log_level=_log_level(e, catalogue.GATEWAY.name),
+            log_format=_log_format(e),
+            tracing=TracingSettings.from_env(src),
+            tls=TlsSettings.from_env(src),
             app_module=e.opt_str("MYKO_APP"),
             pass_headers=_header_names(e, "MYKO_GATEWAY_PASS_HEADERS", ",".join(cls.pass_headers)),
             scope_headers=_header_names(e, "MYKO_GATEWAY_SCOPE_HEADERS", ""),
+            metrics=e.int("MYKO_GATEWAY_METRICS", 1, maximum=1) == 1,
             max_message_bytes=e.int("MYKO_GATEWAY_MAX_MESSAGE_BYTES", cls.max_message_bytes, minimum=1024),
             max_streams=e.int("MYKO_GATEWAY_MAX_STREAMS", cls.max_streams, minimum=1),
             max_streams_per_client=e.int(
@@ -597,6 +718,14 @@ _RESERVED_HEADERS = frozenset(
         "user-agent",
     }
 )
+
+
+def _interval(e: _Env, name: str, default: int) -> int:
+    """Milliseconds, 0 for off; a positive value below a second would flood what it feeds."""
+    value = e.int(name, default, minimum=0, maximum=3_600_000)
+    if 0 < value < 1000:
+        raise ConfigError(f"{name}={value} must be 0 (off) or at least 1000 ms")
+    return value
 
 
 def _header_names(e: _Env, name: str, default: str) -> tuple[str, ...]:

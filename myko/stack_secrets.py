@@ -15,7 +15,8 @@ Names are the Swarm secret names `swarm/docker-stack.security.yml` declares:
   passwords stay in the directory, inside the JAAS entries below;
 - `myko_kafka_broker_jaas`, `myko_kafka_controller_jaas`: the brokers' JAAS
   entries for their client and controller listeners, built from those
-  passwords (myko/kafka_access.py, `broker_sasl_properties`).
+  passwords (myko/kafka_access.py, `broker_sasl_properties`);
+- `grafana_admin_password`: Grafana's `admin` password (the base stack's).
 
 Files already there are kept (run it again after adding a service); certificates
 are reissued when they are missing or within 30 days of expiry.
@@ -72,4 +73,8 @@ def make_stack_secrets(directory: Path, *, hosts: Sequence[str] = ()) -> dict[st
         with os.fdopen(fd, "w") as f:
             f.write(entry)
         out[f"myko_kafka_{listener}_jaas"] = path
+    # Grafana's `admin` password (swarm/docker-stack.yml, docs/observability.md).
+    out["grafana_admin_password"] = _secret_file(
+        directory / "grafana" / "admin.password", secrets.token_urlsafe(24)
+    )
     return out

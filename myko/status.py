@@ -40,6 +40,7 @@ from myko.errors import (
     Unavailable,
     UnknownType,
 )
+from myko.metrics.rpc import MethodMetrics
 
 log = logging.getLogger(__name__)
 
@@ -184,21 +185,32 @@ def unary(
     *,
     check: Check = _no_check,
     name: str | None = None,
+    metrics: MethodMetrics | None = None,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
     """Wrap a unary method: MykoError -> its status; anything else -> INTERNAL.
-    `check(request)` runs first, under the same mapping."""
+    `check(request)` runs first, under the same mapping. `metrics` counts each
+    call by its status and times it."""
     where = name or fn.__qualname__
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
         try:
             check(request)
             return await fn(request, context)
         except grpc.aio.AbortError:
+            code = _aborted_code(context)
+            raise
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             raise
         except Exception as exc:
             code, details = status_of(exc, where)
             await context.abort(code, details, trailers_of(exc))
+        finally:
+            if metrics is not None:
+                metrics.unary_done(code, time.perf_counter() - started)
         raise AssertionError("unreachable")  # context.abort raises
 
     return wrapper
@@ -209,22 +221,35 @@ def streaming(
     *,
     check: Check = _no_check,
     name: str | None = None,
+    metrics: MethodMetrics | None = None,
 ) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
-    """Wrap a server-streaming method the same way, and log how an abnormal end happened."""
+    """Wrap a server-streaming method the same way, and log how an abnormal end happened.
+    `metrics` counts open streams, messages sent, and each stream's status when it ends."""
     where = name or fn.__qualname__
 
     @functools.wraps(fn)
     async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Resp]:
         started = time.monotonic()
         sent = 0
+        code = grpc.StatusCode.OK
+        if metrics is not None:
+            metrics.streams.inc()
         try:
             check(request)
             async for item in fn(request, context):
                 yield item
                 sent += 1
+                if metrics is not None:
+                    metrics.sent.inc()
         except grpc.aio.AbortError:
+            code = _aborted_code(context)
+            raise
+        except GeneratorExit:
+            # grpc closed the stream (the client went away): its generator is being closed.
+            code = grpc.StatusCode.CANCELLED
             raise
         except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
             # The client went away (or the server is stopping): a stream's normal end.
             log.debug(
                 "stream %s from %s cancelled after %.1fs, %d messages",
@@ -248,5 +273,18 @@ def streaming(
                 details,
             )
             await context.abort(code, details, trailers_of(exc))
+        finally:
+            if metrics is not None:
+                metrics.streams.dec()
+                metrics.handled(code)
 
     return wrapper
+
+
+def _aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
+    """The code a method aborted with by itself (context.abort), for the metrics."""
+    try:
+        code = context.code()
+    except Exception:  # the call may be gone already
+        return grpc.StatusCode.UNKNOWN
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from myko.live_service import LiveService
 from myko.local.kafka import LocalKafka
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
+from myko.tracing import Tracing
 
 
 @pytest.fixture(scope="session")
@@ -94,13 +95,24 @@ class InProcessStack:
     clients: Clients
 
     @classmethod
-    async def start(cls, env: dict[str, str], app: App) -> InProcessStack:
-        repo = RepoService(RepoSettings.from_env(env), app)
+    async def start(
+        cls, env: dict[str, str], app: App, *, tracing: Callable[[str], Tracing] | None = None
+    ) -> InProcessStack:
+        """`tracing(service name)` gives each service its Tracing (tests/test_tracing.py)."""
+
+        def traced(name: str) -> Tracing | None:
+            return tracing(name) if tracing is not None else None
+
+        repo = RepoService(RepoSettings.from_env(env), app, tracing=traced("repo_svc"))
         await repo.start()
         live_env = {**env, "MYKO_REPO_ADDR": f"127.0.0.1:{repo.grpc.port}"}
-        command = CommandService(CommandSettings.from_env(env), app)
-        query = LiveService(QuerySettings.from_env(live_env), app, kind=LiveKind.QUERY)
-        report = LiveService(ReportSettings.from_env(live_env), app, kind=LiveKind.REPORT)
+        command = CommandService(CommandSettings.from_env(env), app, tracing=traced("command_svc"))
+        query = LiveService(
+            QuerySettings.from_env(live_env), app, kind=LiveKind.QUERY, tracing=traced("query_svc")
+        )
+        report = LiveService(
+            ReportSettings.from_env(live_env), app, kind=LiveKind.REPORT, tracing=traced("report_svc")
+        )
         for svc in (command, query, report):
             await svc.start()
         clients = Clients(

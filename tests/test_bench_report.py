@@ -9,6 +9,7 @@ from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
 from bench.kafka_floor import FloorResult
 from bench.machine import describe_machine
+from bench.overhead import OverheadResult, SideResult
 from bench.report import BEGIN, END, BenchResults, render_text, write_markdown
 from bench.samples import Samples
 from bench.throughput import ThroughputResult
@@ -60,3 +61,24 @@ def test_a_new_run_replaces_only_the_recorded_block(tmp_path: Path) -> None:
     assert text.startswith("# Title\n\nHow to read it.\n\n" + BEGIN)
     assert text.endswith(END + "\n\n## Findings\n\nKept.\n")
     assert text.count(BEGIN) == 1 and "| 12.00 |" in text and "| 10.00 |" not in text
+
+
+def test_overhead_verdict_compares_the_on_p50_with_five_percent_over_off() -> None:
+    def overhead(on_ms: float) -> OverheadResult:
+        return OverheadResult(
+            off=SideResult(send_to_ack=ms(9.0), send_to_emission=ms(10.0)),
+            on=SideResult(send_to_ack=ms(on_ms - 1), send_to_emission=ms(on_ms)),
+            rounds=2,
+            per_round=1,
+            spans_exported=42,
+            load_before="1.00 1.00 1.00",
+            load_after="1.10 1.00 1.00",
+        )
+
+    met = results(e2e_ms=10.0)
+    met.overhead = overhead(10.5)
+    assert "10.50 ms vs 10.00 ms (+5.0%) -> MET" in render_text(met)
+    missed = results(e2e_ms=10.0)
+    missed.overhead = overhead(10.6)
+    text = render_text(missed)
+    assert "(+6.0%) -> NOT MET" in text and "spans received: 42" in text

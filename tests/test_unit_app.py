@@ -85,7 +85,8 @@ def test_handler_annotations_must_agree_with_the_registration() -> None:
 
     app.query(queries_pb2.AllTargets)(targets)
     app.query(queries_pb2.AllZones)(lambda q, repos: repos.of(Zone).watch())
-    assert app.queries.names() == ["targets.v1.AllTargets", "targets.v1.AllZones"]
+    # With the framework's own query every App declares (myko/service_status.py).
+    assert app.queries.names() == ["myko.v1.ServiceStatuses", "targets.v1.AllTargets", "targets.v1.AllZones"]
 
 
 def test_parts_are_included_and_clash_loudly() -> None:
@@ -95,11 +96,16 @@ def test_parts_are_included_and_clash_loudly() -> None:
     part.saga("s", sources=[Zone])(lambda events, repos: reactivex.empty())
     app = App("t")
     app.include(part)
-    assert app.entities.names() == ["targets.v1.Zone"]
+    assert app.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
     assert app.commands.names() == ["targets.v1.SetZone"]
     assert [s.name for s in app.sagas] == ["s"]
     with pytest.raises(ConfigError, match="two handlers"):
         app.include(part)
+    # An App included in another: the framework's own declarations come once.
+    outer = App("outer")
+    outer.include(app)
+    assert outer.queries.names() == ["myko.v1.ServiceStatuses"]
+    assert outer.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
 
 
 def test_relations_must_name_entities_of_the_app() -> None:

@@ -27,8 +27,12 @@ export {
 export { type LiveStatus } from "./live-value.svelte.js";
 export { pack } from "./requests.js";
 export { relativeTime } from "./time.js";
+export { newTraceparent, traceIdOf } from "./trace.js";
 export { gatewayTransport } from "./transport.js";
 export { covers } from "./watermark.js";
 // The framework messages an application handles most.
 export type { CommandResult } from "./gen/myko/v1/command_pb.js";
 export type { MItem, Watermark } from "./gen/myko/v1/item_pb.js";
+// What every service instance reports about itself (a System page's query).
+export { ServiceStatuses } from "./gen/myko/v1/system_myko.js";
+export { ServiceState, type ServiceStatus } from "./gen/myko/v1/system_pb.js";

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 import signal
+import socket
 import sys
 
+from myko import catalogue
 from myko.errors import ConfigError
 from myko.gateway.server import Gateway
+from myko.logs import configure_logging
+from myko.metrics import Metrics
 from myko.settings import GatewaySettings
 from myko.tls import Transport
+from myko.trace_export import build_tracing
+from myko.tracing import Tracing
 
 
-async def _serve(settings: GatewaySettings, transport: Transport) -> None:
-    gateway = Gateway(settings, transport=transport)
+async def _serve(settings: GatewaySettings, transport: Transport, tracing: Tracing) -> None:
+    # Its registry, built here and passed in; served on GET /metrics (MYKO_GATEWAY_METRICS).
+    metrics = Metrics.for_process("gateway", f"gateway-{socket.gethostname()}")
+    gateway = Gateway(settings, transport=transport, metrics=metrics, tracing=tracing)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,10 +50,13 @@ def main() -> None:
         except ImportError as exc:
             print(f"gateway: configuration error: MYKO_APP={settings.app_module!r}: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    asyncio.run(_serve(settings, transport))
+    name = catalogue.GATEWAY.runner
+    configure_logging(service=name, level=settings.log_level, fmt=settings.log_format)
+    tracing = build_tracing(settings.tracing, service=name)
+    try:
+        asyncio.run(_serve(settings, transport, tracing))
+    finally:
+        tracing.shutdown()
 
 
 if __name__ == "__main__":

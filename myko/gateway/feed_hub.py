@@ -19,12 +19,20 @@ from myko.gateway.admission import Admission
 from myko.gateway.feeds import Feed, FeedKey, error_frame
 from myko.gateway.sessions import Session
 from myko.gateway.upstreams import Upstreams
+from myko.metrics.gateway import GatewayMetrics
 from myko.settings import GatewaySettings
 
 
 class FeedHub:
-    def __init__(self, upstreams: Upstreams, settings: GatewaySettings, admission: Admission) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        settings: GatewaySettings,
+        admission: Admission,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._upstreams = upstreams
+        self._metrics = metrics
         self._settings = settings
         self._admission = admission
         self._sessions: dict[str, Session] = {}
@@ -52,12 +60,19 @@ class FeedHub:
             heartbeat_s=self._settings.live_heartbeat_ms / 1000,
             max_unsent_bytes=self._settings.max_stream_unsent_bytes,
             on_fail=self._on_session_failed,
+            coalesced=self._metrics.coalesced if self._metrics is not None else None,
         )
         self._sessions[session.id] = session
         for sub_id, key in subscriptions:
             feed = self._feeds.get(key)
             if feed is None:
-                feed = self._feeds[key] = Feed(key, self._upstreams, self._admission.gauge, self._feed_ended)
+                feed = self._feeds[key] = Feed(
+                    key,
+                    self._upstreams,
+                    self._admission.gauge,
+                    self._feed_ended,
+                    results=self._metrics.feed_results if self._metrics is not None else None,
+                )
             session.subs[sub_id] = feed
             feed.add(session.id, sub_id, session)
         return session

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
+from prometheus_client import Counter
 
 from myko.gateway.admission import ByteGauge
 from myko.gateway.metadata import Metadata
@@ -117,6 +118,7 @@ class Feed:
         upstreams: Upstreams,
         gauge: ByteGauge,
         on_end: Callable[[Feed, grpc.StatusCode, str], None],
+        results: Counter | None = None,
     ) -> None:
         self.key = key
         # (session id, sub_id) -> (listener, that subscription's frame prefix)
@@ -125,6 +127,7 @@ class Feed:
         self._upstreams = upstreams
         self._gauge = gauge
         self._on_end = on_end
+        self._results = results
         self._task = asyncio.create_task(self._run(), name=f"live-feed-{key.kind.value}")
 
     def add(self, session_id: str, sub_id: str, listener: Listener) -> None:
@@ -165,6 +168,8 @@ class Feed:
     def _emit(self, data: bytes) -> None:
         # A method of its own so that no frame of the long-running _run holds a result.
         result = self.last = SharedResult(data, self._gauge)
+        if self._results is not None:
+            self._results.inc()
         length = varint(len(data))
         for (_, sub_id), (listener, prefix) in list(self.listeners.items()):
             listener.deliver(sub_id, Outgoing(prefix + length, result))

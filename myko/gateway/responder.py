@@ -50,6 +50,8 @@ class Responder:
         self._mode = mode
         self._stall_timeout_s = stall_timeout_s
         self._response: web.StreamResponse | None = None
+        # The status sent in the trailer, once finished (metrics).
+        self.code: int | None = None
 
     @property
     def response(self) -> web.StreamResponse | None:
@@ -88,6 +90,7 @@ class Responder:
         trailing_metadata: AnyMetadata = None,
     ) -> web.StreamResponse:
         await self.start()
+        self.code = code
         trailers = encode_trailers(status_trailers(code, message, trailing_metadata))
         await self._write(encode_text(trailers) if self._mode is WireMode.TEXT else trailers)
         assert self._response is not None

@@ -16,8 +16,11 @@ from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
 from myko.gateway.ui_files import UiFiles
 from myko.gateway.upstreams import Upstreams
+from myko.metrics import Metrics
+from myko.metrics.server import metrics_response
 from myko.settings import GatewaySettings
 from myko.tls import Transport
+from myko.tracing import Tracing
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +28,18 @@ log = logging.getLogger(__name__)
 class Gateway:
     """The running gateway: start() binds the port, stop() closes streams and channels."""
 
-    def __init__(self, settings: GatewaySettings, *, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        *,
+        transport: Transport | None = None,
+        metrics: Metrics | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
         self._settings = settings
         self._transport = transport or Transport(settings.tls)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._tracing = tracing or Tracing.off()
         self._upstreams = Upstreams(
             {
                 Upstream.COMMAND: settings.command_addr,
@@ -38,7 +50,14 @@ class Gateway:
             transport=self._transport,
         )
         self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
-        self.hub = FeedHub(self._upstreams, settings, self.admission)
+        self.hub = FeedHub(self._upstreams, settings, self.admission, self.metrics.gateway)
+        self.metrics.gateway.watch(
+            sessions=lambda: self.hub.session_count,
+            feeds=lambda: self.hub.feed_count,
+            subscriptions=lambda: self.admission.subscriptions,
+            streams=lambda: self.admission.streams,
+            buffered_bytes=lambda: self.admission.gauge.held,
+        )
         self._runner: web.AppRunner | None = None
         self.port = settings.port
 
@@ -48,10 +67,14 @@ class Gateway:
         app = web.Application(client_max_size=self._settings.max_request_body_bytes)
         cors = Cors(self._settings.cors_origins)
         live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
-        proxy = GrpcWebProxy(self._upstreams, live, self.admission, self._settings)
+        proxy = GrpcWebProxy(
+            self._upstreams, live, self.admission, self._settings, self.metrics.gateway, self._tracing
+        )
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
         app.router.add_get("/healthz", self._healthz)
+        if self._settings.metrics:
+            app.router.add_get("/metrics", self._metrics)
         app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
         app.router.add_post("/{tail:.*}", proxy.handle)
         app.router.add_get("/{tail:.*}", ui.handle)
@@ -75,6 +98,7 @@ class Gateway:
             if isinstance(addr, tuple):
                 self.port = int(addr[1])
                 break
+        self.metrics.serving(True)
         log.info("gateway listening on %s://%s:%d", self.scheme, self._settings.host, self.port)
 
     @property
@@ -82,11 +106,15 @@ class Gateway:
         return "https" if self._transport.settings.public and self._transport.enabled else "http"
 
     async def stop(self) -> None:
+        self.metrics.serving(False)
         await self.hub.aclose()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self._upstreams.close()
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return await metrics_response(self.metrics)
 
     async def _healthz(self, request: web.Request) -> web.Response:
         # The gateway is healthy when it serves; backend states are informational

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from prometheus_client import Counter
+
 from myko.errors import MykoError, ResourceExhausted
 from myko.gateway.admission import Ticket
 from myko.gateway.feeds import Feed, Outgoing
@@ -30,6 +32,7 @@ class Session:
         heartbeat_s: float,
         max_unsent_bytes: int,
         on_fail: Callable[[Session], None],
+        coalesced: Counter | None = None,
     ) -> None:
         self.id = session_id
         self.ticket = ticket
@@ -43,6 +46,7 @@ class Session:
         self._unsent = 0
         self._wake = asyncio.Event()
         self._closed = False
+        self._coalesced = coalesced
 
     @property
     def closed(self) -> bool:
@@ -59,6 +63,8 @@ class Session:
         old = self._pending.pop(sub_id, None)
         if old is not None:
             self._unsent -= old.size
+            if self._coalesced is not None:
+                self._coalesced.inc()
         self._pending[sub_id] = out
         self._unsent += out.size
         if self._unsent > self._max_unsent:

@@ -4,6 +4,7 @@
     myko run --cluster           # 3 Kafka nodes on 19092.., two of each service
     myko run --fresh             # wipe the Kafka data under .run/ first
     myko run --port-shift 1000   # every port + 1000, beside another stack
+    myko run --prometheus        # and a Prometheus (Debian's package) scraping every service
 
 With KAFKA_BOOTSTRAP_SERVERS set (or --no-kafka), that Kafka is used and none is
 started. --cluster runs secured (myko/local/security.py): its Kafka takes each
@@ -34,6 +35,13 @@ from myko.errors import ConfigError
 from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceExited, ServiceProcess, Stack
+from myko.local.prometheus import (
+    PROMETHEUS_PORT,
+    LocalPrometheus,
+    find_prometheus,
+    prometheus_config,
+    targets_of,
+)
 from myko.local.security import KAFKA_USERS, cluster_security, grant_access
 from myko.local.topology import StackSecurity, cluster_stack, local_stack
 
@@ -58,6 +66,8 @@ class LaunchOptions:
     kafka: str = ""
     # MYKO_* from the caller's environment, passed to every service.
     passthrough: Mapping[str, str] | None = None
+    # Also start a Prometheus scraping every service (myko/local/prometheus.py).
+    prometheus: bool = False
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -89,6 +99,7 @@ def _summary(
     services: Sequence[ServiceProcess],
     log_dir: Path,
     security: StackSecurity,
+    prometheus: LocalPrometheus | None = None,
 ) -> str:
     lines = ["", f"Myko is running {options.app}."]
     where = f"local, data in {_rel(kafka.data_dir)}" if kafka else "external, from KAFKA_BOOTSTRAP_SERVERS"
@@ -119,6 +130,10 @@ def _summary(
         lines.append(
             f"  TLS:  services call repo and command's internal ports with certificates from "
             f"{_rel(security.ca.parent)}/ (public ports stay plaintext)"
+        )
+    if prometheus is not None:
+        lines.append(
+            f"  Prometheus: {prometheus.url}/  (scrapes every service's /metrics; alerts at {prometheus.url}/alerts)"
         )
     lines.append(f"  Logs: {_rel(log_dir)}/<name>.log")
     if kafka:
@@ -194,6 +209,21 @@ def launch(options: LaunchOptions) -> int:
         return 2
 
     ports = [_port(s) for s in services] + [s.internal_port for s in services if s.internal_port]
+    ports += [s.metrics_port for s in services if s.metrics_port is not None and s.metrics_port not in ports]
+    prometheus: LocalPrometheus | None = None
+    if options.prometheus:
+        try:
+            binary = find_prometheus()
+        except ConfigError as e:
+            print(f"myko run: {e.message}", file=sys.stderr)
+            return 2
+        prometheus = LocalPrometheus(
+            data_dir=run_dir / "prometheus",
+            port=PROMETHEUS_PORT + options.port_shift,
+            config=prometheus_config(targets_of(services)),
+            binary=binary,
+        )
+        ports.append(prometheus.port)
     if kafka:
         ports += [int(a.rsplit(":", 1)[1]) for a in bootstrap.split(",")]
     busy = busy_ports(ports)
@@ -224,6 +254,9 @@ def launch(options: LaunchOptions) -> int:
                 grant_access(kafka, app=options.app, extra_env=extra_env, cwd=options.project_dir)
         print(f"Starting {len(services)} service(s); logs in {_rel(log_dir)}/ ...", flush=True)
         stack.start()
+        if prometheus is not None:
+            print(f"Starting Prometheus on {prometheus.url} ...", flush=True)
+            prometheus.start()
         summary = _summary(
             options=options,
             bootstrap=bootstrap,
@@ -231,6 +264,7 @@ def launch(options: LaunchOptions) -> int:
             services=services,
             log_dir=log_dir,
             security=security,
+            prometheus=prometheus,
         )
         print(summary, flush=True)
         _supervise(stack)
@@ -244,6 +278,8 @@ def launch(options: LaunchOptions) -> int:
         # every stop below is bounded in time.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if prometheus is not None:
+            prometheus.stop()
         print("\nStopping services ...", flush=True)
         stack.stop()
         if kafka:

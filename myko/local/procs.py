@@ -82,6 +82,7 @@ class ServiceProcess:
         args: Sequence[str] = (),
         python: str = sys.executable,
         cwd: Path | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         if (grpc_port is None) == (health_url is None):
             raise ValueError(f"{name}: give exactly one of grpc_port or health_url")
@@ -98,6 +99,8 @@ class ServiceProcess:
         # The application's project directory, so `MYKO_APP` imports from it even
         # when not installed (`python -m` puts the working directory on sys.path).
         self.cwd = cwd
+        # Where GET /metrics answers (Prometheus scrapes it); None when it serves none.
+        self.metrics_port = metrics_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._returncode: int | None = None
         self._log_opened = False

@@ -64,13 +64,30 @@ def port_of(name: str, *, replica: int = 1, port_shift: int = 0, internal: bool 
 
 
 def all_ports(*, replicas: int = 1, port_shift: int = 0) -> list[int]:
-    """Every port a stack of `replicas` listens on (internal ones included)."""
+    """Every port a stack of `replicas` listens on (internal and metrics ones included)."""
     return [
-        port_of(spec.name, replica=n, port_shift=port_shift, internal=internal)
+        port
         for spec in catalogue.SERVICES
-        for internal in ((False, True) if spec.internal_port is not None else (False,))
         for n in range(1, replicas + 1)
+        for port in ports_of(spec.name, replica=n, port_shift=port_shift)
     ]
+
+
+def metrics_port_of(name: str, *, replica: int = 1, port_shift: int = 0) -> int:
+    """Where the replica serves GET /metrics (an HTTP service: on its own port)."""
+    spec = catalogue.service(name)
+    if spec.http:
+        return port_of(name, replica=replica, port_shift=port_shift)
+    return spec.metrics_port + port_shift + (replica - 1) * REPLICA_PORT_STEP
+
+
+def ports_of(name: str, *, replica: int = 1, port_shift: int = 0) -> list[int]:
+    """Every port the replica listens on: its service, internal and metrics ports."""
+    ports = [port_of(name, replica=replica, port_shift=port_shift)]
+    if catalogue.service(name).internal_port is not None:
+        ports.append(port_of(name, replica=replica, port_shift=port_shift, internal=True))
+    metrics = metrics_port_of(name, replica=replica, port_shift=port_shift)
+    return ports if metrics in ports else [*ports, metrics]
 
 
 def check_port_shift(port_shift: int, *, replicas: int = 1) -> None:
@@ -113,6 +130,7 @@ def _replica(
         if security.tls and spec.internal_port is not None
         else None
     )
+    metrics_port = metrics_port_of(spec.name, replica=replica, port_shift=port_shift)
     env = {
         **extra_env,
         "MYKO_APP": app,
@@ -133,6 +151,8 @@ def _replica(
     if spec is catalogue.SAGA and security.tls:
         # Where its certificate identifies it to command_svc.
         env["MYKO_COMMAND_ADDR"] = addr(catalogue.COMMAND, internal=True)
+    if not spec.http:
+        env["MYKO_METRICS_PORT"] = str(metrics_port)
     if spec is catalogue.COMMAND:
         # Where the other command replicas forward to this one while it leads.
         env["MYKO_ADVERTISE_ADDR"] = f"127.0.0.1:{internal_port or port}"
@@ -147,6 +167,7 @@ def _replica(
         health_url=f"http://127.0.0.1:{port}/healthz" if spec.http else None,
         log_path=log_dir / f"{name}.log",
         cwd=cwd,
+        metrics_port=metrics_port,
     )
 
 

@@ -7,10 +7,12 @@ import os
 import signal
 
 from myko.app import App
+from myko.metrics import Metrics
 from myko.runner import run
 from myko.saga_event import SagaEvent
 from myko.saga_service import SagaService
 from myko.settings import SagaSettings
+from myko.tracing import Tracing
 
 
 def _crash(event: SagaEvent) -> None:
@@ -21,8 +23,14 @@ def _crash(event: SagaEvent) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def build(settings: SagaSettings, app: App) -> SagaService:
-    return SagaService(settings, app, after_execute=_crash if settings.test_crash_after_execute else None)
+def build(settings: SagaSettings, app: App, *, metrics: Metrics, tracing: Tracing) -> SagaService:
+    return SagaService(
+        settings,
+        app,
+        after_execute=_crash if settings.test_crash_after_execute else None,
+        metrics=metrics,
+        tracing=tracing,
+    )
 
 
 def main() -> None:

@@ -15,16 +15,18 @@ class RepoSubscribeRequest(_message.Message):
     def __init__(self, types: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RepoChange(_message.Message):
-    __slots__ = ("snapshot", "snapshot_complete", "events", "watermark")
+    __slots__ = ("snapshot", "snapshot_complete", "events", "watermark", "traceparents")
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_COMPLETE_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     WATERMARK_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENTS_FIELD_NUMBER: _ClassVar[int]
     snapshot: bool
     snapshot_complete: bool
     events: _containers.RepeatedCompositeFieldContainer[_item_pb2.Event]
     watermark: _item_pb2.Watermark
-    def __init__(self, snapshot: _Optional[bool] = ..., snapshot_complete: _Optional[bool] = ..., events: _Optional[_Iterable[_Union[_item_pb2.Event, _Mapping]]] = ..., watermark: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
+    traceparents: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, snapshot: _Optional[bool] = ..., snapshot_complete: _Optional[bool] = ..., events: _Optional[_Iterable[_Union[_item_pb2.Event, _Mapping]]] = ..., watermark: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ..., traceparents: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RepoGetRequest(_message.Message):
     __slots__ = ("type", "ids")

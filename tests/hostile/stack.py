@@ -15,7 +15,7 @@ from pathlib import Path
 from myko.errors import ConfigError
 from myko.local.ports import busy_ports
 from myko.local.procs import ServiceProcess, Stack
-from myko.local.topology import check_port_shift, local_stack, port_of
+from myko.local.topology import check_port_shift, local_stack, port_of, ports_of
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("repo", "command", "query", "report", "saga", "gateway")
@@ -30,7 +30,8 @@ def _free_shift() -> int:
             check_port_shift(shift)
         except ConfigError:
             continue
-        if not busy_ports(port_of(s, port_shift=shift) for s in SERVICES):
+        # Service and metrics ports alike (each service also serves GET /metrics).
+        if not busy_ports(p for s in SERVICES for p in ports_of(s, port_shift=shift)):
             return shift
     raise RuntimeError("no free block of service ports found")
 

@@ -178,6 +178,23 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
   await expect(row(page, `Wall seven ${run}`)).toBeVisible();
 });
 
+test("the System page shows every service instance reporting, live", async ({ page }) => {
+  await page.goto(gatewayUrl() + "/system");
+  const rows = page.getByTestId("service-row");
+  // Each service with Kafka access writes its myko.v1.ServiceStatus at start and
+  // every 10 s; query_svc and report_svc have none (docs/observability.md).
+  for (const service of ["command", "repo", "saga"]) {
+    await expect(page.locator(`[data-testid=service-row][data-service=${service}]`).first()).toHaveAttribute(
+      "data-health",
+      "serving",
+      { timeout: 30_000 },
+    );
+  }
+  // Every instance that reports is serving.
+  await expect(page.getByTestId("serving-count")).toHaveText(/^(\d+) \/ \1$/);
+  await expect(rows.filter({ hasText: "leader" })).toHaveCount(1);
+});
+
 test("the page recovers when the gateway restarts under it", async ({ page }) => {
   test.skip(!controlUrl(), "needs the stack started by global-setup (MYKO_E2E_GATEWAY was preset)");
   await openTargets(page);

@@ -1,5 +1,6 @@
 import type { Page } from "$lib/router.svelte";
 import TargetsPage from "./pages/TargetsPage/TargetsPage.svelte";
+import SystemPage from "./pages/SystemPage/SystemPage.svelte";
 import WallPage from "./pages/WallPage/WallPage.svelte";
 import ZonePage from "./pages/ZonePage/ZonePage.svelte";
 import ZonesPage from "./pages/ZonesPage/ZonesPage.svelte";
@@ -15,4 +16,5 @@ export const PAGES: readonly Page[] = [
   { path: "/zones", component: ZonesPage, nav: "Zones" },
   { path: "/zones/:id", component: ZonePage },
   { path: "/wall", component: WallPage, nav: "Live wall" },
+  { path: "/system", component: SystemPage, nav: "System" },
 ];

@@ -23,6 +23,8 @@ export class FakeGateway {
   /** Streams still open. */
   openStreams = 0;
   commands: CommandRequest[] = [];
+  /** The `traceparent` header of each command, in the same order (null when none was sent). */
+  commandTraceparents: (string | null)[] = [];
   commandError: ConnectError | null = null;
   /** The topic watermarks and visible_at name. */
   topic = "fake.v1.Entity";
@@ -37,8 +39,9 @@ export class FakeGateway {
         open: (req, ctx) => this.#open(req, ctx.signal),
       });
       service(CommandBus, {
-        execute: (req) => {
+        execute: (req, ctx) => {
           this.commands.push(req);
+          this.commandTraceparents.push(ctx.requestHeader.get("traceparent"));
           if (this.commandError) throw this.commandError;
           return create(CommandResultSchema, {
             tx: req.tx,

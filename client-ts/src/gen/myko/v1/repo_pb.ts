@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/repo.proto.
  */
 export const file_myko_v1_repo: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiJQoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkigAEKClJlcG9DaGFuZ2USEAoIc25hcHNob3QYASABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBIlCgl3YXRlcm1hcmsYBCABKAsyEi5teWtvLnYxLldhdGVybWFyayIrCg5SZXBvR2V0UmVxdWVzdBIMCgR0eXBlGAEgASgJEgsKA2lkcxgCIAMoCSJdCg9SZXBvR2V0UmVzcG9uc2USIwoFaXRlbXMYASADKAsyFC5nb29nbGUucHJvdG9idWYuQW55EiUKCXdhdGVybWFyaxgCIAEoCzISLm15a28udjEuV2F0ZXJtYXJrMooBCgtSZXBvU2VydmljZRJBCglTdWJzY3JpYmUSHS5teWtvLnYxLlJlcG9TdWJzY3JpYmVSZXF1ZXN0GhMubXlrby52MS5SZXBvQ2hhbmdlMAESOAoDR2V0EhcubXlrby52MS5SZXBvR2V0UmVxdWVzdBoYLm15a28udjEuUmVwb0dldFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiJQoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkilgEKClJlcG9DaGFuZ2USEAoIc25hcHNob3QYASABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBIlCgl3YXRlcm1hcmsYBCABKAsyEi5teWtvLnYxLldhdGVybWFyaxIUCgx0cmFjZXBhcmVudHMYBSADKAkiKwoOUmVwb0dldFJlcXVlc3QSDAoEdHlwZRgBIAEoCRILCgNpZHMYAiADKAkiXQoPUmVwb0dldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAiABKAsyEi5teWtvLnYxLldhdGVybWFyazKKAQoLUmVwb1NlcnZpY2USQQoJU3Vic2NyaWJlEh0ubXlrby52MS5SZXBvU3Vic2NyaWJlUmVxdWVzdBoTLm15a28udjEuUmVwb0NoYW5nZTABEjgKA0dldBIXLm15a28udjEuUmVwb0dldFJlcXVlc3QaGC5teWtvLnYxLlJlcG9HZXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_any, file_myko_v1_item]);
 
 /**
  * @generated from message myko.v1.RepoSubscribeRequest
@@ -62,6 +62,14 @@ export type RepoChange = Message<"myko.v1.RepoChange"> & {
    * @generated from field: myko.v1.Watermark watermark = 4;
    */
   watermark?: Watermark | undefined;
+
+  /**
+   * W3C traceparents of the commands whose writes this batch carries (at most
+   * 32, from the records' headers): query and report emissions link to them.
+   *
+   * @generated from field: repeated string traceparents = 5;
+   */
+  traceparents: string[];
 };
 
 /**

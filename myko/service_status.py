@@ -1,0 +1,196 @@
+"""myko.v1.ServiceStatus: each service instance's report about itself, an entity like any other.
+
+Every App declares the entity and the query `myko.v1.ServiceStatuses` (all of
+them, by service then instance id), so the UI's System page is a LiveQuery
+over the same machinery as every other view. Each gRPC service's entry point
+runs a `StatusReporter`, which writes the instance's status to the entity's
+topic every MYKO_STATUS_INTERVAL_MS, when its health changes, and once more
+(STOPPED) when it shuts down cleanly.
+
+The reporter writes the record itself (an idempotent producer, key = instance
+id, on the compacted topic) rather than sending a command to command_svc, so:
+an instance that cannot reach command_svc still reports, and a System page
+shows command_svc as the one that went quiet instead of every service at
+once; and heartbeats do not fill command_svc's tx log, whose window is for
+clients' retries. Nothing validates a status but its writer, and each writer
+only writes its own id. docs/observability.md has the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from google.protobuf import timestamp_pb2
+from reactivex import Observable
+
+from myko.entities import EntityRegistry
+from myko.events import set_event, to_record
+from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.metrics import Metrics
+from myko.repo import Store
+from myko.retry import Backoff
+from myko.settings import KafkaServiceSettings
+from myko.topics import ensure_topics, entity_topics
+from myko.v1 import item_pb2, system_pb2
+
+if TYPE_CHECKING:
+    from myko.app import Handlers
+
+log = logging.getLogger(__name__)
+
+ServiceStatus = system_pb2.ServiceStatus
+# Queries every App declares itself (an App included in another brings them again).
+FRAMEWORK_QUERIES = frozenset({str(system_pb2.ServiceStatuses.DESCRIPTOR.full_name)})
+# The last report, written on a clean stop, waits this long for the broker at most.
+FINAL_REPORT_TIMEOUT_S = 3.0
+
+
+def declare(handlers: Handlers) -> None:
+    """The entity and its query, which App declares for every application."""
+    handlers.entity(ServiceStatus)
+    handlers.query(system_pb2.ServiceStatuses)(service_statuses)
+
+
+def _by_service(s: system_pb2.ServiceStatus) -> tuple[str, str]:
+    return (s.service, s.item.id)
+
+
+def service_statuses(q: system_pb2.ServiceStatuses, repos: Store) -> Observable[list[ServiceStatus]]:
+    return repos.of(ServiceStatus).watch(order_by=_by_service)
+
+
+def _timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+class StatusReporter(Lifecycle):
+    """Writes this instance's ServiceStatus; never holds up or fails the service it reports on."""
+
+    def __init__(
+        self,
+        settings: KafkaServiceSettings,
+        *,
+        metrics: Metrics,
+        serving: Callable[[], bool],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        self._serving = serving
+        self._clock = clock
+        self._interval_s = settings.status_interval_ms / 1000
+        self._started_at = clock()
+        self._version = 0
+        self._type = str(ServiceStatus.DESCRIPTOR.full_name)
+        self._producer: AIOKafkaProducer | None = None
+        self._task: asyncio.Task[None] | None = None
+        # What was last written: a change of state is reported at once.
+        self._reported: system_pb2.ServiceState | None = None
+        self.reports = 0
+
+    @property
+    def topic(self) -> str:
+        return self._settings.kafka.topic_prefix + self._type
+
+    def status(self, state: system_pb2.ServiceState) -> system_pb2.ServiceStatus:
+        now = self._clock()
+        totals = self._metrics.totals()
+        self._version += 1
+        return system_pb2.ServiceStatus(
+            item=item_pb2.MItem(
+                id=self._settings.instance_id,
+                type=self._type,
+                created_at=_timestamp(self._started_at),
+                updated_at=_timestamp(now),
+                version=self._version,
+            ),
+            service=self._settings.service,
+            state=state,
+            reported_at=_timestamp(now),
+            interval_ms=self._settings.status_interval_ms,
+            started_at=_timestamp(self._started_at),
+            lag_records=totals.lag_records,
+            subscriptions=totals.subscriptions,
+            dead_letters=totals.dead_letters,
+            quarantined_records=totals.quarantined_records,
+            rss_bytes=totals.rss_bytes,
+            version=totals.version,
+            leader=totals.leader,
+        )
+
+    def _state(self) -> system_pb2.ServiceState:
+        return system_pb2.SERVICE_STATE_SERVING if self._serving() else system_pb2.SERVICE_STATE_NOT_SERVING
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="status-reporter")
+
+    async def _connect(self) -> AIOKafkaProducer:
+        """Create the topic if needed and start the producer, retrying until the broker answers."""
+        kafka = self._settings.kafka
+        backoff = Backoff(initial_s=0.5, max_s=30.0)
+        registry = EntityRegistry()
+        registry.add(ServiceStatus)
+        while True:
+            producer = AIOKafkaProducer(
+                **kafka.client_args(),
+                client_id=f"{self._settings.instance_id}.status",
+                acks="all",
+                enable_idempotence=True,
+                request_timeout_ms=kafka.request_timeout_ms,
+            )
+            try:
+                await ensure_topics(kafka, entity_topics(kafka, registry))
+                await producer.start()
+                return producer
+            except Exception as exc:  # Unavailable, KafkaError, OSError: all mean "not yet"
+                await producer.stop()
+                log.info("status reports wait for Kafka: %s", exc)
+                await asyncio.sleep(backoff.next())
+
+    async def _run(self) -> None:
+        self._producer = await self._connect()
+        tick = min(1.0, self._interval_s)
+        last = float("-inf")
+        while True:
+            state = self._state()
+            now = time.monotonic()
+            due = state != self._reported or now - last >= self._interval_s
+            if due and await self._send(self.status(state), timeout_s=self._interval_s):
+                self._reported = state
+                last = now
+            await asyncio.sleep(tick)
+
+    async def _send(self, status: system_pb2.ServiceStatus, *, timeout_s: float) -> bool:
+        producer = self._producer
+        if producer is None:
+            return False
+        # No tx: no command caused it (docs/observability.md).
+        event = set_event(status, tx="", ts=status.reported_at, source=self._settings.instance_id)
+        record = to_record(event, self.topic)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await producer.send_and_wait(
+                    record.topic, key=record.key, value=record.value, headers=record.headers
+                )
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.info("status report not written (next one in %.0fs): %s", self._interval_s, exc)
+            return False
+        self.reports += 1
+        return True
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+        self._task = None
+        if self._producer is not None:
+            # The last word: a clean stop, not a crash (the UI shows it as stopped, not stale).
+            await self._send(self.status(system_pb2.SERVICE_STATE_STOPPED), timeout_s=FINAL_REPORT_TIMEOUT_S)
+            await self._producer.stop()
+            self._producer = None

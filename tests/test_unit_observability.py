@@ -1,0 +1,163 @@
+"""Log lines and tracing settings: what an operator sets and what a collector reads."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import DEFAULT_OFF
+from opentelemetry.trace import Link, SpanContext, TraceFlags, format_span_id, format_trace_id
+
+from myko.errors import ConfigError
+from myko.logs import JsonFormatter, TextFormatter, _LineContext, fields, tx_context
+from myko.settings import CommandSettings, GatewaySettings, TracingSettings
+from myko.trace_export import LinkedSampler, build_tracing
+from myko.tracing import MAX_LINKS, TRACEPARENT, Tracing, traceparents_of
+
+BASE = {"MYKO_APP": "targets"}
+
+
+def _record(message: str, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("myko.test", logging.WARNING, __file__, 1, message, (), None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_json_line_has_service_tx_trace_and_fields() -> None:
+    exporter = InMemorySpanExporter()
+    tracing = build_tracing(
+        TracingSettings(), service="command_svc", processors=[SimpleSpanProcessor(exporter)]
+    )
+    stamp = _LineContext("command_svc")
+    with tx_context("0b0e5e3c-5f0c-4d5e-9c1a-3a7b8c9d0e1f"), tracing.span("work") as span:
+        record = _record("bad record %s", **fields(topic="t", offset=7, message="not a base key"))
+        record.args = ("t/0@7",)
+        stamp.filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    sc = span.get_span_context()
+    assert line["service"] == "command_svc" and line["level"] == "WARNING" and line["logger"] == "myko.test"
+    assert line["message"] == "bad record t/0@7"  # a field never replaces a base key
+    assert line["tx"] == "0b0e5e3c-5f0c-4d5e-9c1a-3a7b8c9d0e1f"
+    assert line["trace_id"] == format_trace_id(sc.trace_id) and line["span_id"] == format_span_id(sc.span_id)
+    assert line["topic"] == "t" and line["offset"] == 7
+    assert line["ts"].endswith("Z")
+
+
+def test_lines_outside_a_request_have_no_tx_or_trace() -> None:
+    record = _record("idle")
+    _LineContext("repo_svc").filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert "tx" not in line and "trace_id" not in line
+    assert TextFormatter().format(record).endswith("myko.test: idle")
+
+
+def test_text_line_tags_tx_and_trace_before_a_traceback() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("myko.x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
+    record.tx, record.trace_id = "tx-1", "abc"
+    first, *rest = TextFormatter().format(record).split("\n")
+    assert first.endswith("myko.x: failed [tx=tx-1 trace=abc]")
+    assert rest[-1] == "ValueError: boom"
+
+
+def test_log_level_per_service_overrides_the_shared_one() -> None:
+    env = {**BASE, "MYKO_LOG_LEVEL": "warning", "MYKO_COMMAND_LOG_LEVEL": "debug"}
+    assert CommandSettings.from_env(env).log_level == "DEBUG"
+    assert GatewaySettings.from_env(env).log_level == "WARNING"
+    assert GatewaySettings.from_env({**env, "MYKO_GATEWAY_LOG_LEVEL": "ERROR"}).log_level == "ERROR"
+    with pytest.raises(ConfigError, match="MYKO_COMMAND_LOG_LEVEL"):
+        CommandSettings.from_env({**BASE, "MYKO_COMMAND_LOG_LEVEL": "LOUD"})
+    with pytest.raises(ConfigError, match="MYKO_LOG_FORMAT"):
+        CommandSettings.from_env({**BASE, "MYKO_LOG_FORMAT": "xml"})
+    assert CommandSettings.from_env({**BASE, "MYKO_LOG_FORMAT": "JSON"}).log_format == "json"
+
+
+def test_tracing_settings_follow_the_otel_variables() -> None:
+    default = TracingSettings.from_env({})
+    assert default.enabled and default.exporters == ("none",) and default.sampler == "parentbased_always_on"
+    # An endpoint alone turns the OTLP exporter on, as a collector's users expect.
+    with_endpoint = TracingSettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
+    assert with_endpoint.exporters == ("otlp",) and with_endpoint.otlp_endpoint == "http://collector:4317"
+    traces_endpoint = TracingSettings.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4317",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4317",
+        }
+    )
+    assert traces_endpoint.otlp_endpoint == "http://b:4317"
+    ratio = TracingSettings.from_env(
+        {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25"}
+    )
+    assert ratio.sampler_arg == 0.25
+    assert not TracingSettings.from_env({"OTEL_SDK_DISABLED": "true"}).enabled
+    assert TracingSettings.from_env({"OTEL_TRACES_EXPORTER": "console,otlp"}).exporters == ("console", "otlp")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "jaeger"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_TRACES_EXPORTER": "none,otlp"}, "OTEL_TRACES_EXPORTER"),
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "2"}, "OTEL_TRACES_SAMPLER_ARG"),
+        (
+            {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"},
+            "OTEL_TRACES_SAMPLER_ARG",
+        ),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317"}, "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        ({"OTEL_SDK_DISABLED": "yes"}, "OTEL_SDK_DISABLED"),
+    ],
+)
+def test_bad_tracing_settings_fail_at_start_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        CommandSettings.from_env({**BASE, **env})
+
+
+def test_disabled_tracing_makes_no_spans_and_passes_nothing_on() -> None:
+    tracing = build_tracing(TracingSettings(enabled=False), service="command_svc")
+    assert not tracing.enabled
+    with tracing.span("work"):
+        assert tracing.metadata() == () and tracing.record_headers() == []
+
+
+def _context(sampled: bool) -> SpanContext:
+    flags = TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT)
+    return SpanContext(trace_id=0x1234, span_id=0x5678, is_remote=True, trace_flags=flags)
+
+
+def test_a_batch_span_is_kept_when_a_linked_command_was_sampled() -> None:
+    # Under a sampler that keeps no root span, a root linked to a sampled command is still kept,
+    # and one linked only to unsampled commands is not.
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=LinkedSampler(DEFAULT_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    tracer.start_span("kept", links=[Link(_context(sampled=True))]).end()
+    tracer.start_span("dropped", links=[Link(_context(sampled=False))]).end()
+    tracer.start_span("root").end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
+
+
+class _Record:
+    def __init__(self, headers: list[tuple[str, bytes | None]]) -> None:
+        self.headers = headers
+
+
+def test_traceparents_of_a_batch_are_distinct_bounded_and_skip_junk() -> None:
+    tp = [f"00-{i:032x}-{i:016x}-01".encode() for i in range(1, MAX_LINKS + 10)]
+    records = [_Record([("myko-op", b"SET"), (TRACEPARENT, t)]) for t in tp for _ in range(2)]
+    records.insert(0, _Record([(TRACEPARENT, b"\xff\xfe")]))
+    records.insert(0, _Record([(TRACEPARENT, None)]))
+    found = traceparents_of(records)
+    assert found == tuple(t.decode() for t in tp[:MAX_LINKS])
+    links = Tracing(TracerProvider()).links(["not-a-traceparent", *found[:3]])
+    assert [link.context.trace_id for link in links] == [1, 2, 3]
