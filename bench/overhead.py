@@ -8,7 +8,8 @@ measures what `end_to_end.py` does: send -> ack and send -> the first emission
 of an open AllTargets Watch that covers the write.
 
 ON is what a production deployment runs: tracing with the default sampler
-(parentbased_always_on: every command traced) exporting OTLP over gRPC to a
+(parentbased_traceidratio at 0.1: a caller's decision wins, 1 in 10 of the
+traces started here kept) exporting OTLP over gRPC to a
 receiver process (otlp_sink.py, standing in for a collector), metrics kept and
 served, scraped the way `myko run --prometheus` does (every 5 s), and the
 ServiceStatus reports written. OFF: OTEL_SDK_DISABLED=true, no metrics port, no
@@ -49,7 +50,8 @@ def observability_env(on: bool, *, otlp_port: int) -> dict[str, str]:
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
         # The default, spelt out so a developer's shell cannot change what is measured.
-        "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
         "MYKO_STATUS_INTERVAL_MS": "10000",
     }
 

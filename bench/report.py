@@ -264,7 +264,7 @@ def _overhead_notes(o: OverheadResult) -> list[str]:
     return [
         f"{o.rounds} interleaved rounds of {o.per_round} commands per side; load average "
         f"{o.load_before} before, {o.load_after} after.",
-        "ON: OTLP/gRPC export to a receiver process (bench/otlp_sink.py), sampler parentbased_always_on; "
+        "ON: OTLP/gRPC export to a receiver process (bench/otlp_sink.py), sampler parentbased_traceidratio 0.1 (the default); "
         f"spans received: {spans}; metrics served and scraped every {SCRAPE_INTERVAL_S:.0f} s; status reports. "
         "OFF: OTEL_SDK_DISABLED=true, no metrics port, no status reports.",
     ]

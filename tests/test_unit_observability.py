@@ -82,7 +82,10 @@ def test_log_level_per_service_overrides_the_shared_one() -> None:
 
 def test_tracing_settings_follow_the_otel_variables() -> None:
     default = TracingSettings.from_env({})
-    assert default.enabled and default.exporters == ("none",) and default.sampler == "parentbased_always_on"
+    assert default.enabled and default.exporters == ("none",)
+    assert (default.sampler, default.sampler_arg) == ("parentbased_traceidratio", 0.1)
+    # A sampler named without its argument gets OpenTelemetry's default ratio, not ours.
+    assert TracingSettings.from_env({"OTEL_TRACES_SAMPLER": "traceidratio"}).sampler_arg == 1.0
     # An endpoint alone turns the OTLP exporter on, as a collector's users expect.
     with_endpoint = TracingSettings.from_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317"})
     assert with_endpoint.exporters == ("otlp",) and with_endpoint.otlp_endpoint == "http://collector:4317"
