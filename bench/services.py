@@ -42,6 +42,7 @@ def myko_stack(
         metrics=tuple(p for p in metrics_ports.values() if p),
     )
     common = {
+        "MYKO_APP": "targets",  # the example application the bench drives
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         # The example app: the bench drives its commands and queries.
         "MYKO_APP": "targets",
