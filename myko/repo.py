@@ -89,6 +89,11 @@ class Repo(Generic[E]):
         Served from indexes: O(matches), not O(entities). Ordered by id."""
         return [self._items[i] for i in sorted(self._matching_ids(equal))]
 
+    def declare_index(self, path: str) -> None:
+        """Keep an index of `path` from now on (built at once over what is stored)."""
+        if path != "item.id" and path not in self._indexes:
+            self._indexes[path] = _Index(path, self._items)
+
     def _matching_ids(self, equal: Mapping[str, Hashable]) -> set[str]:
         found: set[str] | None = None
         for path, value in equal.items():
@@ -96,7 +101,7 @@ class Repo(Generic[E]):
                 ids = {value} if isinstance(value, str) and value in self._items else set()
             else:
                 index = self._indexes.get(path)
-                if index is None:
+                if index is None:  # not declared: built by this first use
                     index = self._indexes[path] = _Index(path, self._items)
                 ids = index.ids(value)
             found = set(ids) if found is None else found & ids
@@ -153,9 +158,18 @@ class Repo(Generic[E]):
             if wanted:
                 candidates = ((i, self._items[i]) for i in self._matching_ids(wanted))
                 current = {i: e for i, e in candidates if where is None or where(e)}
+            elif where is None:
+                current = dict(self._items)
             else:
-                current = {i: e for i, e in self._items.items() if match(e)}
-            observer.on_next(sorted(current.values(), key=order_by))
+                current = {i: e for i, e in self._items.items() if where(e)}
+            # Each entity's sort key, computed once per change of that entity: a
+            # change then costs O(changed) keys plus a sort of nearly sorted ids.
+            keys = {i: order_by(e) for i, e in current.items()}
+
+            def ordered() -> list[E]:
+                return [current[i] for i in sorted(current, key=keys.__getitem__)]
+
+            observer.on_next(ordered())
 
             def on_changes(changed: Changes) -> None:
                 dirty = False
@@ -163,11 +177,13 @@ class Repo(Generic[E]):
                     if entity is not None and match(entity):
                         if current.get(entity_id) != entity:
                             current[entity_id] = entity
+                            keys[entity_id] = order_by(entity)
                             dirty = True
                     elif current.pop(entity_id, None) is not None:
+                        del keys[entity_id]
                         dirty = True
                 if dirty:
-                    observer.on_next(sorted(current.values(), key=order_by))
+                    observer.on_next(ordered())
 
             return self._changes.subscribe(on_changes)
 
@@ -243,10 +259,19 @@ class Store:
     """Every Repo of an application, fed as one."""
 
     def __init__(
-        self, entities: EntityRegistry, *, topic_prefix: str = "", quarantine: Quarantine | None = None
+        self,
+        entities: EntityRegistry,
+        *,
+        topic_prefix: str = "",
+        quarantine: Quarantine | None = None,
+        indexes: Mapping[str, Iterable[str]] | None = None,
     ) -> None:
         self.entities = entities
         self._repos: dict[str, Repo[Message]] = {et.name: Repo(et) for et in entities}
+        # Declared indexes (entity name -> field paths), kept from the first event on.
+        for type_name, paths in (indexes or {}).items():
+            for path in sorted(paths):
+                self.repo(type_name).declare_index(path)
         self._topic_types = {et.topic(topic_prefix): et for et in entities}
         # Where records that are not Myko events go (apply_records); log-only by default.
         self.quarantine = quarantine or Quarantine("store")
