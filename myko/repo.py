@@ -64,10 +64,15 @@ class _Index:
 class Repo(Generic[E]):
     """id -> entity for one type, with reactive watches over it."""
 
-    def __init__(self, entity_type: EntityType[E]) -> None:
+    def __init__(self, entity_type: EntityType[E], *, keep_events: bool = True) -> None:
         self.entity_type = entity_type
         self._items: dict[str, E] = {}
+        # The SET event behind each entity (event_of, snapshots: repo_svc). A decoded
+        # protobuf message costs ~1.7 KB here, so stores that never serve events
+        # keep only where each state came from, for skipping replays.
+        self._keep_events = keep_events
         self._events: dict[str, item_pb2.Event] = {}
+        self._positions: dict[str, tuple[str, int, int]] = {}
         self._changes: Subject[Changes] = Subject()
         # Field path -> index, built the first time a watch or read asks for it.
         # Paths come from handler code, never from requests: their number is fixed.
@@ -116,7 +121,8 @@ class Repo(Generic[E]):
         return list(self._items)
 
     def event_of(self, entity_id: str) -> item_pb2.Event | None:
-        """The SET event that produced the current state (with its offset)."""
+        """The SET event that produced the current state (with its offset); None in a
+        store that keeps no events (Store(keep_events=False))."""
         return self._events.get(entity_id)
 
     def __len__(self) -> int:
@@ -211,30 +217,31 @@ class Repo(Generic[E]):
 
         `entity` is the event's SET state when the caller has decoded it already.
         """
-        previous = self._events.get(event.id)
+        offset = event.offset
+        previous = self._position_of(event.id)
         if (
             previous is not None
-            and previous.offset.partition == event.offset.partition
-            and previous.offset.topic == event.offset.topic
-            and event.offset.offset <= previous.offset.offset
+            and previous[1] == offset.partition
+            and previous[0] == offset.topic
+            and offset.offset <= previous[2]
         ):
             return False
         if event.op == SET:
             if entity is None:
                 entity = self.entity_type.decode(event.entity.value)
             old = self._items.get(event.id)
+            self._remember(event)
             if old == entity:
-                self._events[event.id] = event
                 return False
             for index in self._indexes.values():
                 if old is not None:
                     index.remove(event.id, old)
                 index.add(event.id, entity)
             self._items[event.id] = entity
-            self._events[event.id] = event
             return True
         if event.op == DEL:
             self._events.pop(event.id, None)
+            self._positions.pop(event.id, None)
             gone = self._items.pop(event.id, None)
             if gone is None:
                 return False
@@ -242,6 +249,23 @@ class Repo(Generic[E]):
                 index.remove(event.id, gone)
             return True
         return False
+
+    def _position_of(self, entity_id: str) -> tuple[str, int, int] | None:
+        if not self._keep_events:
+            return self._positions.get(entity_id)
+        event = self._events.get(entity_id)
+        return None if event is None else (event.offset.topic, event.offset.partition, event.offset.offset)
+
+    def _remember(self, event: item_pb2.Event) -> None:
+        if self._keep_events:
+            self._events[event.id] = event
+        else:
+            offset = event.offset
+            self._positions[event.id] = (offset.topic, offset.partition, offset.offset)
+
+    def _forget_positions(self) -> None:
+        self._events.clear()
+        self._positions.clear()
 
     def _notify(self, changed: Changes) -> None:
         self._changes.on_next(changed)
@@ -265,9 +289,13 @@ class Store:
         topic_prefix: str = "",
         quarantine: Quarantine | None = None,
         indexes: Mapping[str, Iterable[str]] | None = None,
+        keep_events: bool = True,
     ) -> None:
         self.entities = entities
-        self._repos: dict[str, Repo[Message]] = {et.name: Repo(et) for et in entities}
+        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those), ~half the memory.
+        self._repos: dict[str, Repo[Message]] = {
+            et.name: Repo(et, keep_events=keep_events) for et in entities
+        }
         # Declared indexes (entity name -> field paths), kept from the first event on.
         for type_name, paths in (indexes or {}).items():
             for path in sorted(paths):
@@ -357,7 +385,7 @@ class Store:
                 if entity_id not in present[name]:
                     gone.append(item_pb2.Event(op=DEL, type=name, id=entity_id))
         for repo in self._repos.values():
-            repo._events.clear()
+            repo._forget_positions()
         self._watermark = Watermark()
         self.apply_events([*gone, *events], watermark)
 

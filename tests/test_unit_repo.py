@@ -231,3 +231,24 @@ def test_a_changed_entity_moves_to_its_new_place_in_the_order() -> None:
     assert got[-1] == ["b", "c", "a"]
     store.apply_events([del_ev("c", 4), set_ev(target("e", "0"), 5)], wm(6))
     assert got[-1] == ["e", "b", "a"]
+
+
+def test_a_store_without_events_reduces_replays_and_resets_the_same() -> None:
+    """keep_events=False (query/command mirrors) skips replays by position like a full store."""
+    full, lean = Store(registry()), Store(registry(), keep_events=False)
+    batches = [
+        [set_ev(target("a", "A"), 0), set_ev(target("b", "B"), 1)],
+        [set_ev(target("a", "A2", version=2), 2)],
+        [set_ev(target("a", "A"), 0)],  # a replay of an older offset: ignored
+        [del_ev("b", 3)],
+        [set_ev(target("b", "B3", version=3), 4, partition=1)],
+    ]
+    for i, events in enumerate(batches):
+        for store in (full, lean):
+            store.apply_events(events, wm(i + 1))
+        assert [t.name for t in lean.of(Target).all()] == [t.name for t in full.of(Target).all()]
+    assert sorted(t.name for t in lean.of(Target).all()) == ["A2", "B3"]
+    assert lean.of(Target).event_of("a") is None and full.of(Target).event_of("a") is not None
+    for store in (full, lean):
+        store.reset([set_ev(target("c", "C"), 9)], wm(10))
+        assert [t.name for t in store.of(Target).all()] == ["C"]
