@@ -19,6 +19,7 @@ the catch-up rate in records per second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from bench.client import CHANNEL_OPTIONS, CommandClient, pack
+from bench.profiles import PySpy
 from bench.samples import Samples
 from myko.local.procs import ServiceProcess
 from myko.v1 import query_pb2
@@ -85,19 +87,19 @@ def rss_bytes(pid: int) -> int:
 
 
 async def _records_in(bootstrap: str, topics: Sequence[str]) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # Subscribed without a group: start() fetches the topics' metadata.
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        parts = [
-            TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or set())
-        ]
-        if not parts:
-            await consumer.force_metadata_update()
-            parts = [
-                TopicPartition(t, p)
-                for t in topics
-                for p in sorted(consumer.partitions_for_topic(t) or set())
-            ]
+        parts: list[TopicPartition] = []
+        for _ in range(100):
+            found = {t: consumer.partitions_for_topic(t) for t in topics}
+            if all(found.values()):
+                parts = [TopicPartition(t, p) for t, ps in found.items() for p in sorted(ps or ())]
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError(f"no partitions known for {list(topics)}")
         ends = await consumer.end_offsets(parts)
         starts = await consumer.beginning_offsets(parts)
         return sum(ends[tp] - starts[tp] for tp in parts)
@@ -185,6 +187,7 @@ async def measure_scale(
     snapshots: int,
     gets: int,
     say: Callable[[str], None] = print,
+    profile_dir: Path | None = None,
 ) -> ScaleResult:
     commands = CommandClient(command_channel)
     report = say
@@ -214,9 +217,15 @@ async def measure_scale(
         stored = 0
         for size in sizes:
             report(f"Scale: importing up to {size} Targets ...")
-            t0 = time.perf_counter()
-            await _fill(commands, stored, size)
-            fill_s = time.perf_counter() - t0
+            with contextlib.ExitStack() as profiling:
+                if profile_dir is not None and size == sizes[-1]:
+                    for name in ("repo", "query"):
+                        pid = services[name].pid
+                        assert pid is not None
+                        profiling.enter_context(PySpy(pid, profile_dir / f"{name}-import-{size}.txt"))
+                t0 = time.perf_counter()
+                await _fill(commands, stored, size)
+                fill_s = time.perf_counter() - t0
             imported, stored = size - stored, size
             total = await _count_targets(query)  # also: query_svc has applied every import
             await asyncio.sleep(1.0)
@@ -227,14 +236,18 @@ async def measure_scale(
                 rss_bytes={name: rss_bytes(svc.pid) for name, svc in services.items() if svc.pid is not None},
             )
             report(f"Scale: {total} Targets: {snapshots} new AllTargets subscribers, {gets} empty Gets ...")
-            for _ in range(snapshots):
-                took, size_bytes = await _snapshot_once(query)
-                result.snapshot.add(took)
-                result.snapshot_bytes = size_bytes
-            await _timed_gets(
-                query, queries_pb2.TargetsInZone(zone_id="no-such-zone"), result.empty_get, gets
-            )
-            await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
+            with contextlib.ExitStack() as profiling:
+                if profile_dir is not None and size == sizes[-1]:
+                    query_pid = services["query"].pid
+                    assert query_pid is not None
+                    profiling.enter_context(PySpy(query_pid, profile_dir / f"query-snapshots-{size}.txt"))
+                for _ in range(snapshots):
+                    took, size_bytes = await _snapshot_once(query)
+                    result.snapshot.add(took)
+                    result.snapshot_bytes = size_bytes
+                empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
+                await _timed_gets(query, empty, result.empty_get, gets)
+                await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
             out.sizes.append(result)
     finally:
         await query.close(None)
