@@ -227,7 +227,12 @@ async def measure_scale(
                 await _fill(commands, stored, size)
                 fill_s = time.perf_counter() - t0
             imported, stored = size - stored, size
-            total = await _count_targets(query)  # also: query_svc has applied every import
+            # query_svc applies the imports a little after their acks: wait for all of them.
+            total = await _count_targets(query)
+            deadline = time.perf_counter() + 120.0
+            while total < targets_before + size and time.perf_counter() < deadline:
+                await asyncio.sleep(0.5)
+                total = await _count_targets(query)
             await asyncio.sleep(1.0)
             result = SizeResult(
                 targets=total,
