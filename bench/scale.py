@@ -7,7 +7,8 @@ to each size in turn; at each size we take:
 - RSS of every service over its RSS before the fill, per stored Target;
 - a new subscriber's snapshot: a fresh `Watch(AllTargets)` (no one else watches
   it, so it is a new evaluation) until its first emission arrives, as raw bytes
-  (the client's decoding is not the server's time);
+  (the client's decoding is not the server's time); then the same while another
+  subscriber keeps the evaluation live (what a second browser sees);
 - a `Get` with an empty filtered result (`TargetsInZone` of a zone no Target is
   in), which a declared index answers without a scan;
 
@@ -29,7 +30,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from bench.client import CHANNEL_OPTIONS, CommandClient, pack
+from bench.client import CHANNEL_OPTIONS, CommandClient, WatchStream, pack
 from bench.profiles import PySpy
 from bench.samples import Samples
 from myko.local.procs import ServiceProcess
@@ -49,6 +50,8 @@ class SizeResult:
     rss_bytes: dict[str, int]  # service -> RSS now
     snapshot: Samples = field(default_factory=Samples)  # Watch sent -> first emission received
     snapshot_bytes: int = 0
+    # The same while one other subscriber keeps the evaluation live (the payload is shared).
+    joining: Samples = field(default_factory=Samples)
     empty_get: Samples = field(default_factory=Samples)  # Get(TargetsInZone unknown) round trip
     probe_get: Samples = field(default_factory=Samples)  # Get(TargetById) of one existing Target
 
@@ -250,6 +253,14 @@ async def measure_scale(
                     took, size_bytes = await _snapshot_once(query)
                     result.snapshot.add(took)
                     result.snapshot_bytes = size_bytes
+                keeper = WatchStream(query, queries_pb2.AllTargets())
+                try:
+                    await keeper.wait_emissions(1)
+                    for _ in range(snapshots):
+                        took, _size = await _snapshot_once(query)
+                        result.joining.add(took)
+                finally:
+                    await keeper.close()
                 empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
                 await _timed_gets(query, empty, result.empty_get, gets)
                 await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
