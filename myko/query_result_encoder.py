@@ -23,9 +23,12 @@ _TYPE_URL_PREFIX = "type.googleapis.com/"
 _ITEMS_TAG = b"\x12"  # QueryResult.items = 2
 _ANY_TYPE_URL_TAG = b"\x0a"  # Any.type_url = 1
 _ANY_VALUE_TAG = b"\x12"  # Any.value = 2
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # varints below 128 (most entity lengths)
 
 
 def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -41,7 +44,7 @@ class QueryResultEncoder:
         # Fields in number order, as deterministic serialisation writes them:
         # query_type (1), items (2), then watermark (3) and seq (4).
         self._head = query_pb2.QueryResult(query_type=query_type).SerializeToString()
-        self._type_urls: dict[str, bytes] = {}
+        self._type_urls: dict[type[Message], bytes] = {}
         # id(entity) -> (entity, its items-field bytes). Holding the entity keeps
         # its id from being reused by another object while the entry exists.
         self._items: dict[int, tuple[Message, bytes]] = {}
@@ -50,11 +53,12 @@ class QueryResultEncoder:
         previous = self._items
         current: dict[int, tuple[Message, bytes]] = {}
         parts = [self._head]
+        item = self._item
         for entity in entities:
             key = id(entity)
-            entry = previous.get(key)
+            entry = previous.get(key) if previous else None
             if entry is None or entry[0] is not entity:
-                entry = (entity, self._item(entity))
+                entry = (entity, item(entity))
             current[key] = entry
             parts.append(entry[1])
         self._items = current
@@ -62,11 +66,11 @@ class QueryResultEncoder:
         return b"".join(parts)
 
     def _item(self, entity: Message) -> bytes:
-        name = entity.DESCRIPTOR.full_name
-        type_url = self._type_urls.get(name)
+        cls = type(entity)
+        type_url = self._type_urls.get(cls)
         if type_url is None:
-            url = (_TYPE_URL_PREFIX + name).encode()
-            type_url = self._type_urls[name] = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
+            url = (_TYPE_URL_PREFIX + entity.DESCRIPTOR.full_name).encode()
+            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
         value = entity.SerializeToString(deterministic=True)
         # proto3: an empty `value` is not written at all.
         packed = type_url + (_ANY_VALUE_TAG + _varint(len(value)) + value if value else b"")

@@ -168,16 +168,15 @@ class Repo(Generic[E]):
                 current = dict(self._items)
             else:
                 current = {i: e for i, e in self._items.items() if where(e)}
-            # Each entity's sort key, computed once per change of that entity: a
-            # change then costs O(changed) keys plus a sort of nearly sorted ids.
-            keys = {i: order_by(e) for i, e in current.items()}
-
-            def ordered() -> list[E]:
-                return [current[i] for i in sorted(current, key=keys.__getitem__)]
-
-            observer.on_next(ordered())
+            # The first array (all a Get ever needs) sorts with order_by directly.
+            # A live watch then keeps each entity's sort key, computed once per
+            # change of that entity, so a change costs O(changed) keys plus a sort.
+            observer.on_next(sorted(current.values(), key=order_by))
+            keys: dict[str, Any] = {}
 
             def on_changes(changed: Changes) -> None:
+                if len(keys) != len(current):
+                    keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
                 dirty = False
                 for entity_id, entity in changed.items():
                     if entity is not None and match(entity):
@@ -189,7 +188,7 @@ class Repo(Generic[E]):
                         del keys[entity_id]
                         dirty = True
                 if dirty:
-                    observer.on_next(ordered())
+                    observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
 
             return self._changes.subscribe(on_changes)
 
