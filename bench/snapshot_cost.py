@@ -96,22 +96,33 @@ def measure(n: int) -> list[str]:
     watermark = store.watermark.to_proto()
     encoder = QueryResultEncoder("q")
     cold = _cpu_ms(lambda: encoder.encode(results[-1], watermark, 1))
-    changed = entities_pb2.Target.FromString(results[-1][0].SerializeToString())
-    changed.hit_count += 1
-    changed.item.version += 1
-    packed = any_pb2.Any()
-    packed.Pack(changed)
-    change = item_pb2.Event(
-        op=SET, type=TOPIC, id=changed.item.id, entity=packed, offset=item_pb2.Offset(topic=TOPIC, offset=n)
-    )
-    apply_ms = _cpu_ms(lambda: store.apply_events([change], Watermark({(TOPIC, 0): n + 1})))
+
+    def change(k: int) -> None:
+        changed = entities_pb2.Target.FromString(results[-1][k].SerializeToString())
+        changed.hit_count += 1
+        changed.item.version += 1
+        packed = any_pb2.Any()
+        packed.Pack(changed)
+        event = item_pb2.Event(
+            op=SET,
+            type=TOPIC,
+            id=changed.item.id,
+            entity=packed,
+            offset=item_pb2.Offset(topic=TOPIC, offset=n + k),
+        )
+        store.apply_events([event], Watermark({(TOPIC, 0): n + k + 1}))
+
+    # The first change also fills the watch's sort-key cache; the second is the steady cost.
+    first_change = _cpu_ms(lambda: change(0))
+    apply_ms = _cpu_ms(lambda: change(1))
     warm = _cpu_ms(lambda: encoder.encode(results[-1], watermark, 2))
     before = _cpu_ms(lambda: _packed_each(results[-1], watermark))
     lines[:0] = [
         f"{n} Targets:",
         f"  AllTargets new evaluation (select + sort): {watching:.0f} ms",
         f"  encode cold {cold:.0f} ms; Any.Pack per entity (before) {before:.0f} ms",
-        f"  one change: watch update (re-sort) {apply_ms:.0f} ms, encode {warm:.0f} ms",
+        f"  a change to the live result: watch update (re-sort) {apply_ms:.0f} ms (the first change,"
+        f" which fills the sort-key cache: {first_change:.0f} ms), encode {warm:.0f} ms",
     ]
     return lines
 
