@@ -42,7 +42,6 @@ def myko_stack(
         metrics=tuple(p for p in metrics_ports.values() if p),
     )
     common = {
-        "MYKO_APP": "targets",  # the example application the bench drives
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
         # The example app: the bench drives its commands and queries.
         "MYKO_APP": "targets",
@@ -53,7 +52,7 @@ def myko_stack(
         "MYKO_QUERY_PORT": str(ports.query),
         "MYKO_REPO_ADDR": f"127.0.0.1:{ports.repo}",
         "MYKO_LOG_LEVEL": "WARNING",
-        # The scale section's AllTargets over 100k Targets is ~10 MB, over the 8 MiB default.
+        # The scale section's AllTargets over 100k Targets is ~23 MB, over the 8 MiB default.
         "MYKO_MAX_MESSAGE_BYTES": str(64 * 1024 * 1024),
         **(extra_env or {}),
     }
