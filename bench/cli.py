@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shlex
@@ -34,7 +35,9 @@ from bench.fanout import FanoutResult, measure_fanout
 from bench.kafka_floor import FloorResult, measure_floor
 from bench.machine import describe_machine, local_kafka_version
 from bench.overhead import OtlpSink, OverheadResult, Side, measure_overhead, observability_env
+from bench.profiles import PySpy, summarise
 from bench.report import BenchResults, render_text, write_markdown
+from bench.scale import ScaleResult, measure_scale
 from bench.services import MykoPorts, myko_stack
 from bench.throughput import ThroughputResult, measure_throughput
 from myko.local.kafka import LocalKafka
@@ -62,6 +65,10 @@ class Options:
     overhead_commands: int
     overhead_warmup: int
     partitions: int
+    scale_sizes: tuple[int, ...]  # empty: no scale section
+    scale_snapshots: int
+    scale_gets: int
+    profile_dir: Path | None
     output: Path | None
 
 
@@ -107,6 +114,23 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--overhead-commands", type=int, default=100, help="sequential commands per side per block"
     )
     ap.add_argument("--overhead-warmup", type=int, default=50, help="unmeasured commands per side first")
+    ap.add_argument(
+        "--scale-sizes",
+        type=_counts,
+        default=(10_000, 100_000),
+        help="stored Targets for the scale section, ascending, e.g. 10000,100000",
+    )
+    ap.add_argument("--no-scale", action="store_true", help="skip the scale section")
+    ap.add_argument("--scale-snapshots", type=int, default=5, help="new AllTargets subscribers per size")
+    ap.add_argument("--scale-gets", type=int, default=200, help="timed empty filtered Gets per size")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="py-spy the services in chosen phases (command_svc at the most clients, query_svc at the "
+        "most fan-out subscribers, repo/query_svc in the scale section) into DIR, and summarise",
+    )
     ap.add_argument("--partitions", type=int, default=3, help="MYKO_TOPIC_PARTITIONS for the services")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md", help="where to record")
     ap.add_argument("--no-write", action="store_true", help="print only, do not update --output")
@@ -117,6 +141,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         a.throughput_seconds, a.throughput_warmup_seconds = 2.0, 0.5
         a.fanout_count, a.fanout_warmup = 50, 5
         a.overhead_rounds, a.overhead_commands, a.overhead_warmup = 4, 25, 10
+        a.scale_sizes, a.scale_snapshots, a.scale_gets = (2_000, 10_000), 3, 50
+    if list(a.scale_sizes) != sorted(set(a.scale_sizes)):
+        ap.error("--scale-sizes must be ascending")
     return Options(
         broker_warmup=a.broker_warmup,
         floor_count=a.floor_count,
@@ -135,6 +162,10 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         overhead_commands=a.overhead_commands,
         overhead_warmup=a.overhead_warmup,
         partitions=a.partitions,
+        scale_sizes=() if a.no_scale else a.scale_sizes,
+        scale_snapshots=a.scale_snapshots,
+        scale_gets=a.scale_gets,
+        profile_dir=a.profile,
         output=None if a.no_write or a.quick else a.output,
     )
 
@@ -151,6 +182,7 @@ class _Measured:
     e2e: EndToEndResult
     throughput: list[ThroughputResult]
     fanout: list[FanoutResult]
+    scale: ScaleResult | None
 
 
 async def _measure(
@@ -205,35 +237,64 @@ async def _measure(
         throughput: list[ThroughputResult] = []
         for run, (clients, hot) in enumerate(levels):
             _say(f"Throughput: {clients} clients{' on one hot target' if hot else ''} ...")
-            throughput.append(
-                await measure_throughput(
-                    command_addr,
-                    clients=clients,
-                    hot=hot,
-                    duration_s=opts.throughput_duration_s,
-                    warmup_s=opts.throughput_warmup_s,
-                    run_id=str(run),
-                    meter=meter,
+            profiled = not hot and clients == max(opts.throughput_clients)
+            with _profiling(opts, stack, "command", f"command-{clients}clients.txt", profiled):
+                throughput.append(
+                    await measure_throughput(
+                        command_addr,
+                        clients=clients,
+                        hot=hot,
+                        duration_s=opts.throughput_duration_s,
+                        warmup_s=opts.throughput_warmup_s,
+                        run_id=str(run),
+                        meter=meter,
+                    )
                 )
-            )
         fanout: list[FanoutResult] = []
         for run, subscribers in enumerate(opts.fanout_subscribers):
             _say(f"Fan-out: {subscribers} subscribers, {opts.fanout_count} commands ...")
-            fanout.append(
-                await measure_fanout(
-                    command_channel=command_channel,
-                    query_addr=query_addr,
-                    meter=meter,
-                    subscribers=subscribers,
-                    count=opts.fanout_count,
-                    warmup=opts.fanout_warmup,
-                    run_id=str(run),
+            profiled = subscribers == max(opts.fanout_subscribers)
+            with _profiling(opts, stack, "query", f"query-fanout-{subscribers}.txt", profiled):
+                fanout.append(
+                    await measure_fanout(
+                        command_channel=command_channel,
+                        query_addr=query_addr,
+                        meter=meter,
+                        subscribers=subscribers,
+                        count=opts.fanout_count,
+                        warmup=opts.fanout_warmup,
+                        run_id=str(run),
+                    )
                 )
+        scale = None
+        if opts.scale_sizes:
+            # Last: it fills the store and restarts repo_svc.
+            scale = await measure_scale(
+                bootstrap=bootstrap,
+                command_channel=command_channel,
+                query_addr=query_addr,
+                services={svc.name: svc for svc in stack.services},
+                entity_topics=[f"{topic_prefix}targets.v1.Target", f"{topic_prefix}targets.v1.Zone"],
+                sizes=opts.scale_sizes,
+                snapshots=opts.scale_snapshots,
+                gets=opts.scale_gets,
+                say=_say,
+                profile_dir=opts.profile_dir,
             )
     finally:
         await command_channel.close(None)
         await query_channel.close(None)
-    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout)
+    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale)
+
+
+def _profiling(
+    opts: Options, stack: Stack, service: str, name: str, wanted: bool
+) -> contextlib.AbstractContextManager[object]:
+    if opts.profile_dir is None or not wanted:
+        return contextlib.nullcontext()
+    pid = stack.by_name(service).pid
+    assert pid is not None
+    return PySpy(pid, opts.profile_dir / name)
 
 
 def _run_services(opts: Options, *, bootstrap: str, kafka_pid: int | None) -> _Measured:
@@ -348,8 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         throughput=measured.throughput,
         fanout=measured.fanout,
         overhead=overhead,
+        scale=measured.scale,
     )
     print(render_text(results), flush=True)
+    if opts.profile_dir is not None:
+        for path in sorted(opts.profile_dir.glob("*.txt")):
+            print("\n" + "\n".join(summarise(path)), flush=True)
     if opts.output is not None:
         write_markdown(opts.output, results)
         _say(f"Recorded in {opts.output}")

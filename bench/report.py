@@ -18,6 +18,7 @@ from bench.kafka_floor import FloorResult
 from bench.machine import Machine
 from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
+from bench.scale import ScaleResult
 from bench.throughput import ThroughputResult
 
 BEGIN = "<!-- bench:results:begin (written by `make bench`; edits inside are replaced) -->"
@@ -45,6 +46,7 @@ class BenchResults:
     fanout: list[FanoutResult]
     duration_s: float
     overhead: OverheadResult | None = None
+    scale: ScaleResult | None = None
 
 
 def _ms(seconds: float) -> str:
@@ -173,6 +175,126 @@ def _cpu_rows(r: BenchResults) -> list[list[str]]:
     return rows
 
 
+_SCALE_SERVICES = ("repo", "command", "query")
+_SCALE_HEAD = [
+    "Targets stored",
+    "import/s",
+    "new subscriber p50 ms",
+    "max ms",
+    "joining p50 ms",
+    "snapshot MB",
+    "empty filtered Get p50 ms",
+    "Get by id p50 ms",
+    *(f"{n} B/Target" for n in _SCALE_SERVICES),
+]
+
+
+def _scale_rows(r: BenchResults) -> list[list[str]]:
+    s = r.scale
+    if s is None:
+        return []
+    return [
+        [
+            str(z.targets),
+            f"{z.imports_per_s:.0f}",
+            _ms(z.snapshot.p50),
+            _ms(max(z.snapshot.values, default=math.nan)),
+            _ms(z.joining.p50),
+            f"{z.snapshot_bytes / 1e6:.1f}",
+            _ms(z.empty_get.p50),
+            _ms(z.probe_get.p50),
+            *(f"{s.rss_per_target(z, n):.0f}" if n in z.rss_bytes else "-" for n in _SCALE_SERVICES),
+        ]
+        for z in s.sizes
+    ]
+
+
+def _scale_notes(r: BenchResults) -> list[str]:
+    s = r.scale
+    if s is None:
+        return []
+    notes = [
+        "New subscriber: a fresh Watch(AllTargets) (a new evaluation) until its first emission's bytes "
+        "arrive, client decoding excluded; joining: the same while another subscriber keeps it live. Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
+        "in, round trip (a rejected command's gRPC round trip is in the latency table). B/Target: RSS "
+        f"growth over the {s.targets_before} Targets stored before the fill, per added Target.",
+    ]
+    if s.restart_full_s is not None and s.restart_empty_s is not None:
+        rate = s.catch_up_per_s
+        notes.append(
+            f"repo_svc restart to SERVING: {s.restart_empty_s:.1f} s over {s.records_empty} records, "
+            f"{s.restart_full_s:.1f} s over {s.records_full} (entity topics, transaction markers included): "
+            + (
+                f"catch-up ~{rate:,.0f} records/s beyond start-up."
+                if rate
+                else "no measurable catch-up time."
+            )
+        )
+    return notes
+
+
+def _issue11_rows(r: BenchResults) -> list[list[str]]:
+    """Issue 11's targets with this run's figure beside the issue's "Now"."""
+    floor = r.floor_txn.produce_to_consume.p50
+    rows = [
+        ["send -> emission p50 / floor", "2.5x", _ratio(r.e2e.send_to_emission.p50, floor), "<= 2.0x"],
+    ]
+    at64 = [t for t in r.throughput if t.clients == 64 and not t.hot]
+    if at64:
+        rows.append(
+            ["commands/s, 64 clients, single Execute", "~2,400", f"{at64[0].per_second:.0f}", ">= 5,000"]
+        )
+    per_change = [
+        (f.subscribers, 1e6 * f.cpu.seconds.get("query", 0.0) / f.commands)
+        for f in r.fanout
+        if f.cpu is not None and f.commands
+    ]
+    if len(per_change) >= 2 and per_change[-1][0] > per_change[0][0]:
+        (n0, us0), (n1, us1) = per_change[0], per_change[-1]
+        rows.append(
+            [
+                "query_svc CPU per change per extra subscriber",
+                "~28 us",
+                f"{(us1 - us0) / (n1 - n0):.0f} us",
+                "<= 10 us",
+            ]
+        )
+    s = r.scale
+    if s is not None and s.sizes:
+        now_rss = {"repo": "~3.3 KB", "query": "~2.3 KB", "command": "~3.7 KB"}
+        big = s.sizes[-1]
+        for n in _SCALE_SERVICES:
+            if n in big.rss_bytes:
+                rows.append(
+                    [
+                        f"RSS per Target, {n}_svc, at {big.targets}",
+                        now_rss[n],
+                        f"{s.rss_per_target(big, n):.0f} B",
+                        "<= 1 KB",
+                    ]
+                )
+        rate = s.catch_up_per_s
+        rows.append(
+            ["repo_svc catch-up", "~65,000 /s", "-" if rate is None else f"{rate:,.0f} /s", ">= 150,000 /s"]
+        )
+        for z in s.sizes:
+            goal = "<= 30 ms" if z.targets <= 20_000 else "<= 200 ms" if z.targets <= 200_000 else "-"
+            now = "~480 ms at 100k" if z.targets >= 50_000 else "-"
+            rows.append(
+                [f"new subscriber, AllTargets over {z.targets}", now, f"{_ms(z.snapshot.p50)} ms", goal]
+            )
+            rows.append(
+                [f"  joining a live AllTargets over {z.targets}", "-", f"{_ms(z.joining.p50)} ms", goal]
+            )
+        rows.append(
+            [f"empty filtered Get over {big.targets}", "~25 ms", f"{_ms(big.empty_get.p50)} ms", "<= 1 ms"]
+        )
+    return rows
+
+
+_ISSUE11_HEAD = ["Issue 11 measure", "Now (issue)", "This run", "Target"]
+
+
 def verdict(r: BenchResults) -> str:
     floor = r.floor_txn.produce_to_consume.p50
     e2e = r.e2e.send_to_emission.p50
@@ -297,6 +419,9 @@ def render_text(r: BenchResults) -> str:
     out += ["", "Throughput (concurrent clients)", *_text_table(_THROUGHPUT_HEAD, _throughput_rows(r))]
     out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
     out += ["", "CPU by process (% of one core; ms per command)", *_text_table(_CPU_HEAD, _cpu_rows(r))]
+    if r.scale is not None:
+        out += ["", "Scale (stored Targets)", *_text_table(_SCALE_HEAD, _scale_rows(r)), *_scale_notes(r)]
+    out += ["", "Issue 11 targets", *_text_table(_ISSUE11_HEAD, _issue11_rows(r))]
     out += ["", verdict(r), *_notes(r)]
     if r.overhead is not None:
         out += ["", "Observability overhead (ON vs OFF, interleaved)"]
@@ -335,6 +460,21 @@ def render_markdown(r: BenchResults) -> str:
         "### CPU by process (% of one core over the phase; CPU ms per measured command)",
         "",
         *_md_table(_CPU_HEAD, _cpu_rows(r)),
+    ]
+    if r.scale is not None:
+        out += [
+            "",
+            "### Scale (many stored Targets; last phase of the run)",
+            "",
+            *_md_table(_SCALE_HEAD, _scale_rows(r)),
+            "",
+            *(f"- {n}" for n in _scale_notes(r)),
+        ]
+    out += [
+        "",
+        "### Issue 11 targets (this run beside the issue's figures)",
+        "",
+        *_md_table(_ISSUE11_HEAD, _issue11_rows(r)),
     ]
     if r.overhead is not None:
         out += [

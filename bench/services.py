@@ -52,6 +52,8 @@ def myko_stack(
         "MYKO_QUERY_PORT": str(ports.query),
         "MYKO_REPO_ADDR": f"127.0.0.1:{ports.repo}",
         "MYKO_LOG_LEVEL": "WARNING",
+        # The scale section's AllTargets over 100k Targets is ~23 MB, over the 8 MiB default.
+        "MYKO_MAX_MESSAGE_BYTES": str(64 * 1024 * 1024),
         **(extra_env or {}),
     }
 

@@ -128,6 +128,8 @@ class Handlers:
         self.declared_reports: HandlerRegistry[ReportHandler[Any, Any]] = HandlerRegistry("report")
         self.declared_sagas: list[SagaRegistration] = []
         self.declared_ensures: list[Ensure[Any, Any]] = []
+        # Entity full name -> field paths queries select by (see `query(index=...)`).
+        self.declared_indexes: dict[str, set[str]] = {}
 
     def _changed(self) -> None:
         """Called after every declaration (App forgets what it built)."""
@@ -146,7 +148,16 @@ class Handlers:
 
         return register
 
-    def query(self, message: type[Query[Q, T]]) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]:
+    def query(
+        self, message: type[Query[Q, T]], *, index: Sequence[str] = ()
+    ) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]:
+        """Register a query handler.
+
+        `index` names the result entity's fields (dotted paths) the handler
+        selects by with `watch(equal=...)`/`find()`: query and report services
+        keep those indexes from their first event, so a new evaluation or Get
+        costs O(matches) from the start instead of one scan to build the index.
+        """
         cls = _message_class(message)
         result = query_result(cls)
         if result is None:
@@ -154,6 +165,10 @@ class Handlers:
                 f"query {cls.DESCRIPTOR.full_name} declares no result type: add "
                 f'`option (myko.v1.query) = {{ result: "<package>.<Entity>" }};` to its message'
             )
+        entity_name = str(result.DESCRIPTOR.full_name)
+        for path in index:
+            _check_index_path(result, path, cls)
+            self.declared_indexes.setdefault(entity_name, set()).add(path)
 
         def register(fn: QueryHandler[Q, T]) -> QueryHandler[Q, T]:
             _check_parameter(fn, cls, "query")
@@ -231,6 +246,8 @@ class Handlers:
                 self._add_saga(saga)
             for ensure in part.declared_ensures:
                 self._add_ensure(ensure)
+            for entity_name, paths in part.declared_indexes.items():
+                self.declared_indexes.setdefault(entity_name, set()).update(paths)
         self._changed()
 
 
@@ -354,6 +371,25 @@ def _check_parameter(fn: Callable[..., Any], message: type[Message], kind: str) 
             f"{kind} handler {_name(fn)} takes {declared.DESCRIPTOR.full_name}, "
             f"but is registered for {message.DESCRIPTOR.full_name}"
         )
+
+
+def _check_index_path(entity: type[Message], path: str, query: type[Message]) -> None:
+    """A declared index is a dotted path of singular fields ending on a scalar or enum."""
+    desc: Any = entity.DESCRIPTOR
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        field = desc.fields_by_name.get(part)
+        if field is None or field.is_repeated:
+            raise ConfigError(
+                f"query {query.DESCRIPTOR.full_name}: index {path!r} is not a singular field of "
+                f"{entity.DESCRIPTOR.full_name}"
+            )
+        is_message = field.type == field.TYPE_MESSAGE
+        if is_message == (i == len(parts) - 1):
+            raise ConfigError(
+                f"query {query.DESCRIPTOR.full_name}: index {path!r} must end on a scalar or enum field"
+            )
+        desc = field.message_type
 
 
 def _check_result(

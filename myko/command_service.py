@@ -130,7 +130,10 @@ class CommandService(Lifecycle):
             log_per_s=settings.bad_record_log_per_s,
         )
         metrics.quarantine.watch(self.quarantine)
-        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
+        # Handlers read entities; command_svc never serves events (keep_events: ~half the memory).
+        self.store = Store(
+            app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine, keep_events=False
+        )
         self.tracker = ChangeTracker(self.store)
         limits = TxLogLimits(
             max_age_ms=settings.tx_dedupe_window_ms,

@@ -30,6 +30,7 @@ from myko.errors import (
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
+from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.v1 import item_pb2, query_pb2, report_pb2
@@ -69,14 +70,12 @@ class LiveBus:
     def _build(self, name: str) -> Any:
         store = self._store
         if self.kind is LiveKind.QUERY:
+            # One per evaluation (build is made for each new one): it keeps the
+            # entities' encodings of the last emission for the next.
+            encoder = QueryResultEncoder(name)
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
-                return query_pb2.QueryResult(
-                    query_type=name,
-                    items=[_pack(e) for e in value],
-                    watermark=store.watermark.to_proto(),
-                    seq=seq,
-                ).SerializeToString()
+                return encoder.encode(value, store.watermark.to_proto(), seq)
 
             return build_query
 

@@ -37,7 +37,12 @@ class LiveService(Lifecycle):
         self.settings = settings
         self.metrics = metrics = metrics if metrics is not None else Metrics()
         self.tracing = tracing or Tracing.off()
-        self.store = Store(app.entities, topic_prefix=settings.topic_prefix)
+        self.store = Store(
+            app.entities,
+            topic_prefix=settings.topic_prefix,
+            indexes=app.declared_indexes,
+            keep_events=False,  # a mirror serves results, never events
+        )
         self.transport = Transport(settings.tls)
         self.hub = LiveHub(
             position=lambda: self.store.watermark,

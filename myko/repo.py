@@ -64,10 +64,15 @@ class _Index:
 class Repo(Generic[E]):
     """id -> entity for one type, with reactive watches over it."""
 
-    def __init__(self, entity_type: EntityType[E]) -> None:
+    def __init__(self, entity_type: EntityType[E], *, keep_events: bool = True) -> None:
         self.entity_type = entity_type
         self._items: dict[str, E] = {}
+        # The SET event behind each entity (event_of, snapshots: repo_svc). A decoded
+        # protobuf message costs ~1.7 KB here, so stores that never serve events
+        # keep only where each state came from, for skipping replays.
+        self._keep_events = keep_events
         self._events: dict[str, item_pb2.Event] = {}
+        self._positions: dict[str, tuple[str, int, int]] = {}
         self._changes: Subject[Changes] = Subject()
         # Field path -> index, built the first time a watch or read asks for it.
         # Paths come from handler code, never from requests: their number is fixed.
@@ -89,6 +94,11 @@ class Repo(Generic[E]):
         Served from indexes: O(matches), not O(entities). Ordered by id."""
         return [self._items[i] for i in sorted(self._matching_ids(equal))]
 
+    def declare_index(self, path: str) -> None:
+        """Keep an index of `path` from now on (built at once over what is stored)."""
+        if path != "item.id" and path not in self._indexes:
+            self._indexes[path] = _Index(path, self._items)
+
     def _matching_ids(self, equal: Mapping[str, Hashable]) -> set[str]:
         found: set[str] | None = None
         for path, value in equal.items():
@@ -96,7 +106,7 @@ class Repo(Generic[E]):
                 ids = {value} if isinstance(value, str) and value in self._items else set()
             else:
                 index = self._indexes.get(path)
-                if index is None:
+                if index is None:  # not declared: built by this first use
                     index = self._indexes[path] = _Index(path, self._items)
                 ids = index.ids(value)
             found = set(ids) if found is None else found & ids
@@ -111,7 +121,8 @@ class Repo(Generic[E]):
         return list(self._items)
 
     def event_of(self, entity_id: str) -> item_pb2.Event | None:
-        """The SET event that produced the current state (with its offset)."""
+        """The SET event that produced the current state (with its offset); None in a
+        store that keeps no events (Store(keep_events=False))."""
         return self._events.get(entity_id)
 
     def __len__(self) -> int:
@@ -153,21 +164,31 @@ class Repo(Generic[E]):
             if wanted:
                 candidates = ((i, self._items[i]) for i in self._matching_ids(wanted))
                 current = {i: e for i, e in candidates if where is None or where(e)}
+            elif where is None:
+                current = dict(self._items)
             else:
-                current = {i: e for i, e in self._items.items() if match(e)}
+                current = {i: e for i, e in self._items.items() if where(e)}
+            # The first array (all a Get ever needs) sorts with order_by directly.
+            # A live watch then keeps each entity's sort key, computed once per
+            # change of that entity, so a change costs O(changed) keys plus a sort.
             observer.on_next(sorted(current.values(), key=order_by))
+            keys: dict[str, Any] = {}
 
             def on_changes(changed: Changes) -> None:
+                if len(keys) != len(current):
+                    keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
                 dirty = False
                 for entity_id, entity in changed.items():
                     if entity is not None and match(entity):
                         if current.get(entity_id) != entity:
                             current[entity_id] = entity
+                            keys[entity_id] = order_by(entity)
                             dirty = True
                     elif current.pop(entity_id, None) is not None:
+                        del keys[entity_id]
                         dirty = True
                 if dirty:
-                    observer.on_next(sorted(current.values(), key=order_by))
+                    observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
 
             return self._changes.subscribe(on_changes)
 
@@ -195,30 +216,31 @@ class Repo(Generic[E]):
 
         `entity` is the event's SET state when the caller has decoded it already.
         """
-        previous = self._events.get(event.id)
+        offset = event.offset
+        previous = self._position_of(event.id)
         if (
             previous is not None
-            and previous.offset.partition == event.offset.partition
-            and previous.offset.topic == event.offset.topic
-            and event.offset.offset <= previous.offset.offset
+            and previous[1] == offset.partition
+            and previous[0] == offset.topic
+            and offset.offset <= previous[2]
         ):
             return False
         if event.op == SET:
             if entity is None:
                 entity = self.entity_type.decode(event.entity.value)
             old = self._items.get(event.id)
+            self._remember(event)
             if old == entity:
-                self._events[event.id] = event
                 return False
             for index in self._indexes.values():
                 if old is not None:
                     index.remove(event.id, old)
                 index.add(event.id, entity)
             self._items[event.id] = entity
-            self._events[event.id] = event
             return True
         if event.op == DEL:
             self._events.pop(event.id, None)
+            self._positions.pop(event.id, None)
             gone = self._items.pop(event.id, None)
             if gone is None:
                 return False
@@ -226,6 +248,23 @@ class Repo(Generic[E]):
                 index.remove(event.id, gone)
             return True
         return False
+
+    def _position_of(self, entity_id: str) -> tuple[str, int, int] | None:
+        if not self._keep_events:
+            return self._positions.get(entity_id)
+        event = self._events.get(entity_id)
+        return None if event is None else (event.offset.topic, event.offset.partition, event.offset.offset)
+
+    def _remember(self, event: item_pb2.Event) -> None:
+        if self._keep_events:
+            self._events[event.id] = event
+        else:
+            offset = event.offset
+            self._positions[event.id] = (offset.topic, offset.partition, offset.offset)
+
+    def _forget_positions(self) -> None:
+        self._events.clear()
+        self._positions.clear()
 
     def _notify(self, changed: Changes) -> None:
         self._changes.on_next(changed)
@@ -243,10 +282,23 @@ class Store:
     """Every Repo of an application, fed as one."""
 
     def __init__(
-        self, entities: EntityRegistry, *, topic_prefix: str = "", quarantine: Quarantine | None = None
+        self,
+        entities: EntityRegistry,
+        *,
+        topic_prefix: str = "",
+        quarantine: Quarantine | None = None,
+        indexes: Mapping[str, Iterable[str]] | None = None,
+        keep_events: bool = True,
     ) -> None:
         self.entities = entities
-        self._repos: dict[str, Repo[Message]] = {et.name: Repo(et) for et in entities}
+        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those), ~half the memory.
+        self._repos: dict[str, Repo[Message]] = {
+            et.name: Repo(et, keep_events=keep_events) for et in entities
+        }
+        # Declared indexes (entity name -> field paths), kept from the first event on.
+        for type_name, paths in (indexes or {}).items():
+            for path in sorted(paths):
+                self.repo(type_name).declare_index(path)
         self._topic_types = {et.topic(topic_prefix): et for et in entities}
         # Where records that are not Myko events go (apply_records); log-only by default.
         self.quarantine = quarantine or Quarantine("store")
@@ -332,7 +384,7 @@ class Store:
                 if entity_id not in present[name]:
                     gone.append(item_pb2.Event(op=DEL, type=name, id=entity_id))
         for repo in self._repos.values():
-            repo._events.clear()
+            repo._forget_positions()
         self._watermark = Watermark()
         self.apply_events([*gone, *events], watermark)
 

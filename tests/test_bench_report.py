@@ -10,8 +10,9 @@ from bench.fanout import FanoutResult
 from bench.kafka_floor import FloorResult
 from bench.machine import describe_machine
 from bench.overhead import OverheadResult, SideResult
-from bench.report import BEGIN, END, BenchResults, render_text, write_markdown
+from bench.report import BEGIN, END, BenchResults, render_markdown, render_text, write_markdown
 from bench.samples import Samples
+from bench.scale import ScaleResult, SizeResult
 from bench.throughput import ThroughputResult
 
 
@@ -82,3 +83,37 @@ def test_overhead_verdict_compares_the_on_p50_with_five_percent_over_off() -> No
     missed.overhead = overhead(10.6)
     text = render_text(missed)
     assert "(+6.0%) -> NOT MET" in text and "spans received: 42" in text
+
+
+def test_the_scale_section_reports_per_target_memory_catch_up_and_the_issue_targets() -> None:
+    r = results(e2e_ms=8.0)
+    size = SizeResult(
+        targets=100_200,
+        fill_s=10.0,
+        imported=100_000,
+        rss_bytes={"repo": 150_000_000, "command": 60_000_000, "query": 250_000_000},
+        snapshot=ms(150.0, 210.0, 190.0),
+        snapshot_bytes=10_400_000,
+        joining=ms(20.0),
+        empty_get=ms(0.8),
+        probe_get=ms(0.7),
+    )
+    r.scale = ScaleResult(
+        rss_before={"repo": 50_000_000, "command": 50_000_000, "query": 50_000_000},
+        targets_before=200,
+        sizes=[size],
+        restart_empty_s=2.0,
+        restart_full_s=3.0,
+        records_full=100_500,
+        records_empty=500,
+    )
+    text = render_text(r)
+    # (150 MB - 50 MB) / 100,000 added Targets; 250 MB -> 2,000 B.
+    md = render_markdown(r)
+    assert "| 100200 | 10000 | 190.00 | 210.00 | 20.00 | 10.4 | 0.80 | 0.70 | 1000 | 100 | 2000 |" in md
+    assert "catch-up ~100,000 records/s beyond start-up" in text
+    assert "| send -> emission p50 / floor | 2.5x | 2.0x | <= 2.0x |" in render_markdown(r)
+    assert (
+        "| new subscriber, AllTargets over 100200 | ~480 ms at 100k | 190.00 ms | <= 200 ms |"
+        in render_markdown(r)
+    )

@@ -57,6 +57,27 @@ def test_a_query_or_report_without_its_result_option_is_a_config_error() -> None
         app.report(queries_pb2.AllTargets)  # type: ignore[arg-type]
 
 
+def test_declared_query_indexes_must_be_singular_scalar_fields_of_the_result() -> None:
+    part = Handlers()
+    part.query(queries_pb2.TargetsInZone, index=["zone_id", "item.version"])
+    part.query(queries_pb2.AllZones, index=["name"])
+    app = App("t")
+    app.include(part)
+    # Collected per result entity, for the query/report services' stores.
+    assert app.declared_indexes == {
+        "targets.v1.Target": {"zone_id", "item.version"},
+        "targets.v1.Zone": {"name"},
+    }
+    for bad, why in [
+        ("zone", "not a singular field"),
+        ("tags", "not a singular field"),  # repeated
+        ("item", "must end on a scalar"),  # a message
+        ("name.x", "must end on a scalar"),  # past a scalar
+    ]:
+        with pytest.raises(ConfigError, match=rf"TargetsInZone: index '{bad}' .*{why}"):
+            Handlers().query(queries_pb2.TargetsInZone, index=[bad])
+
+
 def test_handler_annotations_must_agree_with_the_registration() -> None:
     app = App("t")
 

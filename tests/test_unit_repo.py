@@ -189,3 +189,66 @@ def test_watch_by_equal_fields_matches_a_scan_through_every_change() -> None:
     store.reset([set_ev(zoned("d", "z1"), 20)], wm(21))
     assert indexed[-1] == scanned[-1] == ["d"]
     assert [t.item.id for t in repo.find({"zone_id": "z2"})] == []
+
+
+def test_a_declared_index_answers_like_a_scan_from_the_first_event() -> None:
+    """Declared indexes are kept from construction on, through changes, deletes and a reset."""
+    store = Store(registry(), indexes={"targets.v1.Target": ["zone_id"]})
+    repo = store.of(Target)
+
+    def zoned(tid: str, zone: str, version: int = 1) -> Target:
+        t = target(tid, f"n-{tid}", version=version)
+        t.zone_id = zone
+        return t
+
+    steps = [
+        [set_ev(zoned("a", "z1"), 0), set_ev(zoned("b", "z2"), 1), set_ev(zoned("c", "z1"), 2)],
+        [set_ev(zoned("a", "z2", version=2), 3)],
+        [del_ev("c", 4)],
+        [set_ev(zoned("c", "z2", version=3), 5)],
+    ]
+    for i, events in enumerate(steps):
+        store.apply_events(events, wm(i + 1))
+        for zone in ("z1", "z2", "z3"):
+            scanned = sorted(t.item.id for t in repo.filter(lambda t, z=zone: t.zone_id == z))  # type: ignore[misc]
+            assert [t.item.id for t in repo.find({"zone_id": zone})] == scanned
+    store.reset([set_ev(zoned("d", "z3"), 20)], wm(21))
+    assert [t.item.id for t in repo.find({"zone_id": "z3"})] == ["d"]
+    assert repo.find({"zone_id": "z2"}) == []
+
+
+def test_a_changed_entity_moves_to_its_new_place_in_the_order() -> None:
+    store = Store(registry())
+    got: list[list[str]] = []
+    store.of(Target).watch(order_by=lambda t: t.name).subscribe(
+        lambda ts: got.append([t.item.id for t in ts])
+    )
+    store.apply_events(
+        [set_ev(target(i, n), k) for k, (i, n) in enumerate([("a", "A"), ("b", "B"), ("c", "C")])], wm(3)
+    )
+    assert got[-1] == ["a", "b", "c"]
+    store.apply_events([set_ev(target("a", "D", version=2), 3)], wm(4))  # renamed: sorts last now
+    assert got[-1] == ["b", "c", "a"]
+    store.apply_events([del_ev("c", 4), set_ev(target("e", "0"), 5)], wm(6))
+    assert got[-1] == ["e", "b", "a"]
+
+
+def test_a_store_without_events_reduces_replays_and_resets_the_same() -> None:
+    """keep_events=False (query/command mirrors) skips replays by position like a full store."""
+    full, lean = Store(registry()), Store(registry(), keep_events=False)
+    batches = [
+        [set_ev(target("a", "A"), 0), set_ev(target("b", "B"), 1)],
+        [set_ev(target("a", "A2", version=2), 2)],
+        [set_ev(target("a", "A"), 0)],  # a replay of an older offset: ignored
+        [del_ev("b", 3)],
+        [set_ev(target("b", "B3", version=3), 4, partition=1)],
+    ]
+    for i, events in enumerate(batches):
+        for store in (full, lean):
+            store.apply_events(events, wm(i + 1))
+        assert [t.name for t in lean.of(Target).all()] == [t.name for t in full.of(Target).all()]
+    assert sorted(t.name for t in lean.of(Target).all()) == ["A2", "B3"]
+    assert lean.of(Target).event_of("a") is None and full.of(Target).event_of("a") is not None
+    for store in (full, lean):
+        store.reset([set_ev(target("c", "C"), 9)], wm(10))
+        assert [t.name for t in store.of(Target).all()] == ["C"]

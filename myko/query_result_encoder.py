@@ -1,0 +1,77 @@
+"""QueryResult bytes for one live evaluation, reusing each entity's encoding between emissions.
+
+A query emits the full array on every change, so re-packing every entity into
+an `Any` each time costs O(result) protobuf work per change (about 20 us per
+entity on a loaded 2-core machine: 2 s for 100k). The encoder writes the
+wire format directly: the `items` field's bytes of an entity object are kept
+and reused while the evaluation still holds that same object (stores replace
+entities on change, never mutate them), so a change re-encodes only the
+entities it replaced. The output is byte-for-byte what
+`QueryResult(...).SerializeToString()` gives with `Any.Pack(e, deterministic=True)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
+
+from myko.v1 import item_pb2, query_pb2
+
+_TYPE_URL_PREFIX = "type.googleapis.com/"
+# Field tags (field number << 3 | wire type 2, length-delimited).
+_ITEMS_TAG = b"\x12"  # QueryResult.items = 2
+_ANY_TYPE_URL_TAG = b"\x0a"  # Any.type_url = 1
+_ANY_VALUE_TAG = b"\x12"  # Any.value = 2
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # varints below 128 (most entity lengths)
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+class QueryResultEncoder:
+    """Encodes successive results of one query evaluation."""
+
+    def __init__(self, query_type: str) -> None:
+        # Fields in number order, as deterministic serialisation writes them:
+        # query_type (1), items (2), then watermark (3) and seq (4).
+        self._head = query_pb2.QueryResult(query_type=query_type).SerializeToString()
+        self._type_urls: dict[type[Message], bytes] = {}
+        # id(entity) -> (entity, its items-field bytes). Holding the entity keeps
+        # its id from being reused by another object while the entry exists.
+        self._items: dict[int, tuple[Message, bytes]] = {}
+
+    def encode(self, entities: Sequence[Message], watermark: item_pb2.Watermark, seq: int) -> bytes:
+        previous = self._items
+        current: dict[int, tuple[Message, bytes]] = {}
+        parts = [self._head]
+        item = self._item
+        for entity in entities:
+            key = id(entity)
+            entry = previous.get(key) if previous else None
+            if entry is None or entry[0] is not entity:
+                entry = (entity, item(entity))
+            current[key] = entry
+            parts.append(entry[1])
+        self._items = current
+        parts.append(query_pb2.QueryResult(watermark=watermark, seq=seq).SerializeToString())
+        return b"".join(parts)
+
+    def _item(self, entity: Message) -> bytes:
+        cls = type(entity)
+        type_url = self._type_urls.get(cls)
+        if type_url is None:
+            url = (_TYPE_URL_PREFIX + entity.DESCRIPTOR.full_name).encode()
+            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
+        value = entity.SerializeToString(deterministic=True)
+        # proto3: an empty `value` is not written at all.
+        packed = type_url + (_ANY_VALUE_TAG + _varint(len(value)) + value if value else b"")
+        return _ITEMS_TAG + _varint(len(packed)) + packed
