@@ -72,6 +72,8 @@ def myko_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
         "MYKO_REPORT_PORT": "0",
         "MYKO_REPO_PORT": "0",
         "MYKO_INSTANCE_ID": f"test-{topic_prefix}",
+        # Identity is tested in tests/test_auth*.py; everything else runs open.
+        "MYKO_AUTH_DISABLED": "true",
     }
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from myko.authentication import Authenticator
 from myko.gateway.admission import Admission, ByteGauge
 from myko.gateway.cors import Cors
 from myko.gateway.feed_hub import FeedHub
@@ -50,6 +51,9 @@ class Gateway:
             transport=self._transport,
         )
         self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
+        # No revocation list here (the gateway reads no Kafka): revoked tokens are
+        # refused by the services behind it, whose refusal ends the feeds too.
+        self.auth = Authenticator(settings.auth)
         self.hub = FeedHub(self._upstreams, settings, self.admission, self.metrics.gateway)
         self.metrics.gateway.watch(
             sessions=lambda: self.hub.session_count,
@@ -68,7 +72,7 @@ class Gateway:
         cors = Cors(self._settings.cors_origins)
         live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
         proxy = GrpcWebProxy(
-            self._upstreams, live, self.admission, self._settings, self.metrics.gateway, self._tracing
+            self._upstreams, live, self.admission, self._settings, self.auth, self.metrics.gateway, self._tracing
         )
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
@@ -81,6 +85,8 @@ class Gateway:
         return app
 
     async def start(self) -> None:
+        self.auth.log_mode("gateway")
+        await self.auth.warm_up()
         # handler_cancellation: a browser that goes away cancels its handler,
         # which cancels the upstream call (aiohttp leaves it off by default).
         self._runner = web.AppRunner(
@@ -112,6 +118,7 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
         await self._upstreams.close()
+        await self.auth.close()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return await metrics_response(self.metrics)
