@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import aiohttp
 
@@ -75,10 +76,14 @@ class ServiceToken:
         }
         if self._credentials.scope:
             form["scope"] = self._credentials.scope
-        auth = aiohttp.BasicAuth(self._credentials.client_id, self._credentials.client_secret)
+        # client_secret_basic: each part form-encoded first (RFC 6749 §2.3.1).
+        basic = aiohttp.encode_basic_auth(
+            quote(self._credentials.client_id, safe=""), quote(self._credentials.client_secret, safe="")
+        )
+        headers = {"Accept": "application/json", "Authorization": basic}
         started = self._clock()
         doc = await self._issuer.request_json(
-            lambda s: s.post(endpoint, data=form, auth=auth, headers={"Accept": "application/json"}),
+            lambda s: s.post(endpoint, data=form, headers=headers),
             endpoint,
             f"token for client {self._credentials.client_id!r}",
         )
