@@ -7,6 +7,7 @@
     myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
     myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
     myko stack-secrets DIR    # every secret of the secured Swarm stack, as files (docs/deploy.md)
+    myko revoke bob           # end every session of a subject now (an admin's token in MYKO_TOKEN)
 
 `gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
 working directory upwards, or take --project. docs/authoring.md walks through it.
@@ -139,6 +140,35 @@ def cmd_kafka_access(args: argparse.Namespace) -> int:
     return kafka_access.main(["--list"] if args.list else [])
 
 
+def cmd_revoke(args: argparse.Namespace) -> int:
+    import asyncio
+    import uuid
+
+    from myko.client import Client
+    from myko.errors import MykoError
+    from myko.status import code_of
+    from myko.v1 import identity_pb2
+
+    # From the environment, never the command line: argv is visible to every user of the machine.
+    token = os.environ.get("MYKO_TOKEN", "").strip()
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    async def revoke() -> str:
+        async with Client(command_addr=args.command_addr, metadata=metadata) as client:
+            result = await client.execute(
+                identity_pb2.RevokeTokens(subject=args.subject), tx=str(uuid.uuid4())
+            )
+            return result.tx
+
+    try:
+        tx = asyncio.run(revoke())
+    except MykoError as e:
+        print(f"{PROG} revoke: {code_of(e).name}: {e.message}", file=sys.stderr)
+        return 1
+    print(f"revoked the tokens {args.subject!r} holds now (tx {tx}); their open streams end within seconds")
+    return 0
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -221,6 +251,18 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
     serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])
     serve.set_defaults(func=cmd_serve)
+
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke every token a subject holds now (needs an admin's token in MYKO_TOKEN; docs/security.md)",
+    )
+    revoke.add_argument("subject", help="the subject (the tokens' sub claim)")
+    revoke.add_argument(
+        "--command-addr",
+        default=os.environ.get("MYKO_COMMAND_ADDR", catalogue.COMMAND.default_addr),
+        help="command_svc (default: MYKO_COMMAND_ADDR or %(default)s)",
+    )
+    revoke.set_defaults(func=cmd_revoke)
     return ap
 
 

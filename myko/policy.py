@@ -38,10 +38,8 @@ class Policy:
         """PermissionDenied naming what was asked, what it needs and what the caller has."""
         if self.allows(principal):
             return
-        has = ", ".join(sorted(principal.roles)) or "none"
-        raise PermissionDenied(
-            f"{what} needs {self.description}; {principal.describe()} has roles: {echo(has, 120)}"
-        )
+        has = f"roles {echo(', '.join(sorted(principal.roles)), 120)}" if principal.roles else "no roles"
+        raise PermissionDenied(f"{what} needs {self.description}; {principal.describe()} has {has}")
 
     def __or__(self, other: Policy) -> Policy:
         return Policy(f"{self.description} or {other.description}", lambda p: self.test(p) or other.test(p))

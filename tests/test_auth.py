@@ -12,12 +12,14 @@ tokens too. The example application's users:
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import grpc
@@ -68,11 +70,13 @@ class AuthedStack:
         return f"Bearer {self.token(user, **kw)}"
 
     def channel(self, service: str) -> grpc.aio.Channel:
-        return {
+        channel = {
             "command": self.stack.clients.command,
             "query": self.stack.clients.query,
             "report": self.stack.clients.report,
         }[service]
+        assert channel is not None
+        return channel
 
     def web(self, path: str) -> str:
         return f"http://127.0.0.1:{self.gateway.port}{path}"
@@ -381,8 +385,8 @@ async def test_each_tenant_sees_only_its_rows_while_sharing_evaluations(authed: 
         assert await _until(alice, Target, lambda n: "north-1" in n) == ["north-1"]
         assert await _until(dave, Target, lambda n: "south-1" in n) == ["south-1"]
         # One evaluation per tenant, not per caller: shared within a scope, never across.
-        keys = [k for k in s.stack.query.hub._evals if k[0] == "targets.v1.AllTargets"]
-        assert sorted(k[2] for k in keys) == ["north", "south"]
+        keys = [cast(tuple[str, bytes, str], k) for k in s.stack.query.hub._evals]
+        assert sorted(k[2] for k in keys if k[0] == "targets.v1.AllTargets") == ["north", "south"]
 
         # After changes: each side sees its own new row, never the other's.
         await _execute(s, "alice", commands_pb2.SetTarget(id="n2", name="north-2"))
@@ -514,8 +518,23 @@ async def test_revoking_a_subject_ends_its_streams_and_refuses_its_tokens(authed
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await _execute(s, "alice", identity_pb2.RevokeTokens(subject="bob"))
         assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
-        result = await _execute(s, "root", identity_pb2.RevokeTokens(subject="bob"))
+        # The admin path: `myko revoke`, with an admin's token in MYKO_TOKEN.
+        revoke = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "myko",
+            "revoke",
+            "bob",
+            "--command-addr",
+            f"127.0.0.1:{s.stack.command.grpc.port}",
+            env={**os.environ, "MYKO_TOKEN": s.token("root")},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(revoke.communicate(), 60)
+        assert revoke.returncode == 0, err.decode()
         revoked_at = time.time()
+        assert "revoked the tokens 'bob' holds now" in out.decode()
 
         for watch in (query_watch, report_watch):
             with pytest.raises(grpc.aio.AioRpcError) as ended:
@@ -540,12 +559,11 @@ async def test_revoking_a_subject_ends_its_streams_and_refuses_its_tokens(authed
         assert await direct(s, "QueryBus/Get", s.bearer("bob")) == "OK"
 
         # The revocation is an event like any other, recorded with who did it.
-        [record] = [
-            r
-            for r in await read_topic(s.stack.env["KAFKA_BOOTSTRAP_SERVERS"], result.events[0].offset.topic)
-            if r.offset == result.events[0].offset.offset and r.partition == result.events[0].offset.partition
-        ]
+        topic = f"{s.stack.env['MYKO_TOPIC_PREFIX']}myko.v1.Revocation"
+        [record] = await read_topic(s.stack.env["KAFKA_BOOTSTRAP_SERVERS"], topic)
         assert dict(record.headers)[H_PRINCIPAL] == b"root"
+        revocation = identity_pb2.Revocation.FromString(record.value)
+        assert (revocation.subject, revocation.revoked_by) == ("bob", "root")
     finally:
         for stream in (query_watch, report_watch, alice_watch):
             stream.cancel()

@@ -12,6 +12,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import jwt
 import pytest
@@ -104,7 +105,7 @@ async def test_symmetric_and_unsigned_tokens_are_refused(issuer: MintingIssuer, 
         "iat": now,
         "exp": now + 60,
     }
-    unsigned = jwt.encode(claims, None, algorithm="none")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     # HS256 keyed with the issuer's public key: the classic key-confusion forgery.
     pem = issuer.keys[0].private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
     confused = _hs256(claims, pem, issuer.keys[0].kid)
@@ -268,7 +269,7 @@ def test_policies() -> None:
     # Auth off: policies do not apply.
     assert roles("operator").allows(ANONYMOUS)
     with pytest.raises(
-        PermissionDenied, match="command x needs role operator; user 'bob' has roles: 'viewer'"
+        PermissionDenied, match="command x needs role operator; user 'bob' has roles 'viewer'"
     ):
         roles("operator").check(bob, "command x")
 
@@ -329,3 +330,26 @@ async def test_concurrent_first_calls_fetch_the_keys_once(issuer: MintingIssuer,
     got = await asyncio.gather(*(auth.from_header(f"Bearer {t}") for t in tokens))
     assert [p.subject for p in got] == [f"u{i}" for i in range(20)]
     assert issuer.hits["/jwks"] == 1 and issuer.hits["/.well-known/openid-configuration"] == 1
+
+
+def test_scoped_registration_needs_a_handler_that_takes_the_scope_key() -> None:
+    from targets.v1 import queries_pb2, reports_pb2
+
+    from myko.app import App
+
+    # Typed Any: mypy rejects these already (tests/test_typing.py); this is the run-time check.
+    two: Any = lambda q, repos: None  # noqa: E731
+    three: Any = lambda q, repos, key: None  # noqa: E731
+    app = App("t")
+    with pytest.raises(
+        ConfigError, match=r"declares scope=tenant, but its handler .* takes no scope parameter"
+    ):
+        app.query(queries_pb2.AllZones, scope=by_tenant)(two)
+    with pytest.raises(ConfigError, match="declares no scope"):
+        app.report(reports_pb2.ZoneTotals)(three)
+    app.query(queries_pb2.AllZones, allow=roles("viewer"), scope=by_tenant)(three)
+    reg = app.queries.get("targets.v1.AllZones")
+    assert reg is not None and reg.scope is by_tenant and reg.allow.description == "role viewer"
+    # The framework's own commands carry their policies.
+    revoke = app.commands.get("myko.v1.RevokeTokens")
+    assert revoke is not None and revoke.allow.description == "role myko-admin"
