@@ -39,13 +39,18 @@ class LatestSink:
         self._metrics = metrics
 
     def put(self, payload: bytes) -> None:
+        if self._error is not None:
+            return  # ended: nothing more goes out, however fast the results change
         if self._latest is not None:
             self._metrics.coalesced.inc()
         self._latest = payload
         self._ready.set()
 
     def fail(self, exc: BaseException) -> None:
+        # The error wins over a result not sent yet: a stream ended because its
+        # token expired must not deliver one more value.
         self._error = exc
+        self._latest = None
         self._ready.set()
 
     async def next(self) -> bytes:
