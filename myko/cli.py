@@ -3,6 +3,7 @@
     myko new notes            # a new project in ./notes (protos, handlers, a test, a UI page)
     myko gen [--check]        # Python (and TypeScript) from the project's .proto files
     myko run [--port-shift N] # Kafka + every service + the gateway for the project; Ctrl-C stops all
+    myko run --idp idp        # ... behind the local identity provider (sign in as a demo user)
     myko serve command        # one service, configured by MYKO_* variables (what containers run)
     myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
     myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
@@ -95,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kafka=kafka,
         passthrough={k: v for k, v in env.items() if k.startswith("MYKO_") and k != "MYKO_APP"},
         prometheus=args.prometheus,
+        idp_package=args.idp,
+        **({"access_token_ttl_s": args.token_ttl} if args.token_ttl else {}),
     )
     return launch(options)
 
@@ -218,6 +221,22 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--no-kafka", action="store_true", help="start no Kafka: use KAFKA_BOOTSTRAP_SERVERS (required then)"
+    )
+    run.add_argument(
+        "--idp",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="start the local identity provider from this npm package (server.mjs, oidc-provider installed) "
+        "and require its tokens; without it (and without MYKO_OIDC_ISSUER) the services run with "
+        "MYKO_AUTH_DISABLED=true (docs/security.md)",
+    )
+    run.add_argument(
+        "--token-ttl",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="access-token lifetime at the local identity provider (default: 300)",
     )
     run.set_defaults(func=cmd_run)
 
