@@ -755,6 +755,9 @@ class GatewaySettings:
     stall_timeout_ms: int = 30_000
     # Tokens are verified here too (no data for a bad one) and LiveBus sessions end at expiry.
     auth: AuthSettings = field(default_factory=AuthSettings.off)
+    # How the UI it serves signs in at the issuer (GET /myko-auth.json): its public client's id and scopes.
+    ui_client_id: str = "myko-ui"
+    ui_scope: str = "openid profile"
 
     @property
     def max_request_body_bytes(self) -> int:
@@ -808,6 +811,8 @@ class GatewaySettings:
             ),
             stall_timeout_ms=e.int("MYKO_GATEWAY_STALL_TIMEOUT_MS", cls.stall_timeout_ms, minimum=100),
             auth=AuthSettings.from_env(e),
+            ui_client_id=e.str("MYKO_UI_CLIENT_ID", cls.ui_client_id),
+            ui_scope=e.str("MYKO_UI_SCOPE", cls.ui_scope),
         )
 
 

@@ -25,8 +25,6 @@ from myko.saga_service import SagaService
 from myko.settings import SagaSettings
 from myko.v1 import command_pb2, query_pb2
 
-# The `local_idp` fixture (tests/conftest.py) comes with the provider itself.
-pytest.importorskip("myko.local.idp", reason="the local identity provider (idp/) is not in this tree")
 
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 

@@ -15,6 +15,7 @@ from myko.gateway.http_log import http_log
 from myko.gateway.live_bus import LiveBus
 from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
+from myko.gateway.ui_auth import UiAuth
 from myko.gateway.ui_files import UiFiles
 from myko.gateway.upstreams import Upstreams
 from myko.metrics import Metrics
@@ -79,6 +80,7 @@ class Gateway:
         app.router.add_get("/healthz", self._healthz)
         if self._settings.metrics:
             app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/myko-auth.json", UiAuth(self._settings).handle)
         app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
         app.router.add_post("/{tail:.*}", proxy.handle)
         app.router.add_get("/{tail:.*}", ui.handle)

@@ -188,7 +188,15 @@ export class Auth implements TokenSource {
     this.#setToken(null);
     this.identity = null;
     this.status = "redirecting";
-    await this.#client.signoutRedirect({ id_token_hint: idToken });
+    try {
+      await this.#client.signoutRedirect({ id_token_hint: idToken });
+    } catch (e) {
+      // The provider could not be reached: signed out here all the same (no token is kept).
+      await this.#client.removeUser().catch(() => undefined);
+      this.problem = `Signed out of this page, but not at the identity provider: ${e instanceof Error ? e.message : String(e)}`;
+      console.error(this.problem);
+      this.status = "signed-out";
+    }
   }
 
   // -- internals -----------------------------------------------------------------------------
@@ -270,6 +278,8 @@ export function userManager(config: AuthConfig, origin: string): OidcClient {
     // A sign-out leaves no refresh token that still works.
     revokeTokensOnSignout: true,
     revokeTokenTypes: ["refresh_token"],
+    // RFC 7009 leaves the (empty) body's type open; oidc-provider sends text/plain.
+    revokeTokenAdditionalContentTypes: ["text/plain"],
     // Per tab: each tab refreshes its own tokens (rotating refresh tokens are not shared).
     userStore: new WebStorageStateStore({ store: window.sessionStorage }),
   });
