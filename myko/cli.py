@@ -8,6 +8,7 @@
     myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
     myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
     myko stack-secrets DIR    # every secret of the secured Swarm stack, as files (docs/deploy.md)
+    myko token alice          # an access token from that provider (a demo user or service client)
     myko revoke bob           # end every session of a subject now (an admin's token in MYKO_TOKEN)
 
 `gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
@@ -172,6 +173,19 @@ def cmd_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(args: argparse.Namespace) -> int:
+    from myko.local.idp import token_from_run_dir
+    from myko.local.idp_tokens import TokenRequestFailed
+
+    try:
+        token = token_from_run_dir(args.run_dir / "idp", args.who)
+    except TokenRequestFailed as e:
+        print(f"{PROG} token: {e} (is `make run` / `myko run --idp` running?)", file=sys.stderr)
+        return 1
+    print(token.access_token)
+    return 0
+
+
 def _rel(path: Path) -> str:
     try:
         return str(path.relative_to(Path.cwd()))
@@ -270,6 +284,22 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
     serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])
     serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser(
+        "token",
+        help="print an access token from the local identity provider of `myko run --idp` "
+        "(a demo user, signed in with the demo password, or a service client)",
+    )
+    token.add_argument(
+        "who", help="a demo user (alice, bob, carol, dave) or a service client (tests-north, ...)"
+    )
+    token.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(".run"),
+        help="the run directory of `myko run` (default: %(default)s)",
+    )
+    token.set_defaults(func=cmd_token)
 
     revoke = sub.add_parser(
         "revoke",

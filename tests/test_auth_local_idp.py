@@ -25,7 +25,6 @@ from myko.saga_service import SagaService
 from myko.settings import SagaSettings
 from myko.v1 import command_pb2, query_pb2
 
-
 pytestmark = [pytest.mark.kafka, pytest.mark.timeout(300)]
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import jwt
 import pytest
 
-from myko.local.idp import AUDIENCE, CALLBACK_PATH, DEMO_USERS, LocalIdp
+from myko.errors import ConfigError
+from myko.local.idp import AUDIENCE, CALLBACK_PATH, DEMO_USERS, LocalIdp, token_from_run_dir
 from myko.local.idp_tokens import TokenRequestFailed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,3 +189,15 @@ def test_tokens_minted_with_the_same_keys_verify_only_when_their_claims_do(idp: 
 def test_the_key_file_is_private(idp: LocalIdp) -> None:
     assert idp.keys.path.stat().st_mode & 0o077 == 0
     assert idp.config_path.stat().st_mode & 0o077 == 0
+
+
+def test_a_person_at_a_terminal_gets_a_users_or_a_clients_token_from_the_run_dir(idp: LocalIdp) -> None:
+    # What `myko token bob` does against the provider `make run` started.
+    bob = verify(idp, token_from_run_dir(idp.run_dir, "bob").access_token)
+    assert (bob["sub"], bob["roles"], bob["tenant"]) == ("bob", ["viewer"], "north")
+    service = verify(idp, token_from_run_dir(idp.run_dir, "tests-south").access_token)
+    assert (service["sub"], service["tenant"]) == ("tests-south", "south")
+    with pytest.raises(ConfigError, match="'mallory' is not a demo user or service client"):
+        token_from_run_dir(idp.run_dir, "mallory")
+    with pytest.raises(ConfigError, match="no local identity provider has run"):
+        token_from_run_dir(idp.run_dir / "elsewhere", "bob")

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from myko.errors import ConfigError
-from myko.local.idp_tokens import IdpTokens
+from myko.local.idp_tokens import IdpTokens, TokenSet
 from myko.local.ports import free_port
 from myko.local.procs import ServiceProcess
 from myko.local.signing_keys import SigningKeys
@@ -282,6 +282,38 @@ class LocalIdp:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def token_from_run_dir(idp_dir: Path, who: str) -> TokenSet:
+    """A token from the provider whose run directory is `idp_dir` (`myko run`'s `<run dir>/idp`): a demo user's
+    (signed in with the demo password, as the UI would) or a service client's (client credentials).
+
+    For people at a terminal (`myko token alice`, the README's grpcurl recipe); tests
+    hold a LocalIdp and use its `tokens` instead.
+    """
+    path = idp_dir / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"no local identity provider has run in {idp_dir} (start one with `make run`)"
+        ) from None
+    ui = config["uiClient"]
+    tokens = IdpTokens(
+        issuer=config["issuer"],
+        ui_client_id=ui["clientId"],
+        redirect_uri=ui["redirectUris"][0] if ui["redirectUris"] else "",
+    )
+    for u in config["users"]:
+        if u["username"] == who:
+            return tokens.sign_in(who, u["password"])
+    for c in config["serviceClients"]:
+        if c["clientId"] == who:
+            return tokens.client_credentials(who, c["secret"])
+    known = [u["username"] for u in config["users"]] + [c["clientId"] for c in config["serviceClients"]]
+    raise ConfigError(
+        f"{who!r} is not a demo user or service client of {config['issuer']} ({', '.join(known)})"
+    )
 
 
 def describe(idp: LocalIdp) -> list[str]:
