@@ -186,7 +186,9 @@ class Client(Lifecycle):
         traced = self._tracing.metadata() if self._tracing.enabled else ()
         try:
             return await self._execute(
-                request, timeout=self._timeout(timeout_s), metadata=(*await self._call_metadata(), *traced, *metadata)
+                request,
+                timeout=self._timeout(timeout_s),
+                metadata=(*await self._call_metadata(), *traced, *metadata),
             )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None

@@ -73,7 +73,13 @@ class Gateway:
         cors = Cors(self._settings.cors_origins)
         live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
         proxy = GrpcWebProxy(
-            self._upstreams, live, self.admission, self._settings, self.auth, self.metrics.gateway, self._tracing
+            self._upstreams,
+            live,
+            self.admission,
+            self._settings,
+            self.auth,
+            self.metrics.gateway,
+            self._tracing,
         )
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
