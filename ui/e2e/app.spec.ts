@@ -182,7 +182,7 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
 });
 
 test("the System page shows every service instance reporting, live", async ({ page }) => {
-  await page.goto(gatewayUrl() + "/system");
+  await signIn(page, "alice", "/system");
   const rows = page.getByTestId("service-row");
   // Each service with Kafka access writes its myko.v1.ServiceStatus at start and
   // every 10 s; query_svc and report_svc have none (docs/observability.md).
