@@ -127,7 +127,7 @@ def test_parts_are_included_and_clash_loudly() -> None:
     outer = App("outer")
     outer.include(app)
     assert outer.queries.names() == ["myko.v1.ServiceStatuses"]
-    assert outer.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
+    assert outer.entities.names() == ["myko.v1.Revocation", "myko.v1.ServiceStatus", "targets.v1.Zone"]
 
 
 def test_relations_must_name_entities_of_the_app() -> None:
