@@ -174,7 +174,12 @@ class Handlers:
 
     @overload
     def query(
-        self, message: type[Query[Q, T]], *, index: Sequence[str] = ..., allow: Policy = ..., scope: None = None
+        self,
+        message: type[Query[Q, T]],
+        *,
+        index: Sequence[str] = ...,
+        allow: Policy = ...,
+        scope: None = None,
     ) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]: ...
     @overload
     def query(

@@ -31,8 +31,8 @@ from myko.errors import (
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
-from myko.query_result_encoder import QueryResultEncoder
 from myko.principal import Principal
+from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.stream_guard import StreamGuard
