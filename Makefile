@@ -23,7 +23,8 @@ STAMP_JARS := kafka/target/.myko-setup
 # Kafka's jars for this checkout: where the Kafka image is built from (kafka/Dockerfile),
 # and what the local Kafka of `make run` and the tests runs on (myko/local/kafka.py).
 export MYKO_KAFKA_JARS ?= $(CURDIR)/kafka/target/lib
-NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json)
+NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.json) $(wildcard client-ts/package.json) \
+	$(wildcard idp/package.json)
 
 .PHONY: help setup gen gen-check lint format typecheck pytest test test-py test-ui \
 	client-pack ui-build chromium prometheus alerts screenshot run run-cluster bench clean distclean \
@@ -31,7 +32,7 @@ NPM_INPUTS := package.json $(wildcard package-lock.json) $(wildcard ui/package.j
 
 help:
 	@echo "make setup        create .venv, install Python and npm deps, fetch Kafka jars (idempotent)"
-	@echo "make run          start Kafka, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
+	@echo "make run          start Kafka, the identity provider, every service and the gateway; Ctrl-C stops all (ARGS=--fresh)"
 	@echo "                  ARGS=--prometheus also starts Prometheus scraping them (docs/observability.md)"
 	@echo "make run-cluster  3 Kafka nodes and two replicas of every service"
 	@echo "make test         lint, typecheck, generated-code check, Python tests, UI tests, live swarm"
@@ -179,8 +180,8 @@ ui-build: setup
 	cd ui && npx vite build --logLevel warn
 
 # `myko run` for the example application (examples/targets, whose UI is ui/), with
-# its data and logs in .run/.
-MYKO_RUN := $(PY) -m myko run --project examples/targets --run-dir .run
+# its data and logs in .run/, behind the local identity provider (idp/).
+MYKO_RUN := $(PY) -m myko run --project examples/targets --run-dir .run --idp idp
 
 run: setup ui-build
 	$(MYKO_RUN) $(ARGS)

@@ -55,6 +55,7 @@ def myko_stack(
         # The scale section's AllTargets over 100k Targets is ~23 MB, over the 8 MiB default.
         "MYKO_MAX_MESSAGE_BYTES": str(64 * 1024 * 1024),
         **(extra_env or {}),
+        "MYKO_AUTH_DISABLED": "true",
     }
 
     def service(short: str, port: int) -> ServiceProcess:

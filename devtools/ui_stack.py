@@ -1,11 +1,16 @@
-"""The stack the browser tests drive: Kafka, every service and the gateway, plus a control port.
+"""The stack the browser tests drive: Kafka, the identity provider, every service and the gateway, plus a control port.
 
-    python -m devtools.ui_stack [--run-dir .run/e2e]
+    python -m devtools.ui_stack [--run-dir .run/e2e] [--token-ttl 20]
 
 Started by ui/e2e/global-setup.ts. It picks ports that are free (so a `make run`
 may be up beside it), prints one JSON line once everything is healthy:
 
-    {"gateway": "http://127.0.0.1:11080", "control": "http://127.0.0.1:PORT", ...}
+    {"gateway": "http://127.0.0.1:11080", "control": "http://127.0.0.1:PORT", "idp": "http://127.0.0.1:PORT",
+     "tokenTtlS": 20, "clients": {"tests-north": "<secret>", ...}, ...}
+
+Tokens are short-lived (MYKO_E2E_TOKEN_TTL_S, default 20 s), so every test
+runs across token renewals, not only the one that checks them. The demo users
+are myko/local/idp.py's (alice/bob in tenant north, carol/dave in south).
 
 and serves POST /restart/<service> on the control port, which the test that
 restarts the gateway under an open page uses. It stops everything when it gets
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
@@ -27,8 +33,9 @@ from types import FrameType
 
 from myko import catalogue
 from myko.errors import ConfigError
+from myko.local.idp import LocalIdp
 from myko.local.kafka import LocalKafka
-from myko.local.ports import busy_ports
+from myko.local.ports import browser_safe, busy_ports, free_port
 from myko.local.procs import Stack
 from myko.local.topology import check_port_shift, local_stack, port_of, ports_of
 
@@ -36,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIRST_SHIFT = 3000
 SHIFT_STEP = 100
 HEALTHY_TIMEOUT_S = 180.0
+TOKEN_TTL_S = 20
 
 
 def _free_shift() -> int:
@@ -47,6 +55,13 @@ def _free_shift() -> int:
         if not busy_ports(p for s in catalogue.SERVICES for p in ports_of(s.name, port_shift=shift)):
             return shift
     raise RuntimeError("no free block of service ports found")
+
+
+def _browser_port() -> int:
+    # The browser under test opens the identity provider's pages too.
+    while not browser_safe(port := free_port()):
+        pass
+    return port
 
 
 class _Control(BaseHTTPRequestHandler):
@@ -93,6 +108,11 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m devtools.ui_stack")
     ap.add_argument("--run-dir", type=Path, default=ROOT / ".run" / "e2e")
+    ap.add_argument(
+        "--token-ttl",
+        type=int,
+        default=int(os.environ.get("MYKO_E2E_TOKEN_TTL_S", TOKEN_TTL_S) or TOKEN_TTL_S),
+    )
     args = ap.parse_args()
     run_dir: Path = args.run_dir.resolve()
     shutil.rmtree(run_dir / "kafka", ignore_errors=True)
@@ -104,6 +124,14 @@ def main() -> int:
     try:
         kafka.start()
         shift = _free_shift()
+        gateway = f"http://127.0.0.1:{port_of('gateway', port_shift=shift)}"
+        idp = LocalIdp(
+            package_dir=ROOT / "idp",
+            run_dir=run_dir / "idp",
+            port=_browser_port(),
+            ui_origins=[gateway],
+            access_token_ttl_s=args.token_ttl,
+        )
         services = local_stack(
             app="targets",
             bootstrap_servers=kafka.bootstrap_servers,
@@ -111,16 +139,29 @@ def main() -> int:
             port_shift=shift,
             instance_prefix="e2e-",
             cwd=ROOT,
-            extra_env={"MYKO_UI_DIST": str(ROOT / "ui" / "dist"), "MYKO_GATEWAY_LIVE_HEARTBEAT_MS": "2000"},
+            extra_env={
+                "MYKO_UI_DIST": str(ROOT / "ui" / "dist"),
+                "MYKO_GATEWAY_LIVE_HEARTBEAT_MS": "2000",
+                **idp.service_env(),
+            },
         )
-        stack = Stack(services, healthy_timeout_s=HEALTHY_TIMEOUT_S)
+        for svc in services:
+            if svc.module == catalogue.SAGA.module:
+                svc.env.update(idp.saga_env())
+        idp.write_config()
+        # The identity provider first: the services fetch its keys as they start.
+        stack = Stack([idp.process, *services], healthy_timeout_s=HEALTHY_TIMEOUT_S)
         stack.start()
         _Control.stack = stack
         control = ThreadingHTTPServer(("127.0.0.1", 0), _Control)
         threading.Thread(target=control.serve_forever, daemon=True).start()
         ready = {
-            "gateway": f"http://127.0.0.1:{port_of('gateway', port_shift=shift)}",
+            "gateway": gateway,
             "control": f"http://127.0.0.1:{control.server_address[1]}",
+            "idp": idp.issuer,
+            "tokenTtlS": idp.access_token_ttl_s,
+            # Service clients the tests seed data with, one per tenant (client credentials).
+            "clients": {c.client_id: c.secret for c in idp.clients if c.client_id.startswith("tests-")},
             "services": [s.name for s in services],
             "logs": str(run_dir / "logs"),
         }

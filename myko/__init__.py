@@ -20,6 +20,8 @@ from myko.errors import (
     Unavailable,
     UnknownType,
 )
+from myko.policy import Policy, Scope, by_subject, by_tenant, roles, scopes, services
+from myko.principal import Principal, PrincipalKind
 from myko.repo import Repo, Store
 from myko.saga_event import SagaEvent
 
@@ -33,14 +35,23 @@ __all__ = [
     "InvalidArgument",
     "MykoError",
     "PermissionDenied",
+    "Policy",
+    "Principal",
+    "PrincipalKind",
     "Rejected",
     "Repo",
     "ResourceExhausted",
     "SagaEvent",
+    "Scope",
     "ServerError",
     "Store",
     "Unauthenticated",
     "Unavailable",
     "UnknownType",
+    "by_subject",
+    "by_tenant",
     "derive",
+    "roles",
+    "scopes",
+    "services",
 ]

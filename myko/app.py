@@ -3,11 +3,14 @@
     app = App("targets")
     app.entity(Target)
 
-    @app.command(SetTarget)
-    def set_target(cmd: SetTarget, ctx: CommandContext) -> None: ...
+    @app.command(SetTarget, allow=roles("operator"))
+    def set_target(cmd: SetTarget, ctx: CommandContext) -> None: ...   # ctx.principal: who
 
     @app.query(TargetsByStatus)
     def by_status(q: TargetsByStatus, repos: Store) -> Observable[list[Target]]: ...
+
+    @app.query(AllTargets, allow=roles("viewer", "operator"), scope=by_tenant)
+    def all_targets(q: AllTargets, repos: Store, tenant: str) -> Observable[list[Target]]: ...
 
     @app.report(TargetCountsByStatus)
     def counts(r: TargetCountsByStatus, repos: Store) -> Observable[StatusCounts]: ...
@@ -16,6 +19,11 @@
     def audit(events: Observable[SagaEvent], repos: Store) -> Observable[Message]: ...
 
     app.ensure(Target, for_each=Zone, build=perimeter, name="zone-perimeter")
+
+`allow` is who may run the type (myko/policy.py; any authenticated caller
+when not said), `scope` which rows a caller sees: a scoped query or report
+handler takes the caller's scope key as a third parameter, and its
+evaluations are shared only between callers with the same key.
 
 Registration is typed: mypy --strict rejects a handler whose message type is
 not the one it is registered for, or a query handler whose items are not the
@@ -40,7 +48,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from google.protobuf.message import Message
 from reactivex import Observable
@@ -49,12 +57,14 @@ from myko.command_context import CommandContext
 from myko.contract import Query, Report, query_result, report_result
 from myko.entities import EntityRegistry
 from myko.errors import ConfigError
+from myko.policy import AUTHENTICATED, Policy, Scope, roles, services
 from myko.relations import Ensure, Relations
 from myko.repo import Store
+from myko.revocation import Revocation, revoke_tokens
 from myko.saga_event import SagaEvent
 from myko.service_status import FRAMEWORK_QUERIES
 from myko.service_status import declare as declare_service_status
-from myko.v1 import relations_pb2
+from myko.v1 import identity_pb2, relations_pb2
 
 E = TypeVar("E", bound=Message)
 M = TypeVar("M", bound=Message)
@@ -68,15 +78,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 CommandHandler = Callable[[M, CommandContext], Awaitable[None] | None]
 QueryHandler = Callable[[Q, Store], Observable[Sequence[T]]]
 ReportHandler = Callable[[Q, Store], Observable[T]]
+# Declared with a scope: the third parameter is the caller's scope key (e.g. their tenant).
+ScopedQueryHandler = Callable[[Q, Store, str], Observable[Sequence[T]]]
+ScopedReportHandler = Callable[[Q, Store, str], Observable[T]]
 # A saga: a pipeline from events to the commands they cause, over read-only
 # current state (see myko/saga_event.py for the contract).
 SagaHandler = Callable[[Observable[SagaEvent], Store], Observable[Message]]
+
+# Who may revoke tokens (myko.v1.RevokeTokens) unless the App says otherwise.
+ADMIN_ROLE = "myko-admin"
 
 
 @dataclass(frozen=True)
 class Registration(Generic[F]):
     message: type[Message]
     handler: F
+    # Who may run it; checked before the handler (PERMISSION_DENIED).
+    allow: Policy = AUTHENTICATED
+    # Queries and reports: which rows a caller sees; None when everyone sees the same.
+    scope: Scope | None = None
 
     @property
     def name(self) -> str:
@@ -98,8 +118,10 @@ class HandlerRegistry(Generic[F]):
         self.kind = kind
         self._by_name: dict[str, Registration[F]] = {}
 
-    def add(self, message: type[Message], handler: F) -> None:
-        reg = Registration(message, handler)
+    def add(
+        self, message: type[Message], handler: F, *, allow: Policy = AUTHENTICATED, scope: Scope | None = None
+    ) -> None:
+        reg = Registration(message, handler, allow, scope)
         if reg.name in self._by_name:
             raise ConfigError(f"{self.kind} {reg.name} has two handlers")
         self._by_name[reg.name] = reg
@@ -139,24 +161,46 @@ class Handlers:
         self._changed()
         return cls
 
-    def command(self, message: type[M]) -> Callable[[CommandHandler[M]], CommandHandler[M]]:
+    def command(
+        self, message: type[M], *, allow: Policy = AUTHENTICATED
+    ) -> Callable[[CommandHandler[M]], CommandHandler[M]]:
         def register(fn: CommandHandler[M]) -> CommandHandler[M]:
             _check_parameter(fn, message, "command")
-            self.declared_commands.add(message, fn)
+            self.declared_commands.add(message, fn, allow=allow)
             self._changed()
             return fn
 
         return register
 
+    @overload
     def query(
-        self, message: type[Query[Q, T]], *, index: Sequence[str] = ()
-    ) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]:
+        self,
+        message: type[Query[Q, T]],
+        *,
+        index: Sequence[str] = ...,
+        allow: Policy = ...,
+        scope: None = None,
+    ) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]: ...
+    @overload
+    def query(
+        self, message: type[Query[Q, T]], *, index: Sequence[str] = ..., allow: Policy = ..., scope: Scope
+    ) -> Callable[[ScopedQueryHandler[Q, T]], ScopedQueryHandler[Q, T]]: ...
+    def query(
+        self,
+        message: type[Query[Q, T]],
+        *,
+        index: Sequence[str] = (),
+        allow: Policy = AUTHENTICATED,
+        scope: Scope | None = None,
+    ) -> Callable[[Any], Any]:
         """Register a query handler.
 
         `index` names the result entity's fields (dotted paths) the handler
         selects by with `watch(equal=...)`/`find()`: query and report services
         keep those indexes from their first event, so a new evaluation or Get
         costs O(matches) from the start instead of one scan to build the index.
+        `allow` says who may run it, `scope` which rows each caller sees
+        (docs/security.md).
         """
         cls = _message_class(message)
         result = query_result(cls)
@@ -170,16 +214,27 @@ class Handlers:
             _check_index_path(result, path, cls)
             self.declared_indexes.setdefault(entity_name, set()).add(path)
 
-        def register(fn: QueryHandler[Q, T]) -> QueryHandler[Q, T]:
+        def register(fn: Any) -> Any:
             _check_parameter(fn, cls, "query")
             _check_result(fn, result, cls, items=True)
-            self.declared_queries.add(cls, fn)
+            _check_scope(fn, scope, cls, "query")
+            self.declared_queries.add(cls, fn, allow=allow, scope=scope)
             self._changed()
             return fn
 
         return register
 
-    def report(self, message: type[Report[Q, T]]) -> Callable[[ReportHandler[Q, T]], ReportHandler[Q, T]]:
+    @overload
+    def report(
+        self, message: type[Report[Q, T]], *, allow: Policy = ..., scope: None = None
+    ) -> Callable[[ReportHandler[Q, T]], ReportHandler[Q, T]]: ...
+    @overload
+    def report(
+        self, message: type[Report[Q, T]], *, allow: Policy = ..., scope: Scope
+    ) -> Callable[[ScopedReportHandler[Q, T]], ScopedReportHandler[Q, T]]: ...
+    def report(
+        self, message: type[Report[Q, T]], *, allow: Policy = AUTHENTICATED, scope: Scope | None = None
+    ) -> Callable[[Any], Any]:
         cls = _message_class(message)
         result = report_result(cls)
         if result is None:
@@ -188,10 +243,11 @@ class Handlers:
                 f'`option (myko.v1.report) = {{ result: "<package>.<Message>" }};` to its message'
             )
 
-        def register(fn: ReportHandler[Q, T]) -> ReportHandler[Q, T]:
+        def register(fn: Any) -> Any:
             _check_parameter(fn, cls, "report")
             _check_result(fn, result, cls, items=False)
-            self.declared_reports.add(cls, fn)
+            _check_scope(fn, scope, cls, "report")
+            self.declared_reports.add(cls, fn, allow=allow, scope=scope)
             self._changed()
             return fn
 
@@ -235,13 +291,13 @@ class Handlers:
             for et in part.entities:
                 self.entities.add(et.cls)
             for cmd in part.declared_commands.registrations():
-                self.declared_commands.add(cmd.message, cmd.handler)
+                self.declared_commands.add(cmd.message, cmd.handler, allow=cmd.allow)
             for q in part.declared_queries.registrations():
                 if q.name in FRAMEWORK_QUERIES and self.declared_queries.get(q.name) is not None:
                     continue  # an App included in another: both declare the framework's own
-                self.declared_queries.add(q.message, q.handler)
+                self.declared_queries.add(q.message, q.handler, allow=q.allow, scope=q.scope)
             for r in part.declared_reports.registrations():
-                self.declared_reports.add(r.message, r.handler)
+                self.declared_reports.add(r.message, r.handler, allow=r.allow, scope=r.scope)
             for saga in part.declared_sagas:
                 self._add_saga(saga)
             for ensure in part.declared_ensures:
@@ -263,13 +319,17 @@ class App(Handlers):
 
     `commands`, `queries`, `reports` and `sagas` are what the services read:
     the declared handlers plus what relations add (their sagas, the commands
-    those send, the reference check after every command handler)."""
+    those send, the reference check after every command handler), and the
+    framework's own: the Revocation entity and RevokeTokens, allowed to `admin`
+    (myko/revocation.py)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, admin: Policy | None = None) -> None:
         super().__init__()
         self.name = name
+        self.admin = admin or roles(ADMIN_ROLE)
         self._built: _Built | None = None
         declare_service_status(self)
+        self.entity(Revocation)
 
     def _changed(self) -> None:
         self._built = None
@@ -304,10 +364,17 @@ class App(Handlers):
         relations = Relations(self.entities, self.declared_ensures)
         commands: HandlerRegistry[CommandHandler[Any]] = HandlerRegistry("command")
         for reg in self.declared_commands.registrations():
-            commands.add(reg.message, _checked(reg.handler, relations))
+            commands.add(reg.message, _checked(reg.handler, relations), allow=reg.allow)
+        # Sent by the relations' sagas only: a user could otherwise create or delete
+        # children (in any tenant) by naming an owner.
         if not relations.empty:
-            commands.add(relations_pb2.CascadeDelete, _checked(relations.cascade_delete, relations))
-            commands.add(relations_pb2.EnsureChild, _checked(relations.ensure_child, relations))
+            commands.add(
+                relations_pb2.CascadeDelete, _checked(relations.cascade_delete, relations), allow=services()
+            )
+            commands.add(
+                relations_pb2.EnsureChild, _checked(relations.ensure_child, relations), allow=services()
+            )
+        commands.add(identity_pb2.RevokeTokens, revoke_tokens, allow=self.admin)
         sagas = list(self.declared_sagas)
         sagas += [SagaRegistration(s.name, s.handler, s.sources) for s in relations.sagas()]
         self._built = _Built(relations, commands, sagas)
@@ -341,6 +408,29 @@ def _checked(fn: CommandHandler[Any], relations: Relations) -> CommandHandler[An
 async def _then_check(out: Awaitable[None], ctx: CommandContext, relations: Relations) -> None:
     await out
     relations.check_references(ctx)
+
+
+def _check_scope(fn: Callable[..., Any], scope: Scope | None, message: type[Message], kind: str) -> None:
+    """A scoped handler takes the scope key (third parameter); an unscoped one does not."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+        ]
+    except (TypeError, ValueError):
+        return
+    name = message.DESCRIPTOR.full_name
+    if scope is not None and len(params) < 3:
+        raise ConfigError(
+            f"{kind} {name} declares scope={scope.name}, but its handler {_name(fn)} takes no scope "
+            "parameter: add a third one (the caller's scope key) and filter by it"
+        )
+    if scope is None and len(params) > 2:
+        raise ConfigError(
+            f"{kind} {name}: handler {_name(fn)} takes {len(params)} parameters, but the {kind} declares "
+            "no scope (pass scope=... to the decorator, or take two parameters)"
+        )
 
 
 def _message_class(message: type[Any]) -> type[Message]:

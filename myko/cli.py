@@ -3,10 +3,13 @@
     myko new notes            # a new project in ./notes (protos, handlers, a test, a UI page)
     myko gen [--check]        # Python (and TypeScript) from the project's .proto files
     myko run [--port-shift N] # Kafka + every service + the gateway for the project; Ctrl-C stops all
+    myko run --idp idp        # ... behind the local identity provider (sign in as a demo user)
     myko serve command        # one service, configured by MYKO_* variables (what containers run)
     myko certs --dir pki      # a CA and a certificate per service (mutual TLS, docs/security.md)
     myko kafka-access         # each service's Kafka user and ACLs (docs/security.md)
     myko stack-secrets DIR    # every secret of the secured Swarm stack, as files (docs/deploy.md)
+    myko token alice          # an access token from that provider (a demo user or service client)
+    myko revoke bob           # end every session of a subject now (an admin's token in MYKO_TOKEN)
 
 `gen` and `run` find the project (a pyproject.toml with [tool.myko]) from the
 working directory upwards, or take --project. docs/authoring.md walks through it.
@@ -94,6 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         kafka=kafka,
         passthrough={k: v for k, v in env.items() if k.startswith("MYKO_") and k != "MYKO_APP"},
         prometheus=args.prometheus,
+        idp_package=args.idp,
+        **({"access_token_ttl_s": args.token_ttl} if args.token_ttl else {}),
     )
     return launch(options)
 
@@ -137,6 +142,48 @@ def cmd_kafka_access(args: argparse.Namespace) -> int:
     from myko import kafka_access
 
     return kafka_access.main(["--list"] if args.list else [])
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    import asyncio
+    import uuid
+
+    from myko.client import Client
+    from myko.errors import MykoError
+    from myko.status import code_of
+    from myko.v1 import identity_pb2
+
+    # From the environment, never the command line: argv is visible to every user of the machine.
+    token = os.environ.get("MYKO_TOKEN", "").strip()
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+
+    async def revoke() -> str:
+        async with Client(command_addr=args.command_addr, metadata=metadata) as client:
+            result = await client.execute(
+                identity_pb2.RevokeTokens(subject=args.subject), tx=str(uuid.uuid4())
+            )
+            return result.tx
+
+    try:
+        tx = asyncio.run(revoke())
+    except MykoError as e:
+        print(f"{PROG} revoke: {code_of(e).name}: {e.message}", file=sys.stderr)
+        return 1
+    print(f"revoked the tokens {args.subject!r} holds now (tx {tx}); their open streams end within seconds")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from myko.local.idp import token_from_run_dir
+    from myko.local.idp_tokens import TokenRequestFailed
+
+    try:
+        token = token_from_run_dir(args.run_dir / "idp", args.who)
+    except TokenRequestFailed as e:
+        print(f"{PROG} token: {e} (is `make run` / `myko run --idp` running?)", file=sys.stderr)
+        return 1
+    print(token.access_token)
+    return 0
 
 
 def _rel(path: Path) -> str:
@@ -189,6 +236,22 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-kafka", action="store_true", help="start no Kafka: use KAFKA_BOOTSTRAP_SERVERS (required then)"
     )
+    run.add_argument(
+        "--idp",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="start the local identity provider from this npm package (server.mjs, oidc-provider installed) "
+        "and require its tokens; without it (and without MYKO_OIDC_ISSUER) the services run with "
+        "MYKO_AUTH_DISABLED=true (docs/security.md)",
+    )
+    run.add_argument(
+        "--token-ttl",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="access-token lifetime at the local identity provider (default: 300)",
+    )
     run.set_defaults(func=cmd_run)
 
     certs = sub.add_parser("certs", help="make a CA (once) and issue service certificates for mutual TLS")
@@ -221,6 +284,34 @@ def parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run one service in the foreground (settings from MYKO_* variables)")
     serve.add_argument("service", choices=[s.name for s in catalogue.SERVICES])
     serve.set_defaults(func=cmd_serve)
+
+    token = sub.add_parser(
+        "token",
+        help="print an access token from the local identity provider of `myko run --idp` "
+        "(a demo user, signed in with the demo password, or a service client)",
+    )
+    token.add_argument(
+        "who", help="a demo user (alice, bob, carol, dave) or a service client (tests-north, ...)"
+    )
+    token.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path(".run"),
+        help="the run directory of `myko run` (default: %(default)s)",
+    )
+    token.set_defaults(func=cmd_token)
+
+    revoke = sub.add_parser(
+        "revoke",
+        help="revoke every token a subject holds now (needs an admin's token in MYKO_TOKEN; docs/security.md)",
+    )
+    revoke.add_argument("subject", help="the subject (the tokens' sub claim)")
+    revoke.add_argument(
+        "--command-addr",
+        default=os.environ.get("MYKO_COMMAND_ADDR", catalogue.COMMAND.default_addr),
+        help="command_svc (default: MYKO_COMMAND_ADDR or %(default)s)",
+    )
+    revoke.set_defaults(func=cmd_revoke)
     return ap
 
 

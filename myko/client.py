@@ -20,8 +20,8 @@ this client too (saga_svc -> command_svc, a command_svc follower -> its leader).
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any, TypeVar, overload
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar, overload
 
 import grpc
 from google.protobuf import any_pb2
@@ -64,17 +64,25 @@ def channel_options(keepalive: KeepalivePolicy | None = None) -> tuple[tuple[str
 CHANNEL_OPTIONS = channel_options()
 
 
+class TokenSource(Protocol):
+    """Gives a current access token for each call (e.g. myko.service_token.ServiceToken)."""
+
+    async def token(self) -> str: ...
+
+
 class Client(Lifecycle):
     """One channel per address given; a method whose service has no address raises ConfigError.
 
     `timeout_s` bounds each unary call (Execute, Get) unless the call gives its
     own; Watch streams have no deadline. `metadata` goes with every call (e.g.
-    `(("authorization", "Bearer ..."),)`). `credentials` makes the channels TLS
-    (`grpc.ssl_channel_credentials(ca)`, or myko.tls.Transport's for a Myko
-    service); `("grpc.ssl_target_name_override", "query")` in `channel_options`
-    verifies the server under that name when the address is not it. With `tracing`,
-    Execute carries the current span as its `traceparent` (a saga's event, a
-    forwarded call).
+    `(("authorization", "Bearer ..."),)`); `token`, when given, is asked for a
+    current access token before each call (a service's own identity, renewed
+    ahead of expiry) and sent as `authorization: Bearer ...`. `credentials` makes
+    the channels TLS (`grpc.ssl_channel_credentials(ca)`, or myko.tls.Transport's
+    for a Myko service); `("grpc.ssl_target_name_override", "query")` in
+    `channel_options` verifies the server under that name when the address is not it.
+    With `tracing`, Execute carries the current span as its `traceparent` (a
+    saga's event, a forwarded call).
     """
 
     def __init__(
@@ -88,6 +96,7 @@ class Client(Lifecycle):
         channel_options: Sequence[tuple[str, int | str]] = CHANNEL_OPTIONS,
         credentials: grpc.ChannelCredentials | None = None,
         tracing: Tracing | None = None,
+        token: TokenSource | None = None,
     ) -> None:
         if command_addr is None and query_addr is None and report_addr is None:
             raise ConfigError("Client needs at least one of command_addr, query_addr, report_addr")
@@ -95,6 +104,7 @@ class Client(Lifecycle):
         self._timeout_s = timeout_s
         self._metadata = tuple(metadata)
         self._tracing = tracing or Tracing.off()
+        self._token = token
         self._channel_options = list(channel_options)
         self._credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
@@ -140,6 +150,11 @@ class Client(Lifecycle):
         for channel in channels:
             await channel.close(None)
 
+    async def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        if self._token is None:
+            return self._metadata
+        return (*self._metadata, ("authorization", f"Bearer {await self._token.token()}"))
+
     def _ready(self, service: str) -> None:
         if not self._started:
             raise ConfigError("Client not started: call start() or use `async with`")
@@ -159,13 +174,22 @@ class Client(Lifecycle):
         return await self.execute_request(request, timeout_s=timeout_s)
 
     async def execute_request(
-        self, request: command_pb2.CommandRequest, *, timeout_s: float | None = None
+        self,
+        request: command_pb2.CommandRequest,
+        *,
+        timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
     ) -> command_pb2.CommandResult:
-        """Send an already packed CommandRequest (what command_svc forwards to its leader)."""
+        """Send an already packed CommandRequest (what command_svc forwards to its leader,
+        with the caller's `metadata`)."""
         self._ready("command")
-        metadata = self._metadata + self._tracing.metadata() if self._tracing.enabled else self._metadata
+        traced = self._tracing.metadata() if self._tracing.enabled else ()
         try:
-            return await self._execute(request, timeout=self._timeout(timeout_s), metadata=metadata)
+            return await self._execute(
+                request,
+                timeout=self._timeout(timeout_s),
+                metadata=(*await self._call_metadata(), *traced, *metadata),
+            )
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
 
@@ -184,17 +208,19 @@ class Client(Lifecycle):
         message, kind, result_cls = self._resolve(request)
         if kind == "query":
             self._ready("query")
-            call = self._query_watch(
-                query_pb2.QueryRequest(query=_pack(message), at_least=_watermark(at_least)),
-                metadata=self._metadata,
-            )
-            return _stream(call, lambda r: _items(r.items, result_cls, r.query_type))
+            query = query_pb2.QueryRequest(query=_pack(message), at_least=_watermark(at_least))
+
+            async def open_query() -> grpc.aio.UnaryStreamCall[Any, query_pb2.QueryResult]:
+                return self._query_watch(query, metadata=await self._call_metadata())
+
+            return _stream(open_query, lambda r: _items(r.items, result_cls, r.query_type))
         self._ready("report")
-        report_call = self._report_watch(
-            report_pb2.ReportRequest(report=_pack(message), at_least=_watermark(at_least)),
-            metadata=self._metadata,
-        )
-        return _stream(report_call, lambda r: _unpack(r.value, result_cls, r.report_type))
+        report = report_pb2.ReportRequest(report=_pack(message), at_least=_watermark(at_least))
+
+        async def open_report() -> grpc.aio.UnaryStreamCall[Any, report_pb2.ReportResult]:
+            return self._report_watch(report, metadata=await self._call_metadata())
+
+        return _stream(open_report, lambda r: _unpack(r.value, result_cls, r.report_type))
 
     @overload
     async def get(
@@ -214,14 +240,14 @@ class Client(Lifecycle):
                 q = await self._query_get(
                     query_pb2.QueryRequest(query=_pack(message), at_least=_watermark(at_least)),
                     timeout=timeout,
-                    metadata=self._metadata,
+                    metadata=await self._call_metadata(),
                 )
                 return _items(q.items, result_cls, q.query_type)
             self._ready("report")
             r = await self._report_get(
                 report_pb2.ReportRequest(report=_pack(message), at_least=_watermark(at_least)),
                 timeout=timeout,
-                metadata=self._metadata,
+                metadata=await self._call_metadata(),
             )
             return _unpack(r.value, result_cls, r.report_type)
         except grpc.aio.AioRpcError as exc:
@@ -274,8 +300,9 @@ X = TypeVar("X")
 
 
 async def _stream(
-    call: grpc.aio.UnaryStreamCall[Any, R], convert: Callable[[R], X]
+    open_call: Callable[[], Awaitable[grpc.aio.UnaryStreamCall[Any, R]]], convert: Callable[[R], X]
 ) -> AsyncGenerator[X, None]:
+    call = await open_call()
     try:
         async for result in call:
             yield convert(result)

@@ -29,6 +29,7 @@ from myko.entities import TYPE_URL_PREFIX
 from myko.errors import Conflict, InternalError, InvalidArgument, LimitExceeded, MykoError, UnknownType, echo
 from myko.metrics.command import CommandMetrics
 from myko.ports import Proposal, Publisher
+from myko.principal import ANONYMOUS, Principal
 from myko.repo import Store
 from myko.store_fence import StoreFence
 from myko.tracing import SPAN_COMMIT, SPAN_HANDLE, Tracing
@@ -105,7 +106,9 @@ class CommandBus:
         """Stop writing; whatever was not committed fails as UNAVAILABLE (retry is safe)."""
         await self._writer.stop()
 
-    async def execute(self, request: command_pb2.CommandRequest) -> command_pb2.CommandResult:
+    async def execute(
+        self, request: command_pb2.CommandRequest, principal: Principal = ANONYMOUS
+    ) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
         name = type_name_of(request.command.type_url, "command")
         if self._tracing.enabled:
@@ -113,6 +116,8 @@ class CommandBus:
         reg = self._app.commands.get(name)
         if reg is None:
             raise UnknownType("command", name)
+        # Before anything else, a replayed result included: it carries the events.
+        reg.allow.check(principal, f"command {name}")
         size = len(request.command.value)
         if size > self._max_command_bytes:
             raise LimitExceeded(
@@ -146,7 +151,7 @@ class CommandBus:
         fut: asyncio.Future[command_pb2.CommandResult] = asyncio.get_running_loop().create_future()
         self._inflight[tx] = (digest, fut)
         try:
-            result = await self._run(tx, digest, name, reg.handler, command)
+            result = await self._run(tx, digest, name, reg.handler, command, principal)
             fut.set_result(result)
             return result
         except asyncio.CancelledError:
@@ -170,12 +175,12 @@ class CommandBus:
         return result
 
     async def _run(
-        self, tx: str, digest: bytes, name: str, handler: object, command: Message
+        self, tx: str, digest: bytes, name: str, handler: object, command: Message, principal: Principal
     ) -> command_pb2.CommandResult:
         """Run the handler and submit its proposal until it commits (or conflicts too often)."""
 
         def rerun(overlay: Mapping[Key, Message | None]) -> CommandContext:
-            ctx = self._context(tx, overlay)
+            ctx = self._context(tx, overlay, principal)
             _call(handler, command, ctx, name, tx)
             return ctx
 
@@ -186,7 +191,7 @@ class CommandBus:
                 self._metrics.rerun_by_caller()
             token = self._tracker.open()
             try:
-                ctx = self._context(tx, {})
+                ctx = self._context(tx, {}, principal)
                 with tracing.span(
                     SPAN_HANDLE, attributes={"myko.command.type": name, "myko.attempt": attempt + 1}
                 ):
@@ -221,7 +226,9 @@ class CommandBus:
         self._metrics.conflict()
         raise Conflict(f"tx {tx}: state kept changing under the handler; retrying is safe")
 
-    def _context(self, tx: str, overlay: Mapping[Key, Message | None]) -> CommandContext:
+    def _context(
+        self, tx: str, overlay: Mapping[Key, Message | None], principal: Principal
+    ) -> CommandContext:
         return CommandContext(
             tx=tx,
             store=self._store,
@@ -229,6 +236,7 @@ class CommandBus:
             source=self._source,
             overlay=overlay,
             max_result_bytes=self._publisher.max_result_bytes,
+            principal=principal,
         )
 
 

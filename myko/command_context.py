@@ -13,6 +13,7 @@ from myko import input_rules
 from myko.conflicts import ChangeTracker, Key
 from myko.errors import InvalidArgument, LimitExceeded
 from myko.events import del_event, set_event
+from myko.principal import ANONYMOUS, Principal
 from myko.repo import Store
 from myko.v1 import item_pb2
 
@@ -33,9 +34,12 @@ class CommandContext:
         now: timestamp_pb2.Timestamp | None = None,
         overlay: Mapping[Key, Message | None] | None = None,
         max_result_bytes: int | None = None,
+        principal: Principal = ANONYMOUS,
     ) -> None:
         self.tx = tx
         self.source = source
+        # Who sent the command (authorized for it already); its subject goes on every event.
+        self.principal = principal
         self.now = now or _now()
         self._store = store
         self._tracker = tracker
@@ -144,9 +148,11 @@ class CommandContext:
         out = []
         for (name, entity_id), entity in self._writes.items():
             if entity is None:
-                out.append(del_event(name, entity_id, tx=self.tx, ts=self.now, source=self.source))
+                ev = del_event(name, entity_id, tx=self.tx, ts=self.now, source=self.source)
             else:
-                out.append(set_event(entity, tx=self.tx, ts=self.now, source=self.source))
+                ev = set_event(entity, tx=self.tx, ts=self.now, source=self.source)
+            ev.principal = self.principal.subject
+            out.append(ev)
         return out
 
     @property

@@ -17,6 +17,7 @@ import grpc
 
 from myko import catalogue
 from myko.app import App
+from myko.authentication import Authenticator
 from myko.client import Client, channel_options
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
@@ -31,6 +32,7 @@ from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.record_fetcher import KafkaRecordFetcher
 from myko.repo import Store
+from myko.revocation import is_revoked
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
 from myko.settings import CommandSettings
@@ -64,13 +66,15 @@ def register_command_bus(
         # Through the internal port (TLS): a follower forwarding, or saga_svc;
         # their certificate names them. Public callers have none.
         service.transport.caller(ctx, catalogue.COMMAND.callers)
+        # Every replica checks the caller's token itself; a follower forwards it, and the leader checks again.
+        principal = await service.auth.from_metadata(ctx.invocation_metadata())
         if service.reader.rewritten is not None:
             raise service.reader.rewritten
         if not service.bus.running:
             return await service.forward(req, ctx)
         with tx_context(req.tx[:64]):
             try:
-                return await service.bus.execute(req)
+                return await service.bus.execute(req, principal)
             except MykoError as exc:
                 _log_failed(req, exc)
                 raise
@@ -135,6 +139,7 @@ class CommandService(Lifecycle):
             app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine, keep_events=False
         )
         self.tracker = ChangeTracker(self.store)
+        self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))
         limits = TxLogLimits(
             max_age_ms=settings.tx_dedupe_window_ms,
             max_txs=settings.tx_dedupe_max_txs,
@@ -271,10 +276,12 @@ class CommandService(Lifecycle):
             if old is not None:
                 await old.stop()
         # The leader's MykoError reaches the caller with the leader's status and message.
-        return await leader.execute_request(req, timeout_s=ctx.time_remaining())
+        return await leader.execute_request(req, timeout_s=ctx.time_remaining(), metadata=_authorization(ctx))
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        self.auth.log_mode("command_svc")
+        await self.auth.warm_up()
         entities = entity_topics(kafka, self.app.entities)
         await ensure_topics(kafka, [*entities, self._tx_topic, self._lease_topic, self._quarantine_topic])
         await self._fit_results_to_topics([t.name for t in [*entities, self._tx_topic]])
@@ -323,3 +330,9 @@ class CommandService(Lifecycle):
         await self.quarantine.stop()
         if self._leader is not None:
             await self._leader.stop()
+        await self.auth.close()
+
+
+def _authorization(ctx: Ctx) -> tuple[tuple[str, str], ...]:
+    """The caller's own authorization metadata, to pass on unchanged."""
+    return tuple((str(m[0]), str(m[1])) for m in ctx.invocation_metadata() or () if m[0] == "authorization")

@@ -26,6 +26,8 @@ H_TYPE = "myko-type"
 H_TX = "myko-tx"
 H_TS = "myko-ts-ns"
 H_SOURCE = "myko-source"
+# Who issued the command (the principal's subject): kcat -f '%h' shows it.
+H_PRINCIPAL = "myko-principal"
 
 _OPS = {b"SET": SET, b"DEL": DEL}
 _OP_NAMES = {SET: b"SET", DEL: b"DEL"}
@@ -73,11 +75,13 @@ def to_record(event: item_pb2.Event, topic: str) -> KafkaRecord:
         (H_TS, str(event.ts.ToNanoseconds()).encode()),
         (H_SOURCE, event.source.encode()),
     ]
+    if event.principal:
+        headers.append((H_PRINCIPAL, event.principal.encode()))
     value = event.entity.value if event.op == SET else None
     return KafkaRecord(topic=topic, key=event.id.encode(), value=value, headers=headers)
 
 
-_MYKO_HEADERS = (H_OP, H_TYPE, H_TX, H_TS, H_SOURCE)
+_MYKO_HEADERS = (H_OP, H_TYPE, H_TX, H_TS, H_SOURCE, H_PRINCIPAL)
 _MAX_TS_NS = 2**63 - 1
 
 
@@ -150,6 +154,7 @@ def from_record(
             tx=_text(h.get(H_TX, b""), Defect.BAD_HEADER, H_TX),
             ts=ts,
             source=_text(h.get(H_SOURCE, b""), Defect.BAD_HEADER, H_SOURCE),
+            principal=_text(h.get(H_PRINCIPAL, b""), Defect.BAD_HEADER, H_PRINCIPAL),
             offset=item_pb2.Offset(topic=topic, partition=partition, offset=offset),
         )
     except BadRecord as exc:

@@ -1,7 +1,7 @@
 """Shared live evaluations and per-client latest-value sinks.
 
-Identical subscriptions (same type, same canonical parameters) share one
-evaluation: the handler's observable is subscribed once and each new value is
+Identical subscriptions (same type, same canonical parameters, same scope
+key: myko/policy.py) share one evaluation: the handler's observable is subscribed once and each new value is
 serialised once; every subscriber gets the same bytes. A subscriber keeps only
 the latest payload it has not sent yet, so a slow client skips intermediate
 values (it always ends on the newest) and never grows memory or slows others.
@@ -39,13 +39,18 @@ class LatestSink:
         self._metrics = metrics
 
     def put(self, payload: bytes) -> None:
+        if self._error is not None:
+            return  # ended: nothing more goes out, however fast the results change
         if self._latest is not None:
             self._metrics.coalesced.inc()
         self._latest = payload
         self._ready.set()
 
     def fail(self, exc: BaseException) -> None:
+        # The error wins over a result not sent yet: a stream ended because its
+        # token expired must not deliver one more value.
         self._error = exc
+        self._latest = None
         self._ready.set()
 
     async def next(self) -> bytes:
@@ -230,6 +235,10 @@ class Subscription:
     async def next(self) -> bytes:
         return await self._sink.next()
 
+    def fail(self, exc: BaseException) -> None:
+        """End this subscriber's stream with `exc` (its token expired, say); the others go on."""
+        self._sink.fail(exc)
+
     def close(self) -> None:
         self._evaluation.detach(self._sink)
 
@@ -241,9 +250,10 @@ class Subscription:
 
 
 def _describe(key: Hashable) -> str:
-    """A key for a log line: (type name, parameters) with the parameters cut short."""
-    if isinstance(key, tuple) and len(key) == 2 and isinstance(key[1], bytes):
-        return f"{key[0]} {echo(key[1].hex(), 64)}"
+    """A key for a log line: (type name, parameters[, scope key]) with the parameters cut short."""
+    if isinstance(key, tuple) and len(key) in (2, 3) and isinstance(key[1], bytes):
+        scope = f" scope {echo(str(key[2]), 64)}" if len(key) == 3 and key[2] else ""
+        return f"{key[0]} {echo(key[1].hex(), 64)}{scope}"
     return echo(str(key), 120)
 
 

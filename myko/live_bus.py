@@ -17,6 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from reactivex import Observable
 
 from myko.app import HandlerRegistry
+from myko.authentication import Authenticator
 from myko.command_bus import type_name_of
 from myko.errors import (
     DeadlineExceeded,
@@ -30,9 +31,11 @@ from myko.errors import (
 from myko.live import LiveHub, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
+from myko.principal import Principal
 from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
+from myko.stream_guard import StreamGuard
 from myko.v1 import item_pb2, query_pb2, report_pb2
 from myko.watermark import fence_of
 
@@ -58,12 +61,15 @@ class LiveBus:
         registry: HandlerRegistry[Any],
         store: Store,
         hub: LiveHub,
+        auth: Authenticator,
         max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
         self.kind = kind
         self._registry = registry
         self._store = store
         self._hub = hub
+        self._auth = auth
+        self.guard = StreamGuard(auth)
         self._max_streams = max_streams
         self._streams = 0
 
@@ -86,11 +92,16 @@ class LiveBus:
 
         return build_report
 
-    async def open(self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx) -> Subscription:
+    async def open(
+        self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx, principal: Principal
+    ) -> Subscription:
         name = type_name_of(packed.type_url, self.kind.value)
         reg = self._registry.get(name)
         if reg is None:
             raise UnknownType(self.kind.value, name)
+        reg.allow.check(principal, f"{self.kind.value} {name}")
+        # The caller's slice of the rows; "" when the type declares no scope.
+        scope_key = reg.scope.key(principal) if reg.scope is not None else None
         try:
             params = reg.message.FromString(packed.value)
         except DecodeError:
@@ -98,11 +109,15 @@ class LiveBus:
         if fence.positions:
             needed = fence_of(fence, topics=self._store.topics, known=self._store.watermark)
             await self._store.wait_for(needed, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S))
-        key = (name, canonical_bytes(params))
+        # Shared within a scope key, never across: the handler sees nothing else of the caller.
+        key = (name, canonical_bytes(params), scope_key or "")
 
         def make_source() -> Observable[Any]:
             try:
-                source = reg.handler(params, self._store)
+                if scope_key is None:
+                    source = reg.handler(params, self._store)
+                else:
+                    source = reg.handler(params, self._store, scope_key)
             except MykoError:
                 raise
             except Exception as exc:
@@ -135,14 +150,19 @@ class LiveBus:
             )
         self._streams += 1
         try:
-            with await self.open(packed, fence, context) as sub:
+            principal = await self._auth.from_metadata(context.invocation_metadata())
+            with (
+                await self.open(packed, fence, context, principal) as sub,
+                self.guard.watching(principal, sub.fail),
+            ):
                 while True:
                     yield await sub.next()
         finally:
             self._streams -= 1
 
     async def get(self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx) -> bytes:
-        with await self.open(packed, fence, context) as sub:
+        principal = await self._auth.from_metadata(context.invocation_metadata())
+        with await self.open(packed, fence, context, principal) as sub:
             limit = _wait_limit(context, MAX_FENCE_WAIT_S)
             try:
                 async with asyncio.timeout(limit):

@@ -7,6 +7,7 @@ from typing import Any
 
 from myko import catalogue
 from myko.app import App, HandlerRegistry
+from myko.authentication import Authenticator
 from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
@@ -14,6 +15,7 @@ from myko.live_kind import LiveKind
 from myko.metrics import Metrics
 from myko.repo import Store
 from myko.repo_feed import RepoFeed
+from myko.revocation import is_revoked
 from myko.server import GrpcServer
 from myko.settings import QuerySettings, ReportSettings
 from myko.tls import Transport
@@ -51,8 +53,15 @@ class LiveService(Lifecycle):
             span_name=emit_span_name(kind.value),
         )
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
+        # Revocations arrive through repo_svc like any entity (myko/revocation.py).
+        self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))
         self.bus = LiveBus(
-            kind=kind, registry=registry, store=self.store, hub=self.hub, max_streams=settings.max_streams
+            kind=kind,
+            registry=registry,
+            store=self.store,
+            hub=self.hub,
+            auth=self.auth,
+            max_streams=settings.max_streams,
         )
         self.grpc = GrpcServer(
             settings,
@@ -73,6 +82,8 @@ class LiveService(Lifecycle):
         metrics.live.watch_feed(lambda: self.feed.ready)
 
     async def start(self) -> None:
+        self.auth.log_mode(self.settings.service)
+        await self.auth.warm_up()
         await self.grpc.start()
         self.feed.start()
         await self.feed.wait_ready()
@@ -81,4 +92,6 @@ class LiveService(Lifecycle):
     async def stop(self) -> None:
         await self.grpc.stop()
         await self.feed.stop()
+        await self.bus.guard.close()
         self.hub.close()
+        await self.auth.close()

@@ -450,6 +450,7 @@ class SagaRunner:
             ts_ns=ev.ts.ToNanoseconds(),
             source=ev.source,
             position=position,
+            issued_by=ev.principal,
         )
 
     async def _dead_letter(self, record: Record, position: Position, reason: str, *, attempts: int) -> None:

@@ -58,6 +58,9 @@ class SagaEvent:
     ts_ns: int
     source: str
     position: Position
+    # Subject of the principal whose command caused the event (the myko-principal
+    # header); the saga's own commands run as saga_svc's identity, not as this one.
+    issued_by: str = ""
 
     @property
     def type_name(self) -> str:

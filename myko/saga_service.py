@@ -16,7 +16,7 @@ from myko import catalogue
 from myko.app import App
 from myko.client import Client, channel_options
 from myko.dead_letter import DeadLetters, dead_letter_topic
-from myko.errors import TopicRewritten
+from myko.errors import ConfigError, TopicRewritten
 from myko.lifecycle import Lifecycle
 from myko.metrics import Metrics
 from myko.quarantine import Quarantine
@@ -24,6 +24,7 @@ from myko.reader import TopicReader
 from myko.repo import Store
 from myko.saga import AfterExecute, SagaConfig, SagaRunner
 from myko.server import GrpcServer
+from myko.service_token import ServiceToken
 from myko.settings import SagaSettings
 from myko.store_fence import StoreFence
 from myko.tls import Transport
@@ -65,6 +66,12 @@ class SagaService(Lifecycle):
         )
         self.fence = StoreFence(self.reader, self.store)
         self.transport = Transport(settings.tls)
+        # Sagas act as saga_svc itself (its client credentials), whoever caused the event.
+        self.identity: ServiceToken | None = None
+        if settings.auth.enabled:
+            if settings.credentials is None:
+                raise ConfigError("saga_svc needs client credentials when auth is on")
+            self.identity = ServiceToken(settings.auth, settings.credentials)
         # With TLS: command_svc's internal port, where this service's certificate
         # identifies it (docs/security.md, "Transport").
         self.commands = Client(
@@ -75,6 +82,7 @@ class SagaService(Lifecycle):
             ],
             credentials=self.transport.channel_credentials(internal=True),
             tracing=self.tracing,
+            token=self.identity,
         )
         self._dlq_topic = dead_letter_topic(kafka, settings.dead_letter_topic)
         self.dead_letters = DeadLetters(kafka, self._dlq_topic.name, client_id=f"{settings.instance_id}.dlq")
@@ -122,6 +130,10 @@ class SagaService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        if self.identity is None:
+            log.warning(
+                "saga_svc: AUTHENTICATION IS OFF (MYKO_AUTH_DISABLED=true): sagas send commands anonymously"
+            )
         await ensure_topics(kafka, [*entity_topics(kafka, self.app.entities), self._dlq_topic])
         await self.grpc.start()
         await self.reader.start()
@@ -145,5 +157,7 @@ class SagaService(Lifecycle):
         for runner in self.runners:
             await runner.stop()
         await self.commands.stop()
+        if self.identity is not None:
+            await self.identity.close()
         await self.dead_letters.stop()
         await self.reader.stop()

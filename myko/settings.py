@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
 
 from myko import catalogue
 from myko.errors import ConfigError
@@ -91,6 +92,109 @@ class _Env:
             time_ms=self.int("MYKO_KEEPALIVE_TIME_MS", DEFAULT_TIME_MS, minimum=100),
             timeout_ms=self.int("MYKO_KEEPALIVE_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, minimum=100),
         )
+
+
+# Signature algorithms a token may use: asymmetric only, never `none` or HS*
+# (a shared secret would let every service that verifies also mint tokens).
+TOKEN_ALGORITHMS = ("RS256", "ES256", "PS256", "EdDSA")
+MAX_LEEWAY_S = 120
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthSettings:
+    """How callers are authenticated (docs/security.md): OIDC bearer tokens, or off.
+
+    On when MYKO_OIDC_ISSUER is set; off only with the explicit
+    MYKO_AUTH_DISABLED=true. A service given neither refuses to start.
+    """
+
+    disabled: bool = False
+    # The issuer's URL exactly as its tokens' `iss` says; discovery is <issuer>/.well-known/openid-configuration.
+    issuer: str = ""
+    # What a token's `aud` must contain: this deployment's API.
+    audience: str = ""
+    # Clock skew tolerated on exp/nbf/iat at verification (streams still end at exp).
+    leeway_s: int = 30
+    # Claim names (dotted paths reach nested claims, e.g. realm_access.roles).
+    roles_claim: str = "roles"
+    tenant_claim: str = "tenant"
+    algorithms: tuple[str, ...] = TOKEN_ALGORITHMS
+    # How often open streams re-check their token's expiry and revocations.
+    recheck_ms: int = 1000
+    # An unknown signing key (`kid`) refetches the JWKS at most this often (key rotation).
+    jwks_refresh_min_s: int = 10
+    # Known keys are refetched when older than this (a key the issuer dropped stops working).
+    jwks_max_age_s: int = 300
+    # Verified tokens remembered until they expire (so a check costs a dictionary lookup).
+    token_cache_size: int = 10_000
+    # Optional CA bundle (PEM) for reaching an https issuer signed by a private CA.
+    ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return not self.disabled
+
+    @classmethod
+    def off(cls) -> AuthSettings:
+        """Auth switched off: every call is anonymous (tests, and settings built in code)."""
+        return cls(disabled=True)
+
+    @classmethod
+    def from_env(cls, e: _Env) -> AuthSettings:
+        disabled = e.flag("MYKO_AUTH_DISABLED")
+        issuer = e.opt_str("MYKO_OIDC_ISSUER")
+        if disabled and issuer:
+            raise ConfigError("MYKO_OIDC_ISSUER and MYKO_AUTH_DISABLED=true are both set: choose one")
+        if disabled:
+            return cls.off()
+        if not issuer:
+            raise ConfigError(
+                "MYKO_OIDC_ISSUER is not set: name your OIDC issuer (and MYKO_OIDC_AUDIENCE), "
+                "or run without authentication with MYKO_AUTH_DISABLED=true (docs/security.md)"
+            )
+        url = urlsplit(issuer)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ConfigError(f"MYKO_OIDC_ISSUER={issuer!r} must be an http(s) URL")
+        if url.scheme == "http" and url.hostname not in _LOOPBACK and not e.flag("MYKO_OIDC_ALLOW_HTTP"):
+            raise ConfigError(
+                f"MYKO_OIDC_ISSUER={issuer!r}: keys fetched over plain http can be forged on the way; "
+                "use https, or set MYKO_OIDC_ALLOW_HTTP=true on a network you trust"
+            )
+        algorithms = tuple(e.list("MYKO_OIDC_ALGORITHMS", ",".join(TOKEN_ALGORITHMS)))
+        for alg in algorithms:
+            if alg not in TOKEN_ALGORITHMS:
+                raise ConfigError(
+                    f"MYKO_OIDC_ALGORITHMS entry {alg!r} is not one of {', '.join(TOKEN_ALGORITHMS)}"
+                )
+        if not algorithms:
+            raise ConfigError("MYKO_OIDC_ALGORITHMS must name at least one algorithm")
+        return cls(
+            issuer=issuer,
+            audience=e.required("MYKO_OIDC_AUDIENCE", "name the audience your issuer puts in Myko's tokens"),
+            leeway_s=e.int("MYKO_OIDC_LEEWAY_S", cls.leeway_s, minimum=0, maximum=MAX_LEEWAY_S),
+            roles_claim=e.str("MYKO_OIDC_ROLES_CLAIM", cls.roles_claim),
+            tenant_claim=e.str("MYKO_OIDC_TENANT_CLAIM", cls.tenant_claim),
+            algorithms=algorithms,
+            recheck_ms=e.int("MYKO_AUTH_RECHECK_MS", cls.recheck_ms, minimum=50, maximum=1000),
+            jwks_refresh_min_s=e.int("MYKO_OIDC_JWKS_REFRESH_MIN_S", cls.jwks_refresh_min_s, minimum=1),
+            jwks_max_age_s=e.int("MYKO_OIDC_JWKS_MAX_AGE_S", cls.jwks_max_age_s, minimum=10),
+            token_cache_size=e.int("MYKO_OIDC_TOKEN_CACHE_SIZE", cls.token_cache_size, minimum=1),
+            ca_file=e.opt_str("MYKO_OIDC_CA_FILE"),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientCredentials:
+    """A service's own identity at the issuer (OAuth client credentials), e.g. saga_svc's."""
+
+    client_id: str
+    client_secret: str
+    # Space-separated scopes to ask for; empty asks for the client's defaults.
+    scope: str = ""
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(client_id={self.client_id!r}, client_secret=***, scope={self.scope!r})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -443,6 +547,7 @@ class CommandSettings(KafkaServiceSettings):
     # With TLS: the listener for other command replicas and saga_svc (client
     # certificates required); not opened without TLS.
     internal_port: int = catalogue.COMMAND_INTERNAL_PORT
+    auth: AuthSettings = field(default_factory=AuthSettings.off)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -460,6 +565,7 @@ class CommandSettings(KafkaServiceSettings):
             conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
             advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
             internal_port=e.port(catalogue.COMMAND.internal_port_env, catalogue.COMMAND_INTERNAL_PORT),
+            auth=AuthSettings.from_env(e),
         )
 
     @property
@@ -482,6 +588,7 @@ class LiveSettings(ServerSettings):
     repo_addr: str = catalogue.REPO.default_addr
     # The deployment's MYKO_TOPIC_PREFIX: watermarks name topics with it.
     topic_prefix: str = ""
+    auth: AuthSettings = field(default_factory=AuthSettings.off)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -490,6 +597,7 @@ class LiveSettings(ServerSettings):
             **cls._common(cls.SERVICE, env),  # type: ignore[arg-type]
             repo_addr=e.addr("MYKO_REPO_ADDR", catalogue.REPO.default_addr),
             topic_prefix=e.opt_str("MYKO_TOPIC_PREFIX"),
+            auth=AuthSettings.from_env(e),
         )
 
 
@@ -516,12 +624,28 @@ class SagaSettings(KafkaServiceSettings):
     # Fault injection for tests, never for production: SIGKILL this process right
     # after a saga's commands are acknowledged and before the offset is committed.
     test_crash_after_execute: bool = False
+    # The issuer sagas get their tokens from (its token endpoint), and the audience to ask for.
+    auth: AuthSettings = field(default_factory=AuthSettings.off)
+    # saga_svc's own client at the issuer; required when auth is on.
+    credentials: ClientCredentials | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
         e = _Env(os.environ if env is None else env)
+        common = cls._common("saga", env)
+        auth = AuthSettings.from_env(e)
+        credentials = None
+        if auth.enabled:
+            hint = "saga_svc's client at the issuer (client credentials), needed when auth is on"
+            credentials = ClientCredentials(
+                client_id=e.required("MYKO_SAGA_CLIENT_ID", hint),
+                client_secret=e.required("MYKO_SAGA_CLIENT_SECRET", hint),
+                scope=e.opt_str("MYKO_SAGA_TOKEN_SCOPE"),
+            )
         return cls(
-            **cls._common("saga", env),  # type: ignore[arg-type]
+            **common,  # type: ignore[arg-type]
+            auth=auth,
+            credentials=credentials,
             command_addr=e.addr("MYKO_COMMAND_ADDR", catalogue.COMMAND.default_addr),
             group_id=e.str("MYKO_SAGA_GROUP_ID", catalogue.SAGA_GROUP_ID),
             max_attempts=e.int("MYKO_SAGA_MAX_ATTEMPTS", 5, minimum=1),
@@ -629,6 +753,11 @@ class GatewaySettings:
     max_buffered_bytes: int = 256 * 1024 * 1024
     # A response write that makes no progress for this long drops the connection.
     stall_timeout_ms: int = 30_000
+    # Tokens are verified here too (no data for a bad one) and LiveBus sessions end at expiry.
+    auth: AuthSettings = field(default_factory=AuthSettings.off)
+    # How the UI it serves signs in at the issuer (GET /myko-auth.json): its public client's id and scopes.
+    ui_client_id: str = "myko-ui"
+    ui_scope: str = "openid profile"
 
     @property
     def max_request_body_bytes(self) -> int:
@@ -681,6 +810,9 @@ class GatewaySettings:
                 "MYKO_GATEWAY_MAX_BUFFERED_BYTES", cls.max_buffered_bytes, minimum=1024 * 1024
             ),
             stall_timeout_ms=e.int("MYKO_GATEWAY_STALL_TIMEOUT_MS", cls.stall_timeout_ms, minimum=100),
+            auth=AuthSettings.from_env(e),
+            ui_client_id=e.str("MYKO_UI_CLIENT_ID", cls.ui_client_id),
+            ui_scope=e.str("MYKO_UI_SCOPE", cls.ui_scope),
         )
 
 

@@ -69,6 +69,8 @@ class AppStack(Lifecycle):
             "MYKO_REPORT_PORT": "0",
             "MYKO_REPO_PORT": "0",
             "MYKO_SAGA_PORT": "0",
+            # Open unless extra_env names an issuer (MYKO_OIDC_ISSUER and its settings).
+            **({} if (extra_env or {}).get("MYKO_OIDC_ISSUER") else {"MYKO_AUTH_DISABLED": "true"}),
             **(extra_env or {}),
         }
         self.repo: RepoService | None = None

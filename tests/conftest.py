@@ -21,6 +21,7 @@ from myko.app import App
 from myko.command_service import CommandService
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
+from myko.local.idp import LocalIdp
 from myko.local.kafka import LocalKafka
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
@@ -42,6 +43,24 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with LocalKafka() as kafka:
         yield kafka.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def local_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalIdp]:
+    """The local identity provider (idp/ on Node): real tokens for the demo users and service clients.
+
+    `local_idp.service_env()` configures services for it; `local_idp.tokens` gets tokens
+    (client credentials, a user's sign-in); `local_idp.keys.mint(...)` signs any claims
+    with its keys. Access tokens live 60 s here; a test needing expiry makes its own.
+    """
+    root = Path(__file__).resolve().parent.parent
+    with LocalIdp(
+        package_dir=root / "idp",
+        run_dir=tmp_path_factory.mktemp("idp"),
+        ui_origins=["http://127.0.0.1:8080"],
+        access_token_ttl_s=60,
+    ) as idp:
+        yield idp
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +91,8 @@ def myko_env(kafka_bootstrap: str, topic_prefix: str) -> dict[str, str]:
         "MYKO_REPORT_PORT": "0",
         "MYKO_REPO_PORT": "0",
         "MYKO_INSTANCE_ID": f"test-{topic_prefix}",
+        # Identity is tested in tests/test_auth*.py; everything else runs open.
+        "MYKO_AUTH_DISABLED": "true",
     }
 
 

@@ -43,11 +43,11 @@ def test_every_catalogued_service_runs_from_its_module() -> None:
 
 
 def test_settings_default_to_the_catalogue() -> None:
-    env = {"MYKO_APP": "targets"}
+    env = {"MYKO_APP": "targets", "MYKO_AUTH_DISABLED": "true"}
     for settings in (CommandSettings, RepoSettings, QuerySettings, ReportSettings, SagaSettings):
         s = settings.from_env(env)
         assert s.port == catalogue.service(s.service).port
-    assert GatewaySettings.from_env({}).port == catalogue.GATEWAY.port
+    assert GatewaySettings.from_env({"MYKO_AUTH_DISABLED": "true"}).port == catalogue.GATEWAY.port
     saga = SagaSettings.from_env(env)
     assert saga.group_id == catalogue.SAGA_GROUP_ID
     assert saga.command_addr == catalogue.COMMAND.default_addr

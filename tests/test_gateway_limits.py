@@ -59,6 +59,7 @@ def _start_gateway(backend_addr: str, ui_dist: Path, extra_env: dict[str, str]) 
         "MYKO_REPORT_ADDR": backend_addr,
         "MYKO_UI_DIST": str(ui_dist),
         "MYKO_LOG_LEVEL": "WARNING",
+        "MYKO_AUTH_DISABLED": "true",
         **extra_env,
     }
     proc = subprocess.Popen(

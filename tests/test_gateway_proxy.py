@@ -383,7 +383,9 @@ def test_header_lists_are_read_lowercased() -> None:
         {
             "MYKO_GATEWAY_PASS_HEADERS": "X-Request-Id, X-Trace-Bin",
             "MYKO_GATEWAY_SCOPE_HEADERS": "Authorization",
+            "MYKO_AUTH_DISABLED": "true",
         }
     )
     assert (s.pass_headers, s.scope_headers) == (("x-request-id", "x-trace-bin"), ("authorization",))
-    assert GatewaySettings.from_env({}).max_request_body_bytes == 2 * 4 * 1024 * 1024 + 64 * 1024
+    open_gateway = GatewaySettings.from_env({"MYKO_AUTH_DISABLED": "true"})
+    assert open_gateway.max_request_body_bytes == 2 * 4 * 1024 * 1024 + 64 * 1024

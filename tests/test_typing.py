@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WRONG = """
 from reactivex import Observable
 
-from myko import App, Client, CommandContext, Store
+from myko import App, Client, CommandContext, Store, by_tenant
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
 app = App("wrong")
@@ -42,6 +42,12 @@ def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_p
 app.query(commands_pb2.SetTarget)  # E: arg-type
 
 
+# A scoped query's handler takes the caller's scope key; one without it does not fit.
+@app.query(queries_pb2.AllZones, scope=by_tenant)  # E: arg-type
+def all_zones(q: queries_pb2.AllZones, repos: Store) -> Observable[list[entities_pb2.Zone]]:
+    return repos.of(entities_pb2.Zone).watch()
+
+
 async def use(client: Client) -> None:
     client.watch(commands_pb2.SetTarget())  # E: call-overload
     async for targets in client.watch(queries_pb2.AllTargets()):
@@ -57,7 +63,7 @@ from typing import assert_type
 import reactivex
 from reactivex import Observable
 
-from myko import App, Client, CommandContext, Store, derive
+from myko import App, Client, CommandContext, Store, by_tenant, derive, roles
 from myko.v1 import command_pb2
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
@@ -65,8 +71,14 @@ Target = entities_pb2.Target
 app = App("right")
 
 
-@app.command(commands_pb2.SetTarget)
-def set_target(cmd: commands_pb2.SetTarget, ctx: CommandContext) -> None: ...
+@app.command(commands_pb2.SetTarget, allow=roles("operator"))
+def set_target(cmd: commands_pb2.SetTarget, ctx: CommandContext) -> None:
+    print(ctx.principal.subject, ctx.principal.tenant)
+
+
+@app.query(queries_pb2.AllZones, allow=roles("viewer"), scope=by_tenant)
+def all_zones(q: queries_pb2.AllZones, repos: Store, tenant: str) -> Observable[list[entities_pb2.Zone]]:
+    return repos.of(entities_pb2.Zone).watch(equal={"tenant": tenant})
 
 
 @app.command(commands_pb2.DeleteTarget)

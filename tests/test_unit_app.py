@@ -117,8 +117,9 @@ def test_parts_are_included_and_clash_loudly() -> None:
     part.saga("s", sources=[Zone])(lambda events, repos: reactivex.empty())
     app = App("t")
     app.include(part)
-    assert app.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
-    assert app.commands.names() == ["targets.v1.SetZone"]
+    # Every App has the framework's Revocation entity (myko/revocation.py).
+    assert app.entities.names() == ["myko.v1.Revocation", "myko.v1.ServiceStatus", "targets.v1.Zone"]
+    assert app.commands.names() == ["myko.v1.RevokeTokens", "targets.v1.SetZone"]
     assert [s.name for s in app.sagas] == ["s"]
     with pytest.raises(ConfigError, match="two handlers"):
         app.include(part)
@@ -126,7 +127,7 @@ def test_parts_are_included_and_clash_loudly() -> None:
     outer = App("outer")
     outer.include(app)
     assert outer.queries.names() == ["myko.v1.ServiceStatuses"]
-    assert outer.entities.names() == ["myko.v1.ServiceStatus", "targets.v1.Zone"]
+    assert outer.entities.names() == ["myko.v1.Revocation", "myko.v1.ServiceStatus", "targets.v1.Zone"]
 
 
 def test_relations_must_name_entities_of_the_app() -> None:

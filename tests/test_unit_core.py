@@ -89,7 +89,12 @@ def test_settings_fail_fast_on_bad_values() -> None:
     with pytest.raises(ConfigError, match="MYKO_APP is not set"):
         QuerySettings.from_env({})
     s = CommandSettings.from_env(
-        {"MYKO_APP": "notes", "MYKO_COMMAND_PORT": "6000", "MYKO_TOPIC_PREFIX": "p."}
+        {
+            "MYKO_APP": "notes",
+            "MYKO_COMMAND_PORT": "6000",
+            "MYKO_TOPIC_PREFIX": "p.",
+            "MYKO_AUTH_DISABLED": "true",
+        }
     )
     assert s.port == 6000 and s.kafka.topic_prefix == "p."
 

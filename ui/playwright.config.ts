@@ -10,7 +10,9 @@ export default defineConfig({
   fullyParallel: false,
   workers: 1,
   retries: 0,
-  timeout: 60_000,
+  // Generous: every page signs in through the identity provider (a redirect round trip each), and
+  // the test stack shares two cores with whatever else runs.
+  timeout: 120_000,
   expect: { timeout: 10_000 },
   reporter: [["list"]],
   outputDir: "../test-results/e2e",

@@ -24,6 +24,8 @@ export default defineConfig({
     fs: { allow: [here("..")] },
     proxy: {
       "/myko.v1.": { target: gateway, changeOrigin: false },
+      // How to sign in (the gateway's issuer); the identity provider allows this origin too.
+      "/myko-auth.json": { target: gateway, changeOrigin: false },
     },
   },
   build: { outDir: "dist", emptyOutDir: true, target: "es2022" },

@@ -17,6 +17,10 @@ export function describeError(err: unknown): string {
       return `Rejected: ${e.rawMessage}`;
     case Code.NotFound:
       return `Not found: ${e.rawMessage}`;
+    case Code.PermissionDenied:
+      return `Not allowed: ${e.rawMessage}`;
+    case Code.Unauthenticated:
+      return `Not signed in, or the sign-in has expired: ${e.rawMessage}`;
     case Code.Unavailable:
       return "The server is unavailable. Try again in a moment.";
     case Code.DeadlineExceeded:

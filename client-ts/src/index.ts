@@ -28,7 +28,8 @@ export { type LiveStatus } from "./live-value.svelte.js";
 export { pack } from "./requests.js";
 export { relativeTime } from "./time.js";
 export { newTraceparent, traceIdOf } from "./trace.js";
-export { gatewayTransport } from "./transport.js";
+export { bearer, BearerToken, type TokenSource } from "./tokens.js";
+export { gatewayTransport, type GatewayTransportOptions } from "./transport.js";
 export { covers } from "./watermark.js";
 // The framework messages an application handles most.
 export type { CommandResult } from "./gen/myko/v1/command_pb.js";

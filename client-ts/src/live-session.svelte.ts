@@ -4,10 +4,11 @@ import type { QueryRequest, QueryResult } from "./gen/myko/v1/query_pb.js";
 import type { ReportRequest, ReportResult } from "./gen/myko/v1/report_pb.js";
 import { Backoff } from "./backoff.js";
 import { isRetryable } from "./errors.js";
+import type { TokenSource } from "./tokens.js";
 
 const OPEN_TIMEOUT_MS = 15_000;
 
-export type Connection = "connecting" | "open" | "reconnecting" | "closed";
+export type Connection = "connecting" | "open" | "reconnecting" | "signed-out" | "closed";
 
 export type LiveRequest =
   | { case: "query"; value: QueryRequest }
@@ -43,6 +44,12 @@ export interface LiveSessionOptions {
   silenceFactor?: number;
   /** How long removals wait before the stream is reopened without them (additions go at once). */
   removalDelayMs?: number;
+  /**
+   * The same token source the transport sends (gatewayTransport({ tokens })). A new
+   * token reopens the stream with it, the old stream serving until the new one is
+   * open; no token (signed out) ends the streams until there is one again.
+   */
+  tokens?: TokenSource;
 }
 
 /**
@@ -51,7 +58,8 @@ export interface LiveSessionOptions {
  * connections per origin. The stream carries a fixed set of subscriptions:
  * when the set changes the session opens a new stream with the new set and
  * closes the old one once the new one is up. Each stream stands alone, so any
- * gateway replica can serve it.
+ * gateway replica can serve it. A stream carries the token it was opened with,
+ * so a new token (a refresh) reopens it the same way, without a gap.
  */
 export class LiveSession {
   connection = $state<Connection>("connecting");
@@ -68,6 +76,8 @@ export class LiveSession {
   readonly #newBackoff: () => Backoff;
   readonly #silenceFactor: number;
   readonly #removalDelayMs: number;
+  readonly #tokens?: TokenSource;
+  readonly #unsubscribeTokens?: () => void;
   #live: Stream | null = null;
   #opening: Stream | null = null;
   #again = false;
@@ -80,13 +90,15 @@ export class LiveSession {
 
   constructor(
     transport: Transport,
-    { backoff = () => new Backoff(), silenceFactor = 3, removalDelayMs = 1000 }: LiveSessionOptions = {},
+    { backoff = () => new Backoff(), silenceFactor = 3, removalDelayMs = 1000, tokens }: LiveSessionOptions = {},
   ) {
     this.#client = createClient(LiveBus, transport);
     this.#newBackoff = backoff;
     this.#backoff = backoff();
     this.#silenceFactor = silenceFactor;
     this.#removalDelayMs = removalDelayMs;
+    this.#tokens = tokens;
+    this.#unsubscribeTokens = tokens?.subscribe(() => this.#tokenChanged());
     this.#schedule(0);
   }
 
@@ -110,16 +122,12 @@ export class LiveSession {
   close(): void {
     this.#closed = true;
     this.connection = "closed";
+    this.#unsubscribeTokens?.();
     clearTimeout(this.#timer);
     clearTimeout(this.#silence);
     this.#subs.clear();
     this.subscriptions = 0;
-    for (const s of [this.#live, this.#opening]) {
-      if (s) {
-        s.retired = true;
-        s.abort.abort();
-      }
-    }
+    this.#endStreams();
   }
 
   /** Drops the current connection and reconnects at once (the "retry now" button). */
@@ -127,6 +135,39 @@ export class LiveSession {
     this.#backoff.reset();
     if (this.#live) this.#live.abort.abort();
     else this.#schedule(0, true);
+  }
+
+  #endStreams(): void {
+    for (const s of [this.#live, this.#opening]) {
+      if (s) {
+        s.retired = true;
+        s.abort.abort();
+      }
+    }
+    this.#live = null;
+    this.#opening = null;
+  }
+
+  #signedOut(): boolean {
+    return this.#tokens !== undefined && this.#tokens.token() === null;
+  }
+
+  #tokenChanged(): void {
+    if (this.#closed) return;
+    if (this.#signedOut()) {
+      // Nothing may keep flowing to a signed-out page: end the streams now, keep the values.
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerDue = Infinity;
+      clearTimeout(this.#silence);
+      this.#endStreams();
+      this.connection = "signed-out";
+      for (const sub of this.#subs.values()) sub.listener.stale();
+      return;
+    }
+    // A new stream with the new token; the current one serves until the new one is open.
+    this.#backoff.reset();
+    this.#schedule(0, true);
   }
 
   /** Opens a stream in delayMs (or sooner, if one is already due sooner). */
@@ -144,6 +185,11 @@ export class LiveSession {
   }
 
   async #open(): Promise<void> {
+    if (this.#signedOut()) {
+      // Reopened when a token arrives (#tokenChanged).
+      this.connection = "signed-out";
+      return;
+    }
     if (this.#opening) {
       // One attempt at a time; go again with the newest set once it is up.
       this.#again = true;
@@ -170,12 +216,13 @@ export class LiveSession {
         }
         if (this.#live === stream) this.#armSilence(stream);
       }
-    } catch {
+    } catch (e) {
       // Network error, gateway gone, a rejected request or our own abort: handled below.
+      if (!stream.retired && ConnectError.from(e).code === Code.Unauthenticated) this.#tokens?.rejected?.();
     }
     clearTimeout(openTimeout);
     if (!opened && this.#opening === stream) this.#opening = null;
-    if (stream.retired || this.#closed) return;
+    if (stream.retired || this.#closed || this.#signedOut()) return;
     if (this.#live === stream || this.#live === null) {
       // The stream the page relied on is gone: keep values, mark them stale, reconnect.
       this.#live = null;
@@ -211,7 +258,14 @@ export class LiveSession {
       sub.listener.result(body.value);
     } else if (body.case === "error") {
       const err = new ConnectError(body.value.message, body.value.code as Code);
-      if (isRetryable(err)) {
+      if (err.code === Code.Unauthenticated) {
+        // The token ran out (or was revoked) under this stream: keep the value, mark it
+        // stale, ask for a new token; the new token reopens the stream (#tokenChanged),
+        // or the backoff retries with whatever token there is then.
+        sub.listener.stale();
+        this.#tokens?.rejected?.();
+        this.#schedule(sub.backoff.next());
+      } else if (isRetryable(err)) {
         // The upstream service went away (restart, failover): keep the value, mark it stale,
         // and open a new stream (which includes this subscription again) after its backoff.
         sub.listener.stale();

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Sequence
 
 import grpc
 
-from myko.errors import ResourceExhausted
+from myko.errors import ResourceExhausted, Unauthenticated
 from myko.gateway.admission import Admission
 from myko.gateway.feeds import Feed, FeedKey, error_frame
 from myko.gateway.sessions import Session
@@ -46,8 +47,12 @@ class FeedHub:
     def feed_count(self) -> int:
         return len(self._feeds)
 
-    def open(self, subscriptions: Sequence[tuple[str, FeedKey]], client: str) -> Session:
-        """A session fed by these (sub_id, key) pairs; validate them before calling."""
+    def open(
+        self, subscriptions: Sequence[tuple[str, FeedKey]], client: str, *, expires_at: float | None = None
+    ) -> Session:
+        """A session fed by these (sub_id, key) pairs; validate them before calling.
+
+        `expires_at` (epoch seconds): the session ends UNAUTHENTICATED then, when its token expires."""
         new_feeds = len({key for _, key in subscriptions if key not in self._feeds})
         if len(self._feeds) + new_feeds > self._settings.max_feeds:
             raise ResourceExhausted(
@@ -75,6 +80,12 @@ class FeedHub:
                 )
             session.subs[sub_id] = feed
             feed.add(session.id, sub_id, session)
+        if expires_at is not None:
+            session.expiry = asyncio.get_running_loop().call_later(
+                max(0.0, expires_at - time.time()),
+                session.fail,
+                Unauthenticated("the token expired; renew it and open the stream again"),
+            )
         return session
 
     def close(self, session: Session) -> None:
@@ -94,8 +105,14 @@ class FeedHub:
             del self._feeds[feed.key]
         for (session_id, sub_id), _ in list(feed.listeners.items()):
             session = self._sessions.get(session_id)
-            if session is not None and session.subs.get(sub_id) is feed:
-                del session.subs[sub_id]
+            if session is None or session.subs.get(sub_id) is not feed:
+                continue
+            del session.subs[sub_id]
+            if code is grpc.StatusCode.UNAUTHENTICATED:
+                # The token behind this feed is every listener's (it is part of the key):
+                # expired or revoked, so the whole stream ends and the page signs in again.
+                session.fail(Unauthenticated(message))
+            else:
                 session.deliver(sub_id, error_frame(sub_id, code, message))
         feed.listeners.clear()
 

@@ -16,6 +16,7 @@ from myko.gateway.feeds import FeedKey
 from myko.gateway.metadata import Metadata
 from myko.gateway.sessions import Session
 from myko.live_kind import LiveKind
+from myko.principal import Principal
 from myko.v1 import live_pb2
 
 # sub_id is echoed in every frame of its subscription; the UI uses "s1", "s2", ...
@@ -75,7 +76,8 @@ class LiveBus:
         self._hub = hub
         self._max_subscriptions = max_subscriptions
 
-    def open(self, payload: bytes, scope: Metadata, client: str) -> Session:
+    def open(self, payload: bytes, scope: Metadata, client: str, principal: Principal) -> Session:
+        """A session for this LiveOpen; it ends when the principal's token expires."""
         check_subscription_count(payload, self._max_subscriptions)
         try:
             req = live_pb2.LiveOpen.FromString(payload)
@@ -99,7 +101,7 @@ class LiveBus:
                 subs.append((sub.sub_id, FeedKey(LiveKind.REPORT, canonical_report(sub.report), scope)))
             else:
                 raise InvalidArgument(f"{field}.request", "set either query or report")
-        return self._hub.open(subs, client)
+        return self._hub.open(subs, client, expires_at=None if principal.anonymous else principal.expires_at)
 
     def close(self, session: Session) -> None:
         self._hub.close(session)

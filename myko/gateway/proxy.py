@@ -15,7 +15,8 @@ import grpc
 from aiohttp import web
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from myko.errors import MykoError, ServerError, Unavailable, UnknownType, echo
+from myko.authentication import Authenticator
+from myko.errors import MykoError, ServerError, Unauthenticated, Unavailable, UnknownType, echo
 from myko.gateway.admission import Admission, client_of
 from myko.gateway.live_bus import LiveBus
 from myko.gateway.metadata import Metadata, MetadataPolicy, parse_timeout
@@ -45,6 +46,7 @@ class GrpcWebProxy:
         live_bus: LiveBus,
         admission: Admission,
         settings: GatewaySettings,
+        auth: Authenticator,
         metrics: GatewayMetrics | None = None,
         tracing: Tracing | None = None,
     ) -> None:
@@ -54,7 +56,13 @@ class GrpcWebProxy:
         self._live = live_bus
         self._admission = admission
         self._settings = settings
-        self._metadata = MetadataPolicy(settings.pass_headers, settings.scope_headers)
+        self._auth = auth
+        scope = settings.scope_headers
+        if auth.enabled and "authorization" not in scope:
+            # The token goes upstream with every call, and a LiveBus feed is shared
+            # only by subscriptions presenting the very same token.
+            scope = (*scope, "authorization")
+        self._metadata = MetadataPolicy(settings.pass_headers, scope)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if self._metrics is None:
@@ -101,12 +109,14 @@ class GrpcWebProxy:
                 raise UnknownType("method", path, message=f"{echo(path)} is not served here")
             # Headers first: they are cheap to check and the body may be large.
             timeout_s = parse_timeout(request.headers.get("grpc-timeout"))
+            # Who calls: a bad or missing token gets UNAUTHENTICATED here, and nothing goes upstream.
+            principal = await self._auth.from_header(_authorization(request))
             if route is not None:
                 metadata = self._metadata.call_metadata(request.headers)
                 payload = await body.read()
                 return await self._forward(request, responder, path, route, payload, timeout_s, metadata)
             scope = self._metadata.scope_metadata(request.headers)
-            session = self._live.open(await body.read(), scope, client_of(request))
+            session = self._live.open(await body.read(), scope, client_of(request), principal)
             # The session keeps only the canonical requests.
             body.release()
             return await self._serve_session(responder, session)
@@ -215,6 +225,13 @@ class GrpcWebProxy:
             self._live.close(session)
         # The gateway ended the stream: a limit, or shutdown (the page should reconnect).
         raise session.ended or Unavailable("gateway is shutting down")
+
+
+def _authorization(request: web.Request) -> str | None:
+    values = request.headers.getall("Authorization", [])
+    if len(values) > 1:
+        raise Unauthenticated("more than one Authorization header")
+    return values[0] if values else None
 
 
 def _code(exc: grpc.aio.AioRpcError) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from myko.authentication import Authenticator
 from myko.gateway.admission import Admission, ByteGauge
 from myko.gateway.cors import Cors
 from myko.gateway.feed_hub import FeedHub
@@ -14,6 +15,7 @@ from myko.gateway.http_log import http_log
 from myko.gateway.live_bus import LiveBus
 from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
+from myko.gateway.ui_auth import UiAuth
 from myko.gateway.ui_files import UiFiles
 from myko.gateway.upstreams import Upstreams
 from myko.metrics import Metrics
@@ -50,6 +52,9 @@ class Gateway:
             transport=self._transport,
         )
         self.admission = Admission(settings, ByteGauge(settings.max_buffered_bytes))
+        # No revocation list here (the gateway reads no Kafka): revoked tokens are
+        # refused by the services behind it, whose refusal ends the feeds too.
+        self.auth = Authenticator(settings.auth)
         self.hub = FeedHub(self._upstreams, settings, self.admission, self.metrics.gateway)
         self.metrics.gateway.watch(
             sessions=lambda: self.hub.session_count,
@@ -68,19 +73,28 @@ class Gateway:
         cors = Cors(self._settings.cors_origins)
         live = LiveBus(self.hub, max_subscriptions=self._settings.max_subscriptions_per_stream)
         proxy = GrpcWebProxy(
-            self._upstreams, live, self.admission, self._settings, self.metrics.gateway, self._tracing
+            self._upstreams,
+            live,
+            self.admission,
+            self._settings,
+            self.auth,
+            self.metrics.gateway,
+            self._tracing,
         )
         ui = UiFiles(Path(self._settings.ui_dist))
         app.on_response_prepare.append(cors.on_response_prepare)
         app.router.add_get("/healthz", self._healthz)
         if self._settings.metrics:
             app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/myko-auth.json", UiAuth(self._settings).handle)
         app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
         app.router.add_post("/{tail:.*}", proxy.handle)
         app.router.add_get("/{tail:.*}", ui.handle)
         return app
 
     async def start(self) -> None:
+        self.auth.log_mode("gateway")
+        await self.auth.warm_up()
         # handler_cancellation: a browser that goes away cancels its handler,
         # which cancels the upstream call (aiohttp leaves it off by default).
         self._runner = web.AppRunner(
@@ -112,6 +126,7 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
         await self._upstreams.close()
+        await self.auth.close()
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return await metrics_response(self.metrics)

@@ -39,6 +39,8 @@ class Session:
         self.subs: dict[str, Feed] = {}
         # Why the gateway ended this stream; None while it runs or when the page left.
         self.ended: MykoError | None = None
+        # Ends the session when its token expires (FeedHub.open); cancelled on close.
+        self.expiry: asyncio.TimerHandle | None = None
         self._heartbeat_s = heartbeat_s
         self._max_unsent = max_unsent_bytes
         self._on_fail = on_fail
@@ -94,6 +96,9 @@ class Session:
         self._closed = True
         self._pending.clear()
         self._wake.set()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
 
     async def frames(self) -> AsyncIterator[Outgoing]:
         opened = live_pb2.LiveOpened(heartbeat_interval_ms=int(self._heartbeat_s * 1000))

@@ -5,11 +5,16 @@
     myko run --fresh             # wipe the Kafka data under .run/ first
     myko run --port-shift 1000   # every port + 1000, beside another stack
     myko run --prometheus        # and a Prometheus (Debian's package) scraping every service
+    myko run --idp idp           # also the local identity provider (idp/, npm's oidc-provider)
 
 With KAFKA_BOOTSTRAP_SERVERS set (or --no-kafka), that Kafka is used and none is
 started. --cluster runs secured (myko/local/security.py): its Kafka takes each
 service as its own SASL/SCRAM user with ACLs, and the services call each other
-over mutual TLS with certificates from a CA in <run dir>/pki/. MYKO_* variables are passed to every service (ports and peer addresses
+over mutual TLS with certificates from a CA in <run dir>/pki/. Authentication:
+with --idp the local identity provider starts first (myko/local/idp.py) and
+every service verifies its tokens; with MYKO_OIDC_ISSUER (and MYKO_OIDC_AUDIENCE)
+set, the services verify that issuer's tokens; with neither, the services run
+open (MYKO_AUTH_DISABLED=true) and the summary says so. MYKO_* variables are passed to every service (ports and peer addresses
 are set here, see myko/local/topology.py). Logs go to <run dir>/logs/<name>.log.
 Ctrl-C or SIGTERM stops the services (in reverse order), then Kafka. A service
 that dies while running is reported and the rest keep running, so a replica can
@@ -32,8 +37,9 @@ from urllib.parse import urlsplit
 
 from myko import catalogue
 from myko.errors import ConfigError
+from myko.local.idp import DEFAULT_ACCESS_TOKEN_TTL_S, DEFAULT_PORT, LocalIdp, describe
 from myko.local.kafka import LocalKafka
-from myko.local.ports import busy_ports
+from myko.local.ports import busy_ports, check_browser_ports
 from myko.local.procs import ServiceExited, ServiceProcess, Stack
 from myko.local.prometheus import (
     PROMETHEUS_PORT,
@@ -43,12 +49,16 @@ from myko.local.prometheus import (
     targets_of,
 )
 from myko.local.security import KAFKA_USERS, cluster_security, grant_access
-from myko.local.topology import StackSecurity, cluster_stack, local_stack
+from myko.local.topology import StackSecurity, cluster_stack, local_stack, port_of
 
 KAFKA_PORT = 9092
 CLUSTER_KAFKA_PORT = 19092
 CLUSTER_KAFKA_NODES = 3
 HEALTHY_TIMEOUT_S = 180.0
+# cluster_stack's replicas of each service.
+CLUSTER_REPLICAS = 2
+# Where `npm run dev` (Vite) serves a UI, which may sign in too.
+VITE_DEV_PORT = 5173
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,6 +78,9 @@ class LaunchOptions:
     passthrough: Mapping[str, str] | None = None
     # Also start a Prometheus scraping every service (myko/local/prometheus.py).
     prometheus: bool = False
+    # The local identity provider's npm package (idp/, with server.mjs): started when given.
+    idp_package: Path | None = None
+    access_token_ttl_s: int = DEFAULT_ACCESS_TOKEN_TTL_S
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -91,6 +104,49 @@ def _port(svc: ServiceProcess) -> int:
     return port
 
 
+def _auth_summary(options: LaunchOptions, idp: LocalIdp | None) -> list[str]:
+    env = options.passthrough or {}
+    if idp is not None:
+        local_myko = Path(sys.executable).parent / "myko"
+        myko = _rel(local_myko) if local_myko.exists() else "myko"
+        return [
+            *describe(idp),
+            f"  A token for grpcurl: TOKEN=$({myko} token alice --run-dir {_rel(options.run_dir)})",
+            '                       grpcurl -plaintext -H "authorization: Bearer $TOKEN" ...',
+        ]
+    if env.get("MYKO_OIDC_ISSUER", "").strip():
+        return [f"  Auth: tokens from {env['MYKO_OIDC_ISSUER'].strip()}"]
+    return ["  Auth: OFF (MYKO_AUTH_DISABLED=true): anyone who reaches a port may do anything"]
+
+
+def _local_idp(options: LaunchOptions, run_dir: Path) -> LocalIdp | None:
+    """The local identity provider to start, or None: not asked for, an issuer given, or auth off.
+
+    Without one and without MYKO_OIDC_ISSUER the topology runs the services open
+    (MYKO_AUTH_DISABLED=true, myko/local/topology.py).
+    """
+    env = options.passthrough or {}
+    external = bool(env.get("MYKO_OIDC_ISSUER", "").strip())
+    disabled = env.get("MYKO_AUTH_DISABLED", "").strip().lower() in ("true", "1", "yes")
+    if options.idp_package is None or external or disabled:
+        return None
+    replicas = CLUSTER_REPLICAS if options.cluster else 1
+    gateways = [port_of("gateway", replica=n, port_shift=options.port_shift) for n in range(1, replicas + 1)]
+    # The UI as the gateway serves it, by either loopback name, and as `npm run dev` serves it.
+    origins = [
+        f"http://{host}:{port}" for port in [*gateways, VITE_DEV_PORT] for host in ("127.0.0.1", "localhost")
+    ]
+    port = DEFAULT_PORT + options.port_shift
+    check_browser_ports([port], what="the identity provider's port")
+    return LocalIdp(
+        package_dir=options.idp_package,
+        run_dir=run_dir / "idp",
+        port=port,
+        ui_origins=origins,
+        access_token_ttl_s=options.access_token_ttl_s,
+    )
+
+
 def _summary(
     *,
     options: LaunchOptions,
@@ -99,6 +155,7 @@ def _summary(
     services: Sequence[ServiceProcess],
     log_dir: Path,
     security: StackSecurity,
+    idp: LocalIdp | None,
     prometheus: LocalPrometheus | None = None,
 ) -> str:
     lines = ["", f"Myko is running {options.app}."]
@@ -108,6 +165,8 @@ def _summary(
             f"; SASL/SCRAM users {', '.join(KAFKA_USERS)} with ACLs, passwords in {_rel(kafka.data_dir)}/sasl"
         )
     lines.append(f"  {'kafka':<11} {bootstrap}  ({where})")
+    if idp is not None:
+        lines.append(f"  {'idp':<11} {idp.issuer}  (OpenID provider, log in {_rel(idp.process.log_path)})")
     for svc in services:
         if svc.grpc_port is not None:
             internal = f"  (internal, mTLS: 127.0.0.1:{svc.internal_port})" if svc.internal_port else ""
@@ -135,6 +194,9 @@ def _summary(
         lines.append(
             f"  Prometheus: {prometheus.url}/  (scrapes every service's /metrics; alerts at {prometheus.url}/alerts)"
         )
+    lines.append("")
+    lines += _auth_summary(options, idp)
+    lines.append("")
     lines.append(f"  Logs: {_rel(log_dir)}/<name>.log")
     if kafka:
         lines.append(f"        Kafka: {_rel(kafka.data_dir)}/node*/server.log")
@@ -195,6 +257,9 @@ def launch(options: LaunchOptions) -> int:
     build = cluster_stack if options.cluster else local_stack
     try:
         security = cluster_security(kafka, run_dir / "pki") if options.cluster else StackSecurity()
+        idp = _local_idp(options, run_dir)
+        if idp is not None:
+            extra_env.update(idp.service_env())
         services = build(
             app=options.app,
             bootstrap_servers=bootstrap,
@@ -224,6 +289,12 @@ def launch(options: LaunchOptions) -> int:
             binary=binary,
         )
         ports.append(prometheus.port)
+    if idp is not None:
+        ports.append(idp.port)
+        # saga_svc calls command_svc as itself (client credentials), not as a user.
+        for svc in services:
+            if svc.module == catalogue.SAGA.module:
+                svc.env.update(idp.saga_env())
     if kafka:
         ports += [int(a.rsplit(":", 1)[1]) for a in bootstrap.split(",")]
     busy = busy_ports(ports)
@@ -243,7 +314,9 @@ def launch(options: LaunchOptions) -> int:
     def progress(svc: ServiceProcess, took_s: float) -> None:
         print(f"  {svc.name:<11} healthy at {svc.address} ({took_s:.1f}s)", flush=True)
 
-    stack = Stack(services, healthy_timeout_s=HEALTHY_TIMEOUT_S, on_healthy=progress)
+    # The identity provider first: services fetch its keys when the first call comes.
+    processes = [idp.process, *services] if idp is not None else list(services)
+    stack = Stack(processes, healthy_timeout_s=HEALTHY_TIMEOUT_S, on_healthy=progress)
     code = 0
     try:
         if kafka:
@@ -252,6 +325,9 @@ def launch(options: LaunchOptions) -> int:
             if kafka.secured:
                 print("Creating the services' Kafka users and ACLs ...", flush=True)
                 grant_access(kafka, app=options.app, extra_env=extra_env, cwd=options.project_dir)
+        if idp is not None:
+            # Written before the stack starts it (Stack.start runs the bare process).
+            idp.write_config()
         print(f"Starting {len(services)} service(s); logs in {_rel(log_dir)}/ ...", flush=True)
         stack.start()
         if prometheus is not None:
@@ -265,6 +341,7 @@ def launch(options: LaunchOptions) -> int:
             log_dir=log_dir,
             security=security,
             prometheus=prometheus,
+            idp=idp,
         )
         print(summary, flush=True)
         _supervise(stack)

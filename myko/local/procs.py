@@ -2,7 +2,9 @@
 
 Used by `myko run` / `make run` (myko/local/launcher.py) and by the test
 fixtures, so both exercise the services exactly as an operator would:
-`python -m <module>` with environment variables.
+`python -m <module>` with environment variables. A process that is not a
+Python module (the local identity provider, a Node program) gives its whole
+`command` instead.
 
     svc = ServiceProcess(name="query", module="myko.services.query", env={...},
                          grpc_port=50052, log_path=Path(".run/logs/query.log"))
@@ -67,13 +69,13 @@ def service_env(overrides: Mapping[str, str]) -> dict[str, str]:
 
 
 class ServiceProcess:
-    """One `python -m <module>` child with a gRPC or HTTP health check."""
+    """One `python -m <module>` (or `command`) child with a gRPC or HTTP health check."""
 
     def __init__(
         self,
         *,
         name: str,
-        module: str,
+        module: str = "",
         log_path: Path,
         env: Mapping[str, str] | None = None,
         grpc_port: int | None = None,
@@ -83,11 +85,15 @@ class ServiceProcess:
         python: str = sys.executable,
         cwd: Path | None = None,
         metrics_port: int | None = None,
+        command: Sequence[str] = (),
     ) -> None:
         if (grpc_port is None) == (health_url is None):
             raise ValueError(f"{name}: give exactly one of grpc_port or health_url")
+        if bool(module) == bool(command):
+            raise ValueError(f"{name}: give exactly one of module or command")
         self.name = name
         self.module = module
+        self.command = tuple(command)
         self.log_path = log_path
         self.env = dict(env or {})
         self.grpc_port = grpc_port
@@ -150,10 +156,12 @@ class ServiceProcess:
         # the whole story of this service within a run.
         mode = "ab" if self._log_opened else "wb"
         self._log_opened = True
+        argv = list(self.command) or [self.python, "-m", self.module, *self.args]
+        shown = " ".join(self.command) or f"python -m {self.module} {' '.join(self.args)}"
         with self.log_path.open(mode) as log:
-            _write_banner(log, f"starting {self.name}: python -m {self.module} {' '.join(self.args)}")
+            _write_banner(log, f"starting {self.name}: {shown}")
             self._proc = subprocess.Popen(
-                [self.python, "-m", self.module, *self.args],
+                argv,
                 cwd=self.cwd,
                 env=service_env(self.env),
                 stdin=subprocess.DEVNULL,

@@ -132,6 +132,7 @@ def _replica(
     )
     metrics_port = metrics_port_of(spec.name, replica=replica, port_shift=port_shift)
     env = {
+        **auth_env(extra_env),
         **extra_env,
         "MYKO_APP": app,
         spec.port_env: str(port),
@@ -169,6 +170,12 @@ def _replica(
         cwd=cwd,
         metrics_port=metrics_port,
     )
+
+
+def auth_env(extra_env: Mapping[str, str]) -> dict[str, str]:
+    """Auth off (MYKO_AUTH_DISABLED=true) unless the caller names an issuer: a local stack
+    without an identity provider runs open, with the services' warning (docs/security.md)."""
+    return {} if extra_env.get("MYKO_OIDC_ISSUER") else {"MYKO_AUTH_DISABLED": "true"}
 
 
 def local_stack(

@@ -26,15 +26,15 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/item.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n\x05MItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\ncreated_tx\x18\x03 \x01(\t\x12\x12\n\nupdated_tx\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x04\":\n\x06Offset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"/\n\tWatermark\x12\"\n\tpositions\x18\x01 \x03(\x0b\x32\x0f.myko.v1.Offset\"\xca\x01\n\x05\x45vent\x12\x1c\n\x02op\x18\x01 \x01(\x0e\x32\x10.myko.v1.EventOp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\n\n\x02tx\x18\x04 \x01(\t\x12&\n\x02ts\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x06 \x01(\t\x12$\n\x06\x65ntity\x18\x07 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x1f\n\x06offset\x18\x08 \x01(\x0b\x32\x0f.myko.v1.Offset*G\n\x07\x45ventOp\x12\x18\n\x14\x45VENT_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45VENT_OP_SET\x10\x01\x12\x10\n\x0c\x45VENT_OP_DEL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/item.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x01\n\x05MItem\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\ncreated_tx\x18\x03 \x01(\t\x12\x12\n\nupdated_tx\x18\x04 \x01(\t\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x07 \x01(\x04\":\n\x06Offset\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x11\n\tpartition\x18\x02 \x01(\x05\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"/\n\tWatermark\x12\"\n\tpositions\x18\x01 \x03(\x0b\x32\x0f.myko.v1.Offset\"\xdd\x01\n\x05\x45vent\x12\x1c\n\x02op\x18\x01 \x01(\x0e\x32\x10.myko.v1.EventOp\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\t\x12\n\n\x02tx\x18\x04 \x01(\t\x12&\n\x02ts\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x06 \x01(\t\x12$\n\x06\x65ntity\x18\x07 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x1f\n\x06offset\x18\x08 \x01(\x0b\x32\x0f.myko.v1.Offset\x12\x11\n\tprincipal\x18\t \x01(\t*G\n\x07\x45ventOp\x12\x18\n\x14\x45VENT_OP_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45VENT_OP_SET\x10\x01\x12\x10\n\x0c\x45VENT_OP_DEL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myko.v1.item_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_EVENTOP']._serialized_start=594
-  _globals['_EVENTOP']._serialized_end=665
+  _globals['_EVENTOP']._serialized_start=613
+  _globals['_EVENTOP']._serialized_end=684
   _globals['_MITEM']._serialized_start=92
   _globals['_MITEM']._serialized_end=278
   _globals['_OFFSET']._serialized_start=280
@@ -42,5 +42,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WATERMARK']._serialized_start=340
   _globals['_WATERMARK']._serialized_end=387
   _globals['_EVENT']._serialized_start=390
-  _globals['_EVENT']._serialized_end=592
+  _globals['_EVENT']._serialized_end=611
 # @@protoc_insertion_point(module_scope)

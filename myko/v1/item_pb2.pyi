@@ -55,7 +55,7 @@ class Watermark(_message.Message):
     def __init__(self, positions: _Optional[_Iterable[_Union[Offset, _Mapping]]] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("op", "type", "id", "tx", "ts", "source", "entity", "offset")
+    __slots__ = ("op", "type", "id", "tx", "ts", "source", "entity", "offset", "principal")
     OP_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -64,6 +64,7 @@ class Event(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     op: EventOp
     type: str
     id: str
@@ -72,4 +73,5 @@ class Event(_message.Message):
     source: str
     entity: _any_pb2.Any
     offset: Offset
-    def __init__(self, op: _Optional[_Union[EventOp, str]] = ..., type: _Optional[str] = ..., id: _Optional[str] = ..., tx: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., entity: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., offset: _Optional[_Union[Offset, _Mapping]] = ...) -> None: ...
+    principal: str
+    def __init__(self, op: _Optional[_Union[EventOp, str]] = ..., type: _Optional[str] = ..., id: _Optional[str] = ..., tx: _Optional[str] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., entity: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., offset: _Optional[_Union[Offset, _Mapping]] = ..., principal: _Optional[str] = ...) -> None: ...

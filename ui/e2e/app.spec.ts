@@ -3,13 +3,16 @@ import { fileURLToPath } from "node:url";
 import { expect, test, type Page } from "@playwright/test";
 import { SetTargetSchema, SetZoneSchema } from "$gen/targets/v1/commands_pb";
 import { TargetStatus } from "$gen/targets/v1/entities_pb";
-import { controlUrl, gatewayUrl, nodeCommands, restart } from "./stack";
+import { signIn } from "./auth";
+import { controlUrl, nodeCommands, restart } from "./stack";
 
 const HAS_REPORTS = existsSync(fileURLToPath(new URL("../../report_svc/__main__.py", import.meta.url)));
 const run = Date.now().toString(36);
 
+// Every page signs in as alice, an operator in tenant north; nodeCommands() seeds as a
+// service of tenant north, so she sees what it writes (e2e/identity.spec.ts covers the others).
 async function openTargets(page: Page): Promise<void> {
-  await page.goto(gatewayUrl() + "/");
+  await signIn(page, "alice", "/");
   await expect(page.getByTestId("connection")).toHaveAttribute("data-state", "open");
 }
 
@@ -111,7 +114,7 @@ test("hits recorded in one page count up in the other", async ({ context }) => {
 });
 
 test("the zone view lists its targets and deleting the zone removes them", async ({ page }) => {
-  await page.goto(gatewayUrl() + "/zones");
+  await signIn(page, "alice", "/zones");
   const zoneName = `Quay ${run}`;
   await page.locator("input[name=zone-name]").fill(zoneName);
   await page.getByRole("button", { name: "Create zone" }).click();
@@ -160,7 +163,7 @@ test("a report widget updates live", async ({ context }) => {
 });
 
 test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
-  await page.goto(gatewayUrl() + "/wall");
+  await signIn(page, "alice", "/wall");
   const wall = page.getByTestId("wall");
   await expect(wall).toHaveAttribute("data-views", "24");
   const tiles = page.getByTestId("live-tile");
@@ -179,7 +182,7 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
 });
 
 test("the System page shows every service instance reporting, live", async ({ page }) => {
-  await page.goto(gatewayUrl() + "/system");
+  await signIn(page, "alice", "/system");
   const rows = page.getByTestId("service-row");
   // Each service with Kafka access writes its myko.v1.ServiceStatus at start and
   // every 10 s; query_svc and report_svc have none (docs/observability.md).

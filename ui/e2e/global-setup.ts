@@ -9,12 +9,16 @@ const STOP_TIMEOUT_MS = 60_000;
 interface Ready {
   gateway: string;
   control: string;
+  idp: string;
+  tokenTtlS: number;
+  clients: Record<string, string>;
 }
 
 /**
- * Starts `python -m devtools.ui_stack` (Kafka + services + gateway on free ports)
- * and returns the teardown that stops it. With MYKO_E2E_GATEWAY set, an already
- * running stack is used instead (the gateway-restart test then skips).
+ * Starts `python -m devtools.ui_stack` (Kafka + the identity provider + services +
+ * gateway on free ports) and returns the teardown that stops it. With
+ * MYKO_E2E_GATEWAY set, an already running stack is used instead (the restart
+ * tests then skip; MYKO_E2E_IDP and MYKO_E2E_CLIENTS must describe its provider).
  */
 export default async function globalSetup(): Promise<() => Promise<void>> {
   if (process.env.MYKO_E2E_GATEWAY) return async () => {};
@@ -23,6 +27,9 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
   const ready = await waitReady(child);
   process.env.MYKO_E2E_GATEWAY = ready.gateway;
   process.env.MYKO_E2E_CONTROL = ready.control;
+  process.env.MYKO_E2E_IDP = ready.idp;
+  process.env.MYKO_E2E_TOKEN_TTL_S = String(ready.tokenTtlS);
+  process.env.MYKO_E2E_CLIENTS = JSON.stringify(ready.clients);
   return () => stop(child);
 }
 

@@ -1,6 +1,6 @@
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { anyPack } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createRouterTransport, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createRouterTransport, type Interceptor, type Transport } from "@connectrpc/connect";
 import { CommandBus, CommandResultSchema, type CommandRequest } from "../gen/myko/v1/command_pb.js";
 import { WatermarkSchema } from "../gen/myko/v1/item_pb.js";
 import { LiveBus, LiveFrameSchema, type LiveFrame, type LiveOpen, type LiveSubscription } from "../gen/myko/v1/live_pb.js";
@@ -20,6 +20,12 @@ import { ReportResultSchema } from "../gen/myko/v1/report_pb.js";
 export class FakeGateway {
   /** Every Open request, oldest first. */
   opens: LiveOpen[] = [];
+  /** The `authorization` header of each Open attempt (null: none), refused ones too. */
+  openAuthorizations: (string | null)[] = [];
+  /** The `authorization` header of each Execute. */
+  commandAuthorizations: (string | null)[] = [];
+  /** Refuses a call by its `authorization` header, as a gateway checking tokens would (null: accept). */
+  authorize: ((authorization: string | null) => ConnectError | null) | null = null;
   /** Streams still open. */
   openStreams = 0;
   commands: CommandRequest[] = [];
@@ -33,13 +39,24 @@ export class FakeGateway {
   readonly transport: Transport;
   #push: ((f: LiveFrame | Error) => void) | null = null;
 
-  constructor() {
+  /** `interceptors`: what the app's transport adds to each call (e.g. `bearer(tokens)`). */
+  constructor({ interceptors = [] }: { interceptors?: Interceptor[] } = {}) {
     this.transport = createRouterTransport(({ service }) => {
       service(LiveBus, {
-        open: (req, ctx) => this.#open(req, ctx.signal),
+        open: (req, ctx) => {
+          const authorization = ctx.requestHeader.get("authorization");
+          this.openAuthorizations.push(authorization);
+          const refused = this.authorize?.(authorization);
+          if (refused) throw refused;
+          return this.#open(req, ctx.signal);
+        },
       });
       service(CommandBus, {
         execute: (req, ctx) => {
+          const authorization = ctx.requestHeader.get("authorization");
+          this.commandAuthorizations.push(authorization);
+          const refused = this.authorize?.(authorization);
+          if (refused) throw refused;
           this.commands.push(req);
           this.commandTraceparents.push(ctx.requestHeader.get("traceparent"));
           if (this.commandError) throw this.commandError;
@@ -52,7 +69,7 @@ export class FakeGateway {
           });
         },
       });
-    });
+    }, { transport: { interceptors } });
   }
 
   get connected(): boolean {

@@ -1,13 +1,17 @@
-"""Queries: each returns a stream of full, ordered arrays."""
+"""Queries: each returns a stream of full, ordered arrays, of the caller's tenant only.
+
+Scoped `by_tenant`: the handler gets the caller's tenant and filters by it, and
+callers of one tenant share each evaluation (tenancy.py)."""
 
 from __future__ import annotations
 
 from reactivex import Observable
 
-from myko import Handlers, Store
+from myko import Handlers, Store, by_tenant
 from targets.v1 import entities_pb2, queries_pb2
 
 from . import validation
+from .tenancy import VIEWER
 
 Target = entities_pb2.Target
 
@@ -18,29 +22,29 @@ def by_name(e: entities_pb2.Target | entities_pb2.Zone) -> tuple[str, str]:
     return (e.name.casefold(), e.item.id)
 
 
-@handlers.query(queries_pb2.AllTargets)
-def all_targets(q: queries_pb2.AllTargets, repos: Store) -> Observable[list[Target]]:
-    return repos.of(Target).watch(order_by=by_name)
+@handlers.query(queries_pb2.AllTargets, allow=VIEWER, scope=by_tenant)
+def all_targets(q: queries_pb2.AllTargets, repos: Store, tenant: str) -> Observable[list[Target]]:
+    return repos.of(Target).watch(equal={"tenant": tenant}, order_by=by_name)
 
 
-@handlers.query(queries_pb2.TargetsByStatus, index=["status"])
-def targets_by_status(q: queries_pb2.TargetsByStatus, repos: Store) -> Observable[list[Target]]:
+@handlers.query(queries_pb2.TargetsByStatus, index=["status"], allow=VIEWER, scope=by_tenant)
+def targets_by_status(q: queries_pb2.TargetsByStatus, repos: Store, tenant: str) -> Observable[list[Target]]:
     status = validation.status(q.status)
-    return repos.of(Target).watch(equal={"status": status}, order_by=by_name)
+    return repos.of(Target).watch(equal={"status": status, "tenant": tenant}, order_by=by_name)
 
 
-@handlers.query(queries_pb2.TargetById)
-def target_by_id(q: queries_pb2.TargetById, repos: Store) -> Observable[list[Target]]:
-    return repos.of(Target).watch(equal={"item.id": validation.entity_id(q.id)})
+@handlers.query(queries_pb2.TargetById, allow=VIEWER, scope=by_tenant)
+def target_by_id(q: queries_pb2.TargetById, repos: Store, tenant: str) -> Observable[list[Target]]:
+    return repos.of(Target).watch(equal={"item.id": validation.entity_id(q.id), "tenant": tenant})
 
 
-@handlers.query(queries_pb2.TargetsInZone, index=["zone_id"])
-def targets_in_zone(q: queries_pb2.TargetsInZone, repos: Store) -> Observable[list[Target]]:
+@handlers.query(queries_pb2.TargetsInZone, index=["zone_id"], allow=VIEWER, scope=by_tenant)
+def targets_in_zone(q: queries_pb2.TargetsInZone, repos: Store, tenant: str) -> Observable[list[Target]]:
     # By a declared index: starting one costs the zone's targets, not a scan of every target.
     zone_id = validation.entity_id(q.zone_id, "zone_id")
-    return repos.of(Target).watch(equal={"zone_id": zone_id}, order_by=by_name)
+    return repos.of(Target).watch(equal={"zone_id": zone_id, "tenant": tenant}, order_by=by_name)
 
 
-@handlers.query(queries_pb2.AllZones)
-def all_zones(q: queries_pb2.AllZones, repos: Store) -> Observable[list[entities_pb2.Zone]]:
-    return repos.of(entities_pb2.Zone).watch(order_by=by_name)
+@handlers.query(queries_pb2.AllZones, allow=VIEWER, scope=by_tenant)
+def all_zones(q: queries_pb2.AllZones, repos: Store, tenant: str) -> Observable[list[entities_pb2.Zone]]:
+    return repos.of(entities_pb2.Zone).watch(equal={"tenant": tenant}, order_by=by_name)

@@ -28,6 +28,8 @@ def perimeter(zone: Zone) -> Target:
         status=entities_pb2.TARGET_STATUS_ACTIVE,
         zone_id=zone.item.id,
         tags=["auto"],
+        # The zone's tenant: the saga that creates it acts as itself, not as a tenant member.
+        tenant=zone.tenant,
     )
 
 

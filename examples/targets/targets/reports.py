@@ -1,4 +1,4 @@
-"""Reports: values derived only from entities, recomputed as they change."""
+"""Reports: values derived only from entities, recomputed as they change; per tenant, as queries.py."""
 
 from __future__ import annotations
 
@@ -8,18 +8,19 @@ import reactivex
 from reactivex import Observable
 from reactivex import operators as ops
 
-from myko import Handlers, Store, derive
+from myko import Handlers, Store, by_tenant, derive
 from targets.v1 import entities_pb2, reports_pb2
 
 from . import validation
+from .tenancy import VIEWER
 from .validation import STATUSES
 
 handlers = Handlers()
 
 
-@handlers.report(reports_pb2.TargetCountsByStatus)
+@handlers.report(reports_pb2.TargetCountsByStatus, allow=VIEWER, scope=by_tenant)
 def counts_by_status(
-    r: reports_pb2.TargetCountsByStatus, repos: Store
+    r: reports_pb2.TargetCountsByStatus, repos: Store, tenant: str
 ) -> Observable[reports_pb2.StatusCounts]:
     def count(targets: list[entities_pb2.Target]) -> reports_pb2.StatusCounts:
         counts = Counter(t.status for t in targets)
@@ -28,19 +29,21 @@ def counts_by_status(
             total=len(targets),
         )
 
-    return derive(repos.of(entities_pb2.Target).watch(), count)
+    return derive(repos.of(entities_pb2.Target).watch(equal={"tenant": tenant}), count)
 
 
-@handlers.report(reports_pb2.ZoneTotals)
-def zone_totals(r: reports_pb2.ZoneTotals, repos: Store) -> Observable[reports_pb2.ZoneTotalsValue]:
+@handlers.report(reports_pb2.ZoneTotals, allow=VIEWER, scope=by_tenant)
+def zone_totals(
+    r: reports_pb2.ZoneTotals, repos: Store, tenant: str
+) -> Observable[reports_pb2.ZoneTotalsValue]:
     if r.zone_id:
         validation.entity_id(r.zone_id, "zone_id")
     zones = repos.of(entities_pb2.Zone).watch(
-        equal={"item.id": r.zone_id} if r.zone_id else None,
+        equal={"item.id": r.zone_id, "tenant": tenant} if r.zone_id else {"tenant": tenant},
         order_by=lambda z: (z.name.casefold(), z.item.id),
     )
     targets = repos.of(entities_pb2.Target).watch(
-        equal={"zone_id": r.zone_id} if r.zone_id else None,
+        equal={"zone_id": r.zone_id, "tenant": tenant} if r.zone_id else {"tenant": tenant},
         where=None if r.zone_id else (lambda t: bool(t.zone_id)),
     )
 

@@ -26,7 +26,7 @@ from myko.v1 import item_pb2 as myko_dot_v1_dot_item__pb2
 from myko.v1 import options_pb2 as myko_dot_v1_dot_options__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19targets/v1/entities.proto\x12\ntargets.v1\x1a\x12myko/v1/item.proto\x1a\x15myko/v1/options.proto\"\xb8\x01\n\x06Target\x12\x1c\n\x04item\x18\x01 \x01(\x0b\x32\x0e.myko.v1.MItem\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.targets.v1.TargetStatus\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\thit_count\x18\x05 \x01(\x03\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12(\n\x07zone_id\x18\x07 \x01(\tB\x17\xba\xd4\x18\x13\n\x0ftargets.v1.Zone\x10\x01\"G\n\x04Zone\x12\x1c\n\x04item\x18\x01 \x01(\x0b\x32\x0e.myko.v1.MItem\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t*|\n\x0cTargetStatus\x12\x1d\n\x19TARGET_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TARGET_STATUS_ACTIVE\x10\x01\x12\x18\n\x14TARGET_STATUS_PAUSED\x10\x02\x12\x19\n\x15TARGET_STATUS_RETIRED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19targets/v1/entities.proto\x12\ntargets.v1\x1a\x12myko/v1/item.proto\x1a\x15myko/v1/options.proto\"\xc8\x01\n\x06Target\x12\x1c\n\x04item\x18\x01 \x01(\x0b\x32\x0e.myko.v1.MItem\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x06status\x18\x03 \x01(\x0e\x32\x18.targets.v1.TargetStatus\x12\r\n\x05score\x18\x04 \x01(\x01\x12\x11\n\thit_count\x18\x05 \x01(\x03\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12(\n\x07zone_id\x18\x07 \x01(\tB\x17\xba\xd4\x18\x13\n\x0ftargets.v1.Zone\x10\x01\x12\x0e\n\x06tenant\x18\x08 \x01(\t\"W\n\x04Zone\x12\x1c\n\x04item\x18\x01 \x01(\x0b\x32\x0e.myko.v1.MItem\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06tenant\x18\x04 \x01(\t*|\n\x0cTargetStatus\x12\x1d\n\x19TARGET_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TARGET_STATUS_ACTIVE\x10\x01\x12\x18\n\x14TARGET_STATUS_PAUSED\x10\x02\x12\x19\n\x15TARGET_STATUS_RETIRED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,10 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TARGET'].fields_by_name['zone_id']._loaded_options = None
   _globals['_TARGET'].fields_by_name['zone_id']._serialized_options = b'\272\324\030\023\n\017targets.v1.Zone\020\001'
-  _globals['_TARGETSTATUS']._serialized_start=344
-  _globals['_TARGETSTATUS']._serialized_end=468
+  _globals['_TARGETSTATUS']._serialized_start=376
+  _globals['_TARGETSTATUS']._serialized_end=500
   _globals['_TARGET']._serialized_start=85
-  _globals['_TARGET']._serialized_end=269
-  _globals['_ZONE']._serialized_start=271
-  _globals['_ZONE']._serialized_end=342
+  _globals['_TARGET']._serialized_end=285
+  _globals['_ZONE']._serialized_start=287
+  _globals['_ZONE']._serialized_end=374
 # @@protoc_insertion_point(module_scope)

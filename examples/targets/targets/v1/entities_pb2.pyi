@@ -21,7 +21,7 @@ TARGET_STATUS_PAUSED: TargetStatus
 TARGET_STATUS_RETIRED: TargetStatus
 
 class Target(_message.Message):
-    __slots__ = ("item", "name", "status", "score", "hit_count", "tags", "zone_id")
+    __slots__ = ("item", "name", "status", "score", "hit_count", "tags", "zone_id", "tenant")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class Target(_message.Message):
     HIT_COUNT_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     item: _item_pb2.MItem
     name: str
     status: TargetStatus
@@ -36,14 +37,17 @@ class Target(_message.Message):
     hit_count: int
     tags: _containers.RepeatedScalarFieldContainer[str]
     zone_id: str
-    def __init__(self, item: _Optional[_Union[_item_pb2.MItem, _Mapping]] = ..., name: _Optional[str] = ..., status: _Optional[_Union[TargetStatus, str]] = ..., score: _Optional[float] = ..., hit_count: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., zone_id: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, item: _Optional[_Union[_item_pb2.MItem, _Mapping]] = ..., name: _Optional[str] = ..., status: _Optional[_Union[TargetStatus, str]] = ..., score: _Optional[float] = ..., hit_count: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ..., zone_id: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class Zone(_message.Message):
-    __slots__ = ("item", "name", "description")
+    __slots__ = ("item", "name", "description", "tenant")
     ITEM_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     item: _item_pb2.MItem
     name: str
     description: str
-    def __init__(self, item: _Optional[_Union[_item_pb2.MItem, _Mapping]] = ..., name: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
+    tenant: str
+    def __init__(self, item: _Optional[_Union[_item_pb2.MItem, _Mapping]] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., tenant: _Optional[str] = ...) -> None: ...

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file targets/v1/entities.proto.
  */
 export const file_targets_v1_entities: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXJnZXRzL3YxL2VudGl0aWVzLnByb3RvEgp0YXJnZXRzLnYxIrgBCgZUYXJnZXQSHAoEaXRlbRgBIAEoCzIOLm15a28udjEuTUl0ZW0SDAoEbmFtZRgCIAEoCRIoCgZzdGF0dXMYAyABKA4yGC50YXJnZXRzLnYxLlRhcmdldFN0YXR1cxINCgVzY29yZRgEIAEoARIRCgloaXRfY291bnQYBSABKAMSDAoEdGFncxgGIAMoCRIoCgd6b25lX2lkGAcgASgJQhe61BgTCg90YXJnZXRzLnYxLlpvbmUQASJHCgRab25lEhwKBGl0ZW0YASABKAsyDi5teWtvLnYxLk1JdGVtEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkqfAoMVGFyZ2V0U3RhdHVzEh0KGVRBUkdFVF9TVEFUVVNfVU5TUEVDSUZJRUQQABIYChRUQVJHRVRfU1RBVFVTX0FDVElWRRABEhgKFFRBUkdFVF9TVEFUVVNfUEFVU0VEEAISGQoVVEFSR0VUX1NUQVRVU19SRVRJUkVEEANiBnByb3RvMw", [file_myko_v1_item, file_myko_v1_options]);
+  fileDesc("Chl0YXJnZXRzL3YxL2VudGl0aWVzLnByb3RvEgp0YXJnZXRzLnYxIsgBCgZUYXJnZXQSHAoEaXRlbRgBIAEoCzIOLm15a28udjEuTUl0ZW0SDAoEbmFtZRgCIAEoCRIoCgZzdGF0dXMYAyABKA4yGC50YXJnZXRzLnYxLlRhcmdldFN0YXR1cxINCgVzY29yZRgEIAEoARIRCgloaXRfY291bnQYBSABKAMSDAoEdGFncxgGIAMoCRIoCgd6b25lX2lkGAcgASgJQhe61BgTCg90YXJnZXRzLnYxLlpvbmUQARIOCgZ0ZW5hbnQYCCABKAkiVwoEWm9uZRIcCgRpdGVtGAEgASgLMg4ubXlrby52MS5NSXRlbRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEg4KBnRlbmFudBgEIAEoCSp8CgxUYXJnZXRTdGF0dXMSHQoZVEFSR0VUX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFRBUkdFVF9TVEFUVVNfQUNUSVZFEAESGAoUVEFSR0VUX1NUQVRVU19QQVVTRUQQAhIZChVUQVJHRVRfU1RBVFVTX1JFVElSRUQQA2IGcHJvdG8z", [file_myko_v1_item, file_myko_v1_options]);
 
 /**
  * @generated from message targets.v1.Target
@@ -62,6 +62,14 @@ export type Target = Message<"targets.v1.Target"> & {
    * @generated from field: string zone_id = 7;
    */
   zoneId: string;
+
+  /**
+   * The tenant it belongs to: the writer's (their token's tenant claim), set by
+   * the command handlers, never taken from a request; "" with auth off.
+   *
+   * @generated from field: string tenant = 8;
+   */
+  tenant: string;
 };
 
 /**
@@ -89,6 +97,13 @@ export type Zone = Message<"targets.v1.Zone"> & {
    * @generated from field: string description = 3;
    */
   description: string;
+
+  /**
+   * As Target.tenant.
+   *
+   * @generated from field: string tenant = 4;
+   */
+  tenant: string;
 };
 
 /**

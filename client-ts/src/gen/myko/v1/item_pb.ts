@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/item.proto.
  */
 export const file_myko_v1_item: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL2l0ZW0ucHJvdG8SB215a28udjEiugEKBU1JdGVtEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSEgoKY3JlYXRlZF90eBgDIAEoCRISCgp1cGRhdGVkX3R4GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YByABKAQiOgoGT2Zmc2V0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIOCgZvZmZzZXQYAyABKAMiLwoJV2F0ZXJtYXJrEiIKCXBvc2l0aW9ucxgBIAMoCzIPLm15a28udjEuT2Zmc2V0IsoBCgVFdmVudBIcCgJvcBgBIAEoDjIQLm15a28udjEuRXZlbnRPcBIMCgR0eXBlGAIgASgJEgoKAmlkGAMgASgJEgoKAnR4GAQgASgJEiYKAnRzGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBiABKAkSJAoGZW50aXR5GAcgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIfCgZvZmZzZXQYCCABKAsyDy5teWtvLnYxLk9mZnNldCpHCgdFdmVudE9wEhgKFEVWRU5UX09QX1VOU1BFQ0lGSUVEEAASEAoMRVZFTlRfT1BfU0VUEAESEAoMRVZFTlRfT1BfREVMEAJiBnByb3RvMw", [file_google_protobuf_any, file_google_protobuf_timestamp]);
+  fileDesc("ChJteWtvL3YxL2l0ZW0ucHJvdG8SB215a28udjEiugEKBU1JdGVtEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSEgoKY3JlYXRlZF90eBgDIAEoCRISCgp1cGRhdGVkX3R4GAQgASgJEi4KCmNyZWF0ZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YByABKAQiOgoGT2Zmc2V0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIOCgZvZmZzZXQYAyABKAMiLwoJV2F0ZXJtYXJrEiIKCXBvc2l0aW9ucxgBIAMoCzIPLm15a28udjEuT2Zmc2V0It0BCgVFdmVudBIcCgJvcBgBIAEoDjIQLm15a28udjEuRXZlbnRPcBIMCgR0eXBlGAIgASgJEgoKAmlkGAMgASgJEgoKAnR4GAQgASgJEiYKAnRzGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIOCgZzb3VyY2UYBiABKAkSJAoGZW50aXR5GAcgASgLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIfCgZvZmZzZXQYCCABKAsyDy5teWtvLnYxLk9mZnNldBIRCglwcmluY2lwYWwYCSABKAkqRwoHRXZlbnRPcBIYChRFVkVOVF9PUF9VTlNQRUNJRklFRBAAEhAKDEVWRU5UX09QX1NFVBABEhAKDEVWRU5UX09QX0RFTBACYgZwcm90bzM", [file_google_protobuf_any, file_google_protobuf_timestamp]);
 
 /**
  * The fields every entity has. An entity is a message whose field 1 is
@@ -172,6 +172,14 @@ export type Event = Message<"myko.v1.Event"> & {
    * @generated from field: myko.v1.Offset offset = 8;
    */
   offset?: Offset | undefined;
+
+  /**
+   * Subject of the principal whose command caused it ("anonymous" with auth
+   * off); on Kafka the `myko-principal` header.
+   *
+   * @generated from field: string principal = 9;
+   */
+  principal: string;
 };
 
 /**

@@ -1,0 +1,30 @@
+import { expect, type Page } from "@playwright/test";
+import { gatewayUrl } from "./stack";
+
+/** The provider's demo users (myko/local/idp.py). */
+export const USERS = {
+  alice: { password: "demo", roles: "operator", tenant: "north" },
+  bob: { password: "demo", roles: "viewer", tenant: "north" },
+  carol: { password: "demo", roles: "operator", tenant: "south" },
+  dave: { password: "demo", roles: "viewer", tenant: "south" },
+} as const;
+export type UserName = keyof typeof USERS;
+
+/**
+ * Opens `path` as `user`: the UI sends the browser to the identity provider, which
+ * asks for the password the first time in this browser context (later pages of
+ * the context come straight back: the provider's session), then back to `path`.
+ */
+export async function signIn(page: Page, user: UserName = "alice", path = "/"): Promise<void> {
+  await page.goto(gatewayUrl() + path);
+  const form = page.getByLabel("User name");
+  const signedIn = page.getByTestId("user");
+  await expect(form.or(signedIn)).toBeVisible({ timeout: 20_000 });
+  if (await form.isVisible()) {
+    await form.fill(user);
+    await page.getByLabel("Password").fill(USERS[user].password);
+    await page.getByRole("button", { name: "Sign in" }).click();
+  }
+  await expect(signedIn).toHaveAttribute("data-subject", user, { timeout: 20_000 });
+  await expect(page).toHaveURL(new RegExp(`${path.replace(/[/]/g, "\\/")}$`));
+}
