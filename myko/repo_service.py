@@ -190,6 +190,7 @@ class RepoService(Lifecycle):
             kafka,
             client_id=f"{settings.instance_id}.status-relay",
             store=self.store,
+            caught_up=self.caught_up,
             transport=self.transport,
         )
         self.grpc = GrpcServer(

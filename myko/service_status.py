@@ -58,6 +58,8 @@ ServiceStatus = system_pb2.ServiceStatus
 FRAMEWORK_QUERIES = frozenset({str(system_pb2.ServiceStatuses.DESCRIPTOR.full_name)})
 # The last report, written on a clean stop, waits this long for the broker at most.
 FINAL_REPORT_TIMEOUT_S = 3.0
+# After a report that was not written, the next attempt (sooner when the interval is shorter).
+RETRY_S = 5.0
 
 
 def declare(handlers: Handlers) -> None:
@@ -249,20 +251,31 @@ class StatusReporter(Lifecycle):
         self._opened = True
         tick = min(1.0, self._interval_s)
         last = float("-inf")
+        retry_at = float("-inf")
         while True:
             state = self._state()
             now = time.monotonic()
-            due = state != self._reported or now - last >= self._interval_s
-            if due and await self._send(self.status(state), timeout_s=self._interval_s):
-                self._reported = state
-                last = now
+            due = (state != self._reported or now - last >= self._interval_s) and now >= retry_at
+            if due:
+                if await self._send(self.status(state), timeout_s=self._interval_s):
+                    self._reported = state
+                    last = now
+                else:
+                    # A refusal comes back at once: do not ask again every tick.
+                    retry_at = time.monotonic() + min(RETRY_S, self._interval_s)
             await asyncio.sleep(tick)
 
     async def _send(self, status: system_pb2.ServiceStatus, *, timeout_s: float) -> bool:
         try:
             await self._sink.write(status, timeout_s=timeout_s)
         except NOT_WRITTEN as exc:
-            log.info("status report not written (next one in %.0fs): %s", self._interval_s, _reason(exc))
+            refused = isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _REFUSALS
+            # A refusal is a deployment out of step (certificates, versions): said louder.
+            log.log(
+                logging.WARNING if refused else logging.INFO,
+                "status report not written (trying again): %s",
+                _reason(exc),
+            )
             return False
         self.reports += 1
         return True
@@ -275,6 +288,17 @@ class StatusReporter(Lifecycle):
             await self._send(self.status(system_pb2.SERVICE_STATE_STOPPED), timeout_s=FINAL_REPORT_TIMEOUT_S)
         self._opened = False
         await self._sink.close()
+
+
+# Answers from repo_svc that retrying soon will not change.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
 
 
 def _reason(exc: BaseException) -> str:

@@ -90,9 +90,18 @@ def check_status(status: system_pb2.ServiceStatus, caller: str | None, *, relaye
 class StatusRelay:
     """Checks the statuses live services hand over and writes them; its producer starts on first use."""
 
-    def __init__(self, kafka: KafkaSettings, *, client_id: str, store: Store, transport: Transport) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        *,
+        client_id: str,
+        store: Store,
+        caught_up: asyncio.Event,
+        transport: Transport,
+    ) -> None:
         self._sink = KafkaStatusSink(kafka, client_id=client_id)
         self._store = store
+        self._caught_up = caught_up
         self._transport = transport
         self._opening: asyncio.Task[None] | None = None
         self._in_flight = 0
@@ -105,6 +114,9 @@ class StatusRelay:
             raise InvalidArgument("status", f"is {size} bytes; a status is at most {MAX_STATUS_BYTES}")
         status = req.status
         check_status(status, caller, relayed=RELAYED)
+        if not self._caught_up.is_set():
+            # Until then the statuses already written are not all known (the check below).
+            raise Unavailable("repo_svc is still reading the topics; retry")
         # Ids are the instances' own: one service may not overwrite another's row.
         held = self._store.of(ServiceStatus).get(status.item.id)
         if held is not None and held.service != status.service:
