@@ -138,7 +138,7 @@ class KafkaStatusSink:
         if producer is None:
             raise OSError("the status producer is not started")
         # No tx: no command caused it (docs/observability.md). Its source is the instance.
-        event = set_event(status, tx="", ts=ts or status.reported_at, source=status.item.id)
+        event = set_event(status, tx="", ts=status.reported_at if ts is None else ts, source=status.item.id)
         record = to_record(event, self.topic)
         async with asyncio.timeout(timeout_s):
             await producer.send_and_wait(
