@@ -137,7 +137,8 @@ def service_acls(settings: KafkaAccessSettings, entity_topics: Sequence[str]) ->
         *_grant(repo, (D, C, W), T, [quarantine]),
         *_grant(saga, (D, C, R), T, entity_topics),
         *_grant(saga, (D, C, W), T, [dead_letter]),
-        # Each instance's own myko.v1.ServiceStatus (myko/service_status.py); command
+        # Each instance's own myko.v1.ServiceStatus (myko/service_status.py), and repo the
+        # statuses query and report hand it (myko/status_relay.py); command
         # writes every entity topic already.
         *_grant(repo, (W,), T, [status]),
         *_grant(saga, (W,), T, [status]),

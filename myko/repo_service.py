@@ -26,6 +26,7 @@ from myko.repo import Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings
+from myko.status_relay import StatusRelay
 from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.tracing import MAX_LINKS, SPAN_REPO_APPLY, Tracing, applying_batch, traceparents_of
@@ -85,6 +86,7 @@ def register_repo_service(
     store: Store,
     caught_up: asyncio.Event,
     transport: Transport,
+    relay: StatusRelay,
     metrics: RpcMetrics | None = None,
 ) -> None:
     # With TLS, the listener took only callers with a certificate from our CA;
@@ -124,21 +126,23 @@ def register_repo_service(
         items = [ev.entity for i in ids if (ev := repo.event_of(i)) is not None]
         return repo_pb2.RepoGetResponse(items=items, watermark=store.watermark.to_proto())
 
-    register_service(
-        server,
-        "myko.v1.RepoService",
-        {
-            "Subscribe": stream_method(
-                subscribe,
-                repo_pb2.RepoSubscribeRequest,
-                name="myko.v1.RepoService/Subscribe",
-                metrics=metrics,
-            ),
-            "Get": unary_method(
-                get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get", metrics=metrics
-            ),
-        },
-    )
+    methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Subscribe": stream_method(
+            subscribe,
+            repo_pb2.RepoSubscribeRequest,
+            name="myko.v1.RepoService/Subscribe",
+            metrics=metrics,
+        ),
+        "Get": unary_method(get, repo_pb2.RepoGetRequest, name="myko.v1.RepoService/Get", metrics=metrics),
+        # query_svc's and report_svc's own statuses (myko/status_relay.py).
+        "ReportStatus": unary_method(
+            relay.report,
+            repo_pb2.ReportStatusRequest,
+            name="myko.v1.RepoService/ReportStatus",
+            metrics=metrics,
+        ),
+    }
+    register_service(server, "myko.v1.RepoService", methods)
 
 
 class RepoService(Lifecycle):
@@ -181,11 +185,21 @@ class RepoService(Lifecycle):
         )
         self.caught_up = asyncio.Event()
         self.transport = Transport(settings.tls)
+        # query_svc's and report_svc's statuses: they have no Kafka access to write them.
+        self.status_relay = StatusRelay(
+            kafka,
+            client_id=f"{settings.instance_id}.status-relay",
+            store=self.store,
+            caught_up=self.caught_up,
+            transport=self.transport,
+        )
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.REPO.grpc_services,
             register=[
-                lambda s: register_repo_service(s, self.store, self.caught_up, self.transport, metrics.rpc)
+                lambda s: register_repo_service(
+                    s, self.store, self.caught_up, self.transport, self.status_relay, metrics.rpc
+                )
             ],
             transport=self.transport,
             metrics=metrics,
@@ -226,5 +240,6 @@ class RepoService(Lifecycle):
 
     async def stop(self) -> None:
         await self.grpc.stop()
+        await self.status_relay.close()
         await self.reader.stop()
         await self.quarantine.stop()

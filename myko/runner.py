@@ -2,7 +2,7 @@
 
 The process's metrics registry and tracer provider are built here and passed to
 the service; its metrics port (MYKO_METRICS_PORT) and its status reports
-(MYKO_STATUS_INTERVAL_MS) are started here too, before the service, so a
+(MYKO_STATUS_INTERVAL_MS; myko/service_status.py) are started here too, before the service, so a
 service that is slow to catch up can already be watched doing it.
 """
 
@@ -17,10 +17,11 @@ from myko import catalogue
 from myko.app import App, load_app
 from myko.errors import ConfigError, MykoError
 from myko.lifecycle import Lifecycle
+from myko.live_service import LiveService
 from myko.logs import configure_logging
 from myko.metrics import Metrics, MetricsServer
 from myko.server import GrpcServer, run_until_signalled
-from myko.service_status import StatusReporter
+from myko.service_status import KafkaStatusSink, RepoStatusSink, StatusReporter, StatusSink
 from myko.settings import KafkaServiceSettings, ServerSettings
 from myko.trace_export import build_tracing
 from myko.tracing import Tracing
@@ -42,6 +43,16 @@ class Build(Protocol[S_contra]):
     def __call__(self, settings: S_contra, app: App, /, *, metrics: Metrics, tracing: Tracing) -> Service: ...
 
 
+def _status_sink(settings: ServerSettings, service: Service) -> StatusSink | None:
+    """Where this service's status reports go; None for a service that does not report."""
+    if isinstance(settings, KafkaServiceSettings):
+        return KafkaStatusSink(settings.kafka, client_id=f"{settings.instance_id}.status")
+    if isinstance(service, LiveService):
+        # No Kafka access (docs/security.md): repo_svc, which it mirrors, writes it.
+        return RepoStatusSink(service.settings.repo_addr, service.transport, keepalive=settings.keepalive)
+    return None
+
+
 def run(settings_cls: type[S], build: Build[S]) -> None:
     try:
         settings = settings_cls.from_env()  # type: ignore[attr-defined]
@@ -61,10 +72,11 @@ def run(settings_cls: type[S], build: Build[S]) -> None:
         extras: list[Lifecycle] = []
         if settings.metrics_port:
             extras.append(MetricsServer(metrics, settings.host, settings.metrics_port))
-        # Only a service with Kafka access writes its status (query_svc and report_svc
-        # have none: docs/security.md); theirs is in Prometheus.
-        if isinstance(settings, KafkaServiceSettings) and settings.status_interval_ms:
-            extras.append(StatusReporter(settings, metrics=metrics, serving=lambda: service.grpc.serving))
+        sink = _status_sink(settings, service)
+        if sink is not None and settings.status_interval_ms:
+            extras.append(
+                StatusReporter(settings, sink, metrics=metrics, serving=lambda: service.grpc.serving)
+            )
 
         async def start() -> None:
             for extra in extras:

@@ -473,7 +473,7 @@ class ServerSettings:
     # still kept). The entry point serves them (myko/runner.py), not the service object.
     metrics_port: int = 0
     # How often this instance writes its myko.v1.ServiceStatus (the UI's System page);
-    # 0 writes none (docs/observability.md). Only the services that talk to Kafka do.
+    # 0 writes none (docs/observability.md). query_svc and report_svc hand theirs to repo_svc.
     status_interval_ms: int = 10_000
 
     @classmethod

@@ -37,8 +37,16 @@ from myko.local.ports import free_port
 from myko.local.prometheus import ALERT_RULES, LocalPrometheus, ScrapeTarget, prometheus_config, targets_of
 from myko.local.topology import cluster_stack, local_stack
 from myko.metrics import Metrics, MetricsServer
+from myko.pki import ensure_service_certs
 from myko.repo_service import RepoService
-from myko.settings import CommandSettings, GatewaySettings, QuerySettings, ReportSettings, RepoSettings
+from myko.settings import (
+    CommandSettings,
+    GatewaySettings,
+    QuerySettings,
+    ReportSettings,
+    RepoSettings,
+    TlsSettings,
+)
 
 
 class _Stoppable(Protocol):
@@ -247,6 +255,8 @@ async def test_prometheus_scrapes_the_stack_and_sees_commands_move_the_series(sc
 # -- what operators read: the Swarm scrape config, the dashboard, the alerts, the docs ---------
 
 SWARM_CONFIG = ROOT / "swarm" / "prometheus" / "prometheus.yml"
+# What docker-stack.security.yml mounts instead: the gateway serves /metrics over HTTPS there.
+SWARM_TLS_CONFIG = ROOT / "swarm" / "prometheus" / "prometheus.security.yml"
 DASHBOARD = ROOT / "swarm" / "grafana" / "dashboards" / "myko.json"
 DOCS = ROOT / "docs" / "observability.md"
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -284,6 +294,76 @@ def test_the_swarm_prometheus_scrapes_every_catalogued_service_on_its_metrics_po
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_secured_swarm_prometheus_scrapes_the_gateway_over_https_and_the_rest_alike() -> None:
+    plain = yaml.safe_load(SWARM_CONFIG.read_text())
+    secured = yaml.safe_load(SWARM_TLS_CONFIG.read_text())
+    jobs = {j["job_name"]: j for j in secured["scrape_configs"]}
+    gateway = jobs[catalogue.GATEWAY.name]
+    assert gateway["scheme"] == "https"
+    # The CA the stack mounts (tests/test_stack_security.py checks the mount); the
+    # certificate is checked for the service's name, as every Myko client does.
+    assert gateway["tls_config"] == {"ca_file": "/run/secrets/tls_ca", "server_name": catalogue.GATEWAY.name}
+    # Apart from that, the same file: a job added to one is added to the other.
+    del gateway["scheme"], gateway["tls_config"]
+    assert secured == plain
+    checked = subprocess.run(
+        [_need("promtool"), "check", "config", "--syntax-only", str(SWARM_TLS_CONFIG)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+async def test_a_real_prometheus_scrapes_an_https_gateway_with_the_secured_stacks_job(tmp_path: Path) -> None:
+    """The secured stack's gateway job as Prometheus runs it, against a gateway serving HTTPS.
+
+    The target is an IP, as Swarm's DNS gives; the plain stack's job beside it
+    shows why the secured stack needs its own (it is what fired MykoTargetDown).
+    """
+    _need("prometheus")
+    certs = ensure_service_certs(tmp_path / "pki", [catalogue.GATEWAY.name])
+    files, ca = certs[catalogue.GATEWAY.name], tmp_path / "pki" / "ca.crt"
+    tls = TlsSettings(cert_file=str(files.cert), key_file=str(files.key), ca_file=str(ca), public=True)
+    # Buses nobody answers on: /metrics does not need them.
+    gateway = Gateway(
+        GatewaySettings(
+            port=0, command_addr="127.0.0.1:9", query_addr="127.0.0.1:9", report_addr="127.0.0.1:9", tls=tls
+        ),
+        metrics=Metrics.for_process("gateway", "test-gateway"),
+    )
+    await gateway.start()
+    try:
+        target = {"static_configs": [{"targets": [f"127.0.0.1:{gateway.port}"]}]}
+
+        def job(config_file: Path, name: str) -> dict[str, Any]:
+            config = yaml.safe_load(config_file.read_text())
+            [found] = [j for j in config["scrape_configs"] if j["job_name"] == catalogue.GATEWAY.name]
+            del found["dns_sd_configs"]
+            if "tls_config" in found:
+                found["tls_config"]["ca_file"] = str(ca)
+            return {**found, **target, "job_name": name, "scrape_interval": "1s", "scrape_timeout": "1s"}
+
+        config = {"scrape_configs": [job(SWARM_TLS_CONFIG, "secured"), job(SWARM_CONFIG, "plain")]}
+        prometheus = LocalPrometheus(
+            data_dir=tmp_path / "prometheus", port=free_port(), config=json.dumps(config)
+        )
+        await asyncio.to_thread(prometheus.start)
+        try:
+            async with aiohttp.ClientSession() as http:
+                base = prometheus.url
+                await _until(http, base, 'up{job="secured"}', 1, timeout_s=60)
+                # The gateway's own series came through, not just a TCP connection.
+                await _until(http, base, 'count(myko_gateway_sessions{job="secured"})', 1, timeout_s=30)
+                # The plain stack's job against it: scraped, and down.
+                await _until(http, base, 'count(up{job="plain"})', 1, timeout_s=30)
+                assert await _value(http, base, 'up{job="plain"}') == 0
+        finally:
+            await asyncio.to_thread(prometheus.stop)
+    finally:
+        await gateway.stop()
 
 
 def test_dashboard_and_alerts_use_only_series_the_services_expose(tmp_path: Path) -> None:

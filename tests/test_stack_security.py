@@ -201,6 +201,17 @@ def test_brokers_are_configured_as_myko_secures_a_broker(stack: dict[str, Any], 
         assert path in script, f"the run script does not read {path}"
 
 
+def test_prometheus_scrapes_the_https_gateway_trusting_the_mounted_ca(stack: dict[str, Any]) -> None:
+    assert GatewaySettings.from_env(_resolved(stack, "gateway")).tls.public, "the gateway serves HTTPS"
+    config_file = _configs(stack, "prometheus")["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_file.read_text())
+    [gateway] = [j for j in config["scrape_configs"] if j["job_name"] == "gateway"]
+    assert gateway["scheme"] == "https"
+    # The CA every service trusts, where the config reads it; no certificate or key of its own.
+    assert _mounted(stack, "prometheus") == {gateway["tls_config"]["ca_file"]: "myko_tls_ca"}
+    assert gateway["tls_config"]["server_name"] == "gateway"
+
+
 def test_the_access_job_creates_every_service_user(stack: dict[str, Any]) -> None:
     settings = KafkaAccessSettings.from_env(_resolved(stack, "kafka-access"))
     assert settings.kafka.username == "admin" and settings.kafka.sasl_mechanism == "PLAIN"

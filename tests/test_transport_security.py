@@ -36,7 +36,7 @@ from myko.pki import CertFiles, CertificateAuthority, ensure_service_certs, load
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, GatewaySettings, QuerySettings, RepoSettings, TlsSettings
 from myko.tls import Transport
-from myko.v1 import command_pb2, query_pb2, repo_pb2
+from myko.v1 import command_pb2, query_pb2, repo_pb2, system_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -145,6 +145,38 @@ async def test_repo_service_refuses_callers_without_a_valid_client_certificate(
     plain = Transport(TlsSettings())
     report = await asyncio.to_thread(swarm_probe.probe_grpc, "repo", "127.0.0.1", repo.grpc.port, 10, plain)
     assert not report.healthy and report.detail.startswith("UNAVAILABLE"), report
+
+
+async def _report_status(addr: str, credentials: grpc.ChannelCredentials, service: str) -> grpc.StatusCode:
+    status = system_pb2.ServiceStatus(
+        service=service, state=system_pb2.SERVICE_STATE_SERVING, interval_ms=10_000
+    )
+    status.item.id, status.item.type = f"{service}-tls", "myko.v1.ServiceStatus"
+    status.reported_at.FromSeconds(1_800_000_000)
+    status.started_at.FromSeconds(1_800_000_000)
+    async with grpc.aio.secure_channel(
+        addr, credentials, options=[("grpc.ssl_target_name_override", "repo")]
+    ) as channel:
+        report = channel.unary_unary(
+            "/myko.v1.RepoService/ReportStatus",
+            request_serializer=repo_pb2.ReportStatusRequest.SerializeToString,
+            response_deserializer=repo_pb2.ReportStatusResponse.FromString,
+        )
+        return await _code(report(repo_pb2.ReportStatusRequest(status=status), timeout=30))
+
+
+async def test_only_query_and_report_certificates_report_their_own_status_through_repo(
+    repo: RepoService, pki: Pki
+) -> None:
+    addr = f"127.0.0.1:{repo.grpc.port}"
+    assert await _report_status(addr, pki.credentials("query"), "query") == grpc.StatusCode.OK
+    assert await _report_status(addr, pki.credentials("report"), "report") == grpc.StatusCode.OK
+    # A certificate speaks for its own service only, and only the live services need this.
+    assert await _report_status(addr, pki.credentials("report"), "query") == grpc.StatusCode.PERMISSION_DENIED
+    for who in ("command", "saga", "gateway"):
+        code = await _report_status(addr, pki.credentials(who), who)
+        assert code == grpc.StatusCode.PERMISSION_DENIED, who
+    assert repo.status_relay.written == 2
 
 
 async def _internal_execute(addr: str, credentials: grpc.ChannelCredentials) -> grpc.StatusCode:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -13,11 +15,15 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import DEFAULT_OFF
 from opentelemetry.trace import Link, SpanContext, TraceFlags, format_span_id, format_trace_id
 
-from myko.errors import ConfigError
+from myko.errors import ConfigError, PermissionDenied
 from myko.logs import JsonFormatter, TextFormatter, _LineContext, fields, tx_context
-from myko.settings import CommandSettings, GatewaySettings, TracingSettings
+from myko.metrics import Metrics
+from myko.service_status import StatusReporter
+from myko.settings import CommandSettings, GatewaySettings, QuerySettings, ReportSettings, TracingSettings
+from myko.status_relay import RELAYED, check_status
 from myko.trace_export import LinkedSampler, build_tracing
 from myko.tracing import MAX_LINKS, TRACEPARENT, Tracing, traceparents_of
+from myko.v1 import system_pb2
 
 # Settings need an auth decision (docs/security.md); these tests are about logging and tracing.
 BASE = {"MYKO_APP": "targets", "MYKO_AUTH_DISABLED": "true"}
@@ -165,3 +171,73 @@ def test_traceparents_of_a_batch_are_distinct_bounded_and_skip_junk() -> None:
     assert found == tuple(t.decode() for t in tp[:MAX_LINKS])
     links = Tracing(TracerProvider()).links(["not-a-traceparent", *found[:3]])
     assert [link.context.trace_id for link in links] == [1, 2, 3]
+
+
+# -- status reports (myko/service_status.py, myko/status_relay.py) -------------------------------
+
+
+class RecordingSink:
+    """A StatusSink keeping what it was given."""
+
+    def __init__(self) -> None:
+        self.written: list[system_pb2.ServiceStatus] = []
+        self.closed = False
+        self._changed = asyncio.Event()
+
+    async def until(self, done: Callable[[list[system_pb2.ServiceStatus]], bool]) -> None:
+        while not done(self.written):
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def open(self) -> None:
+        pass
+
+    async def write(self, status: system_pb2.ServiceStatus, *, timeout_s: float) -> None:
+        self.written.append(status)
+        self._changed.set()
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_a_reporter_reports_a_health_change_at_once_and_stopped_last() -> None:
+    settings = QuerySettings.from_env(
+        {**BASE, "MYKO_INSTANCE_ID": "query-1", "MYKO_STATUS_INTERVAL_MS": "600000"}
+    )
+    sink = RecordingSink()
+    serving = True
+    reporter = StatusReporter(settings, sink, metrics=Metrics(), serving=lambda: serving)
+    await reporter.start()
+    try:
+        async with asyncio.timeout(5):
+            await sink.until(bool)
+        serving = False  # a ten-minute interval does not hold a change back
+        async with asyncio.timeout(5):
+            await sink.until(lambda w: w[-1].state == system_pb2.SERVICE_STATE_NOT_SERVING)
+    finally:
+        await reporter.stop()
+    states = [s.state for s in sink.written]
+    assert states == [
+        system_pb2.SERVICE_STATE_SERVING,
+        system_pb2.SERVICE_STATE_NOT_SERVING,
+        system_pb2.SERVICE_STATE_STOPPED,
+    ]
+    assert {s.service for s in sink.written} == {"query"} and {s.item.id for s in sink.written} == {"query-1"}
+    assert sink.closed
+    # Each report passes the checks repo_svc applies to a relayed one.
+    for status in sink.written:
+        check_status(status, "query", relayed=RELAYED)
+
+
+def test_a_certificate_reports_for_its_own_live_service_only() -> None:
+    settings = ReportSettings.from_env({**BASE, "MYKO_INSTANCE_ID": "report-1"})
+    status = StatusReporter(settings, RecordingSink(), metrics=Metrics(), serving=lambda: True).status(
+        system_pb2.SERVICE_STATE_SERVING
+    )
+    check_status(status, "report", relayed=RELAYED)
+    check_status(status, None, relayed=RELAYED)  # plaintext: nobody is identified
+    with pytest.raises(PermissionDenied, match="a query certificate reports for query"):
+        check_status(status, "query", relayed=RELAYED)
+    status.service = "saga"
+    with pytest.raises(PermissionDenied, match="query, report only"):
+        check_status(status, None, relayed=RELAYED)

@@ -1,5 +1,6 @@
 from google.protobuf import any_pb2 as _any_pb2
 from myko.v1 import item_pb2 as _item_pb2
+from myko.v1 import system_pb2 as _system_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -43,3 +44,13 @@ class RepoGetResponse(_message.Message):
     items: _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]
     watermark: _item_pb2.Watermark
     def __init__(self, items: _Optional[_Iterable[_Union[_any_pb2.Any, _Mapping]]] = ..., watermark: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
+
+class ReportStatusRequest(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _system_pb2.ServiceStatus
+    def __init__(self, status: _Optional[_Union[_system_pb2.ServiceStatus, _Mapping]] = ...) -> None: ...
+
+class ReportStatusResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -46,6 +46,11 @@ class RepoServiceStub:
                 request_serializer=myko_dot_v1_dot_repo__pb2.RepoGetRequest.SerializeToString,
                 response_deserializer=myko_dot_v1_dot_repo__pb2.RepoGetResponse.FromString,
                 _registered_method=True)
+        self.ReportStatus = channel.unary_unary(
+                '/myko.v1.RepoService/ReportStatus',
+                request_serializer=myko_dot_v1_dot_repo__pb2.ReportStatusRequest.SerializeToString,
+                response_deserializer=myko_dot_v1_dot_repo__pb2.ReportStatusResponse.FromString,
+                _registered_method=True)
 
 
 class RepoServiceServicer:
@@ -67,6 +72,15 @@ class RepoServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportStatus(self, request, context):
+        """query_svc and report_svc, which have no Kafka access, hand repo_svc their
+        own ServiceStatus to write to its topic (docs/observability.md). Only their
+        certificates may call it, each for its own service.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RepoServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_RepoServiceServicer_to_server(servicer, server):
                     servicer.Get,
                     request_deserializer=myko_dot_v1_dot_repo__pb2.RepoGetRequest.FromString,
                     response_serializer=myko_dot_v1_dot_repo__pb2.RepoGetResponse.SerializeToString,
+            ),
+            'ReportStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportStatus,
+                    request_deserializer=myko_dot_v1_dot_repo__pb2.ReportStatusRequest.FromString,
+                    response_serializer=myko_dot_v1_dot_repo__pb2.ReportStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +156,33 @@ class RepoService:
             '/myko.v1.RepoService/Get',
             myko_dot_v1_dot_repo__pb2.RepoGetRequest.SerializeToString,
             myko_dot_v1_dot_repo__pb2.RepoGetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/myko.v1.RepoService/ReportStatus',
+            myko_dot_v1_dot_repo__pb2.ReportStatusRequest.SerializeToString,
+            myko_dot_v1_dot_repo__pb2.ReportStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -953,6 +953,7 @@ GATEWAY: list[tuple[Endpoint, Line]] = [
         for p in (
             b"/myko.v1.RepoService/Get",
             b"/myko.v1.RepoService/Subscribe",
+            b"/myko.v1.RepoService/ReportStatus",
             b"/grpc.health.v1.Health/Check",
             b"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
             b"/myko.v1.CommandBus/Nope",

@@ -184,9 +184,9 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
 test("the System page shows every service instance reporting, live", async ({ page }) => {
   await signIn(page, "alice", "/system");
   const rows = page.getByTestId("service-row");
-  // Each service with Kafka access writes its myko.v1.ServiceStatus at start and
-  // every 10 s; query_svc and report_svc have none (docs/observability.md).
-  for (const service of ["command", "repo", "saga"]) {
+  // Each gRPC service reports its myko.v1.ServiceStatus at start and every 10 s;
+  // query_svc and report_svc through repo_svc, having no Kafka access (docs/observability.md).
+  for (const service of ["command", "query", "report", "repo", "saga"]) {
     await expect(page.locator(`[data-testid=service-row][data-service=${service}]`).first()).toHaveAttribute(
       "data-health",
       "serving",

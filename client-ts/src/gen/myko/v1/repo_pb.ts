@@ -8,13 +8,15 @@ import type { Any } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_any } from "@bufbuild/protobuf/wkt";
 import type { Event, Watermark } from "./item_pb.js";
 import { file_myko_v1_item } from "./item_pb.js";
+import type { ServiceStatus } from "./system_pb.js";
+import { file_myko_v1_system } from "./system_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file myko/v1/repo.proto.
  */
 export const file_myko_v1_repo: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiJQoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkilgEKClJlcG9DaGFuZ2USEAoIc25hcHNob3QYASABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBIlCgl3YXRlcm1hcmsYBCABKAsyEi5teWtvLnYxLldhdGVybWFyaxIUCgx0cmFjZXBhcmVudHMYBSADKAkiKwoOUmVwb0dldFJlcXVlc3QSDAoEdHlwZRgBIAEoCRILCgNpZHMYAiADKAkiXQoPUmVwb0dldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAiABKAsyEi5teWtvLnYxLldhdGVybWFyazKKAQoLUmVwb1NlcnZpY2USQQoJU3Vic2NyaWJlEh0ubXlrby52MS5SZXBvU3Vic2NyaWJlUmVxdWVzdBoTLm15a28udjEuUmVwb0NoYW5nZTABEjgKA0dldBIXLm15a28udjEuUmVwb0dldFJlcXVlc3QaGC5teWtvLnYxLlJlcG9HZXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiJQoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkilgEKClJlcG9DaGFuZ2USEAoIc25hcHNob3QYASABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBIlCgl3YXRlcm1hcmsYBCABKAsyEi5teWtvLnYxLldhdGVybWFyaxIUCgx0cmFjZXBhcmVudHMYBSADKAkiKwoOUmVwb0dldFJlcXVlc3QSDAoEdHlwZRgBIAEoCRILCgNpZHMYAiADKAkiXQoPUmVwb0dldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayI9ChNSZXBvcnRTdGF0dXNSZXF1ZXN0EiYKBnN0YXR1cxgBIAEoCzIWLm15a28udjEuU2VydmljZVN0YXR1cyIWChRSZXBvcnRTdGF0dXNSZXNwb25zZTLXAQoLUmVwb1NlcnZpY2USQQoJU3Vic2NyaWJlEh0ubXlrby52MS5SZXBvU3Vic2NyaWJlUmVxdWVzdBoTLm15a28udjEuUmVwb0NoYW5nZTABEjgKA0dldBIXLm15a28udjEuUmVwb0dldFJlcXVlc3QaGC5teWtvLnYxLlJlcG9HZXRSZXNwb25zZRJLCgxSZXBvcnRTdGF0dXMSHC5teWtvLnYxLlJlcG9ydFN0YXR1c1JlcXVlc3QaHS5teWtvLnYxLlJlcG9ydFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item, file_myko_v1_system]);
 
 /**
  * @generated from message myko.v1.RepoSubscribeRequest
@@ -126,6 +128,38 @@ export const RepoGetResponseSchema: GenMessage<RepoGetResponse> = /*@__PURE__*/
   messageDesc(file_myko_v1_repo, 3);
 
 /**
+ * @generated from message myko.v1.ReportStatusRequest
+ */
+export type ReportStatusRequest = Message<"myko.v1.ReportStatusRequest"> & {
+  /**
+   * @generated from field: myko.v1.ServiceStatus status = 1;
+   */
+  status?: ServiceStatus | undefined;
+};
+
+/**
+ * Describes the message myko.v1.ReportStatusRequest.
+ * Use `create(ReportStatusRequestSchema)` to create a new message.
+ */
+export const ReportStatusRequestSchema: GenMessage<ReportStatusRequest> = /*@__PURE__*/
+  messageDesc(file_myko_v1_repo, 4);
+
+/**
+ * Empty: the status was written (acknowledged by the brokers).
+ *
+ * @generated from message myko.v1.ReportStatusResponse
+ */
+export type ReportStatusResponse = Message<"myko.v1.ReportStatusResponse"> & {
+};
+
+/**
+ * Describes the message myko.v1.ReportStatusResponse.
+ * Use `create(ReportStatusResponseSchema)` to create a new message.
+ */
+export const ReportStatusResponseSchema: GenMessage<ReportStatusResponse> = /*@__PURE__*/
+  messageDesc(file_myko_v1_repo, 5);
+
+/**
  * Internal: the materialised state of every entity type, served by repo_svc
  * to query_svc and report_svc. Not routed by the gateway.
  *
@@ -150,6 +184,18 @@ export const RepoService: GenService<{
     methodKind: "unary";
     input: typeof RepoGetRequestSchema;
     output: typeof RepoGetResponseSchema;
+  },
+  /**
+   * query_svc and report_svc, which have no Kafka access, hand repo_svc their
+   * own ServiceStatus to write to its topic (docs/observability.md). Only their
+   * certificates may call it, each for its own service.
+   *
+   * @generated from rpc myko.v1.RepoService.ReportStatus
+   */
+  reportStatus: {
+    methodKind: "unary";
+    input: typeof ReportStatusRequestSchema;
+    output: typeof ReportStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myko_v1_repo, 0);
