@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -29,6 +30,11 @@ class UiFiles:
             )
         rel = request.match_info.get("tail", "")
         try:
+            unquote_to_bytes(request.raw_path.split("?", 1)[0]).decode("utf-8")
+        except UnicodeDecodeError:
+            # A percent-encoded byte that is not UTF-8 (`/%ff`): no file or page has it.
+            raise web.HTTPNotFound() from None
+        try:
             target = self._file_for(rel)
         except (OSError, ValueError):
             # A NUL byte, an over-long name, ...: no file can have it.
@@ -37,8 +43,9 @@ class UiFiles:
             # Vite puts content-hashed files under assets/: they never change.
             hashed = target.is_relative_to(self._dist / "assets")
             return web.FileResponse(target, headers={"Cache-Control": _IMMUTABLE if hashed else _REVALIDATE})
-        if "." in rel.rsplit("/", 1)[-1]:
-            # A missing file, not a page: index.html would only confuse the browser.
+        if "." in rel.rsplit("/", 1)[-1] or "." in rel.split("/", 1)[0]:
+            # A missing file, or an RPC path (`/myko.v1.RepoService/Get`), not a page:
+            # index.html would only confuse the caller.
             raise web.HTTPNotFound()
         return web.FileResponse(index, headers={"Cache-Control": _REVALIDATE})
 
