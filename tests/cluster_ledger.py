@@ -16,11 +16,15 @@ is exactly the uncertainty a client has after a timeout.
 
 from __future__ import annotations
 
+import asyncio
+import random
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from targets.v1 import entities_pb2
+from targets.v1 import commands_pb2, entities_pb2
 
 from myko.v1 import command_pb2, item_pb2
 
@@ -168,3 +172,35 @@ class Ledger:
         if len(targets) != expected:
             wrong.append(f"{len(targets)} targets, expected {expected}")
         return wrong
+
+
+class Executes(Protocol):
+    """A client that sends a command with its tx until it is acknowledged."""
+
+    async def execute(self, command: object, tx: str) -> command_pb2.CommandResult: ...
+
+
+async def client_loop(
+    k: int, client: Executes, ledger: Ledger, targets: list[str], stop: asyncio.Event, *, pause_s: float
+) -> int:
+    """Commands one after the other until `stop`: hits, creates, and (client 0) zones the saga expands."""
+    rng = random.Random(k)
+    sent = 0
+    while not stop.is_set():
+        tx = str(uuid.uuid4())
+        if sent % 10 == 3:
+            name = f"c{k}-{sent}"
+            ledger.issue_create(name)
+            ledger.ack_create(await client.execute(commands_pb2.SetTarget(name=name), tx), name)
+        elif k == 0 and sent % 12 == 7:
+            zone_id = f"z{sent}"
+            ledger.issue_zone(zone_id)
+            ledger.ack_zone(await client.execute(commands_pb2.SetZone(id=zone_id, name=zone_id), tx), zone_id)
+        else:
+            target_id, count = rng.choice(targets), rng.randint(1, 5)
+            ledger.issue_hits(target_id, count)
+            result = await client.execute(commands_pb2.RecordHits(id=target_id, count=count), tx)
+            ledger.ack_hits(result, target_id, count)
+        sent += 1
+        await asyncio.sleep(pause_s)
+    return sent

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
 from dataclasses import dataclass, field
 
 import aiohttp
 from cluster_ledger import Ledger, Position, covers, positions
 from grpc_web_client import BINARY, FrameReader, call, frame, parse_trailers
 from myko_client import pack, unpack
-from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
+from targets.v1 import entities_pb2, queries_pb2, reports_pb2
 
 from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
@@ -92,33 +91,6 @@ class GatewayCommands:
             self._acks.retries += 1
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(2.0, delay * 2)
-
-
-async def client_loop(
-    k: int, client: GatewayCommands, ledger: Ledger, targets: list[str], stop: asyncio.Event
-) -> int:
-    """Commands one after the other until `stop`: hits, creates, and (client 0) zones the saga expands."""
-    rng = random.Random(k)
-    sent = 0
-    while not stop.is_set():
-        tx = str(uuid.uuid4())
-        if sent % 10 == 3:
-            name = f"c{k}-{sent}"
-            ledger.issue_create(name)
-            ledger.ack_create(await client.execute(commands_pb2.SetTarget(name=name), tx), name)
-        elif k == 0 and sent % 12 == 7:
-            zone_id = f"z{sent}"
-            ledger.issue_zone(zone_id)
-            ledger.ack_zone(await client.execute(commands_pb2.SetZone(id=zone_id, name=zone_id), tx), zone_id)
-        else:
-            target_id, count = rng.choice(targets), rng.randint(1, 5)
-            ledger.issue_hits(target_id, count)
-            ledger.ack_hits(
-                await client.execute(commands_pb2.RecordHits(id=target_id, count=count), tx), target_id, count
-            )
-        sent += 1
-        await asyncio.sleep(0.05)
-    return sent
 
 
 class GatewayWatch:

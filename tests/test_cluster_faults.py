@@ -42,7 +42,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
-from cluster_ledger import Ledger, covers, positions
+from cluster_ledger import Ledger, client_loop, covers, positions
 from kafka_inspect import produce, read_topic
 from myko_client import pack, unpack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
@@ -251,31 +251,6 @@ class CommandClient:
             self._acks.sent_acked.append((sent, time.monotonic()))
             assert result.tx == tx
             return result
-
-
-async def _client_loop(
-    k: int, client: CommandClient, ledger: Ledger, targets: list[str], stop: asyncio.Event
-) -> int:
-    rng = random.Random(k)
-    sent = 0
-    while not stop.is_set():
-        tx = str(uuid.uuid4())
-        if sent % 10 == 3:
-            name = f"c{k}-{sent}"
-            ledger.issue_create(name)
-            ledger.ack_create(await client.execute(commands_pb2.SetTarget(name=name), tx), name)
-        elif k == 0 and sent % 12 == 7:
-            zone_id = f"z{sent}"
-            ledger.issue_zone(zone_id)
-            ledger.ack_zone(await client.execute(commands_pb2.SetZone(id=zone_id, name=zone_id), tx), zone_id)
-        else:
-            target_id, count = rng.choice(targets), rng.randint(1, 5)
-            ledger.issue_hits(target_id, count)
-            result = await client.execute(commands_pb2.RecordHits(id=target_id, count=count), tx)
-            ledger.ack_hits(result, target_id, count)
-        sent += 1
-        await asyncio.sleep(0.02)
-    return sent
 
 
 # -- watches -----------------------------------------------------------------------------------
@@ -535,7 +510,8 @@ async def test_broker_and_one_replica_of_each_service_die_under_load(cluster: Cl
         stop = asyncio.Event()
         clients = [
             asyncio.create_task(
-                _client_loop(k, CommandClient(commands, k, acks), ledger, targets, stop), name=f"client-{k}"
+                client_loop(k, CommandClient(commands, k, acks), ledger, targets, stop, pause_s=0.02),
+                name=f"client-{k}",
             )
             for k in range(CLIENTS)
         ]

@@ -46,10 +46,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from cluster_ledger import Ledger
+from cluster_ledger import Ledger, client_loop
 from grpc_web_client import BINARY, FrameReader, call, frame
 from myko_client import pack, unpack
-from swarm_grpc_web import Acks, GatewayCommands, GatewayWatch, client_loop, final_state
+from swarm_grpc_web import Acks, GatewayCommands, GatewayWatch, final_state
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from devtools import swarm
@@ -275,7 +275,9 @@ async def load(live: Live) -> AsyncIterator[Load]:
     tasks = [asyncio.create_task(w.run(), name=w.name) for w in watchers]
     stop = asyncio.Event()
     clients = [
-        asyncio.create_task(client_loop(k, GatewayCommands(http, live.url, acks), ledger, targets, stop))
+        asyncio.create_task(
+            client_loop(k, GatewayCommands(http, live.url, acks), ledger, targets, stop, pause_s=0.05)
+        )
         for k in range(CLIENTS)
     ]
     try:
