@@ -14,12 +14,13 @@ import re
 import shutil
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from recording_env import RecordingEnv
 
 from devtools import entrypoint, healthcheck, swarm_profile
 from myko import catalogue
@@ -65,24 +66,6 @@ STACK_VARIABLES = (
 )
 # The operators' UIs (docs/observability.md), published beside the gateway.
 OBSERVABILITY_PORTS = {"prometheus": 9090, "grafana": 3000}
-
-
-class RecordingEnv(Mapping[str, str]):
-    """A read-only environment that remembers every name looked up in it."""
-
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-        self.read: set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.read.add(name)
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
 
 
 def _docker_stack_config() -> subprocess.CompletedProcess[str]:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from recording_env import RecordingEnv
 
 from myko import catalogue
 from myko.kafka_access import broker_sasl_properties
@@ -50,26 +50,6 @@ JAAS_PROPERTIES = (
     "listener.name.sasl_plaintext.plain.sasl.jaas.config",
     "listener.name.controller.plain.sasl.jaas.config",
 )
-
-
-class Recording(Mapping[str, str]):
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self._values = dict(values)
-        self.read: set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.read.add(name)
-        return self._values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
-
-    def __len__(self) -> int:
-        return len(self._values)
-
-    def get(self, name: str, default: Any = None) -> Any:
-        self.read.add(name)
-        return self._values.get(name, default)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +117,7 @@ def test_each_service_proves_its_own_identity_and_reads_all_it_is_given(
     assert mounted[env["MYKO_TLS_CERT"]] == f"myko_tls_{name}_cert", "the certificate names the service"
     assert mounted[env["MYKO_TLS_KEY"]] == f"myko_tls_{name}_key"
     assert mounted[env["MYKO_TLS_CA"]] == "myko_tls_ca"
-    recording = Recording(env)
+    recording = RecordingEnv(env)
     settings = SETTINGS[name](recording)
     assert settings.tls.enabled and settings.tls.public, (
         "TLS is on in the secured stack, public listeners too"
