@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from grpc._cython.cygrpc import ExecuteBatchError  # type: ignore[import-not-found]
 
 from myko.errors import (
     ConfigError,
@@ -222,31 +223,39 @@ def streaming(
     check: Check = _no_check,
     name: str | None = None,
     metrics: MethodMetrics | None = None,
-) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+) -> Callable[[Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[None]]:
     """Wrap a server-streaming method the same way, and log how an abnormal end happened.
-    `metrics` counts open streams, messages sent, and each stream's status when it ends."""
+    `metrics` counts open streams, messages sent, and each stream's status when it ends.
+
+    The wrapper writes each message itself (grpc's reader/writer form) rather than
+    handing grpc a generator: a client that goes away between two messages makes the
+    next write fail, and grpc logs a failed write of a generator's item as an ERROR
+    with a traceback when it has not yet seen the cancellation. Here it is what it
+    is, the stream's normal end."""
     where = name or fn.__qualname__
 
     @functools.wraps(fn)
-    async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Resp]:
+    async def wrapper(request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         started = time.monotonic()
         sent = 0
         code = grpc.StatusCode.OK
         if metrics is not None:
             metrics.streams.inc()
+        stream: AsyncIterator[Resp] | None = None
         try:
             check(request)
-            async for item in fn(request, context):
-                yield item
+            stream = fn(request, context)
+            async for item in stream:
+                try:
+                    await context.write(item)
+                except ExecuteBatchError as exc:
+                    # The call is gone (the client cancelled or disconnected).
+                    raise asyncio.CancelledError from exc
                 sent += 1
                 if metrics is not None:
                     metrics.sent.inc()
         except grpc.aio.AbortError:
             code = _aborted_code(context)
-            raise
-        except GeneratorExit:
-            # grpc closed the stream (the client went away): its generator is being closed.
-            code = grpc.StatusCode.CANCELLED
             raise
         except asyncio.CancelledError:
             code = grpc.StatusCode.CANCELLED
@@ -274,6 +283,10 @@ def streaming(
             )
             await context.abort(code, details, trailers_of(exc))
         finally:
+            # A stream left at a yield (its write failed) releases its subscriptions now.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
             if metrics is not None:
                 metrics.streams.dec()
                 metrics.handled(code)

@@ -66,6 +66,16 @@ def _seeded(fn: Callable[..., Any]) -> tuple[Callable[..., Any], str]:
     return seed(value)(settings(base, derandomize=False)(fn)), f"seed {value} (replay: {SEED_ENV}={value})"
 
 
+def _first_traceback(log: str) -> str:
+    """The first traceback in a log with the line before it (what logged it), for the failure
+    message: CI keeps only the test's output, not the services' logs."""
+    at = log.find("Traceback")
+    if at < 0:
+        return ""
+    start = log.rfind("\n", 0, log.rfind("\n", 0, at)) + 1
+    return f"{log.count('Traceback')} traceback(s), the first:\n{log[start : at + 3000]}"
+
+
 class Tally:
     def __init__(self) -> None:
         self.sent = 0
@@ -137,7 +147,9 @@ def test_fuzz(hostile: Hostile, capsys: pytest.CaptureFixture[str]) -> None:
     assert not unhealthy, f"services not answering their health check: {unhealthy}"
     # A client's mistakes are answered, not logged as failures: no service logged a traceback.
     tracebacks = {
-        s.name: n for s in stack.services if (n := s.log_path.read_text(errors="replace").count("Traceback"))
+        s.name: found
+        for s in stack.services
+        if (found := _first_traceback(s.log_path.read_text(errors="replace")))
     }
     assert not tracebacks, f"tracebacks in the services' logs (under {stack.log_dir}): {tracebacks}"
     assert not record.errors, f"the bystander was disturbed: {record.errors[:5]}"
