@@ -58,7 +58,8 @@ export type CommandResult = Message<"myko.v1.CommandResult"> & {
 
   /**
    * The events the command published, each with the offset it landed at.
-   * Empty for a command that changed nothing.
+   * Empty for a command that changed nothing. A retry answered from the tx log
+   * (after a restart or failover) has the same events without their offsets.
    *
    * @generated from field: repeated myko.v1.Event events = 3;
    */
@@ -66,7 +67,8 @@ export type CommandResult = Message<"myko.v1.CommandResult"> & {
 
   /**
    * Per partition, the position a reader must pass to see every event above:
-   * compare it with QueryResult.watermark for read-your-writes.
+   * compare it with QueryResult.watermark for read-your-writes. A retry answered
+   * from the tx log gets a position at or past the events (docs/consistency.md).
    *
    * @generated from field: myko.v1.Watermark visible_at = 4;
    */
