@@ -79,9 +79,7 @@ def _latency_rows(r: BenchResults) -> list[list[str]]:
     return [
         row("Kafka floor: txn send -> read_committed consume [FLOOR]", txn),
         row("Kafka floor: txn send -> commit acknowledged", r.floor_txn.produce_ack),
-        row(
-            "Kafka txn shaped like Myko's (event, then tx-log record)", r.floor_myko_shape.produce_to_consume
-        ),
+        row("Kafka txn shaped like Myko's (event + tx-log record)", r.floor_myko_shape.produce_to_consume),
         row("Kafka plain: produce -> consume (reference)", plain),
         row("Kafka plain: produce acknowledged", r.floor_plain.produce_ack),
         row("Myko: rejected command round trip (gRPC, no Kafka)", e.rejected),
