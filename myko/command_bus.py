@@ -80,6 +80,9 @@ class CommandBus:
         self._publisher = publisher
         self._source = source
         self._fence = fence
+        # The reads to the end that replays from the tx log share (_synced).
+        self._sync: asyncio.Future[None] | None = None
+        self._next_sync: asyncio.Future[None] | None = None
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
         self._read_back_timeout_s = read_back_timeout_s
@@ -187,13 +190,35 @@ class CommandBus:
         the end of their partitions now; once the store has read to those ends, its
         position on every partition of the topics written is such a bound
         (docs/consistency.md, "What a retry returns")."""
-        await self._fence.sync()
+        await self._synced()
         topics = {self._publisher.topic_of(ev.type) for ev in result.events}
         at = self._store.watermark.positions
         result.visible_at.CopyFrom(
             Watermark({tp: pos for tp, pos in at.items() if tp[0] in topics}).to_proto()
         )
         return result
+
+    async def _synced(self) -> None:
+        """Read to the end of every partition, once the tx being replayed is known committed.
+
+        A read begun now will do; so will one begun later, while this one waits:
+        replays arriving while a read runs share the next one (a batch retried after
+        a failover would otherwise ask for the end offsets once per command).
+        """
+        running = self._sync
+        if running is None or running.done():
+            self._sync = asyncio.ensure_future(self._fence.sync())
+            await asyncio.shield(self._sync)
+            return
+        if self._next_sync is None:
+            self._next_sync = asyncio.ensure_future(self._sync_after(running))
+        await asyncio.shield(self._next_sync)
+
+    async def _sync_after(self, running: asyncio.Future[None]) -> None:
+        await asyncio.wait([running])
+        self._next_sync = None
+        self._sync = asyncio.ensure_future(self._fence.sync())
+        await self._sync
 
     async def _run(
         self, tx: str, digest: bytes, name: str, handler: object, command: Message, principal: Principal

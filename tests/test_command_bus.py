@@ -326,6 +326,32 @@ async def test_results_no_longer_cached_are_read_back_with_a_visible_at_past_the
         assert core.store.watermark.covers(Watermark.from_proto(again.visible_at).positions)
 
 
+async def test_many_retries_answered_from_the_log_at_once_share_one_read_to_the_end() -> None:
+    app, _ = counter_app()
+    limits = TxLogLimits(max_age_ms=3_600_000, max_txs=1000, result_cache_bytes=0)
+    async with running(app, limits=limits) as core:
+        txs = [new_tx() for _ in range(20)]
+        firsts = await asyncio.gather(
+            *(core.execute(Add(id=f"c{i % 4}", by=1), tx=tx) for i, tx in enumerate(txs))
+        )
+        reads = 0
+        end_offsets = core.feed.end_offsets
+
+        async def counted() -> Any:
+            nonlocal reads
+            reads += 1
+            return await end_offsets()
+
+        core.feed.end_offsets = counted  # type: ignore[method-assign]
+        agains = await asyncio.gather(
+            *(core.execute(Add(id=f"c{i % 4}", by=1), tx=tx) for i, tx in enumerate(txs))
+        )
+        for first, again in zip(firsts, agains, strict=True):
+            assert_replayed(again, first)
+        assert [value_of(core, f"c{i}") for i in range(4)] == [5, 5, 5, 5]  # each took effect once
+        assert reads < len(txs)
+
+
 async def test_cached_results_are_answered_byte_for_byte() -> None:
     app, runs = counter_app()
     async with running(app) as core:
