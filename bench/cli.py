@@ -28,6 +28,7 @@ from pathlib import Path
 
 import grpc
 
+from bench.batch_throughput import BatchResult, measure_batch_throughput
 from bench.client import CHANNEL_OPTIONS
 from bench.cpu import CpuMeter, load_average, pids_with_argument
 from bench.end_to_end import EndToEndResult, measure_end_to_end
@@ -70,6 +71,8 @@ class Options:
     scale_gets: int
     profile_dir: Path | None
     output: Path | None
+    batch_senders: int = 4  # 0: no ExecuteBatch phase
+    batch_size: int = 500
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -101,6 +104,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     ap.add_argument("--hot-clients", type=int, default=64, help="clients on one hot target (0: skip)")
     ap.add_argument("--throughput-seconds", type=float, default=5.0, help="measured time per level")
     ap.add_argument("--throughput-warmup-seconds", type=float, default=1.0, help="unmeasured time per level")
+    ap.add_argument(
+        "--batch-senders",
+        type=int,
+        default=4,
+        help="ExecuteBatch phase: senders, one batch in flight each (0: skip)",
+    )
+    ap.add_argument("--batch-size", type=int, default=500, help="ExecuteBatch phase: commands per batch")
     ap.add_argument("--fanout-subscribers", type=_counts, default=(1, 100), help="e.g. 1,100")
     ap.add_argument("--fanout-count", type=int, default=200, help="sequential commands per fan-out level")
     ap.add_argument("--fanout-warmup", type=int, default=20, help="unmeasured commands first")
@@ -167,6 +177,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         scale_gets=a.scale_gets,
         profile_dir=a.profile,
         output=None if a.no_write or a.quick else a.output,
+        batch_senders=a.batch_senders,
+        batch_size=a.batch_size,
     )
 
 
@@ -183,6 +195,7 @@ class _Measured:
     throughput: list[ThroughputResult]
     fanout: list[FanoutResult]
     scale: ScaleResult | None
+    batch: list[BatchResult]
 
 
 async def _measure(
@@ -250,6 +263,7 @@ async def _measure(
                         meter=meter,
                     )
                 )
+        batch = await _measure_batches(opts, stack, command_addr, meter)
         fanout: list[FanoutResult] = []
         for run, subscribers in enumerate(opts.fanout_subscribers):
             _say(f"Fan-out: {subscribers} subscribers, {opts.fanout_count} commands ...")
@@ -284,7 +298,32 @@ async def _measure(
     finally:
         await command_channel.close(None)
         await query_channel.close(None)
-    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale)
+    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale, batch)
+
+
+async def _measure_batches(
+    opts: Options, stack: Stack, command_addr: str, meter: CpuMeter
+) -> list[BatchResult]:
+    """ExecuteBatch throughput (bench/batch_throughput.py): spread, then one hot target."""
+    out: list[BatchResult] = []
+    for hot in (False, True) if opts.batch_senders else ():
+        _say(
+            f"ExecuteBatch: {opts.batch_senders} senders x {opts.batch_size}{' on one hot target' if hot else ''} ..."
+        )
+        with _profiling(opts, stack, "command", "command-batch.txt", not hot):
+            out.append(
+                await measure_batch_throughput(
+                    command_addr,
+                    senders=opts.batch_senders,
+                    batch_size=opts.batch_size,
+                    hot=hot,
+                    duration_s=opts.throughput_duration_s,
+                    warmup_s=opts.throughput_warmup_s,
+                    run_id=f"b{int(hot)}",
+                    meter=meter,
+                )
+            )
+    return out
 
 
 def _profiling(
@@ -410,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fanout=measured.fanout,
         overhead=overhead,
         scale=measured.scale,
+        batch=measured.batch,
     )
     print(render_text(results), flush=True)
     if opts.profile_dir is not None:

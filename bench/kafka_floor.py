@@ -134,9 +134,10 @@ async def measure_floor(
             if transactional:
                 # As myko/publisher.py: wait for each record's offset, then commit.
                 async with producer.transaction():
-                    await (await producer.send(topic, key=key, value=PAYLOAD))
-                    if tx_log_record:
-                        await (await producer.send(side_topic, key=key, value=PAYLOAD))
+                    sent = [await producer.send(topic, key=key, value=PAYLOAD)]
+                    if tx_log_record:  # as command_svc: the tx-log record goes in the same request
+                        sent.append(await producer.send(side_topic, key=key, value=PAYLOAD))
+                    await asyncio.gather(*sent)
             else:
                 await producer.send_and_wait(topic, key=key, value=PAYLOAD)
             acked = time.perf_counter()

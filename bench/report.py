@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.batch_throughput import BATCH_HEAD, BatchResult, batch_rows
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
@@ -47,6 +48,7 @@ class BenchResults:
     duration_s: float
     overhead: OverheadResult | None = None
     scale: ScaleResult | None = None
+    batch: list[BatchResult] = field(default_factory=list)
 
 
 def _ms(seconds: float) -> str:
@@ -77,9 +79,7 @@ def _latency_rows(r: BenchResults) -> list[list[str]]:
     return [
         row("Kafka floor: txn send -> read_committed consume [FLOOR]", txn),
         row("Kafka floor: txn send -> commit acknowledged", r.floor_txn.produce_ack),
-        row(
-            "Kafka txn shaped like Myko's (event, then tx-log record)", r.floor_myko_shape.produce_to_consume
-        ),
+        row("Kafka txn shaped like Myko's (event + tx-log record)", r.floor_myko_shape.produce_to_consume),
         row("Kafka plain: produce -> consume (reference)", plain),
         row("Kafka plain: produce acknowledged", r.floor_plain.produce_ack),
         row("Myko: rejected command round trip (gRPC, no Kafka)", e.rejected),
@@ -243,6 +243,16 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
     if at64:
         rows.append(
             ["commands/s, 64 clients, single Execute", "~2,400", f"{at64[0].per_second:.0f}", ">= 5,000"]
+        )
+    spread = [b for b in r.batch if not b.hot]
+    if spread:
+        rows.append(
+            [
+                f"commands/s, ExecuteBatch ({spread[0].senders} x {spread[0].batch_size})",
+                "-",
+                f"{spread[0].per_second:.0f}",
+                ">= 20,000",
+            ]
         )
     per_change = [
         (f.subscribers, 1e6 * f.cpu.seconds.get("query", 0.0) / f.commands)
@@ -417,6 +427,8 @@ def render_text(r: BenchResults) -> str:
     out += [f"  {k}: {v}" for k, v in r.machine.lines()]
     out += ["", "Latency (sequential, one command at a time)", *_text_table(_LATENCY_HEAD, _latency_rows(r))]
     out += ["", "Throughput (concurrent clients)", *_text_table(_THROUGHPUT_HEAD, _throughput_rows(r))]
+    if r.batch:
+        out += ["", "ExecuteBatch throughput", *_text_table(BATCH_HEAD, batch_rows(r.batch))]
     out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
     out += ["", "CPU by process (% of one core; ms per command)", *_text_table(_CPU_HEAD, _cpu_rows(r))]
     if r.scale is not None:
@@ -452,6 +464,16 @@ def render_markdown(r: BenchResults) -> str:
         "### Throughput (concurrent clients, one Execute in flight each)",
         "",
         *_md_table(_THROUGHPUT_HEAD, _throughput_rows(r)),
+        *(
+            [
+                "",
+                "### ExecuteBatch throughput (bench/batch_throughput.py)",
+                "",
+                *_md_table(BATCH_HEAD, batch_rows(r.batch)),
+            ]
+            if r.batch
+            else []
+        ),
         "",
         "### Fan-out (identical Watch subscribers, one connection each)",
         "",

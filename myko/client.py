@@ -29,10 +29,10 @@ from google.protobuf.message import DecodeError, Message
 
 from myko.contract import Query, Report, query_result, report_result
 from myko.entities import TYPE_URL_PREFIX
-from myko.errors import ConfigError, InvalidArgument, ServerError
+from myko.errors import ConfigError, InvalidArgument, MykoError, ServerError
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import Lifecycle
-from myko.status import error_from_rpc
+from myko.status import error_from_command_error, error_from_rpc
 from myko.tracing import Tracing
 from myko.v1 import (
     command_pb2,
@@ -109,6 +109,9 @@ class Client(Lifecycle):
         self._credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
         self._execute: grpc.aio.UnaryUnaryMultiCallable[command_pb2.CommandRequest, command_pb2.CommandResult]
+        self._execute_batch: grpc.aio.UnaryUnaryMultiCallable[
+            command_pb2.CommandBatchRequest, command_pb2.CommandBatchResult
+        ]
         self._query_get: grpc.aio.UnaryUnaryMultiCallable[query_pb2.QueryRequest, query_pb2.QueryResult]
         self._query_watch: grpc.aio.UnaryStreamMultiCallable[query_pb2.QueryRequest, query_pb2.QueryResult]
         self._report_get: grpc.aio.UnaryUnaryMultiCallable[report_pb2.ReportRequest, report_pb2.ReportResult]
@@ -127,7 +130,7 @@ class Client(Lifecycle):
         # grpc_python_out writes no type stubs: the attributes above give the types.
         if (addr := self._addrs["command"]) is not None:
             commands = command_pb2_grpc.CommandBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
-            self._execute = commands.Execute
+            self._execute, self._execute_batch = commands.Execute, commands.ExecuteBatch
         if (addr := self._addrs["query"]) is not None:
             queries = query_pb2_grpc.QueryBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
             self._query_get, self._query_watch = queries.Get, queries.Watch
@@ -167,11 +170,36 @@ class Client(Lifecycle):
     ) -> command_pb2.CommandResult:
         """Run one command. Without `tx` a new one is generated: pass your own to retry safely
         (the same tx takes effect once)."""
-        packed = any_pb2.Any()
-        # Deterministic bytes: command_svc compares a retried tx's payload with the first.
-        packed.Pack(command, deterministic=True)
-        request = command_pb2.CommandRequest(tx=tx if tx is not None else str(uuid.uuid4()), command=packed)
-        return await self.execute_request(request, timeout_s=timeout_s)
+        return await self.execute_request(_command_request(command, tx), timeout_s=timeout_s)
+
+    async def execute_batch(
+        self,
+        commands: Sequence[Message],
+        *,
+        txs: Sequence[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> list[command_pb2.CommandResult | MykoError]:
+        """Run many independent commands in one call (ExecuteBatch): per command, in order,
+        its result or the error Execute would have raised (returned, not raised).
+
+        Each is its own tx: pass `txs` (one per command) to retry safely; sending
+        the same txs again answers every command that already ran with its first
+        result, and runs the others. The commands run concurrently, in no order:
+        one that depends on another belongs in a later call. A failure of the call
+        itself (over MYKO_MAX_BATCH_COMMANDS, command_svc unavailable, ...) raises."""
+        if txs is not None and len(txs) != len(commands):
+            raise InvalidArgument("txs", f"{len(txs)} txs for {len(commands)} commands")
+        request = command_pb2.CommandBatchRequest(
+            commands=[_command_request(c, None if txs is None else txs[i]) for i, c in enumerate(commands)]
+        )
+        answer = await self.execute_batch_request(request, timeout_s=timeout_s)
+        if len(answer.outcomes) != len(commands):
+            raise ServerError(
+                f"ExecuteBatch answered {len(answer.outcomes)} outcomes for {len(commands)} commands"
+            )
+        return [
+            o.result if o.HasField("result") else error_from_command_error(o.error) for o in answer.outcomes
+        ]
 
     async def execute_request(
         self,
@@ -186,6 +214,25 @@ class Client(Lifecycle):
         traced = self._tracing.metadata() if self._tracing.enabled else ()
         try:
             return await self._execute(
+                request,
+                timeout=self._timeout(timeout_s),
+                metadata=(*await self._call_metadata(), *traced, *metadata),
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise error_from_rpc(exc) from None
+
+    async def execute_batch_request(
+        self,
+        request: command_pb2.CommandBatchRequest,
+        *,
+        timeout_s: float | None = None,
+        metadata: Sequence[tuple[str, str]] = (),
+    ) -> command_pb2.CommandBatchResult:
+        """Send an already packed CommandBatchRequest (what a command_svc follower forwards)."""
+        self._ready("command")
+        traced = self._tracing.metadata() if self._tracing.enabled else ()
+        try:
+            return await self._execute_batch(
                 request,
                 timeout=self._timeout(timeout_s),
                 metadata=(*await self._call_metadata(), *traced, *metadata),
@@ -267,6 +314,12 @@ class Client(Lifecycle):
 
     def _timeout(self, timeout_s: float | None) -> float:
         return self._timeout_s if timeout_s is None else timeout_s
+
+
+def _command_request(command: Message, tx: str | None) -> command_pb2.CommandRequest:
+    """Without `tx`, a new one."""
+    # Deterministic bytes: command_svc compares a retried tx's payload with the first.
+    return command_pb2.CommandRequest(tx=tx if tx is not None else str(uuid.uuid4()), command=_pack(command))
 
 
 def _pack(message: Message) -> any_pb2.Any:

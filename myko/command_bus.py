@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry
 from myko import input_rules
 from myko.app import App
 from myko.command_context import CommandContext
+from myko.command_result import is_logged_form
 from myko.command_writer import CommandWriter, Submission
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
@@ -35,6 +36,7 @@ from myko.store_fence import StoreFence
 from myko.tracing import SPAN_COMMIT, SPAN_HANDLE, Tracing
 from myko.txlog import TxEntry, TxLog, command_digest
 from myko.v1 import command_pb2
+from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class CommandBus:
         self._txlog = txlog
         self._publisher = publisher
         self._source = source
+        self._fence = fence
+        # The reads to the end that replays from the tx log share (_synced).
+        self._sync: asyncio.Future[None] | None = None
+        self._next_sync: asyncio.Future[None] | None = None
         self._max_command_bytes = max_command_bytes
         self._conflict_retries = conflict_retries
         self._read_back_timeout_s = read_back_timeout_s
@@ -168,11 +174,51 @@ class CommandBus:
         """The stored answer of a tx that already took effect, if it is the same command."""
         _same_command(done.tx, digest, done.digest)
         result = await self._txlog.result(done)
+        if is_logged_form(result):
+            return await self._visible(result)
         # The tx log may know a tx before the store has read its events back: answer
         # only once it has, so the caller's next command sees this one's writes.
         needed = {(o.topic, o.partition): o.offset for o in result.visible_at.positions}
         await self._store.wait_for(needed, timeout_s=self._read_back_timeout_s)
         return result
+
+    async def _visible(self, result: command_pb2.CommandResult) -> command_pb2.CommandResult:
+        """A result read back from the tx log has no offsets (its record was written with
+        its events, before they were known): give it a visible_at at or past them.
+
+        The tx log shows only committed transactions, so this tx's events lie before
+        the end of their partitions now; once the store has read to those ends, its
+        position on every partition of the topics written is such a bound
+        (docs/consistency.md, "What a retry returns")."""
+        await self._synced()
+        topics = {self._publisher.topic_of(ev.type) for ev in result.events}
+        at = self._store.watermark.positions
+        result.visible_at.CopyFrom(
+            Watermark({tp: pos for tp, pos in at.items() if tp[0] in topics}).to_proto()
+        )
+        return result
+
+    async def _synced(self) -> None:
+        """Read to the end of every partition, once the tx being replayed is known committed.
+
+        A read begun now will do; so will one begun later, while this one waits:
+        replays arriving while a read runs share the next one (a batch retried after
+        a failover would otherwise ask for the end offsets once per command).
+        """
+        running = self._sync
+        if running is None or running.done():
+            self._sync = asyncio.ensure_future(self._fence.sync())
+            await asyncio.shield(self._sync)
+            return
+        if self._next_sync is None:
+            self._next_sync = asyncio.ensure_future(self._sync_after(running))
+        await asyncio.shield(self._next_sync)
+
+    async def _sync_after(self, running: asyncio.Future[None]) -> None:
+        await asyncio.wait([running])
+        self._next_sync = None
+        self._sync = asyncio.ensure_future(self._fence.sync())
+        await self._sync
 
     async def _run(
         self, tx: str, digest: bytes, name: str, handler: object, command: Message, principal: Principal

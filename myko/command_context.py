@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import TypeVar, cast
@@ -176,6 +177,6 @@ def _copy(msg: E) -> E:
 
 
 def _now() -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.GetCurrentTime()
-    return ts
+    # Not Timestamp.GetCurrentTime(): it goes through datetime, ~3x the cost, per event.
+    ns = time.time_ns()
+    return timestamp_pb2.Timestamp(seconds=ns // 1_000_000_000, nanos=ns % 1_000_000_000)

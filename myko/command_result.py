@@ -1,9 +1,11 @@
 """A command's result: built from where its events landed, and bounded in size before that.
 
-The result goes back to the caller and, whole, into the tx log (so a retry gets
-it byte for byte), so its size must fit both the callers' message limits and the
-tx-log topic's `max.message.bytes`. Offsets are only known once written, so the
-check before writing uses an upper bound: every offset at its largest value.
+The result goes back to the caller; the tx log keeps its logged form (the same
+result without the offsets, which are not known yet when the record is sent in
+the same produce request as the events: docs/consistency.md, "What a retry
+returns"). Its size must fit both the callers' message limits and the tx-log
+topic's `max.message.bytes`. Offsets are only known once written, so the check
+before writing uses an upper bound: every offset at its largest value.
 """
 
 from __future__ import annotations
@@ -34,6 +36,28 @@ def build_result(proposal: Proposal, landed: Sequence[item_pb2.Offset]) -> comma
         events=events,
         visible_at=Watermark.after(landed).to_proto(),
     )
+
+
+def logged_result(proposal: Proposal) -> command_pb2.CommandResult:
+    """What the tx log keeps of a proposal's result: everything but where its events landed."""
+    return command_pb2.CommandResult(
+        tx=proposal.tx, command_type=proposal.command_type, events=proposal.events
+    )
+
+
+def is_logged_form(result: command_pb2.CommandResult) -> bool:
+    """True for a result read back from the tx log: events without offsets, no visible_at."""
+    return bool(result.events) and not result.visible_at.positions
+
+
+def without_offsets(result: command_pb2.CommandResult) -> command_pb2.CommandResult:
+    """A full result in its logged form (what a replay from the tx log starts from)."""
+    out = command_pb2.CommandResult()
+    out.CopyFrom(result)
+    out.ClearField("visible_at")
+    for ev in out.events:
+        ev.ClearField("offset")
+    return out
 
 
 def result_size_bound(

@@ -19,6 +19,7 @@ from myko import catalogue
 from myko.app import App
 from myko.authentication import Authenticator
 from myko.client import Client, channel_options
+from myko.command_batch import BatchLimits, CommandBatches
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
@@ -79,13 +80,30 @@ def register_command_bus(
                 _log_failed(req, exc)
                 raise
 
+    async def execute_batch(req: command_pb2.CommandBatchRequest, ctx: Ctx) -> command_pb2.CommandBatchResult:
+        # The same checks as Execute, once for the call; each command is then
+        # authorised and answered on its own (command_batch.py).
+        service.transport.caller(ctx, catalogue.COMMAND.callers)
+        principal = await service.auth.from_metadata(ctx.invocation_metadata())
+        if service.reader.rewritten is not None:
+            raise service.reader.rewritten
+        if not service.bus.running:
+            return await service.forward_batch(req, ctx)
+        return await service.batches.execute(req, principal)
+
     register_service(
         server,
         "myko.v1.CommandBus",
         {
             "Execute": unary_method(
                 execute, command_pb2.CommandRequest, name="myko.v1.CommandBus/Execute", metrics=metrics
-            )
+            ),
+            "ExecuteBatch": unary_method(
+                execute_batch,
+                command_pb2.CommandBatchRequest,
+                name="myko.v1.CommandBus/ExecuteBatch",
+                metrics=metrics,
+            ),
         },
     )
 
@@ -186,6 +204,15 @@ class CommandService(Lifecycle):
             metrics=metrics.command,
             tracing=self.tracing,
         )
+        self.batches = CommandBatches(
+            self.bus,
+            BatchLimits(
+                max_commands=settings.max_batch_commands,
+                max_in_flight=settings.max_batch_in_flight,
+                max_result_bytes=settings.max_batch_result_bytes,
+            ),
+            on_failed=_log_failed,
+        )
         metrics.command.watch(txlog_entries=lambda: len(self.txlog), leading=lambda: self.bus.running)
         self.lease = LeaderLease(
             kafka, instance_id=settings.instance_id, on_elected=self._elected, on_deposed=self._deposed
@@ -252,6 +279,20 @@ class CommandService(Lifecycle):
 
     async def forward(self, req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
         """Send Execute on to the leader; its answer, error and all, is the answer."""
+        leader = await self._leader_client()
+        # The leader's MykoError reaches the caller with the leader's status and message.
+        return await leader.execute_request(req, timeout_s=ctx.time_remaining(), metadata=_authorization(ctx))
+
+    async def forward_batch(
+        self, req: command_pb2.CommandBatchRequest, ctx: Ctx
+    ) -> command_pb2.CommandBatchResult:
+        """Send ExecuteBatch on to the leader, as `forward` does Execute."""
+        leader = await self._leader_client()
+        return await leader.execute_batch_request(
+            req, timeout_s=ctx.time_remaining(), metadata=_authorization(ctx)
+        )
+
+    async def _leader_client(self) -> Client:
         addr = self.leader_addr
         if addr is None or addr == self.advertise_addr:
             raise Unavailable("no command leader is serving yet; retry with the same tx")
@@ -275,8 +316,7 @@ class CommandService(Lifecycle):
             await leader.start()
             if old is not None:
                 await old.stop()
-        # The leader's MykoError reaches the caller with the leader's status and message.
-        return await leader.execute_request(req, timeout_s=ctx.time_remaining(), metadata=_authorization(ctx))
+        return leader
 
     async def start(self) -> None:
         kafka = self.settings.kafka

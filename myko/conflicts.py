@@ -23,6 +23,7 @@ class ChangeTracker:
         self._last: dict[Key, int] = {}
         self._type_last: dict[str, int] = {}
         self._open: dict[int, int] = {}
+        self._prune_at = 1024
         self._next_token = 0
         store.subscribe_batches(self._on_batch)
 
@@ -52,7 +53,12 @@ class ChangeTracker:
         )
 
     def _prune(self) -> None:
-        # A change at or before the oldest open read can never make it stale.
-        floor = min(self._open.values(), default=self.seq)
-        if len(self._last) > 1024:
-            self._last = {k: s for k, s in self._last.items() if s > floor}
+        if len(self._last) <= self._prune_at:
+            return
+        # A change at or before the oldest open read can never make it stale. Tokens
+        # are opened in order and seq never decreases, so the first open one is the
+        # oldest (no scan of every open handler on each close: a batch opens hundreds).
+        floor = next(iter(self._open.values()), self.seq)
+        self._last = {k: s for k, s in self._last.items() if s > floor}
+        # What is left is still needed: look again once it has doubled, not on every close.
+        self._prune_at = max(1024, 2 * len(self._last))

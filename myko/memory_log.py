@@ -39,12 +39,15 @@ class Transaction:
 
     log: MemoryLog
     staged: list[LogRecord] = field(default_factory=list)
+    # Records staged per partition so far (a group commit stages thousands).
+    _per_partition: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def send(self, record: KafkaRecord) -> LogRecord:
         partition = self.log.partition_for(record.topic, record.key)
-        offset = self.log._next_offset((record.topic, partition)) + sum(
-            1 for r in self.staged if (r.topic, r.partition) == (record.topic, partition)
-        )
+        tp = (record.topic, partition)
+        before = self._per_partition.get(tp, 0)
+        self._per_partition[tp] = before + 1
+        offset = self.log._next_offset(tp) + before
         staged = LogRecord(
             topic=record.topic,
             partition=partition,

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from enum import Enum
 
-from myko.command_result import build_result, check_result_size
+from myko.command_result import build_result, check_result_size, logged_result
 from myko.errors import Fenced, Unavailable
 from myko.events import to_record
 from myko.memory_log import MemoryLog
@@ -67,6 +67,9 @@ class MemoryPublisher:
         self._open.set()
 
     # --- the port ----------------------------------------------------------
+    def topic_of(self, entity_type: str) -> str:
+        return self._topic_of(entity_type)
+
     def check_size(self, proposal: Proposal) -> int:
         return check_result_size(
             proposal,
@@ -97,10 +100,12 @@ class MemoryPublisher:
                 for ev in p.events:
                     at = txn.send(to_record(ev, self._topic_of(ev.type)))
                     landed.append(item_pb2.Offset(topic=at.topic, partition=at.partition, offset=at.offset))
-                result = build_result(p, landed)
-                rec = txn.send(txlog_record(self._txlog_topic, p.tx, p.digest, result))
+                # As the Kafka publisher: the record is sent with the events, before their offsets are known.
+                rec = txn.send(txlog_record(self._txlog_topic, p.tx, p.digest, logged_result(p)))
                 committed.append(
-                    Committed(result=result, txlog_partition=rec.partition, txlog_offset=rec.offset)
+                    Committed(
+                        result=build_result(p, landed), txlog_partition=rec.partition, txlog_offset=rec.offset
+                    )
                 )
         self.commits += 1
         if failure is Failure.ANSWER_LOST:

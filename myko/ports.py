@@ -57,6 +57,10 @@ class Publisher(Protocol):
         """The largest CommandResult a commit may produce."""
         ...
 
+    def topic_of(self, entity_type: str) -> str:
+        """The topic an entity type's events are written to."""
+        ...
+
     def check_size(self, proposal: Proposal) -> int:
         """The most bytes the proposal's result can take; LimitExceeded over max_result_bytes."""
         ...
@@ -64,7 +68,9 @@ class Publisher(Protocol):
     async def commit(self, proposals: Sequence[Proposal]) -> list[Committed]:
         """Write every proposal's events and tx-log record in one transaction.
 
-        Returns one Committed per proposal, in order, once all is durable. Raises
+        The tx-log record holds the result's logged form (command_result.logged_result:
+        no offsets), so it can be sent with the events. Returns one Committed per
+        proposal, in order, once all is durable, with the full result. Raises
         LimitExceeded (nothing written) for an oversized proposal, Fenced when another
         writer took over, Unavailable when the outcome is unknown: nothing may have
         been written, or everything (the answer was lost), never a part.

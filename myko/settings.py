@@ -540,6 +540,14 @@ class CommandSettings(KafkaServiceSettings):
     tx_result_cache_bytes: int = 16 * 1024 * 1024
     # Re-runs of a handler whose reads went stale before it could commit.
     conflict_retries: int = 8
+    # ExecuteBatch (docs/batches.md): most commands in one call (more is
+    # RESOURCE_EXHAUSTED, not retriable), most batched commands in flight at once
+    # across every caller (more is RESOURCE_EXHAUSTED, retriable), and most bytes
+    # of results in one answer (a result past it is answered "took effect, ask
+    # for it alone": a default gRPC client receives up to 4 MiB).
+    max_batch_commands: int = 1000
+    max_batch_in_flight: int = 10_000
+    max_batch_result_bytes: int = 4 * 1024 * 1024 - 64 * 1024
     # Where other replicas reach this one when it leads (HOST:PORT); empty means
     # this host's name (or MYKO_HOST when it is a specific address) and the bound
     # port: the internal port when TLS is on, else the public one.
@@ -563,6 +571,11 @@ class CommandSettings(KafkaServiceSettings):
             tx_dedupe_max_txs=e.int("MYKO_TX_DEDUPE_MAX_TXS", 100_000, minimum=1),
             tx_result_cache_bytes=e.int("MYKO_TX_RESULT_CACHE_BYTES", 16 * 1024 * 1024, minimum=0),
             conflict_retries=e.int("MYKO_CONFLICT_RETRIES", 8, minimum=0),
+            max_batch_commands=e.int("MYKO_MAX_BATCH_COMMANDS", 1000, minimum=1),
+            max_batch_in_flight=e.int("MYKO_MAX_BATCH_IN_FLIGHT", 10_000, minimum=1),
+            max_batch_result_bytes=e.int(
+                "MYKO_MAX_BATCH_RESULT_BYTES", 4 * 1024 * 1024 - 64 * 1024, minimum=1024
+            ),
             advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
             internal_port=e.port(catalogue.COMMAND.internal_port_env, catalogue.COMMAND_INTERNAL_PORT),
             auth=AuthSettings.from_env(e),

@@ -42,6 +42,7 @@ from myko.errors import (
     UnknownType,
 )
 from myko.metrics.rpc import MethodMetrics
+from myko.v1 import command_pb2
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,24 @@ def error_of(code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -
 def error_from_rpc(exc: grpc.aio.AioRpcError) -> MykoError:
     """`error_of` for a failed call, as grpc.aio raises it."""
     return error_of(exc.code(), exc.details() or "", exc.trailing_metadata())
+
+
+# A status code as a number (CommandError.code) -> the code.
+_CODE_NUMBERS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def command_error(exc: BaseException, where: str) -> command_pb2.CommandError:
+    """The status Execute would have failed with, as one item of an ExecuteBatch answer."""
+    code, details = status_of(exc, where)
+    return command_pb2.CommandError(
+        code=code.value[0], message=details, limit=exc.limit if isinstance(exc, LimitExceeded) else ""
+    )
+
+
+def error_from_command_error(error: command_pb2.CommandError) -> MykoError:
+    """`error_of` for one item of an ExecuteBatch answer: what a failed Execute would raise."""
+    code = _CODE_NUMBERS.get(error.code, grpc.StatusCode.UNKNOWN)
+    return error_of(code, error.message, ((LIMIT_KEY, error.limit),) if error.limit else ())
 
 
 def _field_and_message(details: str) -> tuple[str, str]:

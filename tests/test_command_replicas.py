@@ -109,3 +109,32 @@ async def test_follower_answers_with_the_leaders_result_and_errors(
         assert (bad.value.field, bad.value.message) == ("name", "name: must not be empty")
         with pytest.raises(Rejected, match="nope"):
             await follower.execute(commands_pb2.RecordHits(id="nope", count=1))
+
+
+async def test_a_batch_sent_to_the_follower_is_run_by_the_leader_once(
+    stack: InProcessStack, second: tuple[CommandService, Clients]
+) -> None:
+    other, _ = second
+    assert not other.bus.running
+    async with (
+        Client(command_addr=f"127.0.0.1:{other.grpc.port}") as follower,
+        Client(command_addr=f"127.0.0.1:{stack.command.grpc.port}") as leader,
+    ):
+        created = await follower.execute(commands_pb2.SetTarget(name="batched"))
+        tid = created.events[0].id
+        hits = [commands_pb2.RecordHits(id=tid, count=1) for _ in range(10)]
+        txs = [new_tx() for _ in hits]
+        via_follower, via_leader = await asyncio.gather(
+            follower.execute_batch(
+                [*hits, commands_pb2.RecordHits(id="nope", count=1)], txs=[*txs, new_tx()]
+            ),
+            leader.execute_batch(hits, txs=txs),
+        )
+        assert via_follower[:10] == via_leader
+        assert isinstance(via_follower[10], Rejected)
+        last = via_leader[-1]
+        assert not isinstance(last, Exception)
+        (target,) = items(
+            await stack.clients.get(queries_pb2.TargetById(id=tid), at_least=last.visible_at), Target
+        )
+        assert target.hit_count == 10

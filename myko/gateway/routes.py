@@ -29,6 +29,7 @@ class Route:
 
 PUBLIC_ROUTES: dict[str, Route] = {
     "/myko.v1.CommandBus/Execute": Route(Upstream.COMMAND, CallKind.UNARY),
+    "/myko.v1.CommandBus/ExecuteBatch": Route(Upstream.COMMAND, CallKind.UNARY),
     "/myko.v1.QueryBus/Watch": Route(Upstream.QUERY, CallKind.SERVER_STREAM),
     "/myko.v1.QueryBus/Get": Route(Upstream.QUERY, CallKind.UNARY),
     "/myko.v1.ReportBus/Watch": Route(Upstream.REPORT, CallKind.SERVER_STREAM),

@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from myko.v1 import item_pb2 as myko_dot_v1_dot_item__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15myko/v1/command.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"C\n\x0e\x43ommandRequest\x12\n\n\x02tx\x18\x01 \x01(\t\x12%\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"y\n\rCommandResult\x12\n\n\x02tx\x18\x01 \x01(\t\x12\x14\n\x0c\x63ommand_type\x18\x02 \x01(\t\x12\x1e\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x0e.myko.v1.Event\x12&\n\nvisible_at\x18\x04 \x01(\x0b\x32\x12.myko.v1.Watermark2H\n\nCommandBus\x12:\n\x07\x45xecute\x12\x17.myko.v1.CommandRequest\x1a\x16.myko.v1.CommandResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15myko/v1/command.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"C\n\x0e\x43ommandRequest\x12\n\n\x02tx\x18\x01 \x01(\t\x12%\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x14.google.protobuf.Any\"y\n\rCommandResult\x12\n\n\x02tx\x18\x01 \x01(\t\x12\x14\n\x0c\x63ommand_type\x18\x02 \x01(\t\x12\x1e\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x0e.myko.v1.Event\x12&\n\nvisible_at\x18\x04 \x01(\x0b\x32\x12.myko.v1.Watermark\"@\n\x13\x43ommandBatchRequest\x12)\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x17.myko.v1.CommandRequest\"?\n\x12\x43ommandBatchResult\x12)\n\x08outcomes\x18\x01 \x03(\x0b\x32\x17.myko.v1.CommandOutcome\"m\n\x0e\x43ommandOutcome\x12(\n\x06result\x18\x01 \x01(\x0b\x32\x16.myko.v1.CommandResultH\x00\x12&\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x15.myko.v1.CommandErrorH\x00\x42\t\n\x07outcome\"<\n\x0c\x43ommandError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t2\x93\x01\n\nCommandBus\x12:\n\x07\x45xecute\x12\x17.myko.v1.CommandRequest\x1a\x16.myko.v1.CommandResult\x12I\n\x0c\x45xecuteBatch\x12\x1c.myko.v1.CommandBatchRequest\x1a\x1b.myko.v1.CommandBatchResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMANDREQUEST']._serialized_end=148
   _globals['_COMMANDRESULT']._serialized_start=150
   _globals['_COMMANDRESULT']._serialized_end=271
-  _globals['_COMMANDBUS']._serialized_start=273
-  _globals['_COMMANDBUS']._serialized_end=345
+  _globals['_COMMANDBATCHREQUEST']._serialized_start=273
+  _globals['_COMMANDBATCHREQUEST']._serialized_end=337
+  _globals['_COMMANDBATCHRESULT']._serialized_start=339
+  _globals['_COMMANDBATCHRESULT']._serialized_end=402
+  _globals['_COMMANDOUTCOME']._serialized_start=404
+  _globals['_COMMANDOUTCOME']._serialized_end=513
+  _globals['_COMMANDERROR']._serialized_start=515
+  _globals['_COMMANDERROR']._serialized_end=575
+  _globals['_COMMANDBUS']._serialized_start=578
+  _globals['_COMMANDBUS']._serialized_end=725
 # @@protoc_insertion_point(module_scope)

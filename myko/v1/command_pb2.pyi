@@ -27,3 +27,33 @@ class CommandResult(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[_item_pb2.Event]
     visible_at: _item_pb2.Watermark
     def __init__(self, tx: _Optional[str] = ..., command_type: _Optional[str] = ..., events: _Optional[_Iterable[_Union[_item_pb2.Event, _Mapping]]] = ..., visible_at: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
+
+class CommandBatchRequest(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[CommandRequest]
+    def __init__(self, commands: _Optional[_Iterable[_Union[CommandRequest, _Mapping]]] = ...) -> None: ...
+
+class CommandBatchResult(_message.Message):
+    __slots__ = ("outcomes",)
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[CommandOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[CommandOutcome, _Mapping]]] = ...) -> None: ...
+
+class CommandOutcome(_message.Message):
+    __slots__ = ("result", "error")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    result: CommandResult
+    error: CommandError
+    def __init__(self, result: _Optional[_Union[CommandResult, _Mapping]] = ..., error: _Optional[_Union[CommandError, _Mapping]] = ...) -> None: ...
+
+class CommandError(_message.Message):
+    __slots__ = ("code", "message", "limit")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    limit: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ..., limit: _Optional[str] = ...) -> None: ...

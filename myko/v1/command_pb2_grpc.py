@@ -40,6 +40,11 @@ class CommandBusStub:
                 request_serializer=myko_dot_v1_dot_command__pb2.CommandRequest.SerializeToString,
                 response_deserializer=myko_dot_v1_dot_command__pb2.CommandResult.FromString,
                 _registered_method=True)
+        self.ExecuteBatch = channel.unary_unary(
+                '/myko.v1.CommandBus/ExecuteBatch',
+                request_serializer=myko_dot_v1_dot_command__pb2.CommandBatchRequest.SerializeToString,
+                response_deserializer=myko_dot_v1_dot_command__pb2.CommandBatchResult.FromString,
+                _registered_method=True)
 
 
 class CommandBusServicer:
@@ -52,6 +57,17 @@ class CommandBusServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExecuteBatch(self, request, context):
+        """Many independent commands in one call (importers, sagas): each is still its
+        own tx, authorised, deduplicated and answered on its own, exactly as if it
+        had come through Execute; one bad command fails only its own outcome. No
+        order among them: a command that depends on another goes in a later call.
+        Over MYKO_MAX_BATCH_COMMANDS commands the whole call is RESOURCE_EXHAUSTED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CommandBusServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +75,11 @@ def add_CommandBusServicer_to_server(servicer, server):
                     servicer.Execute,
                     request_deserializer=myko_dot_v1_dot_command__pb2.CommandRequest.FromString,
                     response_serializer=myko_dot_v1_dot_command__pb2.CommandResult.SerializeToString,
+            ),
+            'ExecuteBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExecuteBatch,
+                    request_deserializer=myko_dot_v1_dot_command__pb2.CommandBatchRequest.FromString,
+                    response_serializer=myko_dot_v1_dot_command__pb2.CommandBatchResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +110,33 @@ class CommandBus:
             '/myko.v1.CommandBus/Execute',
             myko_dot_v1_dot_command__pb2.CommandRequest.SerializeToString,
             myko_dot_v1_dot_command__pb2.CommandResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/myko.v1.CommandBus/ExecuteBatch',
+            myko_dot_v1_dot_command__pb2.CommandBatchRequest.SerializeToString,
+            myko_dot_v1_dot_command__pb2.CommandBatchResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/command.proto.
  */
 export const file_myko_v1_command: GenFile = /*@__PURE__*/
-  fileDesc("ChVteWtvL3YxL2NvbW1hbmQucHJvdG8SB215a28udjEiQwoOQ29tbWFuZFJlcXVlc3QSCgoCdHgYASABKAkSJQoHY29tbWFuZBgCIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkieQoNQ29tbWFuZFJlc3VsdBIKCgJ0eBgBIAEoCRIUCgxjb21tYW5kX3R5cGUYAiABKAkSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBImCgp2aXNpYmxlX2F0GAQgASgLMhIubXlrby52MS5XYXRlcm1hcmsySAoKQ29tbWFuZEJ1cxI6CgdFeGVjdXRlEhcubXlrby52MS5Db21tYW5kUmVxdWVzdBoWLm15a28udjEuQ29tbWFuZFJlc3VsdGIGcHJvdG8z", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChVteWtvL3YxL2NvbW1hbmQucHJvdG8SB215a28udjEiQwoOQ29tbWFuZFJlcXVlc3QSCgoCdHgYASABKAkSJQoHY29tbWFuZBgCIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkieQoNQ29tbWFuZFJlc3VsdBIKCgJ0eBgBIAEoCRIUCgxjb21tYW5kX3R5cGUYAiABKAkSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBImCgp2aXNpYmxlX2F0GAQgASgLMhIubXlrby52MS5XYXRlcm1hcmsiQAoTQ29tbWFuZEJhdGNoUmVxdWVzdBIpCghjb21tYW5kcxgBIAMoCzIXLm15a28udjEuQ29tbWFuZFJlcXVlc3QiPwoSQ29tbWFuZEJhdGNoUmVzdWx0EikKCG91dGNvbWVzGAEgAygLMhcubXlrby52MS5Db21tYW5kT3V0Y29tZSJtCg5Db21tYW5kT3V0Y29tZRIoCgZyZXN1bHQYASABKAsyFi5teWtvLnYxLkNvbW1hbmRSZXN1bHRIABImCgVlcnJvchgCIAEoCzIVLm15a28udjEuQ29tbWFuZEVycm9ySABCCQoHb3V0Y29tZSI8CgxDb21tYW5kRXJyb3ISDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJEg0KBWxpbWl0GAMgASgJMpMBCgpDb21tYW5kQnVzEjoKB0V4ZWN1dGUSFy5teWtvLnYxLkNvbW1hbmRSZXF1ZXN0GhYubXlrby52MS5Db21tYW5kUmVzdWx0EkkKDEV4ZWN1dGVCYXRjaBIcLm15a28udjEuQ29tbWFuZEJhdGNoUmVxdWVzdBobLm15a28udjEuQ29tbWFuZEJhdGNoUmVzdWx0YgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item]);
 
 /**
  * @generated from message myko.v1.CommandRequest
@@ -58,7 +58,8 @@ export type CommandResult = Message<"myko.v1.CommandResult"> & {
 
   /**
    * The events the command published, each with the offset it landed at.
-   * Empty for a command that changed nothing.
+   * Empty for a command that changed nothing. A retry answered from the tx log
+   * (after a restart or failover) has the same events without their offsets.
    *
    * @generated from field: repeated myko.v1.Event events = 3;
    */
@@ -66,7 +67,8 @@ export type CommandResult = Message<"myko.v1.CommandResult"> & {
 
   /**
    * Per partition, the position a reader must pass to see every event above:
-   * compare it with QueryResult.watermark for read-your-writes.
+   * compare it with QueryResult.watermark for read-your-writes. A retry answered
+   * from the tx log gets a position at or past the events (docs/consistency.md).
    *
    * @generated from field: myko.v1.Watermark visible_at = 4;
    */
@@ -81,6 +83,107 @@ export const CommandResultSchema: GenMessage<CommandResult> = /*@__PURE__*/
   messageDesc(file_myko_v1_command, 1);
 
 /**
+ * @generated from message myko.v1.CommandBatchRequest
+ */
+export type CommandBatchRequest = Message<"myko.v1.CommandBatchRequest"> & {
+  /**
+   * @generated from field: repeated myko.v1.CommandRequest commands = 1;
+   */
+  commands: CommandRequest[];
+};
+
+/**
+ * Describes the message myko.v1.CommandBatchRequest.
+ * Use `create(CommandBatchRequestSchema)` to create a new message.
+ */
+export const CommandBatchRequestSchema: GenMessage<CommandBatchRequest> = /*@__PURE__*/
+  messageDesc(file_myko_v1_command, 2);
+
+/**
+ * @generated from message myko.v1.CommandBatchResult
+ */
+export type CommandBatchResult = Message<"myko.v1.CommandBatchResult"> & {
+  /**
+   * One per request command, in the same order.
+   *
+   * @generated from field: repeated myko.v1.CommandOutcome outcomes = 1;
+   */
+  outcomes: CommandOutcome[];
+};
+
+/**
+ * Describes the message myko.v1.CommandBatchResult.
+ * Use `create(CommandBatchResultSchema)` to create a new message.
+ */
+export const CommandBatchResultSchema: GenMessage<CommandBatchResult> = /*@__PURE__*/
+  messageDesc(file_myko_v1_command, 3);
+
+/**
+ * @generated from message myko.v1.CommandOutcome
+ */
+export type CommandOutcome = Message<"myko.v1.CommandOutcome"> & {
+  /**
+   * @generated from oneof myko.v1.CommandOutcome.outcome
+   */
+  outcome: {
+    /**
+     * What Execute would have answered.
+     *
+     * @generated from field: myko.v1.CommandResult result = 1;
+     */
+    value: CommandResult;
+    case: "result";
+  } | {
+    /**
+     * The status Execute would have failed with.
+     *
+     * @generated from field: myko.v1.CommandError error = 2;
+     */
+    value: CommandError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message myko.v1.CommandOutcome.
+ * Use `create(CommandOutcomeSchema)` to create a new message.
+ */
+export const CommandOutcomeSchema: GenMessage<CommandOutcome> = /*@__PURE__*/
+  messageDesc(file_myko_v1_command, 4);
+
+/**
+ * @generated from message myko.v1.CommandError
+ */
+export type CommandError = Message<"myko.v1.CommandError"> & {
+  /**
+   * A gRPC status code (google.rpc.Code), never OK.
+   *
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * For RESOURCE_EXHAUSTED over a fixed limit: the setting it names (as the
+   * myko-limit trailer of a failed Execute); retrying the same command fails again.
+   *
+   * @generated from field: string limit = 3;
+   */
+  limit: string;
+};
+
+/**
+ * Describes the message myko.v1.CommandError.
+ * Use `create(CommandErrorSchema)` to create a new message.
+ */
+export const CommandErrorSchema: GenMessage<CommandError> = /*@__PURE__*/
+  messageDesc(file_myko_v1_command, 5);
+
+/**
  * Changes entities. Retrying with the same tx is safe: it takes effect once.
  *
  * @generated from service myko.v1.CommandBus
@@ -93,6 +196,20 @@ export const CommandBus: GenService<{
     methodKind: "unary";
     input: typeof CommandRequestSchema;
     output: typeof CommandResultSchema;
+  },
+  /**
+   * Many independent commands in one call (importers, sagas): each is still its
+   * own tx, authorised, deduplicated and answered on its own, exactly as if it
+   * had come through Execute; one bad command fails only its own outcome. No
+   * order among them: a command that depends on another goes in a later call.
+   * Over MYKO_MAX_BATCH_COMMANDS commands the whole call is RESOURCE_EXHAUSTED.
+   *
+   * @generated from rpc myko.v1.CommandBus.ExecuteBatch
+   */
+  executeBatch: {
+    methodKind: "unary";
+    input: typeof CommandBatchRequestSchema;
+    output: typeof CommandBatchResultSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_myko_v1_command, 0);

@@ -1,0 +1,191 @@
+"""Command throughput through ExecuteBatch: what importers and sagas can reach.
+
+`senders` loops, each on its own gRPC channel with one ExecuteBatch of
+`batch_size` RecordHits in flight at a time (every command its own tx, as in
+the single-Execute phase). Spread: each command hits one of `senders x 16`
+Targets; hot: every command of every batch hits the same Target, and the run
+checks that no acknowledged hit was lost. Commands/s counts the acknowledged
+commands of the batches answered within the measured window (an item that
+failed is an error, not a command).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+from targets.v1 import commands_pb2, entities_pb2
+
+from bench.client import CHANNEL_OPTIONS, CommandClient, pack
+from bench.cpu import CpuMeter, CpuUse
+from bench.end_to_end import create_targets
+from bench.samples import Samples
+from myko.v1 import command_pb2
+
+_EXECUTE_BATCH = "/myko.v1.CommandBus/ExecuteBatch"
+TARGETS_PER_SENDER = 16
+
+
+@dataclass
+class BatchResult:
+    senders: int
+    batch_size: int
+    hot: bool
+    commands: int = 0
+    elapsed_s: float = 0.0
+    latency: Samples = field(default_factory=Samples)  # per batch call
+    errors: int = 0  # failed items and failed calls' items
+    lost_updates: int | None = None
+    cpu: CpuUse | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.commands / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+class _BatchClient:
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self._call = channel.unary_unary(
+            _EXECUTE_BATCH,
+            request_serializer=command_pb2.CommandBatchRequest.SerializeToString,
+            response_deserializer=command_pb2.CommandBatchResult.FromString,
+        )
+
+    async def run(self, target_ids: list[str], size: int) -> tuple[int, int]:
+        """(acknowledged, failed) of one batch of RecordHits over `target_ids`, round robin."""
+        request = command_pb2.CommandBatchRequest(
+            commands=[
+                command_pb2.CommandRequest(
+                    tx=str(uuid.uuid4()),
+                    command=pack(commands_pb2.RecordHits(id=target_ids[i % len(target_ids)], count=1)),
+                )
+                for i in range(size)
+            ]
+        )
+        answer: command_pb2.CommandBatchResult = await self._call(request, timeout=120)
+        ok = sum(1 for o in answer.outcomes if o.HasField("result"))
+        return ok, len(answer.outcomes) - ok
+
+
+async def _sender(
+    client: _BatchClient, target_ids: list[str], size: int, *, start_s: float, stop_s: float, out: BatchResult
+) -> int:
+    """Sends batches until stop_s; counts the commands of every batch answered inside the
+    window (a batch takes long: counting by start time would miss whole batches)."""
+    acked = 0
+    while time.perf_counter() < stop_s:
+        t0 = time.perf_counter()
+        try:
+            ok, failed = await client.run(target_ids, size)
+        except grpc.aio.AioRpcError:
+            ok, failed = 0, size
+        acked += ok
+        done = time.perf_counter()
+        if start_s <= done <= stop_s:
+            out.latency.add(done - t0)
+            out.commands += ok
+            out.errors += failed
+    return acked
+
+
+async def _hit_count(commands: CommandClient, target_id: str) -> int:
+    result = await commands.execute(commands_pb2.RecordHits(id=target_id, count=1))
+    target = entities_pb2.Target()
+    result.events[0].entity.Unpack(target)
+    return int(target.hit_count) - 1
+
+
+async def measure_batch_throughput(
+    command_addr: str,
+    *,
+    senders: int,
+    batch_size: int,
+    hot: bool,
+    duration_s: float,
+    warmup_s: float,
+    run_id: str,
+    meter: CpuMeter,
+) -> BatchResult:
+    channels = [grpc.aio.insecure_channel(command_addr, options=CHANNEL_OPTIONS) for _ in range(senders)]
+    out = BatchResult(senders=senders, batch_size=batch_size, hot=hot)
+    ids = [[f"bt-{run_id}-{s:02d}-{i:02d}" for i in range(TARGETS_PER_SENDER)] for s in range(senders)]
+    hot_id = f"bt-{run_id}-hot"
+    try:
+        setup = CommandClient(channels[0])
+        await create_targets(setup, [hot_id] if hot else [i for per in ids for i in per])
+        before = await _hit_count(setup, hot_id) + 1 if hot else 0
+        start_s = time.perf_counter() + warmup_s
+        stop_s = start_s + duration_s
+
+        async def meter_window() -> None:
+            await asyncio.sleep(start_s - time.perf_counter())
+            meter.start()
+            await asyncio.sleep(stop_s - time.perf_counter())
+            out.cpu = meter.stop()
+
+        window = asyncio.create_task(meter_window())
+        acked = await asyncio.gather(
+            *[
+                _sender(
+                    _BatchClient(ch),
+                    [hot_id] if hot else ids[s],
+                    batch_size,
+                    start_s=start_s,
+                    stop_s=stop_s,
+                    out=out,
+                )
+                for s, ch in enumerate(channels)
+            ]
+        )
+        await window
+        out.elapsed_s = stop_s - start_s
+        if hot:
+            after = await _hit_count(setup, hot_id)
+            out.lost_updates = before + sum(acked) - after
+    finally:
+        for ch in channels:
+            await ch.close(None)
+    return out
+
+
+BATCH_HEAD = [
+    "Senders x batch",
+    "Targets",
+    "Commands",
+    "Seconds",
+    "Commands/s",
+    "batch p50 ms",
+    "batch p99 ms",
+    "Errors",
+    "Lost updates",
+    "command ms CPU/cmd",
+    "kafka ms CPU/cmd",
+]
+
+
+def _per_command(b: BatchResult, name: str) -> str:
+    if not b.commands or b.cpu is None:
+        return "-"
+    return f"{1000 * b.cpu.seconds.get(name, 0.0) / b.commands:.3f}"
+
+
+def batch_rows(results: list[BatchResult]) -> list[list[str]]:
+    return [
+        [
+            f"{b.senders} x {b.batch_size}",
+            "1 hot target" if b.hot else f"{TARGETS_PER_SENDER} per sender",
+            str(b.commands),
+            f"{b.elapsed_s:.1f}",
+            f"{b.per_second:.0f}",
+            f"{1000 * b.latency.p50:.2f}" if len(b.latency) else "-",
+            f"{1000 * b.latency.p99:.2f}" if len(b.latency) else "-",
+            str(b.errors),
+            "-" if b.lost_updates is None else str(b.lost_updates),
+            _per_command(b, "command"),
+            _per_command(b, "kafka"),
+        ]
+        for b in results
+    ]
