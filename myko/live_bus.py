@@ -33,7 +33,8 @@ from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
 from myko.principal import Principal
 from myko.query_result_encoder import QueryResultEncoder
-from myko.repo import Store
+from myko.query_window import WindowResult
+from myko.repo import EntityWatch, Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.stream_guard import StreamGuard
 from myko.v1 import item_pb2, query_pb2, report_pb2
@@ -73,12 +74,22 @@ class LiveBus:
         self._max_streams = max_streams
         self._streams = 0
 
-    def _build(self, name: str) -> Any:
+    def _build(self, name: str, windowed: bool) -> Any:
         store = self._store
         if self.kind is LiveKind.QUERY:
             # One per evaluation (build is made for each new one): it keeps the
             # entities' encodings of the last emission for the next.
             encoder = QueryResultEncoder(name)
+
+            if windowed:
+
+                def build_window(value: WindowResult[Message], seq: int) -> bytes:
+                    window = query_pb2.ResultWindow(
+                        offset=value.offset, total=value.total or 0, counted=value.total is not None
+                    )
+                    return encoder.encode(value.items, store.watermark.to_proto(), seq, window)
+
+                return build_window
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
                 return encoder.encode(value, store.watermark.to_proto(), seq)
@@ -106,6 +117,11 @@ class LiveBus:
             params = reg.message.FromString(packed.value)
         except DecodeError:
             raise InvalidArgument(self.kind.value, f"cannot decode as {name}") from None
+        window = reg.window
+        spec = None
+        if window is not None:
+            spec = window.of(params)
+            window.normalise(params, spec)
         if fence.positions:
             needed = fence_of(fence, topics=self._store.topics, known=self._store.watermark)
             await self._store.wait_for(needed, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S))
@@ -136,9 +152,20 @@ class LiveBus:
                     internal.ref,
                 )
                 raise internal
+            if spec is not None and window is not None:
+                if not isinstance(source, EntityWatch):
+                    internal = InternalError()
+                    log.error(
+                        "query %s declares a window, but its handler returned %s, not a Repo.watch(...) (ref %s)",
+                        name,
+                        type(source).__name__,
+                        internal.ref,
+                    )
+                    raise internal
+                return source.windowed(spec, total=window.total)
             return source
 
-        return self._hub.open(key, make_source, self._build(name), type_name=name)
+        return self._hub.open(key, make_source, self._build(name, spec is not None), type_name=name)
 
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx
