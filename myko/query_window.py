@@ -12,10 +12,12 @@ limit (and offset) fields, refuses one past the declared bounds
 Every emission is still a full array: the complete window, in order, with the
 number of all matches beside it (`QueryResult.window`).
 
-`OrderedWindow` is the maintenance: the matches' sort keys in one sorted list,
-so a change costs a binary search and a list insert/delete (a memmove), not a
-sort; a change that lands after the window moves nothing in it and emits
+`OrderedMatches` is the maintenance: the matches' sort keys in one sorted
+list, so a change costs a binary search and a list insert/delete (a memmove),
+not a sort; a change that lands after a window moves nothing in it and emits
 nothing (unless the total is wanted and the count of matches changed).
+`SharedOrder` serves every window of one ordered selection from one such
+list: the pages of a query share its sort (myko/live_bus.py keys them).
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+import reactivex
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
+from reactivex import Observable
+from reactivex.abc import DisposableBase, ObserverBase, SchedulerBase
+from reactivex.disposable import Disposable
 
 from myko.errors import ConfigError, InvalidArgument
 
@@ -110,6 +116,15 @@ class Window:
                 raise InvalidArgument(self.offset_field, f"must be within 0..{self.max_offset}")
         return WindowSpec(offset, limit)
 
+    def without_window(self, params: Message) -> Message:
+        """A copy of `params` with the window's fields cleared: what every page has in common."""
+        base = type(params)()
+        base.CopyFrom(params)
+        base.ClearField(self.limit_field)
+        if self.offset_field is not None:
+            base.ClearField(self.offset_field)
+        return base
+
     def normalise(self, params: Message, spec: WindowSpec) -> None:
         """Write the effective window into `params`, so equal windows share one evaluation key."""
         setattr(params, self.limit_field, spec.limit)
@@ -127,29 +142,20 @@ class WindowResult(Generic[E]):
     total: int | None
 
 
-class OrderedWindow(Generic[E]):
-    """The matches of a watch in order, and one window over them, kept up to date.
+class OrderedMatches(Generic[E]):
+    """The matches of a watch in order, kept up to date change by change.
 
     Order is `order_by(entity)`, ties broken by id, so equal keys have one
     stable order. `apply` takes a batch of changes (id -> new entity, or None
-    when it no longer matches or is gone) and says whether the window or the
-    total may have changed; `result()` is then the new window.
+    when it no longer matches or is gone) and returns the lowest position that
+    may differ afterwards (None: nothing moved), which is all a window needs
+    to know whether it is touched.
     """
 
-    def __init__(
-        self,
-        matches: Mapping[str, E],
-        order_by: Callable[[E], Any],
-        spec: WindowSpec,
-        *,
-        total: bool,
-    ) -> None:
+    def __init__(self, matches: dict[str, E], order_by: Callable[[E], Any]) -> None:
         self._order_by = order_by
-        self._spec = spec
-        self._end = spec.offset + spec.limit
-        self._with_total = total
-        self._items: dict[str, E] = dict(matches)
-        self._keys: dict[str, Any] = {i: order_by(e) for i, e in self._items.items()}
+        self._items = matches  # owned from here on
+        self._keys: dict[str, Any] = {i: order_by(e) for i, e in matches.items()}
         self._sorted: list[tuple[Any, str]] = sorted((k, i) for i, k in self._keys.items())
 
     def __len__(self) -> int:
@@ -158,54 +164,56 @@ class OrderedWindow(Generic[E]):
     def __contains__(self, entity_id: object) -> bool:
         return entity_id in self._items
 
-    def result(self) -> WindowResult[E]:
+    def slice(self, offset: int, limit: int) -> list[E]:
         items = self._items
-        window = self._sorted[self._spec.offset : self._end]
-        return WindowResult(
-            [items[i] for _, i in window], self._spec.offset, len(items) if self._with_total else None
-        )
+        return [items[i] for _, i in self._sorted[offset : offset + limit]]
 
-    def apply(self, changed: Mapping[str, E | None]) -> bool:
-        """Apply changes of matching entities; True when the window or the total may differ."""
-        if len(changed) * _RESORT_SHARE > len(self._sorted) + _RESORT_SHARE:
-            return self._apply_by_resort(changed)
-        dirty = False
-        before = len(self._items)
-        for entity_id, entity in changed.items():
-            dirty = self._apply_one(entity_id, entity) or dirty
-        return dirty or (self._with_total and len(self._items) != before)
+    def apply(self, changed: Mapping[str, E | None]) -> int | None:
+        """Apply changes; the lowest position that may now hold something else, or None."""
+        items = self._items
+        relevant = {
+            i: e for i, e in changed.items() if (e is not None and items.get(i) is not e) or i in items
+        }
+        if not relevant:
+            return None
+        if len(relevant) * _RESORT_SHARE > len(self._sorted) + _RESORT_SHARE:
+            self._apply_by_resort(relevant)
+            return 0
+        low: int | None = None
+        for entity_id, entity in relevant.items():
+            pos = self._apply_one(entity_id, entity)
+            if pos is not None and (low is None or pos < low):
+                low = pos
+        return low
 
-    def _apply_one(self, entity_id: str, entity: E | None) -> bool:
+    def _apply_one(self, entity_id: str, entity: E | None) -> int | None:
         entries = self._sorted
-        end = self._end
         old_key = self._keys.get(entity_id, _ABSENT)
         if entity is None:
             if old_key is _ABSENT:
-                return False
+                return None
             pos = bisect.bisect_left(entries, (old_key, entity_id))
             del entries[pos]
             del self._keys[entity_id]
             del self._items[entity_id]
-            return pos < end
+            return pos
         if self._items.get(entity_id) is entity:
-            return False
+            return None
         new_key = self._order_by(entity)
         self._items[entity_id] = entity
         if old_key is not _ABSENT and old_key == new_key:
-            # Same place in the order: only a change of an entity inside the window shows.
-            return bisect.bisect_left(entries, (old_key, entity_id)) < end
-        dirty = False
+            # Same place in the order: only that position shows the change.
+            return bisect.bisect_left(entries, (old_key, entity_id))
+        low: int | None = None
         if old_key is not _ABSENT:
-            pos = bisect.bisect_left(entries, (old_key, entity_id))
-            del entries[pos]
-            dirty = pos < end
+            low = bisect.bisect_left(entries, (old_key, entity_id))
+            del entries[low]
         self._keys[entity_id] = new_key
         pos = bisect.bisect_left(entries, (new_key, entity_id))
         entries.insert(pos, (new_key, entity_id))
-        return dirty or pos < end
+        return pos if low is None else min(low, pos)
 
-    def _apply_by_resort(self, changed: Mapping[str, E | None]) -> bool:
-        before = self.result()
+    def _apply_by_resort(self, changed: Mapping[str, E | None]) -> None:
         for entity_id, entity in changed.items():
             if entity is None:
                 if self._items.pop(entity_id, None) is not None:
@@ -214,8 +222,112 @@ class OrderedWindow(Generic[E]):
                 self._items[entity_id] = entity
                 self._keys[entity_id] = self._order_by(entity)
         self._sorted = sorted((k, i) for i, k in self._keys.items())
-        after = self.result()
-        return after.total != before.total or not _same(after.items, before.items)
+
+
+class MatchSource(Protocol[E]):
+    """What a SharedOrder follows: an ordered selection of a Repo (`EntityWatch`)."""
+
+    @property
+    def order_by(self) -> Callable[[E], Any]: ...
+
+    def current(self) -> dict[str, E]: ...
+
+    def follow(self, on_changes: Callable[[Mapping[str, E | None]], None]) -> DisposableBase:
+        """Each applied batch: changed id -> the entity when it matches, None when it does not."""
+        ...
+
+
+class _WindowSubscriber(Generic[E]):
+    def __init__(self, spec: WindowSpec, total: bool, observer: ObserverBase[WindowResult[E]]) -> None:
+        self.spec = spec
+        self.end = spec.offset + spec.limit
+        self.total = total
+        self.observer = observer
+        self.last: WindowResult[E] | None = None
+
+
+class SharedOrder(Generic[E]):
+    """One ordered selection, kept once, serving any number of windows over it.
+
+    Page 1 and page 2 of the same query and scope (and a top-N of the same order)
+    are windows of one SharedOrder: the sort and its upkeep are paid once, and
+    turning a page costs a slice, not a new sort of every match. It follows the
+    repo from the first window on; when the last window goes, `on_idle` is
+    called (the owner may keep it a while for the next page, then `close()`).
+    """
+
+    def __init__(
+        self, source: MatchSource[E], *, on_idle: Callable[[SharedOrder[E]], None] | None = None
+    ) -> None:
+        self._source = source
+        self._on_idle = on_idle
+        self._matches: OrderedMatches[E] | None = None
+        self._following: DisposableBase | None = None
+        self._windows: list[_WindowSubscriber[E]] = []
+
+    @property
+    def windows(self) -> int:
+        return len(self._windows)
+
+    def window(self, spec: WindowSpec, *, total: bool = True) -> Observable[WindowResult[E]]:
+        """The window `spec` now, then whenever it (or, with `total`, the count of matches) changes."""
+
+        def subscribe(
+            observer: ObserverBase[WindowResult[E]], scheduler: SchedulerBase | None = None
+        ) -> DisposableBase:
+            matches = self._start()
+            sub = _WindowSubscriber(spec, total, observer)
+            sub.last = self._result(matches, sub)
+            self._windows.append(sub)
+            observer.on_next(sub.last)
+            return Disposable(lambda: self._leave(sub))
+
+        return reactivex.create(subscribe)
+
+    def close(self) -> None:
+        """Stop following the repo and drop the order (the windows, if any, see no more changes)."""
+        if self._following is not None:
+            self._following.dispose()
+            self._following = None
+        self._matches = None
+
+    def _start(self) -> OrderedMatches[E]:
+        if self._matches is None:
+            self._matches = OrderedMatches(self._source.current(), self._source.order_by)
+            self._following = self._source.follow(self._on_changes)
+        return self._matches
+
+    def _leave(self, sub: _WindowSubscriber[E]) -> None:
+        if sub in self._windows:
+            self._windows.remove(sub)
+        if not self._windows:
+            if self._on_idle is None:
+                self.close()
+            else:
+                self._on_idle(self)
+
+    @staticmethod
+    def _result(matches: OrderedMatches[E], sub: _WindowSubscriber[E]) -> WindowResult[E]:
+        spec = sub.spec
+        return WindowResult(
+            matches.slice(spec.offset, spec.limit), spec.offset, len(matches) if sub.total else None
+        )
+
+    def _on_changes(self, changed: Mapping[str, E | None]) -> None:
+        matches = self._matches
+        if matches is None:
+            return
+        before = len(matches)
+        low = matches.apply(changed)
+        counted = len(matches) != before
+        for sub in list(self._windows):
+            if not ((low is not None and low < sub.end) or (sub.total and counted)):
+                continue  # after this window: nothing in it moved
+            result = self._result(matches, sub)
+            last = sub.last
+            if last is None or result.total != last.total or not _same(result.items, last.items):
+                sub.last = result
+                sub.observer.on_next(result)
 
 
 def _same(a: list[E], b: list[E]) -> bool:

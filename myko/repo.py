@@ -24,7 +24,7 @@ from reactivex.subject import Subject
 from myko.entities import EntityRegistry, EntityType
 from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.quarantine import Quarantine
-from myko.query_window import OrderedWindow, WindowResult, WindowSpec
+from myko.query_window import SharedOrder, WindowResult, WindowSpec
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
 
@@ -293,40 +293,28 @@ class EntityWatch(Observable[list[E]]):
 
         return self._repo._changes.subscribe(on_changes)
 
+    def current(self) -> dict[str, E]:
+        """id -> entity of every match now (a fresh dict the caller may keep)."""
+        return self._current()
+
+    def follow(self, on_changes: Callable[[Mapping[str, E | None]], None]) -> abc.DisposableBase:
+        """Each applied batch of the repo: changed id -> the entity when it matches, else None."""
+        match = self._match
+
+        def relevant(changed: Changes) -> None:
+            on_changes({i: (e if e is not None and match(e) else None) for i, e in changed.items()})
+
+        return self._repo._changes.subscribe(relevant)
+
+    def ordered(self, *, on_idle: Callable[[SharedOrder[E]], None] | None = None) -> SharedOrder[E]:
+        """This order, kept once for any number of windows over it (myko/query_window.py)."""
+        return SharedOrder(self, on_idle=on_idle)
+
     def windowed(self, spec: WindowSpec, *, total: bool = True) -> Observable[WindowResult[E]]:
         """The window `spec` of this order (ties broken by id) now, then whenever it
         (or, with `total`, the number of matches) changes. A change that lands
         after the window costs a binary search and emits nothing."""
-        match = self._match
-
-        def subscribe(
-            observer: abc.ObserverBase[WindowResult[E]], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            window = OrderedWindow(self._current(), self.order_by, spec, total=total)
-            last = window.result()
-            observer.on_next(last)
-
-            def on_changes(changed: Changes) -> None:
-                nonlocal last
-                relevant: dict[str, E | None] = {}
-                for entity_id, entity in changed.items():
-                    if entity is not None and match(entity):
-                        relevant[entity_id] = entity
-                    elif entity_id in window:
-                        relevant[entity_id] = None
-                if relevant and window.apply(relevant):
-                    result = window.result()
-                    if result.total != last.total or not _same_items(result.items, last.items):
-                        last = result
-                        observer.on_next(result)
-
-            return self._repo._changes.subscribe(on_changes)
-
-        return reactivex.create(subscribe)
-
-
-def _same_items(a: Sequence[Message], b: Sequence[Message]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+        return self.ordered().window(spec, total=total)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from test_unit_repo import del_ev, registry, set_ev, wm
 
 from myko import Handlers, InvalidArgument, Store, Window
 from myko.errors import ConfigError
-from myko.query_window import OrderedWindow, WindowResult, WindowSpec
+from myko.query_window import OrderedMatches, SharedOrder, WindowResult, WindowSpec
 
 Target = entities_pb2.Target
 ACTIVE = entities_pb2.TARGET_STATUS_ACTIVE
@@ -211,14 +211,49 @@ def test_a_window_in_virtual_time() -> None:
     assert seen == [(200, []), (300, ["a"]), (400, ["c"]), (500, ["a"])]
 
 
-def test_ordered_window_alone_reports_only_what_may_change() -> None:
-    matches = {f"t{i}": scored(f"t{i}", float(i)) for i in range(20)}
-    window = OrderedWindow(matches, by_score, WindowSpec(0, 2), total=False)
-    assert [t.item.id for t in window.result().items] == ["t19", "t18"]
-    assert window.apply({"t3": scored("t3", 4.0, version=2)}) is False
-    assert window.apply({"t3": None}) is False
-    assert window.apply({"t19": None}) is True
-    assert "t19" not in window and len(window) == 18
+def test_ordered_matches_report_the_lowest_position_that_moved() -> None:
+    matches = OrderedMatches({f"t{i}": scored(f"t{i}", float(i)) for i in range(20)}, by_score)
+    assert [t.item.id for t in matches.slice(0, 2)] == ["t19", "t18"]
+    assert matches.apply({"t3": scored("t3", 4.0, version=2)}) == 15  # t4 t3 at 15, 16 now
+    assert matches.apply({"t3": None}) == 15
+    assert matches.apply({"nobody": None}) is None  # not a match before either
+    assert matches.apply({"t19": None}) == 0
+    assert "t19" not in matches and len(matches) == 18
+
+
+def test_pages_of_one_order_share_it_and_emit_only_when_touched() -> None:
+    """Page 1 and page 2 over one SharedOrder: one sort, and each page emits only for its rows."""
+    store = Store(registry())
+    feed = Feed(store)
+    feed.set(*[scored(f"t{i:02d}", float(i)) for i in range(10)])  # t09 t08 ... t00
+    calls = 0
+
+    def counting(t: Target) -> float:
+        nonlocal calls
+        calls += 1
+        return -t.score
+
+    idle: list[SharedOrder[Target]] = []
+    order = store.of(Target).watch(order_by=counting).ordered(on_idle=idle.append)
+    page1: list[WindowResult[Target]] = []
+    page2: list[WindowResult[Target]] = []
+    d1 = order.window(WindowSpec(0, 3), total=False).subscribe(page1.append)
+    d2 = order.window(WindowSpec(3, 3), total=False).subscribe(page2.append)
+    assert calls == 10  # one key per match, for both pages
+    assert ids(page1[-1]) == ["t09", "t08", "t07"] and ids(page2[-1]) == ["t06", "t05", "t04"]
+    feed.set(scored("t05", 5.0, version=2))  # inside page 2 only
+    assert (len(page1), len(page2)) == (1, 2)
+    feed.set(scored("t01", 1.0, version=2))  # after both
+    assert (len(page1), len(page2)) == (1, 2)
+    feed.delete("t08")  # inside page 1: page 2 shifts as well
+    assert ids(page1[-1]) == ["t09", "t07", "t06"] and ids(page2[-1]) == ["t05", "t04", "t03"]
+    d1.dispose()
+    assert idle == []
+    d2.dispose()
+    assert idle == [order] and order.windows == 0
+    order.close()
+    feed.set(scored("t09", 99.0, version=2))  # closed: followed no more
+    assert len(page1) == 2
 
 
 # --- declaring a window -------------------------------------------------------

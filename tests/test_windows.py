@@ -83,8 +83,9 @@ async def test_a_window_past_its_bounds_is_invalid_argument(stack: InProcessStac
         assert "must be within" in (err.value.details() or "")
 
 
-async def test_identical_windows_share_one_evaluation(stack: InProcessStack) -> None:
-    # limit 0 is the default limit 50: the same window as asking for 50.
+async def test_identical_windows_share_one_evaluation_and_pages_one_order(stack: InProcessStack) -> None:
+    # limit 0 is the default limit 50: the same window as asking for 50; limit 5 is
+    # another window (its own evaluation) over the same order.
     streams = [
         stack.clients.watch(q)
         for q in (
