@@ -18,10 +18,12 @@ Needs a built UI (`make ui-build`, or `cd ui && npx vite build`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +40,7 @@ from bench.cpu import load_average
 from bench.samples import Samples
 from myko import catalogue
 from myko.errors import ConfigError
+from myko.local.kafka import LocalKafka
 from myko.local.ports import busy_ports
 from myko.local.procs import Stack
 from myko.local.topology import check_port_shift, local_stack, port_of, ports_of
@@ -278,3 +281,34 @@ def render_notes(r: UiScaleResult) -> list[str]:
         "Headless Debian Chromium, first rows from navigation start (HTML, JS, gateway stream and the "
         "query's first window included); bench/ui_scale.py.",
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.ui_scale`: this phase alone, on a local Kafka (or KAFKA_BOOTSTRAP_SERVERS)."""
+    ap = argparse.ArgumentParser(prog="python -m bench.ui_scale", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", type=int, default=100_000, help="stored Targets")
+    ap.add_argument("--changes", type=int, default=10, help="changes timed into the open page")
+    args = ap.parse_args(argv)
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    kafka = None if external else LocalKafka()
+    try:
+        if kafka is not None:
+            kafka.start()
+        bootstrap = external or (kafka.bootstrap_servers if kafka is not None else "")
+        r = measure_ui_scale(
+            bootstrap=bootstrap,
+            targets=args.targets,
+            changes=args.changes,
+            say=lambda text: print(text, file=sys.stderr, flush=True),
+        )
+    finally:
+        if kafka is not None:
+            kafka.stop()
+    for row in render_rows(r):
+        print(" | ".join(row))
+    print(*render_notes(r), sep="\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
