@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any, cast
 
@@ -14,6 +15,7 @@ from test_unit_repo import del_ev, registry, set_ev, wm
 
 from myko import Handlers, InvalidArgument, Store, Window
 from myko.errors import ConfigError
+from myko.live_bus import SharedOrders
 from myko.query_window import OrderedMatches, SharedOrder, WindowResult, WindowSpec
 
 Target = entities_pb2.Target
@@ -290,3 +292,22 @@ def test_a_request_past_the_bounds_is_invalid_argument() -> None:
     asked = queries_pb2.TargetsPage(limit=0)
     page.normalise(asked, page.of(asked))
     assert asked == queries_pb2.TargetsPage(limit=50)
+
+
+async def test_an_idle_order_is_kept_for_the_next_page_then_dropped() -> None:
+    """query_svc's SharedOrders: the last window leaving keeps the order `linger_s`, so the
+    next page reuses it; after that the order is closed and forgotten."""
+    store = Store(registry())
+    Feed(store).set(*[scored(f"t{i}", float(i)) for i in range(5)])
+    orders = SharedOrders(linger_s=0.05)
+    order = orders.start("key", store.of(Target).watch(order_by=by_score))
+    page1: list[WindowResult[Target]] = []
+    order.window(WindowSpec(0, 2)).subscribe(page1.append).dispose()
+    assert orders.get("key") is order  # idle, but kept for a moment
+    page2: list[WindowResult[Target]] = []
+    sub = order.window(WindowSpec(2, 2)).subscribe(page2.append)  # the next page: same order
+    await asyncio.sleep(0.1)
+    assert orders.get("key") is order and ids(page2[-1]) == ["t2", "t1"]
+    sub.dispose()
+    await asyncio.sleep(0.1)
+    assert orders.get("key") is None and len(orders) == 0
