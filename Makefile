@@ -189,8 +189,8 @@ run: setup ui-build
 run-cluster: setup ui-build
 	$(MYKO_RUN) --cluster $(ARGS)
 
-bench: setup
-	$(PY) -m bench $(ARGS)
+bench: setup ui-build chromium
+	MYKO_CHROMIUM=$(CHROMIUM) $(PY) -m bench $(ARGS)
 
 # Build and test leftovers, and .run/ (local Kafka data and service logs).
 clean:

@@ -41,6 +41,7 @@ from bench.report import BenchResults, render_text, write_markdown
 from bench.scale import ScaleResult, measure_scale
 from bench.services import MykoPorts, myko_stack
 from bench.throughput import ThroughputResult, measure_throughput
+from bench.ui_scale import measure_ui_scale
 from myko.local.kafka import LocalKafka
 from myko.local.procs import Stack
 
@@ -69,6 +70,8 @@ class Options:
     scale_sizes: tuple[int, ...]  # empty: no scale section
     scale_snapshots: int
     scale_gets: int
+    ui_scale_targets: int  # 0: no browser measurement (bench/ui_scale.py)
+    ui_scale_changes: int
     profile_dir: Path | None
     output: Path | None
     batch_senders: int = 4  # 0: no ExecuteBatch phase
@@ -134,6 +137,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     ap.add_argument("--scale-snapshots", type=int, default=5, help="new AllTargets subscribers per size")
     ap.add_argument("--scale-gets", type=int, default=200, help="timed empty filtered Gets per size")
     ap.add_argument(
+        "--ui-scale-targets",
+        type=int,
+        default=100_000,
+        help="stored Targets for the browser measurement of the Targets page (0: skip; needs ui/dist)",
+    )
+    ap.add_argument("--ui-scale-changes", type=int, default=10, help="changes timed into the open page")
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -152,6 +162,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         a.fanout_count, a.fanout_warmup = 50, 5
         a.overhead_rounds, a.overhead_commands, a.overhead_warmup = 4, 25, 10
         a.scale_sizes, a.scale_snapshots, a.scale_gets = (2_000, 10_000), 3, 50
+        a.ui_scale_targets, a.ui_scale_changes = min(a.ui_scale_targets, 10_000), 5
     if list(a.scale_sizes) != sorted(set(a.scale_sizes)):
         ap.error("--scale-sizes must be ascending")
     return Options(
@@ -175,6 +186,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         scale_sizes=() if a.no_scale else a.scale_sizes,
         scale_snapshots=a.scale_snapshots,
         scale_gets=a.scale_gets,
+        ui_scale_targets=0 if a.no_scale else a.ui_scale_targets,
+        ui_scale_changes=a.ui_scale_changes,
         profile_dir=a.profile,
         output=None if a.no_write or a.quick else a.output,
         batch_senders=a.batch_senders,
@@ -431,6 +444,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             pids = pids_with_argument(str(kafka.data_dir))
             kafka_pid = pids[0] if len(pids) == 1 else None
         measured = _run_services(opts, bootstrap=bootstrap, kafka_pid=kafka_pid)
+        ui_scale = None
+        if opts.ui_scale_targets:
+            ui_scale = measure_ui_scale(
+                bootstrap=bootstrap, targets=opts.ui_scale_targets, changes=opts.ui_scale_changes, say=_say
+            )
         overhead = _run_overhead(opts, bootstrap=bootstrap)
     finally:
         if kafka is not None:
@@ -450,6 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overhead=overhead,
         scale=measured.scale,
         batch=measured.batch,
+        ui_scale=ui_scale,
     )
     print(render_text(results), flush=True)
     if opts.profile_dir is not None:

@@ -21,6 +21,9 @@ from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
 from bench.scale import ScaleResult
 from bench.throughput import ThroughputResult
+from bench.ui_scale import UiScaleResult
+from bench.ui_scale import render_notes as ui_scale_notes
+from bench.ui_scale import render_rows as ui_scale_rows
 
 BEGIN = "<!-- bench:results:begin (written by `make bench`; edits inside are replaced) -->"
 END = "<!-- bench:results:end -->"
@@ -49,6 +52,7 @@ class BenchResults:
     overhead: OverheadResult | None = None
     scale: ScaleResult | None = None
     batch: list[BatchResult] = field(default_factory=list)
+    ui_scale: UiScaleResult | None = None
 
 
 def _ms(seconds: float) -> str:
@@ -299,6 +303,8 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
         rows.append(
             [f"empty filtered Get over {big.targets}", "~25 ms", f"{_ms(big.empty_get.p50)} ms", "<= 1 ms"]
         )
+    if r.ui_scale is not None:
+        rows += ui_scale_rows(r.ui_scale)
     return rows
 
 
@@ -434,6 +440,8 @@ def render_text(r: BenchResults) -> str:
     if r.scale is not None:
         out += ["", "Scale (stored Targets)", *_text_table(_SCALE_HEAD, _scale_rows(r)), *_scale_notes(r)]
     out += ["", "Issue 11 targets", *_text_table(_ISSUE11_HEAD, _issue11_rows(r))]
+    if r.ui_scale is not None:
+        out += ui_scale_notes(r.ui_scale)
     out += ["", verdict(r), *_notes(r)]
     if r.overhead is not None:
         out += ["", "Observability overhead (ON vs OFF, interleaved)"]
@@ -498,6 +506,8 @@ def render_markdown(r: BenchResults) -> str:
         "",
         *_md_table(_ISSUE11_HEAD, _issue11_rows(r)),
     ]
+    if r.ui_scale is not None:
+        out += ["", *(f"- {n}" for n in ui_scale_notes(r.ui_scale))]
     if r.overhead is not None:
         out += [
             "",

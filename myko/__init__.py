@@ -22,6 +22,7 @@ from myko.errors import (
 )
 from myko.policy import Policy, Scope, by_subject, by_tenant, roles, scopes, services
 from myko.principal import Principal, PrincipalKind
+from myko.query_window import Window
 from myko.repo import Repo, Store
 from myko.saga_event import SagaEvent
 
@@ -48,6 +49,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "UnknownType",
+    "Window",
     "by_subject",
     "by_tenant",
     "derive",

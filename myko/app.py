@@ -58,6 +58,7 @@ from myko.contract import Query, Report, query_result, report_result
 from myko.entities import EntityRegistry
 from myko.errors import ConfigError
 from myko.policy import AUTHENTICATED, Policy, Scope, roles, services
+from myko.query_window import Window
 from myko.relations import Ensure, Relations
 from myko.repo import Store
 from myko.revocation import Revocation, revoke_tokens
@@ -97,6 +98,8 @@ class Registration(Generic[F]):
     allow: Policy = AUTHENTICATED
     # Queries and reports: which rows a caller sees; None when everyone sees the same.
     scope: Scope | None = None
+    # Queries: the result is this window of the order (myko/query_window.py); None: all of it.
+    window: Window | None = None
 
     @property
     def name(self) -> str:
@@ -119,9 +122,15 @@ class HandlerRegistry(Generic[F]):
         self._by_name: dict[str, Registration[F]] = {}
 
     def add(
-        self, message: type[Message], handler: F, *, allow: Policy = AUTHENTICATED, scope: Scope | None = None
+        self,
+        message: type[Message],
+        handler: F,
+        *,
+        allow: Policy = AUTHENTICATED,
+        scope: Scope | None = None,
+        window: Window | None = None,
     ) -> None:
-        reg = Registration(message, handler, allow, scope)
+        reg = Registration(message, handler, allow, scope, window)
         if reg.name in self._by_name:
             raise ConfigError(f"{self.kind} {reg.name} has two handlers")
         self._by_name[reg.name] = reg
@@ -180,10 +189,17 @@ class Handlers:
         index: Sequence[str] = ...,
         allow: Policy = ...,
         scope: None = None,
+        window: Window | None = ...,
     ) -> Callable[[QueryHandler[Q, T]], QueryHandler[Q, T]]: ...
     @overload
     def query(
-        self, message: type[Query[Q, T]], *, index: Sequence[str] = ..., allow: Policy = ..., scope: Scope
+        self,
+        message: type[Query[Q, T]],
+        *,
+        index: Sequence[str] = ...,
+        allow: Policy = ...,
+        scope: Scope,
+        window: Window | None = ...,
     ) -> Callable[[ScopedQueryHandler[Q, T]], ScopedQueryHandler[Q, T]]: ...
     def query(
         self,
@@ -192,6 +208,7 @@ class Handlers:
         index: Sequence[str] = (),
         allow: Policy = AUTHENTICATED,
         scope: Scope | None = None,
+        window: Window | None = None,
     ) -> Callable[[Any], Any]:
         """Register a query handler.
 
@@ -200,7 +217,9 @@ class Handlers:
         keep those indexes from their first event, so a new evaluation or Get
         costs O(matches) from the start instead of one scan to build the index.
         `allow` says who may run it, `scope` which rows each caller sees
-        (docs/security.md).
+        (docs/security.md). `window` makes the result one bounded window of the
+        handler's order (top-N or a page, docs/windows.md): the handler then
+        returns a `Repo.watch(...)`, and the framework applies the window.
         """
         cls = _message_class(message)
         result = query_result(cls)
@@ -213,12 +232,16 @@ class Handlers:
         for path in index:
             _check_index_path(result, path, cls)
             self.declared_indexes.setdefault(entity_name, set()).add(path)
+        if window is not None:
+            if not isinstance(window, Window):
+                raise ConfigError(f"query {cls.DESCRIPTOR.full_name}: window must be a myko.Window")
+            window.check(cls)
 
         def register(fn: Any) -> Any:
             _check_parameter(fn, cls, "query")
             _check_result(fn, result, cls, items=True)
             _check_scope(fn, scope, cls, "query")
-            self.declared_queries.add(cls, fn, allow=allow, scope=scope)
+            self.declared_queries.add(cls, fn, allow=allow, scope=scope, window=window)
             self._changed()
             return fn
 
@@ -295,7 +318,7 @@ class Handlers:
             for q in part.declared_queries.registrations():
                 if q.name in FRAMEWORK_QUERIES and self.declared_queries.get(q.name) is not None:
                     continue  # an App included in another: both declare the framework's own
-                self.declared_queries.add(q.message, q.handler, allow=q.allow, scope=q.scope)
+                self.declared_queries.add(q.message, q.handler, allow=q.allow, scope=q.scope, window=q.window)
             for r in part.declared_reports.registrations():
                 self.declared_reports.add(r.message, r.handler, allow=r.allow, scope=r.scope)
             for saga in part.declared_sagas:

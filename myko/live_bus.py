@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
 from typing import Any
 
 import grpc
@@ -33,7 +33,8 @@ from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
 from myko.principal import Principal
 from myko.query_result_encoder import QueryResultEncoder
-from myko.repo import Store
+from myko.query_window import SharedOrder, WindowResult
+from myko.repo import EntityWatch, Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.stream_guard import StreamGuard
 from myko.v1 import item_pb2, query_pb2, report_pb2
@@ -45,6 +46,9 @@ log = logging.getLogger(__name__)
 # the caller's deadline is nearer); then DEADLINE_EXCEEDED.
 MAX_FENCE_WAIT_S = 10.0
 DEFAULT_MAX_STREAMS = 10_000
+# How long the order behind a windowed query outlives its last window: a UI turning
+# pages closes one window and opens the next; the order is then still there.
+ORDER_LINGER_S = 10.0
 
 
 def _pack(msg: Message) -> any_pb2.Any:
@@ -72,13 +76,28 @@ class LiveBus:
         self.guard = StreamGuard(auth)
         self._max_streams = max_streams
         self._streams = 0
+        self._orders = SharedOrders(ORDER_LINGER_S)
 
-    def _build(self, name: str) -> Any:
+    def close(self) -> None:
+        """Drop the shared orders of windowed queries (the hub closes the evaluations)."""
+        self._orders.close()
+
+    def _build(self, name: str, windowed: bool) -> Any:
         store = self._store
         if self.kind is LiveKind.QUERY:
             # One per evaluation (build is made for each new one): it keeps the
             # entities' encodings of the last emission for the next.
             encoder = QueryResultEncoder(name)
+
+            if windowed:
+
+                def build_window(value: WindowResult[Message], seq: int) -> bytes:
+                    window = query_pb2.ResultWindow(
+                        offset=value.offset, total=value.total or 0, counted=value.total is not None
+                    )
+                    return encoder.encode(value.items, store.watermark.to_proto(), seq, window)
+
+                return build_window
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
                 return encoder.encode(value, store.watermark.to_proto(), seq)
@@ -106,13 +125,18 @@ class LiveBus:
             params = reg.message.FromString(packed.value)
         except DecodeError:
             raise InvalidArgument(self.kind.value, f"cannot decode as {name}") from None
+        window = reg.window
+        spec = None
+        if window is not None:
+            spec = window.of(params)
+            window.normalise(params, spec)
         if fence.positions:
             needed = fence_of(fence, topics=self._store.topics, known=self._store.watermark)
             await self._store.wait_for(needed, timeout_s=_wait_limit(context, MAX_FENCE_WAIT_S))
         # Shared within a scope key, never across: the handler sees nothing else of the caller.
         key = (name, canonical_bytes(params), scope_key or "")
 
-        def make_source() -> Observable[Any]:
+        def call_handler() -> Observable[Any]:
             try:
                 if scope_key is None:
                     source = reg.handler(params, self._store)
@@ -138,7 +162,33 @@ class LiveBus:
                 raise internal
             return source
 
-        return self._hub.open(key, make_source, self._build(name), type_name=name)
+        make_source = call_handler
+        if spec is not None and window is not None:
+            # Every window of the same query, parameters and scope (page 1, page 2, ...)
+            # is a slice of one shared order: a new page costs a slice, not a sort.
+            order_key = (name, canonical_bytes(window.without_window(params)), scope_key or "")
+            window_spec, total = spec, window.total
+
+            def make_window() -> Observable[Any]:
+                order = self._orders.get(order_key)
+                if order is None:
+                    source = call_handler()
+                    if not isinstance(source, EntityWatch):
+                        internal = InternalError()
+                        log.error(
+                            "query %s declares a window, but its handler returned %s, not a Repo.watch(...)"
+                            " (ref %s)",
+                            name,
+                            type(source).__name__,
+                            internal.ref,
+                        )
+                        raise internal
+                    order = self._orders.start(order_key, source)
+                return order.window(window_spec, total=total)
+
+            make_source = make_window
+
+        return self._hub.open(key, make_source, self._build(name, spec is not None), type_name=name)
 
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx
@@ -175,6 +225,47 @@ class LiveBus:
     @property
     def open_streams(self) -> int:
         return self._streams
+
+
+class SharedOrders:
+    """Windowed queries' SharedOrders by (query, parameters but the window, scope key).
+
+    An order no window uses any more is kept `linger_s` (the next page usually
+    follows at once), then closed. Keys come from open subscriptions, so their
+    number is bounded by the streams opened within `linger_s`."""
+
+    def __init__(self, linger_s: float) -> None:
+        self._linger_s = linger_s
+        self._by_key: dict[Hashable, SharedOrder[Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def get(self, key: Hashable) -> SharedOrder[Any] | None:
+        return self._by_key.get(key)
+
+    def start(self, key: Hashable, watch: EntityWatch[Any]) -> SharedOrder[Any]:
+        order = watch.ordered(on_idle=lambda o: self._idle(key, o))
+        self._by_key[key] = order
+        return order
+
+    def _idle(self, key: Hashable, order: SharedOrder[Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._drop_if_idle(key, order)
+            return
+        loop.call_later(self._linger_s, self._drop_if_idle, key, order)
+
+    def _drop_if_idle(self, key: Hashable, order: SharedOrder[Any]) -> None:
+        if order.windows == 0 and self._by_key.get(key) is order:
+            del self._by_key[key]
+            order.close()
+
+    def close(self) -> None:
+        for order in self._by_key.values():
+            order.close()
+        self._by_key.clear()
 
 
 def canonical_bytes(params: Message) -> bytes:

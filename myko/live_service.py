@@ -94,4 +94,5 @@ class LiveService(Lifecycle):
         await self.feed.stop()
         await self.bus.guard.close()
         self.hub.close()
+        self.bus.close()
         await self.auth.close()

@@ -49,7 +49,13 @@ class QueryResultEncoder:
         # its id from being reused by another object while the entry exists.
         self._items: dict[int, tuple[Message, bytes]] = {}
 
-    def encode(self, entities: Sequence[Message], watermark: item_pb2.Watermark, seq: int) -> bytes:
+    def encode(
+        self,
+        entities: Sequence[Message],
+        watermark: item_pb2.Watermark,
+        seq: int,
+        window: query_pb2.ResultWindow | None = None,
+    ) -> bytes:
         previous = self._items
         current: dict[int, tuple[Message, bytes]] = {}
         parts = [self._head]
@@ -62,7 +68,11 @@ class QueryResultEncoder:
             current[key] = entry
             parts.append(entry[1])
         self._items = current
-        parts.append(query_pb2.QueryResult(watermark=watermark, seq=seq).SerializeToString())
+        parts.append(
+            query_pb2.QueryResult(watermark=watermark, seq=seq, window=window).SerializeToString(
+                deterministic=True
+            )
+        )
         return b"".join(parts)
 
     def _item(self, entity: Message) -> bytes:

@@ -24,6 +24,7 @@ from reactivex.subject import Subject
 from myko.entities import EntityRegistry, EntityType
 from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.quarantine import Quarantine
+from myko.query_window import SharedOrder, WindowResult, WindowSpec
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
 
@@ -143,56 +144,17 @@ class Repo(Generic[E]):
         order_by: Callable[[E], Any] = by_id,
         *,
         equal: Mapping[str, Hashable] | None = None,
-    ) -> Observable[list[E]]:
+    ) -> EntityWatch[E]:
         """The full array of matching entities now, then again whenever it changes.
 
         `equal` selects by field values (dotted paths, e.g. {"zone_id": z}) from
         indexes, so starting the watch costs O(matches) instead of a scan of every
         entity; `where`, if given as well, filters those further. Maintained
         incrementally: a batch costs O(changed ids), plus a sort of the result
-        when the result did change.
+        when the result did change. `.windowed(spec)` of the returned watch
+        emits one window of the order instead (myko/query_window.py).
         """
-        wanted = dict(equal or {})
-        getters = [(operator.attrgetter(path), value) for path, value in wanted.items()]
-
-        def match(e: E) -> bool:
-            return all(get(e) == value for get, value in getters) and (where is None or where(e))
-
-        def subscribe(
-            observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
-        ) -> abc.DisposableBase:
-            if wanted:
-                candidates = ((i, self._items[i]) for i in self._matching_ids(wanted))
-                current = {i: e for i, e in candidates if where is None or where(e)}
-            elif where is None:
-                current = dict(self._items)
-            else:
-                current = {i: e for i, e in self._items.items() if where(e)}
-            # The first array (all a Get ever needs) sorts with order_by directly.
-            # A live watch then keeps each entity's sort key, computed once per
-            # change of that entity, so a change costs O(changed) keys plus a sort.
-            observer.on_next(sorted(current.values(), key=order_by))
-            keys: dict[str, Any] = {}
-
-            def on_changes(changed: Changes) -> None:
-                if len(keys) != len(current):
-                    keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
-                dirty = False
-                for entity_id, entity in changed.items():
-                    if entity is not None and match(entity):
-                        if current.get(entity_id) != entity:
-                            current[entity_id] = entity
-                            keys[entity_id] = order_by(entity)
-                            dirty = True
-                    elif current.pop(entity_id, None) is not None:
-                        del keys[entity_id]
-                        dirty = True
-                if dirty:
-                    observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
-
-            return self._changes.subscribe(on_changes)
-
-        return reactivex.create(subscribe)
+        return EntityWatch(self, where, order_by, dict(equal or {}))
 
     def watch_one(self, entity_id: str) -> Observable[E | None]:
         """The entity (or None) now, then on every change to it."""
@@ -268,6 +230,91 @@ class Repo(Generic[E]):
 
     def _notify(self, changed: Changes) -> None:
         self._changes.on_next(changed)
+
+
+class EntityWatch(Observable[list[E]]):
+    """`Repo.watch`: an Observable of the full ordered array, which can also give one
+    window of that order (`windowed`), maintained without re-sorting."""
+
+    def __init__(
+        self,
+        repo: Repo[E],
+        where: Callable[[E], bool] | None,
+        order_by: Callable[[E], Any],
+        equal: dict[str, Hashable],
+    ) -> None:
+        super().__init__(self._subscribe_all)
+        self._repo = repo
+        self._where = where
+        self.order_by = order_by
+        self._equal = equal
+        self._getters = [(operator.attrgetter(path), value) for path, value in equal.items()]
+
+    def _match(self, e: E) -> bool:
+        return all(get(e) == value for get, value in self._getters) and (
+            self._where is None or self._where(e)
+        )
+
+    def _current(self) -> dict[str, E]:
+        repo, where, wanted = self._repo, self._where, self._equal
+        if wanted:
+            candidates = ((i, repo._items[i]) for i in repo._matching_ids(wanted))
+            return {i: e for i, e in candidates if where is None or where(e)}
+        if where is None:
+            return dict(repo._items)
+        return {i: e for i, e in repo._items.items() if where(e)}
+
+    def _subscribe_all(
+        self, observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
+    ) -> abc.DisposableBase:
+        order_by, match = self.order_by, self._match
+        current = self._current()
+        # The first array (all a Get ever needs) sorts with order_by directly.
+        # A live watch then keeps each entity's sort key, computed once per
+        # change of that entity, so a change costs O(changed) keys plus a sort.
+        observer.on_next(sorted(current.values(), key=order_by))
+        keys: dict[str, Any] = {}
+
+        def on_changes(changed: Changes) -> None:
+            if len(keys) != len(current):
+                keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
+            dirty = False
+            for entity_id, entity in changed.items():
+                if entity is not None and match(entity):
+                    if current.get(entity_id) != entity:
+                        current[entity_id] = entity
+                        keys[entity_id] = order_by(entity)
+                        dirty = True
+                elif current.pop(entity_id, None) is not None:
+                    del keys[entity_id]
+                    dirty = True
+            if dirty:
+                observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
+
+        return self._repo._changes.subscribe(on_changes)
+
+    def current(self) -> dict[str, E]:
+        """id -> entity of every match now (a fresh dict the caller may keep)."""
+        return self._current()
+
+    def follow(self, on_changes: Callable[[Mapping[str, E | None]], None]) -> abc.DisposableBase:
+        """Each applied batch of the repo: changed id -> the entity when it matches, else None."""
+        match = self._match
+
+        def relevant(changed: Changes) -> None:
+            on_changes({i: (e if e is not None and match(e) else None) for i, e in changed.items()})
+
+        return self._repo._changes.subscribe(relevant)
+
+    def ordered(self, *, on_idle: Callable[[SharedOrder[E]], None] | None = None) -> SharedOrder[E]:
+        """This order, kept once for any number of windows over it (myko/query_window.py)."""
+        return SharedOrder(self, on_idle=on_idle)
+
+    def windowed(self, spec: WindowSpec, *, total: bool = True) -> Observable[WindowResult[E]]:
+        """The window `spec` of this order (ties broken by id) now, then whenever it
+        (or, with `total`, the number of matches) changes. A change that lands
+        after the window costs a binary search and emits nothing."""
+        return self.ordered().window(spec, total=total)
 
 
 @dataclass(frozen=True)

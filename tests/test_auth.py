@@ -429,6 +429,35 @@ async def test_each_tenant_sees_only_its_rows_while_sharing_evaluations(authed: 
     assert [(z.zone_name, z.target_count) for z in totals.zones] == [("north zone", 1)]
 
 
+async def test_windows_are_scoped_and_shared_per_tenant(authed: AuthedStack) -> None:
+    """A paged window counts and shows only the caller's tenant; identical windows of one
+    tenant share an evaluation, and the same window of another tenant is its own."""
+    s = authed
+    for i in range(3):
+        await _execute(s, "alice", commands_pb2.SetTarget(id=f"n{i}", name=f"north-{i}"))
+    await _execute(s, "carol", commands_pb2.SetTarget(id="s0", name="south-0"))
+    page = queries_pb2.TargetsPage(offset=1, limit=2)
+    bob, alice, dave = (_watch(s, u, page) for u in ("bob", "alice", "dave"))
+    try:
+        async with asyncio.timeout(15):
+            # Read until each reflects the writes above (the service may still be catching up).
+            north = await bob.read()
+            while north.window.total < 3:
+                north = await bob.read()
+            assert _names(north, Target) == ["north-1", "north-2"] and north.window.offset == 1
+            assert await _until(alice, Target, lambda n: n == ["north-1", "north-2"])
+            south = await dave.read()
+            while south.window.total < 1:
+                south = await dave.read()
+            # Past the end of south's single row: empty, counted in south's tenant only.
+            assert _names(south, Target) == [] and south.window.total == 1
+        keys = [cast(tuple[str, bytes, str], k) for k in s.stack.query.hub._evals]
+        assert sorted(k[2] for k in keys if k[0] == "targets.v1.TargetsPage") == ["north", "south"]
+    finally:
+        for stream in (bob, alice, dave):
+            stream.cancel()
+
+
 async def test_no_one_writes_into_another_tenant(authed: AuthedStack) -> None:
     s = authed
     await _execute(s, "alice", commands_pb2.SetZone(id="n-zone", name="north zone"))

@@ -20,6 +20,12 @@ export class LiveQuery<R extends DescMessage> extends LiveValue<QueryResult> {
   items = $state.raw<MessageShape<R>[]>([]);
   /** QueryResult.seq of the value shown. */
   seq = $state(0n);
+  /**
+   * For a windowed query (docs/windows.md): where `items` starts in the order
+   * and how many entities match in all (`total` null when the query does not
+   * count them). Null for a query without a window.
+   */
+  window = $state.raw<{ offset: number; total: number | null } | null>(null);
   #itemSchema: R | null = null;
 
   constructor(session: LiveSession, query: Query<R> | (() => Query<R> | null)) {
@@ -43,9 +49,12 @@ export class LiveQuery<R extends DescMessage> extends LiveValue<QueryResult> {
     }
     this.items = items;
     this.seq = result.seq;
+    const w = result.window;
+    this.window = w ? { offset: Number(w.offset), total: w.counted ? Number(w.total) : null } : null;
   }
 
   protected clear(): void {
     this.items = [];
+    this.window = null;
   }
 }

@@ -47,6 +47,21 @@ describe("LiveQuery over a LiveSession", () => {
     expect(q.stale).toBe(false);
   });
 
+  it("reports a windowed result's place and total, and none for a plain one", async () => {
+    const q = liveNotes(() => "work");
+    await settle();
+    const sub = gw.lastSub();
+    gw.emitQuery(sub.subId, NoteSchema, [{ title: "a" }]);
+    await settle();
+    expect(q.window).toBeNull();
+    gw.emitQuery(sub.subId, NoteSchema, [{ title: "k" }], 0n, { offset: 10n, total: 250n, counted: true });
+    await settle();
+    expect(q.window).toEqual({ offset: 10, total: 250 });
+    gw.emitQuery(sub.subId, NoteSchema, [{ title: "top" }], 0n, { offset: 0n, total: 0n, counted: false });
+    await settle();
+    expect(q.window).toEqual({ offset: 0, total: null });
+  });
+
   it("resubscribes when a parameter changes and unsubscribes when destroyed", async () => {
     let tag = $state("work");
     const q = liveNotes(() => tag);

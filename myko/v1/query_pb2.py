@@ -26,7 +26,7 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from myko.v1 import item_pb2 as myko_dot_v1_dot_item__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13myko/v1/query.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"Y\n\x0cQueryRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12$\n\x08\x61t_least\x18\x02 \x01(\x0b\x32\x12.myko.v1.Watermark\"z\n\x0bQueryResult\x12\x12\n\nquery_type\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x03 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x32v\n\x08QueryBus\x12\x36\n\x05Watch\x12\x15.myko.v1.QueryRequest\x1a\x14.myko.v1.QueryResult0\x01\x12\x32\n\x03Get\x12\x15.myko.v1.QueryRequest\x1a\x14.myko.v1.QueryResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13myko/v1/query.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\"Y\n\x0cQueryRequest\x12#\n\x05query\x18\x01 \x01(\x0b\x32\x14.google.protobuf.Any\x12$\n\x08\x61t_least\x18\x02 \x01(\x0b\x32\x12.myko.v1.Watermark\"\xa1\x01\n\x0bQueryResult\x12\x12\n\nquery_type\x18\x01 \x01(\t\x12#\n\x05items\x18\x02 \x03(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x03 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12%\n\x06window\x18\x05 \x01(\x0b\x32\x15.myko.v1.ResultWindow\">\n\x0cResultWindow\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\r\n\x05total\x18\x02 \x01(\x04\x12\x0f\n\x07\x63ounted\x18\x03 \x01(\x08\x32v\n\x08QueryBus\x12\x36\n\x05Watch\x12\x15.myko.v1.QueryRequest\x1a\x14.myko.v1.QueryResult0\x01\x12\x32\n\x03Get\x12\x15.myko.v1.QueryRequest\x1a\x14.myko.v1.QueryResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_QUERYREQUEST']._serialized_start=79
   _globals['_QUERYREQUEST']._serialized_end=168
-  _globals['_QUERYRESULT']._serialized_start=170
-  _globals['_QUERYRESULT']._serialized_end=292
-  _globals['_QUERYBUS']._serialized_start=294
-  _globals['_QUERYBUS']._serialized_end=412
+  _globals['_QUERYRESULT']._serialized_start=171
+  _globals['_QUERYRESULT']._serialized_end=332
+  _globals['_RESULTWINDOW']._serialized_start=334
+  _globals['_RESULTWINDOW']._serialized_end=396
+  _globals['_QUERYBUS']._serialized_start=398
+  _globals['_QUERYBUS']._serialized_end=516
 # @@protoc_insertion_point(module_scope)

@@ -17,13 +17,25 @@ class QueryRequest(_message.Message):
     def __init__(self, query: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., at_least: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ...) -> None: ...
 
 class QueryResult(_message.Message):
-    __slots__ = ("query_type", "items", "watermark", "seq")
+    __slots__ = ("query_type", "items", "watermark", "seq", "window")
     QUERY_TYPE_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     WATERMARK_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
     query_type: str
     items: _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]
     watermark: _item_pb2.Watermark
     seq: int
-    def __init__(self, query_type: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_any_pb2.Any, _Mapping]]] = ..., watermark: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ..., seq: _Optional[int] = ...) -> None: ...
+    window: ResultWindow
+    def __init__(self, query_type: _Optional[str] = ..., items: _Optional[_Iterable[_Union[_any_pb2.Any, _Mapping]]] = ..., watermark: _Optional[_Union[_item_pb2.Watermark, _Mapping]] = ..., seq: _Optional[int] = ..., window: _Optional[_Union[ResultWindow, _Mapping]] = ...) -> None: ...
+
+class ResultWindow(_message.Message):
+    __slots__ = ("offset", "total", "counted")
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COUNTED_FIELD_NUMBER: _ClassVar[int]
+    offset: int
+    total: int
+    counted: bool
+    def __init__(self, offset: _Optional[int] = ..., total: _Optional[int] = ..., counted: _Optional[bool] = ...) -> None: ...

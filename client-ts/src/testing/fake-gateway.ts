@@ -88,17 +88,22 @@ export class FakeGateway {
     return last;
   }
 
-  /** A query result for `subId`; `offset` is the watermark it reflects. */
+  /**
+   * A query result for `subId`; `offset` is the watermark it reflects, `window`
+   * where a windowed query's items sit (docs/windows.md).
+   */
   emitQuery<Desc extends DescMessage>(
     subId: string,
     itemSchema: Desc,
     items: MessageInitShape<Desc>[],
     offset = 0n,
+    window?: { offset: bigint; total: bigint; counted: boolean },
   ): void {
     const result = create(QueryResultSchema, {
       items: items.map((i) => anyPack(itemSchema, create(itemSchema, i))),
       watermark: { positions: [{ topic: this.topic, partition: 0, offset }] },
       seq: 1n,
+      window,
     });
     this.#send(create(LiveFrameSchema, { subId, body: { case: "query", value: result } }));
   }

@@ -26,7 +26,7 @@ from myko.v1 import options_pb2 as myko_dot_v1_dot_options__pb2
 from targets.v1 import entities_pb2 as targets_dot_v1_dot_entities__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18targets/v1/queries.proto\x12\ntargets.v1\x1a\x15myko/v1/options.proto\x1a\x19targets/v1/entities.proto\"%\n\nAllTargets:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"T\n\x0fTargetsByStatus\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.targets.v1.TargetStatus:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"1\n\nTargetById\x12\n\n\x02id\x18\x01 \x01(\t:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"9\n\rTargetsInZone\x12\x0f\n\x07zone_id\x18\x01 \x01(\t:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"!\n\x08\x41llZones:\x15\xaa\xd4\x18\x11\n\x0ftargets.v1.Zoneb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18targets/v1/queries.proto\x12\ntargets.v1\x1a\x15myko/v1/options.proto\x1a\x19targets/v1/entities.proto\"%\n\nAllTargets:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"T\n\x0fTargetsByStatus\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.targets.v1.TargetStatus:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"1\n\nTargetById\x12\n\n\x02id\x18\x01 \x01(\t:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"9\n\rTargetsInZone\x12\x0f\n\x07zone_id\x18\x01 \x01(\t:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"!\n\x08\x41llZones:\x15\xaa\xd4\x18\x11\n\x0ftargets.v1.Zone\"4\n\nTopTargets\x12\r\n\x05limit\x18\x01 \x01(\r:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Target\"o\n\x0bTargetsPage\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.targets.v1.TargetStatus\x12\x0e\n\x06offset\x18\x02 \x01(\r\x12\r\n\x05limit\x18\x03 \x01(\r:\x17\xaa\xd4\x18\x13\n\x11targets.v1.Targetb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGETSINZONE']._serialized_options = b'\252\324\030\023\n\021targets.v1.Target'
   _globals['_ALLZONES']._loaded_options = None
   _globals['_ALLZONES']._serialized_options = b'\252\324\030\021\n\017targets.v1.Zone'
+  _globals['_TOPTARGETS']._loaded_options = None
+  _globals['_TOPTARGETS']._serialized_options = b'\252\324\030\023\n\021targets.v1.Target'
+  _globals['_TARGETSPAGE']._loaded_options = None
+  _globals['_TARGETSPAGE']._serialized_options = b'\252\324\030\023\n\021targets.v1.Target'
   _globals['_ALLTARGETS']._serialized_start=90
   _globals['_ALLTARGETS']._serialized_end=127
   _globals['_TARGETSBYSTATUS']._serialized_start=129
@@ -53,4 +57,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TARGETSINZONE']._serialized_end=323
   _globals['_ALLZONES']._serialized_start=325
   _globals['_ALLZONES']._serialized_end=358
+  _globals['_TOPTARGETS']._serialized_start=360
+  _globals['_TOPTARGETS']._serialized_end=412
+  _globals['_TARGETSPAGE']._serialized_start=414
+  _globals['_TARGETSPAGE']._serialized_end=525
 # @@protoc_insertion_point(module_scope)

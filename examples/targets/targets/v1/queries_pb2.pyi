@@ -33,3 +33,19 @@ class TargetsInZone(_message.Message, _myko_contract.Query[TargetsInZone, _myko_
 class AllZones(_message.Message, _myko_contract.Query[AllZones, _myko_r0.Zone]):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class TopTargets(_message.Message, _myko_contract.Query[TopTargets, _myko_r0.Target]):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class TargetsPage(_message.Message, _myko_contract.Query[TargetsPage, _myko_r0.Target]):
+    __slots__ = ("status", "offset", "limit")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    status: _entities_pb2.TargetStatus
+    offset: int
+    limit: int
+    def __init__(self, status: _Optional[_Union[_entities_pb2.TargetStatus, str]] = ..., offset: _Optional[int] = ..., limit: _Optional[int] = ...) -> None: ...

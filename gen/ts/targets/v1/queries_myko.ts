@@ -2,7 +2,7 @@
 /* eslint-disable */
 import { defineQuery, type QueryDef } from "@myko/client";
 import { TargetSchema, ZoneSchema } from "./entities_pb.js";
-import { AllTargetsSchema, AllZonesSchema, TargetByIdSchema, TargetsByStatusSchema, TargetsInZoneSchema } from "./queries_pb.js";
+import { AllTargetsSchema, AllZonesSchema, TargetByIdSchema, TargetsByStatusSchema, TargetsInZoneSchema, TargetsPageSchema, TopTargetsSchema } from "./queries_pb.js";
 
 /**
  * Every Target, ordered by name then id.
@@ -43,3 +43,22 @@ export const TargetsInZone: QueryDef<typeof TargetsInZoneSchema, typeof TargetSc
  */
 export const AllZones: QueryDef<typeof AllZonesSchema, typeof ZoneSchema> = /*@__PURE__*/
   defineQuery(AllZonesSchema, ZoneSchema);
+
+/**
+ * The highest-scoring Targets (score descending, then name, then id): a
+ * top-N window (docs/windows.md). limit 0 means 10; at most 100.
+ *
+ * query targets.v1.TopTargets -> targets.v1.Target[]
+ */
+export const TopTargets: QueryDef<typeof TopTargetsSchema, typeof TargetSchema> = /*@__PURE__*/
+  defineQuery(TopTargetsSchema, TargetSchema);
+
+/**
+ * One page of Targets ordered by name then id, optionally of one status
+ * (TARGET_STATUS_UNSPECIFIED: every status): a paged window (docs/windows.md).
+ * limit 0 means 50; at most 500. QueryResult.window.total counts every match.
+ *
+ * query targets.v1.TargetsPage -> targets.v1.Target[]
+ */
+export const TargetsPage: QueryDef<typeof TargetsPageSchema, typeof TargetSchema> = /*@__PURE__*/
+  defineQuery(TargetsPageSchema, TargetSchema);

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file targets/v1/queries.proto.
  */
 export const file_targets_v1_queries: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXJnZXRzL3YxL3F1ZXJpZXMucHJvdG8SCnRhcmdldHMudjEiJQoKQWxsVGFyZ2V0czoXqtQYEwoRdGFyZ2V0cy52MS5UYXJnZXQiVAoPVGFyZ2V0c0J5U3RhdHVzEigKBnN0YXR1cxgBIAEoDjIYLnRhcmdldHMudjEuVGFyZ2V0U3RhdHVzOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCIxCgpUYXJnZXRCeUlkEgoKAmlkGAEgASgJOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCI5Cg1UYXJnZXRzSW5ab25lEg8KB3pvbmVfaWQYASABKAk6F6rUGBMKEXRhcmdldHMudjEuVGFyZ2V0IiEKCEFsbFpvbmVzOhWq1BgRCg90YXJnZXRzLnYxLlpvbmViBnByb3RvMw", [file_myko_v1_options, file_targets_v1_entities]);
+  fileDesc("Chh0YXJnZXRzL3YxL3F1ZXJpZXMucHJvdG8SCnRhcmdldHMudjEiJQoKQWxsVGFyZ2V0czoXqtQYEwoRdGFyZ2V0cy52MS5UYXJnZXQiVAoPVGFyZ2V0c0J5U3RhdHVzEigKBnN0YXR1cxgBIAEoDjIYLnRhcmdldHMudjEuVGFyZ2V0U3RhdHVzOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCIxCgpUYXJnZXRCeUlkEgoKAmlkGAEgASgJOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldCI5Cg1UYXJnZXRzSW5ab25lEg8KB3pvbmVfaWQYASABKAk6F6rUGBMKEXRhcmdldHMudjEuVGFyZ2V0IiEKCEFsbFpvbmVzOhWq1BgRCg90YXJnZXRzLnYxLlpvbmUiNAoKVG9wVGFyZ2V0cxINCgVsaW1pdBgBIAEoDToXqtQYEwoRdGFyZ2V0cy52MS5UYXJnZXQibwoLVGFyZ2V0c1BhZ2USKAoGc3RhdHVzGAEgASgOMhgudGFyZ2V0cy52MS5UYXJnZXRTdGF0dXMSDgoGb2Zmc2V0GAIgASgNEg0KBWxpbWl0GAMgASgNOheq1BgTChF0YXJnZXRzLnYxLlRhcmdldGIGcHJvdG8z", [file_myko_v1_options, file_targets_v1_entities]);
 
 /**
  * Every Target, ordered by name then id.
@@ -101,4 +101,55 @@ export type AllZones = Message<"targets.v1.AllZones"> & {
  */
 export const AllZonesSchema: GenMessage<AllZones> = /*@__PURE__*/
   messageDesc(file_targets_v1_queries, 4);
+
+/**
+ * The highest-scoring Targets (score descending, then name, then id): a
+ * top-N window (docs/windows.md). limit 0 means 10; at most 100.
+ *
+ * @generated from message targets.v1.TopTargets
+ */
+export type TopTargets = Message<"targets.v1.TopTargets"> & {
+  /**
+   * @generated from field: uint32 limit = 1;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message targets.v1.TopTargets.
+ * Use `create(TopTargetsSchema)` to create a new message.
+ */
+export const TopTargetsSchema: GenMessage<TopTargets> = /*@__PURE__*/
+  messageDesc(file_targets_v1_queries, 5);
+
+/**
+ * One page of Targets ordered by name then id, optionally of one status
+ * (TARGET_STATUS_UNSPECIFIED: every status): a paged window (docs/windows.md).
+ * limit 0 means 50; at most 500. QueryResult.window.total counts every match.
+ *
+ * @generated from message targets.v1.TargetsPage
+ */
+export type TargetsPage = Message<"targets.v1.TargetsPage"> & {
+  /**
+   * @generated from field: targets.v1.TargetStatus status = 1;
+   */
+  status: TargetStatus;
+
+  /**
+   * @generated from field: uint32 offset = 2;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message targets.v1.TargetsPage.
+ * Use `create(TargetsPageSchema)` to create a new message.
+ */
+export const TargetsPageSchema: GenMessage<TargetsPage> = /*@__PURE__*/
+  messageDesc(file_targets_v1_queries, 6);
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/query.proto.
  */
 export const file_myko_v1_query: GenFile = /*@__PURE__*/
-  fileDesc("ChNteWtvL3YxL3F1ZXJ5LnByb3RvEgdteWtvLnYxIlkKDFF1ZXJ5UmVxdWVzdBIjCgVxdWVyeRgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJAoIYXRfbGVhc3QYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayJ6CgtRdWVyeVJlc3VsdBISCgpxdWVyeV90eXBlGAEgASgJEiMKBWl0ZW1zGAIgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAyABKAsyEi5teWtvLnYxLldhdGVybWFyaxILCgNzZXEYBCABKAQydgoIUXVlcnlCdXMSNgoFV2F0Y2gSFS5teWtvLnYxLlF1ZXJ5UmVxdWVzdBoULm15a28udjEuUXVlcnlSZXN1bHQwARIyCgNHZXQSFS5teWtvLnYxLlF1ZXJ5UmVxdWVzdBoULm15a28udjEuUXVlcnlSZXN1bHRiBnByb3RvMw", [file_google_protobuf_any, file_myko_v1_item]);
+  fileDesc("ChNteWtvL3YxL3F1ZXJ5LnByb3RvEgdteWtvLnYxIlkKDFF1ZXJ5UmVxdWVzdBIjCgVxdWVyeRgBIAEoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJAoIYXRfbGVhc3QYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayKhAQoLUXVlcnlSZXN1bHQSEgoKcXVlcnlfdHlwZRgBIAEoCRIjCgVpdGVtcxgCIAMoCzIULmdvb2dsZS5wcm90b2J1Zi5BbnkSJQoJd2F0ZXJtYXJrGAMgASgLMhIubXlrby52MS5XYXRlcm1hcmsSCwoDc2VxGAQgASgEEiUKBndpbmRvdxgFIAEoCzIVLm15a28udjEuUmVzdWx0V2luZG93Ij4KDFJlc3VsdFdpbmRvdxIOCgZvZmZzZXQYASABKAQSDQoFdG90YWwYAiABKAQSDwoHY291bnRlZBgDIAEoCDJ2CghRdWVyeUJ1cxI2CgVXYXRjaBIVLm15a28udjEuUXVlcnlSZXF1ZXN0GhQubXlrby52MS5RdWVyeVJlc3VsdDABEjIKA0dldBIVLm15a28udjEuUXVlcnlSZXF1ZXN0GhQubXlrby52MS5RdWVyeVJlc3VsdGIGcHJvdG8z", [file_google_protobuf_any, file_myko_v1_item]);
 
 /**
  * @generated from message myko.v1.QueryRequest
@@ -71,6 +71,14 @@ export type QueryResult = Message<"myko.v1.QueryResult"> & {
    * @generated from field: uint64 seq = 4;
    */
   seq: bigint;
+
+  /**
+   * Set only for a query that declares a window (docs/windows.md): `items` is
+   * then the complete window, not every match.
+   *
+   * @generated from field: myko.v1.ResultWindow window = 5;
+   */
+  window?: ResultWindow | undefined;
 };
 
 /**
@@ -79,6 +87,41 @@ export type QueryResult = Message<"myko.v1.QueryResult"> & {
  */
 export const QueryResultSchema: GenMessage<QueryResult> = /*@__PURE__*/
   messageDesc(file_myko_v1_query, 1);
+
+/**
+ * Where a windowed result sits in its query's order.
+ *
+ * @generated from message myko.v1.ResultWindow
+ */
+export type ResultWindow = Message<"myko.v1.ResultWindow"> & {
+  /**
+   * The position of items[0] in the order (0 for a top-N).
+   *
+   * @generated from field: uint64 offset = 1;
+   */
+  offset: bigint;
+
+  /**
+   * How many entities match in all; 0 when the query does not count them.
+   *
+   * @generated from field: uint64 total = 2;
+   */
+  total: bigint;
+
+  /**
+   * False when the query does not count its matches (`total` is then 0).
+   *
+   * @generated from field: bool counted = 3;
+   */
+  counted: boolean;
+};
+
+/**
+ * Describes the message myko.v1.ResultWindow.
+ * Use `create(ResultWindowSchema)` to create a new message.
+ */
+export const ResultWindowSchema: GenMessage<ResultWindow> = /*@__PURE__*/
+  messageDesc(file_myko_v1_query, 2);
 
 /**
  * Live queries over entities: every emission is the full, ordered array.
