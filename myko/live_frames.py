@@ -9,6 +9,7 @@ query/report field tag and the result's length.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,15 +75,15 @@ def _string_field(tag: bytes, value: str) -> bytes:
     return tag + varint(len(raw)) + raw
 
 
-def result_head(sub_ids: list[str], kind: LiveKind, length: int) -> bytes:
-    """A LiveFrame up to a `length`-byte result: sub_id, more_sub_ids, then the result's tag and length.
+def result_prefix(sub_ids: Sequence[str], kind: LiveKind) -> bytes:
+    """A LiveFrame up to a result's length: sub_id, more_sub_ids, then the result's field tag.
 
     Field order does not matter to a protobuf parser; the result goes last so its
-    bytes follow the head unchanged."""
-    head = _string_field(_SUB_ID_TAG, sub_ids[0])
-    for more in sub_ids[1:]:
-        head += _string_field(_MORE_SUB_IDS_TAG, more)
-    return head + varint((_FRAME_FIELD[kind] << 3) | 2) + varint(length)
+    bytes follow the head unchanged. The head is this prefix + varint(length)."""
+    parts = [_string_field(_SUB_ID_TAG, sub_ids[0])]
+    parts.extend(_string_field(_MORE_SUB_IDS_TAG, more) for more in sub_ids[1:])
+    parts.append(varint((_FRAME_FIELD[kind] << 3) | 2))
+    return b"".join(parts)
 
 
 def error_frame(sub_id: str, code: grpc.StatusCode, message: str) -> Outgoing:

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from prometheus_client import Counter
 
 from myko.errors import MykoError, ResourceExhausted
-from myko.live_frames import HEARTBEAT, Outgoing, Result, opened_frame, result_bytes, result_head
+from myko.live_frames import HEARTBEAT, Outgoing, Result, opened_frame, result_bytes, result_prefix, varint
 from myko.live_kind import LiveKind
 
 # Head bytes a frame holds besides its sub_ids (tags and lengths): for the byte cap only.
@@ -32,24 +32,39 @@ _HEAD_OVERHEAD = 16
 
 
 class _Pending:
-    """One frame waiting to go: a result for `sub_ids`, or a fixed frame (an error) for one."""
+    """One frame waiting to go, under the keys in `sub_ids`: a result, or a fixed frame (an error).
 
-    __slots__ = ("fixed", "kind", "result", "size", "sub_ids")
+    A result's head is `prefix` (given by deliver_frame) or made from the keys
+    when it is sent (they are then the subscriptions it names)."""
 
-    def __init__(self, kind: LiveKind | None, result: Result | None, fixed: Outgoing | None) -> None:
+    __slots__ = ("fixed", "kind", "prefix", "result", "size", "sub_ids")
+
+    def __init__(
+        self,
+        kind: LiveKind | None,
+        result: Result | None,
+        fixed: Outgoing | None = None,
+        prefix: bytes | None = None,
+    ) -> None:
         self.kind = kind
         self.result = result
         self.fixed = fixed
+        self.prefix = prefix
         self.sub_ids: dict[str, None] = {}
-        self.size = fixed.size if fixed is not None else len(result_bytes(result or b"")) + _HEAD_OVERHEAD
+        if fixed is not None:
+            self.size = fixed.size
+        else:
+            self.size = len(result_bytes(result or b"")) + _HEAD_OVERHEAD + len(prefix or b"")
 
     def outgoing(self) -> Outgoing:
         if self.fixed is not None:
             return self.fixed
-        assert self.kind is not None and self.result is not None
-        return Outgoing(
-            result_head(list(self.sub_ids), self.kind, len(result_bytes(self.result))), self.result
-        )
+        assert self.result is not None
+        prefix = self.prefix
+        if prefix is None:
+            assert self.kind is not None
+            prefix = result_prefix(list(self.sub_ids), self.kind)
+        return Outgoing(prefix + varint(len(result_bytes(self.result))), self.result)
 
 
 class Session:
@@ -108,11 +123,22 @@ class Session:
                 self._of_sub[sub_id] = queued
                 self._grew(grown)
                 return
-        pending = _Pending(kind, result, None)
+        pending = _Pending(kind, result)
         pending.size += len(sub_id)
         serial = self._enqueue(sub_id, pending)
         if self.grouped:
             self._by_result[id(data)] = (serial, pending)
+        self._grew(pending.size)
+
+    def deliver_frame(self, key: str, prefix: bytes, result: Result) -> None:
+        """A new full value for the subscriptions `prefix` names (live_frames.result_prefix),
+        waiting under `key` (one of them, which gets no result frame of its own)."""
+        if self._closed:
+            return
+        if self._drop(key) and self._coalesced is not None:
+            self._coalesced.inc()
+        pending = _Pending(None, result, prefix=prefix)
+        self._enqueue(key, pending)
         self._grew(pending.size)
 
     def deliver(self, sub_id: str, out: Outgoing) -> None:
@@ -120,7 +146,7 @@ class Session:
         if self._closed:
             return
         self._drop(sub_id)
-        pending = _Pending(None, None, out)
+        pending = _Pending(None, None, fixed=out)
         self._enqueue(sub_id, pending)
         self._grew(pending.size)
 

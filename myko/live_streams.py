@@ -30,10 +30,10 @@ import grpc
 
 from myko import catalogue
 from myko.authentication import Authenticator
-from myko.errors import ResourceExhausted, Unavailable
+from myko.errors import ResourceExhausted, Unavailable, UnknownType
 from myko.live import Subscription
 from myko.live_bus import LiveBus
-from myko.live_frames import error_frame
+from myko.live_frames import error_frame, result_prefix
 from myko.live_kind import LiveKind
 from myko.live_open import kind_of, parse_live_open
 from myko.live_session import Session
@@ -70,6 +70,37 @@ class _SubscriptionSink:
         self._ended = True
         code, message = status_of(exc, f"{_WHERE} subscription")
         self._session.deliver(self._sub_id, error_frame(self._sub_id, code, message))
+
+
+class _GroupSink:
+    """A grouped stream's subscriptions to one request: one frame naming them all per change.
+
+    Subscriptions of one stream share its principal, so the same request means the
+    same evaluation (type, parameters and scope key): opened once for all of them,
+    each change costs this stream one put and one frame, not one per subscription."""
+
+    __slots__ = ("_ended", "_prefix", "_session", "_sub_ids")
+
+    def __init__(self, session: Session, sub_ids: list[str], kind: LiveKind) -> None:
+        self._session = session
+        self._sub_ids = sub_ids
+        self._prefix = result_prefix(sub_ids, kind)
+        self._ended = False
+
+    def put(self, payload: bytes) -> None:
+        if not self._ended:
+            self._session.deliver_frame(self._sub_ids[0], self._prefix, payload)
+
+    def fail(self, exc: BaseException) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        code, message = status_of(exc, f"{_WHERE} subscription")
+        for sub_id in self._sub_ids:
+            self._session.deliver(sub_id, error_frame(sub_id, code, message))
+
+
+Sink = _SubscriptionSink | _GroupSink
 
 
 class LiveStreams:
@@ -138,34 +169,49 @@ class LiveStreams:
         session: Session,
         opened: list[Subscription],
     ) -> None:
-        fenced = []
+        # (representative, the sub_ids it stands for), in the order of the request.
+        groups: dict[object, tuple[live_pb2.LiveSubscription, list[str]]] = {}
         for sub in req.subscriptions:
             request = sub.query if sub.WhichOneof("request") == "query" else sub.report
+            # Grouped by the request's bytes as sent: a client that encodes one request two
+            # ways gets two evaluations' worth of frames, never a wrong result.
+            key: object = (
+                (sub.WhichOneof("request"), request.SerializeToString(deterministic=True))
+                if req.group_results
+                else sub.sub_id
+            )
+            groups.setdefault(key, (sub, []))[1].append(sub.sub_id)
+        fenced = []
+        for sub, sub_ids in groups.values():
+            kind = kind_of(sub)
+            sink: Sink = (
+                _GroupSink(session, sub_ids, kind)
+                if len(sub_ids) > 1
+                else _SubscriptionSink(session, sub_ids[0], kind)
+            )
+            request = sub.query if kind is LiveKind.QUERY else sub.report
             if request.at_least.positions:
-                fenced.append(self._open_one(sub, context, principal, session, opened))
+                fenced.append(self._open_one(sub, sink, context, principal, session, opened))
             else:
                 # Never suspends without a fence: subscriptions open in their order.
-                await self._open_one(sub, context, principal, session, opened)
+                await self._open_one(sub, sink, context, principal, session, opened)
         await asyncio.gather(*fenced)
 
     async def _open_one(
         self,
         sub: live_pb2.LiveSubscription,
+        sink: Sink,
         context: Ctx,
         principal: Principal,
         session: Session,
         opened: list[Subscription],
     ) -> None:
         kind = kind_of(sub)
-        sink = _SubscriptionSink(session, sub.sub_id, kind)
         if kind is not self._bus.kind:
-            session.deliver(
-                sub.sub_id,
-                error_frame(
-                    sub.sub_id,
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"{kind.value} subscriptions are served by {kind.value}_svc, not here",
-                ),
+            sink.fail(
+                UnknownType(
+                    "", "", message=f"{kind.value} subscriptions are served by {kind.value}_svc, not here"
+                )
             )
             return
         request: Any = sub.query if kind is LiveKind.QUERY else sub.report
