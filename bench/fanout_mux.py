@@ -309,6 +309,33 @@ def rows(r: MuxFanoutResult) -> list[list[str]]:
     ]
 
 
+def issue11_rows(r: MuxFanoutResult) -> list[list[str]]:
+    """Target 6 beside the issue's "Now", for bench/report.py's issue 11 table."""
+    out = []
+    for name, what in (("separate", "one Watch stream each"), ("grouped", "LiveBus, grouped")):
+        lv = r.level(name)
+        if lv is None:
+            continue
+        extra = r.per_extra_subscriber_s(lv)
+        out.append(
+            [
+                f"fan-out {lv.subscribers} over {r.queries} queries ({what}): CPU per change per extra subscriber",
+                "~28 us",
+                "-" if math.isnan(extra) else f"{extra * 1e6:.1f} us",
+                "<= 10 us",
+            ]
+        )
+        out.append(
+            [
+                f"  last subscriber p99 after the change ({what})",
+                "-",
+                "-" if not lv.last else f"{lv.last.p99 * 1000:.0f} ms",
+                "<= 100 ms",
+            ]
+        )
+    return out
+
+
 def title(r: MuxFanoutResult) -> str:
     return (
         f"Fan-out at scale: {r.subscribers} subscribers over {r.queries} distinct queries, one change"
