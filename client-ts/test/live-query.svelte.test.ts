@@ -85,6 +85,23 @@ describe("LiveQuery over a LiveSession", () => {
     expect(gw.openStreams).toBe(1);
   });
 
+  it("hands a grouped frame to every subscription it names", async () => {
+    const a = liveNotes(() => "work");
+    const b = liveNotes(() => "work");
+    const c = liveNotes(() => "home");
+    await settle();
+    expect(gw.opens.at(-1)?.groupResults).toBe(true);
+    const [sa, sb, sc] = gw.current().map((s) => s.subId);
+    gw.emitQuery([sa, sb], NoteSchema, [{ title: "shared" }]);
+    await settle();
+    expect(a.items.map((t) => t.title)).toEqual(["shared"]);
+    expect(b.items.map((t) => t.title)).toEqual(["shared"]);
+    expect(c.status).toBe("loading");
+    gw.emitQuery(sc, NoteSchema, [{ title: "own" }]);
+    await settle();
+    expect(c.items.map((t) => t.title)).toEqual(["own"]);
+  });
+
   it("shows a rejected request as an error without retrying", async () => {
     const q = liveNotes(() => "work");
     await settle();

@@ -88,9 +88,9 @@ export class FakeGateway {
     return last;
   }
 
-  /** A query result for `subId`; `offset` is the watermark it reflects. */
+  /** A query result for `subId` (several: one grouped frame naming them all); `offset` is the watermark it reflects. */
   emitQuery<Desc extends DescMessage>(
-    subId: string,
+    subId: string | string[],
     itemSchema: Desc,
     items: MessageInitShape<Desc>[],
     offset = 0n,
@@ -100,7 +100,8 @@ export class FakeGateway {
       watermark: { positions: [{ topic: this.topic, partition: 0, offset }] },
       seq: 1n,
     });
-    this.#send(create(LiveFrameSchema, { subId, body: { case: "query", value: result } }));
+    const [first, ...moreSubIds] = typeof subId === "string" ? [subId] : subId;
+    this.#send(create(LiveFrameSchema, { subId: first, moreSubIds, body: { case: "query", value: result } }));
   }
 
   /** A report value for `subId`; `offset` is the watermark it reflects. */
