@@ -24,18 +24,16 @@ import contextlib
 import itertools
 from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 import grpc
 from google.protobuf.message import Message
 
+from myko.client import AtLeast, Client, _items, _pack, _unpack, _watermark
 from myko.contract import Query, Report
 from myko.errors import ConfigError, MykoError, Unavailable
 from myko.status import error_from_rpc, error_of
 from myko.v1 import live_pb2, query_pb2, report_pb2
-
-if TYPE_CHECKING:
-    from myko.client import AtLeast, Client
 
 T = TypeVar("T", bound=Message)
 V = TypeVar("V", bound=Message)
@@ -122,8 +120,6 @@ class Live:
     def watch(self, request: Report[Any, V], *, at_least: AtLeast = None) -> LiveSubscription[V]: ...
     def watch(self, request: object, *, at_least: AtLeast = None) -> LiveSubscription[Any]:
         """Subscribe to a query (its full array) or report (its value); before the streams open."""
-        from myko.client import _items, _pack, _unpack, _watermark
-
         if self._opening is not None or self._closed:
             raise ConfigError(
                 "a live stream's subscriptions are fixed once it opens; use another client.live()"
