@@ -38,7 +38,7 @@ from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 from bench.client import CHANNEL_OPTIONS, CommandClient, pack
 from bench.cpu import CpuMeter, CpuUse
 from bench.samples import Samples
-from myko.v1 import live_pb2, query_pb2
+from myko.v1 import item_pb2, live_pb2, query_pb2
 
 LEVELS = ("baseline", "separate", "multiplexed", "grouped")
 _WATCH = "/myko.v1.QueryBus/Watch"
@@ -100,7 +100,7 @@ class _Coverage:
             self.all_in.set()
 
     def got(self, index: int, score: float, now: float) -> None:
-        if self.latest[index] == score:
+        if self.latest[index] == score or math.isnan(score):
             return
         self.latest[index] = score
         if score == self._expected:
@@ -114,9 +114,12 @@ class _Coverage:
 
 
 def _score(result: query_pb2.QueryResult) -> float:
+    """The watched Target's score; NaN while the query_svc mirror has not got it yet."""
     target = entities_pb2.Target()
-    if not result.items or not result.items[0].Unpack(target):
-        raise RuntimeError(f"expected one Target, got {len(result.items)} items")
+    if not result.items:
+        return math.nan
+    if not result.items[0].Unpack(target):
+        raise RuntimeError(f"expected a Target, got {result.items[0].type_url}")
     return target.score
 
 
@@ -142,8 +145,8 @@ async def _read_live(
             cov.got(index_of[sub_id], score, now)
 
 
-def _request(target_id: str) -> query_pb2.QueryRequest:
-    return query_pb2.QueryRequest(query=pack(queries_pb2.TargetById(id=target_id)))
+def _request(target_id: str, at_least: item_pb2.Watermark) -> query_pb2.QueryRequest:
+    return query_pb2.QueryRequest(query=pack(queries_pb2.TargetById(id=target_id)), at_least=at_least)
 
 
 async def _measure_level(
@@ -153,6 +156,7 @@ async def _measure_level(
     query_addr: str,
     meter: CpuMeter,
     ids: list[str],
+    created: item_pb2.Watermark,
     subscribers: int,
     per_stream: int,
     per_channel: int,
@@ -177,7 +181,7 @@ async def _measure_level(
         for i in range(subscribers):
             if i % per_channel == 0:
                 watch = channel().unary_stream(_WATCH, query_pb2.QueryRequest.SerializeToString, None)
-            call = watch(_request(ids[query_of[i]]))
+            call = watch(_request(ids[query_of[i]], created))
             calls.append(call)
             readers.append(asyncio.create_task(_read_watch(call, i, cov)))
     else:
@@ -188,7 +192,8 @@ async def _measure_level(
             chunk = order[start : start + per_stream]
             req = live_pb2.LiveOpen(
                 subscriptions=[
-                    live_pb2.LiveSubscription(sub_id=f"s{i}", query=_request(ids[query_of[i]])) for i in chunk
+                    live_pb2.LiveSubscription(sub_id=f"s{i}", query=_request(ids[query_of[i]], created))
+                    for i in chunk
                 ],
                 group_results=name == "grouped",
             )
@@ -250,7 +255,8 @@ async def measure_fanout_mux(
 ) -> MuxFanoutResult:
     commands = CommandClient(command_channel)
     ids = [f"mux-{run_id}-{i}" for i in range(queries)]
-    await commands.execute(
+    # Each subscription fenced on it (at_least), so its first result already has its Target.
+    created = await commands.execute(
         commands_pb2.ImportTargets(targets=[commands_pb2.SetTarget(id=t, name=t) for t in ids])
     )
     out = MuxFanoutResult(subscribers, queries, per_stream)
@@ -263,6 +269,7 @@ async def measure_fanout_mux(
                 query_addr=query_addr,
                 meter=meter,
                 ids=ids,
+                created=created.visible_at,
                 subscribers=n,
                 per_stream=per_stream,
                 per_channel=per_channel,
