@@ -33,6 +33,7 @@ from bench.client import CHANNEL_OPTIONS
 from bench.cpu import CpuMeter, load_average, pids_with_argument
 from bench.end_to_end import EndToEndResult, measure_end_to_end
 from bench.fanout import FanoutResult, measure_fanout
+from bench.fanout_mux import MuxFanoutResult, measure_fanout_mux
 from bench.kafka_floor import FloorResult, measure_floor
 from bench.machine import describe_machine, local_kafka_version
 from bench.overhead import OtlpSink, OverheadResult, Side, measure_overhead, observability_env
@@ -63,6 +64,7 @@ class Options:
     fanout_subscribers: tuple[int, ...]
     fanout_count: int
     fanout_warmup: int
+    mux: tuple[int, int, int]  # (subscribers, distinct queries, changes); subscribers 0: skip
     overhead_rounds: int
     overhead_commands: int
     overhead_warmup: int
@@ -118,6 +120,15 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     ap.add_argument("--fanout-count", type=int, default=200, help="sequential commands per fan-out level")
     ap.add_argument("--fanout-warmup", type=int, default=20, help="unmeasured commands first")
     ap.add_argument(
+        "--fanout-mux",
+        type=_counts,
+        default=(1000, 100, 30),
+        metavar="N,M,CHANGES",
+        help="fan-out at scale (bench/fanout_mux.py): N subscribers over M queries, CHANGES measured"
+        " changes; the issue's size is 10000,100,30",
+    )
+    ap.add_argument("--no-fanout-mux", action="store_true", help="skip fan-out at scale")
+    ap.add_argument(
         "--overhead-rounds",
         type=int,
         default=10,
@@ -160,9 +171,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         a.broker_warmup, a.floor_count, a.floor_warmup, a.e2e_count, a.e2e_warmup = 100, 200, 20, 200, 20
         a.throughput_seconds, a.throughput_warmup_seconds = 2.0, 0.5
         a.fanout_count, a.fanout_warmup = 50, 5
+        a.fanout_mux = (200, 20, 10)
         a.overhead_rounds, a.overhead_commands, a.overhead_warmup = 4, 25, 10
         a.scale_sizes, a.scale_snapshots, a.scale_gets = (2_000, 10_000), 3, 50
         a.ui_scale_targets, a.ui_scale_changes = min(a.ui_scale_targets, 10_000), 5
+    if len(a.fanout_mux) != 3:
+        ap.error("--fanout-mux takes N,M,CHANGES")
     if list(a.scale_sizes) != sorted(set(a.scale_sizes)):
         ap.error("--scale-sizes must be ascending")
     return Options(
@@ -179,6 +193,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         fanout_subscribers=a.fanout_subscribers,
         fanout_count=a.fanout_count,
         fanout_warmup=a.fanout_warmup,
+        mux=(0, 0, 0) if a.no_fanout_mux else a.fanout_mux,
         overhead_rounds=a.overhead_rounds,
         overhead_commands=a.overhead_commands,
         overhead_warmup=a.overhead_warmup,
@@ -209,6 +224,7 @@ class _Measured:
     fanout: list[FanoutResult]
     scale: ScaleResult | None
     batch: list[BatchResult]
+    fanout_mux: MuxFanoutResult | None = None
 
 
 async def _measure(
@@ -293,6 +309,20 @@ async def _measure(
                         run_id=str(run),
                     )
                 )
+        fanout_mux = None
+        if opts.mux[0]:
+            subscribers, queries, changes = opts.mux
+            fanout_mux = await measure_fanout_mux(
+                command_channel=command_channel,
+                query_addr=query_addr,
+                meter=meter,
+                subscribers=subscribers,
+                queries=queries,
+                changes=changes,
+                warmup=max(1, changes // 6),
+                run_id="mux",
+                say=_say,
+            )
         scale = None
         if opts.scale_sizes:
             # Last: it fills the store and restarts repo_svc.
@@ -311,7 +341,9 @@ async def _measure(
     finally:
         await command_channel.close(None)
         await query_channel.close(None)
-    return _Measured(floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale, batch)
+    return _Measured(
+        floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale, batch, fanout_mux
+    )
 
 
 async def _measure_batches(
@@ -469,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scale=measured.scale,
         batch=measured.batch,
         ui_scale=ui_scale,
+        fanout_mux=measured.fanout_mux,
     )
     print(render_text(results), flush=True)
     if opts.profile_dir is not None:

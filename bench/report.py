@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import fanout_mux
 from bench.batch_throughput import BATCH_HEAD, BatchResult, batch_rows
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
+from bench.fanout_mux import MuxFanoutResult
 from bench.kafka_floor import FloorResult
 from bench.machine import Machine
 from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
@@ -53,6 +55,7 @@ class BenchResults:
     scale: ScaleResult | None = None
     batch: list[BatchResult] = field(default_factory=list)
     ui_scale: UiScaleResult | None = None
+    fanout_mux: MuxFanoutResult | None = None
 
 
 def _ms(seconds: float) -> str:
@@ -273,6 +276,8 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
                 "<= 10 us",
             ]
         )
+    if r.fanout_mux is not None:
+        rows += fanout_mux.issue11_rows(r.fanout_mux)
     s = r.scale
     if s is not None and s.sizes:
         now_rss = {"repo": "~3.3 KB", "query": "~2.3 KB", "command": "~3.7 KB"}
@@ -436,6 +441,12 @@ def render_text(r: BenchResults) -> str:
     if r.batch:
         out += ["", "ExecuteBatch throughput", *_text_table(BATCH_HEAD, batch_rows(r.batch))]
     out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
+    if r.fanout_mux is not None:
+        out += [
+            "",
+            fanout_mux.title(r.fanout_mux),
+            *_text_table(fanout_mux.HEAD, fanout_mux.rows(r.fanout_mux)),
+        ]
     out += ["", "CPU by process (% of one core; ms per command)", *_text_table(_CPU_HEAD, _cpu_rows(r))]
     if r.scale is not None:
         out += ["", "Scale (stored Targets)", *_text_table(_SCALE_HEAD, _scale_rows(r)), *_scale_notes(r)]
@@ -487,6 +498,16 @@ def render_markdown(r: BenchResults) -> str:
         "",
         *_md_table(_FANOUT_HEAD, _fanout_rows(r)),
         "",
+        *(
+            [
+                "### " + fanout_mux.title(r.fanout_mux),
+                "",
+                *_md_table(fanout_mux.HEAD, fanout_mux.rows(r.fanout_mux)),
+                "",
+            ]
+            if r.fanout_mux is not None
+            else []
+        ),
         "### CPU by process (% of one core over the phase; CPU ms per measured command)",
         "",
         *_md_table(_CPU_HEAD, _cpu_rows(r)),

@@ -93,13 +93,16 @@ COMMAND = ServiceSpec(
     callers=("command", "saga"),
     kafka=True,
 )
+# Many subscriptions over one stream (proto/myko/v1/live.proto): query_svc and report_svc
+# serve it for internal callers, the gateway for browsers.
+LIVE_BUS = "myko.v1.LiveBus"
 QUERY = ServiceSpec(
     name="query",
     port=50052,
     metrics_port=9452,
     module="myko.services.query",
     runner="query_svc",
-    grpc_services=(LiveKind.QUERY.service,),
+    grpc_services=(LiveKind.QUERY.service, LIVE_BUS),
 )
 REPORT = ServiceSpec(
     name="report",
@@ -107,7 +110,7 @@ REPORT = ServiceSpec(
     metrics_port=9453,
     module="myko.services.report",
     runner="report_svc",
-    grpc_services=(LiveKind.REPORT.service,),
+    grpc_services=(LiveKind.REPORT.service, LIVE_BUS),
 )
 # Health only: saga_svc serves no API of its own.
 SAGA = ServiceSpec(

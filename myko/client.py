@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import grpc
 from google.protobuf import any_pb2
@@ -38,11 +38,15 @@ from myko.v1 import (
     command_pb2,
     command_pb2_grpc,
     item_pb2,
+    live_pb2,
     query_pb2,
     query_pb2_grpc,
     report_pb2,
     report_pb2_grpc,
 )
+
+if TYPE_CHECKING:
+    from myko.client_live import Live
 
 T = TypeVar("T", bound=Message)
 V = TypeVar("V", bound=Message)
@@ -108,6 +112,7 @@ class Client(Lifecycle):
         self._channel_options = list(channel_options)
         self._credentials = credentials
         self._channels: list[grpc.aio.Channel] = []
+        self._by_service: dict[str, grpc.aio.Channel] = {}
         self._execute: grpc.aio.UnaryUnaryMultiCallable[command_pb2.CommandRequest, command_pb2.CommandResult]
         self._execute_batch: grpc.aio.UnaryUnaryMultiCallable[
             command_pb2.CommandBatchRequest, command_pb2.CommandBatchResult
@@ -132,23 +137,26 @@ class Client(Lifecycle):
             commands = command_pb2_grpc.CommandBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
             self._execute, self._execute_batch = commands.Execute, commands.ExecuteBatch
         if (addr := self._addrs["query"]) is not None:
-            queries = query_pb2_grpc.QueryBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
+            queries = query_pb2_grpc.QueryBusStub(self._channel(addr, "query"))  # type: ignore[no-untyped-call]
             self._query_get, self._query_watch = queries.Get, queries.Watch
         if (addr := self._addrs["report"]) is not None:
-            reports = report_pb2_grpc.ReportBusStub(self._channel(addr))  # type: ignore[no-untyped-call]
+            reports = report_pb2_grpc.ReportBusStub(self._channel(addr, "report"))  # type: ignore[no-untyped-call]
             self._report_get, self._report_watch = reports.Get, reports.Watch
         self._started = True
 
-    def _channel(self, addr: str) -> grpc.aio.Channel:
+    def _channel(self, addr: str, service: str = "") -> grpc.aio.Channel:
         if self._credentials is None:
             channel = grpc.aio.insecure_channel(addr, options=self._channel_options)
         else:
             channel = grpc.aio.secure_channel(addr, self._credentials, options=self._channel_options)
         self._channels.append(channel)
+        if service:
+            self._by_service[service] = channel
         return channel
 
     async def stop(self) -> None:
         channels, self._channels = self._channels, []
+        self._by_service.clear()
         self._started = False
         for channel in channels:
             await channel.close(None)
@@ -299,6 +307,21 @@ class Client(Lifecycle):
             return _unpack(r.value, result_cls, r.report_type)
         except grpc.aio.AioRpcError as exc:
             raise error_from_rpc(exc) from None
+
+    # --- many subscriptions over a few streams (myko/client_live.py) -------
+    def live(self, *, max_per_stream: int = 256, group_results: bool = True) -> Live:
+        """Many query and report subscriptions over a few LiveBus streams: `async with
+        client.live() as live: sub = live.watch(AllTargets())` (myko/client_live.py)."""
+        from myko.client_live import Live  # it imports this module's helpers
+
+        return Live(self, max_per_stream=max_per_stream, group_results=group_results)
+
+    def _live_open(self, service: str) -> grpc.aio.UnaryStreamMultiCallable[Any, Any]:
+        return self._by_service[service].unary_stream(
+            "/myko.v1.LiveBus/Open",
+            request_serializer=live_pb2.LiveOpen.SerializeToString,
+            response_deserializer=live_pb2.LiveFrame.FromString,
+        )
 
     def _resolve(self, request: object) -> tuple[Message, str, type[Message]]:
         if not isinstance(request, Message):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 
 # (value, seq) -> serialised payload
 Build = Callable[[Any, int], bytes]
+
+
+class Sink(Protocol):
+    """Where an evaluation hands its payloads: a Watch stream's LatestSink, or a LiveBus
+    subscription on a multiplexed stream (myko/live_streams.py)."""
+
+    def put(self, payload: bytes) -> None: ...
+
+    def fail(self, exc: BaseException) -> None: ...
 
 
 class LatestSink:
@@ -73,7 +82,7 @@ class SharedEvaluation:
         self._key = key
         self._build = build
         self.metrics = metrics
-        self._sinks: set[LatestSink] = set()
+        self._sinks: set[Sink] = set()
         self._built_at: Hashable = None
         self._last_value: Any = _NOTHING
         self._payload: bytes | None = None
@@ -134,7 +143,7 @@ class SharedEvaluation:
             sink.fail(self._error)
         self._hub._forget(self._key, self)
 
-    def attach(self, sink: LatestSink) -> None:
+    def attach(self, sink: Sink) -> None:
         self._sinks.add(sink)
         self.metrics.subscriptions.inc()
         if self._payload is not None and self._built_at != self._hub.position():
@@ -148,7 +157,7 @@ class SharedEvaluation:
         elif self._error is not None:
             sink.fail(self._error)
 
-    def detach(self, sink: LatestSink) -> None:
+    def detach(self, sink: Sink) -> None:
         if sink in self._sinks:
             self._sinks.discard(sink)
             self.metrics.subscriptions.dec()
@@ -200,9 +209,11 @@ class LiveHub:
         build: Build,
         *,
         type_name: str = "",
+        sink: Sink | None = None,
     ) -> Subscription:
         """Join (or start) the evaluation for `key`. `make_source` runs only to start one,
-        so a handler's validation errors reach the caller that starts it."""
+        so a handler's validation errors reach the caller that starts it. Payloads go to
+        `sink`, or (without) to a LatestSink the Subscription's `next()` reads."""
         ev = self._evals.get(key)
         if ev is None:
             metrics = self._metrics.of(type_name)
@@ -211,7 +222,8 @@ class LiveHub:
                 raise ev._error
             self._evals[key] = ev
             metrics.evaluations.inc()
-        sink = LatestSink(ev.metrics)
+        if sink is None:
+            sink = LatestSink(ev.metrics)
         ev.attach(sink)
         return Subscription(ev, sink)
 
@@ -228,11 +240,13 @@ class LiveHub:
 
 
 class Subscription:
-    def __init__(self, evaluation: SharedEvaluation, sink: LatestSink) -> None:
+    def __init__(self, evaluation: SharedEvaluation, sink: Sink) -> None:
         self._evaluation = evaluation
         self._sink = sink
 
     async def next(self) -> bytes:
+        """The next payload; only for a subscription opened without a sink of its own."""
+        assert isinstance(self._sink, LatestSink), "this subscription delivers to its own sink"
         return await self._sink.next()
 
     def fail(self, exc: BaseException) -> None:

@@ -28,7 +28,7 @@ from myko.errors import (
     UnknownType,
     echo,
 )
-from myko.live import LiveHub, Subscription
+from myko.live import LiveHub, Sink, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
 from myko.principal import Principal
@@ -112,7 +112,12 @@ class LiveBus:
         return build_report
 
     async def open(
-        self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx, principal: Principal
+        self,
+        packed: any_pb2.Any,
+        fence: item_pb2.Watermark,
+        context: Ctx,
+        principal: Principal,
+        sink: Sink | None = None,
     ) -> Subscription:
         name = type_name_of(packed.type_url, self.kind.value)
         reg = self._registry.get(name)
@@ -188,7 +193,9 @@ class LiveBus:
 
             make_source = make_window
 
-        return self._hub.open(key, make_source, self._build(name, spec is not None), type_name=name)
+        return self._hub.open(
+            key, make_source, self._build(name, spec is not None), type_name=name, sink=sink
+        )
 
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx

@@ -12,6 +12,7 @@ from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
 from myko.live_kind import LiveKind
+from myko.live_streams import LiveStreams, register_live_streams
 from myko.metrics import Metrics
 from myko.repo import Store
 from myko.repo_feed import RepoFeed
@@ -63,10 +64,15 @@ class LiveService(Lifecycle):
             auth=self.auth,
             max_streams=settings.max_streams,
         )
+        # The same subscriptions, many over one stream (LiveBus/Open), for internal callers.
+        self.streams = LiveStreams(self.bus, self.auth, settings)
         self.grpc = GrpcServer(
             settings,
             service_names=catalogue.service(settings.service).grpc_services,
-            register=[lambda s: register_live_bus(s, self.bus, metrics.rpc)],
+            register=[
+                lambda s: register_live_bus(s, self.bus, metrics.rpc),
+                lambda s: register_live_streams(s, self.streams, metrics.rpc),
+            ],
             transport=self.transport,
             metrics=metrics,
             tracing=self.tracing,

@@ -602,6 +602,13 @@ class LiveSettings(ServerSettings):
     # The deployment's MYKO_TOPIC_PREFIX: watermarks name topics with it.
     topic_prefix: str = ""
     auth: AuthSettings = field(default_factory=AuthSettings.off)
+    # LiveBus/Open streams (myko/live_streams.py), the gateway's limits' counterparts:
+    # subscriptions per stream, in the whole process (besides the MYKO_MAX_STREAMS
+    # streams), bytes waiting per stream, and the idle heartbeat.
+    max_subscriptions_per_stream: int = 256
+    max_live_subscriptions: int = 50_000
+    max_stream_unsent_bytes: int = 64 * 1024 * 1024
+    live_heartbeat_ms: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -611,6 +618,16 @@ class LiveSettings(ServerSettings):
             repo_addr=e.addr("MYKO_REPO_ADDR", catalogue.REPO.default_addr),
             topic_prefix=e.opt_str("MYKO_TOPIC_PREFIX"),
             auth=AuthSettings.from_env(e),
+            max_subscriptions_per_stream=e.int(
+                "MYKO_MAX_SUBSCRIPTIONS_PER_STREAM", cls.max_subscriptions_per_stream, minimum=1
+            ),
+            max_live_subscriptions=e.int(
+                "MYKO_MAX_LIVE_SUBSCRIPTIONS", cls.max_live_subscriptions, minimum=1
+            ),
+            max_stream_unsent_bytes=e.int(
+                "MYKO_MAX_STREAM_UNSENT_BYTES", cls.max_stream_unsent_bytes, minimum=64 * 1024
+            ),
+            live_heartbeat_ms=e.int("MYKO_LIVE_HEARTBEAT_MS", cls.live_heartbeat_ms, minimum=100),
         )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
+from bench.fanout_mux import MuxFanoutResult, MuxLevel
 from bench.kafka_floor import FloorResult
 from bench.machine import describe_machine
 from bench.overhead import OverheadResult, SideResult
@@ -117,3 +118,27 @@ def test_the_scale_section_reports_per_target_memory_catch_up_and_the_issue_targ
         "| new subscriber, AllTargets over 100200 | ~480 ms at 100k | 190.00 ms | <= 200 ms |"
         in render_markdown(r)
     )
+
+
+def test_the_fan_out_at_scale_section_reports_cpu_per_extra_subscriber_against_the_baseline() -> None:
+    r = results(e2e_ms=8.0)
+    mux = MuxFanoutResult(subscribers=1000, queries=100, per_stream=256)
+    for name, subscribers, streams, query_cpu_s in (
+        ("baseline", 100, 100, 1.5),  # 50 ms a change over 30 changes
+        ("separate", 1000, 1000, 4.5),  # 150 ms: (150 - 50) / 900 = 111.1 us per extra subscriber
+        ("grouped", 1000, 4, 1.608),  # 53.6 ms: 4.0 us
+    ):
+        level = MuxLevel(name, subscribers, streams, changes=30, last=ms(40.0, 90.0))
+        level.cpu = CpuUse({"query": query_cpu_s}, wall_s=10.0)
+        mux.levels.append(level)
+    r.fanout_mux = mux
+    md, text = render_markdown(r), render_text(r)
+    assert "| separate | 1000 | 1000 | 30 | 40.0 | 90.0 | 150.0 | 111.1 |" in md
+    assert "| grouped | 1000 | 4 | 30 | 40.0 | 90.0 | 53.6 | 4.0 |" in md
+    assert "| baseline | 100 | 100 | 30 | 40.0 | 90.0 | 50.0 | - |" in md
+    assert "1000 subscribers over 100 distinct queries" in text
+    assert (
+        "| fan-out 1000 over 100 queries (LiveBus, grouped): CPU per change per extra subscriber"
+        " | ~28 us | 4.0 us | <= 10 us |" in md
+    )
+    assert "|   last subscriber p99 after the change (LiveBus, grouped) | - | 90 ms | <= 100 ms |" in md

@@ -181,6 +181,32 @@ async def test_identical_subscriptions_share_one_upstream_watch(env: Env) -> Non
     await eventually(lambda: env.backend.record.active_watches == 0)
 
 
+async def test_a_grouped_page_gets_one_frame_for_subscriptions_sharing_a_feed(env: Env) -> None:
+    subs = [_with_id(f"s{i}", _query(queries_pb2.AllTargets())) for i in range(3)]
+    subs.append(_with_id("r", _report()))
+    grouped = await _open_raw(env, live_pb2.LiveOpen(subscriptions=subs, group_results=True))
+    plain = await _open_raw(env, live_pb2.LiveOpen(subscriptions=subs))
+
+    async def update(page: Page, seq: int) -> list[tuple[str, ...]]:
+        named: list[tuple[str, ...]] = []
+        while sum(len(n) for n in named) < 4:
+            f = await page.next()
+            assert (f.query.seq or f.report.seq) == seq
+            named.append((f.sub_id, *f.more_sub_ids))
+        return sorted(named)
+
+    # Old clients (no flag) keep one frame per subscription; a grouped page gets the
+    # three AllTargets subscriptions in one frame, as it arrived from upstream once.
+    assert await update(plain, 1) == [("r",), ("s0",), ("s1",), ("s2",)]
+    # Its subscriptions all joined before the feeds' first results came from upstream.
+    assert await update(grouped, 1) == [("r",), ("s0", "s1", "s2")]
+    await env.backend.emitter.bump()
+    assert await update(grouped, 2) == [("r",), ("s0", "s1", "s2")]
+    assert await update(plain, 2) == [("r",), ("s0",), ("s1",), ("s2",)]
+    await grouped.close()
+    await plain.close()
+
+
 async def test_reopening_with_a_changed_set_keeps_shared_feeds(env: Env) -> None:
     # What a page does when one view's parameters change: open the new set, then close the old.
     old = await Page.open(env, a=_query(queries_pb2.AllTargets()), b=_query(queries_pb2.TargetById(id="1")))

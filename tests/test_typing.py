@@ -54,6 +54,10 @@ async def use(client: Client) -> None:
         print(targets[0].no_such_field)  # E: attr-defined
     zones: list[entities_pb2.Zone] = await client.get(queries_pb2.AllTargets())  # E: arg-type
     print(zones)
+    async with client.live() as live:
+        live.watch(commands_pb2.SetTarget())  # E: call-overload
+        async for many in live.watch(queries_pb2.AllTargets()):
+            print(many[0].no_such_field)  # E: attr-defined
 """
 
 RIGHT = """
@@ -118,6 +122,12 @@ async def use(client: Client) -> None:
     assert_type(await client.get(reports_pb2.ZoneTotals()), reports_pb2.ZoneTotalsValue)
     async for counts in client.watch(reports_pb2.TargetCountsByStatus()):
         assert_type(counts, reports_pb2.StatusCounts)
+    async with client.live() as live:
+        targets_sub = live.watch(queries_pb2.AllTargets(), at_least=result)
+        counts_sub = live.watch(reports_pb2.TargetCountsByStatus())
+        assert_type(await anext(targets_sub), list[Target])
+        async for value in counts_sub:
+            assert_type(value, reports_pb2.StatusCounts)
 """
 
 

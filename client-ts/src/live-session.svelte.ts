@@ -203,7 +203,11 @@ export class LiveSession {
     // A gateway that accepts the request but never answers must not stall the page.
     const openTimeout = setTimeout(() => stream.abort.abort(), OPEN_TIMEOUT_MS);
     try {
-      const request = { subscriptions: subs.map((s) => ({ subId: s.id, request: s.request })) };
+      // groupResults: a result shared by several subscriptions may come once, naming them all.
+      const request = {
+        subscriptions: subs.map((s) => ({ subId: s.id, request: s.request })),
+        groupResults: true,
+      };
       for await (const frame of this.#client.open(request, { signal: stream.abort.signal })) {
         if (stream.retired) break;
         this.lastFrameAt = Date.now();
@@ -250,13 +254,19 @@ export class LiveSession {
   }
 
   #dispatch(frame: LiveFrame): void {
-    const sub = this.#subs.get(frame.subId);
-    if (!sub) return;
     const body = frame.body;
     if (body.case === "query" || body.case === "report") {
-      sub.backoff.reset();
-      sub.listener.result(body.value);
-    } else if (body.case === "error") {
+      for (const subId of [frame.subId, ...frame.moreSubIds]) {
+        const sub = this.#subs.get(subId);
+        if (!sub) continue;
+        sub.backoff.reset();
+        sub.listener.result(body.value);
+      }
+      return;
+    }
+    const sub = this.#subs.get(frame.subId);
+    if (!sub) return;
+    if (body.case === "error") {
       const err = new ConnectError(body.value.message, body.value.code as Code);
       if (err.code === Code.Unauthenticated) {
         // The token ran out (or was revoked) under this stream: keep the value, mark it

@@ -100,6 +100,24 @@ describe("LiveQuery over a LiveSession", () => {
     expect(gw.openStreams).toBe(1);
   });
 
+  it("hands a grouped frame to every subscription it names", async () => {
+    const a = liveNotes(() => "work");
+    const b = liveNotes(() => "work");
+    const c = liveNotes(() => "home");
+    await settle();
+    expect(gw.opens.at(-1)?.groupResults).toBe(true);
+    const ids = gw.current().map((s) => s.subId);
+    expect(ids).toHaveLength(3);
+    gw.emitQuery(ids.slice(0, 2), NoteSchema, [{ title: "shared" }]);
+    await settle();
+    expect(a.items.map((t) => t.title)).toEqual(["shared"]);
+    expect(b.items.map((t) => t.title)).toEqual(["shared"]);
+    expect(c.status).toBe("loading");
+    gw.emitQuery(ids.slice(2), NoteSchema, [{ title: "own" }]);
+    await settle();
+    expect(c.items.map((t) => t.title)).toEqual(["own"]);
+  });
+
   it("shows a rejected request as an error without retrying", async () => {
     const q = liveNotes(() => "work");
     await settle();

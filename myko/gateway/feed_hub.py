@@ -20,6 +20,7 @@ from myko.gateway.admission import Admission
 from myko.gateway.feeds import Feed, FeedKey, error_frame
 from myko.gateway.sessions import Session
 from myko.gateway.upstreams import Upstreams
+from myko.live_session import Session as LiveSession
 from myko.metrics.gateway import GatewayMetrics
 from myko.settings import GatewaySettings
 
@@ -48,11 +49,17 @@ class FeedHub:
         return len(self._feeds)
 
     def open(
-        self, subscriptions: Sequence[tuple[str, FeedKey]], client: str, *, expires_at: float | None = None
+        self,
+        subscriptions: Sequence[tuple[str, FeedKey]],
+        client: str,
+        *,
+        expires_at: float | None = None,
+        grouped: bool = False,
     ) -> Session:
         """A session fed by these (sub_id, key) pairs; validate them before calling.
 
-        `expires_at` (epoch seconds): the session ends UNAUTHENTICATED then, when its token expires."""
+        `expires_at` (epoch seconds): the session ends UNAUTHENTICATED then, when its token expires.
+        `grouped`: subscriptions of one feed share frames (LiveOpen.group_results)."""
         new_feeds = len({key for _, key in subscriptions if key not in self._feeds})
         if len(self._feeds) + new_feeds > self._settings.max_feeds:
             raise ResourceExhausted(
@@ -65,6 +72,7 @@ class FeedHub:
             heartbeat_s=self._settings.live_heartbeat_ms / 1000,
             max_unsent_bytes=self._settings.max_stream_unsent_bytes,
             on_fail=self._on_session_failed,
+            grouped=grouped,
             coalesced=self._metrics.coalesced if self._metrics is not None else None,
         )
         self._sessions[session.id] = session
@@ -96,9 +104,11 @@ class FeedHub:
             self._detach(session, sub_id)
         self._admission.release(session.ticket)
 
-    def _on_session_failed(self, session: Session) -> None:
+    def _on_session_failed(self, session: LiveSession) -> None:
         # Deferred: a feed may be mid-delivery to this session.
-        asyncio.get_running_loop().call_soon(self.close, session)
+        gateway_session = self._sessions.get(session.id)
+        if gateway_session is not None:
+            asyncio.get_running_loop().call_soon(self.close, gateway_session)
 
     def _feed_ended(self, feed: Feed, code: grpc.StatusCode, message: str) -> None:
         if self._feeds.get(feed.key) is feed:

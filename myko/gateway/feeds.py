@@ -1,8 +1,8 @@
 """Feeds: one upstream Watch each, shared by every LiveBus subscription with the same key.
 
 A result arrives once from upstream and is held once (`SharedResult`); every
-subscription's frame is a small per-subscription head (its sub_id, the field
-tag and length) followed by those same shared bytes, never a copy.
+subscription's frame is a small head (its sub_id(s), the field tag and length:
+myko/live_frames.py) followed by those same shared bytes, never a copy.
 """
 
 from __future__ import annotations
@@ -17,19 +17,18 @@ from typing import Protocol
 import grpc
 from prometheus_client import Counter
 
+from myko import live_frames
 from myko.gateway.admission import ByteGauge
 from myko.gateway.metadata import Metadata
 from myko.gateway.routes import Upstream
 from myko.gateway.status_text import clip, upstream_details
 from myko.gateway.upstreams import Upstreams
+from myko.live_frames import Outgoing, Result
 from myko.live_kind import LiveKind
-from myko.v1 import live_pb2
 
 log = logging.getLogger(__name__)
 
 _UPSTREAM = {LiveKind.QUERY: Upstream.QUERY, LiveKind.REPORT: Upstream.REPORT}
-# LiveFrame.query = 3, LiveFrame.report = 4.
-_FRAME_FIELD = {LiveKind.QUERY: 3, LiveKind.REPORT: 4}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,53 +59,14 @@ class SharedResult:
         self._gauge.sub(len(self.data))
 
 
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """A LiveFrame to send: `head` then the shared result's bytes (if any)."""
-
-    head: bytes
-    result: SharedResult | None = None
-
-    @property
-    def body(self) -> bytes:
-        return self.result.data if self.result is not None else b""
-
-    @property
-    def size(self) -> int:
-        return len(self.head) + (len(self.result.data) if self.result is not None else 0)
-
-
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def frame_prefix(sub_id: str, kind: LiveKind) -> bytes:
-    """A LiveFrame up to the result's length: sub_id, then the query/report field tag.
-
-    An embedded message is encoded exactly like a bytes field, so appending the
-    length and the raw QueryResult/ReportResult makes a valid LiveFrame.
-    """
-    head = live_pb2.LiveFrame(sub_id=sub_id).SerializeToString()
-    return head + varint((_FRAME_FIELD[kind] << 3) | 2)
-
-
 def error_frame(sub_id: str, code: grpc.StatusCode, message: str) -> Outgoing:
-    err = live_pb2.LiveError(code=int(code.value[0]), message=clip(message))
-    return Outgoing(live_pb2.LiveFrame(sub_id=sub_id, error=err).SerializeToString())
+    return live_frames.error_frame(sub_id, code, clip(message))
 
 
 class Listener(Protocol):
     """What a feed delivers to (sessions.Session)."""
 
-    def deliver(self, sub_id: str, out: Outgoing) -> None: ...
+    def deliver_result(self, sub_id: str, kind: LiveKind, result: Result) -> None: ...
 
 
 class Feed:
@@ -121,8 +81,8 @@ class Feed:
         results: Counter | None = None,
     ) -> None:
         self.key = key
-        # (session id, sub_id) -> (listener, that subscription's frame prefix)
-        self.listeners: dict[tuple[str, str], tuple[Listener, bytes]] = {}
+        # (session id, sub_id) -> listener
+        self.listeners: dict[tuple[str, str], Listener] = {}
         self.last: SharedResult | None = None
         self._upstreams = upstreams
         self._gauge = gauge
@@ -131,11 +91,10 @@ class Feed:
         self._task = asyncio.create_task(self._run(), name=f"live-feed-{key.kind.value}")
 
     def add(self, session_id: str, sub_id: str, listener: Listener) -> None:
-        prefix = frame_prefix(sub_id, self.key.kind)
-        self.listeners[(session_id, sub_id)] = (listener, prefix)
+        self.listeners[(session_id, sub_id)] = listener
         if self.last is not None:
             # Every emission is a full value, so the newest one is a valid first one.
-            listener.deliver(sub_id, Outgoing(prefix + varint(len(self.last.data)), self.last))
+            listener.deliver_result(sub_id, self.key.kind, self.last)
 
     def remove(self, session_id: str, sub_id: str) -> None:
         self.listeners.pop((session_id, sub_id), None)
@@ -170,6 +129,6 @@ class Feed:
         result = self.last = SharedResult(data, self._gauge)
         if self._results is not None:
             self._results.inc()
-        length = varint(len(data))
-        for (_, sub_id), (listener, prefix) in list(self.listeners.items()):
-            listener.deliver(sub_id, Outgoing(prefix + length, result))
+        kind = self.key.kind
+        for (_, sub_id), listener in list(self.listeners.items()):
+            listener.deliver_result(sub_id, kind, result)

@@ -26,7 +26,7 @@ from myko.v1 import query_pb2 as myko_dot_v1_dot_query__pb2
 from myko.v1 import report_pb2 as myko_dot_v1_dot_report__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/live.proto\x12\x07myko.v1\x1a\x13myko/v1/query.proto\x1a\x14myko/v1/report.proto\"<\n\x08LiveOpen\x12\x30\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x19.myko.v1.LiveSubscription\"\x7f\n\x10LiveSubscription\x12\x0e\n\x06sub_id\x18\x01 \x01(\t\x12&\n\x05query\x18\x02 \x01(\x0b\x32\x15.myko.v1.QueryRequestH\x00\x12(\n\x06report\x18\x03 \x01(\x0b\x32\x16.myko.v1.ReportRequestH\x00\x42\t\n\x07request\"\xec\x01\n\tLiveFrame\x12\x0e\n\x06sub_id\x18\x01 \x01(\t\x12%\n\x06opened\x18\x02 \x01(\x0b\x32\x13.myko.v1.LiveOpenedH\x00\x12%\n\x05query\x18\x03 \x01(\x0b\x32\x14.myko.v1.QueryResultH\x00\x12\'\n\x06report\x18\x04 \x01(\x0b\x32\x15.myko.v1.ReportResultH\x00\x12#\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.myko.v1.LiveErrorH\x00\x12+\n\theartbeat\x18\x06 \x01(\x0b\x32\x16.myko.v1.LiveHeartbeatH\x00\x42\x06\n\x04\x62ody\"+\n\nLiveOpened\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\"*\n\tLiveError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rLiveHeartbeat2:\n\x07LiveBus\x12/\n\x04Open\x12\x11.myko.v1.LiveOpen\x1a\x12.myko.v1.LiveFrame0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/live.proto\x12\x07myko.v1\x1a\x13myko/v1/query.proto\x1a\x14myko/v1/report.proto\"S\n\x08LiveOpen\x12\x30\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x19.myko.v1.LiveSubscription\x12\x15\n\rgroup_results\x18\x02 \x01(\x08\"\x7f\n\x10LiveSubscription\x12\x0e\n\x06sub_id\x18\x01 \x01(\t\x12&\n\x05query\x18\x02 \x01(\x0b\x32\x15.myko.v1.QueryRequestH\x00\x12(\n\x06report\x18\x03 \x01(\x0b\x32\x16.myko.v1.ReportRequestH\x00\x42\t\n\x07request\"\x82\x02\n\tLiveFrame\x12\x0e\n\x06sub_id\x18\x01 \x01(\t\x12%\n\x06opened\x18\x02 \x01(\x0b\x32\x13.myko.v1.LiveOpenedH\x00\x12%\n\x05query\x18\x03 \x01(\x0b\x32\x14.myko.v1.QueryResultH\x00\x12\'\n\x06report\x18\x04 \x01(\x0b\x32\x15.myko.v1.ReportResultH\x00\x12#\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x12.myko.v1.LiveErrorH\x00\x12+\n\theartbeat\x18\x06 \x01(\x0b\x32\x16.myko.v1.LiveHeartbeatH\x00\x12\x14\n\x0cmore_sub_ids\x18\x07 \x03(\tB\x06\n\x04\x62ody\"+\n\nLiveOpened\x12\x1d\n\x15heartbeat_interval_ms\x18\x01 \x01(\r\"*\n\tLiveError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x0f\n\rLiveHeartbeat2:\n\x07LiveBus\x12/\n\x04Open\x12\x11.myko.v1.LiveOpen\x1a\x12.myko.v1.LiveFrame0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,17 +34,17 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myko.v1.live_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LIVEOPEN']._serialized_start=74
-  _globals['_LIVEOPEN']._serialized_end=134
-  _globals['_LIVESUBSCRIPTION']._serialized_start=136
-  _globals['_LIVESUBSCRIPTION']._serialized_end=263
-  _globals['_LIVEFRAME']._serialized_start=266
-  _globals['_LIVEFRAME']._serialized_end=502
-  _globals['_LIVEOPENED']._serialized_start=504
-  _globals['_LIVEOPENED']._serialized_end=547
-  _globals['_LIVEERROR']._serialized_start=549
-  _globals['_LIVEERROR']._serialized_end=591
-  _globals['_LIVEHEARTBEAT']._serialized_start=593
-  _globals['_LIVEHEARTBEAT']._serialized_end=608
-  _globals['_LIVEBUS']._serialized_start=610
-  _globals['_LIVEBUS']._serialized_end=668
+  _globals['_LIVEOPEN']._serialized_end=157
+  _globals['_LIVESUBSCRIPTION']._serialized_start=159
+  _globals['_LIVESUBSCRIPTION']._serialized_end=286
+  _globals['_LIVEFRAME']._serialized_start=289
+  _globals['_LIVEFRAME']._serialized_end=547
+  _globals['_LIVEOPENED']._serialized_start=549
+  _globals['_LIVEOPENED']._serialized_end=592
+  _globals['_LIVEERROR']._serialized_start=594
+  _globals['_LIVEERROR']._serialized_end=636
+  _globals['_LIVEHEARTBEAT']._serialized_start=638
+  _globals['_LIVEHEARTBEAT']._serialized_end=653
+  _globals['_LIVEBUS']._serialized_start=655
+  _globals['_LIVEBUS']._serialized_end=713
 # @@protoc_insertion_point(module_scope)

@@ -9,10 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class LiveOpen(_message.Message):
-    __slots__ = ("subscriptions",)
+    __slots__ = ("subscriptions", "group_results")
     SUBSCRIPTIONS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_RESULTS_FIELD_NUMBER: _ClassVar[int]
     subscriptions: _containers.RepeatedCompositeFieldContainer[LiveSubscription]
-    def __init__(self, subscriptions: _Optional[_Iterable[_Union[LiveSubscription, _Mapping]]] = ...) -> None: ...
+    group_results: bool
+    def __init__(self, subscriptions: _Optional[_Iterable[_Union[LiveSubscription, _Mapping]]] = ..., group_results: _Optional[bool] = ...) -> None: ...
 
 class LiveSubscription(_message.Message):
     __slots__ = ("sub_id", "query", "report")
@@ -25,20 +27,22 @@ class LiveSubscription(_message.Message):
     def __init__(self, sub_id: _Optional[str] = ..., query: _Optional[_Union[_query_pb2.QueryRequest, _Mapping]] = ..., report: _Optional[_Union[_report_pb2.ReportRequest, _Mapping]] = ...) -> None: ...
 
 class LiveFrame(_message.Message):
-    __slots__ = ("sub_id", "opened", "query", "report", "error", "heartbeat")
+    __slots__ = ("sub_id", "opened", "query", "report", "error", "heartbeat", "more_sub_ids")
     SUB_ID_FIELD_NUMBER: _ClassVar[int]
     OPENED_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    MORE_SUB_IDS_FIELD_NUMBER: _ClassVar[int]
     sub_id: str
     opened: LiveOpened
     query: _query_pb2.QueryResult
     report: _report_pb2.ReportResult
     error: LiveError
     heartbeat: LiveHeartbeat
-    def __init__(self, sub_id: _Optional[str] = ..., opened: _Optional[_Union[LiveOpened, _Mapping]] = ..., query: _Optional[_Union[_query_pb2.QueryResult, _Mapping]] = ..., report: _Optional[_Union[_report_pb2.ReportResult, _Mapping]] = ..., error: _Optional[_Union[LiveError, _Mapping]] = ..., heartbeat: _Optional[_Union[LiveHeartbeat, _Mapping]] = ...) -> None: ...
+    more_sub_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sub_id: _Optional[str] = ..., opened: _Optional[_Union[LiveOpened, _Mapping]] = ..., query: _Optional[_Union[_query_pb2.QueryResult, _Mapping]] = ..., report: _Optional[_Union[_report_pb2.ReportResult, _Mapping]] = ..., error: _Optional[_Union[LiveError, _Mapping]] = ..., heartbeat: _Optional[_Union[LiveHeartbeat, _Mapping]] = ..., more_sub_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LiveOpened(_message.Message):
     __slots__ = ("heartbeat_interval_ms",)

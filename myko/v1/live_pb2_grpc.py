@@ -26,12 +26,17 @@ if _version_not_supported:
 
 
 class LiveBusStub:
-    """Served by the gateway, not by a backend service: many live queries and
-    reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
-    connections per origin and every open server stream holds one, so a page
-    with twenty live views cannot open twenty Watch streams. The page opens one
-    stream carrying all its subscriptions; the gateway holds the upstream Watch
-    streams over HTTP/2. See docs/ui-streams.md.
+    """Many live queries and reports over ONE server stream. Served by the gateway
+    for browser pages: browsers allow six HTTP/1.1 connections per origin and
+    every open server stream holds one, so a page with twenty live views cannot
+    open twenty Watch streams; the gateway holds the upstream Watch streams over
+    HTTP/2. Also served by query_svc (query subscriptions) and report_svc (report
+    subscriptions) for internal callers (myko.Client.live()): there each
+    subscription joins the service's shared evaluation directly, so a caller with
+    thousands of subscriptions holds a few streams, and a change costs the
+    service one write per stream and evaluation rather than one per subscriber.
+    A subscription of the other kind gets a LiveError UNIMPLEMENTED there.
+    See docs/ui-streams.md.
     """
 
     def __init__(self, channel):
@@ -48,12 +53,17 @@ class LiveBusStub:
 
 
 class LiveBusServicer:
-    """Served by the gateway, not by a backend service: many live queries and
-    reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
-    connections per origin and every open server stream holds one, so a page
-    with twenty live views cannot open twenty Watch streams. The page opens one
-    stream carrying all its subscriptions; the gateway holds the upstream Watch
-    streams over HTTP/2. See docs/ui-streams.md.
+    """Many live queries and reports over ONE server stream. Served by the gateway
+    for browser pages: browsers allow six HTTP/1.1 connections per origin and
+    every open server stream holds one, so a page with twenty live views cannot
+    open twenty Watch streams; the gateway holds the upstream Watch streams over
+    HTTP/2. Also served by query_svc (query subscriptions) and report_svc (report
+    subscriptions) for internal callers (myko.Client.live()): there each
+    subscription joins the service's shared evaluation directly, so a caller with
+    thousands of subscriptions holds a few streams, and a change costs the
+    service one write per stream and evaluation rather than one per subscriber.
+    A subscription of the other kind gets a LiveError UNIMPLEMENTED there.
+    See docs/ui-streams.md.
     """
 
     def Open(self, request, context):
@@ -85,12 +95,17 @@ def add_LiveBusServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class LiveBus:
-    """Served by the gateway, not by a backend service: many live queries and
-    reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
-    connections per origin and every open server stream holds one, so a page
-    with twenty live views cannot open twenty Watch streams. The page opens one
-    stream carrying all its subscriptions; the gateway holds the upstream Watch
-    streams over HTTP/2. See docs/ui-streams.md.
+    """Many live queries and reports over ONE server stream. Served by the gateway
+    for browser pages: browsers allow six HTTP/1.1 connections per origin and
+    every open server stream holds one, so a page with twenty live views cannot
+    open twenty Watch streams; the gateway holds the upstream Watch streams over
+    HTTP/2. Also served by query_svc (query subscriptions) and report_svc (report
+    subscriptions) for internal callers (myko.Client.live()): there each
+    subscription joins the service's shared evaluation directly, so a caller with
+    thousands of subscriptions holds a few streams, and a change costs the
+    service one write per stream and evaluation rather than one per subscriber.
+    A subscription of the other kind gets a LiveError UNIMPLEMENTED there.
+    See docs/ui-streams.md.
     """
 
     @staticmethod

@@ -89,11 +89,12 @@ export class FakeGateway {
   }
 
   /**
-   * A query result for `subId`; `offset` is the watermark it reflects, `window`
-   * where a windowed query's items sit (docs/windows.md).
+   * A query result for `subId` (several: one grouped frame naming them all);
+   * `offset` is the watermark it reflects, `window` where a windowed query's
+   * items sit (docs/windows.md).
    */
   emitQuery<Desc extends DescMessage>(
-    subId: string,
+    subId: string | string[],
     itemSchema: Desc,
     items: MessageInitShape<Desc>[],
     offset = 0n,
@@ -105,7 +106,8 @@ export class FakeGateway {
       seq: 1n,
       window,
     });
-    this.#send(create(LiveFrameSchema, { subId, body: { case: "query", value: result } }));
+    const [first, ...moreSubIds] = typeof subId === "string" ? [subId] : subId;
+    this.#send(create(LiveFrameSchema, { subId: first, moreSubIds, body: { case: "query", value: result } }));
   }
 
   /** A report value for `subId`; `offset` is the watermark it reflects. */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/live.proto.
  */
 export const file_myko_v1_live: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL2xpdmUucHJvdG8SB215a28udjEiPAoITGl2ZU9wZW4SMAoNc3Vic2NyaXB0aW9ucxgBIAMoCzIZLm15a28udjEuTGl2ZVN1YnNjcmlwdGlvbiJ/ChBMaXZlU3Vic2NyaXB0aW9uEg4KBnN1Yl9pZBgBIAEoCRImCgVxdWVyeRgCIAEoCzIVLm15a28udjEuUXVlcnlSZXF1ZXN0SAASKAoGcmVwb3J0GAMgASgLMhYubXlrby52MS5SZXBvcnRSZXF1ZXN0SABCCQoHcmVxdWVzdCLsAQoJTGl2ZUZyYW1lEg4KBnN1Yl9pZBgBIAEoCRIlCgZvcGVuZWQYAiABKAsyEy5teWtvLnYxLkxpdmVPcGVuZWRIABIlCgVxdWVyeRgDIAEoCzIULm15a28udjEuUXVlcnlSZXN1bHRIABInCgZyZXBvcnQYBCABKAsyFS5teWtvLnYxLlJlcG9ydFJlc3VsdEgAEiMKBWVycm9yGAUgASgLMhIubXlrby52MS5MaXZlRXJyb3JIABIrCgloZWFydGJlYXQYBiABKAsyFi5teWtvLnYxLkxpdmVIZWFydGJlYXRIAEIGCgRib2R5IisKCkxpdmVPcGVuZWQSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAEgASgNIioKCUxpdmVFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiDwoNTGl2ZUhlYXJ0YmVhdDI6CgdMaXZlQnVzEi8KBE9wZW4SES5teWtvLnYxLkxpdmVPcGVuGhIubXlrby52MS5MaXZlRnJhbWUwAWIGcHJvdG8z", [file_myko_v1_query, file_myko_v1_report]);
+  fileDesc("ChJteWtvL3YxL2xpdmUucHJvdG8SB215a28udjEiUwoITGl2ZU9wZW4SMAoNc3Vic2NyaXB0aW9ucxgBIAMoCzIZLm15a28udjEuTGl2ZVN1YnNjcmlwdGlvbhIVCg1ncm91cF9yZXN1bHRzGAIgASgIIn8KEExpdmVTdWJzY3JpcHRpb24SDgoGc3ViX2lkGAEgASgJEiYKBXF1ZXJ5GAIgASgLMhUubXlrby52MS5RdWVyeVJlcXVlc3RIABIoCgZyZXBvcnQYAyABKAsyFi5teWtvLnYxLlJlcG9ydFJlcXVlc3RIAEIJCgdyZXF1ZXN0IoICCglMaXZlRnJhbWUSDgoGc3ViX2lkGAEgASgJEiUKBm9wZW5lZBgCIAEoCzITLm15a28udjEuTGl2ZU9wZW5lZEgAEiUKBXF1ZXJ5GAMgASgLMhQubXlrby52MS5RdWVyeVJlc3VsdEgAEicKBnJlcG9ydBgEIAEoCzIVLm15a28udjEuUmVwb3J0UmVzdWx0SAASIwoFZXJyb3IYBSABKAsyEi5teWtvLnYxLkxpdmVFcnJvckgAEisKCWhlYXJ0YmVhdBgGIAEoCzIWLm15a28udjEuTGl2ZUhlYXJ0YmVhdEgAEhQKDG1vcmVfc3ViX2lkcxgHIAMoCUIGCgRib2R5IisKCkxpdmVPcGVuZWQSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAEgASgNIioKCUxpdmVFcnJvchIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiDwoNTGl2ZUhlYXJ0YmVhdDI6CgdMaXZlQnVzEi8KBE9wZW4SES5teWtvLnYxLkxpdmVPcGVuGhIubXlrby52MS5MaXZlRnJhbWUwAWIGcHJvdG8z", [file_myko_v1_query, file_myko_v1_report]);
 
 /**
  * @generated from message myko.v1.LiveOpen
@@ -26,6 +26,16 @@ export type LiveOpen = Message<"myko.v1.LiveOpen"> & {
    * @generated from field: repeated myko.v1.LiveSubscription subscriptions = 1;
    */
   subscriptions: LiveSubscription[];
+
+  /**
+   * Set by a client that reads LiveFrame.more_sub_ids: a result shared by
+   * several subscriptions of this stream (the same query and parameters) may
+   * then come once, in one frame naming all of them, instead of once per
+   * subscription. Unset (old clients), every frame names one subscription.
+   *
+   * @generated from field: bool group_results = 2;
+   */
+  groupResults: boolean;
 };
 
 /**
@@ -125,6 +135,15 @@ export type LiveFrame = Message<"myko.v1.LiveFrame"> & {
     value: LiveHeartbeat;
     case: "heartbeat";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Only when the stream was opened with group_results: further subscriptions
+   * this same query/report result belongs to, beside sub_id. Never on errors,
+   * opened or heartbeats. A client hands the result to sub_id and to each of these.
+   *
+   * @generated from field: repeated string more_sub_ids = 7;
+   */
+  moreSubIds: string[];
 };
 
 /**
@@ -192,12 +211,17 @@ export const LiveHeartbeatSchema: GenMessage<LiveHeartbeat> = /*@__PURE__*/
   messageDesc(file_myko_v1_live, 5);
 
 /**
- * Served by the gateway, not by a backend service: many live queries and
- * reports over ONE server stream per browser page. Browsers allow six HTTP/1.1
- * connections per origin and every open server stream holds one, so a page
- * with twenty live views cannot open twenty Watch streams. The page opens one
- * stream carrying all its subscriptions; the gateway holds the upstream Watch
- * streams over HTTP/2. See docs/ui-streams.md.
+ * Many live queries and reports over ONE server stream. Served by the gateway
+ * for browser pages: browsers allow six HTTP/1.1 connections per origin and
+ * every open server stream holds one, so a page with twenty live views cannot
+ * open twenty Watch streams; the gateway holds the upstream Watch streams over
+ * HTTP/2. Also served by query_svc (query subscriptions) and report_svc (report
+ * subscriptions) for internal callers (myko.Client.live()): there each
+ * subscription joins the service's shared evaluation directly, so a caller with
+ * thousands of subscriptions holds a few streams, and a change costs the
+ * service one write per stream and evaluation rather than one per subscriber.
+ * A subscription of the other kind gets a LiveError UNIMPLEMENTED there.
+ * See docs/ui-streams.md.
  *
  * @generated from service myko.v1.LiveBus
  */
