@@ -31,6 +31,10 @@ from myko.errors import ConfigError
 
 SUITE = "bookworm"
 DEFAULT_TAG = f"myko-base/debian:{SUITE}"
+# Debian 13, for the identity provider alone: bookworm's Node.js (18) lacks what
+# oidc-provider 9 calls (URL.parse, crypto.hash); trixie's is 20.
+NODE_SUITE = "trixie"
+NODE_BASE_TAG = f"myko-base/debian:{NODE_SUITE}"
 FALLBACK_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "MYKO_DEBIAN_MIRROR"
 APT_DIR = Path("/etc/apt")
@@ -136,14 +140,29 @@ def image_sources(found: Iterable[AptSource], suite: str, mirror: str | None) ->
     """(the main archive to debootstrap from, the entries the image's apt uses).
 
     Only the suite's own entries (SUITE, SUITE-updates, SUITE-security) of the
-    Debian archive; the `main` component only, as in Debian's images.
+    Debian archive; the `main` component only, as in Debian's images. When the
+    host lists none for `suite` (a trixie image on a bookworm host), its entries
+    of another Debian suite name the mirrors, retargeted to `suite`.
     """
-    ours = [s for s in found if s.suite in (suite, f"{suite}-updates", f"{suite}-security")]
+    found = list(found)
+    wanted = (suite, f"{suite}-updates", f"{suite}-security")
+    if not any(s.suite in wanted for s in found):
+        found = [_retarget(s, suite) for s in found if s.suite.split("-")[0] in _DEBIAN_SUITES]
+    ours = [s for s in found if s.suite in wanted]
     ours = [AptSource(s.uri, s.suite, ("main",)) for s in ours]
     main = mirror or next((s.uri for s in ours if s.suite == suite), FALLBACK_MIRROR)
     if mirror or not ours:
         ours = [AptSource(main, suite, ("main",)), *(s for s in ours if s.suite != suite)]
     return main, list(dict.fromkeys(ours))
+
+
+# Debian's release names (an Ubuntu entry of the host is never retargeted).
+_DEBIAN_SUITES = ("bullseye", "bookworm", "trixie", "forky", "stable", "oldstable", "testing")
+
+
+def _retarget(source: AptSource, suite: str) -> AptSource:
+    _, dash, pocket = source.suite.partition("-")
+    return AptSource(source.uri, f"{suite}{dash}{pocket}", source.components)
 
 
 def _trim(root: Path) -> None:
@@ -169,19 +188,21 @@ def _configure(root: Path, sources: Sequence[AptSource]) -> None:
     (root / "etc/hostname").write_text("localhost\n")
 
 
-def build(docker: DockerCli, *, tag: str = DEFAULT_TAG, mirror: str | None = None) -> float:
-    """Make the image `tag`; returns the seconds it took."""
+def build(
+    docker: DockerCli, *, tag: str = DEFAULT_TAG, mirror: str | None = None, suite: str = SUITE
+) -> float:
+    """Make the image `tag` of Debian `suite`; returns the seconds it took."""
     if shutil.which("debootstrap") is None:
         raise ConfigError("debootstrap is missing (on Debian: apt-get install debootstrap)")
     if os.geteuid() != 0:
         raise ConfigError("debootstrap needs root to make the Debian base image")
-    main, sources = image_sources(host_sources(), SUITE, mirror or os.environ.get(MIRROR_ENV) or None)
+    main, sources = image_sources(host_sources(), suite, mirror or os.environ.get(MIRROR_ENV) or None)
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="myko-debian-") as scratch:
         root = Path(scratch) / "rootfs"
-        print(f"debootstrap --variant=minbase {SUITE} from {main}", flush=True)
+        print(f"debootstrap --variant=minbase {suite} from {main}", flush=True)
         result = subprocess.run(
-            ["debootstrap", "--variant=minbase", SUITE, str(root), main],
+            ["debootstrap", "--variant=minbase", suite, str(root), main],
             capture_output=True,
             text=True,
             check=False,
@@ -214,15 +235,19 @@ def build(docker: DockerCli, *, tag: str = DEFAULT_TAG, mirror: str | None = Non
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.debian_base", description=__doc__)
-    parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument(
+        "--suite", default=SUITE, help=f"Debian release ({SUITE}; {NODE_SUITE} for Node.js 20)"
+    )
+    parser.add_argument("--tag", default=None, help="default: myko-base/debian:<suite>")
     parser.add_argument("--mirror", default=None, help=f"Debian archive to install from (or ${MIRROR_ENV})")
     args = parser.parse_args(argv)
     try:
-        seconds = build(find_cli(), tag=args.tag, mirror=args.mirror)
+        tag = args.tag or f"myko-base/debian:{args.suite}"
+        seconds = build(find_cli(), tag=tag, mirror=args.mirror, suite=args.suite)
     except ConfigError as e:
         print(f"debian_base: {e.message}", file=sys.stderr)
         return 1
-    print(f"{args.tag} made in {seconds:.0f}s")
+    print(f"{tag} made in {seconds:.0f}s")
     return 0
 
 

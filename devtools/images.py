@@ -1,9 +1,10 @@
-"""Build the images the Swarm stack runs: Myko's (Dockerfile), Kafka's (kafka/Dockerfile)
-and Prometheus's (swarm/prometheus/Dockerfile: Debian's package, on either base).
+"""Build the images the Swarm stack runs: Myko's (Dockerfile), Kafka's (kafka/Dockerfile),
+Prometheus's (swarm/prometheus/Dockerfile: Debian's package, on either base) and the
+identity provider's (idp/Dockerfile: npm's oidc-provider on Node).
 
     python -m devtools.images [--base auto|official|debian] [--refresh-base]
 
-Both Dockerfiles build on official images by default (python:3.11-slim-bookworm,
+The Dockerfiles build on official images by default (python:3.11-slim-bookworm,
 node:20-bookworm-slim, eclipse-temurin:17-jre). Where no registry serves them,
 the same Dockerfiles build on bases made from Debian packages, chosen by build
 arguments:
@@ -11,9 +12,13 @@ arguments:
 - `myko-base/debian:bookworm`: debootstrap + docker import (devtools/debian_base.py),
   made once and reused (`--refresh-base` remakes it, for security updates);
 - `myko-base/python:3.11-bookworm` and `myko-base/jre:17-bookworm` on top of it
-  (swarm/debian-bases.Dockerfile), Debian's Python 3.11 and OpenJDK 17;
+  (swarm/debian-bases.Dockerfile), Debian's Python 3.11 and OpenJDK 17; and
+  `myko-base/node:20-trixie` for the identity provider, on a Debian 13 base made
+  the same way (bookworm's Node.js 18 cannot run oidc-provider 9);
 - the UI is then built on the host (`make ui-build`, Node 20) and copied from
-  ui/dist, because Debian bookworm's Node (18) is too old for the UI's Vite.
+  ui/dist, because Debian bookworm's Node (18) is too old for the UI's Vite; the
+  identity provider's npm packages are installed on the host too (`npm ci` from
+  the lockfile into idp/.image-deps/), as Debian's Node comes without npm.
 
 `auto` (the default, or MYKO_IMAGE_BASE) uses the official bases when the
 engine has them or can pull them, the Debian ones otherwise. Docker's layer
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import enum
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,6 +59,11 @@ OFFICIAL_NODE = "node:20-bookworm-slim"
 OFFICIAL_JRE = "eclipse-temurin:17-jre"
 DEBIAN_PYTHON = "myko-base/python:3.11-bookworm"
 DEBIAN_JRE = "myko-base/jre:17-bookworm"
+DEBIAN_NODE = "myko-base/node:20-trixie"
+IDP_DIR = ROOT / "idp"
+# Where the host's `npm ci` puts the provider's packages for a DEPS_FROM=context build.
+IDP_DEPS = IDP_DIR / ".image-deps"
+NPM_TIMEOUT_S = 600.0
 PULL_TIMEOUT_S = 300.0
 # The build machine's CA certificates, handed to the builds as the secret
 # `ca-bundle` so pip and npm inside trust what this machine trusts (a
@@ -83,6 +94,10 @@ def kafka_tag() -> str:
     return f"myko-kafka:{kafka_version()}"
 
 
+def idp_tag() -> str:
+    return f"myko-idp:{myko_tag().split(':', 1)[1]}"
+
+
 @dataclass
 class Built:
     """What a run built: tags, seconds per step, and the images' sizes in bytes."""
@@ -90,6 +105,7 @@ class Built:
     base: Base
     myko: str
     kafka: str
+    idp: str = ""
     prometheus: str = PROMETHEUS_TAG
     seconds: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
@@ -171,12 +187,49 @@ def _image_id(docker: DockerCli, ref: str) -> str:
 def _debian_bases(docker: DockerCli, built: Built, *, refresh: bool) -> None:
     if refresh or not _has_image(docker, debian_base.DEFAULT_TAG):
         built.seconds["debootstrap + import"] = debian_base.build(docker)
+    if refresh or not _has_image(docker, debian_base.NODE_BASE_TAG):
+        built.seconds[f"debootstrap + import ({debian_base.NODE_SUITE})"] = debian_base.build(
+            docker, tag=debian_base.NODE_BASE_TAG, suite=debian_base.NODE_SUITE
+        )
     # No file is copied: an empty context keeps the daemon from reading any.
     with tempfile.TemporaryDirectory(prefix="myko-ctx-") as empty:
-        for target, tag in (("python", DEBIAN_PYTHON), ("jre", DEBIAN_JRE)):
+        for target, tag in (("python", DEBIAN_PYTHON), ("jre", DEBIAN_JRE), ("node", DEBIAN_NODE)):
             began = time.monotonic()
             _build(docker, tag=tag, context=Path(empty), dockerfile=DEBIAN_BASES, target=target)
             built.seconds[tag] = time.monotonic() - began
+
+
+def stage_idp_deps(staging: Path = IDP_DEPS) -> Path:
+    """The provider's npm packages, installed on the host from the lockfile (for DEPS_FROM=context)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ConfigError(
+            "npm is missing: the identity provider's packages are installed with the host's npm"
+        )
+    if staging.exists():
+        shutil.rmtree(staging)
+    for manifest in (
+        "package.json",
+        "package-lock.json",
+        "idp/package.json",
+        "ui/package.json",
+        "client-ts/package.json",
+    ):
+        (staging / manifest).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / manifest, staging / manifest)
+    result = subprocess.run(
+        [npm, "ci", "--omit=dev", "--workspace=idp", "--ignore-scripts", "--no-audit", "--no-fund"],
+        cwd=staging,
+        capture_output=True,
+        text=True,
+        timeout=NPM_TIMEOUT_S,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ConfigError(f"npm ci for the identity provider failed:\n{result.stderr[-3000:]}")
+    # The workspace links itself; the image has server.mjs beside node_modules instead.
+    shutil.rmtree(staging / "node_modules" / "@myko", ignore_errors=True)
+    return staging / "node_modules"
 
 
 def build_all(docker: DockerCli, *, base: Base = Base.AUTO, refresh_base: bool = False) -> Built:
@@ -184,9 +237,10 @@ def build_all(docker: DockerCli, *, base: Base = Base.AUTO, refresh_base: bool =
     if not (KAFKA_DIR / "target" / "lib").is_dir():
         raise ConfigError("kafka/target/lib is missing: run `make setup` (it resolves Kafka's jars)")
     chosen = choose_base(docker, base)
-    built = Built(base=chosen, myko=myko_tag(), kafka=kafka_tag())
+    built = Built(base=chosen, myko=myko_tag(), kafka=kafka_tag(), idp=idp_tag())
     myko_args: dict[str, str] = {}
     kafka_args: dict[str, str] = {}
+    idp_args: dict[str, str] = {}
     prometheus_args: dict[str, str] = {}
     if chosen is Base.DEBIAN:
         if not (UI_DIST / "index.html").is_file():
@@ -195,15 +249,20 @@ def build_all(docker: DockerCli, *, base: Base = Base.AUTO, refresh_base: bool =
         myko_args = {"PYTHON_IMAGE": DEBIAN_PYTHON, "UI_FROM": "context"}
         kafka_args = {"JRE_IMAGE": DEBIAN_JRE}
         prometheus_args = {"BASE": debian_base.DEFAULT_TAG}
-    for tag, context, args in (
-        (built.myko, ROOT, myko_args),
-        (built.kafka, KAFKA_DIR, kafka_args),
-        (built.prometheus, PROMETHEUS_DIR, prometheus_args),
+        began = time.monotonic()
+        stage_idp_deps()
+        built.seconds["npm ci (identity provider)"] = time.monotonic() - began
+        idp_args = {"NODE_IMAGE": DEBIAN_NODE, "DEPS_FROM": "context"}
+    for tag, context, dockerfile, args in (
+        (built.myko, ROOT, None, myko_args),
+        (built.kafka, KAFKA_DIR, None, kafka_args),
+        (built.prometheus, PROMETHEUS_DIR, None, prometheus_args),
+        (built.idp, ROOT, IDP_DIR / "Dockerfile", idp_args),
     ):
         began = time.monotonic()
-        _build(docker, tag=tag, context=context, args=args)
+        _build(docker, tag=tag, context=context, dockerfile=dockerfile, args=args)
         built.seconds[tag] = time.monotonic() - began
-    for tag in (built.myko, built.kafka, built.prometheus):
+    for tag in (built.myko, built.kafka, built.prometheus, built.idp):
         built.sizes[tag] = int(docker.out("image", "inspect", "--format", "{{.Size}}", tag))
     return built
 
@@ -231,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(built.summary())
     print(
         f"built in {time.monotonic() - began:.0f}s: MYKO_IMAGE={built.myko} MYKO_KAFKA_IMAGE={built.kafka}"
-        f" MYKO_PROMETHEUS_IMAGE={built.prometheus}"
+        f" MYKO_PROMETHEUS_IMAGE={built.prometheus} MYKO_IDP_IMAGE={built.idp}"
     )
     return 0
 

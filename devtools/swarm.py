@@ -3,6 +3,7 @@
     python -m devtools.swarm up [--base auto|official|debian] [--no-build] [--port 8080] [--plaintext]
     python -m devtools.swarm down
     python -m devtools.swarm status
+    python -m devtools.swarm idp-secrets     # the provider's secrets as files, for a swarm deployed by hand
 
 `up` (`make swarm-up`):
   1. initialises a single-node swarm if the engine is in none (and marks the
@@ -15,14 +16,24 @@
   4. creates the stack's external secrets and configs that are missing:
      the secured stack's certificates (a CA made for this swarm) and Kafka
      passwords come from `myko stack-secrets` into .run/swarm/secrets/ (the CA
-     key stays there, never a secret); GENERATED below has any others;
+     key stays there, never a secret); the identity provider's configuration
+     (demo users with passwords made here, saga_svc's and the tests' clients),
+     its signing keys and saga_svc's client secret from idp_secrets, into
+     .run/swarm/secrets/idp/; GENERATED below has any others;
   5. deploys swarm/docker-stack.yml with swarm/docker-stack.security.yml on top
      (mutual TLS, HTTPS, Kafka SASL and ACLs; `--plaintext` leaves the overlay
      out) as stack `myko`, adapted to one node (devtools/swarm_profile.py; the
      file deployed is kept in .run/swarm/);
   6. waits until every task of every service runs and is healthy (one-shot
      services, such as kafka-access, until they completed), and prints the
-     gateway's URL (https:// when secured; its certificate is from that CA).
+     gateway's URL (https:// when secured; its certificate is from that CA)
+     and how to sign in.
+
+The issuer (MYKO_OIDC_ISSUER) is the stack's provider at its published port on
+this node's address (`--public-host`, by default the node's address on
+docker_gwbridge, which both this machine's browser and every container reach):
+the same URL inside and outside the swarm, as tokens' `iss` must be. Set
+MYKO_OIDC_ISSUER to use an issuer of your own instead (docs/deploy.md).
 
 `down` (`make swarm-down`) removes the stack and waits until its containers and
 networks are gone, removes its volumes (Kafka's data), the secrets and configs
@@ -37,21 +48,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
 
 from devtools import images, swarm_profile
 from devtools.docker_cli import DockerCli, DockerError, find_cli
 from myko.errors import ConfigError
+from myko.local import idp
+from myko.local.signing_keys import SigningKeys
 from myko.stack_secrets import make_stack_secrets
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +88,21 @@ IMAGE_VAR = "MYKO_IMAGE"
 KAFKA_IMAGE_VAR = "MYKO_KAFKA_IMAGE"
 PROMETHEUS_IMAGE_VAR = "MYKO_PROMETHEUS_IMAGE"
 GRAFANA_IMAGE_VAR = "MYKO_GRAFANA_IMAGE"
+IDP_IMAGE_VAR = "MYKO_IDP_IMAGE"
+IDP_PORT_VAR = "MYKO_IDP_PUBLISHED_PORT"
+DEFAULT_IDP_PORT = 8443
+ISSUER_VAR = "MYKO_OIDC_ISSUER"
+PUBLIC_HOST_VAR = "MYKO_SWARM_PUBLIC_HOST"
+IDP_SECRETS_DIR = SECRETS_DIR / "idp"
+# Where the provider finds its keys in its container (the secret myko_idp_keys).
+IDP_KEYS_TARGET = "/run/secrets/idp_keys"
+# The stack's service clients: saga_svc's identity, and the tests' (operators of
+# a tenant, and a viewer) that the live-swarm test and the browser tests call as.
+STACK_CLIENTS = (
+    idp.SAGA_CLIENT,
+    *idp.TEST_CLIENTS,
+    idp.ServiceClient(client_id="tests-viewer", roles=("viewer",), tenant="north"),
+)
 DEFAULT_GRAFANA_IMAGE = "grafana/grafana-oss:10.4.2"
 HEALTHY_TIMEOUT_S = 600.0
 GONE_TIMEOUT_S = 180.0
@@ -88,14 +118,119 @@ GENERATED: dict[str, Callable[[], str]] = {
 }
 
 
-def secured_secrets(directory: Path = SECRETS_DIR) -> dict[str, Callable[[], str]]:
+def secured_secrets(directory: Path = SECRETS_DIR, *, idp_host: str = "") -> dict[str, Callable[[], str]]:
     """The secured stack's secrets by name, each read from the file `myko stack-secrets` made.
 
     One CA for all: the files are made (or kept) together, in `directory`.
     """
+    idp_cert = directory / "pki" / "idp.crt"
+    if idp_host and idp_cert.exists() and idp_host not in _cert_hosts(idp_cert):
+        # Made for another address: reissued (a swarm that still holds the old secret keeps it).
+        idp_cert.unlink()
     # Certificates name localhost and 127.0.0.1 too: the gateway's host-mode port is on this node.
-    files = make_stack_secrets(directory)
+    files = make_stack_secrets(directory, idp_hosts=[idp_host] if idp_host else [])
     return {name: functools.partial(path.read_text, encoding="utf-8") for name, path in files.items()}
+
+
+def _cert_hosts(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {
+        str(v) for v in (*san.get_values_for_type(x509.DNSName), *san.get_values_for_type(x509.IPAddress))
+    }
+
+
+@dataclass(frozen=True)
+class StackIdentity:
+    """The stack's provider as a client outside the swarm sees it (from idp_secrets' files)."""
+
+    issuer: str
+    audience: str
+    # client id -> secret, and user name -> password (the demo users).
+    clients: dict[str, str]
+    passwords: dict[str, str]
+    # The CA its certificate (and the gateway's) is from; None on a plaintext stack.
+    ca_file: Path | None
+
+
+def idp_secret_files(directory: Path = IDP_SECRETS_DIR) -> dict[str, Path]:
+    """The provider's secrets by name -> the file holding each: configuration, signing keys,
+    saga_svc's client secret.
+
+    Made once into `directory` and kept (the swarm's secrets must agree with the
+    files): demo users with random passwords, random client secrets.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    keys = SigningKeys.load_or_create(directory / "keys.json")
+    config_path = directory / "config.json"
+    if not config_path.exists():
+        users = [replace(u, password=secrets.token_urlsafe(12)) for u in idp.DEMO_USERS]
+        clients = [replace(c, secret=secrets.token_urlsafe(24)) for c in STACK_CLIENTS]
+        config = idp.provider_config(
+            # Issuer, address and UI origins come from the service's environment (idp/server.mjs).
+            issuer="",
+            port=DEFAULT_IDP_PORT,
+            host="0.0.0.0",
+            audience=idp.AUDIENCE,
+            access_token_ttl_s=idp.DEFAULT_ACCESS_TOKEN_TTL_S,
+            jwks_file=IDP_KEYS_TARGET,
+            users=users,
+            clients=clients,
+            ui_origins=[],
+        )
+        _write_private(config_path, json.dumps(config, indent=2))
+    config = json.loads(config_path.read_text())
+    saga = next(c["secret"] for c in config["serviceClients"] if c["clientId"] == idp.SAGA_CLIENT.client_id)
+    saga_path = directory / "saga_client.secret"
+    if not saga_path.exists() or saga_path.read_text() != saga:
+        _write_private(saga_path, str(saga))
+    return {"myko_idp_config": config_path, "myko_idp_keys": keys.path, "myko_saga_client_secret": saga_path}
+
+
+def idp_secrets(directory: Path = IDP_SECRETS_DIR) -> dict[str, Callable[[], str]]:
+    """The provider's secrets by name, each read from its file (idp_secret_files)."""
+    return {
+        name: functools.partial(path.read_text, encoding="utf-8")
+        for name, path in idp_secret_files(directory).items()
+    }
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    tmp.replace(path)
+
+
+def stack_identity(issuer: str, *, secure: bool, directory: Path = IDP_SECRETS_DIR) -> StackIdentity:
+    config = json.loads((directory / "config.json").read_text())
+    return StackIdentity(
+        issuer=issuer,
+        audience=str(config["audience"]),
+        clients={c["clientId"]: c["secret"] for c in config["serviceClients"]},
+        passwords={u["username"]: u["password"] for u in config["users"]},
+        ca_file=SECRETS_DIR / "pki" / "ca.crt" if secure else None,
+    )
+
+
+def public_host(docker: DockerCli) -> str:
+    """The address of this node that browsers here and every container reach (MYKO_SWARM_PUBLIC_HOST).
+
+    By default its address on docker_gwbridge, the bridge `swarm init` makes for
+    the tasks' traffic out of the overlay: containers route through it, and it
+    is an address of this machine. Not 127.0.0.1, which is each container's own.
+    """
+    given = os.environ.get(PUBLIC_HOST_VAR, "").strip()
+    if given:
+        return given
+    gateway = docker.run(
+        ["network", "inspect", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{end}}", "docker_gwbridge"],
+        check=False,
+    ).stdout.split()
+    if not gateway:
+        raise ConfigError(f"docker_gwbridge has no address: set {PUBLIC_HOST_VAR} to this node's address")
+    return gateway[0]
 
 
 @dataclass
@@ -106,6 +241,7 @@ class Deployment:
     kafka_image: str
     ipvs: bool
     stack_name: str
+    identity: StackIdentity | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
 
@@ -329,6 +465,7 @@ def up(
     timeout_s: float = HEALTHY_TIMEOUT_S,
     stack_name: str = STACK_NAME,
     secure: bool = True,
+    idp_port: int = DEFAULT_IDP_PORT,
 ) -> Deployment:
     seconds: dict[str, float] = {}
     sizes: dict[str, int] = {}
@@ -337,14 +474,17 @@ def up(
     image = os.environ.get(IMAGE_VAR, "").strip()
     kafka_image = os.environ.get(KAFKA_IMAGE_VAR, "").strip()
     prometheus_image = os.environ.get(PROMETHEUS_IMAGE_VAR, "").strip()
-    if build and not (image and kafka_image and prometheus_image):
+    idp_image = os.environ.get(IDP_IMAGE_VAR, "").strip()
+    if build and not (image and kafka_image and prometheus_image and idp_image):
         built = images.build_all(docker, base=base)
         print(built.summary(), flush=True)
         seconds.update({f"build {k}": v for k, v in built.seconds.items()})
         sizes.update(built.sizes)
         image, kafka_image = image or built.myko, kafka_image or built.kafka
         prometheus_image = prometheus_image or built.prometheus
+        idp_image = idp_image or built.idp
     prometheus_image = prometheus_image or images.PROMETHEUS_TAG
+    idp_image = idp_image or images.idp_tag()
     grafana_image = os.environ.get(GRAFANA_IMAGE_VAR, "").strip() or DEFAULT_GRAFANA_IMAGE
     image = image or images.myko_tag()
     kafka_image = kafka_image or images.kafka_tag()
@@ -354,7 +494,12 @@ def up(
         # Not buildable from Debian packages: the rest of the stack runs without it.
         del stack["services"]["grafana"]
         print(f"grafana left out: {grafana_image} is not on this engine and cannot be pulled", flush=True)
-    generated = {**GENERATED, **(secured_secrets() if secure else {})}
+    scheme = "https" if secure else "http"
+    host = public_host(docker)
+    # The stack's own provider unless the operator names an issuer.
+    issuer = os.environ.get(ISSUER_VAR, "").strip() or f"{scheme}://{host}:{idp_port}"
+    ui_origins = [f"{scheme}://{h}:{port}" for h in ("127.0.0.1", "localhost", host)]
+    generated = {**GENERATED, **idp_secrets(), **(secured_secrets(idp_host=host) if secure else {})}
     for made in ensure_external(docker, stack, generated):
         print(f"created {made}", flush=True)
     one_shot = one_shot_services(stack)
@@ -369,6 +514,12 @@ def up(
         PORT_VAR: str(port),
         PROMETHEUS_IMAGE_VAR: prometheus_image,
         GRAFANA_IMAGE_VAR: grafana_image,
+        IDP_IMAGE_VAR: idp_image,
+        IDP_PORT_VAR: str(idp_port),
+        ISSUER_VAR: issuer,
+        "MYKO_IDP_UI_ORIGINS": ",".join(dict.fromkeys(ui_origins)),
+        # A plaintext stack fetches the keys over http, on this one machine.
+        "MYKO_OIDC_ALLOW_HTTP": "false" if secure else "true",
     }
     print(f"deploying stack {stack_name} ({image}, {kafka_image}), each phase once the one before is healthy")
     began = time.monotonic()
@@ -388,8 +539,9 @@ def up(
         left_s = timeout_s - (time.monotonic() - began)
         wait_healthy(docker, expected=len(wanted), timeout_s=left_s, stack_name=stack_name, one_shot=one_shot)
     seconds["deploy to healthy"] = time.monotonic() - began
-    url = f"{'https' if secure else 'http'}://127.0.0.1:{port}/"
-    return Deployment(url, port, image, kafka_image, ipvs, stack_name, seconds, sizes)
+    url = f"{scheme}://127.0.0.1:{port}/"
+    identity = stack_identity(issuer, secure=secure)
+    return Deployment(url, port, image, kafka_image, ipvs, stack_name, identity, seconds, sizes)
 
 
 # -- tear down ---------------------------------------------------------------------------------
@@ -464,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("--no-build", action="store_true", help="deploy the images already tagged")
     p_up.add_argument("--port", type=int, default=int(os.environ.get(PORT_VAR, DEFAULT_PORT)))
     p_up.add_argument("--advertise-addr", default="127.0.0.1")
+    p_up.add_argument("--idp-port", type=int, default=int(os.environ.get(IDP_PORT_VAR, DEFAULT_IDP_PORT)))
     p_up.add_argument("--timeout-s", type=float, default=HEALTHY_TIMEOUT_S)
     p_up.add_argument(
         "--plaintext",
@@ -472,7 +625,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sub.add_parser("down", help="remove the stack, its volumes, and the swarm if `up` made it")
     sub.add_parser("status", help="the stack's services")
+    sub.add_parser(
+        "idp-secrets", help=f"make the identity provider's secrets in {IDP_SECRETS_DIR} (kept) and print them"
+    )
     args = parser.parse_args(argv)
+    if args.command == "idp-secrets":
+        files = idp_secret_files()
+        print(f"in {IDP_SECRETS_DIR}; on a Swarm manager:")
+        for name, path in files.items():
+            print(f"  docker secret create {name} {path}")
+        return 0
     try:
         docker = find_cli()
         reachable, detail = docker.engine_reachable()
@@ -487,10 +649,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 advertise_addr=args.advertise_addr,
                 timeout_s=args.timeout_s,
                 secure=not args.plaintext,
+                idp_port=args.idp_port,
             )
             for step, s in deployment.seconds.items():
                 print(f"  {step:<40} {s:6.1f} s")
             print(f"Myko is up: {deployment.url}  (grpc-web and the UI; `make swarm-down` removes it)")
+            if deployment.identity is not None:
+                print(f"  sign in through {deployment.identity.issuer} as one of the demo users:")
+                for user in idp.DEMO_USERS:
+                    password = deployment.identity.passwords.get(user.username, "?")
+                    print(f"    {user.username} / {password}  ({', '.join(user.roles)} in {user.tenant})")
             if not args.plaintext:
                 print(
                     f"  its certificate is from the CA in {SECRETS_DIR / 'pki' / 'ca.crt'} (not a public one)"

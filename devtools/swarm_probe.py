@@ -10,7 +10,9 @@ mode) and asks each task directly:
 - gRPC services: `grpc.health.v1.Health/Check` for the whole server, and the
   service list through server reflection;
 - the gateway: `GET /healthz`;
-- each Kafka broker: an ApiVersions request on 9092.
+- each Kafka broker: an ApiVersions request on 9092;
+- the identity provider (`idp`, when the stack runs one): its discovery
+  document on 8443, over HTTPS when the probe has the CA.
 
 Exit 0 when every task answers healthy, 1 otherwise; the report says which.
 
@@ -43,6 +45,9 @@ from myko.tls import Transport
 
 BROKERS = ("kafka-1", "kafka-2", "kafka-3")
 KAFKA_PORT = 9092
+IDP = "idp"
+IDP_PORT = 8443
+DISCOVERY_PATH = "/.well-known/openid-configuration"
 
 
 @dataclass
@@ -87,9 +92,11 @@ def probe_grpc(service: str, ip: str, port: int, timeout_s: float, transport: Tr
     return TaskReport(service, addr, status == "SERVING", status, names)
 
 
-def probe_http(service: str, ip: str, port: int, timeout_s: float, transport: Transport) -> TaskReport:
+def probe_http(
+    service: str, ip: str, port: int, timeout_s: float, transport: Transport, path: str = "/healthz"
+) -> TaskReport:
     https = transport.https_context() is not None
-    url = f"{'https' if https else 'http'}://{ip}:{port}/healthz"
+    url = f"{'https' if https else 'http'}://{ip}:{port}{path}"
     handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
     if https:
         handlers.append(urllib.request.HTTPSHandler(context=transport.probe_context()))
@@ -125,6 +132,10 @@ def probe_all(timeout_s: float, transport: Transport) -> list[TaskReport]:
             reports.append(TaskReport(spec.name, f"tasks.{spec.name}", False, "no task resolves"))
         probe = probe_http if spec.http else probe_grpc
         reports += [probe(spec.name, ip, spec.port, timeout_s, transport) for ip in ips]
+    # The identity provider is not a catalogued service; a stack with an issuer of its own has none.
+    reports += [
+        probe_http(IDP, ip, IDP_PORT, timeout_s, transport, DISCOVERY_PATH) for ip in task_addresses(IDP)
+    ]
     return reports
 
 

@@ -10,9 +10,17 @@
 // one resource server, the Myko API: `aud` is its audience, with the caller's
 // `roles` and `tenant` as claims. Everything is held in memory: a restart signs
 // everyone out. Never a production identity provider (docs/security.md).
+//
+// In a container (idp/Dockerfile, the Swarm stack) what depends on where it is
+// deployed comes from the environment instead, so that the configuration (users,
+// client secrets: a Swarm secret) is made once: MYKO_IDP_ISSUER (its public URL),
+// MYKO_IDP_HOST / MYKO_IDP_PORT (where it listens), MYKO_IDP_UI_ORIGINS (the UI's
+// origins, comma-separated) and MYKO_IDP_TLS_CERT / MYKO_IDP_TLS_KEY (PEM files:
+// HTTPS instead of HTTP).
 
 import { readFileSync } from "node:fs";
-import { createServer } from "node:http";
+import { createServer as createHttpServer } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { parseArgs } from "node:util";
 import Provider, { errors } from "oidc-provider";
 
@@ -24,6 +32,21 @@ if (!args.config) {
   process.exit(2);
 }
 const config = JSON.parse(readFileSync(args.config, "utf8"));
+const env = process.env;
+if (env.MYKO_IDP_ISSUER) config.issuer = env.MYKO_IDP_ISSUER.replace(/\/+$/, "");
+if (env.MYKO_IDP_HOST) config.host = env.MYKO_IDP_HOST;
+if (env.MYKO_IDP_PORT) config.port = Number(env.MYKO_IDP_PORT);
+if (env.MYKO_IDP_UI_ORIGINS) {
+  // The paths are the UI's (ui/src/lib/auth.svelte.ts), as myko/local/idp.py writes them.
+  const origins = env.MYKO_IDP_UI_ORIGINS.split(",").map((o) => o.trim().replace(/\/+$/, "")).filter(Boolean);
+  config.uiClient.origins = origins;
+  config.uiClient.redirectUris = origins.map((o) => `${o}/auth/callback`);
+  config.uiClient.postLogoutRedirectUris = origins.map((o) => `${o}/signed-out`);
+}
+const tls =
+  env.MYKO_IDP_TLS_CERT && env.MYKO_IDP_TLS_KEY
+    ? { cert: readFileSync(env.MYKO_IDP_TLS_CERT), key: readFileSync(env.MYKO_IDP_TLS_KEY) }
+    : undefined;
 const jwks = JSON.parse(readFileSync(config.jwksFile, "utf8"));
 const users = new Map(config.users.map((u) => [u.username, u]));
 const serviceClients = new Map(config.serviceClients.map((c) => [c.clientId, c]));
@@ -298,7 +321,7 @@ async function interaction(req, res, uid, action) {
 const oidc = provider.callback();
 const INTERACTION = /^\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/(login))?\/?$/;
 
-const server = createServer(async (req, res) => {
+const handler = async (req, res) => {
   const path = new URL(req.url ?? "/", config.issuer).pathname;
   const match = INTERACTION.exec(path);
   if (!match) {
@@ -315,7 +338,8 @@ const server = createServer(async (req, res) => {
     console.error("idp: interaction failed:", err);
     if (!res.headersSent) send(res, 500, page("Sign-in error", '<p class="error" role="alert">Sign-in failed.</p>'));
   }
-});
+};
+const server = tls ? createHttpsServer(tls, handler) : createHttpServer(handler);
 
 server.listen(config.port, config.host, () => {
   console.log(`idp: issuer ${config.issuer} (audience ${audience}, access tokens ${config.accessTokenTtlS}s)`);

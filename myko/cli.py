@@ -130,7 +130,7 @@ def cmd_certs(args: argparse.Namespace) -> int:
 def cmd_stack_secrets(args: argparse.Namespace) -> int:
     from myko.stack_secrets import make_stack_secrets
 
-    made = make_stack_secrets(args.dir, hosts=args.host)
+    made = make_stack_secrets(args.dir, hosts=args.host, idp_hosts=args.idp_host)
     print(f"{len(made)} secrets in {_rel(args.dir)}; on a Swarm manager:")
     for name, path in made.items():
         print(f"  docker secret create {name} {_rel(path)}")
@@ -278,6 +278,12 @@ def parser() -> argparse.ArgumentParser:
     stack.add_argument("dir", type=Path, help="where to write them (kept: run again to add what is missing)")
     stack.add_argument(
         "--host", action="append", default=[], help="another DNS name or IP the certificates are valid for"
+    )
+    stack.add_argument(
+        "--idp-host",
+        action="append",
+        default=[],
+        help="the host of the stack's issuer URL (MYKO_OIDC_ISSUER), for the identity provider's certificate",
     )
     stack.set_defaults(func=cmd_stack_secrets)
 

@@ -156,7 +156,9 @@ class AuthSettings:
         url = urlsplit(issuer)
         if url.scheme not in ("https", "http") or not url.hostname:
             raise ConfigError(f"MYKO_OIDC_ISSUER={issuer!r} must be an http(s) URL")
-        if url.scheme == "http" and url.hostname not in _LOOPBACK and not e.flag("MYKO_OIDC_ALLOW_HTTP"):
+        # Read whatever the scheme, so a stack may set it for both its plain and its TLS variant.
+        allow_http = e.flag("MYKO_OIDC_ALLOW_HTTP")
+        if url.scheme == "http" and url.hostname not in _LOOPBACK and not allow_http:
             raise ConfigError(
                 f"MYKO_OIDC_ISSUER={issuer!r}: keys fetched over plain http can be forged on the way; "
                 "use https, or set MYKO_OIDC_ALLOW_HTTP=true on a network you trust"
@@ -851,13 +853,17 @@ _FILE_PREFIXES = ("MYKO_", "KAFKA_")
 _FILE_SUFFIX = "_FILE"
 
 
+# Settings whose value is a path by name, read by the code itself: not indirections.
+PATH_SETTINGS = frozenset({"MYKO_OIDC_CA_FILE"})
+
+
 def resolve_file_vars(env: Mapping[str, str]) -> dict[str, str]:
     """`env` with every `MYKO_*_FILE` / `KAFKA_*_FILE=/path` also providing the name without
     `_FILE`, read from the file (trailing newline dropped): how Swarm secrets and configs
     become settings (devtools/entrypoint.py, `myko kafka-access`)."""
     resolved = dict(env)
     for name, path in env.items():
-        if not (name.endswith(_FILE_SUFFIX) and name.startswith(_FILE_PREFIXES)):
+        if not (name.endswith(_FILE_SUFFIX) and name.startswith(_FILE_PREFIXES)) or name in PATH_SETTINGS:
             continue
         target = name.removesuffix(_FILE_SUFFIX)
         if target in env:

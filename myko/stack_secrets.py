@@ -9,6 +9,8 @@ Names are the Swarm secret names `swarm/docker-stack.security.yml` declares:
 - `myko_tls_<service>_cert`, `myko_tls_<service>_key`: each service's
   certificate (its identity: the service name; also valid as `tasks.<service>`
   and for the hosts given) and private key;
+- `myko_tls_idp_cert`, `myko_tls_idp_key`: the stack's identity provider's
+  (HTTPS), naming `idp` and the `idp_hosts` its public URL uses;
 - `myko_kafka_<user>_password`: the Kafka passwords of the services (command,
   repo, saga: SCRAM users that `myko kafka-access` creates) and of the
   cluster's administrator (admin); the brokers' and controllers' own
@@ -46,12 +48,18 @@ def _secret_file(path: Path, make: str) -> Path:
     return path
 
 
-def make_stack_secrets(directory: Path, *, hosts: Sequence[str] = ()) -> dict[str, Path]:
+IDP = "idp"
+
+
+def make_stack_secrets(
+    directory: Path, *, hosts: Sequence[str] = (), idp_hosts: Sequence[str] = ()
+) -> dict[str, Path]:
     """Secret name -> the file holding it, every one made unless already in `directory`."""
     out: dict[str, Path] = {}
     names = [spec.name for spec in catalogue.SERVICES]
     pki = directory / "pki"
     certs = {name: ensure_service_certs(pki, [name], hosts=[f"tasks.{name}", *hosts])[name] for name in names}
+    certs[IDP] = ensure_service_certs(pki, [IDP], hosts=[f"tasks.{IDP}", *hosts, *idp_hosts])[IDP]
     out["myko_tls_ca"] = pki / CA_CERT
     for name, files in certs.items():
         out[f"myko_tls_{name}_cert"] = files.cert

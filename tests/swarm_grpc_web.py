@@ -5,11 +5,18 @@ keep Watches open. Commands are retried with the same tx until acknowledged;
 Watches are reopened when they end, with `at_least` = the last watermark seen,
 and every emission is judged against the Ledger (tests/cluster_ledger.py): a
 reconnect is allowed, a wrong result is not.
+
+Every call carries a token of the stack's identity provider (ClientTokens:
+client credentials, fetched again ahead of expiry). A Watch ends with
+UNAUTHENTICATED when the token it was opened with expires (docs/security.md):
+that is a reconnect too, with a fresh token; any other UNAUTHENTICATED is wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -24,12 +31,48 @@ from myko.v1 import command_pb2, item_pb2, query_pb2, report_pb2
 
 Target = entities_pb2.Target
 
-OK, CANCELLED, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE = 0, 1, 4, 10, 14
+OK, CANCELLED, DEADLINE_EXCEEDED, ABORTED, UNAVAILABLE, UNAUTHENTICATED = 0, 1, 4, 10, 14, 16
 RETRIABLE = {UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED}
 # A gateway that is restarting resets connections or answers 502/503 meanwhile.
 CONNECTION_ERRORS = (aiohttp.ClientError, ConnectionError, asyncio.TimeoutError)
 ATTEMPT_TIMEOUT_S = 10.0
 COMMAND_BOUND_S = 120.0
+# A token is fetched again once it has less than this left: a call made with it
+# finishes, and a Watch opened with it runs a while, before it expires.
+REFRESH_AHEAD_S = 90.0
+# A stream ends within a few seconds of its token's expiry; that long after, it is the expiry.
+EXPIRY_SLACK_S = 10.0
+
+
+class ClientTokens:
+    """Client-credentials tokens of one client at the issuer, renewed ahead of expiry."""
+
+    def __init__(self, http: aiohttp.ClientSession, issuer: str, client_id: str, secret: str) -> None:
+        self._http = http
+        self._url = issuer.rstrip("/") + "/token"
+        self._basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+        self._token = ""
+        self.expires_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def fresh(self) -> tuple[str, float]:
+        """(an access token, when it expires on the monotonic clock)."""
+        async with self._lock:
+            if time.monotonic() > self.expires_at - REFRESH_AHEAD_S:
+                async with self._http.post(
+                    self._url,
+                    data={"grant_type": "client_credentials"},
+                    headers={"Authorization": f"Basic {self._basic}"},
+                ) as resp:
+                    body = json.loads(await resp.read())
+                    assert resp.status == 200, f"client credentials at {self._url}: {resp.status} {body}"
+                self._token = str(body["access_token"])
+                self.expires_at = time.monotonic() + float(body["expires_in"])
+            return self._token, self.expires_at
+
+    async def headers(self) -> dict[str, str]:
+        token, _ = await self.fresh()
+        return {"authorization": f"Bearer {token}"}
 
 
 def watermark(fence: dict[Position, int]) -> item_pb2.Watermark:
@@ -61,10 +104,11 @@ class Acks:
 
 
 class GatewayCommands:
-    def __init__(self, http: aiohttp.ClientSession, base_url: str, acks: Acks) -> None:
+    def __init__(self, http: aiohttp.ClientSession, base_url: str, acks: Acks, tokens: ClientTokens) -> None:
         self._http = http
         self._url = base_url.rstrip("/") + "/myko.v1.CommandBus/Execute"
         self._acks = acks
+        self._tokens = tokens
 
     async def execute(self, command: object, tx: str) -> command_pb2.CommandResult:
         request = command_pb2.CommandRequest(tx=tx, command=pack(command)).SerializeToString()  # type: ignore[arg-type]
@@ -73,7 +117,8 @@ class GatewayCommands:
         while True:
             try:
                 async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
-                    reply = await call(self._http, self._url, request, headers={"grpc-timeout": "8S"})
+                    headers = {"grpc-timeout": "8S", **(await self._tokens.headers())}
+                    reply = await call(self._http, self._url, request, headers=headers)
                 code, detail = (reply.code, reply.message) if reply.http_status == 200 else (UNAVAILABLE, "")
             except CONNECTION_ERRORS as e:
                 code, detail = UNAVAILABLE, repr(e)
@@ -97,9 +142,17 @@ class GatewayWatch:
     """One Watch through the gateway, reopened when it ends, every emission judged."""
 
     def __init__(
-        self, name: str, kind: str, http: aiohttp.ClientSession, base_url: str, ledger: Ledger
+        self,
+        name: str,
+        kind: str,
+        http: aiohttp.ClientSession,
+        base_url: str,
+        ledger: Ledger,
+        tokens: ClientTokens,
     ) -> None:
         self.name = name
+        self._tokens = tokens
+        self.expiries = 0
         self.kind = kind
         self._http = http
         bus = "QueryBus" if kind == "query" else "ReportBus"
@@ -127,11 +180,13 @@ class GatewayWatch:
         delay = 0.1
         while True:
             code, detail = UNAVAILABLE, "stream ended without trailers"
+            expires_at = float("inf")
             try:
+                token, expires_at = await self._tokens.fresh()
                 async with self._http.post(
                     self._url,
                     data=frame(self._request()),
-                    headers={"Content-Type": BINARY, "X-Grpc-Web": "1"},
+                    headers={"Content-Type": BINARY, "X-Grpc-Web": "1", "authorization": f"Bearer {token}"},
                 ) as resp:
                     if resp.status == 200:
                         async for flag, payload in FrameReader(resp, text=False).frames():
@@ -148,6 +203,9 @@ class GatewayWatch:
                         detail = f"HTTP {resp.status}"
             except CONNECTION_ERRORS as e:
                 detail = repr(e)
+            if code == UNAUTHENTICATED and time.monotonic() > expires_at - EXPIRY_SLACK_S:
+                self.expiries += 1  # the token it was opened with expired: reopened with a fresh one
+                code = UNAVAILABLE
             if code not in (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELLED, OK):
                 self.errors.append(f"stream ended with grpc-status {code}: {detail}")
                 return
@@ -214,7 +272,7 @@ class GatewayWatch:
 
 
 async def final_state(
-    http: aiohttp.ClientSession, base_url: str, ledger: Ledger, timeout_s: float
+    http: aiohttp.ClientSession, base_url: str, ledger: Ledger, timeout_s: float, tokens: ClientTokens
 ) -> tuple[dict[str, Target], list[str]]:
     """The state at the acknowledged fence, once the saga's perimeter targets are there too."""
     url = base_url.rstrip("/") + "/myko.v1.QueryBus/Get"
@@ -224,7 +282,8 @@ async def final_state(
     while time.monotonic() < deadline:
         request = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets()), at_least=ledger.fence_proto)
         try:
-            reply = await call(http, url, request.SerializeToString(), headers={"grpc-timeout": "15S"})
+            headers = {"grpc-timeout": "15S", **(await tokens.headers())}
+            reply = await call(http, url, request.SerializeToString(), headers=headers)
         except CONNECTION_ERRORS:
             await asyncio.sleep(0.5)
             continue

@@ -115,6 +115,15 @@ def test_file_variables_fail_loudly(tmp_path: Path) -> None:
         entrypoint.resolve_file_vars({"MYKO_X_FILE": str(tmp_path / "x"), "MYKO_X": "2"})
 
 
+def test_a_setting_named_file_is_a_path_not_an_indirection(tmp_path: Path) -> None:
+    # MYKO_OIDC_CA_FILE names the CA bundle the service opens itself; empty means the system's CAs.
+    ca = tmp_path / "ca.crt"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    for value in (str(ca), ""):
+        env = entrypoint.resolve_file_vars({"MYKO_OIDC_CA_FILE": value})
+        assert env == {"MYKO_OIDC_CA_FILE": value}
+
+
 def test_the_entrypoint_refuses_an_unknown_service(capsys: pytest.CaptureFixture[str]) -> None:
     assert entrypoint.main(["kafka"]) == 2
     assert "choose one of repo, command, query, report, saga, gateway" in capsys.readouterr().err

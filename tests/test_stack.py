@@ -25,6 +25,7 @@ from recording_env import RecordingEnv
 from devtools import entrypoint, healthcheck, swarm_profile
 from myko import catalogue
 from myko.settings import (
+    PATH_SETTINGS,
     CommandSettings,
     GatewaySettings,
     QuerySettings,
@@ -63,16 +64,31 @@ STACK_VARIABLES = (
     "MYKO_GRAFANA_IMAGE",
     "MYKO_PROMETHEUS_PUBLISHED_PORT",
     "MYKO_GRAFANA_PUBLISHED_PORT",
+    "MYKO_IDP_IMAGE",
+    "MYKO_IDP_PUBLISHED_PORT",
+    "MYKO_IDP_UI_ORIGINS",
+    "MYKO_OIDC_AUDIENCE",
+    "MYKO_OIDC_ALLOW_HTTP",
+    "MYKO_SAGA_CLIENT_ID",
 )
+# Required, without a default: the issuer is the deployment's own (devtools/swarm.py sets it).
+ISSUER = "https://idp.example.com:8443"
+REQUIRED_VARIABLES = {"MYKO_OIDC_ISSUER": ISSUER}
+# The public services check tokens; the saga fetches its own.
+AUTHENTICATED = ("command", "query", "report", "saga", "gateway")
 # The operators' UIs (docs/observability.md), published beside the gateway.
 OBSERVABILITY_PORTS = {"prometheus": 9090, "grafana": 3000}
+IDP_PORT = 8443
 
 
-def _docker_stack_config() -> subprocess.CompletedProcess[str]:
+def _docker_stack_config(
+    required: Mapping[str, str] = REQUIRED_VARIABLES,
+) -> subprocess.CompletedProcess[str]:
     docker = shutil.which("docker")
     assert docker is not None
     # The defaults written in the file, not whatever this shell exports.
-    env = {k: v for k, v in os.environ.items() if k not in STACK_VARIABLES}
+    env = {k: v for k, v in os.environ.items() if k not in (*STACK_VARIABLES, *REQUIRED_VARIABLES)}
+    env.update(required)
     return subprocess.run(
         [docker, "stack", "config", "-c", str(STACK)],
         capture_output=True,
@@ -88,6 +104,13 @@ def _docker_stack_config() -> subprocess.CompletedProcess[str]:
 def test_docker_accepts_the_stack() -> None:
     result = _docker_stack_config()
     assert result.returncode == 0, f"docker stack config rejected {STACK}:\n{result.stderr}"
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="the docker client is not installed")
+def test_the_stack_will_not_deploy_without_an_issuer() -> None:
+    result = _docker_stack_config(required={})
+    assert result.returncode != 0
+    assert "MYKO_OIDC_ISSUER" in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -113,13 +136,18 @@ def _raw_env(stack: dict[str, Any], name: str) -> dict[str, str]:
     return {k: str(v) for k, v in (_service(stack, name).get("environment") or {}).items()}
 
 
-def _local_file_of(stack: dict[str, Any], name: str, container_path: str) -> Path:
-    """The file in this repository that Swarm mounts at `container_path` in `name`."""
+def _local_file_of(stack: dict[str, Any], name: str, container_path: str) -> Path | str:
+    """The file in this repository that Swarm mounts at `container_path` in `name`.
+
+    An external secret has none: then `<its name>`, standing for its value.
+    """
     service = _service(stack, name)
     for kind in ("configs", "secrets"):
         for ref in service.get(kind) or []:
-            if ref.get("target") == container_path:
+            if ref.get("target") == container_path or f"/run/secrets/{ref.get('target')}" == container_path:
                 source = stack[kind][ref["source"]]
+                if kind == "secrets" and source.get("external"):
+                    return f"<{ref['source']}>"
                 assert "file" in source, f"{kind}.{ref['source']} has no file to check"
                 path = Path(source["file"])
                 return path if path.is_absolute() else STACK.parent / path
@@ -129,10 +157,14 @@ def _local_file_of(stack: dict[str, Any], name: str, container_path: str) -> Pat
 def _effective_env(stack: dict[str, Any], name: str) -> dict[str, str]:
     """The environment the service sees after devtools.entrypoint resolved *_FILE."""
     env = _raw_env(stack, name)
-    local = {
-        k: str(_local_file_of(stack, name, v)) if k.endswith("_FILE") and k.startswith(OWN_PREFIXES) else v
-        for k, v in env.items()
-    }
+    local: dict[str, str] = {}
+    for k, v in env.items():
+        if not (k.endswith("_FILE") and k.startswith(OWN_PREFIXES)) or k in PATH_SETTINGS:
+            local[k] = v
+        elif isinstance(found := _local_file_of(stack, name, v), Path):
+            local[k] = str(found)
+        else:
+            local[k.removesuffix("_FILE")] = found  # an external secret's value
     return entrypoint.resolve_file_vars(local)
 
 
@@ -175,9 +207,13 @@ def test_every_catalogued_service_has_settings_and_an_entrypoint_module() -> Non
         assert entrypoint.service_module(name) == catalogue.service(name).module
 
 
-def test_only_the_gateway_and_the_operators_uis_publish_ports(stack: dict[str, Any]) -> None:
+def test_only_the_gateway_the_identity_provider_and_the_operators_uis_publish_ports(
+    stack: dict[str, Any],
+) -> None:
     published = {name: svc.get("ports") for name, svc in stack["services"].items() if svc.get("ports")}
-    assert set(published) == {"gateway", *OBSERVABILITY_PORTS}
+    assert set(published) == {"gateway", "idp", *OBSERVABILITY_PORTS}
+    [idp] = published["idp"]
+    assert int(idp["target"]) == int(idp["published"]) == IDP_PORT
     for name, port in OBSERVABILITY_PORTS.items():
         [spec] = published[name]
         assert int(spec["target"]) == int(spec["published"]) == port
@@ -315,12 +351,29 @@ def test_kafka_is_a_three_node_kraft_quorum(stack: dict[str, Any]) -> None:
 
 def test_the_stack_starts_in_dependency_order(stack: dict[str, Any]) -> None:
     # `make swarm-up` deploys phase by phase (Swarm itself ignores depends_on):
-    # brokers, then what reads Kafka, then what calls those, the gateway last.
+    # brokers and the identity provider, then what reads Kafka, then what calls
+    # those, the gateway last.
     phases = swarm_profile.start_phases(stack)
-    assert phases[0] == list(BROKERS)
+    assert phases[0] == sorted([*BROKERS, "idp"])
     assert "gateway" in phases[-1]
     assert set(phases[-1]) <= {"gateway", "grafana"}
     position = {name: i for i, phase in enumerate(phases) for name in phase}
     assert position["repo"] < position["query"] and position["repo"] < position["report"]
     assert position["command"] < position["saga"]
+    assert all(position["idp"] < position[name] for name in AUTHENTICATED)
     assert set(position) == set(stack["services"])
+
+
+@pytest.mark.parametrize("name", AUTHENTICATED)
+def test_every_public_service_requires_tokens_of_the_stacks_issuer(stack: dict[str, Any], name: str) -> None:
+    settings, _ = _settings(stack, name)
+    assert settings.auth.enabled, f"{name} runs without authentication"
+    assert (settings.auth.issuer, settings.auth.audience) == (ISSUER, "urn:myko:api")
+    # The provider the stack runs serves exactly that issuer.
+    assert _raw_env(stack, "idp")["MYKO_IDP_ISSUER"] == ISSUER
+
+
+def test_sagas_run_as_their_own_client_whose_secret_is_a_secret(stack: dict[str, Any]) -> None:
+    settings, _ = _settings(stack, "saga")
+    assert settings.credentials.client_id == "saga_svc"
+    assert settings.credentials.client_secret == "<myko_saga_client_secret>"

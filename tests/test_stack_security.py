@@ -10,6 +10,7 @@ makes. A live deploy of the secured stack is not run here.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,9 +20,11 @@ import pytest
 import yaml
 from recording_env import RecordingEnv
 
+from devtools import swarm
 from myko import catalogue
 from myko.kafka_access import broker_sasl_properties
 from myko.settings import (
+    PATH_SETTINGS,
     CommandSettings,
     GatewaySettings,
     KafkaAccessSettings,
@@ -63,6 +66,8 @@ def stack() -> dict[str, Any]:
         text=True,
         timeout=60,
         cwd=ROOT,
+        # The base stack requires the issuer (devtools/swarm.py sets it).
+        env={**os.environ, "MYKO_OIDC_ISSUER": "https://idp.example.com:8443"},
         check=False,
     )
     assert result.returncode == 0, (
@@ -99,7 +104,7 @@ def _resolved(stack: dict[str, Any], name: str) -> dict[str, str]:
     env, mounted, configs = _env(stack, name), _mounted(stack, name), _configs(stack, name)
     out = dict(env)
     for key, path in env.items():
-        if key.endswith("_FILE") and key.startswith(("MYKO_", "KAFKA_")):
+        if key.endswith("_FILE") and key.startswith(("MYKO_", "KAFKA_")) and key not in PATH_SETTINGS:
             target = key.removesuffix("_FILE")
             if path in configs:
                 out[target] = configs[path].read_text().rstrip("\r\n")
@@ -204,8 +209,10 @@ def test_the_stack_declares_exactly_the_secrets_stack_secrets_makes(
     stack: dict[str, Any], tmp_path: Path
 ) -> None:
     made = make_stack_secrets(tmp_path)
+    # The identity provider's own (configuration, keys, saga_svc's client secret): `make swarm-up`'s.
+    provider = swarm.idp_secrets(tmp_path / "idp")
     declared = {name for name, spec in (stack.get("secrets") or {}).items() if spec.get("external")}
     used = {ref["source"] for svc in stack["services"].values() for ref in svc.get("secrets") or []}
-    assert declared == set(made) == used
+    assert declared == set(made) | set(provider) == used
     # The CA's key signs certificates; no container ever needs it.
     assert all(path.name != "ca.key" for path in made.values())

@@ -1,14 +1,19 @@
 """The Swarm stack, built and deployed for real on a single-node swarm, under faults.
 
 `make test-swarm` (part of `make test`, after the UI tests) runs this module;
-it needs a Docker engine (CI's .ci/run starts one). The module deploys
-swarm/docker-stack.yml the way `make swarm-up ARGS=--plaintext` does (devtools/swarm.py: images
-built, 3 brokers, every service with its replicas, the gateway on a free port)
-as stack `mykotest`, then, in this order:
+it needs a Docker engine (CI's .ci/run starts one). The module deploys the
+secured stack the way `make swarm-up` does (devtools/swarm.py: images built,
+swarm/docker-stack.yml with docker-stack.security.yml: mutual TLS inside, HTTPS
+at the gateway and the identity provider, Kafka with SASL and ACLs, tokens
+required on every public call; 3 brokers, every service with its replicas, the
+gateway and the provider on free ports) as stack `mykotest`. Every client here
+trusts the CA made for the stack and calls with a token of its provider
+(client credentials; the browsers sign in as its demo users). In this order:
 
-1. inside the overlay (a tools container on the stack's network): every task of
-   every service answers SERVING on its health check and lists its bus through
-   reflection; every broker answers;
+1. inside the overlay (a tools container on the stack's network, with query's
+   certificate): every task of every service answers SERVING on its health
+   check over TLS and lists its bus through reflection; every broker answers;
+   the provider serves its discovery document over HTTPS;
 2. faults under a stream of commands and open Watches (all through the
    gateway): `docker kill` of a broker, of the command leader, of the query
    replica the gateway streams from, and of a saga replica. No acknowledged
@@ -17,8 +22,11 @@ as stack `mykotest`, then, in this order:
 3. a rolling update (`docker service update --force`) of query and the gateway
    under the same load and streams;
 4. through the published gateway port: a command, and its emission on an open
-   Watch, over grpc-web;
-5. the Playwright suite's core paths against that gateway;
+   Watch, over grpc-web; a call without a token is UNAUTHENTICATED, a viewer's
+   command PERMISSION_DENIED; Prometheus (its published port) has every job up
+   and the key series, which move after commands;
+5. the Playwright suite's core paths against that gateway, signing in through
+   the stack's provider;
 6. tear-down: nothing of the stack is left (containers, networks, volumes, and
    the swarm itself when the test made it).
 
@@ -33,9 +41,12 @@ figures (build, deploy, recovery times) are printed and written to
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import socket
+import ssl
 import subprocess
 import time
 import uuid
@@ -47,9 +58,11 @@ from typing import Any
 import aiohttp
 import pytest
 from cluster_ledger import Ledger, client_loop
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_web_client import BINARY, FrameReader, call, frame
 from myko_client import pack, unpack
-from swarm_grpc_web import Acks, GatewayCommands, GatewayWatch, final_state
+from swarm_grpc_web import Acks, ClientTokens, GatewayCommands, GatewayWatch, final_state
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from devtools import swarm
@@ -85,6 +98,18 @@ PLAYWRIGHT_TIMEOUT_S = 420.0
 # The UI tests that need no control over the stack's processes (those that
 # restart services skip by themselves against a preset gateway).
 PLAYWRIGHT_SKIP = "screenshot|live wall"
+PERMISSION_DENIED, UNAUTHENTICATED = 7, 16
+PROMETHEUS_PORT = 9090
+# Prometheus finds tasks every 30 s and scrapes every 15 s: a change shows within both.
+METRICS_BOUND_S = 90.0
+# What an operator watches first (docs/observability.md), by the job that exports it.
+KEY_SERIES = {
+    "myko_command_committed_total": "command",
+    "myko_gateway_requests_total": "gateway",
+    "myko_kafka_consumer_records_total": "repo",
+}
+# Every job Prometheus scrapes in the stack (swarm/prometheus/prometheus.security.yml).
+JOBS = ("command", "repo", "query", "report", "saga", "gateway")
 
 
 @dataclass
@@ -98,6 +123,27 @@ class Live:
     @property
     def url(self) -> str:
         return self.deployment.url.rstrip("/")
+
+    @property
+    def identity(self) -> swarm.StackIdentity:
+        assert self.deployment.identity is not None
+        return self.deployment.identity
+
+    @property
+    def ca_file(self) -> Path:
+        assert self.identity.ca_file is not None, "the test deploys the secured stack"
+        return self.identity.ca_file
+
+    def http(self) -> aiohttp.ClientSession:
+        """A client of the published ports that trusts the stack's CA (and nothing else)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+            connector=aiohttp.TCPConnector(ssl=context),
+        )
+
+    def tokens(self, http: aiohttp.ClientSession, client_id: str = "tests-north") -> ClientTokens:
+        return ClientTokens(http, self.identity.issuer, client_id, self.identity.clients[client_id])
 
     def service(self, name: str) -> str:
         return f"{STACK}_{name}"
@@ -133,10 +179,9 @@ def live() -> Iterator[Live]:
     began = time.monotonic()
     state: Live | None = None
     try:
-        # The plain stack: the probes, grpc-web clients and browsers here speak plaintext.
-        # The secured overlay is checked by tests/test_stack_security.py, not deployed here.
+        # The secured stack, as `make swarm-up` deploys it by default.
         deployment = swarm.up(
-            docker, port=_free_port(), stack_name=STACK, timeout_s=DEPLOY_BOUND_S, secure=False
+            docker, port=_free_port(), idp_port=_free_port(), stack_name=STACK, timeout_s=DEPLOY_BOUND_S
         )
         state = Live(docker, deployment, made_swarm)
         state.record("up", {k: round(v, 1) for k, v in deployment.seconds.items()})
@@ -221,9 +266,33 @@ async def _restored(live: Live, service: str, killed: str, since: float) -> floa
 
 
 def test_every_task_serves_inside_the_overlay(live: Live) -> None:
+    pki = live.ca_file.parent
+    tls = {
+        # query's certificate: one repo_svc (mutual TLS on every port) accepts.
+        "MYKO_TLS_CERT": "/pki/query.crt",
+        "MYKO_TLS_KEY": "/pki/query.key",
+        "MYKO_TLS_CA": "/pki/ca.crt",
+        "MYKO_TLS_PUBLIC": "true",
+    }
+    env = [a for k, v in tls.items() for a in ("-e", f"{k}={v}")]
     result = live.docker.run(
-        # The image's entrypoint starts a service: the probe is run by python itself.
-        ["run", "--rm", "--network", NETWORK, "--entrypoint", "python", live.deployment.image, *PROBE],
+        # The image's entrypoint starts a service: the probe is run by python itself. Root:
+        # the key files are the host user's, readable by it only.
+        [
+            "run",
+            "--rm",
+            "--network",
+            NETWORK,
+            "--user",
+            "0",
+            "-v",
+            f"{pki}:/pki:ro",
+            *env,
+            "--entrypoint",
+            "python",
+            live.deployment.image,
+            *PROBE,
+        ],
         check=False,
         timeout_s=120,
     )
@@ -239,7 +308,7 @@ def test_every_task_serves_inside_the_overlay(live: Live) -> None:
                 assert BUSES[service] in task["services"], task
             if service != "gateway":
                 assert "grpc.health.v1.Health" in task["services"], task
-    assert {r["service"] for r in reports} >= {"kafka-1", "kafka-2", "kafka-3"}
+    assert {r["service"] for r in reports} >= {"kafka-1", "kafka-2", "kafka-3", "idp"}
     assert result.returncode == 0
 
 
@@ -249,6 +318,7 @@ def test_every_task_serves_inside_the_overlay(live: Live) -> None:
 @dataclass
 class Load:
     http: aiohttp.ClientSession
+    tokens: ClientTokens
     ledger: Ledger
     acks: Acks
     watchers: list[GatewayWatch]
@@ -261,27 +331,28 @@ class Load:
 async def load(live: Live) -> AsyncIterator[Load]:
     """Commands and Watches through the gateway, for the fault and update tests."""
     ledger, acks = Ledger(), Acks()
-    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
-    setup = GatewayCommands(http, live.url, acks)
+    http = live.http()
+    tokens = live.tokens(http)
+    setup = GatewayCommands(http, live.url, acks, tokens)
     for i in range(INITIAL_TARGETS):
         result = await setup.execute(commands_pb2.SetTarget(name=f"hot-{i}"), str(uuid.uuid4()))
         ledger.ack_initial(result, f"hot-{i}")
     targets = sorted(ledger.initial)
     watchers = [
-        GatewayWatch("query-a", "query", http, live.url, ledger),
-        GatewayWatch("query-b", "query", http, live.url, ledger),
-        GatewayWatch("report", "report", http, live.url, ledger),
+        GatewayWatch("query-a", "query", http, live.url, ledger, tokens),
+        GatewayWatch("query-b", "query", http, live.url, ledger, tokens),
+        GatewayWatch("report", "report", http, live.url, ledger, tokens),
     ]
     tasks = [asyncio.create_task(w.run(), name=w.name) for w in watchers]
     stop = asyncio.Event()
     clients = [
         asyncio.create_task(
-            client_loop(k, GatewayCommands(http, live.url, acks), ledger, targets, stop, pause_s=0.05)
+            client_loop(k, GatewayCommands(http, live.url, acks, tokens), ledger, targets, stop, pause_s=0.05)
         )
         for k in range(CLIENTS)
     ]
     try:
-        yield Load(http, ledger, acks, watchers, clients, tasks, stop)
+        yield Load(http, tokens, ledger, acks, watchers, clients, tasks, stop)
     finally:
         stop.set()
         for task in [*clients, *tasks]:
@@ -394,7 +465,7 @@ async def test_rolling_update_of_query_and_gateway_under_open_streams(live: Live
     async with asyncio.timeout(180):
         sent = await asyncio.gather(*load.clients)
     t_end = time.monotonic()
-    final, wrong = await final_state(load.http, live.url, load.ledger, SETTLE_S)
+    final, wrong = await final_state(load.http, live.url, load.ledger, SETTLE_S, load.tokens)
     deadline = time.monotonic() + SETTLE_S
     while not all(w.shows(final) for w in load.watchers) and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.2)
@@ -406,6 +477,7 @@ async def test_rolling_update_of_query_and_gateway_under_open_streams(live: Live
             "commands acknowledged": sum(sent),
             "retried attempts": load.acks.retries,
             "watch gaps s": {w.name: [round(g, 1) for g in w.gaps(t_end)] for w in load.watchers},
+            "watches reopened at token expiry": sum(w.expiries for w in load.watchers),
         },
     )
     print(json.dumps(live.figures, indent=1), flush=True)
@@ -425,10 +497,15 @@ async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> Non
     request = query_pb2.QueryRequest(
         query=pack(queries_pb2.TargetsByStatus(status=entities_pb2.TARGET_STATUS_PAUSED))
     ).SerializeToString()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(watch_url, data=frame(request), headers={"Content-Type": BINARY}) as resp,
-    ):
+    async with live.http() as http:
+        auth = await live.tokens(http).headers()
+        await _command_and_its_emission(live, http, auth, name, watch_url, request)
+
+
+async def _command_and_its_emission(
+    live: Live, http: aiohttp.ClientSession, auth: dict[str, str], name: str, watch_url: str, request: bytes
+) -> None:
+    async with http.post(watch_url, data=frame(request), headers={"Content-Type": BINARY, **auth}) as resp:
         assert resp.status == 200
         frames = FrameReader(resp, text=False).frames()
         flag, first = await asyncio.wait_for(anext(frames), 30)
@@ -440,7 +517,9 @@ async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> Non
             tx=str(uuid.uuid4()),
             command=pack(commands_pb2.SetTarget(name=name, status=entities_pb2.TARGET_STATUS_PAUSED)),
         )
-        reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString())
+        reply = await call(
+            http, f"{live.url}/myko.v1.CommandBus/Execute", command.SerializeToString(), headers=auth
+        )
         assert reply.code == 0, reply.message
         result = command_pb2.CommandResult.FromString(reply.messages[0])
         while True:
@@ -455,14 +534,113 @@ async def test_a_command_and_its_watch_emission_over_grpc_web(live: Live) -> Non
     assert result.events and result.events[0].id
 
 
+async def test_without_a_token_the_published_gateway_gives_nothing(live: Live) -> None:
+    command = command_pb2.CommandRequest(
+        tx=str(uuid.uuid4()), command=pack(commands_pb2.SetTarget(name=f"anon-{time.time_ns()}"))
+    ).SerializeToString()
+    watch = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets())).SerializeToString()
+    async with live.http() as http:
+        for path, body in (("CommandBus/Execute", command), ("QueryBus/Watch", watch)):
+            for headers in ({}, {"authorization": "Bearer not-a-token"}):
+                reply = await call(http, f"{live.url}/myko.v1.{path}", body, headers=headers)
+                assert reply.code == UNAUTHENTICATED, (path, headers, reply.code, reply.message)
+                assert not reply.messages, f"{path} answered data without a token"
+
+
+async def test_a_viewers_command_is_permission_denied(live: Live) -> None:
+    name = f"viewer-{time.time_ns()}"
+    command = command_pb2.CommandRequest(
+        tx=str(uuid.uuid4()), command=pack(commands_pb2.SetTarget(name=name))
+    ).SerializeToString()
+    async with live.http() as http:
+        viewer = await live.tokens(http, "tests-viewer").headers()
+        reply = await call(http, f"{live.url}/myko.v1.CommandBus/Execute", command, headers=viewer)
+        assert reply.code == PERMISSION_DENIED, (reply.code, reply.message)
+        # The viewer may watch; what it watches has no trace of the refused command.
+        get = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets())).SerializeToString()
+        reply = await call(http, f"{live.url}/myko.v1.QueryBus/Get", get, headers=viewer)
+        assert reply.code == 0, reply.message
+        names = {
+            unpack(a, entities_pb2.Target).name
+            for a in query_pb2.QueryResult.FromString(reply.messages[0]).items
+        }
+        assert names and name not in names
+
+
+async def _prometheus(http: aiohttp.ClientSession, query: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{PROMETHEUS_PORT}/api/v1/query"
+    async with http.get(url, params={"query": query}) as resp:
+        body = await resp.json()
+    assert resp.status == 200 and body["status"] == "success", body
+    result = body["data"]["result"]
+    assert isinstance(result, list)
+    return result
+
+
+async def test_prometheus_has_every_job_and_the_key_series_move_after_commands(live: Live) -> None:
+    async with live.http() as http:
+        # Tasks are found through Swarm's DNS every 30 s and scraped every 15 s: a task that
+        # became healthy (or was replaced by the rolling update) just now shows within that.
+        began = time.monotonic()
+        while True:
+            rows = await _prometheus(http, "max by (job) (up)")
+            up = {r["metric"]["job"]: float(r["value"][1]) for r in rows}
+            if all(up.get(job) == 1.0 for job in JOBS):
+                break
+            assert time.monotonic() - began < METRICS_BOUND_S, f"jobs not scraped: {up}"
+            await asyncio.sleep(3)
+        # A counter with labels has no series before its first event (a fresh stack's commits).
+        before = {}
+        for series in KEY_SERIES:
+            rows = await _prometheus(http, f"sum({series})")
+            before[series] = float(rows[0]["value"][1]) if rows else 0.0
+        commands = GatewayCommands(http, live.url, Acks(), live.tokens(http))
+        for i in range(5):
+            await commands.execute(
+                commands_pb2.SetTarget(name=f"metrics-{i}-{time.time_ns()}"), str(uuid.uuid4())
+            )
+        began = time.monotonic()
+        moved: set[str] = set()
+        while moved != set(KEY_SERIES):
+            missing = {f"{series} ({KEY_SERIES[series]})" for series in set(KEY_SERIES) - moved}
+            assert time.monotonic() - began < METRICS_BOUND_S, f"not in Prometheus or not moved: {missing}"
+            await asyncio.sleep(3)
+            for series in set(KEY_SERIES) - moved:
+                rows = await _prometheus(http, f"sum({series})")
+                if rows and float(rows[0]["value"][1]) > before[series]:
+                    moved.add(series)
+        live.record("metrics moved after commands s", round(time.monotonic() - began, 1))
+
+
 # -- 5. the browser ----------------------------------------------------------------------------
 
 
+def _served_spki(live: Live) -> list[str]:
+    """Chromium's pins (base64 SHA-256 of the public key) of the gateway's and the provider's certificates."""
+    pins = []
+    for name in ("gateway", "idp"):
+        cert = x509.load_pem_x509_certificate((live.ca_file.parent / f"{name}.crt").read_bytes())
+        spki = cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        pins.append(base64.b64encode(hashlib.sha256(spki).digest()).decode())
+    return pins
+
+
 def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
+    identity = live.identity
     env = {
         **os.environ,
         "MYKO_E2E_GATEWAY": live.url,
         "MYKO_CHROMIUM": os.environ.get("CHROMIUM", "/usr/bin/chromium"),
+        # Sign-in through the stack's provider, as its demo users and test clients.
+        "MYKO_E2E_IDP": identity.issuer,
+        "MYKO_E2E_CLIENTS": json.dumps({k: v for k, v in identity.clients.items() if k.startswith("tests-")}),
+        "MYKO_E2E_PASSWORDS": json.dumps(identity.passwords),
+        "MYKO_E2E_TOKEN_TTL_S": "300",
+        # Node (the seeding clients) trusts the stack's CA; Chromium the two certificates it serves.
+        "NODE_EXTRA_CA_CERTS": str(live.ca_file),
+        "MYKO_E2E_CHROMIUM_ARGS": f"--ignore-certificate-errors-spki-list={','.join(_served_spki(live))}",
     }
     began = time.monotonic()
     result = subprocess.run(

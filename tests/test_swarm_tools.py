@@ -9,6 +9,7 @@ deployment itself is tests/test_swarm_live.py.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -189,11 +190,26 @@ def secured() -> dict[str, Any]:
     return swarm.load_stack(*SECURED_FILES)
 
 
+def _interpolated(value: str, env: dict[str, str]) -> str:
+    """`${VAR}`, `${VAR:-default}`, `${VAR-default}` and `${VAR:?error}` filled in as docker does."""
+
+    def fill(m: re.Match[str]) -> str:
+        name, op, default = m.group(1), m.group(2) or "", m.group(3) or ""
+        value = env.get(name)
+        if op == ":-":
+            return value or default
+        if op == "-":
+            return default if value is None else value
+        return value or ""
+
+    return re.sub(r"\$\{(\w+)(:?[-?])?([^}]*)\}", fill, value)
+
+
 def test_the_overlay_merges_as_docker_stack_deploy_does(secured: dict[str, Any]) -> None:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("the docker client is not installed (its merge is the reference)")
-    env = {**os.environ, swarm.PORT_VAR: "8080"}
+    env = {**os.environ, swarm.PORT_VAR: "8080", swarm.ISSUER_VAR: "https://idp.example.com:8443"}
     args = [docker, "stack", "config", *(a for f in SECURED_FILES for a in ("-c", str(f)))]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert result.returncode == 0, result.stderr
@@ -201,7 +217,7 @@ def test_the_overlay_merges_as_docker_stack_deploy_does(secured: dict[str, Any])
     assert set(secured["services"]) == set(reference["services"])
     for name, theirs in reference["services"].items():
         ours = secured["services"][name]
-        assert {k: str(v) for k, v in (ours.get("environment") or {}).items()} == {
+        assert {k: _interpolated(str(v), env) for k, v in (ours.get("environment") or {}).items()} == {
             k: str(v) for k, v in (theirs.get("environment") or {}).items()
         }, name
         for key in ("secrets", "configs"):
@@ -217,9 +233,15 @@ def test_swarm_up_makes_every_secret_of_the_secured_stack_from_one_ca(
 ) -> None:
     from cryptography import x509
 
-    generated = swarm.secured_secrets(tmp_path)
+    generated = swarm.secured_secrets(tmp_path, idp_host="192.0.2.7")
+    provider = swarm.idp_secrets(tmp_path / "idp")
     wanted = {name for kind, name in swarm.external_objects(secured) if kind == "secret"}
-    assert wanted and wanted <= set(generated)
+    assert wanted and wanted <= set(generated) | set(provider)
+    # The provider's certificate names the address its issuer URL uses (the browsers' and services').
+    idp_cert = x509.load_pem_x509_certificate(generated["myko_tls_idp_cert"]().encode())
+    idp_names = idp_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "192.0.2.7" in {str(ip) for ip in idp_names.get_values_for_type(x509.IPAddress)}
+    assert "idp" in idp_names.get_values_for_type(x509.DNSName)
     ca = x509.load_pem_x509_certificate(generated["myko_tls_ca"]().encode())
     for spec in catalogue.SERVICES:
         cert = x509.load_pem_x509_certificate(generated[f"myko_tls_{spec.name}_cert"]().encode())
@@ -228,8 +250,16 @@ def test_swarm_up_makes_every_secret_of_the_secured_stack_from_one_ca(
         # The gateway's published port is on this node: https://127.0.0.1 must verify.
         assert "localhost" in names.get_values_for_type(x509.DNSName), spec.name
     # A second `up` keeps what the swarm already holds (same CA, same passwords).
-    again = swarm.secured_secrets(tmp_path)
+    again = swarm.secured_secrets(tmp_path, idp_host="192.0.2.7")
     assert {n: f() for n, f in again.items()} == {n: f() for n, f in generated.items()}
+    assert {n: f() for n, f in swarm.idp_secrets(tmp_path / "idp").items()} == {
+        n: f() for n, f in provider.items()
+    }
+    # Another address: the provider's certificate is made again for it, the rest kept.
+    before = {n: f() for n, f in generated.items()}
+    moved = {n: f() for n, f in swarm.secured_secrets(tmp_path, idp_host="192.0.2.8").items()}
+    changed = {n for n in moved if moved[n] != before[n]}
+    assert changed == {"myko_tls_idp_cert", "myko_tls_idp_key"}
 
 
 def test_the_secured_stack_deploys_with_tls_everywhere_and_the_access_job_first(

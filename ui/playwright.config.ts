@@ -31,6 +31,8 @@ export default defineConfig({
         "--disable-background-networking",
         "--disable-component-update",
         "--disable-sync",
+        // What the stack under test needs besides (the live-swarm test: trust for its certificates).
+        ...(process.env.MYKO_E2E_CHROMIUM_ARGS ?? "").split(" ").filter(Boolean),
       ],
     },
     trace: "off",

@@ -104,6 +104,57 @@ TEST_CLIENTS = (
 )
 
 
+def provider_config(
+    *,
+    issuer: str,
+    port: int,
+    audience: str,
+    access_token_ttl_s: int,
+    jwks_file: str,
+    users: Sequence[DemoUser],
+    clients: Sequence[ServiceClient],
+    ui_origins: Sequence[str],
+    host: str = "127.0.0.1",
+) -> dict[str, object]:
+    """What idp/server.mjs reads from its --config file (secrets included: keep it private)."""
+    return {
+        "issuer": issuer,
+        "host": host,
+        "port": port,
+        "audience": audience,
+        "accessTokenTtlS": access_token_ttl_s,
+        "sessionTtlS": SESSION_TTL_S,
+        "jwksFile": jwks_file,
+        "cookieKeys": [secrets.token_urlsafe(32)],
+        "users": [
+            {
+                "username": u.username,
+                "password": u.password,
+                "name": u.name,
+                "roles": list(u.roles),
+                "tenant": u.tenant,
+            }
+            for u in users
+        ],
+        "uiClient": {
+            "clientId": UI_CLIENT_ID,
+            "origins": list(ui_origins),
+            "redirectUris": [f"{o}{CALLBACK_PATH}" for o in ui_origins],
+            "postLogoutRedirectUris": [f"{o}{SIGNED_OUT_PATH}" for o in ui_origins],
+        },
+        "serviceClients": [
+            {
+                "clientId": c.client_id,
+                "secret": c.secret,
+                "roles": list(c.roles),
+                "tenant": c.tenant,
+                "scope": c.scope,
+            }
+            for c in clients
+        ],
+    }
+
+
 def find_node(env: Mapping[str, str] | None = None) -> str:
     """The `node` to run the provider with (MYKO_NODE overrides); ConfigError when there is none."""
     env = os.environ if env is None else env
@@ -206,42 +257,16 @@ class LocalIdp:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def write_config(self) -> None:
-        config = {
-            "issuer": self.issuer,
-            "host": "127.0.0.1",
-            "port": self.port,
-            "audience": self.audience,
-            "accessTokenTtlS": self.access_token_ttl_s,
-            "sessionTtlS": SESSION_TTL_S,
-            "jwksFile": str(self.keys.path),
-            "cookieKeys": [secrets.token_urlsafe(32)],
-            "users": [
-                {
-                    "username": u.username,
-                    "password": u.password,
-                    "name": u.name,
-                    "roles": list(u.roles),
-                    "tenant": u.tenant,
-                }
-                for u in self.users
-            ],
-            "uiClient": {
-                "clientId": UI_CLIENT_ID,
-                "origins": list(self.ui_origins),
-                "redirectUris": [f"{o}{CALLBACK_PATH}" for o in self.ui_origins],
-                "postLogoutRedirectUris": [f"{o}{SIGNED_OUT_PATH}" for o in self.ui_origins],
-            },
-            "serviceClients": [
-                {
-                    "clientId": c.client_id,
-                    "secret": c.secret,
-                    "roles": list(c.roles),
-                    "tenant": c.tenant,
-                    "scope": c.scope,
-                }
-                for c in self.clients
-            ],
-        }
+        config = provider_config(
+            issuer=self.issuer,
+            port=self.port,
+            audience=self.audience,
+            access_token_ttl_s=self.access_token_ttl_s,
+            jwks_file=str(self.keys.path),
+            users=self.users,
+            clients=self.clients,
+            ui_origins=self.ui_origins,
+        )
         self.run_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -14,8 +14,8 @@ export function controlUrl(): string | undefined {
 
 /**
  * Whether the stack under test requires sign-in: global-setup's stack runs the
- * local identity provider; a stack given by MYKO_E2E_GATEWAY without MYKO_E2E_IDP
- * (the Swarm stack, which runs MYKO_AUTH_DISABLED) has none.
+ * local identity provider, the live-swarm test names the Swarm stack's; a stack
+ * given by MYKO_E2E_GATEWAY without MYKO_E2E_IDP (MYKO_AUTH_DISABLED) has none.
  */
 export function authEnabled(): boolean {
   return Boolean(process.env.MYKO_E2E_IDP);
