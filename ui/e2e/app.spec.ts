@@ -8,6 +8,9 @@ import { controlUrl, nodeCommands, restart } from "./stack";
 
 const HAS_REPORTS = existsSync(fileURLToPath(new URL("../../report_svc/__main__.py", import.meta.url)));
 const run = Date.now().toString(36);
+// Targets made here are named "0 ...": the Targets page shows the first page (100 rows)
+// of the name order, and a stack that already holds many Targets (the live-swarm
+// test's, after its fault phase) would put a later name on another page.
 
 // Every page signs in as alice, an operator in tenant north; nodeCommands() seeds as a
 // service of tenant north, so she sees what it writes (e2e/identity.spec.ts covers the others).
@@ -61,7 +64,7 @@ test("a target created in one page appears in the other within a second", async 
   const b = await context.newPage();
   await openTargets(a);
   await openTargets(b);
-  const name = `Gate ${run}`;
+  const name = `0 Gate ${run}`;
   await createTarget(a, name);
   await expect(row(a, name)).toBeVisible();
   // The command has been applied and read back in page A; page B must follow at once.
@@ -74,7 +77,7 @@ test("edit and delete show up in the other page", async ({ context }) => {
   const b = await context.newPage();
   await openTargets(a);
   await openTargets(b);
-  const name = `Edit me ${run}`;
+  const name = `0 Edit me ${run}`;
   await createTarget(a, name);
   await expect(row(b, name)).toBeVisible();
 
@@ -91,7 +94,7 @@ test("edit and delete show up in the other page", async ({ context }) => {
   // The filter resubscribes: only paused targets.
   await b.getByRole("radio", { name: "Paused" }).click();
   await expect(edited).toBeVisible();
-  await expect(row(b, `Gate ${run}`)).toHaveCount(0);
+  await expect(row(b, `0 Gate ${run}`)).toHaveCount(0);
 
   const mine = row(a, `${name} (edited)`);
   await mine.getByRole("button", { name: "Delete", exact: true }).click();
@@ -105,7 +108,7 @@ test("hits recorded in one page count up in the other", async ({ context }) => {
   const b = await context.newPage();
   await openTargets(a);
   await openTargets(b);
-  const name = `Hit me ${run}`;
+  const name = `0 Hit me ${run}`;
   await createTarget(a, name);
   const hits = row(b, name).locator("td.hits");
   await expect(hits).toContainText("0");
@@ -122,7 +125,7 @@ test("the zone view lists its targets and deleting the zone removes them", async
   await expect(page.getByTestId("zone-name")).toHaveText(zoneName);
   await page.getByRole("button", { name: "+ Target in this zone" }).click();
   const editor = page.getByTestId("target-editor");
-  const name = `Crane ${run}`;
+  const name = `0 Crane ${run}`;
   await editor.locator("input[name=name]").fill(name);
   await editor.getByRole("button", { name: "Create target" }).click();
   await expect(row(page, name)).toBeVisible();
@@ -157,7 +160,7 @@ test("a report widget updates live", async ({ context }) => {
   const total = b.getByTestId("status-counts").getByTestId("total");
   await expect(total).toHaveText(/\d+/);
   const before = Number(await total.textContent());
-  await createTarget(a, `Counted ${run}`, "Retired");
+  await createTarget(a, `0 Counted ${run}`, "Retired");
   await expect(total).toHaveText(String(before + 1), { timeout: 2_000 });
   await expect(b.getByTestId("status-counts").getByRole("img")).toHaveAttribute("aria-label", /Retired [1-9]/);
 });
@@ -174,11 +177,11 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
   );
   expect(protocol).toBe("http/1.1");
   // Everything above rides one stream; a change still reaches its tile at once.
-  await nodeCommands().execute(SetTargetSchema, { id: "wall-07", name: `Wall seven ${run}`, status: TargetStatus.ACTIVE });
-  await expect(tiles.filter({ hasText: "wall-07" })).toContainText(`Wall seven ${run}`, { timeout: 2_000 });
+  await nodeCommands().execute(SetTargetSchema, { id: "wall-07", name: `0 Wall seven ${run}`, status: TargetStatus.ACTIVE });
+  await expect(tiles.filter({ hasText: "wall-07" })).toContainText(`0 Wall seven ${run}`, { timeout: 2_000 });
   // And the page can still make ordinary requests (no connection starvation).
   await page.getByRole("link", { name: "Targets" }).click();
-  await expect(row(page, `Wall seven ${run}`)).toBeVisible();
+  await expect(row(page, `0 Wall seven ${run}`)).toBeVisible();
 });
 
 test("the System page shows every service instance reporting, live", async ({ page }) => {
@@ -201,7 +204,7 @@ test("the System page shows every service instance reporting, live", async ({ pa
 test("the page recovers when the gateway restarts under it", async ({ page }) => {
   test.skip(!controlUrl(), "needs the stack started by global-setup (MYKO_E2E_GATEWAY was preset)");
   await openTargets(page);
-  const name = `Before restart ${run}`;
+  const name = `0 Before restart ${run}`;
   await createTarget(page, name);
   await expect(row(page, name)).toBeVisible();
 
@@ -218,7 +221,7 @@ test("the page recovers when the gateway restarts under it", async ({ page }) =>
   // The last value stays on screen while reconnecting, then the page is live again, same document.
   await expect(row(page, name)).toBeVisible();
   await expect(page.getByTestId("connection")).toHaveAttribute("data-state", "open", { timeout: 15_000 });
-  const after = `After restart ${run}`;
+  const after = `0 After restart ${run}`;
   await nodeCommands().execute(SetTargetSchema, { name: after, status: TargetStatus.PAUSED });
   await expect(row(page, after)).toBeVisible({ timeout: 5_000 });
   await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false");
@@ -228,7 +231,7 @@ test("the page recovers when the gateway restarts under it", async ({ page }) =>
 test("views survive a query_svc restart: stale meanwhile, fresh after", async ({ page }) => {
   test.skip(!controlUrl(), "needs the stack started by global-setup (MYKO_E2E_GATEWAY was preset)");
   await openTargets(page);
-  const name = `Survivor ${run}`;
+  const name = `0 Survivor ${run}`;
   await createTarget(page, name);
   await expect(row(page, name)).toBeVisible();
   const seen = new Set<string>();
@@ -246,7 +249,7 @@ test("views survive a query_svc restart: stale meanwhile, fresh after", async ({
   await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false", { timeout: 15_000 });
   clearInterval(watch);
   expect(seen.has("true")).toBe(true);
-  const after = `After query restart ${run}`;
+  const after = `0 After query restart ${run}`;
   await nodeCommands().execute(SetTargetSchema, { name: after, status: TargetStatus.ACTIVE });
   await expect(row(page, after)).toBeVisible({ timeout: 15_000 });
   await expect(page.getByTestId("freshness").first()).toHaveAttribute("data-stale", "false");

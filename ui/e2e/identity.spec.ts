@@ -12,6 +12,9 @@ import { authEnabled, idpUrl, nodeCommands, tokenTtlS } from "./stack";
 test.skip(!authEnabled(), "the stack under test runs without sign-in (MYKO_AUTH_DISABLED, no identity provider)");
 
 const run = Date.now().toString(36);
+// Targets made here are named "0 ...": the Targets page shows the first page (100 rows)
+// of the name order, and a stack that already holds many Targets (the live-swarm
+// test's, after its fault phase) would put a later name on another page.
 const contexts: BrowserContext[] = [];
 
 test.afterEach(async () => {
@@ -50,15 +53,15 @@ test("two users of two tenants see their own tenant's live data, never the other
   await expect(alice.getByTestId("user")).toContainText("north");
   await expect(carol.getByTestId("user")).toContainText("south");
 
-  const north = `North only ${run}`;
-  const south = `South only ${run}`;
+  const north = `0 North only ${run}`;
+  const south = `0 South only ${run}`;
   await createTarget(alice, north);
   await createTarget(carol, south);
   // Same tenant, another user: bob watches alice's tenant live.
   await expect(row(bob, north)).toBeVisible({ timeout: 2_000 });
   // A later write in each tenant reaches that tenant's pages: their streams are live...
-  const northLater = `North later ${run}`;
-  const southLater = `South later ${run}`;
+  const northLater = `0 North later ${run}`;
+  const southLater = `0 South later ${run}`;
   await nodeCommands("north").execute(SetTargetSchema, { name: northLater, status: TargetStatus.ACTIVE });
   await nodeCommands("south").execute(SetTargetSchema, { name: southLater, status: TargetStatus.PAUSED });
   await expect(row(alice, northLater)).toBeVisible({ timeout: 5_000 });
@@ -83,7 +86,7 @@ test("two users of two tenants see their own tenant's live data, never the other
 
 test("a viewer watches but cannot write: controls disabled, a forced call is PERMISSION_DENIED", async ({ browser }) => {
   const alice = await as(browser, "alice");
-  const name = `Viewed ${run}`;
+  const name = `0 Viewed ${run}`;
   await createTarget(alice, name);
   const bob = await as(browser, "bob");
   const target = row(bob, name);
@@ -130,7 +133,7 @@ test("sign-out ends the live stream before leaving, revokes the refresh token an
   };
   page.on("requestfinished", ended);
   page.on("requestfailed", ended);
-  const name = `Signed out ${run}`;
+  const name = `0 Signed out ${run}`;
   await createTarget(page, name); // a stream is open and carrying data
   const issuer = idpUrl();
   const stored = await page.evaluate(
@@ -175,7 +178,7 @@ test("views stay live across token renewals", async ({ browser }) => {
     if (isLiveBus(r) && auth && !tokens.includes(auth)) tokens.push(auth);
   });
   await signIn(page, "alice", "/");
-  const name = `Long lived ${run}`;
+  const name = `0 Long lived ${run}`;
   await createTarget(page, name);
 
   // Watch the page through more than two token lifetimes.
@@ -197,7 +200,7 @@ test("views stay live across token renewals", async ({ browser }) => {
   expect([...states]).toEqual(["open"]);
   expect([...stale]).toEqual(["false"]);
   // And it is still live now.
-  const after = `After renewals ${run}`;
+  const after = `0 After renewals ${run}`;
   await nodeCommands("north").execute(SetTargetSchema, { name: after, status: TargetStatus.ACTIVE });
   await expect(row(page, after)).toBeVisible({ timeout: 5_000 });
   await expect(row(page, name)).toBeVisible();
