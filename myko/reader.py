@@ -83,8 +83,8 @@ class TopicReader(Lifecycle):
         self._targets: dict[TopicPartition, int] = {}
         self._caught_up = asyncio.Event()
         self._identities: dict[str, TopicIdentity] = {}
-        # What a check found that one more check must confirm (see _check_topics).
-        self._suspects: dict[str, str] = {}
+        # What a check found that later checks must confirm, and since when (see _check_topics).
+        self._suspects: dict[str, float] = {}
         self._rewritten: TopicRewritten | None = None
         self._stopped = asyncio.Event()
         self._lag = lag
@@ -339,8 +339,15 @@ class TopicReader(Lifecycle):
                         f"{tp.topic}/{tp.partition} now starts at {starts[tp]}, past the {pos} read so far: "
                         "records not yet read were deleted"
                     )
-        confirmed = [reason for key, reason in suspects.items() if key in self._suspects]
-        self._suspects = suspects
+        now_s = time.monotonic()
+        hold_s = self._kafka.topic_suspect_hold_ms / 1000
+        # A suspicion counts once the next check still finds it and it has held for the hold
+        # period: a failed-over partition's high watermark recovers, a truncated one does not.
+        since = {key: self._suspects.get(key, now_s) for key in suspects}
+        self._suspects = since
+        confirmed = [
+            reason for key, reason in suspects.items() if since[key] < now_s and now_s - since[key] >= hold_s
+        ]
         return confirmed[0] if confirmed else None
 
     def _rewrite(self, reason: str) -> None:

@@ -211,6 +211,13 @@ class KafkaSettings:
     # How often readers check that their topics are still the ones they read
     # (not deleted, recreated, truncated or repartitioned).
     topic_check_interval_ms: int = 5_000
+    # How long an offset that looks rewritten (a partition ending below what was
+    # read, or starting past it) must stay so before a reader stops. After a
+    # broker fails, the new leader's high watermark can lag what readers already
+    # read until its followers catch up or leave the ISR (Kafka's
+    # replica.lag.time.max.ms, 30 s by default); a changed topic id or partition
+    # count is proof and stops it at once.
+    topic_suspect_hold_ms: int = 60_000
     # Largest CommandResult (a command's answer, also stored whole in the tx log).
     # Every service creates Myko's topics to accept records this large (plus
     # RECORD_OVERHEAD_BYTES), so all of them read it.
@@ -269,6 +276,9 @@ class KafkaSettings:
             request_timeout_ms=e.int("MYKO_KAFKA_REQUEST_TIMEOUT_MS", cls.request_timeout_ms, minimum=1000),
             topic_check_interval_ms=e.int(
                 "MYKO_TOPIC_CHECK_INTERVAL_MS", cls.topic_check_interval_ms, minimum=100, maximum=3_600_000
+            ),
+            topic_suspect_hold_ms=e.int(
+                "MYKO_TOPIC_SUSPECT_HOLD_MS", cls.topic_suspect_hold_ms, minimum=0, maximum=3_600_000
             ),
             max_result_bytes=e.int("MYKO_MAX_RESULT_BYTES", cls.max_result_bytes, minimum=64 * 1024),
             security_protocol=protocol,

@@ -34,6 +34,8 @@ from myko.watermark import Watermark
 pytestmark = pytest.mark.kafka
 
 CHECK_MS = "300"
+# Offsets that look rewritten must hold this long (production: 60 s, past a failover).
+HOLD_MS = "600"
 
 
 async def admin(bootstrap: str) -> AIOKafkaAdminClient:
@@ -76,6 +78,7 @@ async def wait_not_serving(port: int, *, timeout_s: float) -> None:
 @pytest.fixture
 def fast_checks(myko_env: dict[str, str]) -> dict[str, str]:
     myko_env["MYKO_TOPIC_CHECK_INTERVAL_MS"] = CHECK_MS
+    myko_env["MYKO_TOPIC_SUSPECT_HOLD_MS"] = HOLD_MS
     return myko_env
 
 
@@ -139,7 +142,9 @@ class Followed:
     def __init__(
         self, bootstrap: str, topic: str, *, expiring: bool = False, check_ms: int = int(CHECK_MS)
     ) -> None:
-        self.kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_check_interval_ms=check_ms)
+        self.kafka = KafkaSettings(
+            bootstrap_servers=bootstrap, topic_check_interval_ms=check_ms, topic_suspect_hold_ms=int(HOLD_MS)
+        )
         self.topic = topic
         self.records: list[int] = []
         # Once the reader has read up to `hold_at`, it waits for `gate` before fetching again.
