@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -389,3 +390,40 @@ def test_header_lists_are_read_lowercased() -> None:
     assert (s.pass_headers, s.scope_headers) == (("x-request-id", "x-trace-bin"), ("authorization",))
     open_gateway = GatewaySettings.from_env({"MYKO_AUTH_DISABLED": "true"})
     assert open_gateway.max_request_body_bytes == 2 * 4 * 1024 * 1024 + 64 * 1024
+
+
+async def _refused_mid_body(port: int, *, sent_before_reading: int) -> bytes:
+    """A request aiohttp refuses at its headers (a control character), whose client is
+    still sending its 4 MiB body: what the client reads back once it looks."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body_bytes = 4 * 1024 * 1024
+    writer.write(
+        b"POST /myko.v1.CommandBus/Execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/grpc-web\r\n"
+        b"X-Odd: a\x0bb\r\nContent-Length: " + str(body_bytes).encode() + b"\r\n\r\n"
+    )
+    try:
+        writer.write(b"\0" * sent_before_reading)
+        await writer.drain()
+        # The gateway has answered and would have closed by now; then the client reads.
+        await asyncio.sleep(0.3)
+        async with asyncio.timeout(15):
+            answer = await reader.readline()
+            with contextlib.suppress(ConnectionError):
+                writer.write(b"\0" * (body_bytes - sent_before_reading))
+                await writer.drain()
+        return answer
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def test_a_request_refused_at_its_headers_gets_its_400_while_its_body_still_arrives(env: Env) -> None:
+    # Without a staged close the gateway's socket resets with the body unread, and the
+    # reset discards the 400 before the client reads it.
+    for sent in (0, 64 * 1024, 1024 * 1024):
+        status_line = await _refused_mid_body(env.gateway.port, sent_before_reading=sent)
+        assert status_line.split()[1:2] == [b"400"], (sent, status_line)
+    # The gateway still serves others.
+    async with env.http.get(f"{env.base}/healthz") as resp:
+        assert resp.status == 200

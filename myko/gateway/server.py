@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from myko.gateway.admission import Admission, ByteGauge
 from myko.gateway.cors import Cors
 from myko.gateway.feed_hub import FeedHub
 from myko.gateway.http_log import http_log
+from myko.gateway.lingering import LingeringConnections
 from myko.gateway.live_bus import LiveBus
 from myko.gateway.proxy import GrpcWebProxy
 from myko.gateway.routes import Upstream
@@ -64,6 +66,8 @@ class Gateway:
             buffered_bytes=lambda: self.admission.gauge.held,
         )
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.Server | None = None
+        self._lingering = LingeringConnections()
         self.port = settings.port
 
     def build_app(self) -> web.Application:
@@ -105,13 +109,18 @@ class Gateway:
             logger=http_log,
         )
         await self._runner.setup()
-        https = self._transport.https_context()
-        site = web.TCPSite(self._runner, self._settings.host, self._settings.port, ssl_context=https)
-        await site.start()
-        for addr in self._runner.addresses:
-            if isinstance(addr, tuple):
-                self.port = int(addr[1])
-                break
+        assert self._runner.server is not None
+        # Our own listener rather than a TCPSite: each connection closes in stages
+        # (lingering.py), so a client whose request aiohttp refused still reads the 400.
+        self._listener = await asyncio.get_running_loop().create_server(
+            self._lingering.factory(self._runner.server),
+            self._settings.host,
+            self._settings.port,
+            ssl=self._transport.https_context(),
+            reuse_address=True,
+            backlog=128,
+        )
+        self.port = int(self._listener.sockets[0].getsockname()[1])
         self.metrics.serving(True)
         log.info("gateway listening on %s://%s:%d", self.scheme, self._settings.host, self.port)
 
@@ -122,9 +131,13 @@ class Gateway:
     async def stop(self) -> None:
         self.metrics.serving(False)
         await self.hub.aclose()
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        self._lingering.finish_all()
         await self._upstreams.close()
         await self.auth.close()
 
