@@ -28,6 +28,7 @@ from myko.lifecycle import Lifecycle
 from myko.logs import fields, tx_context
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
+from myko.principal import Principal
 from myko.publisher import TransactionalPublisher
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -63,7 +64,8 @@ CATCH_UP_TIMEOUT_S = 120.0
 def register_command_bus(
     server: grpc.aio.Server, service: CommandService, metrics: RpcMetrics | None = None
 ) -> None:
-    async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+    async def admit(ctx: Ctx) -> Principal:
+        """The checks every call passes before its commands are looked at."""
         # Through the internal port (TLS): a follower forwarding, or saga_svc;
         # their certificate names them. Public callers have none.
         service.transport.caller(ctx, catalogue.COMMAND.callers)
@@ -71,6 +73,10 @@ def register_command_bus(
         principal = await service.auth.from_metadata(ctx.invocation_metadata())
         if service.reader.rewritten is not None:
             raise service.reader.rewritten
+        return principal
+
+    async def execute(req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
+        principal = await admit(ctx)
         if not service.bus.running:
             return await service.forward(req, ctx)
         with tx_context(req.tx[:64]):
@@ -83,10 +89,7 @@ def register_command_bus(
     async def execute_batch(req: command_pb2.CommandBatchRequest, ctx: Ctx) -> command_pb2.CommandBatchResult:
         # The same checks as Execute, once for the call; each command is then
         # authorised and answered on its own (command_batch.py).
-        service.transport.caller(ctx, catalogue.COMMAND.callers)
-        principal = await service.auth.from_metadata(ctx.invocation_metadata())
-        if service.reader.rewritten is not None:
-            raise service.reader.rewritten
+        principal = await admit(ctx)
         if not service.bus.running:
             return await service.forward_batch(req, ctx)
         return await service.batches.execute(req, principal)

@@ -18,6 +18,7 @@ import pytest
 from myko_client import Clients
 
 from myko.app import App
+from myko.client import Client
 from myko.command_service import CommandService
 from myko.live_kind import LiveKind
 from myko.live_service import LiveService
@@ -156,3 +157,15 @@ async def stack(myko_env: dict[str, str], example_app: App) -> AsyncIterator[InP
         yield s
     finally:
         await s.stop()
+
+
+@pytest.fixture
+async def client(stack: InProcessStack) -> AsyncIterator[Client]:
+    """A typed Client of the in-process stack's command, query and report services."""
+    async with Client(
+        command_addr=f"127.0.0.1:{stack.command.grpc.port}",
+        query_addr=f"127.0.0.1:{stack.query.grpc.port}",
+        report_addr=f"127.0.0.1:{stack.report.grpc.port}",
+        timeout_s=20.0,
+    ) as c:
+        yield c

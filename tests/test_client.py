@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-from conftest import InProcessStack
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 
 from myko import (
@@ -26,17 +24,6 @@ pytestmark = pytest.mark.kafka
 
 Target = entities_pb2.Target
 ACTIVE = entities_pb2.TARGET_STATUS_ACTIVE
-
-
-@pytest.fixture
-async def client(stack: InProcessStack) -> AsyncIterator[Client]:
-    async with Client(
-        command_addr=f"127.0.0.1:{stack.command.grpc.port}",
-        query_addr=f"127.0.0.1:{stack.query.grpc.port}",
-        report_addr=f"127.0.0.1:{stack.report.grpc.port}",
-        timeout_s=20.0,
-    ) as c:
-        yield c
 
 
 async def test_execute_then_get_and_watch_typed_results(client: Client) -> None:

@@ -91,17 +91,6 @@ def _names(result: Message) -> list[str]:
     return out
 
 
-@pytest.fixture
-async def client(stack: InProcessStack) -> AsyncIterator[Client]:
-    async with Client(
-        command_addr=f"127.0.0.1:{stack.command.grpc.port}",
-        query_addr=f"127.0.0.1:{stack.query.grpc.port}",
-        report_addr=f"127.0.0.1:{stack.report.grpc.port}",
-        timeout_s=20.0,
-    ) as c:
-        yield c
-
-
 async def test_many_subscriptions_on_one_stream_get_what_separate_watches_get(
     client: Client, stack: InProcessStack
 ) -> None:
