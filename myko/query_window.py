@@ -220,7 +220,8 @@ class OrderedMatches(Generic[E]):
         else:
             # The wanted-th smallest key, then everything up to it: ties on that key all
             # come along (so the id breaks them exactly), and no key after it is held.
-            threshold = heapq.nsmallest(wanted, (k for _, k in rest))[-1]
+            rest_keys = keys.values() if bound is _NONE_HELD else (k for _, k in rest)
+            threshold = heapq.nsmallest(wanted, rest_keys)[-1]
             chosen = [i for i, k in rest if k <= threshold]
         # Ids first, then a stable sort by key: ties stay in id order, and comparing
         # keys (not (key, id) pairs) halves the sort.
