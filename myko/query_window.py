@@ -12,10 +12,12 @@ limit (and offset) fields, refuses one past the declared bounds
 Every emission is still a full array: the complete window, in order, with the
 number of all matches beside it (`QueryResult.window`).
 
-`OrderedMatches` is the maintenance: the matches' sort keys in one sorted
-list, so a change costs a binary search and a list insert/delete (a memmove),
-not a sort; a change that lands after a window moves nothing in it and emits
-nothing (unless the total is wanted and the count of matches changed).
+`OrderedMatches` is the maintenance: the first positions of the order (as far
+as the windows reach, chosen by a partial selection, not a sort of every
+match) in one sorted list, so a change costs a binary search and a list
+insert/delete (a memmove), not a sort; a change that lands after a window
+moves nothing in it and emits nothing (unless the total is wanted and the
+count of matches changed).
 `SharedOrder` serves every window of one ordered selection from one such
 list: the pages of a query share its sort (myko/live_bus.py keys them).
 """
