@@ -285,8 +285,13 @@ def render_notes(r: UiScaleResult) -> list[str]:
         f"{r.count.p50 * 1000:.0f} ms p50 (n={len(r.count)}); next page shown {r.next_page_ms:.0f} ms "
         f"after the click; the page itself (DOMContentLoaded) took {r.loaded_ms:.0f} ms of the first "
         f"rows' {r.first_rows_ms:.0f} ms; a cold window over all of them (Get TopTargets, a new order) "
-        f"took {r.cold_window_ms:.0f} ms from Python. The live wall (24 views) was ready "
-        f"{r.wall_ready_ms:.0f} ms after the click, JS heap {r.wall_heap_bytes / 1e6:.1f} MB. Load average {r.load_before} before, {r.load_after} after. "
+        f"took {r.cold_window_ms:.0f} ms from Python. The live wall (24 views) was "
+        + (
+            f"ready {r.wall_ready_ms:.0f} ms after the click"
+            if r.wall_ready_ms >= 0
+            else "not ready after 60 s"
+        )
+        + f", JS heap {r.wall_heap_bytes / 1e6:.1f} MB. Load average {r.load_before} before, {r.load_after} after. "
         "Headless Debian Chromium, first rows from navigation start (HTML, JS, gateway stream and the "
         "query's first window included); bench/ui_scale.py.",
     ]
