@@ -11,7 +11,8 @@ and measures, by the browser's own clocks and the machine's wall clock:
   shows it (p50/max over `changes`);
 - create -> counted: a new Target (after the page) until "of N" shows it;
 - next page: the click until the second page's rows show;
-- the page's JS heap after a forced GC, and the table rows in the DOM.
+- the page's JS heap after a forced GC, and the table rows in the DOM;
+- the live wall (24 views): the click until every tile is ready, and its heap.
 
 Needs a built UI (`make ui-build`, or `cd ui && npx vite build`).
 """
@@ -70,6 +71,8 @@ class UiScaleResult:
     heap_bytes: int
     heap_after_changes_bytes: int
     shown: str  # the page's "Rows 1-100 of N"
+    wall_ready_ms: float
+    wall_heap_bytes: int
     load_before: str
     load_after: str
 
@@ -155,6 +158,8 @@ class _Figures(TypedDict):
     heapBytes: int
     heapAfterChangesBytes: int
     totalShown: str
+    wallReadyMs: float
+    wallHeapBytes: int
 
 
 def _browser(gateway: str, changes: int, out: Path, log: Path) -> _Figures:
@@ -240,6 +245,8 @@ def measure_ui_scale(
         heap_bytes=int(figures["heapBytes"]),
         heap_after_changes_bytes=int(figures["heapAfterChangesBytes"]),
         shown=str(figures["totalShown"]),
+        wall_ready_ms=float(figures["wallReadyMs"]),
+        wall_heap_bytes=int(figures["wallHeapBytes"]),
         load_before=load_before,
         load_after=load_after,
     )
@@ -267,6 +274,7 @@ def render_rows(r: UiScaleResult) -> list[list[str]]:
             f"{r.heap_bytes / 1e6:.1f} / {r.heap_after_changes_bytes / 1e6:.1f} MB",
             "bounded",
         ],
+        ["live wall (24 views) JS heap after GC", "-", f"{r.wall_heap_bytes / 1e6:.1f} MB", "bounded"],
     ]
 
 
@@ -277,7 +285,13 @@ def render_notes(r: UiScaleResult) -> list[str]:
         f"{r.count.p50 * 1000:.0f} ms p50 (n={len(r.count)}); next page shown {r.next_page_ms:.0f} ms "
         f"after the click; the page itself (DOMContentLoaded) took {r.loaded_ms:.0f} ms of the first "
         f"rows' {r.first_rows_ms:.0f} ms; a cold window over all of them (Get TopTargets, a new order) "
-        f"took {r.cold_window_ms:.0f} ms from Python. Load average {r.load_before} before, {r.load_after} after. "
+        f"took {r.cold_window_ms:.0f} ms from Python. The live wall (24 views) was "
+        + (
+            f"ready {r.wall_ready_ms:.0f} ms after the click"
+            if r.wall_ready_ms >= 0
+            else "not ready after 60 s"
+        )
+        + f", JS heap {r.wall_heap_bytes / 1e6:.1f} MB. Load average {r.load_before} before, {r.load_after} after. "
         "Headless Debian Chromium, first rows from navigation start (HTML, JS, gateway stream and the "
         "query's first window included); bench/ui_scale.py.",
     ]

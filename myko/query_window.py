@@ -12,10 +12,12 @@ limit (and offset) fields, refuses one past the declared bounds
 Every emission is still a full array: the complete window, in order, with the
 number of all matches beside it (`QueryResult.window`).
 
-`OrderedMatches` is the maintenance: the matches' sort keys in one sorted
-list, so a change costs a binary search and a list insert/delete (a memmove),
-not a sort; a change that lands after a window moves nothing in it and emits
-nothing (unless the total is wanted and the count of matches changed).
+`OrderedMatches` is the maintenance: the first positions of the order (as far
+as the windows reach, chosen by a partial selection, not a sort of every
+match) in one sorted list, so a change costs a binary search and a list
+insert/delete (a memmove), not a sort; a change that lands after a window
+moves nothing in it and emits nothing (unless the total is wanted and the
+count of matches changed).
 `SharedOrder` serves every window of one ordered selection from one such
 list: the pages of a query share its sort (myko/live_bus.py keys them).
 """
@@ -23,6 +25,7 @@ list: the pages of a query share its sort (myko/live_bus.py keys them).
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -41,6 +44,11 @@ E = TypeVar("E", bound=Message)
 # Past this many changes in one batch (as a share of the matches) a re-sort of the
 # nearly sorted keys is cheaper than one insert/delete per change.
 _RESORT_SHARE = 16
+# Positions held sorted beyond what the windows reach, at least: deletes inside a
+# page then rarely need a new selection.
+_SPARE = 64
+# When a selection would take this share of the unsorted matches or more (1/4), sort them all.
+_SELECT_SHARE = 4
 _INTEGER_TYPES = {
     FieldDescriptor.TYPE_UINT32,
     FieldDescriptor.TYPE_UINT64,
@@ -59,6 +67,11 @@ class WindowSpec:
 
     offset: int
     limit: int
+
+    @property
+    def end(self) -> int:
+        """The position just past the window."""
+        return self.offset + self.limit
 
 
 @dataclass(frozen=True)
@@ -150,26 +163,78 @@ class OrderedMatches(Generic[E]):
     when it no longer matches or is gone) and returns the lowest position that
     may differ afterwards (None: nothing moved), which is all a window needs
     to know whether it is touched.
+
+    Only the first positions are kept sorted: as many as the windows reach
+    (`upto`, and whatever `slice` asks for later) plus a spare, chosen by a
+    partial selection (a threshold from `heapq.nsmallest`, then a sort of
+    what falls under it), so the first page of 100k matches costs the keys
+    and an O(n) selection, not a sort of all of them. Everything past the held
+    positions ranks after `_bound` (the last held (key, id) when they were
+    chosen); a change there moves no held position. When deletes leave fewer
+    held positions than a window reaches, the next ones are selected again.
+    Without `upto`, or when a window reaches most of the matches, all of them
+    are sorted once.
     """
 
-    def __init__(self, matches: dict[str, E], order_by: Callable[[E], Any]) -> None:
+    def __init__(
+        self, matches: dict[str, E], order_by: Callable[[E], Any], *, upto: int | None = None
+    ) -> None:
         self._order_by = order_by
         self._items = matches  # owned from here on
         self._keys: dict[str, Any] = {i: order_by(e) for i, e in matches.items()}
-        self._sorted: list[str] = self._sort()
+        # The first len(_sorted) positions of the order. _bound is the rank every
+        # unheld match is above; _ALL: every match is held (in order).
+        self._sorted: list[str] = []
+        self._bound: Any = _NONE_HELD
+        self._hold(len(matches) if upto is None else upto)
 
-    def _sort(self) -> list[str]:
-        # Ids first, then a stable sort by key: ties stay in id order, and comparing
-        # keys (not (key, id) pairs) halves the sort over 100k.
-        ids = sorted(self._keys)
-        ids.sort(key=self._keys.__getitem__)
-        return ids
+    @property
+    def held(self) -> int:
+        """How many positions of the order are kept sorted (all of them once fully sorted)."""
+        return len(self._sorted)
 
     def _rank(self, entity_id: str) -> tuple[Any, str]:
         return (self._keys[entity_id], entity_id)
 
     def _position(self, key: Any, entity_id: str) -> int:
         return bisect.bisect_left(self._sorted, (key, entity_id), key=self._rank)
+
+    def _is_held(self, key: Any, entity_id: str) -> bool:
+        bound = self._bound
+        return bound is _ALL or (bound is not _NONE_HELD and (key, entity_id) <= bound)
+
+    def _hold(self, upto: int, *, spare: bool = True) -> None:
+        """Extend the held positions to at least `upto` (or to every match), with a spare."""
+        if self._bound is _ALL or len(self._sorted) >= upto:
+            return
+        keys = self._keys
+        bound = self._bound
+        if bound is _NONE_HELD:
+            rest: Any = keys.items()
+        else:
+            low_key, low_id = bound
+            rest = [(i, k) for i, k in keys.items() if k > low_key or (k == low_key and i > low_id)]
+        wanted = upto - len(self._sorted)
+        if spare:
+            wanted += max(wanted, _SPARE)  # so that a few deletes do not select again
+        if wanted * _SELECT_SHARE >= len(rest):
+            chosen = [i for i, _ in rest]
+        else:
+            # The wanted-th smallest key, then everything up to it: ties on that key all
+            # come along (so the id breaks them exactly), and no key after it is held.
+            rest_keys = keys.values() if bound is _NONE_HELD else (k for _, k in rest)
+            threshold = heapq.nsmallest(wanted, rest_keys)[-1]
+            chosen = [i for i, k in rest if k <= threshold]
+        # Ids first, then a stable sort by key: ties stay in id order, and comparing
+        # keys (not (key, id) pairs) halves the sort.
+        chosen.sort()
+        chosen.sort(key=keys.__getitem__)
+        self._sorted.extend(chosen)
+        if len(chosen) == len(rest):
+            self._bound = _ALL
+        else:
+            last = chosen[-1]
+            self._bound = (keys[last], last)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -178,6 +243,7 @@ class OrderedMatches(Generic[E]):
         return entity_id in self._items
 
     def slice(self, offset: int, limit: int) -> list[E]:
+        self._hold(offset + limit)
         items = self._items
         return [items[i] for i in self._sorted[offset : offset + limit]]
 
@@ -189,8 +255,8 @@ class OrderedMatches(Generic[E]):
         }
         if not relevant:
             return None
-        if len(relevant) * _RESORT_SHARE > len(self._sorted) + _RESORT_SHARE:
-            self._apply_by_resort(relevant)
+        if len(relevant) * _RESORT_SHARE > len(items) + _RESORT_SHARE:
+            self._apply_by_reselect(relevant)
             return 0
         low: int | None = None
         for entity_id, entity in relevant.items():
@@ -202,13 +268,17 @@ class OrderedMatches(Generic[E]):
     def _apply_one(self, entity_id: str, entity: E | None) -> int | None:
         entries = self._sorted
         old_key = self._keys.get(entity_id, _ABSENT)
+        was_held = old_key is not _ABSENT and self._is_held(old_key, entity_id)
         if entity is None:
             if old_key is _ABSENT:
                 return None
+            del self._items[entity_id]
+            if not was_held:
+                del self._keys[entity_id]
+                return len(entries)  # past the held positions: none of them moves
             pos = self._position(old_key, entity_id)
             del entries[pos]
             del self._keys[entity_id]
-            del self._items[entity_id]
             return pos
         if self._items.get(entity_id) is entity:
             return None
@@ -216,17 +286,20 @@ class OrderedMatches(Generic[E]):
         self._items[entity_id] = entity
         if old_key is not _ABSENT and old_key == new_key:
             # Same place in the order: only that position shows the change.
-            return self._position(old_key, entity_id)
+            return self._position(old_key, entity_id) if was_held else len(entries)
         low: int | None = None
-        if old_key is not _ABSENT:
+        if was_held:
             low = self._position(old_key, entity_id)
             del entries[low]
         self._keys[entity_id] = new_key
-        pos = self._position(new_key, entity_id)
-        entries.insert(pos, entity_id)
+        if self._is_held(new_key, entity_id):
+            pos = self._position(new_key, entity_id)
+            entries.insert(pos, entity_id)
+        else:
+            pos = len(entries)
         return pos if low is None else min(low, pos)
 
-    def _apply_by_resort(self, changed: Mapping[str, E | None]) -> None:
+    def _apply_by_reselect(self, changed: Mapping[str, E | None]) -> None:
         for entity_id, entity in changed.items():
             if entity is None:
                 if self._items.pop(entity_id, None) is not None:
@@ -234,7 +307,10 @@ class OrderedMatches(Generic[E]):
             elif self._items.get(entity_id) is not entity:
                 self._items[entity_id] = entity
                 self._keys[entity_id] = self._order_by(entity)
-        self._sorted = self._sort()
+        upto = len(self._items) if self._bound is _ALL else len(self._sorted)
+        self._sorted = []
+        self._bound = _NONE_HELD
+        self._hold(upto, spare=False)
 
 
 class MatchSource(Protocol[E]):
@@ -288,7 +364,7 @@ class SharedOrder(Generic[E]):
         def subscribe(
             observer: ObserverBase[WindowResult[E]], scheduler: SchedulerBase | None = None
         ) -> DisposableBase:
-            matches = self._start()
+            matches = self._start(spec.offset + spec.limit)
             sub = _WindowSubscriber(spec, total, observer)
             sub.last = self._result(matches, sub)
             self._windows.append(sub)
@@ -304,9 +380,11 @@ class SharedOrder(Generic[E]):
             self._following = None
         self._matches = None
 
-    def _start(self) -> OrderedMatches[E]:
+    def _start(self, upto: int) -> OrderedMatches[E]:
         if self._matches is None:
-            self._matches = OrderedMatches(self._source.current(), self._source.order_by)
+            # Sorted only as far as this first window reaches (and a spare): later
+            # windows of the order extend it as they need (OrderedMatches.slice).
+            self._matches = OrderedMatches(self._source.current(), self._source.order_by, upto=upto)
             self._following = self._source.follow(self._on_changes)
         return self._matches
 
@@ -347,8 +425,14 @@ def _same(a: list[E], b: list[E]) -> bool:
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
-class _Absent:
-    pass
+class _Marker:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
 
 
-_ABSENT: Any = _Absent()
+_ABSENT: Any = _Marker("absent")
+_NONE_HELD: Any = _Marker("none held")
+_ALL: Any = _Marker("all held")

@@ -60,9 +60,16 @@ class Feed:
         self.store.apply_events(events, wm(self.offset))
 
     def delete(self, *tids: str) -> None:
+        self.batch([], list(tids))
+
+    def batch(self, sets: list[Target], dels: list[str]) -> None:
+        """Deletes and sets applied as one batch (one emission at most)."""
         events = []
-        for tid in tids:
+        for tid in dels:
             events.append(del_ev(tid, self.offset))
+            self.offset += 1
+        for t in sets:
+            events.append(set_ev(t, self.offset))
             self.offset += 1
         self.store.apply_events(events, wm(self.offset))
 
@@ -221,6 +228,107 @@ def test_ordered_matches_report_the_lowest_position_that_moved() -> None:
     assert matches.apply({"nobody": None}) is None  # not a match before either
     assert matches.apply({"t19": None}) == 0
     assert "t19" not in matches and len(matches) == 18
+
+
+def test_a_first_window_sorts_only_what_it_shows() -> None:
+    """The first page of 2,000 matches holds a partial selection (its rows and a spare),
+    not a sort of all of them; ties on the last held key all come along, so the id
+    still orders them exactly."""
+    entities = {f"t{i:04d}": scored(f"t{i:04d}", float(i % 500)) for i in range(2000)}  # 4 ties a score
+    matches = OrderedMatches(dict(entities), by_score, upto=10)
+    assert 10 <= matches.held < 200
+    top = [t.item.id for t in matches.slice(0, 10)]
+    assert top == expected(entities, WindowSpec(0, 10))
+    assert top[:4] == ["t0499", "t0999", "t1499", "t1999"]  # score 499: four ties, by id
+    # A page beyond the held positions extends the selection; a page past most of
+    # the order sorts the rest once.
+    assert [t.item.id for t in matches.slice(150, 20)] == expected(entities, WindowSpec(150, 20))
+    assert matches.held < 2000
+    assert [t.item.id for t in matches.slice(1500, 600)] == expected(entities, WindowSpec(1500, 600))
+    assert matches.held == 2000
+
+
+@pytest.mark.parametrize("seed", [3, 17])
+def test_a_partial_order_stays_exact_through_random_changes(seed: int) -> None:
+    """Over a partial selection (top-N and pages beyond the first, one shared order): random
+    inserts, moves across the held boundary, deletes concentrated on the top (so the held
+    positions run out and are selected again), equal keys, and now and then a batch big
+    enough to select everything again. After each batch every window equals sort-then-slice
+    of everything, and a window the batch did not touch emitted nothing."""
+    rng = random.Random(seed)
+    store = Store(registry())
+    feed = Feed(store)
+    state = {f"t{i:04d}": scored(f"t{i:04d}", float(rng.randint(0, 150))) for i in range(2000)}
+    feed.set(*state.values())
+    version = {tid: 1 for tid in state}
+    order = store.of(Target).watch(order_by=by_score).ordered()
+    specs = [WindowSpec(0, 5), WindowSpec(5, 5), WindowSpec(40, 20)]
+    got: list[list[WindowResult[Target]]] = [[] for _ in specs]
+    for spec, seen in zip(specs, got, strict=True):
+        order.window(spec, total=False).subscribe(seen.append)
+    next_id = 2000
+
+    def in_order() -> list[str]:  # sort-then-slice's order, by a cheap key
+        return sorted(state, key=lambda tid: (-state[tid].score, tid))
+
+    for step in range(250):
+        before = [list(seen) for seen in got]
+        size = 200 if step % 60 == 59 else rng.randint(1, 5)
+        top = in_order()[:80]
+        sets: dict[str, Target] = {}
+        dels: set[str] = set()
+        for _ in range(size):
+            roll = rng.random()
+            if roll < 0.3 and top:  # delete one near the top
+                tid = rng.choice(top)
+                if tid in state:
+                    del state[tid]
+                    dels.add(tid)
+                    sets.pop(tid, None)
+                continue
+            if roll < 0.45:  # a new one, anywhere
+                tid = f"n{next_id:05d}"
+                next_id += 1
+            else:  # move an existing one (up, down, across the boundary, or same key)
+                tid = rng.choice(list(state))
+            version[tid] = version.get(tid, 0) + 1
+            t = scored(tid, float(rng.randint(0, 150)), version=version[tid])
+            state[tid] = t
+            sets[tid] = t
+            dels.discard(tid)
+        feed.batch(list(sets.values()), sorted(dels))
+        order_now = in_order()
+        for spec, seen, was in zip(specs, got, before, strict=True):
+            assert ids(seen[-1]) == order_now[spec.offset : spec.end], f"step {step}, {spec}"
+            assert len(seen) - len(was) <= 1  # at most one emission per applied batch
+            if ids(was[-1]) == ids(seen[-1]) and all(
+                a is b for a, b in zip(was[-1].items, seen[-1].items, strict=True)
+            ):
+                assert len(seen) == len(was), f"step {step}, {spec}: emitted an unchanged window"
+    late = list[WindowResult[Target]]()
+    order.window(WindowSpec(500, 10), total=False).subscribe(late.append)  # a page far beyond
+    assert ids(late[-1]) == expected(state, WindowSpec(500, 10))
+
+
+def test_a_change_past_the_held_positions_moves_nothing() -> None:
+    matches = OrderedMatches(
+        {f"t{i:04d}": scored(f"t{i:04d}", float(i)) for i in range(1000)}, by_score, upto=3
+    )
+    held = matches.held
+    assert held < 1000 and [t.item.id for t in matches.slice(0, 3)] == ["t0999", "t0998", "t0997"]
+    # t0005 is far past the held positions, before and after: no held position moves.
+    assert matches.apply({"t0005": scored("t0005", 7.0, version=2)}) == held
+    assert matches.apply({"t0006": None}) == held
+    # Into the top from past the held ones, and out again.
+    assert matches.apply({"t0007": scored("t0007", 5000.0, version=2)}) == 0
+    assert matches.held == held + 1
+    assert matches.apply({"t0007": scored("t0007", 7.0, version=3)}) == 0
+    assert [t.item.id for t in matches.slice(0, 3)] == ["t0999", "t0998", "t0997"]
+    # Deleting every held one: the next are selected when a window asks.
+    assert matches.apply({f"t{i:04d}": None for i in range(1000 - held, 1000)}) == 0
+    assert [t.item.id for t in matches.slice(0, 3)] == [
+        f"t{i:04d}" for i in (999 - held, 998 - held, 997 - held)
+    ]
 
 
 def test_pages_of_one_order_share_it_and_emit_only_when_touched() -> None:

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { expect, test, type Page } from "@playwright/test";
-import { SetTargetSchema, SetZoneSchema } from "$gen/targets/v1/commands_pb";
+import { DeleteTargetSchema, ImportTargetsSchema, SetTargetSchema, SetZoneSchema } from "$gen/targets/v1/commands_pb";
 import { TargetStatus } from "$gen/targets/v1/entities_pb";
 import { signIn } from "./auth";
 import { controlUrl, nodeCommands, restart } from "./stack";
@@ -70,6 +70,46 @@ test("a target created in one page appears in the other within a second", async 
   // The command has been applied and read back in page A; page B must follow at once.
   await expect(row(b, name)).toBeVisible({ timeout: 1_000 });
   await expect(a.getByTestId("toast-ok")).toContainText(`Created “${name}”`);
+});
+
+test("a target created on a later page of the name order is shown on its page", async ({ page }) => {
+  // More than a page of rows sorts before the new one on any stack: 120 named "1 ..."
+  // (after every "0 ..." the other tests make), and whatever the stack holds besides.
+  const commands = nodeCommands();
+  const fillers = Array.from({ length: 120 }, (_, i) => ({
+    id: `filler-${run}-${i}`,
+    name: `1 Filler ${run} ${String(i).padStart(3, "0")}`,
+    status: TargetStatus.ACTIVE,
+  }));
+  await commands.execute(ImportTargetsSchema, { targets: fillers });
+  const name = `1 Filler ${run} 999 created`;
+  try {
+    await openTargets(page);
+    await expect(page.getByTestId("page-number")).toHaveText(/^1 \//);
+    await createTarget(page, name);
+    // Taken to the row's page (never the first: 120 fillers sort before it), the row highlighted.
+    await expect(row(page, name)).toBeVisible();
+    await expect(row(page, name)).toHaveClass(/flash/);
+    await expect(page.getByTestId("page-number")).not.toHaveText(/^1 \//);
+    await expect(page.getByTestId("toast-ok")).toContainText(`Created “${name}” · page`);
+    // Its neighbour in the name order is on the same page or the one before.
+    const previous = row(page, `1 Filler ${run} 119`);
+    if ((await previous.count()) === 0) {
+      await page.getByTestId("page-prev").click();
+      await expect(previous).toBeVisible();
+    }
+  } finally {
+    // Leave a long-lived stack as it was.
+    const ids = [...fillers.map((f) => f.id)];
+    const created = await row(page, name)
+      .first()
+      .getAttribute("data-id", { timeout: 2_000 })
+      .catch(() => null);
+    if (created) ids.push(created);
+    for (let i = 0; i < ids.length; i += 10) {
+      await Promise.all(ids.slice(i, i + 10).map((id) => commands.execute(DeleteTargetSchema, { id })));
+    }
+  }
 });
 
 test("edit and delete show up in the other page", async ({ context }) => {
@@ -179,6 +219,8 @@ test("the live wall holds 24 live views over HTTP/1.1", async ({ page }) => {
   // Everything above rides one stream; a change still reaches its tile at once.
   await nodeCommands().execute(SetTargetSchema, { id: "wall-07", name: `0 Wall seven ${run}`, status: TargetStatus.ACTIVE });
   await expect(tiles.filter({ hasText: "wall-07" })).toContainText(`0 Wall seven ${run}`, { timeout: 2_000 });
+  // Counted from a one-row window (the page holds no list of targets): at least wall-07.
+  await expect(tiles.filter({ hasText: "All targets" }).getByTestId("tile-value")).toHaveText(/^[1-9][\d,]*$/);
   // And the page can still make ordinary requests (no connection starvation).
   await page.getByRole("link", { name: "Targets" }).click();
   await expect(row(page, `0 Wall seven ${run}`)).toBeVisible();

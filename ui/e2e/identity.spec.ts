@@ -48,7 +48,7 @@ async function createTarget(page: Page, name: string): Promise<void> {
 function rowsInAll(text: string | null): number {
   const t = text ?? "";
   const all = /of ([\d,]+)/.exec(t) ?? /([\d,]+) in all/.exec(t) ?? /–([\d,]+)/.exec(t);
-  return all ? Number(all[1].replace(/,/g, "")) : 0;
+  return all ? Number((all[1] ?? "0").replace(/,/g, "")) : 0;
 }
 
 const isLiveBus = (r: Request) => r.url().includes("/myko.v1.LiveBus/Open");

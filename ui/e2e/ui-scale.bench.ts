@@ -13,7 +13,8 @@ import { gatewayUrl, nodeCommands } from "./stack";
  *   open page shows the new hit count, by the same wall clock;
  * - create -> counted: a new Target until the page's "of N" shows N + 1;
  * - next page: the click until the second page's rows are shown;
- * - the page's JS heap after a forced GC, and the rows in the DOM.
+ * - the page's JS heap after a forced GC, and the rows in the DOM;
+ * - the live wall (/wall, 24 views): the click until every tile is ready, and its heap.
  *
  * Writes its figures as JSON to MYKO_UI_BENCH_OUT.
  */
@@ -30,6 +31,8 @@ interface Figures {
   heapBytes: number;
   heapAfterChangesBytes: number;
   totalShown: string;
+  wallReadyMs: number;
+  wallHeapBytes: number;
 }
 
 async function heapAfterGc(page: Page): Promise<number> {
@@ -113,7 +116,31 @@ test("the Targets page over many stored Targets", async ({ page }) => {
   const nextPageMs = (await turned.jsonValue()) - clicked;
   const heapAfterChangesBytes = await heapAfterGc(page);
 
-  const figures: Figures = { firstRowsMs, loadedMs, rows, changeMs, countMs, nextPageMs, heapBytes, heapAfterChangesBytes, totalShown };
+  // The wall: counts of every target, by status, reports and 17 tiles by id.
+  const toWall = Date.now();
+  await page.getByRole("link", { name: "Live wall" }).click();
+  // -1: not every tile was ready within a minute (the figures above still count).
+  const wallReadyMs = await expect(page.locator('[data-testid=live-tile][data-status="ready"]'))
+    .toHaveCount(24, { timeout: 60_000 })
+    .then(
+      () => Date.now() - toWall,
+      () => -1,
+    );
+  const wallHeapBytes = await heapAfterGc(page);
+
+  const figures: Figures = {
+    firstRowsMs,
+    loadedMs,
+    rows,
+    changeMs,
+    countMs,
+    nextPageMs,
+    heapBytes,
+    heapAfterChangesBytes,
+    totalShown,
+    wallReadyMs,
+    wallHeapBytes,
+  };
   const out = process.env.MYKO_UI_BENCH_OUT;
   if (out) writeFileSync(out, JSON.stringify(figures));
   console.log(JSON.stringify(figures));

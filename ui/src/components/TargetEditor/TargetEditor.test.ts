@@ -34,6 +34,7 @@ describe("TargetEditor", () => {
     expect(cmd.tags).toEqual(["a", "b"]);
     expect(onsaved).toHaveBeenCalledOnce();
     expect(onsaved.mock.calls[0]![1]).toBe("Gate");
+    expect(onsaved.mock.calls[0]![2]).toBe(TargetStatus.ACTIVE);
   });
 
   it("shows the service's error to the user instead of swallowing it", async () => {
