@@ -51,6 +51,10 @@ from myko.settings import KafkaSettings
 from myko.v1 import item_pb2
 
 PER_TX = 1000
+# The reader's fetch settings (read from it, so an older checkout measures its own).
+PARTITION_FETCH_BYTES: int = getattr(TopicReader, "PARTITION_FETCH_BYTES", 4 * 1024 * 1024)
+FETCH_MAX_BYTES: int = getattr(TopicReader, "FETCH_MAX_BYTES", 50 * 1024 * 1024)
+MAX_BATCH_RECORDS: int = getattr(TopicReader, "MAX_BATCH_RECORDS", 5000)
 TARGET = "targets.v1.Target"
 ZONE = "targets.v1.Zone"
 
@@ -129,7 +133,7 @@ async def offsets_in(bootstrap: str, topics: Sequence[str]) -> int:
 
 
 async def read_bare(
-    bootstrap: str, topics: Sequence[str], partition_fetch_bytes: int = TopicReader.PARTITION_FETCH_BYTES
+    bootstrap: str, topics: Sequence[str], partition_fetch_bytes: int = PARTITION_FETCH_BYTES
 ) -> Read:
     """A bare aiokafka consumer with TopicReader's settings, reading to the end and dropping records."""
     consumer = AIOKafkaConsumer(
@@ -140,7 +144,7 @@ async def read_bare(
         auto_offset_reset="none",
         fetch_max_wait_ms=100,
         max_partition_fetch_bytes=partition_fetch_bytes,
-        fetch_max_bytes=TopicReader.FETCH_MAX_BYTES,
+        fetch_max_bytes=FETCH_MAX_BYTES,
     )
     t0 = time.perf_counter()
     await consumer.start()
@@ -151,7 +155,7 @@ async def read_bare(
         ends = await consumer.end_offsets(tps)
         count = 0
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
-            fetched = await consumer.getmany(timeout_ms=500, max_records=TopicReader.MAX_BATCH_RECORDS)
+            fetched = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH_RECORDS)
             count += sum(len(recs) for recs in fetched.values())
         took = time.perf_counter() - t0
         return Read(f"aiokafka consumer, {partition_fetch_bytes >> 20} MiB per partition fetch", count, took)
@@ -174,13 +178,17 @@ def read_kcat(bootstrap: str, topics: Sequence[str]) -> Read | None:
     return Read("kcat (librdkafka, C)", count, time.perf_counter() - t0)
 
 
-async def read_store(bootstrap: str, topics: Sequence[str], prefix: str) -> Read:
+async def read_store(
+    bootstrap: str, topics: Sequence[str], prefix: str, batch_records: int = MAX_BATCH_RECORDS
+) -> Read:
     """repo_svc's path in process: TopicReader -> Store (decode, checks, reduction) until caught up."""
     app = load_app("targets")
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     store = Store(app.entities, topic_prefix=prefix, quarantine=Quarantine("bench"))
     t0 = time.perf_counter()
-    reader = TopicReader(kafka, store.topics, store.apply_records, client_id="bench-catch-up")
+    reader = TopicReader(
+        kafka, store.topics, store.apply_records, client_id="bench-catch-up", max_batch_records=batch_records
+    )
     await reader.start()
     try:
         await reader.wait_caught_up(timeout_s=600)
@@ -188,7 +196,7 @@ async def read_store(bootstrap: str, topics: Sequence[str], prefix: str) -> Read
     finally:
         await reader.stop()
     stored = sum(len(store.repo(name)) for name in (TARGET, ZONE))
-    return Read(f"TopicReader -> Store in process ({stored} entities)", stored, took)
+    return Read(f"TopicReader -> Store in process, {batch_records} records per batch", stored, took)
 
 
 def _rss_mb(pid: int) -> float:
@@ -225,6 +233,18 @@ def main() -> None:
     )
     parser.add_argument("--targets", default="100000", help="comma-separated sizes (stored Targets)")
     parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument(
+        "--fetch-mib",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[1, PARTITION_FETCH_BYTES >> 20],
+        help="per-partition fetch sizes (MiB) of the bare aiokafka reads",
+    )
+    parser.add_argument(
+        "--batch-records",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=[MAX_BATCH_RECORDS],
+        help="records per batch of the in-process reads",
+    )
     parser.add_argument("--no-services", action="store_true", help="skip the service start-up timings")
     parser.add_argument(
         "--profile", type=Path, help="py-spy profile of each repo_svc start into this directory"
@@ -258,8 +278,10 @@ def main() -> None:
                 offsets = asyncio.run(offsets_in(bootstrap, topics))
                 print(f"{size} Targets ({offsets} offsets in the entity topics, markers included):")
                 reads = [r for r in (read_kcat(bootstrap, topics),) if r is not None]
-                reads.append(asyncio.run(read_bare(bootstrap, topics)))
-                reads.append(asyncio.run(read_store(bootstrap, topics, prefix)))
+                for fetch_mib in args.fetch_mib:
+                    reads.append(asyncio.run(read_bare(bootstrap, topics, fetch_mib << 20)))
+                for batch in args.batch_records:
+                    reads.append(asyncio.run(read_store(bootstrap, topics, prefix, batch)))
                 for r in reads:
                     print(
                         f"  {r.what}: {r.records} in {r.seconds:.2f} s = {r.per_s:,.0f} records/s", flush=True

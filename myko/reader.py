@@ -13,7 +13,6 @@ low offsets for replays (docs/quarantine.md).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
+from myko.collector_hold import CollectorHold
 from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.metrics.consumer import ConsumerLag
@@ -96,8 +96,8 @@ class TopicReader(Lifecycle):
         self._rewritten: TopicRewritten | None = None
         self._stopped = asyncio.Event()
         self._lag = lag
-        # Whether this reader froze the collector's objects and has not released them yet.
-        self._froze = False
+        # What each batch builds while catching up is kept from the collector's scans.
+        self._collector = CollectorHold()
 
     @property
     def watermark(self) -> Watermark:
@@ -388,24 +388,12 @@ class TopicReader(Lifecycle):
             self._caught_up.set()
 
     def _hold_from_collector(self) -> None:
-        """While catching up, keep what the batches built out of the cyclic collector's scans.
-
-        Without this, each of Python's full collections walks every entity stored
-        so far: about a quarter of the CPU of a catch-up over 100k records, growing
-        with the store. Frozen objects are still freed by reference counting; once
-        caught up they go back to the collector's oldest generation, so from then on
-        the process collects as it would have (a full collection scans them once).
-        """
+        """While catching up, keep what the batches built out of the collector's scans
+        (myko/collector_hold.py); once caught up, hand it back."""
         if self._caught_up.is_set():
-            self._release_to_collector()
+            self._collector.release()
         else:
-            gc.freeze()
-            self._froze = True
-
-    def _release_to_collector(self) -> None:
-        if self._froze:
-            gc.unfreeze()
-            self._froze = False
+            self._collector.hold()
 
     async def stop(self) -> None:
         await cancel_and_wait(self._check_task)
@@ -418,4 +406,4 @@ class TopicReader(Lifecycle):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-        self._release_to_collector()  # stopped before catching up
+        self._collector.release()  # stopped before catching up
