@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -64,10 +65,22 @@ class Read:
     what: str
     records: int  # records handed over (markers excluded)
     seconds: float
+    # CPU seconds the reading process used: on a shared machine wall time measures the load as
+    # much as the code; records per CPU second is the steadier figure.
+    cpu_s: float
 
     @property
     def per_s(self) -> float:
         return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def per_cpu_s(self) -> float:
+        return self.records / self.cpu_s if self.cpu_s > 0 else 0.0
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 async def fill(bootstrap: str, topic: str, start: int, stop: int) -> None:
@@ -146,7 +159,7 @@ async def read_bare(
         max_partition_fetch_bytes=partition_fetch_bytes,
         fetch_max_bytes=FETCH_MAX_BYTES,
     )
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     await consumer.start()
     try:
         tps = await _partitions(consumer, topics)
@@ -157,8 +170,10 @@ async def read_bare(
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             fetched = await consumer.getmany(timeout_ms=500, max_records=MAX_BATCH_RECORDS)
             count += sum(len(recs) for recs in fetched.values())
-        took = time.perf_counter() - t0
-        return Read(f"aiokafka consumer, {partition_fetch_bytes >> 20} MiB per partition fetch", count, took)
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return Read(
+            f"aiokafka consumer, {partition_fetch_bytes >> 20} MiB per partition fetch", count, took, cpu
+        )
     finally:
         await consumer.stop()
 
@@ -169,13 +184,13 @@ def read_kcat(bootstrap: str, topics: Sequence[str]) -> Read | None:
     if exe is None:
         return None
     count = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _children_cpu_s()
     for topic in topics:
         argv = [exe, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q"]
         argv += ["-X", "isolation.level=read_committed", "-f", "%o\\n"]
         out = subprocess.run(argv, check=True, capture_output=True).stdout
         count += out.count(b"\n")
-    return Read("kcat (librdkafka, C)", count, time.perf_counter() - t0)
+    return Read("kcat (librdkafka, C)", count, time.perf_counter() - t0, _children_cpu_s() - c0)
 
 
 async def read_store(
@@ -185,18 +200,24 @@ async def read_store(
     app = load_app("targets")
     kafka = KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=prefix)
     store = Store(app.entities, topic_prefix=prefix, quarantine=Quarantine("bench"))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     reader = TopicReader(
         kafka, store.topics, store.apply_records, client_id="bench-catch-up", max_batch_records=batch_records
     )
     await reader.start()
     try:
         await reader.wait_caught_up(timeout_s=600)
-        took = time.perf_counter() - t0
+        took, cpu = time.perf_counter() - t0, time.process_time() - c0
     finally:
         await reader.stop()
     stored = sum(len(store.repo(name)) for name in (TARGET, ZONE))
-    return Read(f"TopicReader -> Store in process, {batch_records} records per batch", stored, took)
+    return Read(f"TopicReader -> Store in process, {batch_records} records per batch", stored, took, cpu)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -206,15 +227,15 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def time_to_serving(svc: ServiceProcess, profile: Path | None = None) -> tuple[float, float]:
-    """Start `svc`; seconds until SERVING (Python start-up included) and its RSS then (MiB)."""
+def time_to_serving(svc: ServiceProcess, profile: Path | None = None) -> tuple[float, float, float]:
+    """Start `svc`; seconds until SERVING (Python start-up included), its CPU seconds and RSS (MiB) then."""
     t0 = time.perf_counter()
     svc.start()
     assert svc.pid is not None
     with PySpy(svc.pid, profile) if profile is not None else contextlib.nullcontext():
         svc.wait_healthy(timeout_s=900)
     took = time.perf_counter() - t0
-    return took, _rss_mb(svc.pid)
+    return took, _cpu_s(svc.pid), _rss_mb(svc.pid)
 
 
 @contextlib.contextmanager
@@ -263,11 +284,12 @@ def main() -> None:
             metrics=False,
         )
         repo, command, query = stack.services
-        took, rss = time_to_serving(repo)
+        took, cpu, rss = time_to_serving(repo)
         print(
-            f"empty topics: repo_svc SERVING after {took:.2f} s (start-up alone), RSS {rss:.0f} MiB",
+            f"empty topics: repo_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s (start-up alone), RSS {rss:.0f} MiB",
             flush=True,
         )
+        print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         repo.stop()
         stored = 0
         try:
@@ -277,6 +299,7 @@ def main() -> None:
                 stored = size
                 offsets = asyncio.run(offsets_in(bootstrap, topics))
                 print(f"{size} Targets ({offsets} offsets in the entity topics, markers included):")
+                print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
                 reads = [r for r in (read_kcat(bootstrap, topics),) if r is not None]
                 for fetch_mib in args.fetch_mib:
                     reads.append(asyncio.run(read_bare(bootstrap, topics, fetch_mib << 20)))
@@ -284,14 +307,19 @@ def main() -> None:
                     reads.append(asyncio.run(read_store(bootstrap, topics, prefix, batch)))
                 for r in reads:
                     print(
-                        f"  {r.what}: {r.records} in {r.seconds:.2f} s = {r.per_s:,.0f} records/s", flush=True
+                        f"  {r.what}: {r.records} in {r.seconds:.2f} s = {r.per_s:,.0f} records/s;"
+                        f" {r.cpu_s:.2f} CPU s = {r.per_cpu_s:,.0f} records per CPU s",
+                        flush=True,
                     )
                 if args.no_services:
                     continue
                 profile = args.profile / f"repo-start-{size}.txt" if args.profile else None
                 for svc in (repo, command, query):
-                    took, rss = time_to_serving(svc, profile if svc is repo else None)
-                    print(f"  {svc.name}_svc SERVING after {took:.2f} s, RSS {rss:.0f} MiB", flush=True)
+                    took, cpu, rss = time_to_serving(svc, profile if svc is repo else None)
+                    print(
+                        f"  {svc.name}_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
+                        flush=True,
+                    )
                 if profile is not None:
                     print("\n".join(summarise(profile)))
                 for svc in (query, command, repo):

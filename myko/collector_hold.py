@@ -1,15 +1,19 @@
-"""Keeping the objects of a bulk load out of Python's cyclic garbage collector until it is done.
+"""Keeping Python's cyclic garbage collector out of a bulk load until it is done.
 
 A service loading its state (a reader catching up over the entity topics, a
-mirror taking repo_svc's snapshot) builds a few long-lived objects per entity.
-Python's full collections walk every tracked object, and they come more often
-the more objects there are: about a quarter of the CPU of a catch-up over 100k
-records, growing with the store. `gc.freeze()` moves what exists into a
-generation the collector never scans; reference counting still frees those
-objects as usual, only cycles among them wait for `release()`.
+mirror taking repo_svc's snapshot) builds a few long-lived objects per entity,
+and aiokafka builds a dozen short-lived ones per record it hands over. The
+collector's passes over them were a third of a bare aiokafka consumer's CPU
+here, and more in a service, whose full collections walk every entity stored
+so far (docs/benchmarks.md, "Catch-up and start-up"). While a hold lasts the
+collector is off and what exists is frozen (`gc.freeze()`); reference counting
+frees objects as usual, only cycles wait for the release, which hands every
+frozen object back to the collector's oldest generation and turns the collector
+back on (if it was on): from then on the process collects as it always did.
 
 The collector is one per process: a release hands back everything frozen so
-far, including what another holder froze (which then just loses its shortcut).
+far, including what another holder froze (which then only loses its shortcut);
+the collector ends on once every holder has released, if it was on before the first.
 """
 
 from __future__ import annotations
@@ -22,18 +26,24 @@ class CollectorHold:
 
     def __init__(self) -> None:
         self._held = False
+        self._was_enabled = True
 
     @property
     def held(self) -> bool:
         return self._held
 
     def hold(self) -> None:
-        """Freeze every object that exists now (O(1): the generations' lists are moved)."""
+        """Turn the collector off (first time) and freeze every object that exists now (O(1))."""
+        if not self._held:
+            self._was_enabled = gc.isenabled()
+            gc.disable()
+            self._held = True
         gc.freeze()
-        self._held = True
 
     def release(self) -> None:
-        """Hand what this holder froze back to the collector's oldest generation."""
+        """Hand the frozen objects back to the collector and turn it back on if it was."""
         if self._held:
-            gc.unfreeze()
             self._held = False
+            gc.unfreeze()
+            if self._was_enabled:
+                gc.enable()

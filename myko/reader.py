@@ -96,7 +96,7 @@ class TopicReader(Lifecycle):
         self._rewritten: TopicRewritten | None = None
         self._stopped = asyncio.Event()
         self._lag = lag
-        # What each batch builds while catching up is kept from the collector's scans.
+        # While catching up the cyclic collector is held off (myko/collector_hold.py).
         self._collector = CollectorHold()
 
     @property
@@ -153,6 +153,7 @@ class TopicReader(Lifecycle):
         # every partition in its watermark.
         self._on_batch([], self._watermark)
         self._check_caught_up()
+        self._hold_from_collector()
         self._task = asyncio.create_task(self._run(), name=f"{self._client_id}-loop")
         self._check_task = asyncio.create_task(self._check_loop(), name=f"{self._client_id}-topic-check")
 
@@ -388,7 +389,7 @@ class TopicReader(Lifecycle):
             self._caught_up.set()
 
     def _hold_from_collector(self) -> None:
-        """While catching up, keep what the batches built out of the collector's scans
+        """While catching up, hold the cyclic collector off what the batches build
         (myko/collector_hold.py); once caught up, hand it back."""
         if self._caught_up.is_set():
             self._collector.release()

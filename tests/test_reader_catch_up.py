@@ -1,5 +1,5 @@
 """A reader catching up over a topic hands over every record in order, and leaves the
-process's garbage collector as it found it (it freezes what it builds only while catching up)."""
+process's garbage collector as it found it (it holds the collector off only while catching up)."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ class Collected:
     def __init__(self) -> None:
         self.offsets: list[int] = []
         self.frozen_during: list[int] = []
+        self.collecting_during: list[bool] = []
         self.gate = asyncio.Event()
         self.gate.set()
         self.records_seen = asyncio.Event()
@@ -33,6 +34,7 @@ class Collected:
     def on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
         self.offsets.extend(r.offset for r in records)
         self.frozen_during.append(gc.get_freeze_count())
+        self.collecting_during.append(gc.isenabled())
         if records:
             self.records_seen.set()
 
@@ -60,7 +62,7 @@ async def test_catch_up_hands_over_every_record_and_releases_the_collector(
     topic = topic_prefix + "catch-up"
     await _topic_with_records(kafka_bootstrap, topic)
     collected = Collected()
-    before = gc.get_freeze_count()
+    before, collecting = gc.get_freeze_count(), gc.isenabled()
     reader = TopicReader(
         KafkaSettings(bootstrap_servers=kafka_bootstrap), [topic], collected.on_batch, max_batch_records=BATCH
     )
@@ -69,10 +71,12 @@ async def test_catch_up_hands_over_every_record_and_releases_the_collector(
         await reader.wait_caught_up(timeout_s=60)
         # The records in order, the markers skipped (offsets 1500 and 3001 are markers).
         assert collected.offsets == [*range(0, 1500), *range(1501, 3001)]
-        # While catching up, what the batches built was kept out of the collector's scans ...
+        # While catching up the collector was off and what the batches built frozen ...
+        assert not any(collected.collecting_during[1:])
         assert any(count > before for count in collected.frozen_during[1:])
         # ... and once caught up it is the collector's again.
         assert gc.get_freeze_count() == before
+        assert gc.isenabled() == collecting
         assert reader.watermark.get((topic, 0)) == 3002
     finally:
         await reader.stop()
@@ -85,7 +89,7 @@ async def test_a_reader_stopped_while_catching_up_releases_the_collector(
     await _topic_with_records(kafka_bootstrap, topic)
     collected = Collected()
     collected.gate.clear()  # held after its first batch
-    before = gc.get_freeze_count()
+    before, collecting = gc.get_freeze_count(), gc.isenabled()
     reader = TopicReader(
         KafkaSettings(bootstrap_servers=kafka_bootstrap),
         [topic],
@@ -97,7 +101,8 @@ async def test_a_reader_stopped_while_catching_up_releases_the_collector(
     try:
         await asyncio.wait_for(collected.records_seen.wait(), 30)
         assert not reader.caught_up
-        assert gc.get_freeze_count() > before
+        assert gc.get_freeze_count() > before and not gc.isenabled()
     finally:
         await reader.stop()
     assert gc.get_freeze_count() == before
+    assert gc.isenabled() == collecting
