@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -22,11 +23,18 @@ class EntityType(Generic[E]):
 
     cls: type[E]
 
-    @property
+    # Cached: every record read asks for them (cached_property writes the
+    # instance's __dict__, so it works on a frozen dataclass).
+    @cached_property
     def name(self) -> str:
         return str(self.cls.DESCRIPTOR.full_name)
 
-    @property
+    @cached_property
+    def name_bytes(self) -> bytes:
+        """The name as the myko-type header carries it."""
+        return self.name.encode()
+
+    @cached_property
     def type_url(self) -> str:
         return TYPE_URL_PREFIX + self.name
 

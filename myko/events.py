@@ -170,7 +170,79 @@ def decode_entity(record: RawRecord, entity_type: EntityType[E]) -> tuple[item_p
 
     Raises BadRecord unless the envelope is sound, the type matches the topic,
     and a SET's value parses as the entity with `item.id` equal to the key.
+
+    Every record read at start-up comes through here, so the records Myko itself
+    writes take a fast path (`_decode_own_set`); anything it does not accept, sound
+    or not, is decided by the full checks (`_decode_checked`), which alone name defects.
     """
+    found = _decode_own_set(record, entity_type)
+    if found is not None:
+        return found
+    return _decode_checked(record, entity_type)
+
+
+def _decode_own_set(record: RawRecord, entity_type: EntityType[E]) -> tuple[item_pb2.Event, E] | None:
+    """A SET with the headers in the order `to_record` writes them, or None to check in full.
+
+    Accepts only what `_decode_checked` accepts and gives the same event (tested
+    against every poison record), without its per-field calls and nested messages.
+    """
+    key = record.key
+    value = record.value
+    headers = record.headers
+    if key is None or value is None or len(headers) < 5:
+        return None
+    try:
+        (n_op, op), (n_type, raw_type), (n_tx, tx), (n_ts, ts), (n_source, source) = headers[:5]
+        if (
+            op != b"SET"
+            or n_op != H_OP
+            or n_type != H_TYPE
+            or n_tx != H_TX
+            or n_ts != H_TS
+            or n_source != H_SOURCE
+            or not ts.isdigit()  # type: ignore[union-attr]
+            or len(ts) > 19  # type: ignore[arg-type]
+        ):
+            return None
+        name = entity_type.name
+        if raw_type != entity_type.name_bytes and raw_type != b"":
+            return None
+        principal: bytes | None = None
+        for extra, raw in headers[5:]:
+            if extra in _MYKO_HEADERS:
+                if extra != H_PRINCIPAL or principal is not None or raw is None:
+                    return None
+                principal = raw
+        nanos = int(ts)  # type: ignore[arg-type]
+        if nanos > _MAX_TS_NS:
+            return None
+        entity_id = key.decode()
+        if not entity_id:
+            return None
+        seconds, nanos = divmod(nanos, 1_000_000_000)
+        # Keyword dicts build the nested messages in C: ~2.5 us against ~6 us for message objects.
+        event = item_pb2.Event(
+            op=SET,
+            type=name,
+            id=entity_id,
+            tx=tx.decode(),  # type: ignore[union-attr]
+            ts={"seconds": seconds, "nanos": nanos},
+            source=source.decode(),  # type: ignore[union-attr]
+            principal=principal.decode() if principal is not None else "",
+            offset={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+            entity={"type_url": entity_type.type_url, "value": value},
+        )
+        entity = entity_type.decode(value)
+    except Exception:  # anything odd (a null header, bad UTF-8, a bad value): the full checks decide
+        return None
+    item: item_pb2.MItem = entity.item  # type: ignore[attr-defined]
+    if item.id != entity_id or (item.type and item.type != name):
+        return None
+    return event, entity
+
+
+def _decode_checked(record: RawRecord, entity_type: EntityType[E]) -> tuple[item_pb2.Event, E | None]:
     event = from_record(
         record.topic, record.partition, record.offset, record.key, record.value, list(record.headers)
     )

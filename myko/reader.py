@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
+from myko.collector_hold import CollectorHold
 from myko.errors import DeadlineExceeded, TopicRewritten, Unavailable
 from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.metrics.consumer import ConsumerLag
@@ -48,6 +49,13 @@ class TopicReader(Lifecycle):
     receives each partition's position and end after every fetch (metrics).
     """
 
+    # How much each fetch may bring (aiokafka's defaults are 1 MiB per partition):
+    # catching up over a large topic is then a few large responses, not many small ones.
+    PARTITION_FETCH_BYTES = 16 * 1024 * 1024
+    FETCH_MAX_BYTES = 64 * 1024 * 1024
+    # Records handed to on_batch at once at most: a batch is applied without yielding.
+    MAX_BATCH_RECORDS = 5000
+
     def __init__(
         self,
         kafka: KafkaSettings,
@@ -55,7 +63,7 @@ class TopicReader(Lifecycle):
         on_batch: OnBatch,
         *,
         client_id: str = "myko-reader",
-        max_batch_records: int = 5000,
+        max_batch_records: int = MAX_BATCH_RECORDS,
         pace: Pace | None = None,
         on_rewritten: OnRewritten | None = None,
         expiring_topics: Collection[str] = (),
@@ -88,6 +96,8 @@ class TopicReader(Lifecycle):
         self._rewritten: TopicRewritten | None = None
         self._stopped = asyncio.Event()
         self._lag = lag
+        # While catching up the cyclic collector is held off (myko/collector_hold.py).
+        self._collector = CollectorHold()
 
     @property
     def watermark(self) -> Watermark:
@@ -113,7 +123,8 @@ class TopicReader(Lifecycle):
             auto_offset_reset="none",
             client_id=self._client_id,
             fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=max(4 * 1024 * 1024, self._max_record_bytes),
+            max_partition_fetch_bytes=max(self.PARTITION_FETCH_BYTES, self._max_record_bytes),
+            fetch_max_bytes=max(self.FETCH_MAX_BYTES, self._max_record_bytes),
             request_timeout_ms=self._kafka.request_timeout_ms,
         )
         try:
@@ -142,6 +153,7 @@ class TopicReader(Lifecycle):
         # every partition in its watermark.
         self._on_batch([], self._watermark)
         self._check_caught_up()
+        self._hold_from_collector()
         self._task = asyncio.create_task(self._run(), name=f"{self._client_id}-loop")
         self._check_task = asyncio.create_task(self._check_loop(), name=f"{self._client_id}-topic-check")
 
@@ -238,7 +250,10 @@ class TopicReader(Lifecycle):
                 self._on_batch(records, self._watermark)
             except Exception:
                 log.exception("batch handler failed; batch of %d records skipped", len(records))
+            catching_up = not self._caught_up.is_set()
             self._check_caught_up()
+            if catching_up:
+                self._hold_from_collector()
             if self._pace is not None:
                 await self._pace()
 
@@ -373,6 +388,14 @@ class TopicReader(Lifecycle):
         ):
             self._caught_up.set()
 
+    def _hold_from_collector(self) -> None:
+        """While catching up, hold the cyclic collector off what the batches build
+        (myko/collector_hold.py); once caught up, hand it back."""
+        if self._caught_up.is_set():
+            self._collector.release()
+        else:
+            self._collector.hold()
+
     async def stop(self) -> None:
         await cancel_and_wait(self._check_task)
         self._check_task = None
@@ -384,3 +407,4 @@ class TopicReader(Lifecycle):
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
+        self._collector.release()  # stopped before catching up

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 import grpc
 
 from myko import catalogue
+from myko.collector_hold import CollectorHold
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import cancel_and_wait
 from myko.repo import Store
@@ -108,22 +109,29 @@ class RepoFeed:
         self, call: grpc.aio.UnaryStreamCall[object, repo_pb2.RepoChange], backoff: Backoff
     ) -> None:
         snapshot: list[item_pb2.Event] = []
-        async for change in call:
-            if change.snapshot:
-                snapshot.extend(change.events)
-                if change.snapshot_complete:
-                    watermark = Watermark.from_proto(change.watermark)
-                    if not watermark.covers(self._store.watermark.positions):
-                        # A repo replica behind what this mirror already showed:
-                        # resetting to it would take live results back in time.
-                        log.warning("repo %s is behind this mirror (%s); retrying", self._addr, watermark)
-                        return
-                    self._store.reset(snapshot, watermark)
-                    self.snapshots += 1
-                    snapshot = []
-                    backoff.reset()
-                    await self._set_ready(True)
-                continue
-            # Emissions made while this batch applies link to the commands it carries.
-            with self._tracing.applying(change.traceparents):
-                self._store.apply_events(change.events, Watermark.from_proto(change.watermark))
+        # A snapshot of many entities is a bulk load: kept from the collector's scans until applied.
+        collector = CollectorHold()
+        try:
+            async for change in call:
+                if change.snapshot:
+                    snapshot.extend(change.events)
+                    collector.hold()
+                    if change.snapshot_complete:
+                        watermark = Watermark.from_proto(change.watermark)
+                        if not watermark.covers(self._store.watermark.positions):
+                            # A repo replica behind what this mirror already showed:
+                            # resetting to it would take live results back in time.
+                            log.warning("repo %s is behind this mirror (%s); retrying", self._addr, watermark)
+                            return
+                        self._store.reset(snapshot, watermark)
+                        collector.release()
+                        self.snapshots += 1
+                        snapshot = []
+                        backoff.reset()
+                        await self._set_ready(True)
+                    continue
+                # Emissions made while this batch applies link to the commands it carries.
+                with self._tracing.applying(change.traceparents):
+                    self._store.apply_events(change.events, Watermark.from_proto(change.watermark))
+        finally:
+            collector.release()
