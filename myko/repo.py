@@ -22,6 +22,7 @@ from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from myko.entities import EntityRegistry, EntityType
+from myko.entity_array import EntityArray
 from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.quarantine import Quarantine
 from myko.query_window import SharedOrder, WindowResult, WindowSpec
@@ -41,10 +42,10 @@ def by_id(entity: Message) -> Any:
 class _Index:
     """Ids of the entities by the value of one field, kept up to date on every change."""
 
-    def __init__(self, path: str, items: Mapping[str, Message]) -> None:
+    def __init__(self, path: str, items: Iterable[tuple[str, Message]]) -> None:
         self._key = operator.attrgetter(path)
         self._ids: dict[Hashable, set[str]] = {}
-        for entity_id, entity in items.items():
+        for entity_id, entity in items:
             self.add(entity_id, entity)
 
     def ids(self, value: Hashable) -> set[str]:
@@ -62,18 +63,46 @@ class _Index:
                 del self._ids[key]
 
 
-class Repo(Generic[E]):
-    """id -> entity for one type, with reactive watches over it."""
+# Decoded entities kept per entity type by default (MYKO_REPO_CACHE_ENTITIES).
+DEFAULT_CACHE_ENTITIES = 1024
+_UNCHANGED: Any = object()
 
-    def __init__(self, entity_type: EntityType[E], *, keep_events: bool = True) -> None:
+
+class Repo(Generic[E]):
+    """id -> entity for one type, with reactive watches over it.
+
+    Each entity is stored as the bytes it was written with (about 0.2 KB for
+    the example's Target, where a decoded upb message costs ~1.1-1.7 KB of
+    RSS), and decoded when read. Reads return messages the caller owns:
+    changing one changes nothing in the store or in what others read. The
+    last `cache_entities` entities read by id are also kept decoded (private;
+    a read gets a copy, ~3x cheaper than decoding), so hot entities are not
+    decoded on every command.
+    """
+
+    def __init__(
+        self,
+        entity_type: EntityType[E],
+        *,
+        keep_events: bool = True,
+        cache_entities: int = DEFAULT_CACHE_ENTITIES,
+    ) -> None:
+        if cache_entities < 0:
+            raise ValueError(f"cache_entities must be >= 0, not {cache_entities}")
         self.entity_type = entity_type
-        self._items: dict[str, E] = {}
-        # The SET event behind each entity (event_of, snapshots: repo_svc). A decoded
-        # protobuf message costs ~1.7 KB here, so stores that never serve events
-        # keep only where each state came from, for skipping replays.
-        self._keep_events = keep_events
-        self._events: dict[str, item_pb2.Event] = {}
+        self._decode = entity_type.decode
+        # id -> the entity's encoding as written (Event.entity.value): the state.
+        self._bytes: dict[str, bytes] = {}
+        # id -> (topic, partition, offset) of the SET behind it, for skipping replays.
         self._positions: dict[str, tuple[str, int, int]] = {}
+        self._topics: dict[str, str] = {}
+        # repo_svc serves events (event_of, snapshots): the rest of each SET event
+        # (tx, ts, source, principal; no entity, no offset) as bytes. Others keep none.
+        self._keep_events = keep_events
+        self._envelopes: dict[str, bytes] = {}
+        # id -> decoded entity, least recently read first; never handed out itself.
+        self._cache_entities = cache_entities
+        self._cache: dict[str, E] = {}
         self._changes: Subject[Changes] = Subject()
         # Field path -> index, built the first time a watch or read asks for it.
         # Paths come from handler code, never from requests: their number is fixed.
@@ -81,61 +110,97 @@ class Repo(Generic[E]):
 
     # --- reads -------------------------------------------------------------
     def get(self, entity_id: str) -> E | None:
-        return self._items.get(entity_id)
+        """The entity, or None; a message the caller owns (from the cache when hot)."""
+        data = self._bytes.get(entity_id)
+        if data is None:
+            return None
+        cache = self._cache
+        cached = cache.pop(entity_id, None)
+        if cached is None:
+            cached = self._decode(data)
+            if self._cache_entities == 0:
+                return cached
+            if len(cache) >= self._cache_entities:
+                del cache[next(iter(cache))]
+        cache[entity_id] = cached  # most recently read last
+        return _copy(cached)
+
+    def _fresh(self, entity_id: str) -> E:
+        """A decoded copy of a stored entity for a scan: does not fill the cache."""
+        cached = self._cache.get(entity_id)
+        return _copy(cached) if cached is not None else self._decode(self._bytes[entity_id])
 
     def get_many(self, ids: Iterable[str]) -> list[E]:
-        return [e for i in ids if (e := self._items.get(i)) is not None]
+        return [e for i in ids if (e := self.get(i)) is not None]
 
     def filter(self, where: Callable[[E], bool]) -> list[E]:
-        return [e for e in self._items.values() if where(e)]
+        fresh = self._fresh
+        return [e for e in map(fresh, self._bytes) if where(e)]
 
     def find(self, equal: Mapping[str, Hashable]) -> list[E]:
         """Entities whose fields (dotted paths, e.g. "zone_id", "item.id") equal these values.
 
         Served from indexes: O(matches), not O(entities). Ordered by id."""
-        return [self._items[i] for i in sorted(self._matching_ids(equal))]
+        return [self._fresh(i) for i in sorted(self._matching_ids(equal))]
+
+    def encoded(self, entity_id: str) -> bytes | None:
+        """The entity's stored encoding (what was written to Kafka), or None."""
+        return self._bytes.get(entity_id)
 
     def declare_index(self, path: str) -> None:
         """Keep an index of `path` from now on (built at once over what is stored)."""
         if path != "item.id" and path not in self._indexes:
-            self._indexes[path] = _Index(path, self._items)
+            self._indexes[path] = _Index(path, ((i, self._fresh(i)) for i in self._bytes))
 
     def _matching_ids(self, equal: Mapping[str, Hashable]) -> set[str]:
         found: set[str] | None = None
         for path, value in equal.items():
             if path == "item.id":
-                ids = {value} if isinstance(value, str) and value in self._items else set()
+                ids = {value} if isinstance(value, str) and value in self._bytes else set()
             else:
                 index = self._indexes.get(path)
                 if index is None:  # not declared: built by this first use
-                    index = self._indexes[path] = _Index(path, self._items)
+                    self.declare_index(path)
+                    index = self._indexes[path]
                 ids = index.ids(value)
             found = set(ids) if found is None else found & ids
             if not found:
                 return set()
-        return found if found is not None else set(self._items)
+        return found if found is not None else set(self._bytes)
 
     def all(self) -> list[E]:
-        return list(self._items.values())
+        return list(map(self._fresh, self._bytes))
 
     def ids(self) -> list[str]:
-        return list(self._items)
+        return list(self._bytes)
 
     def event_of(self, entity_id: str) -> item_pb2.Event | None:
-        """The SET event that produced the current state (with its offset); None in a
-        store that keeps no events (Store(keep_events=False))."""
-        return self._events.get(entity_id)
+        """The SET event that produced the current state (with its offset), rebuilt from
+        what is stored; None in a store that keeps no events (Store(keep_events=False))."""
+        envelope = self._envelopes.get(entity_id)
+        if envelope is None:
+            return None
+        event = item_pb2.Event.FromString(envelope)
+        event.entity.type_url = self.entity_type.type_url
+        event.entity.value = self._bytes[entity_id]
+        topic, partition, offset = self._positions[entity_id]
+        event.offset.topic, event.offset.partition, event.offset.offset = topic, partition, offset
+        return event
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._bytes)
 
     def __contains__(self, entity_id: object) -> bool:
-        return entity_id in self._items
+        return entity_id in self._bytes
 
     # --- streams -----------------------------------------------------------
     @property
     def changes(self) -> Observable[Changes]:
-        """Per applied batch: the ids of this type that changed and their new state."""
+        """Per applied batch: the ids of this type that changed and their new state.
+
+        The new states are decoded once per batch and shared by every subscriber
+        of that batch: treat them as read-only (the store keeps bytes, so a change
+        to one cannot alter the store, only what other watches of the batch see)."""
         return self._changes
 
     def watch(
@@ -152,7 +217,9 @@ class Repo(Generic[E]):
         entity; `where`, if given as well, filters those further. Maintained
         incrementally: a batch costs O(changed ids), plus a sort of the result
         when the result did change. `.windowed(spec)` of the returned watch
-        emits one window of the order instead (myko/query_window.py).
+        emits one window of the order instead (myko/query_window.py). Each array
+        is an `EntityArray` carrying the stored encodings, so encoding a result
+        does not serialise the entities again.
         """
         return EntityWatch(self, where, order_by, dict(equal or {}))
 
@@ -162,7 +229,7 @@ class Repo(Generic[E]):
         def subscribe(
             observer: abc.ObserverBase[E | None], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            observer.on_next(self._items.get(entity_id))
+            observer.on_next(self.get(entity_id))
 
             def on_changes(changed: Changes) -> None:
                 if entity_id in changed:
@@ -173,63 +240,89 @@ class Repo(Generic[E]):
         return reactivex.create(subscribe)
 
     # --- reduction ---------------------------------------------------------
-    def _apply(self, event: item_pb2.Event, entity: E | None = None) -> bool:
-        """Reduce one event; False when it changes nothing (replay, stale, no-op).
+    def _apply(self, event: item_pb2.Event, entity: E | None = None) -> Any:
+        """Reduce one event: the new state (None when deleted), or _UNCHANGED when it
+        changes nothing (replay, stale, no-op).
 
         `entity` is the event's SET state when the caller has decoded it already.
         """
         offset = event.offset
-        previous = self._position_of(event.id)
+        entity_id = event.id
+        previous = self._positions.get(entity_id)
         if (
             previous is not None
             and previous[1] == offset.partition
             and previous[0] == offset.topic
             and offset.offset <= previous[2]
         ):
-            return False
+            return _UNCHANGED
         if event.op == SET:
+            data = event.entity.value
             if entity is None:
-                entity = self.entity_type.decode(event.entity.value)
-            old = self._items.get(event.id)
-            self._remember(event)
-            if old == entity:
-                return False
-            for index in self._indexes.values():
-                if old is not None:
-                    index.remove(event.id, old)
-                index.add(event.id, entity)
-            self._items[event.id] = entity
-            return True
+                entity = self._decode(data)
+            old = self._bytes.get(entity_id)
+            self._remember(entity_id, event)
+            # The same bytes are the same state (Myko writes deterministic encodings).
+            if old == data:
+                return _UNCHANGED
+            if self._indexes:
+                old_entity = None if old is None else self._private(entity_id, old)
+                for index in self._indexes.values():
+                    if old_entity is not None:
+                        index.remove(entity_id, old_entity)
+                    index.add(entity_id, entity)
+            self._bytes[entity_id] = data
+            self._cache.pop(entity_id, None)
+            return entity
         if event.op == DEL:
-            self._events.pop(event.id, None)
-            self._positions.pop(event.id, None)
-            gone = self._items.pop(event.id, None)
+            self._envelopes.pop(entity_id, None)
+            self._positions.pop(entity_id, None)
+            gone = self._bytes.get(entity_id)
             if gone is None:
-                return False
-            for index in self._indexes.values():
-                index.remove(event.id, gone)
-            return True
-        return False
+                return _UNCHANGED
+            if self._indexes:
+                gone_entity = self._private(entity_id, gone)
+                for index in self._indexes.values():
+                    index.remove(entity_id, gone_entity)
+            del self._bytes[entity_id]
+            self._cache.pop(entity_id, None)
+            return None
+        return _UNCHANGED
 
-    def _position_of(self, entity_id: str) -> tuple[str, int, int] | None:
-        if not self._keep_events:
-            return self._positions.get(entity_id)
-        event = self._events.get(entity_id)
-        return None if event is None else (event.offset.topic, event.offset.partition, event.offset.offset)
+    def _private(self, entity_id: str, data: bytes) -> E:
+        """The stored state decoded for the store's own use (never handed out)."""
+        cached = self._cache.get(entity_id)
+        return cached if cached is not None else self._decode(data)
 
-    def _remember(self, event: item_pb2.Event) -> None:
+    def _remember(self, entity_id: str, event: item_pb2.Event) -> None:
+        offset = event.offset
+        topic = offset.topic
+        # One str per topic, not one per entity (protobuf returns a new str on every read).
+        topic = self._topics.setdefault(topic, topic)
+        self._positions[entity_id] = (topic, offset.partition, offset.offset)
         if self._keep_events:
-            self._events[event.id] = event
-        else:
-            offset = event.offset
-            self._positions[event.id] = (offset.topic, offset.partition, offset.offset)
+            self._envelopes[entity_id] = item_pb2.Event(
+                op=event.op,
+                type=event.type,
+                id=event.id,
+                tx=event.tx,
+                ts=event.ts if event.HasField("ts") else None,
+                source=event.source,
+                principal=event.principal,
+            ).SerializeToString()
 
     def _forget_positions(self) -> None:
-        self._events.clear()
+        self._envelopes.clear()
         self._positions.clear()
 
     def _notify(self, changed: Changes) -> None:
         self._changes.on_next(changed)
+
+
+def _copy(entity: E) -> E:
+    out = type(entity)()
+    out.CopyFrom(entity)
+    return out
 
 
 class EntityWatch(Observable[list[E]]):
@@ -257,27 +350,33 @@ class EntityWatch(Observable[list[E]]):
 
     def _current(self) -> dict[str, E]:
         repo, where, wanted = self._repo, self._where, self._equal
+        fresh = repo._fresh
         if wanted:
-            candidates = ((i, repo._items[i]) for i in repo._matching_ids(wanted))
-            return {i: e for i, e in candidates if where is None or where(e)}
+            candidates = ((i, fresh(i)) for i in repo._matching_ids(wanted))
+        else:
+            candidates = ((i, fresh(i)) for i in repo._bytes)
         if where is None:
-            return dict(repo._items)
-        return {i: e for i, e in repo._items.items() if where(e)}
+            return dict(candidates)
+        return {i: e for i, e in candidates if where(e)}
+
+    def _array(self, current: dict[str, E], order: list[str]) -> EntityArray[E]:
+        encoded = self._repo._bytes
+        return EntityArray(
+            [current[i] for i in order], [encoded[i] for i in order], self._repo.entity_type.type_url
+        )
 
     def _subscribe_all(
         self, observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
         order_by, match = self.order_by, self._match
         current = self._current()
-        # The first array (all a Get ever needs) sorts with order_by directly.
-        # A live watch then keeps each entity's sort key, computed once per
-        # change of that entity, so a change costs O(changed) keys plus a sort.
-        observer.on_next(sorted(current.values(), key=order_by))
-        keys: dict[str, Any] = {}
+        # Each entity's sort key, computed once per change of that entity, so a
+        # change costs O(changed) keys plus a sort. The array carries the stored
+        # encodings in its order (entities are looked up by id to find them).
+        keys: dict[str, Any] = {i: order_by(e) for i, e in current.items()}
+        observer.on_next(self._array(current, sorted(current, key=keys.__getitem__)))
 
         def on_changes(changed: Changes) -> None:
-            if len(keys) != len(current):
-                keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
             dirty = False
             for entity_id, entity in changed.items():
                 if entity is not None and match(entity):
@@ -289,7 +388,7 @@ class EntityWatch(Observable[list[E]]):
                     del keys[entity_id]
                     dirty = True
             if dirty:
-                observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
+                observer.on_next(self._array(current, sorted(current, key=keys.__getitem__)))
 
         return self._repo._changes.subscribe(on_changes)
 
@@ -336,11 +435,13 @@ class Store:
         quarantine: Quarantine | None = None,
         indexes: Mapping[str, Iterable[str]] | None = None,
         keep_events: bool = True,
+        cache_entities: int = DEFAULT_CACHE_ENTITIES,
     ) -> None:
         self.entities = entities
-        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those), ~half the memory.
+        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those).
+        # cache_entities: decoded entities kept per type (MYKO_REPO_CACHE_ENTITIES).
         self._repos: dict[str, Repo[Message]] = {
-            et.name: Repo(et, keep_events=keep_events) for et in entities
+            et.name: Repo(et, keep_events=keep_events, cache_entities=cache_entities) for et in entities
         }
         # Declared indexes (entity name -> field paths), kept from the first event on.
         for type_name, paths in (indexes or {}).items():
@@ -403,12 +504,12 @@ class Store:
             if repo is None:
                 continue
             try:
-                did = repo._apply(ev, entity)
+                state = repo._apply(ev, entity)
             except Exception:
                 log.exception("cannot reduce %s %s; skipped", ev.type, ev.id)
                 continue
-            if did:
-                changed.setdefault(ev.type, {})[ev.id] = repo.get(ev.id)
+            if state is not _UNCHANGED:
+                changed.setdefault(ev.type, {})[ev.id] = state
                 applied.append(ev)
         self._watermark = self._watermark.advanced(watermark.positions)
         for type_name, ids in changed.items():

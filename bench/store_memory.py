@@ -1,0 +1,136 @@
+"""In-process memory of a Store per stored Target (no broker, no gRPC).
+
+    python -m bench.store_memory --targets 100000
+
+Fills a `Store` with N Targets shaped like the scale section's (as query_svc's
+mirror: `keep_events=False` with the app's declared indexes; as repo_svc:
+`keep_events=True`) and reports, per stored Target, the growth of this
+process's RSS and the bytes tracemalloc sees still allocated (with the
+largest allocation sites when `--top` is given). Each mode runs in its own
+child process, so one's freed memory does not hide the next one's growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import subprocess
+import sys
+import tracemalloc
+
+from google.protobuf import any_pb2, timestamp_pb2
+from targets.v1 import entities_pb2
+
+from myko.app import load_app
+from myko.events import SET
+from myko.repo import Store
+from myko.v1 import item_pb2
+from myko.watermark import Watermark
+
+TOPIC = "targets.v1.Target"
+CHUNK = 1_000
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+def _events(start: int, stop: int) -> list[item_pb2.Event]:
+    """SET events as command_svc writes them: a full MItem, tx, ts, source, principal."""
+    out = []
+    for i in range(start, stop):
+        t = entities_pb2.Target(
+            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
+        )
+        t.tags.extend(["bench", f"t{i % 16}"])
+        t.tenant = "default"
+        item = t.item
+        item.id, item.type, item.version = f"scale-{i:07d}", TOPIC, 1
+        item.created_tx = item.updated_tx = f"{i:08x}-0000-4000-8000-000000000000"
+        item.created_at.seconds = item.updated_at.seconds = 1_764_000_000 + i
+        packed = any_pb2.Any()
+        packed.Pack(t, deterministic=True)
+        out.append(
+            item_pb2.Event(
+                op=SET,
+                type=TOPIC,
+                id=item.id,
+                tx=item.updated_tx,
+                ts=timestamp_pb2.Timestamp(seconds=1_764_000_000 + i),
+                source="command-1",
+                principal="anonymous",
+                entity=packed,
+                offset=item_pb2.Offset(topic=TOPIC, partition=i % 3, offset=i),
+            )
+        )
+    return out
+
+
+def measure(n: int, keep_events: bool, top: int) -> dict[str, object]:
+    app = load_app("targets")
+    gc.collect()
+    rss0 = _rss()
+    if top:  # tracemalloc's own bookkeeping would inflate the RSS figure: RSS runs without it
+        tracemalloc.start(1)
+    store = Store(app.entities, indexes=app.declared_indexes, keep_events=keep_events)
+    for start in range(0, n, CHUNK):
+        store.apply_events(_events(start, min(n, start + CHUNK)), Watermark())
+    gc.collect()
+    rss1 = _rss()
+    traced, _peak = tracemalloc.get_traced_memory()
+    snap = tracemalloc.take_snapshot() if top else None
+    tracemalloc.stop()
+    assert len(store.of(entities_pb2.Target)) == n
+    sites = []
+    if snap is not None:
+        for stat in snap.statistics("lineno")[:top]:
+            frame = stat.traceback[0]
+            sites.append(f"{stat.size / n:7.0f} B/Target  {frame.filename}:{frame.lineno}")
+    return {"rss_per": (rss1 - rss0) / n, "traced_per": traced / n if top else None, "sites": sites}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--targets", type=int, default=100_000)
+    ap.add_argument("--top", type=int, default=0, help="largest allocation sites to list")
+    ap.add_argument("--child", choices=["mirror", "repo"], help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(measure(a.targets, a.child == "repo", a.top)))
+        return
+    for mode, label in (
+        ("mirror", "query_svc/command_svc store (keep_events=False)"),
+        ("repo", "repo_svc store (keep_events=True)"),
+    ):
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.store_memory",
+                "--targets",
+                str(a.targets),
+                "--top",
+                str(a.top),
+                "--child",
+                mode,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        r = json.loads(out)
+        if r["traced_per"] is None:
+            print(f"{label}, {a.targets} Targets: RSS {r['rss_per']:.0f} B/Target")
+        else:
+            print(f"{label}, {a.targets} Targets: tracemalloc {r['traced_per']:.0f} B/Target still allocated")
+        for site in r["sites"]:
+            print("    " + site)
+
+
+if __name__ == "__main__":
+    main()
