@@ -8,6 +8,9 @@ mirror: `keep_events=False` with the app's declared indexes; as repo_svc:
 process's RSS and the bytes tracemalloc sees still allocated (with the
 largest allocation sites when `--top` is given). Each mode runs in its own
 child process, so one's freed memory does not hide the next one's growth.
+For repo_svc's store it also times (CPU) what serving a new RepoService
+subscriber's snapshot costs: `Store.snapshot()` and serialising it in
+RepoChange messages of 500 events, as the Subscribe stream sends it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import gc
 import json
 import subprocess
 import sys
+import time
 import tracemalloc
 
 from google.protobuf import any_pb2, timestamp_pb2
@@ -25,7 +29,7 @@ from targets.v1 import entities_pb2
 from myko.app import load_app
 from myko.events import SET
 from myko.repo import Store
-from myko.v1 import item_pb2
+from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
 TOPIC = "targets.v1.Target"
@@ -86,12 +90,26 @@ def measure(n: int, keep_events: bool, top: int) -> dict[str, object]:
     snap = tracemalloc.take_snapshot() if top else None
     tracemalloc.stop()
     assert len(store.of(entities_pb2.Target)) == n
+    snapshot_ms = None
+    if keep_events:
+        t0 = time.process_time()
+        events = store.snapshot()
+        sent = 0
+        for i in range(0, len(events), 500):
+            sent += len(repo_pb2.RepoChange(snapshot=True, events=events[i : i + 500]).SerializeToString())
+        snapshot_ms = 1000 * (time.process_time() - t0)
+        assert len(events) == n and sent > 0
     sites = []
     if snap is not None:
         for stat in snap.statistics("lineno")[:top]:
             frame = stat.traceback[0]
             sites.append(f"{stat.size / n:7.0f} B/Target  {frame.filename}:{frame.lineno}")
-    return {"rss_per": (rss1 - rss0) / n, "traced_per": traced / n if top else None, "sites": sites}
+    return {
+        "rss_per": (rss1 - rss0) / n,
+        "traced_per": traced / n if top else None,
+        "sites": sites,
+        "snapshot_ms": snapshot_ms,
+    }
 
 
 def main() -> None:
@@ -128,6 +146,10 @@ def main() -> None:
             print(f"{label}, {a.targets} Targets: RSS {r['rss_per']:.0f} B/Target")
         else:
             print(f"{label}, {a.targets} Targets: tracemalloc {r['traced_per']:.0f} B/Target still allocated")
+        if r["snapshot_ms"] is not None:
+            print(
+                f"    snapshot for a new RepoService subscriber (build + serialise): {r['snapshot_ms']:.0f} ms CPU"
+            )
         for site in r["sites"]:
             print("    " + site)
 

@@ -7,7 +7,7 @@ The encodings are trusted only while the list is exactly as the watch built
 it: any change to the list itself (sort, append, item assignment, ...) drops
 them, and the encoder falls back to serialising each entity. Changing an
 entity *inside* the array in place is not detected: handlers build new
-messages instead (docs/queries.md, "Entities are read-only values").
+messages instead (docs/authoring.md, "Entities you read are yours").
 """
 
 from __future__ import annotations

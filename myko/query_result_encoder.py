@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 
 from myko.entity_array import EntityArray
 from myko.v1 import item_pb2, query_pb2
+from myko.wire_format import any_field_prefix, varint
 
 _TYPE_URL_PREFIX = "type.googleapis.com/"
 # Field tags (field number << 3 | wire type 2, length-delimited).
@@ -31,18 +32,6 @@ _ANY_TYPE_URL_TAG = b"\x0a"  # Any.type_url = 1
 _ANY_VALUE_TAG = b"\x12"  # Any.value = 2
 # Frames kept per entity type (one per distinct encoding length seen).
 _MAX_FRAMES = 4096
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # varints below 128 (most entity lengths)
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class QueryResultEncoder:
@@ -77,7 +66,7 @@ class QueryResultEncoder:
             for value in encodings:
                 frame = frames.get(len(value))
                 if frame is None:
-                    frame = _frame(type_url, len(value))
+                    frame = any_field_prefix(_ITEMS_TAG, type_url, len(value))
                     if len(frames) < _MAX_FRAMES:
                         frames[len(value)] = frame
                 append(frame)
@@ -115,17 +104,8 @@ class QueryResultEncoder:
         type_url = self._type_urls.get(cls)
         if type_url is None:
             url = (_TYPE_URL_PREFIX + entity.DESCRIPTOR.full_name).encode()
-            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
+            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + varint(len(url)) + url
         value = entity.SerializeToString(deterministic=True)
         # proto3: an empty `value` is not written at all.
-        packed = type_url + (_ANY_VALUE_TAG + _varint(len(value)) + value if value else b"")
-        return _ITEMS_TAG + _varint(len(packed)) + packed
-
-
-def _frame(type_url: str, value_len: int) -> bytes:
-    """The `items` field's bytes before an Any value of `value_len` bytes (all of it when 0)."""
-    url = type_url.encode()
-    packed_head = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
-    if value_len:  # proto3: an empty `value` is not written at all.
-        packed_head += _ANY_VALUE_TAG + _varint(value_len)
-    return _ITEMS_TAG + _varint(len(packed_head) + value_len) + packed_head
+        packed = type_url + (_ANY_VALUE_TAG + varint(len(value)) + value if value else b"")
+        return _ITEMS_TAG + varint(len(packed)) + packed

@@ -28,6 +28,7 @@ from myko.quarantine import Quarantine
 from myko.query_window import SharedOrder, WindowResult, WindowSpec
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
+from myko.wire_format import any_field_prefix, length_delimited, varint
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,10 @@ class _Index:
                 del self._ids[key]
 
 
+# Event.entity = 7 and Event.offset = 8, length-delimited.
+_EVENT_ENTITY_TAG = b"\x3a"
+_EVENT_OFFSET_TAG = b"\x42"
+_MAX_EVENT_FRAMES = 4096
 # Decoded entities kept per entity type by default (MYKO_REPO_CACHE_ENTITIES).
 DEFAULT_CACHE_ENTITIES = 1024
 _UNCHANGED: Any = object()
@@ -96,6 +101,9 @@ class Repo(Generic[E]):
         # id -> (topic, partition, offset) of the SET behind it, for skipping replays.
         self._positions: dict[str, tuple[str, int, int]] = {}
         self._topics: dict[str, str] = {}
+        # event_bytes(): frames by entity length, topic fields by topic.
+        self._event_frames: dict[int, bytes] = {}
+        self._topic_fields: dict[str, bytes] = {}
         # repo_svc serves events (event_of, snapshots): the rest of each SET event
         # (tx, ts, source, principal; no entity, no offset) as bytes. Others keep none.
         self._keep_events = keep_events
@@ -186,6 +194,30 @@ class Repo(Generic[E]):
         topic, partition, offset = self._positions[entity_id]
         event.offset.topic, event.offset.partition, event.offset.offset = topic, partition, offset
         return event
+
+    def event_bytes(self, entity_id: str) -> bytes | None:
+        """`event_of(entity_id)` encoded, written from the stored bytes without building
+        the message (what a repo snapshot sends); None as event_of. Parses to the same
+        Event; the field order differs from a serialisation (principal comes first)."""
+        envelope = self._envelopes.get(entity_id)
+        if envelope is None:
+            return None
+        value = self._bytes[entity_id]
+        frames = self._event_frames
+        frame = frames.get(len(value))
+        if frame is None:
+            frame = any_field_prefix(_EVENT_ENTITY_TAG, self.entity_type.type_url, len(value))
+            if len(frames) < _MAX_EVENT_FRAMES:
+                frames[len(value)] = frame
+        topic, partition, offset = self._positions[entity_id]
+        position = self._topic_fields.get(topic)
+        if position is None:
+            position = self._topic_fields[topic] = length_delimited(b"\x0a", topic.encode())
+        if partition:
+            position += b"\x10" + varint(partition)
+        if offset:
+            position += b"\x18" + varint(offset)
+        return b"".join((envelope, frame, value, _EVENT_OFFSET_TAG, varint(len(position)), position))
 
     def __len__(self) -> int:
         return len(self._bytes)
@@ -535,6 +567,15 @@ class Store:
             repo._forget_positions()
         self._watermark = Watermark()
         self.apply_events([*gone, *events], watermark)
+
+    def snapshot_bytes(self, types: Iterable[str] | None = None) -> list[bytes]:
+        """`snapshot(types)` with each event encoded (Repo.event_bytes): no message is built."""
+        names = list(types) if types else list(self._repos)
+        out: list[bytes] = []
+        for name in names:
+            repo = self._repos[name]
+            out.extend(ev for i in repo.ids() if (ev := repo.event_bytes(i)) is not None)
+        return out
 
     def snapshot(self, types: Iterable[str] | None = None) -> list[item_pb2.Event]:
         names = list(types) if types else list(self._repos)

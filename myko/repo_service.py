@@ -32,6 +32,7 @@ from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.tracing import MAX_LINKS, SPAN_REPO_APPLY, Tracing, applying_batch, traceparents_of
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
+from myko.wire_format import length_delimited, varint
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,15 @@ class _PendingChanges:
         )
 
 
+def _snapshot_chunk(events: Sequence[bytes], watermark: item_pb2.Watermark) -> bytes:
+    """RepoChange(snapshot=True, events=..., watermark=...) from encoded events (fields 1, 3, 4)."""
+    parts = [b"\x08\x01"]
+    for event in events:
+        parts += (b"\x1a", varint(len(event)), event)
+    parts.append(length_delimited(b"\x22", watermark.SerializeToString(deterministic=True)))
+    return b"".join(parts)
+
+
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
     known = set(store.entities.names())
     unknown = [t for t in requested if t not in known]
@@ -93,7 +103,9 @@ def register_repo_service(
     # of those, only the services that mirror the repo may read it.
     callers = catalogue.REPO.callers
 
-    async def subscribe(req: repo_pb2.RepoSubscribeRequest, ctx: Ctx) -> AsyncIterator[repo_pb2.RepoChange]:
+    async def subscribe(
+        req: repo_pb2.RepoSubscribeRequest, ctx: Ctx
+    ) -> AsyncIterator[bytes | repo_pb2.RepoChange]:
         transport.require_caller(ctx, callers)
         types = _types(store, req.types)
         # A snapshot taken before the reader caught up would be partial (empty at
@@ -104,10 +116,11 @@ def register_repo_service(
         # nothing can fall between the snapshot and the first change batch.
         sub = store.subscribe_batches(pending.on_batch)
         try:
-            events = store.snapshot(sorted(types))
+            # Written from the stored bytes: no Event message is built per entity.
+            events = store.snapshot_bytes(sorted(types))
             wm = store.watermark.to_proto()
             for i in range(0, len(events), SNAPSHOT_CHUNK):
-                yield repo_pb2.RepoChange(snapshot=True, events=events[i : i + SNAPSHOT_CHUNK], watermark=wm)
+                yield _snapshot_chunk(events[i : i + SNAPSHOT_CHUNK], wm)
             yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
             while True:
                 await pending.ready.wait()

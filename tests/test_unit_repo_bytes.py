@@ -19,8 +19,9 @@ from myko.errors import ConfigError
 from myko.events import DEL, SET
 from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Repo, Store
+from myko.repo_service import _snapshot_chunk
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
-from myko.v1 import item_pb2, query_pb2
+from myko.v1 import item_pb2, query_pb2, repo_pb2
 from myko.watermark import Watermark
 
 Target = entities_pb2.Target
@@ -254,3 +255,19 @@ def test_the_cache_size_is_a_setting_checked_at_start_up(settings: type[QuerySet
     for bad in ("-1", "many", "2000000"):
         with pytest.raises(ConfigError, match="MYKO_REPO_CACHE_ENTITIES"):
             settings.from_env({**env, "MYKO_REPO_CACHE_ENTITIES": bad})
+
+
+def test_a_repo_snapshot_is_written_from_the_stored_bytes_and_parses_to_the_events() -> None:
+    store = Store(registry())
+    originals = [set_ev(target(f"t{i}", "n" * (i * 60)), i * 100_000) for i in range(4)]
+    originals[0].offset.partition = 0  # zero fields are left out of the encoding
+    originals[2].offset.partition = 3
+    originals[3].principal = ""
+    store.apply_events(originals, Watermark({(TOPIC, 0): 400_000, (TOPIC, 3): 200_001}))
+    store.apply_events([del_ev("t1", 400_000)], Watermark({(TOPIC, 0): 400_001}))
+    encoded = store.snapshot_bytes()
+    assert [item_pb2.Event.FromString(b) for b in encoded] == store.snapshot()
+    assert store.snapshot() == [originals[0], originals[2], originals[3]]
+    wm = store.watermark.to_proto()
+    chunk = repo_pb2.RepoChange.FromString(_snapshot_chunk(encoded, wm))
+    assert chunk == repo_pb2.RepoChange(snapshot=True, events=store.snapshot(), watermark=wm)
