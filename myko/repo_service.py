@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 
 from myko import catalogue
 from myko.app import App
@@ -136,7 +137,8 @@ def register_repo_service(
             raise Unavailable("repo_svc is still reading the topics; retry")
         repo = store.repo(req.type)
         ids = list(req.ids) or repo.ids()
-        items = [ev.entity for i in ids if (ev := repo.event_of(i)) is not None]
+        type_url = repo.entity_type.type_url
+        items = [any_pb2.Any(type_url=type_url, value=v) for i in ids if (v := repo.encoded(i)) is not None]
         return repo_pb2.RepoGetResponse(items=items, watermark=store.watermark.to_proto())
 
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
