@@ -23,6 +23,7 @@ from reactivex.subject import Subject
 
 from myko.entities import EntityRegistry, EntityType
 from myko.entity_array import EntityArray
+from myko.entity_batch_decoder import EntityBatchDecoder
 from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.quarantine import Quarantine
 from myko.query_window import SharedOrder, WindowResult, WindowSpec
@@ -96,6 +97,8 @@ class Repo(Generic[E]):
             raise ValueError(f"cache_entities must be >= 0, not {cache_entities}")
         self.entity_type = entity_type
         self._decode = entity_type.decode
+        # Scans decode all their entities in one parse (myko/entity_batch_decoder.py).
+        self._decode_batch = EntityBatchDecoder(entity_type.cls).decode
         # id -> the entity's encoding as written (Event.entity.value): the state.
         self._bytes: dict[str, bytes] = {}
         # id -> (topic, partition, offset) of the SET behind it, for skipping replays.
@@ -133,23 +136,18 @@ class Repo(Generic[E]):
         cache[entity_id] = cached  # most recently read last
         return _copy(cached)
 
-    def _fresh(self, entity_id: str) -> E:
-        """A decoded copy of a stored entity for a scan: does not fill the cache."""
-        cached = self._cache.get(entity_id)
-        return _copy(cached) if cached is not None else self._decode(self._bytes[entity_id])
-
     def get_many(self, ids: Iterable[str]) -> list[E]:
         return [e for i in ids if (e := self.get(i)) is not None]
 
     def filter(self, where: Callable[[E], bool]) -> list[E]:
-        fresh = self._fresh
-        return [e for e in map(fresh, self._bytes) if where(e)]
+        return [e for e in self._decode_batch(self._bytes.values()) if where(e)]
 
     def find(self, equal: Mapping[str, Hashable]) -> list[E]:
         """Entities whose fields (dotted paths, e.g. "zone_id", "item.id") equal these values.
 
         Served from indexes: O(matches), not O(entities). Ordered by id."""
-        return [self._fresh(i) for i in sorted(self._matching_ids(equal))]
+        encoded = self._bytes
+        return list(self._decode_batch([encoded[i] for i in sorted(self._matching_ids(equal))]))
 
     def encoded(self, entity_id: str) -> bytes | None:
         """The entity's stored encoding (what was written to Kafka), or None."""
@@ -158,7 +156,8 @@ class Repo(Generic[E]):
     def declare_index(self, path: str) -> None:
         """Keep an index of `path` from now on (built at once over what is stored)."""
         if path != "item.id" and path not in self._indexes:
-            self._indexes[path] = _Index(path, ((i, self._fresh(i)) for i in self._bytes))
+            entities = self._decode_batch(self._bytes.values())
+            self._indexes[path] = _Index(path, zip(self._bytes, entities, strict=True))
 
     def _matching_ids(self, equal: Mapping[str, Hashable]) -> set[str]:
         found: set[str] | None = None
@@ -177,7 +176,7 @@ class Repo(Generic[E]):
         return found if found is not None else set(self._bytes)
 
     def all(self) -> list[E]:
-        return list(map(self._fresh, self._bytes))
+        return list(self._decode_batch(self._bytes.values()))
 
     def ids(self) -> list[str]:
         return list(self._bytes)
@@ -380,16 +379,20 @@ class EntityWatch(Observable[list[E]]):
             self._where is None or self._where(e)
         )
 
-    def _current(self) -> dict[str, E]:
+    def _matches(self) -> tuple[list[str], Sequence[E]]:
+        """Ids and entities (decoded in one batch) of every match now, in store order."""
         repo, where, wanted = self._repo, self._where, self._equal
-        fresh = repo._fresh
-        if wanted:
-            candidates = ((i, fresh(i)) for i in repo._matching_ids(wanted))
-        else:
-            candidates = ((i, fresh(i)) for i in repo._bytes)
+        ids = list(repo._matching_ids(wanted)) if wanted else list(repo._bytes)
+        encoded = repo._bytes
+        entities = repo._decode_batch([encoded[i] for i in ids])
         if where is None:
-            return dict(candidates)
-        return {i: e for i, e in candidates if where(e)}
+            return ids, entities
+        kept = [(i, e) for i, e in zip(ids, entities, strict=True) if where(e)]
+        return [i for i, _ in kept], [e for _, e in kept]
+
+    def _current(self) -> dict[str, E]:
+        ids, entities = self._matches()
+        return dict(zip(ids, entities, strict=True))
 
     def _array(self, current: dict[str, E], order: list[str]) -> EntityArray[E]:
         encoded = self._repo._bytes
@@ -400,13 +403,23 @@ class EntityWatch(Observable[list[E]]):
     def _subscribe_all(
         self, observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        order_by, match = self.order_by, self._match
-        current = self._current()
-        # Each entity's sort key, computed once per change of that entity, so a
-        # change costs O(changed) keys plus a sort. The array carries the stored
-        # encodings in its order (entities are looked up by id to find them).
-        keys: dict[str, Any] = {i: order_by(e) for i, e in current.items()}
-        observer.on_next(self._array(current, sorted(current, key=keys.__getitem__)))
+        order_by, match, repo = self.order_by, self._match, self._repo
+        ids, entities = self._matches()
+        # The first array (all a Get ever needs) is sorted from plain lists; it carries
+        # the stored encodings in its order, so encoding it serialises nothing.
+        first_keys = list(map(order_by, entities))
+        order = sorted(range(len(ids)), key=first_keys.__getitem__)
+        encoded = repo._bytes
+        observer.on_next(
+            EntityArray(
+                [entities[k] for k in order], [encoded[ids[k]] for k in order], repo.entity_type.type_url
+            )
+        )
+        # A live watch keeps id -> entity and id -> sort key (a key computed once per
+        # change of that entity), so a change costs O(changed) keys plus a sort.
+        current: dict[str, E] = dict(zip(ids, entities, strict=True))
+        keys: dict[str, Any] = dict(zip(ids, first_keys, strict=True))
+        del ids, entities, first_keys, order
 
         def on_changes(changed: Changes) -> None:
             dirty = False
@@ -422,7 +435,7 @@ class EntityWatch(Observable[list[E]]):
             if dirty:
                 observer.on_next(self._array(current, sorted(current, key=keys.__getitem__)))
 
-        return self._repo._changes.subscribe(on_changes)
+        return repo._changes.subscribe(on_changes)
 
     def current(self) -> dict[str, E]:
         """id -> entity of every match now (a fresh dict the caller may keep)."""

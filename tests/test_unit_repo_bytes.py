@@ -15,6 +15,7 @@ from targets.v1 import entities_pb2
 
 from myko.entities import EntityRegistry
 from myko.entity_array import EntityArray
+from myko.entity_batch_decoder import EntityBatchDecoder
 from myko.errors import ConfigError
 from myko.events import DEL, SET
 from myko.query_result_encoder import QueryResultEncoder
@@ -271,3 +272,15 @@ def test_a_repo_snapshot_is_written_from_the_stored_bytes_and_parses_to_the_even
     wm = store.watermark.to_proto()
     chunk = repo_pb2.RepoChange.FromString(_snapshot_chunk(encoded, wm))
     assert chunk == repo_pb2.RepoChange(snapshot=True, events=store.snapshot(), watermark=wm)
+
+
+def test_a_batch_decode_gives_each_entity_as_decoding_it_alone() -> None:
+    encodings = [b""] + [target(f"t{i}", "n" * i).SerializeToString() for i in range(0, 300, 7)]
+    # Two decoders of one type share the synthetic list type (registered once).
+    for decoder in (EntityBatchDecoder(Target), EntityBatchDecoder(Target)):
+        decoded = list(decoder.decode(encodings))
+        assert decoded == [Target.FromString(b) for b in encodings]
+        assert all(type(e) is Target for e in decoded)
+        decoded[1].name = "changed"  # entities of one batch are independent of each other
+        assert decoded[2].name == "n" * 7 and decoded[1] != decoded[2]
+    assert list(EntityBatchDecoder(Target).decode([])) == []
