@@ -4,6 +4,14 @@ A `Store` holds one `Repo` per entity type and is fed whole batches (from a
 `TopicReader` in repo_svc and command_svc, from RepoService in query_svc and
 report_svc). After each batch it moves its watermark first and then notifies,
 so anything emitted during a notification reflects exactly `store.watermark`.
+
+Storage: each entity is kept as the bytes it was written with, plus its Kafka
+position (and, in repo_svc, the rest of its SET event as bytes). Reads decode
+(scans in one batch, myko/entity_batch_decoder.py) and hand out messages the
+caller owns; watches emit `EntityArray`s that carry the stored encodings, so a
+query result is a concatenation (myko/query_result_encoder.py), and repo_svc
+writes a snapshot from the bytes too. docs/benchmarks.md (2026-11-30, "Entities
+stored as bytes") has the memory and CPU figures.
 """
 
 from __future__ import annotations
