@@ -364,6 +364,13 @@ def _copy(entity: E) -> E:
     return out
 
 
+def _pick(items: list[E], order: list[int]) -> list[E]:
+    """items[k] for k in order (itemgetter does the loop in C)."""
+    if len(order) < 2:
+        return [items[k] for k in order]
+    return list(operator.itemgetter(*order)(items))
+
+
 class EntityWatch(Observable[list[E]]):
     """`Repo.watch`: an Observable of the full ordered array, which can also give one
     window of that order (`windowed`), maintained without re-sorting."""
@@ -387,12 +394,12 @@ class EntityWatch(Observable[list[E]]):
             self._where is None or self._where(e)
         )
 
-    def _matches(self) -> tuple[list[str], Sequence[E]]:
+    def _matches(self) -> tuple[list[str], list[E]]:
         """Ids and entities (decoded in one batch) of every match now, in store order."""
         repo, where, wanted = self._repo, self._where, self._equal
         ids = list(repo._matching_ids(wanted)) if wanted else list(repo._bytes)
         encoded = repo._bytes
-        entities = repo._decode_batch([encoded[i] for i in ids])
+        entities = list(repo._decode_batch([encoded[i] for i in ids]))
         if where is None:
             return ids, entities
         kept = [(i, e) for i, e in zip(ids, entities, strict=True) if where(e)]
@@ -419,17 +426,23 @@ class EntityWatch(Observable[list[E]]):
         order = sorted(range(len(ids)), key=first_keys.__getitem__)
         encoded = repo._bytes
         observer.on_next(
-            EntityArray(
-                [entities[k] for k in order], [encoded[ids[k]] for k in order], repo.entity_type.type_url
-            )
+            EntityArray(_pick(entities, order), [encoded[ids[k]] for k in order], repo.entity_type.type_url)
         )
+        del order
         # A live watch keeps id -> entity and id -> sort key (a key computed once per
-        # change of that entity), so a change costs O(changed) keys plus a sort.
-        current: dict[str, E] = dict(zip(ids, entities, strict=True))
-        keys: dict[str, Any] = dict(zip(ids, first_keys, strict=True))
-        del ids, entities, first_keys, order
+        # change of that entity), so a change costs O(changed) keys plus a sort. They
+        # are built by the first change: a Get or a one-off snapshot never needs them.
+        current: dict[str, E] = {}
+        keys: dict[str, Any] = {}
+        first: list[Any] | None = [ids, entities, first_keys]
+        del ids, entities, first_keys
 
         def on_changes(changed: Changes) -> None:
+            nonlocal first
+            if first is not None:
+                current.update(zip(first[0], first[1], strict=True))
+                keys.update(zip(first[0], first[2], strict=True))
+                first = None
             dirty = False
             for entity_id, entity in changed.items():
                 if entity is not None and match(entity):
