@@ -105,11 +105,11 @@ def measure(n: int) -> list[str]:
     cold = _cpu_ms(lambda: encoder.encode(results[-1], watermark, 1))
     # The first evaluation also built the (undeclared) tenant index; a second new
     # evaluation, with its encoding, is what a later new subscriber costs.
-    again: list[Sequence[Message]] = []
+    later: list[Sequence[Message]] = []
     second = _cpu_ms(
         lambda: [
-            scoped(queries_pb2.AllTargets(), store, "").subscribe(again.append).dispose(),
-            QueryResultEncoder("q").encode(again[-1], watermark, 1),
+            scoped(queries_pb2.AllTargets(), store, "").subscribe(later.append).dispose(),
+            QueryResultEncoder("q").encode(later[-1], watermark, 1),
         ]
     )
 
