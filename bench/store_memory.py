@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import json
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
 TOPIC = "targets.v1.Target"
-CHUNK = 1_000
+CHUNK = int(os.environ.get("STORE_MEMORY_CHUNK", "1000"))
 
 
 def _rss() -> int:
