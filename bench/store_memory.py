@@ -11,24 +11,31 @@ child process, so one's freed memory does not hide the next one's growth.
 For repo_svc's store it also times (CPU) what serving a new RepoService
 subscriber's snapshot costs: `Store.snapshot()` and serialising it in
 RepoChange messages of 500 events, as the Subscribe stream sends it.
+`--evaluate` then runs a full AllTargets evaluation (handler and encoder) on
+the mirror twice and reports the RSS it leaves, before and after glibc's
+`malloc_trim(0)`. `STORE_MEMORY_CHUNK` sets the events per applied batch (1000).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
-import os
 import json
+import os
 import subprocess
 import sys
 import time
 import tracemalloc
+from typing import Any
 
 from google.protobuf import any_pb2, timestamp_pb2
-from targets.v1 import entities_pb2
+from targets.v1 import entities_pb2, queries_pb2
 
 from myko.app import load_app
 from myko.events import SET
+from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Store
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
@@ -76,7 +83,7 @@ def _events(start: int, stop: int) -> list[item_pb2.Event]:
     return out
 
 
-def measure(n: int, keep_events: bool, top: int) -> dict[str, object]:
+def measure(n: int, keep_events: bool, top: int, evaluate: bool) -> dict[str, object]:
     app = load_app("targets")
     gc.collect()
     rss0 = _rss()
@@ -91,6 +98,21 @@ def measure(n: int, keep_events: bool, top: int) -> dict[str, object]:
     snap = tracemalloc.take_snapshot() if top else None
     tracemalloc.stop()
     assert len(store.of(entities_pb2.Target)) == n
+    after_get = after_trim = None
+    if evaluate and not keep_events:
+        # What a full AllTargets evaluation (a Get, a new subscriber) leaves in RSS.
+        handler: Any = app.queries.get("targets.v1.AllTargets").handler  # type: ignore[union-attr]
+        for _ in range(2):
+            out: list[Any] = []
+            handler(queries_pb2.AllTargets(), store, "").subscribe(out.append).dispose()
+            QueryResultEncoder("q").encode(out[-1], store.watermark.to_proto(), 1)
+            del out
+            gc.collect()
+        after_get = (_rss() - rss0) / n
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        if hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+            after_trim = (_rss() - rss0) / n
     snapshot_ms = None
     if keep_events:
         t0 = time.process_time()
@@ -122,6 +144,8 @@ def measure(n: int, keep_events: bool, top: int) -> dict[str, object]:
         "traced_per": traced / n if top else None,
         "sites": sites,
         "snapshot_ms": snapshot_ms,
+        "after_get": after_get,
+        "after_trim": after_trim,
     }
 
 
@@ -129,10 +153,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--targets", type=int, default=100_000)
     ap.add_argument("--top", type=int, default=0, help="largest allocation sites to list")
+    ap.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="then run AllTargets twice (handler + encoder) and report RSS after it, and after malloc_trim",
+    )
     ap.add_argument("--child", choices=["mirror", "repo"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(measure(a.targets, a.child == "repo", a.top)))
+        print(json.dumps(measure(a.targets, a.child == "repo", a.top, a.evaluate)))
         return
     for mode, label in (
         ("mirror", "query_svc/command_svc store (keep_events=False)"),
@@ -149,6 +178,7 @@ def main() -> None:
                 str(a.top),
                 "--child",
                 mode,
+                *(["--evaluate"] if a.evaluate else []),
             ],
             check=True,
             capture_output=True,
@@ -159,6 +189,10 @@ def main() -> None:
             print(f"{label}, {a.targets} Targets: RSS {r['rss_per']:.0f} B/Target")
         else:
             print(f"{label}, {a.targets} Targets: tracemalloc {r['traced_per']:.0f} B/Target still allocated")
+        if r["after_get"] is not None:
+            print(f"    after two full AllTargets evaluations: RSS {r['after_get']:.0f} B/Target")
+        if r["after_trim"] is not None:
+            print(f"    then after malloc_trim(0): RSS {r['after_trim']:.0f} B/Target")
         if r["snapshot_ms"] is not None:
             print(
                 f"    snapshot for a new RepoService subscriber (build + serialise): {r['snapshot_ms']:.0f} ms CPU"
