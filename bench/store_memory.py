@@ -117,14 +117,12 @@ def measure(n: int, keep_events: bool, top: int, evaluate: bool) -> dict[str, ob
     if keep_events:
         t0 = time.process_time()
         sent = 0
-        if hasattr(store, "snapshot_bytes"):  # written from the stored bytes (repo_service.py)
-            from myko.repo_service import _snapshot_chunk
+        if hasattr(store.of(entities_pb2.Target), "write_events"):  # from the stored bytes
+            from myko.repo_service import snapshot_chunks
 
-            encoded = store.snapshot_bytes()
-            wm = store.watermark.to_proto()
-            for i in range(0, len(encoded), 500):
-                sent += len(_snapshot_chunk(encoded[i : i + 500], wm))
-            count = len(encoded)
+            chunks = snapshot_chunks(store, [TOPIC], store.watermark.to_proto())
+            sent = sum(map(len, chunks))
+            count = -1  # counted below, outside the timing
         else:  # the stored Events, serialised by gRPC
             events = store.snapshot()
             for i in range(0, len(events), 500):
@@ -133,6 +131,8 @@ def measure(n: int, keep_events: bool, top: int, evaluate: bool) -> dict[str, ob
                 )
             count = len(events)
         snapshot_ms = 1000 * (time.process_time() - t0)
+        if count == -1:
+            count = sum(len(repo_pb2.RepoChange.FromString(c).events) for c in chunks)
         assert count == n and sent > 0
     sites = []
     if snap is not None:

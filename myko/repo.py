@@ -204,27 +204,44 @@ class Repo(Generic[E]):
 
     def event_bytes(self, entity_id: str) -> bytes | None:
         """`event_of(entity_id)` encoded, written from the stored bytes without building
-        the message (what a repo snapshot sends); None as event_of. Parses to the same
-        Event; the field order differs from a serialisation (principal comes first)."""
-        envelope = self._envelopes.get(entity_id)
-        if envelope is None:
+        the message; None as event_of. Parses to the same Event (the field order
+        differs from a serialisation: principal comes before entity and offset)."""
+        parts: list[bytes] = []
+        if not self.write_events([entity_id], parts, b""):
             return None
-        value = self._bytes[entity_id]
-        frames = self._event_frames
-        frame = frames.get(len(value))
-        if frame is None:
-            frame = any_field_prefix(_EVENT_ENTITY_TAG, self.entity_type.type_url, len(value))
-            if len(frames) < _MAX_EVENT_FRAMES:
-                frames[len(value)] = frame
-        topic, partition, offset = self._positions[entity_id]
-        position = self._topic_fields.get(topic)
-        if position is None:
-            position = self._topic_fields[topic] = length_delimited(b"\x0a", topic.encode())
-        if partition:
-            position += b"\x10" + varint(partition)
-        if offset:
-            position += b"\x18" + varint(offset)
-        return b"".join((envelope, frame, value, _EVENT_OFFSET_TAG, varint(len(position)), position))
+        return b"".join(parts[2:])  # without the (empty) tag and the length
+
+    def write_events(self, ids: Iterable[str], out: list[bytes], tag: bytes) -> int:
+        """Append to `out`, for each of `ids` with an event (keep_events), the field `tag`
+        holding that event as `event_bytes` writes it: the pieces, not joined, so a
+        whole snapshot message is one join (repo_service.py). Returns how many."""
+        envelopes, encoded, positions = self._envelopes, self._bytes, self._positions
+        frames, topic_fields = self._event_frames, self._topic_fields
+        written = 0
+        for entity_id in ids:
+            envelope = envelopes.get(entity_id)
+            if envelope is None:
+                continue
+            value = encoded[entity_id]
+            size = len(value)
+            frame = frames.get(size)
+            if frame is None:
+                frame = any_field_prefix(_EVENT_ENTITY_TAG, self.entity_type.type_url, size)
+                if len(frames) < _MAX_EVENT_FRAMES:
+                    frames[size] = frame
+            topic, partition, offset = positions[entity_id]
+            position = topic_fields.get(topic)
+            if position is None:
+                position = topic_fields[topic] = length_delimited(b"\x0a", topic.encode())
+            if partition:
+                position += b"\x10" + varint(partition)
+            if offset:
+                position += b"\x18" + varint(offset)
+            position_len = varint(len(position))
+            total = len(envelope) + len(frame) + size + 1 + len(position_len) + len(position)
+            out += (tag, varint(total), envelope, frame, value, _EVENT_OFFSET_TAG, position_len, position)
+            written += 1
+        return written
 
     def __len__(self) -> int:
         return len(self._bytes)
@@ -601,15 +618,6 @@ class Store:
             repo._forget_positions()
         self._watermark = Watermark()
         self.apply_events([*gone, *events], watermark)
-
-    def snapshot_bytes(self, types: Iterable[str] | None = None) -> list[bytes]:
-        """`snapshot(types)` with each event encoded (Repo.event_bytes): no message is built."""
-        names = list(types) if types else list(self._repos)
-        out: list[bytes] = []
-        for name in names:
-            repo = self._repos[name]
-            out.extend(ev for i in repo.ids() if (ev := repo.event_bytes(i)) is not None)
-        return out
 
     def snapshot(self, types: Iterable[str] | None = None) -> list[item_pb2.Event]:
         names = list(types) if types else list(self._repos)

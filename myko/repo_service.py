@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -33,7 +33,7 @@ from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.tracing import MAX_LINKS, SPAN_REPO_APPLY, Tracing, applying_batch, traceparents_of
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
-from myko.wire_format import length_delimited, varint
+from myko.wire_format import length_delimited
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,21 @@ class _PendingChanges:
         )
 
 
-def _snapshot_chunk(events: Sequence[bytes], watermark: item_pb2.Watermark) -> bytes:
-    """RepoChange(snapshot=True, events=..., watermark=...) from encoded events (fields 1, 3, 4)."""
-    parts = [b"\x08\x01"]
-    for event in events:
-        parts += (b"\x1a", varint(len(event)), event)
-    parts.append(length_delimited(b"\x22", watermark.SerializeToString(deterministic=True)))
-    return b"".join(parts)
+def snapshot_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Watermark) -> list[bytes]:
+    """The snapshot of `types` as encoded RepoChange(snapshot=True, events, watermark)
+    messages of up to SNAPSHOT_CHUNK events each (fields 1, 3, 4), written from the
+    stored bytes: no Event message is built. Taken whole, before anything is sent."""
+    watermark_field = length_delimited(b"\x22", watermark.SerializeToString(deterministic=True))
+    chunks: list[bytes] = []
+    for name in sorted(types):
+        repo = store.repo(name)
+        ids = repo.ids()
+        for i in range(0, len(ids), SNAPSHOT_CHUNK):
+            parts = [b"\x08\x01"]
+            if repo.write_events(ids[i : i + SNAPSHOT_CHUNK], parts, b"\x1a"):
+                parts.append(watermark_field)
+                chunks.append(b"".join(parts))
+    return chunks
 
 
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
@@ -117,11 +125,9 @@ def register_repo_service(
         # nothing can fall between the snapshot and the first change batch.
         sub = store.subscribe_batches(pending.on_batch)
         try:
-            # Written from the stored bytes: no Event message is built per entity.
-            events = store.snapshot_bytes(sorted(types))
             wm = store.watermark.to_proto()
-            for i in range(0, len(events), SNAPSHOT_CHUNK):
-                yield _snapshot_chunk(events[i : i + SNAPSHOT_CHUNK], wm)
+            for chunk in snapshot_chunks(store, types, wm):
+                yield chunk
             yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
             while True:
                 await pending.ready.wait()

@@ -16,6 +16,11 @@ def varint(n: int) -> bytes:
     """A non-negative int as a protobuf varint."""
     if n < 0x80:
         return _ONE_BYTE[n]
+    # Lengths and offsets are mostly below 2**21: written without a loop.
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if n < 0x200000:
+        return bytes((n & 0x7F | 0x80, (n >> 7) & 0x7F | 0x80, n >> 14))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

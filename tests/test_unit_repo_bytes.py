@@ -20,7 +20,7 @@ from myko.errors import ConfigError
 from myko.events import DEL, SET
 from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Repo, Store
-from myko.repo_service import _snapshot_chunk
+from myko.repo_service import snapshot_chunks
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
 from myko.v1 import item_pb2, query_pb2, repo_pb2
 from myko.watermark import Watermark
@@ -266,12 +266,24 @@ def test_a_repo_snapshot_is_written_from_the_stored_bytes_and_parses_to_the_even
     originals[3].principal = ""
     store.apply_events(originals, Watermark({(TOPIC, 0): 400_000, (TOPIC, 3): 200_001}))
     store.apply_events([del_ev("t1", 400_000)], Watermark({(TOPIC, 0): 400_001}))
-    encoded = store.snapshot_bytes()
-    assert [item_pb2.Event.FromString(b) for b in encoded] == store.snapshot()
+    encoded = [store.of(Target).event_bytes(i) for i in store.of(Target).ids()]
+    assert [item_pb2.Event.FromString(b) for b in encoded if b is not None] == store.snapshot()
     assert store.snapshot() == [originals[0], originals[2], originals[3]]
     wm = store.watermark.to_proto()
-    chunk = repo_pb2.RepoChange.FromString(_snapshot_chunk(encoded, wm))
-    assert chunk == repo_pb2.RepoChange(snapshot=True, events=store.snapshot(), watermark=wm)
+    chunks = [
+        repo_pb2.RepoChange.FromString(c) for c in snapshot_chunks(store, [TOPIC, "targets.v1.Zone"], wm)
+    ]
+    assert chunks == [repo_pb2.RepoChange(snapshot=True, events=store.snapshot(), watermark=wm)]
+    # Chunks of SNAPSHOT_CHUNK events, in store order, each with the watermark.
+    many = Store(registry())
+    many.apply_events(
+        [set_ev(target(f"m{i:04d}", "m"), i) for i in range(1100)], Watermark({(TOPIC, 0): 1100})
+    )
+    wm = many.watermark.to_proto()
+    parsed = [repo_pb2.RepoChange.FromString(c) for c in snapshot_chunks(many, [TOPIC], wm)]
+    assert [len(c.events) for c in parsed] == [500, 500, 100]
+    assert all(c.snapshot and c.watermark == wm and not c.snapshot_complete for c in parsed)
+    assert [e for c in parsed for e in c.events] == many.snapshot()
 
 
 def test_a_batch_decode_gives_each_entity_as_decoding_it_alone() -> None:
