@@ -157,7 +157,11 @@ class CommandService(Lifecycle):
         metrics.quarantine.watch(self.quarantine)
         # Handlers read entities; command_svc never serves events (keep_events: ~half the memory).
         self.store = Store(
-            app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine, keep_events=False
+            app.entities,
+            topic_prefix=kafka.topic_prefix,
+            quarantine=self.quarantine,
+            keep_events=False,
+            cache_entities=settings.repo_cache_entities,
         )
         self.tracker = ChangeTracker(self.store)
         self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))

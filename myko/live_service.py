@@ -45,6 +45,7 @@ class LiveService(Lifecycle):
             topic_prefix=settings.topic_prefix,
             indexes=app.declared_indexes,
             keep_events=False,  # a mirror serves results, never events
+            cache_entities=settings.repo_cache_entities,
         )
         self.transport = Transport(settings.tls)
         self.hub = LiveHub(

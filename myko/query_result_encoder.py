@@ -8,6 +8,11 @@ and reused while the evaluation still holds that same object (stores replace
 entities on change, never mutate them), so a change re-encodes only the
 entities it replaced. The output is byte-for-byte what
 `QueryResult(...).SerializeToString()` gives with `Any.Pack(e, deterministic=True)`.
+
+An array from a store's watch (`EntityArray`) carries each entity's stored
+encoding (what command_svc wrote to Kafka, itself `SerializeToString(deterministic=True)`),
+so such a result is a concatenation: a cached frame per encoding length, then
+the stored bytes. No entity is serialised, which is most of a new evaluation's cost.
 """
 
 from __future__ import annotations
@@ -16,25 +21,17 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
+from myko.entity_array import EntityArray
 from myko.v1 import item_pb2, query_pb2
+from myko.wire_format import any_field_prefix, varint
 
 _TYPE_URL_PREFIX = "type.googleapis.com/"
 # Field tags (field number << 3 | wire type 2, length-delimited).
 _ITEMS_TAG = b"\x12"  # QueryResult.items = 2
 _ANY_TYPE_URL_TAG = b"\x0a"  # Any.type_url = 1
 _ANY_VALUE_TAG = b"\x12"  # Any.value = 2
-_ONE_BYTE = [bytes((i,)) for i in range(0x80)]  # varints below 128 (most entity lengths)
-
-
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return _ONE_BYTE[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+# Frames kept per entity type (one per distinct encoding length seen).
+_MAX_FRAMES = 4096
 
 
 class QueryResultEncoder:
@@ -48,6 +45,8 @@ class QueryResultEncoder:
         # id(entity) -> (entity, its items-field bytes). Holding the entity keeps
         # its id from being reused by another object while the entry exists.
         self._items: dict[int, tuple[Message, bytes]] = {}
+        # type_url -> {len(value): the bytes before a value of that length in `items`}.
+        self._frames: dict[str, dict[int, bytes]] = {}
 
     def encode(
         self,
@@ -56,9 +55,25 @@ class QueryResultEncoder:
         seq: int,
         window: query_pb2.ResultWindow | None = None,
     ) -> bytes:
+        parts = [self._head]
+        if type(entities) is EntityArray and (encodings := entities.encodings) is not None:
+            self._items = {}
+            type_url = entities.type_url
+            frames = self._frames.get(type_url)
+            if frames is None:
+                frames = self._frames[type_url] = {}
+            append = parts.append
+            for value in encodings:
+                frame = frames.get(len(value))
+                if frame is None:
+                    frame = any_field_prefix(_ITEMS_TAG, type_url, len(value))
+                    if len(frames) < _MAX_FRAMES:
+                        frames[len(value)] = frame
+                append(frame)
+                append(value)
+            return self._finish(parts, watermark, seq, window)
         previous = self._items
         current: dict[int, tuple[Message, bytes]] = {}
-        parts = [self._head]
         item = self._item
         for entity in entities:
             key = id(entity)
@@ -68,6 +83,15 @@ class QueryResultEncoder:
             current[key] = entry
             parts.append(entry[1])
         self._items = current
+        return self._finish(parts, watermark, seq, window)
+
+    def _finish(
+        self,
+        parts: list[bytes],
+        watermark: item_pb2.Watermark,
+        seq: int,
+        window: query_pb2.ResultWindow | None,
+    ) -> bytes:
         parts.append(
             query_pb2.QueryResult(watermark=watermark, seq=seq, window=window).SerializeToString(
                 deterministic=True
@@ -80,8 +104,8 @@ class QueryResultEncoder:
         type_url = self._type_urls.get(cls)
         if type_url is None:
             url = (_TYPE_URL_PREFIX + entity.DESCRIPTOR.full_name).encode()
-            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + _varint(len(url)) + url
+            type_url = self._type_urls[cls] = _ANY_TYPE_URL_TAG + varint(len(url)) + url
         value = entity.SerializeToString(deterministic=True)
         # proto3: an empty `value` is not written at all.
-        packed = type_url + (_ANY_VALUE_TAG + _varint(len(value)) + value if value else b"")
-        return _ITEMS_TAG + _varint(len(packed)) + packed
+        packed = type_url + (_ANY_VALUE_TAG + varint(len(value)) + value if value else b"")
+        return _ITEMS_TAG + varint(len(packed)) + packed

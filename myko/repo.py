@@ -4,6 +4,14 @@ A `Store` holds one `Repo` per entity type and is fed whole batches (from a
 `TopicReader` in repo_svc and command_svc, from RepoService in query_svc and
 report_svc). After each batch it moves its watermark first and then notifies,
 so anything emitted during a notification reflects exactly `store.watermark`.
+
+Storage: each entity is kept as the bytes it was written with, plus its Kafka
+position (and, in repo_svc, the rest of its SET event as bytes). Reads decode
+(scans in one batch, myko/entity_batch_decoder.py) and hand out messages the
+caller owns; watches emit `EntityArray`s that carry the stored encodings, so a
+query result is a concatenation (myko/query_result_encoder.py), and repo_svc
+writes a snapshot from the bytes too. docs/benchmarks.md (2026-11-30, "Entities
+stored as bytes") has the memory and CPU figures.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from reactivex.disposable import Disposable
 from reactivex.subject import Subject
 
 from myko.entities import EntityRegistry, EntityType
+from myko.entity_array import EntityArray
+from myko.entity_batch_decoder import EntityBatchDecoder
 from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.quarantine import Quarantine
 from myko.query_window import SharedOrder, WindowResult, WindowSpec
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
+from myko.wire_format import any_field_prefix, length_delimited, varint
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +52,10 @@ def by_id(entity: Message) -> Any:
 class _Index:
     """Ids of the entities by the value of one field, kept up to date on every change."""
 
-    def __init__(self, path: str, items: Mapping[str, Message]) -> None:
+    def __init__(self, path: str, items: Iterable[tuple[str, Message]]) -> None:
         self._key = operator.attrgetter(path)
         self._ids: dict[Hashable, set[str]] = {}
-        for entity_id, entity in items.items():
+        for entity_id, entity in items:
             self.add(entity_id, entity)
 
     def ids(self, value: Hashable) -> set[str]:
@@ -62,18 +73,55 @@ class _Index:
                 del self._ids[key]
 
 
-class Repo(Generic[E]):
-    """id -> entity for one type, with reactive watches over it."""
+# Event.entity = 7 and Event.offset = 8, length-delimited.
+_EVENT_ENTITY_TAG = b"\x3a"
+_EVENT_OFFSET_TAG = b"\x42"
+_MAX_EVENT_FRAMES = 4096
+# Decoded entities kept per entity type by default (MYKO_REPO_CACHE_ENTITIES).
+DEFAULT_CACHE_ENTITIES = 1024
+_UNCHANGED: Any = object()
 
-    def __init__(self, entity_type: EntityType[E], *, keep_events: bool = True) -> None:
+
+class Repo(Generic[E]):
+    """id -> entity for one type, with reactive watches over it.
+
+    Each entity is stored as the bytes it was written with (about 0.2 KB for
+    the example's Target, where a decoded upb message costs ~1.1-1.7 KB of
+    RSS), and decoded when read. Reads return messages the caller owns:
+    changing one changes nothing in the store or in what others read. The
+    last `cache_entities` entities read by id are also kept decoded (private;
+    a read gets a copy, ~3x cheaper than decoding), so hot entities are not
+    decoded on every command.
+    """
+
+    def __init__(
+        self,
+        entity_type: EntityType[E],
+        *,
+        keep_events: bool = True,
+        cache_entities: int = DEFAULT_CACHE_ENTITIES,
+    ) -> None:
+        if cache_entities < 0:
+            raise ValueError(f"cache_entities must be >= 0, not {cache_entities}")
         self.entity_type = entity_type
-        self._items: dict[str, E] = {}
-        # The SET event behind each entity (event_of, snapshots: repo_svc). A decoded
-        # protobuf message costs ~1.7 KB here, so stores that never serve events
-        # keep only where each state came from, for skipping replays.
-        self._keep_events = keep_events
-        self._events: dict[str, item_pb2.Event] = {}
+        self._decode = entity_type.decode
+        # Scans decode all their entities in one parse (myko/entity_batch_decoder.py).
+        self._decode_batch = EntityBatchDecoder(entity_type.cls).decode
+        # id -> the entity's encoding as written (Event.entity.value): the state.
+        self._bytes: dict[str, bytes] = {}
+        # id -> (topic, partition, offset) of the SET behind it, for skipping replays.
         self._positions: dict[str, tuple[str, int, int]] = {}
+        self._topics: dict[str, str] = {}
+        # event_bytes(): frames by entity length, topic fields by topic.
+        self._event_frames: dict[int, bytes] = {}
+        self._topic_fields: dict[str, bytes] = {}
+        # repo_svc serves events (event_of, snapshots): the rest of each SET event
+        # (tx, ts, source, principal; no entity, no offset) as bytes. Others keep none.
+        self._keep_events = keep_events
+        self._envelopes: dict[str, bytes] = {}
+        # id -> decoded entity, least recently read first; never handed out itself.
+        self._cache_entities = cache_entities
+        self._cache: dict[str, E] = {}
         self._changes: Subject[Changes] = Subject()
         # Field path -> index, built the first time a watch or read asks for it.
         # Paths come from handler code, never from requests: their number is fixed.
@@ -81,61 +129,134 @@ class Repo(Generic[E]):
 
     # --- reads -------------------------------------------------------------
     def get(self, entity_id: str) -> E | None:
-        return self._items.get(entity_id)
+        """The entity, or None; a message the caller owns (from the cache when hot)."""
+        data = self._bytes.get(entity_id)
+        if data is None:
+            return None
+        cache = self._cache
+        cached = cache.pop(entity_id, None)
+        if cached is None:
+            cached = self._decode(data)
+            if self._cache_entities == 0:
+                return cached
+            if len(cache) >= self._cache_entities:
+                del cache[next(iter(cache))]
+        cache[entity_id] = cached  # most recently read last
+        return _copy(cached)
 
     def get_many(self, ids: Iterable[str]) -> list[E]:
-        return [e for i in ids if (e := self._items.get(i)) is not None]
+        return [e for i in ids if (e := self.get(i)) is not None]
 
     def filter(self, where: Callable[[E], bool]) -> list[E]:
-        return [e for e in self._items.values() if where(e)]
+        return [e for e in self._decode_batch(self._bytes.values()) if where(e)]
 
     def find(self, equal: Mapping[str, Hashable]) -> list[E]:
         """Entities whose fields (dotted paths, e.g. "zone_id", "item.id") equal these values.
 
         Served from indexes: O(matches), not O(entities). Ordered by id."""
-        return [self._items[i] for i in sorted(self._matching_ids(equal))]
+        encoded = self._bytes
+        return list(self._decode_batch([encoded[i] for i in sorted(self._matching_ids(equal))]))
+
+    def encoded(self, entity_id: str) -> bytes | None:
+        """The entity's stored encoding (what was written to Kafka), or None."""
+        return self._bytes.get(entity_id)
 
     def declare_index(self, path: str) -> None:
         """Keep an index of `path` from now on (built at once over what is stored)."""
         if path != "item.id" and path not in self._indexes:
-            self._indexes[path] = _Index(path, self._items)
+            entities = self._decode_batch(self._bytes.values())
+            self._indexes[path] = _Index(path, zip(self._bytes, entities, strict=True))
 
     def _matching_ids(self, equal: Mapping[str, Hashable]) -> set[str]:
         found: set[str] | None = None
         for path, value in equal.items():
             if path == "item.id":
-                ids = {value} if isinstance(value, str) and value in self._items else set()
+                ids = {value} if isinstance(value, str) and value in self._bytes else set()
             else:
                 index = self._indexes.get(path)
                 if index is None:  # not declared: built by this first use
-                    index = self._indexes[path] = _Index(path, self._items)
+                    self.declare_index(path)
+                    index = self._indexes[path]
                 ids = index.ids(value)
             found = set(ids) if found is None else found & ids
             if not found:
                 return set()
-        return found if found is not None else set(self._items)
+        return found if found is not None else set(self._bytes)
 
     def all(self) -> list[E]:
-        return list(self._items.values())
+        return list(self._decode_batch(self._bytes.values()))
 
     def ids(self) -> list[str]:
-        return list(self._items)
+        return list(self._bytes)
 
     def event_of(self, entity_id: str) -> item_pb2.Event | None:
-        """The SET event that produced the current state (with its offset); None in a
-        store that keeps no events (Store(keep_events=False))."""
-        return self._events.get(entity_id)
+        """The SET event that produced the current state (with its offset), rebuilt from
+        what is stored; None in a store that keeps no events (Store(keep_events=False))."""
+        envelope = self._envelopes.get(entity_id)
+        if envelope is None:
+            return None
+        event = item_pb2.Event.FromString(envelope)
+        event.entity.type_url = self.entity_type.type_url
+        event.entity.value = self._bytes[entity_id]
+        topic, partition, offset = self._positions[entity_id]
+        event.offset.topic, event.offset.partition, event.offset.offset = topic, partition, offset
+        return event
+
+    def event_bytes(self, entity_id: str) -> bytes | None:
+        """`event_of(entity_id)` encoded, written from the stored bytes without building
+        the message; None as event_of. Parses to the same Event (the field order
+        differs from a serialisation: principal comes before entity and offset)."""
+        parts: list[bytes] = []
+        if not self.write_events([entity_id], parts, b""):
+            return None
+        return b"".join(parts[2:])  # without the (empty) tag and the length
+
+    def write_events(self, ids: Iterable[str], out: list[bytes], tag: bytes) -> int:
+        """Append to `out`, for each of `ids` with an event (keep_events), the field `tag`
+        holding that event as `event_bytes` writes it: the pieces, not joined, so a
+        whole snapshot message is one join (repo_service.py). Returns how many."""
+        envelopes, encoded, positions = self._envelopes, self._bytes, self._positions
+        frames, topic_fields = self._event_frames, self._topic_fields
+        written = 0
+        for entity_id in ids:
+            envelope = envelopes.get(entity_id)
+            if envelope is None:
+                continue
+            value = encoded[entity_id]
+            size = len(value)
+            frame = frames.get(size)
+            if frame is None:
+                frame = any_field_prefix(_EVENT_ENTITY_TAG, self.entity_type.type_url, size)
+                if len(frames) < _MAX_EVENT_FRAMES:
+                    frames[size] = frame
+            topic, partition, offset = positions[entity_id]
+            position = topic_fields.get(topic)
+            if position is None:
+                position = topic_fields[topic] = length_delimited(b"\x0a", topic.encode())
+            if partition:
+                position += b"\x10" + varint(partition)
+            if offset:
+                position += b"\x18" + varint(offset)
+            position_len = varint(len(position))
+            total = len(envelope) + len(frame) + size + 1 + len(position_len) + len(position)
+            out += (tag, varint(total), envelope, frame, value, _EVENT_OFFSET_TAG, position_len, position)
+            written += 1
+        return written
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._bytes)
 
     def __contains__(self, entity_id: object) -> bool:
-        return entity_id in self._items
+        return entity_id in self._bytes
 
     # --- streams -----------------------------------------------------------
     @property
     def changes(self) -> Observable[Changes]:
-        """Per applied batch: the ids of this type that changed and their new state."""
+        """Per applied batch: the ids of this type that changed and their new state.
+
+        The new states are decoded once per batch and shared by every subscriber
+        of that batch: treat them as read-only (the store keeps bytes, so a change
+        to one cannot alter the store, only what other watches of the batch see)."""
         return self._changes
 
     def watch(
@@ -152,7 +273,9 @@ class Repo(Generic[E]):
         entity; `where`, if given as well, filters those further. Maintained
         incrementally: a batch costs O(changed ids), plus a sort of the result
         when the result did change. `.windowed(spec)` of the returned watch
-        emits one window of the order instead (myko/query_window.py).
+        emits one window of the order instead (myko/query_window.py). Each array
+        is an `EntityArray` carrying the stored encodings, so encoding a result
+        does not serialise the entities again.
         """
         return EntityWatch(self, where, order_by, dict(equal or {}))
 
@@ -162,7 +285,7 @@ class Repo(Generic[E]):
         def subscribe(
             observer: abc.ObserverBase[E | None], scheduler: abc.SchedulerBase | None = None
         ) -> abc.DisposableBase:
-            observer.on_next(self._items.get(entity_id))
+            observer.on_next(self.get(entity_id))
 
             def on_changes(changed: Changes) -> None:
                 if entity_id in changed:
@@ -173,63 +296,96 @@ class Repo(Generic[E]):
         return reactivex.create(subscribe)
 
     # --- reduction ---------------------------------------------------------
-    def _apply(self, event: item_pb2.Event, entity: E | None = None) -> bool:
-        """Reduce one event; False when it changes nothing (replay, stale, no-op).
+    def _apply(self, event: item_pb2.Event, entity: E | None = None) -> Any:
+        """Reduce one event: the new state (None when deleted), or _UNCHANGED when it
+        changes nothing (replay, stale, no-op).
 
         `entity` is the event's SET state when the caller has decoded it already.
         """
         offset = event.offset
-        previous = self._position_of(event.id)
+        entity_id = event.id
+        previous = self._positions.get(entity_id)
         if (
             previous is not None
             and previous[1] == offset.partition
             and previous[0] == offset.topic
             and offset.offset <= previous[2]
         ):
-            return False
+            return _UNCHANGED
         if event.op == SET:
+            data = event.entity.value
             if entity is None:
-                entity = self.entity_type.decode(event.entity.value)
-            old = self._items.get(event.id)
-            self._remember(event)
-            if old == entity:
-                return False
-            for index in self._indexes.values():
-                if old is not None:
-                    index.remove(event.id, old)
-                index.add(event.id, entity)
-            self._items[event.id] = entity
-            return True
+                entity = self._decode(data)
+            old = self._bytes.get(entity_id)
+            self._remember(entity_id, event)
+            # The same bytes are the same state (Myko writes deterministic encodings).
+            if old == data:
+                return _UNCHANGED
+            if self._indexes:
+                old_entity = None if old is None else self._private(entity_id, old)
+                for index in self._indexes.values():
+                    if old_entity is not None:
+                        index.remove(entity_id, old_entity)
+                    index.add(entity_id, entity)
+            self._bytes[entity_id] = data
+            self._cache.pop(entity_id, None)
+            return entity
         if event.op == DEL:
-            self._events.pop(event.id, None)
-            self._positions.pop(event.id, None)
-            gone = self._items.pop(event.id, None)
+            self._envelopes.pop(entity_id, None)
+            self._positions.pop(entity_id, None)
+            gone = self._bytes.get(entity_id)
             if gone is None:
-                return False
-            for index in self._indexes.values():
-                index.remove(event.id, gone)
-            return True
-        return False
+                return _UNCHANGED
+            if self._indexes:
+                gone_entity = self._private(entity_id, gone)
+                for index in self._indexes.values():
+                    index.remove(entity_id, gone_entity)
+            del self._bytes[entity_id]
+            self._cache.pop(entity_id, None)
+            return None
+        return _UNCHANGED
 
-    def _position_of(self, entity_id: str) -> tuple[str, int, int] | None:
-        if not self._keep_events:
-            return self._positions.get(entity_id)
-        event = self._events.get(entity_id)
-        return None if event is None else (event.offset.topic, event.offset.partition, event.offset.offset)
+    def _private(self, entity_id: str, data: bytes) -> E:
+        """The stored state decoded for the store's own use (never handed out)."""
+        cached = self._cache.get(entity_id)
+        return cached if cached is not None else self._decode(data)
 
-    def _remember(self, event: item_pb2.Event) -> None:
+    def _remember(self, entity_id: str, event: item_pb2.Event) -> None:
+        offset = event.offset
+        topic = offset.topic
+        # One str per topic, not one per entity (protobuf returns a new str on every read).
+        topic = self._topics.setdefault(topic, topic)
+        self._positions[entity_id] = (topic, offset.partition, offset.offset)
         if self._keep_events:
-            self._events[event.id] = event
-        else:
-            offset = event.offset
-            self._positions[event.id] = (offset.topic, offset.partition, offset.offset)
+            self._envelopes[entity_id] = item_pb2.Event(
+                op=event.op,
+                type=event.type,
+                id=event.id,
+                tx=event.tx,
+                ts=event.ts if event.HasField("ts") else None,
+                source=event.source,
+                principal=event.principal,
+            ).SerializeToString()
 
     def _forget_positions(self) -> None:
-        self._events.clear()
+        self._envelopes.clear()
         self._positions.clear()
 
     def _notify(self, changed: Changes) -> None:
         self._changes.on_next(changed)
+
+
+def _copy(entity: E) -> E:
+    out = type(entity)()
+    out.CopyFrom(entity)
+    return out
+
+
+def _pick(items: list[E], order: list[int]) -> list[E]:
+    """items[k] for k in order (itemgetter does the loop in C)."""
+    if len(order) < 2:
+        return [items[k] for k in order]
+    return list(operator.itemgetter(*order)(items))
 
 
 class EntityWatch(Observable[list[E]]):
@@ -255,29 +411,55 @@ class EntityWatch(Observable[list[E]]):
             self._where is None or self._where(e)
         )
 
-    def _current(self) -> dict[str, E]:
+    def _matches(self) -> tuple[list[str], list[E]]:
+        """Ids and entities (decoded in one batch) of every match now, in store order."""
         repo, where, wanted = self._repo, self._where, self._equal
-        if wanted:
-            candidates = ((i, repo._items[i]) for i in repo._matching_ids(wanted))
-            return {i: e for i, e in candidates if where is None or where(e)}
+        ids = list(repo._matching_ids(wanted)) if wanted else list(repo._bytes)
+        encoded = repo._bytes
+        entities = list(repo._decode_batch([encoded[i] for i in ids]))
         if where is None:
-            return dict(repo._items)
-        return {i: e for i, e in repo._items.items() if where(e)}
+            return ids, entities
+        kept = [(i, e) for i, e in zip(ids, entities, strict=True) if where(e)]
+        return [i for i, _ in kept], [e for _, e in kept]
+
+    def _current(self) -> dict[str, E]:
+        ids, entities = self._matches()
+        return dict(zip(ids, entities, strict=True))
+
+    def _array(self, current: dict[str, E], order: list[str]) -> EntityArray[E]:
+        encoded = self._repo._bytes
+        return EntityArray(
+            [current[i] for i in order], [encoded[i] for i in order], self._repo.entity_type.type_url
+        )
 
     def _subscribe_all(
         self, observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
     ) -> abc.DisposableBase:
-        order_by, match = self.order_by, self._match
-        current = self._current()
-        # The first array (all a Get ever needs) sorts with order_by directly.
-        # A live watch then keeps each entity's sort key, computed once per
-        # change of that entity, so a change costs O(changed) keys plus a sort.
-        observer.on_next(sorted(current.values(), key=order_by))
+        order_by, match, repo = self.order_by, self._match, self._repo
+        ids, entities = self._matches()
+        # The first array (all a Get ever needs) is sorted from plain lists; it carries
+        # the stored encodings in its order, so encoding it serialises nothing.
+        first_keys = list(map(order_by, entities))
+        order = sorted(range(len(ids)), key=first_keys.__getitem__)
+        encoded = repo._bytes
+        observer.on_next(
+            EntityArray(_pick(entities, order), [encoded[ids[k]] for k in order], repo.entity_type.type_url)
+        )
+        del order
+        # A live watch keeps id -> entity and id -> sort key (a key computed once per
+        # change of that entity), so a change costs O(changed) keys plus a sort. They
+        # are built by the first change: a Get or a one-off snapshot never needs them.
+        current: dict[str, E] = {}
         keys: dict[str, Any] = {}
+        first: list[Any] | None = [ids, entities, first_keys]
+        del ids, entities, first_keys
 
         def on_changes(changed: Changes) -> None:
-            if len(keys) != len(current):
-                keys.update((i, order_by(e)) for i, e in current.items() if i not in keys)
+            nonlocal first
+            if first is not None:
+                current.update(zip(first[0], first[1], strict=True))
+                keys.update(zip(first[0], first[2], strict=True))
+                first = None
             dirty = False
             for entity_id, entity in changed.items():
                 if entity is not None and match(entity):
@@ -289,9 +471,9 @@ class EntityWatch(Observable[list[E]]):
                     del keys[entity_id]
                     dirty = True
             if dirty:
-                observer.on_next([current[i] for i in sorted(current, key=keys.__getitem__)])
+                observer.on_next(self._array(current, sorted(current, key=keys.__getitem__)))
 
-        return self._repo._changes.subscribe(on_changes)
+        return repo._changes.subscribe(on_changes)
 
     def current(self) -> dict[str, E]:
         """id -> entity of every match now (a fresh dict the caller may keep)."""
@@ -336,11 +518,13 @@ class Store:
         quarantine: Quarantine | None = None,
         indexes: Mapping[str, Iterable[str]] | None = None,
         keep_events: bool = True,
+        cache_entities: int = DEFAULT_CACHE_ENTITIES,
     ) -> None:
         self.entities = entities
-        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those), ~half the memory.
+        # keep_events=False: no event_of()/snapshot() (only repo_svc serves those).
+        # cache_entities: decoded entities kept per type (MYKO_REPO_CACHE_ENTITIES).
         self._repos: dict[str, Repo[Message]] = {
-            et.name: Repo(et, keep_events=keep_events) for et in entities
+            et.name: Repo(et, keep_events=keep_events, cache_entities=cache_entities) for et in entities
         }
         # Declared indexes (entity name -> field paths), kept from the first event on.
         for type_name, paths in (indexes or {}).items():
@@ -403,12 +587,12 @@ class Store:
             if repo is None:
                 continue
             try:
-                did = repo._apply(ev, entity)
+                state = repo._apply(ev, entity)
             except Exception:
                 log.exception("cannot reduce %s %s; skipped", ev.type, ev.id)
                 continue
-            if did:
-                changed.setdefault(ev.type, {})[ev.id] = repo.get(ev.id)
+            if state is not _UNCHANGED:
+                changed.setdefault(ev.type, {})[ev.id] = state
                 applied.append(ev)
         self._watermark = self._watermark.advanced(watermark.positions)
         for type_name, ids in changed.items():

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 
 from myko import catalogue
 from myko.app import App
@@ -32,6 +33,7 @@ from myko.topics import ensure_topics, entity_topics, quarantine_topic
 from myko.tracing import MAX_LINKS, SPAN_REPO_APPLY, Tracing, applying_batch, traceparents_of
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
+from myko.wire_format import length_delimited
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,23 @@ class _PendingChanges:
         )
 
 
+def snapshot_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Watermark) -> list[bytes]:
+    """The snapshot of `types` as encoded RepoChange(snapshot=True, events, watermark)
+    messages of up to SNAPSHOT_CHUNK events each (fields 1, 3, 4), written from the
+    stored bytes: no Event message is built. Taken whole, before anything is sent."""
+    watermark_field = length_delimited(b"\x22", watermark.SerializeToString(deterministic=True))
+    chunks: list[bytes] = []
+    for name in sorted(types):
+        repo = store.repo(name)
+        ids = repo.ids()
+        for i in range(0, len(ids), SNAPSHOT_CHUNK):
+            parts = [b"\x08\x01"]
+            if repo.write_events(ids[i : i + SNAPSHOT_CHUNK], parts, b"\x1a"):
+                parts.append(watermark_field)
+                chunks.append(b"".join(parts))
+    return chunks
+
+
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
     known = set(store.entities.names())
     unknown = [t for t in requested if t not in known]
@@ -93,7 +112,9 @@ def register_repo_service(
     # of those, only the services that mirror the repo may read it.
     callers = catalogue.REPO.callers
 
-    async def subscribe(req: repo_pb2.RepoSubscribeRequest, ctx: Ctx) -> AsyncIterator[repo_pb2.RepoChange]:
+    async def subscribe(
+        req: repo_pb2.RepoSubscribeRequest, ctx: Ctx
+    ) -> AsyncIterator[bytes | repo_pb2.RepoChange]:
         transport.require_caller(ctx, callers)
         types = _types(store, req.types)
         # A snapshot taken before the reader caught up would be partial (empty at
@@ -104,10 +125,9 @@ def register_repo_service(
         # nothing can fall between the snapshot and the first change batch.
         sub = store.subscribe_batches(pending.on_batch)
         try:
-            events = store.snapshot(sorted(types))
             wm = store.watermark.to_proto()
-            for i in range(0, len(events), SNAPSHOT_CHUNK):
-                yield repo_pb2.RepoChange(snapshot=True, events=events[i : i + SNAPSHOT_CHUNK], watermark=wm)
+            for chunk in snapshot_chunks(store, types, wm):
+                yield chunk
             yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
             while True:
                 await pending.ready.wait()
@@ -123,7 +143,8 @@ def register_repo_service(
             raise Unavailable("repo_svc is still reading the topics; retry")
         repo = store.repo(req.type)
         ids = list(req.ids) or repo.ids()
-        items = [ev.entity for i in ids if (ev := repo.event_of(i)) is not None]
+        type_url = repo.entity_type.type_url
+        items = [any_pb2.Any(type_url=type_url, value=v) for i in ids if (v := repo.encoded(i)) is not None]
         return repo_pb2.RepoGetResponse(items=items, watermark=store.watermark.to_proto())
 
     methods: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
@@ -173,7 +194,12 @@ class RepoService(Lifecycle):
             log_per_s=settings.bad_record_log_per_s,
         )
         metrics.quarantine.watch(self.quarantine)
-        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
+        self.store = Store(
+            app.entities,
+            topic_prefix=kafka.topic_prefix,
+            quarantine=self.quarantine,
+            cache_entities=settings.repo_cache_entities,
+        )
         self.reader = TopicReader(
             kafka,
             self.store.topics,

@@ -55,7 +55,12 @@ class SagaService(Lifecycle):
         # aside, and each saga dead-letters those of its sources (docs/quarantine.md).
         self.quarantine = Quarantine("saga_svc", log_per_s=settings.bad_record_log_per_s)
         metrics.quarantine.watch(self.quarantine)
-        self.store = Store(app.entities, topic_prefix=kafka.topic_prefix, quarantine=self.quarantine)
+        self.store = Store(
+            app.entities,
+            topic_prefix=kafka.topic_prefix,
+            quarantine=self.quarantine,
+            cache_entities=settings.repo_cache_entities,
+        )
         self.reader = TopicReader(
             kafka,
             self.store.topics,

@@ -487,6 +487,10 @@ class ServerSettings:
     # How often this instance writes its myko.v1.ServiceStatus (the UI's System page);
     # 0 writes none (docs/observability.md). query_svc and report_svc hand theirs to repo_svc.
     status_interval_ms: int = 10_000
+    # Entities kept decoded per entity type by the in-memory store, besides the
+    # stored bytes of every entity (myko/repo.py): the most recently read by id.
+    # ~1-2 KB of RSS each; 0 decodes on every read.
+    repo_cache_entities: int = 1024
 
     @classmethod
     def _common(cls, service: str, env: Mapping[str, str] | None) -> dict[str, object]:
@@ -508,6 +512,7 @@ class ServerSettings:
             "tls": TlsSettings.from_env(src),
             "metrics_port": e.int("MYKO_METRICS_PORT", spec.metrics_port, minimum=0, maximum=65535),
             "status_interval_ms": _interval(e, "MYKO_STATUS_INTERVAL_MS", 10_000),
+            "repo_cache_entities": e.int("MYKO_REPO_CACHE_ENTITIES", 1024, minimum=0, maximum=1_000_000),
         }
 
     @property
