@@ -29,10 +29,9 @@ import os
 import resource
 import shutil
 import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +39,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from google.protobuf import timestamp_pb2
 
 from bench.profiles import PySpy, summarise
-from bench.services import myko_stack
+from bench.services import kafka_bootstrap, myko_stack
 from myko.app import load_app
 from myko.events import set_event, to_record
-from myko.local.kafka import LocalKafka
 from myko.local.procs import ServiceProcess
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
@@ -251,16 +249,6 @@ def time_to_serving(svc: ServiceProcess, profile: Path | None = None) -> tuple[f
     return took, _cpu_s(svc.pid), _rss_mb(svc.pid)
 
 
-@contextlib.contextmanager
-def _kafka() -> Iterator[str]:
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    with tempfile.TemporaryDirectory() as d, LocalKafka(data_dir=Path(d)) as kafka:
-        yield kafka.bootstrap_servers
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -286,7 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.targets.split(","))
     log_dir = Path(".run/bench/catch_up")
-    with _kafka() as bootstrap:
+    with kafka_bootstrap() as bootstrap:
         prefix = f"c{uuid.uuid4().hex[:8]}."
         topics = [prefix + TARGET, prefix + ZONE]
         stack, _ports = myko_stack(

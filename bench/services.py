@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from myko import catalogue
+from myko.local.kafka import LocalKafka
 from myko.local.ports import free_port
 from myko.local.procs import ServiceProcess, Stack
 
@@ -74,3 +78,14 @@ def myko_stack(
 
     services = [service("repo", ports.repo), service("command", ports.command), service("query", ports.query)]
     return Stack(services, healthy_timeout_s=90.0), ports
+
+
+@contextlib.contextmanager
+def kafka_bootstrap() -> Iterator[str]:
+    """The broker at KAFKA_BOOTSTRAP_SERVERS, or a fresh one from the project's jars for the run."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    with tempfile.TemporaryDirectory() as d, LocalKafka(data_dir=Path(d)) as kafka:
+        yield kafka.bootstrap_servers

@@ -22,20 +22,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import timestamp_pb2
 
+from bench.services import kafka_bootstrap
 from myko.events import set_event, to_record
-from myko.local.kafka import LocalKafka
 from myko.local.ports import free_port
 from myko.local.procs import ServiceProcess
 from myko.v1 import command_pb2, item_pb2
@@ -174,16 +171,6 @@ def _status_kb(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-@contextlib.contextmanager
-def _kafka() -> Iterator[str]:
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    with tempfile.TemporaryDirectory() as d, LocalKafka(data_dir=Path(d)) as kafka:
-        yield kafka.bootstrap_servers
-
-
 def measure(bootstrap: str, prefix: str, partitions: int, extra: dict[str, str], log_dir: Path) -> None:
     """Start command_svc on the history under `prefix`; print start-up time and memory."""
     port = free_port()
@@ -232,7 +219,7 @@ def main() -> None:
     extra = dict(s.split("=", 1) for s in args.settings)
     checkpoints = sorted(int(c) for c in args.commands.split(","))
     log_dir = Path(".run/bench/txlog")
-    with _kafka() as bootstrap:
+    with kafka_bootstrap() as bootstrap:
         prefix = f"b{uuid.uuid4().hex[:8]}."
         if args.compacted:
             asyncio.run(create_compacting_entity_topics(bootstrap, prefix, args.partitions))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
+from target_store import packed_result
 from targets.v1 import entities_pb2
 
 from myko.query_result_encoder import QueryResultEncoder
@@ -13,15 +13,8 @@ Target = entities_pb2.Target
 
 
 def reference(entities: list[Message], watermark: item_pb2.Watermark, seq: int) -> bytes:
-    """What live_bus built before the encoder: every entity packed into an Any, then serialised."""
-    items = []
-    for e in entities:
-        packed = any_pb2.Any()
-        packed.Pack(e, deterministic=True)
-        items.append(packed)
-    return query_pb2.QueryResult(
-        query_type="targets.v1.AllTargets", items=items, watermark=watermark, seq=seq
-    ).SerializeToString()
+    """What live_bus built before the encoder."""
+    return packed_result(entities, watermark, seq)
 
 
 def target(tid: str, name: str, hits: int = 0) -> Target:

@@ -7,23 +7,13 @@ from typing import cast
 from google.protobuf import any_pb2
 from reactivex.notification import OnNext
 from reactivex.testing import TestScheduler
+from target_store import TOPIC, Target, registry
 from targets.v1 import entities_pb2
 
-from myko.entities import EntityRegistry
 from myko.events import DEL, SET
 from myko.repo import Store
 from myko.v1 import item_pb2
 from myko.watermark import Watermark
-
-Target = entities_pb2.Target
-TOPIC = "targets.v1.Target"
-
-
-def registry() -> EntityRegistry:
-    reg = EntityRegistry()
-    reg.add(Target)
-    reg.add(entities_pb2.Zone)
-    return reg
 
 
 def target(tid: str, name: str, status: int = entities_pb2.TARGET_STATUS_ACTIVE, version: int = 1) -> Target:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import pytest
 from google.protobuf import any_pb2, timestamp_pb2
 from google.protobuf.message import Message
-from targets.v1 import entities_pb2
+from target_store import TOPIC, Target, packed_result, registry
 
-from myko.entities import EntityRegistry
 from myko.entity_array import EntityArray
 from myko.entity_batch_decoder import EntityBatchDecoder
 from myko.errors import ConfigError
@@ -24,16 +23,6 @@ from myko.repo_service import snapshot_chunks
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
 from myko.v1 import item_pb2, query_pb2, repo_pb2
 from myko.watermark import Watermark
-
-Target = entities_pb2.Target
-TOPIC = "targets.v1.Target"
-
-
-def registry() -> EntityRegistry:
-    reg = EntityRegistry()
-    reg.add(Target)
-    reg.add(entities_pb2.Zone)
-    return reg
 
 
 def target(tid: str, name: str, *, version: int = 1, zone: str = "") -> Target:
@@ -67,15 +56,7 @@ def del_ev(tid: str, offset: int) -> item_pb2.Event:
 
 
 def reference(entities: list[Message], seq: int) -> bytes:
-    """The result as protobuf serialises it: every entity packed into an Any."""
-    items = []
-    for e in entities:
-        packed = any_pb2.Any()
-        packed.Pack(e, deterministic=True)
-        items.append(packed)
-    return query_pb2.QueryResult(
-        query_type="targets.v1.AllTargets", items=items, watermark=watermark(seq), seq=seq
-    ).SerializeToString(deterministic=True)
+    return packed_result(entities, watermark(seq), seq, deterministic=True)
 
 
 def watermark(offset: int) -> item_pb2.Watermark:
