@@ -10,8 +10,9 @@ import pytest
 from reactivex import Observable
 from reactivex.notification import OnNext
 from reactivex.testing import TestScheduler
+from target_store import registry
 from targets.v1 import entities_pb2, queries_pb2
-from test_unit_repo import del_ev, registry, set_ev, wm
+from test_unit_repo import del_ev, set_ev, wm
 
 from myko import Handlers, InvalidArgument, Store, Window
 from myko.errors import ConfigError
