@@ -38,6 +38,7 @@ from myko.v1 import query_pb2
 
 IMPORT_BATCH = 1000
 IMPORTS_IN_FLIGHT = 4
+SETTLE_S = 3.0  # after the last Get, before RSS is read
 _WATCH = "/myko.v1.QueryBus/Watch"
 _GET = "/myko.v1.QueryBus/Get"
 
@@ -236,7 +237,9 @@ async def measure_scale(
             while total < targets_before + size and time.perf_counter() < deadline:
                 await asyncio.sleep(0.5)
                 total = await _count_targets(query)
-            await asyncio.sleep(1.0)
+            # Settled: query_svc hands the heap pages its counting Gets freed back a moment
+            # after them (myko/heap_trim.py); RSS is what stays, not what a Get had in flight.
+            await asyncio.sleep(SETTLE_S)
             result = SizeResult(
                 targets=total,
                 fill_s=fill_s,

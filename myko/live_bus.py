@@ -28,6 +28,7 @@ from myko.errors import (
     UnknownType,
     echo,
 )
+from myko.heap_trim import HeapTrimmer
 from myko.live import LiveHub, Sink, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
@@ -67,8 +68,10 @@ class LiveBus:
         hub: LiveHub,
         auth: Authenticator,
         max_streams: int = DEFAULT_MAX_STREAMS,
+        heap: HeapTrimmer | None = None,
     ) -> None:
         self.kind = kind
+        self._heap = heap if heap is not None else HeapTrimmer(threshold_bytes=0)
         self._registry = registry
         self._store = store
         self._hub = hub
@@ -84,6 +87,8 @@ class LiveBus:
 
     def _build(self, name: str, windowed: bool) -> Any:
         store = self._store
+        # A large result leaves freed pages in the C heap once sent: hand them back.
+        note = self._heap.note
         if self.kind is LiveKind.QUERY:
             # One per evaluation (build is made for each new one): it keeps the
             # entities' encodings of the last emission for the next.
@@ -95,19 +100,25 @@ class LiveBus:
                     window = query_pb2.ResultWindow(
                         offset=value.offset, total=value.total or 0, counted=value.total is not None
                     )
-                    return encoder.encode(value.items, store.watermark.to_proto(), seq, window)
+                    out = encoder.encode(value.items, store.watermark.to_proto(), seq, window)
+                    note(len(out))
+                    return out
 
                 return build_window
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
-                return encoder.encode(value, store.watermark.to_proto(), seq)
+                out = encoder.encode(value, store.watermark.to_proto(), seq)
+                note(len(out))
+                return out
 
             return build_query
 
         def build_report(value: Message, seq: int) -> bytes:
-            return report_pb2.ReportResult(
+            out: bytes = report_pb2.ReportResult(
                 report_type=name, value=_pack(value), watermark=store.watermark.to_proto(), seq=seq
             ).SerializeToString()
+            note(len(out))
+            return out
 
         return build_report
 

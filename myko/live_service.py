@@ -8,6 +8,7 @@ from typing import Any
 from myko import catalogue
 from myko.app import App, HandlerRegistry
 from myko.authentication import Authenticator
+from myko.heap_trim import HeapTrimmer
 from myko.lifecycle import Lifecycle
 from myko.live import LiveHub
 from myko.live_bus import LiveBus, register_live_bus
@@ -57,6 +58,7 @@ class LiveService(Lifecycle):
         registry: HandlerRegistry[Any] = app.queries if kind is LiveKind.QUERY else app.reports
         # Revocations arrive through repo_svc like any entity (myko/revocation.py).
         self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))
+        self.heap = HeapTrimmer(threshold_bytes=settings.heap_trim_threshold_bytes)
         self.bus = LiveBus(
             kind=kind,
             registry=registry,
@@ -64,6 +66,7 @@ class LiveService(Lifecycle):
             hub=self.hub,
             auth=self.auth,
             max_streams=settings.max_streams,
+            heap=self.heap,
         )
         # The same subscriptions, many over one stream (LiveBus/Open), for internal callers.
         self.streams = LiveStreams(self.bus, self.auth, settings)
@@ -91,9 +94,11 @@ class LiveService(Lifecycle):
     async def start(self) -> None:
         self.auth.log_mode(self.settings.service)
         await self.auth.warm_up()
+        await self.heap.start()
         await self.grpc.start()
         self.feed.start()
         await self.feed.wait_ready()
+        self.heap.request()  # loading the mirror's snapshot freed as much as it kept
         log.info("%s ready at %s", self.settings.service, self.store.watermark)
 
     async def stop(self) -> None:
@@ -102,4 +107,5 @@ class LiveService(Lifecycle):
         await self.bus.guard.close()
         self.hub.close()
         self.bus.close()
+        await self.heap.stop()
         await self.auth.close()

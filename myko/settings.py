@@ -626,6 +626,8 @@ class LiveSettings(ServerSettings):
     max_live_subscriptions: int = 50_000
     max_stream_unsent_bytes: int = 64 * 1024 * 1024
     live_heartbeat_ms: int = 10_000
+    # After a result at least this large, give the C heap's free pages back (myko/heap_trim.py); 0: never.
+    heap_trim_threshold_bytes: int = 4 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -645,6 +647,9 @@ class LiveSettings(ServerSettings):
                 "MYKO_MAX_STREAM_UNSENT_BYTES", cls.max_stream_unsent_bytes, minimum=64 * 1024
             ),
             live_heartbeat_ms=e.int("MYKO_LIVE_HEARTBEAT_MS", cls.live_heartbeat_ms, minimum=100),
+            heap_trim_threshold_bytes=e.int(
+                "MYKO_HEAP_TRIM_THRESHOLD_BYTES", cls.heap_trim_threshold_bytes, minimum=0
+            ),
         )
 
 

@@ -8,7 +8,7 @@ stubs; the gateway only forwards bytes, so what matters is what they record
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,10 +181,3 @@ async def start_fake_backend() -> FakeBackend:
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return FakeBackend(server=server, addr=f"127.0.0.1:{port}", record=record, emitter=emitter)
-
-
-async def eventually(predicate: Callable[[], bool], *, timeout_s: float = 3.0) -> None:
-    """Polls what the fakes record (plain counters, no event to wait on)."""
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)

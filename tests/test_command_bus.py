@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 from counters import COUNTER, Add, Counter, Fill, counter_app
+from polling import eventually
 
 from myko.app import App
 from myko.command_result import without_offsets
@@ -63,12 +64,6 @@ def tx_records(core: MemoryCore) -> list[str]:
     return [r.key.decode() for r in records_of(core.log, core.txlog_topic)]
 
 
-async def until(predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
-    async with asyncio.timeout(timeout_s):
-        while not predicate():  # noqa: ASYNC110 - polls state no event announces
-            await asyncio.sleep(0.001)
-
-
 # --- the basics --------------------------------------------------------------------------
 
 
@@ -90,7 +85,7 @@ async def test_group_commit_puts_what_arrived_during_a_commit_into_the_next_tran
         before = core.log.transactions
         core.publisher.hold()
         first = asyncio.create_task(core.execute(Add(id="c0", by=1)))
-        await until(core.publisher.held.is_set)
+        await eventually(core.publisher.held.is_set)
         rest = [asyncio.create_task(core.execute(Add(id=f"c{i}", by=1))) for i in range(1, 20)]
         await asyncio.sleep(0.01)  # every caller has submitted by now
         core.publisher.release()
@@ -104,7 +99,7 @@ async def test_an_answer_waits_until_the_store_has_read_the_write_back() -> None
     async with running(app) as core:
         core.feed.hold()  # the store lags behind the log
         first = asyncio.create_task(core.execute(Add(id="a", by=1)))
-        await until(lambda: core.log.transactions > 0)
+        await eventually(lambda: core.log.transactions > 0)
         await asyncio.sleep(0.05)
         assert not first.done()  # committed, not yet answered
         core.feed.release()
@@ -190,7 +185,7 @@ async def test_a_tx_reused_for_another_command_is_invalid_argument() -> None:
         tx = new_tx()
         core.publisher.hold()
         first = asyncio.create_task(core.execute(Add(id="a", by=1), tx=tx))
-        await until(core.publisher.held.is_set)
+        await eventually(core.publisher.held.is_set)
         with pytest.raises(InvalidArgument, match="tx"):  # while the first is being committed
             await core.execute(Add(id="a", by=2), tx=tx)
         core.publisher.release()
@@ -246,12 +241,12 @@ async def test_a_retry_racing_its_own_commit_is_caught_by_the_writer() -> None:
         tx = new_tx()
         core.publisher.hold()
         hasty = asyncio.create_task(core.execute(Add(id="a", by=1), tx=tx))
-        await until(core.publisher.held.is_set)  # its proposal is in the commit
+        await eventually(core.publisher.held.is_set)  # its proposal is in the commit
         hasty.cancel()
         # Neither the tx log (not committed yet) nor a running first attempt (it gave
         # up) stops the retry here: the writer must, when its turn comes.
         retry = asyncio.create_task(core.execute(Add(id="a", by=1), tx=tx))
-        await until(lambda: runs[tx] == 2)
+        await eventually(lambda: runs[tx] == 2)
         core.publisher.release()
         await retry
         assert value_of(core, "a") == 1 and tx_records(core) == [tx]
@@ -278,7 +273,7 @@ async def test_a_caller_giving_up_while_its_commit_is_held_does_not_fail_the_oth
     async with running(app) as core:
         core.publisher.hold()
         blocker = asyncio.create_task(core.execute(Add(id="first", by=1)))
-        await until(core.publisher.held.is_set)
+        await eventually(core.publisher.held.is_set)
         tx = new_tx()
         hasty = asyncio.create_task(core.execute(Add(id="a", by=1), tx=tx))
         patient = [asyncio.create_task(core.execute(Add(id="a", by=1))) for _ in range(5)]
@@ -465,7 +460,7 @@ async def test_a_rerun_that_grows_past_the_limit_fails_alone() -> None:
     async with running(app, max_result_bytes=limit) as core:
         core.publisher.hold()
         blocker = asyncio.create_task(core.execute(Add(id="other", by=1)))
-        await until(core.publisher.held.is_set)
+        await eventually(core.publisher.held.is_set)
         first = asyncio.create_task(core.execute(Add(id="g", by=1)))
         second = asyncio.create_task(core.execute(Add(id="g", by=1)))  # stale once `first` is accepted
         await asyncio.sleep(0.01)
@@ -483,7 +478,7 @@ async def test_a_fenced_writer_stops_and_its_callers_may_retry_elsewhere() -> No
         core.publisher.fence()
         with pytest.raises(Fenced):
             await core.execute(Add(id="a", by=1))
-        await until(lambda: not core.bus.running)
+        await eventually(lambda: not core.bus.running)
         with pytest.raises(Unavailable):
             await core.execute(Add(id="a", by=1))
 

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from gateway_fakes import BIG_RESULT_BYTES, FakeBackend, eventually, start_fake_backend
+from gateway_fakes import BIG_RESULT_BYTES, FakeBackend, start_fake_backend
 from google.protobuf import any_pb2
 from grpc_web_client import BINARY, TEXT, FrameReader, parse_trailers
+from polling import eventually
 
 from myko.v1 import live_pb2, query_pb2, report_pb2
 

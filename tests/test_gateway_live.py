@@ -12,9 +12,10 @@ from urllib.parse import unquote
 
 import aiohttp
 import pytest
-from gateway_fakes import FakeBackend, eventually, start_fake_backend
+from gateway_fakes import FakeBackend, start_fake_backend
 from google.protobuf import any_pb2
 from grpc_web_client import BINARY, FrameReader, call, frame, parse_trailers
+from polling import eventually
 from targets.v1 import queries_pb2, reports_pb2
 
 from myko.gateway.server import Gateway

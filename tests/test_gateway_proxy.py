@@ -13,9 +13,10 @@ from urllib.parse import unquote
 
 import aiohttp
 import pytest
-from gateway_fakes import FakeBackend, eventually, start_fake_backend
+from gateway_fakes import FakeBackend, start_fake_backend
 from google.protobuf import any_pb2
 from grpc_web_client import BINARY, TEXT, FrameReader, call, frame, parse_trailers
+from polling import eventually
 from targets.v1 import commands_pb2, queries_pb2
 
 from myko.errors import ConfigError

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import grpc
 import pytest
-from gateway_fakes import eventually
 from google.protobuf import timestamp_pb2
 from myko_client import Clients
+from polling import eventually
 from targets.v1 import entities_pb2, queries_pb2
 
 from myko.app import App

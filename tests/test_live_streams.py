@@ -15,9 +15,9 @@ from typing import Any
 import grpc
 import pytest
 from conftest import InProcessStack
-from gateway_fakes import eventually
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
+from polling import eventually
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2, reports_pb2
 from test_auth import END_WITHIN_S, AuthedStack, authed  # noqa: F401 (the fixture)
 
