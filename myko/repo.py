@@ -45,6 +45,44 @@ E = TypeVar("E", bound=Message)
 Changes = Mapping[str, Any]  # id -> new entity, or None when deleted
 
 
+class ChangeBatch(dict[str, Any]):
+    """One applied batch of a type: id -> new entity, or None when deleted.
+
+    A watch that selects by a field value asks `relevant` for only the changes
+    that can alter its result, from one grouping of the batch by that field
+    shared by every such watch: a batch of n changes then costs each of w
+    watches O(its own matches) instead of n field reads (100 TargetById
+    watches over an import of 100 Targets: ~200 instead of 10,000).
+    """
+
+    __slots__ = ("_groups", "_positions")
+
+    def __init__(self) -> None:
+        super().__init__()
+        # path -> field value -> ids (the fields selected by are scalars, as indexes need).
+        self._groups: dict[str, dict[Hashable, list[str]]] = {}
+        self._positions: dict[str, int] | None = None
+
+    def relevant(self, path: str, value: Hashable, held: Mapping[str, object]) -> list[tuple[str, Any]]:
+        """The changes whose entity has `path` == `value`, or whose id is in `held`
+        (it may have left), in the batch's order."""
+        groups = self._groups.get(path)
+        if groups is None:
+            get = operator.attrgetter(path)
+            groups = self._groups[path] = {}
+            for entity_id, entity in self.items():
+                if entity is not None:
+                    groups.setdefault(get(entity), []).append(entity_id)
+        ids = set(groups.get(value, ()))
+        if len(self) <= len(held):
+            ids.update(i for i in self if i in held)
+        else:
+            ids.update(i for i in held if i in self)
+        if self._positions is None:
+            self._positions = {entity_id: n for n, entity_id in enumerate(self)}
+        return [(i, self[i]) for i in sorted(ids, key=self._positions.__getitem__)]
+
+
 def by_id(entity: Message) -> Any:
     return entity.item.id  # type: ignore[attr-defined]
 
@@ -454,6 +492,10 @@ class EntityWatch(Observable[list[E]]):
         first: list[Any] | None = [ids, entities, first_keys]
         del ids, entities, first_keys
 
+        # Selecting by a field: only the changed entities with that field's value, and
+        # those in the result now (they may have left it), can change the result.
+        routed = next(iter(self._equal.items()), None)
+
         def on_changes(changed: Changes) -> None:
             nonlocal first
             if first is not None:
@@ -461,7 +503,10 @@ class EntityWatch(Observable[list[E]]):
                 keys.update(zip(first[0], first[2], strict=True))
                 first = None
             dirty = False
-            for entity_id, entity in changed.items():
+            relevant = None
+            if routed is not None and isinstance(changed, ChangeBatch):
+                relevant = changed.relevant(*routed, current)
+            for entity_id, entity in changed.items() if relevant is None else relevant:
                 if entity is not None and match(entity):
                     if current.get(entity_id) != entity:
                         current[entity_id] = entity
@@ -580,7 +625,7 @@ class Store:
     def _apply_decoded(
         self, events: Iterable[tuple[item_pb2.Event, Message | None]], watermark: Watermark
     ) -> None:
-        changed: dict[str, dict[str, Any]] = {}
+        changed: dict[str, ChangeBatch] = {}
         applied: list[item_pb2.Event] = []
         for ev, entity in events:
             repo = self._repos.get(ev.type)
@@ -592,7 +637,10 @@ class Store:
                 log.exception("cannot reduce %s %s; skipped", ev.type, ev.id)
                 continue
             if state is not _UNCHANGED:
-                changed.setdefault(ev.type, {})[ev.id] = state
+                batch = changed.get(ev.type)
+                if batch is None:
+                    batch = changed[ev.type] = ChangeBatch()
+                batch[ev.id] = state
                 applied.append(ev)
         self._watermark = self._watermark.advanced(watermark.positions)
         for type_name, ids in changed.items():
