@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,8 +18,9 @@ from google.protobuf import any_pb2
 
 from myko import catalogue
 from myko.app import App
+from myko.checkpoints import Checkpoints
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
-from myko.lifecycle import Lifecycle
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
@@ -200,6 +202,20 @@ class RepoService(Lifecycle):
             quarantine=self.quarantine,
             cache_entities=settings.repo_cache_entities,
         )
+        self.checkpoints = (
+            Checkpoints(
+                Path(settings.checkpoint_dir),
+                service="repo_svc",
+                store=self.store,
+                kafka=kafka,
+                keep_events=True,
+                interval_ms=settings.checkpoint_interval_ms,
+                every_records=settings.checkpoint_every_records,
+            )
+            if settings.checkpoint_dir
+            else None
+        )
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self.reader = TopicReader(
             kafka,
             self.store.topics,
@@ -208,6 +224,7 @@ class RepoService(Lifecycle):
             pace=self.quarantine.wait_room,
             on_rewritten=self._rewritten,
             lag=metrics.consumers.consumer("store"),
+            resume=None if self.checkpoints is None else self.checkpoints.resume,
         )
         self.caught_up = asyncio.Event()
         self.transport = Transport(settings.tls)
@@ -234,6 +251,8 @@ class RepoService(Lifecycle):
         self._entities = app.entities
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.applied(len(records))
         # The history read at start is nobody's request now: only live batches are traced.
         if not self.tracing.enabled or not self.reader.caught_up:
             self.store.apply_records(records, watermark)
@@ -263,8 +282,14 @@ class RepoService(Lifecycle):
         if self.reader.rewritten is not None:  # noticed while health was being set
             await self.grpc.set_serving(False)
         log.info("repo caught up at %s", self.store.watermark)
+        if self.checkpoints is not None:
+            self._checkpoint_task = asyncio.create_task(
+                self.checkpoints.run(self.reader), name=f"{self.settings.instance_id}-checkpoints"
+            )
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._checkpoint_task)
+        self._checkpoint_task = None
         await self.grpc.stop()
         await self.status_relay.close()
         await self.reader.stop()

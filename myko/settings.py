@@ -605,9 +605,22 @@ class CommandSettings(KafkaServiceSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class RepoSettings(KafkaServiceSettings):
+    # Checkpoints of the store (docs/checkpoints.md): a directory of this replica's
+    # own (empty: none, every start replays the topics), written after this many
+    # applied records, or this often when anything was applied at all.
+    checkpoint_dir: str = ""
+    checkpoint_interval_ms: int = 600_000
+    checkpoint_every_records: int = 500_000
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        return cls(**cls._common("repo", env))  # type: ignore[arg-type]
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("repo", env),  # type: ignore[arg-type]
+            checkpoint_dir=e.opt_str("MYKO_CHECKPOINT_DIR"),
+            checkpoint_interval_ms=e.int("MYKO_CHECKPOINT_INTERVAL_MS", 600_000, minimum=1000),
+            checkpoint_every_records=e.int("MYKO_CHECKPOINT_EVERY_RECORDS", 500_000, minimum=1),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
