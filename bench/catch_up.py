@@ -15,7 +15,11 @@ at each size takes, in this order:
   quarantine checks, reduction), from start to caught up;
 - repo_svc, command_svc and query_svc each started as a process until SERVING
   (query_svc after repo_svc: it mirrors it), with their RSS; `--profile DIR`
-  samples repo_svc's start with py-spy.
+  samples repo_svc's start with py-spy;
+- with checkpoints (unless `--no-checkpoint`; docs/checkpoints.md): repo_svc
+  started with MYKO_CHECKPOINT_DIR, replaying and then writing a checkpoint,
+  stopped, started again from the checkpoint until SERVING, and query_svc
+  started against it.
 
 Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set.
 """
@@ -249,6 +253,60 @@ def time_to_serving(svc: ServiceProcess, profile: Path | None = None) -> tuple[f
     return took, _cpu_s(svc.pid), _rss_mb(svc.pid)
 
 
+def _checkpoint_line(log_path: Path, what: str, since: int) -> str:
+    """The last line of repo_svc's log after byte `since` that starts with `what` (myko/checkpoints.py)."""
+    text = log_path.read_text(errors="replace")[since:] if log_path.exists() else ""
+    found = [line for line in text.splitlines() if what in line]
+    return found[-1].split("myko.checkpoints: ", 1)[-1] if found else f"(no '{what}' line in {log_path})"
+
+
+def with_checkpoint(repo: ServiceProcess, query: ServiceProcess, directory: Path, offsets: int) -> None:
+    """repo_svc writes a checkpoint after a full replay, then starts from it; query_svc after it."""
+    shutil.rmtree(directory, ignore_errors=True)
+    saved = dict(repo.env)
+    # A checkpoint as soon as the replay is done; INFO, for the checkpoint's own log lines.
+    repo.env.update(
+        {
+            "MYKO_CHECKPOINT_DIR": str(directory),
+            "MYKO_CHECKPOINT_EVERY_RECORDS": "1",
+            "MYKO_LOG_LEVEL": "INFO",
+        }
+    )
+    try:
+        took, cpu, rss = time_to_serving(repo)
+        print(
+            f"  repo_svc with MYKO_CHECKPOINT_DIR, none there yet: SERVING after {took:.2f} s, {cpu:.2f} CPU s"
+        )
+        deadline = time.monotonic() + 600
+        while not list(directory.glob("*.ckpt")):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no checkpoint in {directory} within 600 s")
+            time.sleep(0.5)
+        size_mb = sum(p.stat().st_size for p in directory.glob("*.ckpt")) / 1e6
+        print(f"  {_checkpoint_line(repo.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
+        repo.stop()
+        since = repo.log_path.stat().st_size
+        took, cpu, rss = time_to_serving(repo)
+        print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(
+            f"  repo_svc from the checkpoint: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB"
+            f" ({offsets / took:,.0f} offsets/s of the topics, effective)",
+            flush=True,
+        )
+        print(f"    {_checkpoint_line(repo.log_path, 'loaded checkpoint', since)}", flush=True)
+        took, cpu, rss = time_to_serving(query)
+        print(
+            f"  query_svc after it: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
+            flush=True,
+        )
+    finally:
+        query.stop()
+        repo.stop()
+        repo.env.clear()
+        repo.env.update(saved)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -268,6 +326,14 @@ def main() -> None:
         help="records per batch of the in-process reads",
     )
     parser.add_argument("--no-services", action="store_true", help="skip the service start-up timings")
+    parser.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="skip repo_svc's start from a checkpoint (and query_svc's after it)",
+    )
+    parser.add_argument(
+        "--no-reads", action="store_true", help="skip the kcat, aiokafka and in-process reads"
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy profile of each repo_svc start into this directory"
     )
@@ -301,10 +367,10 @@ def main() -> None:
                 offsets = asyncio.run(offsets_in(bootstrap, topics))
                 print(f"{size} Targets ({offsets} offsets in the entity topics, markers included):")
                 print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-                reads = [r for r in (read_kcat(bootstrap, topics),) if r is not None]
-                for fetch_mib in args.fetch_mib:
+                reads = [] if args.no_reads else [r for r in (read_kcat(bootstrap, topics),) if r is not None]
+                for fetch_mib in [] if args.no_reads else args.fetch_mib:
                     reads.append(asyncio.run(read_bare(bootstrap, topics, fetch_mib << 20)))
-                for batch in args.batch_records:
+                for batch in [] if args.no_reads else args.batch_records:
                     reads.append(asyncio.run(read_store(bootstrap, topics, prefix, batch)))
                 for r in reads:
                     print(
@@ -325,6 +391,8 @@ def main() -> None:
                     print("\n".join(summarise(profile)))
                 for svc in (query, command, repo):
                     svc.stop()
+                if not args.no_checkpoint:
+                    with_checkpoint(repo, query, log_dir / "checkpoints", offsets)
         finally:
             for svc in (query, command, repo):
                 svc.stop()
