@@ -278,11 +278,11 @@ def with_checkpoint(repo: ServiceProcess, query: ServiceProcess, directory: Path
             f"  repo_svc with MYKO_CHECKPOINT_DIR, none there yet: SERVING after {took:.2f} s, {cpu:.2f} CPU s"
         )
         deadline = time.monotonic() + 600
-        while not list(directory.glob("*.ckpt")):
+        while not list(directory.glob("*/*.ckpt")):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no checkpoint in {directory} within 600 s")
             time.sleep(0.5)
-        size_mb = sum(p.stat().st_size for p in directory.glob("*.ckpt")) / 1e6
+        size_mb = sum(p.stat().st_size for p in directory.glob("*/*.ckpt")) / 1e6
         print(f"  {_checkpoint_line(repo.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
         repo.stop()
         since = repo.log_path.stat().st_size

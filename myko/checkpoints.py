@@ -242,12 +242,13 @@ class Checkpoints:
             self._store.repo(name).install_state(state.encoded, state.positions, state.envelopes)
         positions = {(t, p): w for t, at in header.topics.items() for p, w in at.watermark.items()}
         log.info(
-            "loaded checkpoint %s: %d entities in %.2f s (%.2f CPU s); reading on from %s",
+            "loaded checkpoint %s: %d entities in %.2f s (%.2f CPU s); reading on from offset %d of %d partitions",
             path.name,
             header.entities,
             time.monotonic() - started,
             time.process_time() - cpu,
-            positions,
+            sum(positions.values()),
+            len(positions),
         )
         self.loaded = path
         return positions

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,8 @@ class RepoService(Lifecycle):
         )
         self.checkpoints = (
             Checkpoints(
-                Path(settings.checkpoint_dir),
+                # One directory per replica (its instance id is stable across restarts).
+                Path(settings.checkpoint_dir) / re.sub(r"[^A-Za-z0-9._-]", "_", settings.instance_id),
                 service="repo_svc",
                 store=self.store,
                 kafka=kafka,

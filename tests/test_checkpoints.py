@@ -329,7 +329,7 @@ async def test_a_checkpoint_cut_short_by_a_crash_is_ignored(
     await topics.write(sets(target(1, "after")))
     # A newer checkpoint whose writer died mid-way: only its temporary file exists.
     data = whole.read_bytes()
-    partial = tmp_path / "checkpoint-9999999999999999.partial"
+    partial = whole.parent / "checkpoint-9999999999999999.partial"
     partial.write_bytes(data[: len(data) // 2])
 
     state, svc = await restarted(env, example_app, tmp_path)
