@@ -1,4 +1,5 @@
-"""Follows topics from the beginning (or a window's start), read_committed, without a consumer group.
+"""Follows topics from the beginning (or a window's start, or a checkpoint's watermark), read_committed,
+without a consumer group.
 
 The reader knows when it has caught up (reached the end offsets seen at start)
 and lets callers wait until it has read past given positions: the basis of
