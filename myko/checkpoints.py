@@ -51,6 +51,9 @@ KEEP = 2
 _REACH_ENDS_S = 60.0
 # After a failed write, the next attempt waits at least this long (or the interval, if shorter).
 _RETRY_AFTER_S = 60.0
+# With nothing applied, the newest checkpoint is still rewritten once this old, so that an idle
+# service keeps one younger than the topics' delete.retention.ms (24 h for Myko's topics).
+REFRESH_IDLE_MS = 6 * 3600 * 1000
 
 
 def refusal(
@@ -167,6 +170,8 @@ class Checkpoints:
         self._every_records = every_records
         self._types = {et.name: et.topic(kafka.topic_prefix) for et in store.entities}
         self._since = 0
+        # safe_since_ms of the newest checkpoint loaded or written (none yet: since when this ran).
+        self._newest_safe_ms = _now_ms()
         # What the last start did, for logs and tests: the file loaded, or why none was.
         self.loaded: Path | None = None
         self.refused: list[tuple[Path, str]] = []
@@ -182,12 +187,16 @@ class Checkpoints:
 
     # --- start -------------------------------------------------------------
     async def resume(self, found: TopicsAtStart) -> Mapping[tuple[str, int], int] | None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for partial in self.directory.glob(f"*{_PARTIAL}"):
-            # A checkpoint whose writing was cut short (the process died): never whole.
-            log.warning("removing %s, a checkpoint not finished when its writer stopped", partial)
-            partial.unlink(missing_ok=True)
-        candidates = self.files()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            for partial in self.directory.glob(f"*{_PARTIAL}"):
+                # A checkpoint whose writing was cut short (the process died): never whole.
+                log.warning("removing %s, a checkpoint not finished when its writer stopped", partial)
+                partial.unlink(missing_ok=True)
+            candidates = self.files()
+        except OSError as exc:
+            log.warning("cannot use %s (%s): reading the topics from the beginning", self.directory, exc)
+            return None
         if not candidates:
             log.info("no checkpoint in %s: reading the topics from the beginning", self.directory)
             return None
@@ -251,6 +260,7 @@ class Checkpoints:
             len(positions),
         )
         self.loaded = path
+        self._newest_safe_ms = header.safe_since_ms
         return positions
 
     # --- writing -----------------------------------------------------------
@@ -262,7 +272,11 @@ class Checkpoints:
         while reader.rewritten is None:
             await asyncio.sleep(tick_s)
             now = time.monotonic()
-            due = self._since >= self._every_records or (self._since > 0 and now - last >= self._interval_s)
+            due = (
+                self._since >= self._every_records
+                or (self._since > 0 and now - last >= self._interval_s)
+                or _now_ms() - self._newest_safe_ms >= REFRESH_IDLE_MS
+            )
             if not due or now < not_before:
                 continue
             since, self._since = self._since, 0
@@ -312,6 +326,7 @@ class Checkpoints:
         )
         started = time.monotonic()
         path = await asyncio.to_thread(self._write_file, header, states)
+        self._newest_safe_ms = safe_since_ms
         log.info(
             "wrote checkpoint %s: %d entities in %.2f s",
             path.name,
