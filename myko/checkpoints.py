@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,7 +40,7 @@ from myko.checkpoint_file import CheckpointUnusable, Header, TopicAtCheckpoint, 
 from myko.collector_hold import CollectorHold
 from myko.reader import TopicReader, TopicsAtStart
 from myko.repo import Store
-from myko.settings import KafkaSettings
+from myko.settings import CheckpointSettings, KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,30 @@ class Checkpoints:
         # What the last start did, for logs and tests: the file loaded, or why none was.
         self.loaded: Path | None = None
         self.refused: list[tuple[Path, str]] = []
+
+    @classmethod
+    def of(
+        cls,
+        settings: CheckpointSettings,
+        *,
+        instance_id: str,
+        service: str,
+        store: Store,
+        kafka: KafkaSettings,
+    ) -> Checkpoints | None:
+        """The service's checkpoints as configured, or None when off (MYKO_CHECKPOINT_DIR empty)."""
+        if not settings.dir:
+            return None
+        return cls(
+            # One directory per replica (its instance id is stable across restarts).
+            Path(settings.dir) / re.sub(r"[^A-Za-z0-9._-]", "_", instance_id),
+            service=service,
+            store=store,
+            kafka=kafka,
+            keep_events=store.keeps_events,
+            interval_ms=settings.interval_ms,
+            every_records=settings.every_records,
+        )
 
     def applied(self, records: int) -> None:
         self._since += records

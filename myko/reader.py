@@ -51,7 +51,8 @@ class TopicsAtStart:
     ends: Mapping[tuple[str, int], int]
 
 
-# Where to start reading instead of the beginning (having loaded the state up to there), or None.
+# Where to start reading the topics it covers instead of the beginning (having loaded the
+# state up to there), or None.
 Resume = Callable[[TopicsAtStart], Awaitable[Mapping[tuple[str, int], int] | None]]
 
 
@@ -65,7 +66,8 @@ class TopicReader(Lifecycle):
     is rewritten under the reader; the reader has stopped by then. `lag`
     receives each partition's position and end after every fetch (metrics).
     `resume`, when given, is asked once at start, with the topics as they are,
-    whether to start from a checkpoint's watermark rather than the beginning.
+    whether to start from a checkpoint's watermark rather than the beginning;
+    it names the position of every partition of the topics it covers.
     """
 
     # How much each fetch may bring (aiokafka's defaults are 1 MiB per partition):
@@ -91,8 +93,6 @@ class TopicReader(Lifecycle):
         lag: ConsumerLag | None = None,
         resume: Resume | None = None,
     ) -> None:
-        if resume is not None and windows:
-            raise ValueError("a reader resumes from a checkpoint or reads windows, not both")
         self._resume = resume
         self._kafka = kafka
         self._topics = list(topics)
@@ -200,7 +200,7 @@ class TopicReader(Lifecycle):
         positions = await self._resume(found)
         if positions is None:
             return {}
-        out = {tp: positions[(tp.topic, tp.partition)] for tp in tps}
+        out = {tp: positions[(tp.topic, tp.partition)] for tp in tps if (tp.topic, tp.partition) in positions}
         for tp, offset in out.items():
             consumer.seek(tp, offset)
         return out

@@ -593,6 +593,7 @@ class Store:
         cache_entities: int = DEFAULT_CACHE_ENTITIES,
     ) -> None:
         self.entities = entities
+        self.keeps_events = keep_events
         # keep_events=False: no event_of()/snapshot() (only repo_svc serves those).
         # cache_entities: decoded entities kept per type (MYKO_REPO_CACHE_ENTITIES).
         self._repos: dict[str, Repo[Message]] = {

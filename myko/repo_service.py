@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -203,19 +201,12 @@ class RepoService(Lifecycle):
             quarantine=self.quarantine,
             cache_entities=settings.repo_cache_entities,
         )
-        self.checkpoints = (
-            Checkpoints(
-                # One directory per replica (its instance id is stable across restarts).
-                Path(settings.checkpoint_dir) / re.sub(r"[^A-Za-z0-9._-]", "_", settings.instance_id),
-                service="repo_svc",
-                store=self.store,
-                kafka=kafka,
-                keep_events=True,
-                interval_ms=settings.checkpoint_interval_ms,
-                every_records=settings.checkpoint_every_records,
-            )
-            if settings.checkpoint_dir
-            else None
+        self.checkpoints = Checkpoints.of(
+            settings.checkpoints,
+            instance_id=settings.instance_id,
+            service="repo_svc",
+            store=self.store,
+            kafka=kafka,
         )
         self._checkpoint_task: asyncio.Task[None] | None = None
         self.reader = TopicReader(
