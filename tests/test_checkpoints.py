@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-import zlib
 from pathlib import Path
 
 import grpc
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from google.protobuf import timestamp_pb2
 from kafka_inspect import produce, read_topic
 from myko_client import Clients
@@ -56,6 +56,11 @@ def dels(type_name: str, *ids: str) -> list[item_pb2.Event]:
     return [del_event(type_name, i, tx=str(uuid.uuid4()), ts=ts, source="test") for i in ids]
 
 
+def partition_of(key: bytes) -> int:
+    """Kafka's default partitioner (murmur2 of the key) over the tests' 3 partitions."""
+    return int(DefaultPartitioner()(key, [0, 1, 2], [0, 1, 2]))
+
+
 class Topics:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
@@ -72,13 +77,13 @@ class Topics:
         await ensure_topics(self.kafka, specs)
 
     async def write(self, events: list[item_pb2.Event]) -> None:
-        """Each entity always to one partition (as a keyed producer would), in one transaction per partition."""
+        """Each entity to its key's partition (as command_svc's producer does), one transaction per partition."""
         by_partition: dict[
             tuple[str, int], list[tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]]
         ] = {}
         for ev in events:
             rec = to_record(ev, self.topic(ev.type))
-            part = zlib.crc32(rec.key) % 3
+            part = partition_of(rec.key)
             by_partition.setdefault((rec.topic, part), []).append((rec.key, rec.value, list(rec.headers)))
         for (topic, part), records in by_partition.items():
             await produce(self.kafka.bootstrap_servers, topic, part, records, transactional=True)
@@ -194,7 +199,7 @@ async def test_the_running_service_writes_checkpoints_by_itself(
 
 # Filler Targets, one per partition (Topics.write's partitioner): writing them rolls every
 # partition's active segment, which the cleaner never touches.
-FILLERS = [next(i for i in range(100, 200) if zlib.crc32(b"t%d" % i) % 3 == p) for p in range(3)]
+FILLERS = [next(i for i in range(100, 200) if partition_of(b"t%d" % i) == p) for p in range(3)]
 
 
 async def fill(topics: Topics, round_: int) -> None:
