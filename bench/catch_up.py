@@ -19,7 +19,7 @@ at each size takes, in this order:
 - with checkpoints (unless `--no-checkpoint`; docs/checkpoints.md): repo_svc
   started with MYKO_CHECKPOINT_DIR, replaying and then writing a checkpoint,
   stopped, started again from the checkpoint until SERVING, and query_svc
-  started against it.
+  started against it; then command_svc the same way.
 
 Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set.
 """
@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -260,50 +261,61 @@ def _checkpoint_line(log_path: Path, what: str, since: int) -> str:
     return found[-1].split("myko.checkpoints: ", 1)[-1] if found else f"(no '{what}' line in {log_path})"
 
 
-def with_checkpoint(repo: ServiceProcess, query: ServiceProcess, directory: Path, offsets: int) -> None:
-    """repo_svc writes a checkpoint after a full replay, then starts from it; query_svc after it."""
-    shutil.rmtree(directory, ignore_errors=True)
-    saved = dict(repo.env)
+def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> None:
+    """`svc` (repo or command) replays and writes a checkpoint, stops, and starts again from it;
+    left running."""
     # A checkpoint as soon as the replay is done; INFO, for the checkpoint's own log lines.
-    repo.env.update(
+    svc.env.update(
         {
             "MYKO_CHECKPOINT_DIR": str(directory),
             "MYKO_CHECKPOINT_EVERY_RECORDS": "1",
             "MYKO_LOG_LEVEL": "INFO",
         }
     )
+    own = directory / re.sub(r"[^A-Za-z0-9._-]", "_", svc.env["MYKO_INSTANCE_ID"])
+    name = f"{svc.name}_svc"
+    took, cpu, _ = time_to_serving(svc)
+    print(f"  {name} with MYKO_CHECKPOINT_DIR, none there yet: SERVING after {took:.2f} s, {cpu:.2f} CPU s")
+    deadline = time.monotonic() + 600
+    while not list(own.glob("*.ckpt")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no checkpoint in {own} within 600 s")
+        time.sleep(0.5)
+    size_mb = sum(p.stat().st_size for p in own.glob("*.ckpt")) / 1e6
+    print(f"    {_checkpoint_line(svc.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
+    svc.stop()
+    since = svc.log_path.stat().st_size
+    took, cpu, rss = time_to_serving(svc)
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"  {name} from the checkpoint: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB"
+        f" ({offsets / took:,.0f} offsets/s of the topics, effective)",
+        flush=True,
+    )
+    print(f"    {_checkpoint_line(svc.log_path, 'loaded checkpoint', since)}", flush=True)
+
+
+def with_checkpoint(
+    repo: ServiceProcess, command: ServiceProcess, query: ServiceProcess, directory: Path, offsets: int
+) -> None:
+    """repo_svc and command_svc each start from a checkpoint of their own; query_svc after repo_svc."""
+    shutil.rmtree(directory, ignore_errors=True)
+    saved = {svc.name: dict(svc.env) for svc in (repo, command)}
     try:
-        took, cpu, rss = time_to_serving(repo)
-        print(
-            f"  repo_svc with MYKO_CHECKPOINT_DIR, none there yet: SERVING after {took:.2f} s, {cpu:.2f} CPU s"
-        )
-        deadline = time.monotonic() + 600
-        while not list(directory.glob("*/*.ckpt")):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no checkpoint in {directory} within 600 s")
-            time.sleep(0.5)
-        size_mb = sum(p.stat().st_size for p in directory.glob("*/*.ckpt")) / 1e6
-        print(f"  {_checkpoint_line(repo.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
-        repo.stop()
-        since = repo.log_path.stat().st_size
-        took, cpu, rss = time_to_serving(repo)
-        print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print(
-            f"  repo_svc from the checkpoint: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB"
-            f" ({offsets / took:,.0f} offsets/s of the topics, effective)",
-            flush=True,
-        )
-        print(f"    {_checkpoint_line(repo.log_path, 'loaded checkpoint', since)}", flush=True)
+        _from_checkpoint(repo, directory, offsets)
         took, cpu, rss = time_to_serving(query)
         print(
             f"  query_svc after it: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
             flush=True,
         )
-    finally:
         query.stop()
-        repo.stop()
-        repo.env.clear()
-        repo.env.update(saved)
+        _from_checkpoint(command, directory, offsets)
+    finally:
+        for svc in (query, command, repo):
+            svc.stop()
+        for svc in (repo, command):
+            svc.env.clear()
+            svc.env.update(saved[svc.name])
         shutil.rmtree(directory, ignore_errors=True)
 
 
@@ -392,7 +404,7 @@ def main() -> None:
                 for svc in (query, command, repo):
                     svc.stop()
                 if not args.no_checkpoint:
-                    with_checkpoint(repo, query, log_dir / "checkpoints", offsets)
+                    with_checkpoint(repo, command, query, log_dir / "checkpoints", offsets)
         finally:
             for svc in (query, command, repo):
                 svc.stop()
