@@ -337,7 +337,9 @@ def main() -> None:
         default=[MAX_BATCH_RECORDS],
         help="records per batch of the in-process reads",
     )
-    parser.add_argument("--no-services", action="store_true", help="skip the service start-up timings")
+    parser.add_argument(
+        "--no-services", action="store_true", help="skip the service start-up timings without checkpoints"
+    )
     parser.add_argument(
         "--no-checkpoint",
         action="store_true",
@@ -390,16 +392,14 @@ def main() -> None:
                         f" {r.cpu_s:.2f} CPU s = {r.per_cpu_s:,.0f} records per CPU s",
                         flush=True,
                     )
-                if args.no_services:
-                    continue
                 profile = args.profile / f"repo-start-{size}.txt" if args.profile else None
-                for svc in (repo, command, query):
+                for svc in () if args.no_services else (repo, command, query):
                     took, cpu, rss = time_to_serving(svc, profile if svc is repo else None)
                     print(
                         f"  {svc.name}_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
                         flush=True,
                     )
-                if profile is not None:
+                if profile is not None and not args.no_services:
                     print("\n".join(summarise(profile)))
                 for svc in (query, command, repo):
                     svc.stop()

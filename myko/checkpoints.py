@@ -142,6 +142,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+_Loaded = tuple[Header, dict[str, TypeState], float]
+
+
+async def _read(path: Path) -> _Loaded:
+    """The whole checkpoint, read in a thread with the cyclic collector held off; and how long it took."""
+    started = time.monotonic()
+    hold = CollectorHold()
+    hold.hold()
+    try:
+        header, states = await asyncio.to_thread(checkpoint_file.read, path)
+        hold.hold()  # what the load built goes to the collector's oldest generation
+    finally:
+        hold.release()
+    return header, states, time.monotonic() - started
+
+
 class Checkpoints:
     """One service replica's checkpoint directory (never shared between replicas).
 
@@ -173,6 +189,8 @@ class Checkpoints:
         self._since = 0
         # safe_since_ms of the newest checkpoint loaded or written (none yet: since when this ran).
         self._newest_safe_ms = _now_ms()
+        # The newest checkpoint being read ahead (prefetch), until resume takes or drops it.
+        self._prefetched: tuple[Path, asyncio.Task[_Loaded]] | None = None
         # What the last start did, for logs and tests: the file loaded, or why none was.
         self.loaded: Path | None = None
         self.refused: list[tuple[Path, str]] = []
@@ -211,7 +229,34 @@ class Checkpoints:
         return sorted((p for p in self.directory.iterdir() if p.name.endswith(SUFFIX)), reverse=True)
 
     # --- start -------------------------------------------------------------
+    def prefetch(self) -> None:
+        """Start reading the newest checkpoint in a thread now, while the service connects
+        to Kafka (most of its start is waiting on the network). `resume` still judges it
+        before taking it, and drops it when refused."""
+        try:
+            newest = self.files()[:1]
+        except OSError:
+            return
+        if newest:
+            self._prefetched = (newest[0], asyncio.create_task(_read(newest[0]), name="checkpoint-prefetch"))
+
+    async def _load(self, path: Path) -> _Loaded:
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is not None and prefetched[0] == path:
+            return await prefetched[1]
+        if prefetched is not None:
+            prefetched[1].cancel()
+        return await _read(path)
+
     async def resume(self, found: TopicsAtStart) -> Mapping[tuple[str, int], int] | None:
+        try:
+            return await self._resume(found)
+        finally:
+            if self._prefetched is not None:  # not taken: its thread finishes, its result is dropped
+                self._prefetched[1].cancel()
+                self._prefetched = None
+
+    async def _resume(self, found: TopicsAtStart) -> Mapping[tuple[str, int], int] | None:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             for partial in self.directory.glob(f"*{_PARTIAL}"):
@@ -241,8 +286,8 @@ class Checkpoints:
         self, path: Path, found: TopicsAtStart, retention: Mapping[str, int]
     ) -> Mapping[tuple[str, int], int] | None:
         started = time.monotonic()
-        cpu = time.process_time()
         states: dict[str, TypeState] = {}
+        read_s = 0.0
         try:
             header = checkpoint_file.read_header(path)
             why = refusal(
@@ -255,13 +300,7 @@ class Checkpoints:
                 now_ms=_now_ms(),
             )
             if why is None:
-                hold = CollectorHold()
-                hold.hold()
-                try:
-                    whole, states = await asyncio.to_thread(checkpoint_file.read, path)
-                    hold.hold()  # what the load built goes to the collector's oldest generation
-                finally:
-                    hold.release()
+                whole, states, read_s = await self._load(path)
                 if whole != header:
                     why = "changed while it was read"
         except (CheckpointUnusable, OSError) as exc:
@@ -276,12 +315,12 @@ class Checkpoints:
             self._store.repo(name).install_state(state.encoded, state.positions, state.envelopes)
         positions = {(t, p): w for t, at in header.topics.items() for p, w in at.watermark.items()}
         log.info(
-            "loaded checkpoint %s: %d entities in %.2f s (%.2f CPU s); reading on from offset %d of %d partitions",
+            "loaded checkpoint %s: %d entities, read in %.2f s (read ahead: waited %.2f s for it and "
+            "the checks); reading on from %d partitions",
             path.name,
             header.entities,
+            read_s,
             time.monotonic() - started,
-            time.process_time() - cpu,
-            sum(positions.values()),
             len(positions),
         )
         self.loaded = path

@@ -339,6 +339,8 @@ class CommandService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        if self.checkpoints is not None:
+            self.checkpoints.prefetch()  # read while connecting; judged once the topics are known
         self.auth.log_mode("command_svc")
         await self.auth.warm_up()
         entities = entity_topics(kafka, self.app.entities)

@@ -265,6 +265,8 @@ class RepoService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        if self.checkpoints is not None:
+            self.checkpoints.prefetch()  # read while connecting; judged once the topics are known
         await ensure_topics(kafka, [*entity_topics(kafka, self._entities), self._quarantine_topic])
         await self.quarantine.start()
         await self.grpc.start()
