@@ -238,7 +238,10 @@ class Checkpoints:
         except OSError:
             return
         if newest:
-            self._prefetched = (newest[0], asyncio.create_task(_read(newest[0]), name="checkpoint-prefetch"))
+            task = asyncio.create_task(_read(newest[0]), name="checkpoint-prefetch")
+            # Its failure is resume's to report (a start that fails before resume drops it).
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._prefetched = (newest[0], task)
 
     async def _load(self, path: Path) -> _Loaded:
         prefetched, self._prefetched = self._prefetched, None
