@@ -15,7 +15,11 @@ at each size takes, in this order:
   quarantine checks, reduction), from start to caught up;
 - repo_svc, command_svc and query_svc each started as a process until SERVING
   (query_svc after repo_svc: it mirrors it), with their RSS; `--profile DIR`
-  samples repo_svc's start with py-spy.
+  samples repo_svc's start with py-spy;
+- with checkpoints (unless `--no-checkpoint`; docs/checkpoints.md): repo_svc
+  started with MYKO_CHECKPOINT_DIR, replaying and then writing a checkpoint,
+  stopped, started again from the checkpoint until SERVING, and query_svc
+  started against it; then command_svc the same way.
 
 Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set.
 """
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -249,6 +254,71 @@ def time_to_serving(svc: ServiceProcess, profile: Path | None = None) -> tuple[f
     return took, _cpu_s(svc.pid), _rss_mb(svc.pid)
 
 
+def _checkpoint_line(log_path: Path, what: str, since: int) -> str:
+    """The last line of repo_svc's log after byte `since` that starts with `what` (myko/checkpoints.py)."""
+    text = log_path.read_text(errors="replace")[since:] if log_path.exists() else ""
+    found = [line for line in text.splitlines() if what in line]
+    return found[-1].split("myko.checkpoints: ", 1)[-1] if found else f"(no '{what}' line in {log_path})"
+
+
+def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> None:
+    """`svc` (repo or command) replays and writes a checkpoint, stops, and starts again from it;
+    left running."""
+    # A checkpoint as soon as the replay is done; INFO, for the checkpoint's own log lines.
+    svc.env.update(
+        {
+            "MYKO_CHECKPOINT_DIR": str(directory),
+            "MYKO_CHECKPOINT_EVERY_RECORDS": "1",
+            "MYKO_LOG_LEVEL": "INFO",
+        }
+    )
+    own = directory / re.sub(r"[^A-Za-z0-9._-]", "_", svc.env["MYKO_INSTANCE_ID"])
+    name = f"{svc.name}_svc"
+    took, cpu, _ = time_to_serving(svc)
+    print(f"  {name} with MYKO_CHECKPOINT_DIR, none there yet: SERVING after {took:.2f} s, {cpu:.2f} CPU s")
+    deadline = time.monotonic() + 600
+    while not list(own.glob("*.ckpt")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no checkpoint in {own} within 600 s")
+        time.sleep(0.5)
+    size_mb = sum(p.stat().st_size for p in own.glob("*.ckpt")) / 1e6
+    print(f"    {_checkpoint_line(svc.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
+    svc.stop()
+    since = svc.log_path.stat().st_size
+    took, cpu, rss = time_to_serving(svc)
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(
+        f"  {name} from the checkpoint: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB"
+        f" ({offsets / took:,.0f} offsets/s of the topics, effective)",
+        flush=True,
+    )
+    print(f"    {_checkpoint_line(svc.log_path, 'loaded checkpoint', since)}", flush=True)
+
+
+def with_checkpoint(
+    repo: ServiceProcess, command: ServiceProcess, query: ServiceProcess, directory: Path, offsets: int
+) -> None:
+    """repo_svc and command_svc each start from a checkpoint of their own; query_svc after repo_svc."""
+    shutil.rmtree(directory, ignore_errors=True)
+    saved = {svc.name: dict(svc.env) for svc in (repo, command)}
+    try:
+        _from_checkpoint(repo, directory, offsets)
+        took, cpu, rss = time_to_serving(query)
+        print(
+            f"  query_svc after it: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
+            flush=True,
+        )
+        query.stop()
+        _from_checkpoint(command, directory, offsets)
+    finally:
+        for svc in (query, command, repo):
+            svc.stop()
+        for svc in (repo, command):
+            svc.env.clear()
+            svc.env.update(saved[svc.name])
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -267,7 +337,17 @@ def main() -> None:
         default=[MAX_BATCH_RECORDS],
         help="records per batch of the in-process reads",
     )
-    parser.add_argument("--no-services", action="store_true", help="skip the service start-up timings")
+    parser.add_argument(
+        "--no-services", action="store_true", help="skip the service start-up timings without checkpoints"
+    )
+    parser.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="skip repo_svc's start from a checkpoint (and query_svc's after it)",
+    )
+    parser.add_argument(
+        "--no-reads", action="store_true", help="skip the kcat, aiokafka and in-process reads"
+    )
     parser.add_argument(
         "--profile", type=Path, help="py-spy profile of each repo_svc start into this directory"
     )
@@ -301,10 +381,10 @@ def main() -> None:
                 offsets = asyncio.run(offsets_in(bootstrap, topics))
                 print(f"{size} Targets ({offsets} offsets in the entity topics, markers included):")
                 print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-                reads = [r for r in (read_kcat(bootstrap, topics),) if r is not None]
-                for fetch_mib in args.fetch_mib:
+                reads = [] if args.no_reads else [r for r in (read_kcat(bootstrap, topics),) if r is not None]
+                for fetch_mib in [] if args.no_reads else args.fetch_mib:
                     reads.append(asyncio.run(read_bare(bootstrap, topics, fetch_mib << 20)))
-                for batch in args.batch_records:
+                for batch in [] if args.no_reads else args.batch_records:
                     reads.append(asyncio.run(read_store(bootstrap, topics, prefix, batch)))
                 for r in reads:
                     print(
@@ -312,19 +392,19 @@ def main() -> None:
                         f" {r.cpu_s:.2f} CPU s = {r.per_cpu_s:,.0f} records per CPU s",
                         flush=True,
                     )
-                if args.no_services:
-                    continue
                 profile = args.profile / f"repo-start-{size}.txt" if args.profile else None
-                for svc in (repo, command, query):
+                for svc in () if args.no_services else (repo, command, query):
                     took, cpu, rss = time_to_serving(svc, profile if svc is repo else None)
                     print(
                         f"  {svc.name}_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
                         flush=True,
                     )
-                if profile is not None:
+                if profile is not None and not args.no_services:
                     print("\n".join(summarise(profile)))
                 for svc in (query, command, repo):
                     svc.stop()
+                if not args.no_checkpoint:
+                    with_checkpoint(repo, command, query, log_dir / "checkpoints", offsets)
         finally:
             for svc in (query, command, repo):
                 svc.stop()

@@ -18,13 +18,14 @@ import grpc
 from myko import catalogue
 from myko.app import App
 from myko.authentication import Authenticator
+from myko.checkpoints import Checkpoints
 from myko.client import Client, channel_options
 from myko.command_batch import BatchLimits, CommandBatches
 from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
-from myko.lifecycle import Lifecycle
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.logs import fields, tx_context
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
@@ -163,6 +164,14 @@ class CommandService(Lifecycle):
             keep_events=False,
             cache_entities=settings.repo_cache_entities,
         )
+        self.checkpoints = Checkpoints.of(
+            settings.checkpoints,
+            instance_id=settings.instance_id,
+            service="command_svc",
+            store=self.store,
+            kafka=kafka,
+        )
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self.tracker = ChangeTracker(self.store)
         self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))
         limits = TxLogLimits(
@@ -187,6 +196,7 @@ class CommandService(Lifecycle):
             windows={self._tx_topic.name: limits.read_window()},
             max_record_bytes=max_record_bytes(kafka),
             lag=metrics.consumers.consumer("store"),
+            resume=None if self.checkpoints is None else self.checkpoints.resume,
         )
         self.fence = StoreFence(self.reader, self.store, timeout_s=CATCH_UP_TIMEOUT_S)
         # Shared by every replica: the one that starts it last fences the others.
@@ -262,6 +272,8 @@ class CommandService(Lifecycle):
                 if addr is not None:
                     self.leader_addr = addr
         self.store.apply_records(records, watermark)
+        if self.checkpoints is not None:
+            self.checkpoints.applied(len(records))
 
     async def _rewritten(self, exc: TopicRewritten) -> None:
         # Validating against a state the topics no longer hold could write
@@ -327,6 +339,8 @@ class CommandService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        if self.checkpoints is not None:
+            self.checkpoints.prefetch()  # read while connecting; judged once the topics are known
         self.auth.log_mode("command_svc")
         await self.auth.warm_up()
         entities = entity_topics(kafka, self.app.entities)
@@ -337,6 +351,10 @@ class CommandService(Lifecycle):
         await self.reader.start()
         self.publisher.know_partitions(Counter(t for t, _ in self.reader.watermark.positions))
         await self.reader.wait_caught_up()
+        if self.checkpoints is not None:
+            self._checkpoint_task = asyncio.create_task(
+                self.checkpoints.run(self.reader), name=f"{self.settings.instance_id}-checkpoints"
+            )
         await self.lease.start()
         # Serve once this replica leads, or knows the live leader to forward to.
         async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
@@ -367,6 +385,8 @@ class CommandService(Lifecycle):
         )
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._checkpoint_task)
+        self._checkpoint_task = None
         await self.grpc.set_serving(False)
         await self.lease.stop()
         await self.grpc.stop()

@@ -15,10 +15,10 @@ With `StandardAuthorizer` and no `allow.everyone.if.no.acl.found`, a
 principal may do nothing it was not granted. The grants (docs/security.md,
 "Kafka"), every topic name with MYKO_TOPIC_PREFIX:
 
-- command: reads and writes the entity topics, the tx log and the command
+- command: reads and writes the entity topics (and reads their configs: checkpoints), the tx log and the command
   lease; writes the quarantine topic; its lease group and its transactional
   id. The only writer of entity topics, tx log and lease.
-- repo: reads the entity topics; writes the quarantine topic.
+- repo: reads the entity topics (and their configs: checkpoints); writes the quarantine topic.
 - saga: reads the entity topics in its consumer groups (`<group id>.<saga>`);
   writes the dead-letter topic.
 - query, report, gateway: nothing (they have no Kafka credentials at all).
@@ -92,6 +92,7 @@ class Operation(IntEnum):
     WRITE = 4
     CREATE = 5
     DESCRIBE = 8
+    DESCRIBE_CONFIGS = 10
 
 
 _ALLOW = 3
@@ -134,6 +135,9 @@ def service_acls(settings: KafkaAccessSettings, entity_topics: Sequence[str]) ->
         *_grant(command, (D, R), Resource.GROUP, [f"{prefix}myko-command"]),
         *_grant(command, (D, W), Resource.TRANSACTIONAL_ID, [f"myko-command-{prefix}leader"]),
         *_grant(repo, (D, C, R), T, entity_topics),
+        # A checkpoint is trusted only while younger than the topics' delete.retention.ms.
+        *_grant(repo, (Operation.DESCRIBE_CONFIGS,), T, entity_topics),
+        *_grant(command, (Operation.DESCRIBE_CONFIGS,), T, entity_topics),
         *_grant(repo, (D, C, W), T, [quarantine]),
         *_grant(saga, (D, C, R), T, entity_topics),
         *_grant(saga, (D, C, W), T, [dead_letter]),

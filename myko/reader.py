@@ -1,4 +1,5 @@
-"""Follows topics from the beginning (or a window's start), read_committed, without a consumer group.
+"""Follows topics from the beginning (or a window's start, or a checkpoint's watermark), read_committed,
+without a consumer group.
 
 The reader knows when it has caught up (reached the end offsets seen at start)
 and lets callers wait until it has read past given positions: the basis of
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -38,6 +40,22 @@ OnRewritten = Callable[[TopicRewritten], Coroutine[Any, Any, None]]
 Pace = Callable[[], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class TopicsAtStart:
+    """What a starting reader found, for `resume` to judge a checkpoint by (myko/checkpoints.py)."""
+
+    # topic -> its identity now (None: missing); a topic the broker did not answer for is absent.
+    identities: Mapping[str, TopicIdentity | None]
+    log_starts: Mapping[tuple[str, int], int]
+    # read_committed: the last stable offsets.
+    ends: Mapping[tuple[str, int], int]
+
+
+# Where to start reading the topics it covers instead of the beginning (having loaded the
+# state up to there), or None.
+Resume = Callable[[TopicsAtStart], Awaitable[Mapping[tuple[str, int], int] | None]]
+
+
 class TopicReader(Lifecycle):
     """Reads every partition of `topics` and hands each fetched batch to `on_batch`.
 
@@ -47,6 +65,9 @@ class TopicReader(Lifecycle):
     the reader back with it). `on_rewritten` is called once if a topic's history
     is rewritten under the reader; the reader has stopped by then. `lag`
     receives each partition's position and end after every fetch (metrics).
+    `resume`, when given, is asked once at start, with the topics as they are,
+    whether to start from a checkpoint's watermark rather than the beginning;
+    it names the position of every partition of the topics it covers.
     """
 
     # How much each fetch may bring (aiokafka's defaults are 1 MiB per partition):
@@ -70,7 +91,9 @@ class TopicReader(Lifecycle):
         windows: Mapping[str, ReadWindow] | None = None,
         max_record_bytes: int = 4 * 1024 * 1024,
         lag: ConsumerLag | None = None,
+        resume: Resume | None = None,
     ) -> None:
+        self._resume = resume
         self._kafka = kafka
         self._topics = list(topics)
         self._windows = dict(windows or {})
@@ -145,6 +168,8 @@ class TopicReader(Lifecycle):
             raise Unavailable(f"cannot read {self._topics}: {exc}") from exc
         self._consumer = consumer
         await self._learn_identities()
+        if self._resume is not None:
+            starts.update(await self._resumed_at(consumer, tps, ends))
         self._watermark = Watermark({(tp.topic, tp.partition): starts.get(tp, 0) for tp in tps})
         self._targets = {tp: int(end) for tp, end in ends.items()}
         if self._lag is not None:
@@ -156,6 +181,42 @@ class TopicReader(Lifecycle):
         self._hold_from_collector()
         self._task = asyncio.create_task(self._run(), name=f"{self._client_id}-loop")
         self._check_task = asyncio.create_task(self._check_loop(), name=f"{self._client_id}-topic-check")
+
+    async def _resumed_at(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: Mapping[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
+        """Where `resume` says to start (seeking there), or {} to read from the beginning."""
+        assert self._resume is not None
+        try:
+            firsts = await consumer.beginning_offsets(tps)
+        except (KafkaError, OSError) as exc:
+            log.warning("cannot list log start offsets, reading from the beginning: %s", exc)
+            return {}
+        found = TopicsAtStart(
+            identities=dict(self._identities),
+            log_starts={(tp.topic, tp.partition): int(o) for tp, o in firsts.items()},
+            ends={(tp.topic, tp.partition): int(o) for tp, o in ends.items()},
+        )
+        positions = await self._resume(found)
+        if positions is None:
+            return {}
+        out = {tp: positions[(tp.topic, tp.partition)] for tp in tps if (tp.topic, tp.partition) in positions}
+        for tp, offset in out.items():
+            consumer.seek(tp, offset)
+        return out
+
+    @property
+    def identities(self) -> Mapping[str, TopicIdentity]:
+        """Each topic's identity as first learned (what the rewrite checks compare with)."""
+        return self._identities
+
+    async def log_starts(self) -> dict[tuple[str, int], int]:
+        """The current log start offsets of every partition read."""
+        if self._rewritten is not None:
+            raise self._rewritten
+        assert self._consumer is not None
+        starts = await self._consumer.beginning_offsets(list(self._consumer.assignment()))
+        return {(tp.topic, tp.partition): int(o) for tp, o in starts.items()}
 
     @staticmethod
     async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:

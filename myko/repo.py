@@ -405,6 +405,33 @@ class Repo(Generic[E]):
                 principal=event.principal,
             ).SerializeToString()
 
+    # --- checkpoints (myko/checkpoints.py) -----------------------------------
+    def stored_state(
+        self,
+    ) -> tuple[dict[str, bytes], dict[str, tuple[str, int, int]], dict[str, bytes] | None]:
+        """Copies of what is stored (encodings, positions, envelopes or None), for a checkpoint:
+        dict copies, so a thread may write them while batches go on applying."""
+        envelopes = self._envelopes.copy() if self._keep_events else None
+        return self._bytes.copy(), self._positions.copy(), envelopes
+
+    def install_state(
+        self,
+        encoded: dict[str, bytes],
+        positions: dict[str, tuple[str, int, int]],
+        envelopes: dict[str, bytes] | None,
+    ) -> None:
+        """Take a checkpoint's state (dicts the repo keeps) in place of an empty one;
+        declared indexes are rebuilt over it. Watches see it as their first array."""
+        if self._bytes:
+            raise ValueError(f"{self.entity_type.name}: a checkpoint loads into an empty repo only")
+        if self._keep_events and envelopes is None:
+            raise ValueError(f"{self.entity_type.name}: this store keeps events, the checkpoint has none")
+        self._bytes, self._positions = encoded, positions
+        self._envelopes = envelopes if self._keep_events and envelopes is not None else {}
+        for path in list(self._indexes):
+            del self._indexes[path]
+            self.declare_index(path)
+
     def _forget_positions(self) -> None:
         self._envelopes.clear()
         self._positions.clear()
@@ -566,6 +593,7 @@ class Store:
         cache_entities: int = DEFAULT_CACHE_ENTITIES,
     ) -> None:
         self.entities = entities
+        self.keeps_events = keep_events
         # keep_events=False: no event_of()/snapshot() (only repo_svc serves those).
         # cache_entities: decoded entities kept per type (MYKO_REPO_CACHE_ENTITIES).
         self._repos: dict[str, Repo[Message]] = {

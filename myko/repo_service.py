@@ -17,8 +17,9 @@ from google.protobuf import any_pb2
 
 from myko import catalogue
 from myko.app import App
+from myko.checkpoints import Checkpoints
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
-from myko.lifecycle import Lifecycle
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
@@ -200,6 +201,14 @@ class RepoService(Lifecycle):
             quarantine=self.quarantine,
             cache_entities=settings.repo_cache_entities,
         )
+        self.checkpoints = Checkpoints.of(
+            settings.checkpoints,
+            instance_id=settings.instance_id,
+            service="repo_svc",
+            store=self.store,
+            kafka=kafka,
+        )
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self.reader = TopicReader(
             kafka,
             self.store.topics,
@@ -208,6 +217,7 @@ class RepoService(Lifecycle):
             pace=self.quarantine.wait_room,
             on_rewritten=self._rewritten,
             lag=metrics.consumers.consumer("store"),
+            resume=None if self.checkpoints is None else self.checkpoints.resume,
         )
         self.caught_up = asyncio.Event()
         self.transport = Transport(settings.tls)
@@ -234,6 +244,8 @@ class RepoService(Lifecycle):
         self._entities = app.entities
 
     def _on_batch(self, records: Sequence[Any], watermark: Watermark) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.applied(len(records))
         # The history read at start is nobody's request now: only live batches are traced.
         if not self.tracing.enabled or not self.reader.caught_up:
             self.store.apply_records(records, watermark)
@@ -253,6 +265,8 @@ class RepoService(Lifecycle):
 
     async def start(self) -> None:
         kafka = self.settings.kafka
+        if self.checkpoints is not None:
+            self.checkpoints.prefetch()  # read while connecting; judged once the topics are known
         await ensure_topics(kafka, [*entity_topics(kafka, self._entities), self._quarantine_topic])
         await self.quarantine.start()
         await self.grpc.start()
@@ -263,8 +277,14 @@ class RepoService(Lifecycle):
         if self.reader.rewritten is not None:  # noticed while health was being set
             await self.grpc.set_serving(False)
         log.info("repo caught up at %s", self.store.watermark)
+        if self.checkpoints is not None:
+            self._checkpoint_task = asyncio.create_task(
+                self.checkpoints.run(self.reader), name=f"{self.settings.instance_id}-checkpoints"
+            )
 
     async def stop(self) -> None:
+        await cancel_and_wait(self._checkpoint_task)
+        self._checkpoint_task = None
         await self.grpc.stop()
         await self.status_relay.close()
         await self.reader.stop()

@@ -521,6 +521,26 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CheckpointSettings:
+    """Checkpoints of a service's store (docs/checkpoints.md): repo_svc and command_svc."""
+
+    # A directory (each replica uses the subdirectory named by its instance id);
+    # empty: none, every start replays the topics.
+    dir: str = ""
+    # Written after this many applied records, or this often when anything was applied.
+    every_records: int = 500_000
+    interval_ms: int = 600_000
+
+    @classmethod
+    def from_env(cls, e: _Env) -> CheckpointSettings:
+        return cls(
+            dir=e.opt_str("MYKO_CHECKPOINT_DIR"),
+            every_records=e.int("MYKO_CHECKPOINT_EVERY_RECORDS", cls.every_records, minimum=1),
+            interval_ms=e.int("MYKO_CHECKPOINT_INTERVAL_MS", cls.interval_ms, minimum=1000),
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
 class KafkaServiceSettings(ServerSettings):
     """command_svc, repo_svc and saga_svc: the services that talk to Kafka (each as its own principal)."""
 
@@ -573,6 +593,7 @@ class CommandSettings(KafkaServiceSettings):
     # certificates required); not opened without TLS.
     internal_port: int = catalogue.COMMAND_INTERNAL_PORT
     auth: AuthSettings = field(default_factory=AuthSettings.off)
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -596,6 +617,7 @@ class CommandSettings(KafkaServiceSettings):
             advertise_addr=e.addr("MYKO_ADVERTISE_ADDR", "_:0") if e.opt_str("MYKO_ADVERTISE_ADDR") else "",
             internal_port=e.port(catalogue.COMMAND.internal_port_env, catalogue.COMMAND_INTERNAL_PORT),
             auth=AuthSettings.from_env(e),
+            checkpoints=CheckpointSettings.from_env(e),
         )
 
     @property
@@ -605,9 +627,15 @@ class CommandSettings(KafkaServiceSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class RepoSettings(KafkaServiceSettings):
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
-        return cls(**cls._common("repo", env))  # type: ignore[arg-type]
+        e = _Env(os.environ if env is None else env)
+        return cls(
+            **cls._common("repo", env),  # type: ignore[arg-type]
+            checkpoints=CheckpointSettings.from_env(e),
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -239,6 +239,8 @@ def launch(options: LaunchOptions) -> int:
     run_dir = options.run_dir.resolve()
     log_dir = run_dir / "logs"
     extra_env = dict(options.passthrough or {})
+    # repo_svc's checkpoints (docs/checkpoints.md), one subdirectory per replica.
+    extra_env.setdefault("MYKO_CHECKPOINT_DIR", str(run_dir / "checkpoints"))
     if options.ui_dist is not None:
         extra_env["MYKO_UI_DIST"] = str(options.ui_dist.resolve())
     kafka: LocalKafka | None = None
@@ -246,6 +248,7 @@ def launch(options: LaunchOptions) -> int:
         data_dir = run_dir / ("kafka-cluster" if options.cluster else "kafka")
         if options.fresh:
             shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         kafka = LocalKafka(
             data_dir=data_dir,
             nodes=CLUSTER_KAFKA_NODES if options.cluster else 1,
