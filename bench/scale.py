@@ -70,6 +70,7 @@ class ScaleResult:
     restart_full_s: float | None = None  # the same at the largest size
     records_full: int = 0  # records in the entity topics at that restart (markers included)
     records_empty: int = 0
+    restart_checkpoint_s: float | None = None  # the same from a checkpoint (docs/checkpoints.md)
 
     def rss_per_target(self, size: SizeResult, service: str) -> float:
         added = size.targets - self.targets_before
@@ -273,4 +274,20 @@ async def measure_scale(
     report(f"Scale: repo_svc restart over {stored} imported Targets ...")
     out.records_full = await _records_in(bootstrap, entity_topics)
     out.restart_full_s = await _restart_to_serving(repo)
+    report(f"Scale: repo_svc restart over {stored} imported Targets from a checkpoint ...")
+    out.restart_checkpoint_s = await _restart_from_checkpoint(repo)
     return out
+
+
+async def _restart_from_checkpoint(repo: ServiceProcess) -> float:
+    """repo_svc with MYKO_CHECKPOINT_DIR (beside its log): a replay that writes a checkpoint
+    as soon as it is done, then the timed restart from it. It keeps running so configured."""
+    directory = repo.log_path.parent / "checkpoints"
+    repo.env.update({"MYKO_CHECKPOINT_DIR": str(directory), "MYKO_CHECKPOINT_EVERY_RECORDS": "1"})
+    await _restart_to_serving(repo)
+    deadline = time.monotonic() + 300.0
+    while not await asyncio.to_thread(lambda: list(directory.glob("*/*.ckpt"))):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"repo_svc wrote no checkpoint in {directory} within 300 s")
+        await asyncio.sleep(0.5)
+    return await _restart_to_serving(repo)
