@@ -185,18 +185,23 @@ class TransactionalPublisher(Lifecycle):
         # not two. The record holds the result's logged form (no offsets); the
         # caller gets the full result, built once the offsets are known.
         pending = []
+        shared_trace: Context | None = None
+        shared_headers: list[tuple[str, bytes]] = []
         for p, span in zip(proposals, spans, strict=True):
             # Every record of the command names its Kafka write as the parent to
             # link to (repo_svc, the emissions) or to continue from (sagas).
             # A command whose trace is not sampled has no span here: its records name
             # its (unsampled) trace all the same, so what they cause stays unsampled.
-            extra = (
-                self._tracing.record_headers(trace.set_span_in_context(span))
-                if span is not None
-                else self._tracing.record_headers(p.trace)
-                if p.trace is not None
-                else []
-            )
+            # The commands of one ExecuteBatch share that context: its headers are made once.
+            if span is not None:
+                extra = self._tracing.record_headers(trace.set_span_in_context(span))
+            elif p.trace is None:
+                extra = []
+            elif p.trace is not shared_trace:
+                shared_trace, shared_headers = p.trace, self._tracing.record_headers(p.trace)
+                extra = shared_headers
+            else:
+                extra = shared_headers
             futs = []
             for ev in p.events:
                 rec = to_record(ev, self._topic_of(ev.type))
