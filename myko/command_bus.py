@@ -117,8 +117,9 @@ class CommandBus:
     ) -> command_pb2.CommandResult:
         tx = parse_tx(request.tx)
         name = type_name_of(request.command.type_url, "command")
-        if self._tracing.enabled:
-            trace.get_current_span().set_attributes({"myko.tx": tx, "myko.command.type": name})
+        current = trace.get_current_span()
+        if current.is_recording():
+            current.set_attributes({"myko.tx": tx, "myko.command.type": name})
         reg = self._app.commands.get(name)
         if reg is None:
             raise UnknownType("command", name)

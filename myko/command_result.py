@@ -10,13 +10,11 @@ before writing uses an upper bound: every offset at its largest value.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 from myko.errors import LimitExceeded
 from myko.ports import Proposal
 from myko.v1 import command_pb2, item_pb2
-from myko.watermark import Watermark
 
 _MAX_PARTITION = 2**31 - 1
 _MAX_OFFSET = 2**63 - 1
@@ -24,18 +22,30 @@ _MAX_OFFSET = 2**63 - 1
 
 def build_result(proposal: Proposal, landed: Sequence[item_pb2.Offset]) -> command_pb2.CommandResult:
     """The answer to a committed proposal, given where each of its events landed."""
-    events = []
-    for ev, at in zip(proposal.events, landed, strict=True):
-        done = item_pb2.Event()
-        done.CopyFrom(ev)
-        done.offset.CopyFrom(at)
-        events.append(done)
-    return command_pb2.CommandResult(
-        tx=proposal.tx,
-        command_type=proposal.command_type,
-        events=events,
-        visible_at=Watermark.after(landed).to_proto(),
-    )
+    return completed(logged_result(proposal), [(o.topic, o.partition, o.offset) for o in landed])
+
+
+def completed(
+    logged: command_pb2.CommandResult, landed: Sequence[tuple[str, int, int]]
+) -> command_pb2.CommandResult:
+    """The full result from its logged form, which is filled in and returned: each event
+    gets where it landed (topic, partition, offset), and visible_at the positions after them.
+
+    The publishers keep the logged form they wrote to the tx log and complete it, so a
+    result's events are copied once, not twice."""
+    after: dict[tuple[str, int], int] = {}
+    for ev, (topic, partition, offset) in zip(logged.events, landed, strict=True):
+        at = ev.offset
+        at.topic = topic
+        at.partition = partition
+        at.offset = offset
+        tp = (topic, partition)
+        if after.get(tp, 0) <= offset:
+            after[tp] = offset + 1
+    positions = logged.visible_at.positions
+    for (topic, partition), offset in sorted(after.items()):
+        positions.add(topic=topic, partition=partition, offset=offset)
+    return logged
 
 
 def logged_result(proposal: Proposal) -> command_pb2.CommandResult:
@@ -68,26 +78,21 @@ def result_size_bound(
     Computed field by field (protobuf's wire format) rather than by building the
     result: a command of 30,000 events costs one ByteSize() per event.
     """
-    offset_size: dict[str, int] = {}
-
-    def widest_offset(topic: str) -> int:
-        if topic not in offset_size:
-            offset_size[topic] = item_pb2.Offset(
-                topic=topic, partition=_MAX_PARTITION, offset=_MAX_OFFSET
-            ).ByteSize()
-        return offset_size[topic]
-
+    # Per topic: the bytes of one event's widest offset field, and how many events go there.
+    widest: dict[str, int] = {}
+    per_topic: dict[str, int] = {}
     total = _field(len(proposal.tx.encode())) if proposal.tx else 0
     total += _field(len(proposal.command_type.encode())) if proposal.command_type else 0
-    per_topic: Counter[str] = Counter()
     for ev in proposal.events:
         topic = topic_of(ev.type)
+        offset = widest.get(topic)
+        if offset is None:
+            offset = widest[topic] = _field(_widest_offset(topic))
+            per_topic[topic] = 0
         per_topic[topic] += 1
-        total += _field(ev.ByteSize() + _field(widest_offset(topic)))
+        total += _field(ev.ByteSize() + offset)
     # visible_at: one position per partition written, at most.
-    positions = sum(
-        min(count, partitions_of(topic)) * _field(widest_offset(topic)) for topic, count in per_topic.items()
-    )
+    positions = sum(min(count, partitions_of(topic)) * widest[topic] for topic, count in per_topic.items())
     return total + _field(positions)
 
 
@@ -110,6 +115,13 @@ def check_result_size(
             "split it into smaller commands",
         )
     return bound
+
+
+def _widest_offset(topic: str) -> int:
+    """item_pb2.Offset(topic=topic, partition=_MAX_PARTITION, offset=_MAX_OFFSET).ByteSize(),
+    without building it: one tag byte per field, the topic length-delimited, two varints."""
+    n = len(topic.encode())
+    return (_field(n) if n else 0) + 1 + _varint_len(_MAX_PARTITION) + 1 + _varint_len(_MAX_OFFSET)
 
 
 def _field(size: int) -> int:

@@ -12,13 +12,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from enum import Enum
 
-from myko.command_result import build_result, check_result_size, logged_result
+from myko.command_result import check_result_size, completed, logged_result
 from myko.errors import Fenced, Unavailable
 from myko.events import to_record
 from myko.memory_log import MemoryLog
 from myko.ports import Committed, Proposal
 from myko.txlog import txlog_record
-from myko.v1 import item_pb2
 
 
 class Failure(Enum):
@@ -99,12 +98,15 @@ class MemoryPublisher:
                 landed = []
                 for ev in p.events:
                     at = txn.send(to_record(ev, self._topic_of(ev.type)))
-                    landed.append(item_pb2.Offset(topic=at.topic, partition=at.partition, offset=at.offset))
+                    landed.append((at.topic, at.partition, at.offset))
                 # As the Kafka publisher: the record is sent with the events, before their offsets are known.
-                rec = txn.send(txlog_record(self._txlog_topic, p.tx, p.digest, logged_result(p)))
+                logged = logged_result(p)
+                rec = txn.send(txlog_record(self._txlog_topic, p.tx, p.digest, logged))
                 committed.append(
                     Committed(
-                        result=build_result(p, landed), txlog_partition=rec.partition, txlog_offset=rec.offset
+                        result=completed(logged, landed),
+                        txlog_partition=rec.partition,
+                        txlog_offset=rec.offset,
                     )
                 )
         self.commits += 1

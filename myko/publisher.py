@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from myko.command_result import build_result, check_result_size, logged_result
+from myko.command_result import check_result_size, completed, logged_result
 from myko.errors import Fenced, Unavailable
 from myko.events import to_record
 from myko.lifecycle import Lifecycle
@@ -30,7 +30,6 @@ from myko.settings import KafkaSettings
 from myko.topics import RECORD_OVERHEAD_BYTES
 from myko.tracing import SPAN_KAFKA_COMMIT, Tracing
 from myko.txlog import txlog_record
-from myko.v1 import item_pb2
 
 log = logging.getLogger(__name__)
 
@@ -155,11 +154,14 @@ class TransactionalPublisher(Lifecycle):
 
     def _start_spans(self, proposals: Sequence[Proposal]) -> list[Span | None]:
         """One span per command for the transaction that writes it (all share its timing)."""
-        if not self._tracing.enabled:
+        tracing = self._tracing
+        if not tracing.enabled:
             return [None] * len(proposals)
-        tracer = self._tracing.tracer
+        tracer = tracing.tracer
         return [
-            tracer.start_span(
+            None
+            if tracing.skips(p.trace or Context())
+            else tracer.start_span(
                 SPAN_KAFKA_COMMIT,
                 context=p.trace or Context(),
                 kind=SpanKind.PRODUCER,
@@ -183,29 +185,42 @@ class TransactionalPublisher(Lifecycle):
         # not two. The record holds the result's logged form (no offsets); the
         # caller gets the full result, built once the offsets are known.
         pending = []
+        shared_trace: Context | None = None
+        shared_headers: list[tuple[str, bytes]] = []
         for p, span in zip(proposals, spans, strict=True):
             # Every record of the command names its Kafka write as the parent to
             # link to (repo_svc, the emissions) or to continue from (sagas).
-            extra = [] if span is None else self._tracing.record_headers(trace.set_span_in_context(span))
+            # A command whose trace is not sampled has no span here: its records name
+            # its (unsampled) trace all the same, so what they cause stays unsampled.
+            # The commands of one ExecuteBatch share that context: its headers are made once.
+            if span is not None:
+                extra = self._tracing.record_headers(trace.set_span_in_context(span))
+            elif p.trace is None:
+                extra = []
+            elif p.trace is not shared_trace:
+                shared_trace, shared_headers = p.trace, self._tracing.record_headers(p.trace)
+                extra = shared_headers
+            else:
+                extra = shared_headers
             futs = []
             for ev in p.events:
                 rec = to_record(ev, self._topic_of(ev.type))
                 futs.append(
                     await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers + extra)
                 )
-            rec = txlog_record(self._txlog_topic, p.tx, p.digest, logged_result(p))
+            logged = logged_result(p)
+            rec = txlog_record(self._txlog_topic, p.tx, p.digest, logged)
             at = await producer.send(rec.topic, key=rec.key, value=rec.value, headers=rec.headers + extra)
-            pending.append((futs, at))
+            pending.append((logged, futs, at))
         out = []
-        for p, (futs, at) in zip(proposals, pending, strict=True):
+        for logged, futs, at in pending:
             metas = await asyncio.gather(*futs)
-            landed = [
-                item_pb2.Offset(topic=md.topic, partition=md.partition, offset=md.offset) for md in metas
-            ]
             md = await at
             out.append(
                 Committed(
-                    result=build_result(p, landed), txlog_partition=md.partition, txlog_offset=md.offset
+                    result=completed(logged, [(m.topic, m.partition, m.offset) for m in metas]),
+                    txlog_partition=md.partition,
+                    txlog_offset=md.offset,
                 )
             )
         return out

@@ -109,4 +109,8 @@ def build_tracing(
             provider.add_span_processor(BatchSpanProcessor(_exporter(name, settings)))
     for processor in processors:
         provider.add_span_processor(processor)
-    return Tracing(provider, shutdown=provider.shutdown)
+    return Tracing(
+        provider,
+        shutdown=provider.shutdown,
+        follows_parent=settings.sampler.startswith("parentbased_"),
+    )

@@ -107,8 +107,14 @@ class Tracing:
         provider: trace.TracerProvider | None = None,
         *,
         shutdown: Callable[[], None] | None = None,
+        follows_parent: bool = False,
     ) -> None:
         self.enabled = provider is not None
+        # The sampler keeps a child exactly when its parent was kept (parentbased_*):
+        # a span under an unsampled parent would only be dropped, so none is made
+        # (`skips`). Most commands are unsampled, and each span costs the sampler,
+        # ids and two context switches, several times per command.
+        self.follows_parent = follows_parent
         self._provider = provider or trace.NoOpTracerProvider()
         self.tracer = self._provider.get_tracer("myko")
         self._propagator = TraceContextTextMapPropagator()
@@ -173,6 +179,17 @@ class Tracing:
         return tuple(out[:MAX_LINKS])
 
     # --- spans --------------------------------------------------------------
+    def skips(self, context: Context | None = None) -> bool:
+        """True when a span under `context` (default: the current one) would not be recorded,
+        known without asking the sampler: tracing is off, or its parent is unsampled and
+        the sampler follows the parent."""
+        if not self.enabled:
+            return True
+        if not self.follows_parent:
+            return False
+        parent = trace.get_current_span(context).get_span_context()
+        return parent.is_valid and not parent.trace_flags.sampled
+
     @contextlib.contextmanager
     def span(
         self,
@@ -187,7 +204,9 @@ class Tracing:
         The exception's type and message become the span's status; its traceback
         is not recorded (costly, and a rejected command is not a fault).
         """
-        if not self.enabled:
+        if self.skips(context):
+            # The current context stays the parent's: what is propagated from inside
+            # names the same (unsampled) trace as before.
             yield trace.INVALID_SPAN
             return
         with self.tracer.start_as_current_span(

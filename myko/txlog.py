@@ -47,27 +47,32 @@ def command_digest(type_url: str, value: bytes) -> bytes:
 
 def decode_tx_record(record: RawRecord) -> tuple[str, tuple[bytes, bytes] | None]:
     """(tx, (digest, CommandResult bytes)), or (tx, None) for a tombstone; raises BadRecord."""
-    at = where(record)
     if record.key is None:
-        raise BadRecord(Defect.NO_KEY, f"{at}: tx-log record has no key")
+        raise BadRecord(Defect.NO_KEY, f"{where(record)}: tx-log record has no key")
     try:
         tx = record.key.decode("utf-8")
         canonical = str(uuid.UUID(tx)) == tx
     except (UnicodeDecodeError, ValueError):
         canonical = False
     if not canonical:
-        raise BadRecord(Defect.BAD_KEY, f"{at}: tx-log key {record.key[:64]!r} is not a canonical UUID")
+        raise BadRecord(
+            Defect.BAD_KEY, f"{where(record)}: tx-log key {record.key[:64]!r} is not a canonical UUID"
+        )
     if record.value is None:
         return tx, None
     digests = [v for k, v in record.headers if k == H_DIGEST]
     if len(digests) != 1 or digests[0] is None or len(digests[0]) != hashlib.sha256().digest_size:
-        raise BadRecord(Defect.BAD_HEADER, f"{at}: tx-log record needs one {H_DIGEST} header of 32 bytes")
+        raise BadRecord(
+            Defect.BAD_HEADER, f"{where(record)}: tx-log record needs one {H_DIGEST} header of 32 bytes"
+        )
     try:
         result = command_pb2.CommandResult.FromString(record.value)
     except DecodeError as exc:
-        raise BadRecord(Defect.BAD_VALUE, f"{at}: value is not a CommandResult: {exc}") from None
+        raise BadRecord(Defect.BAD_VALUE, f"{where(record)}: value is not a CommandResult: {exc}") from None
     if result.tx != tx:
-        raise BadRecord(Defect.BAD_VALUE, f"{at}: CommandResult.tx {result.tx[:64]!r} differs from the key")
+        raise BadRecord(
+            Defect.BAD_VALUE, f"{where(record)}: CommandResult.tx {result.tx[:64]!r} differs from the key"
+        )
     return tx, (digests[0], record.value)
 
 
@@ -158,9 +163,16 @@ class TxLog:
         self._add(tx.encode(), digest, self._clock_ms(), partition, offset, value)
 
     def apply_records(self, records: Iterable[RawRecord], quarantine: Quarantine) -> None:
+        index = self._index
         for r in records:
             if r.topic != self.topic:
                 continue
+            if r.value is not None and r.key is not None:
+                packed = index.get(r.key)
+                if packed is not None and _ENTRY.unpack(packed)[2:] == (r.partition, r.offset):
+                    # The record the writer remembered when it committed it (the leader
+                    # reading its own writes back): indexed already, nothing to decode.
+                    continue
             decoded = quarantine.decode(r, decode_tx_record)
             if decoded is None:
                 continue

@@ -157,6 +157,38 @@ def test_a_batch_span_is_kept_when_a_linked_command_was_sampled() -> None:
     assert [s.name for s in exporter.get_finished_spans()] == ["kept"]
 
 
+def _ratio_tracing(sampler: str) -> tuple[Tracing, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    settings = TracingSettings.from_env({"OTEL_TRACES_SAMPLER": sampler, "OTEL_TRACES_SAMPLER_ARG": "1.0"})
+    return build_tracing(settings, service="t", processors=[SimpleSpanProcessor(exporter)]), exporter
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_under_a_parent_based_sampler_a_span_is_made_only_under_a_sampled_parent(sampled: bool) -> None:
+    # Most commands are unsampled: their spans are skipped, not made and dropped, and what
+    # is propagated from inside still names the caller's trace, unsampled.
+    tracing, exporter = _ratio_tracing("parentbased_traceidratio")
+    parent = tracing.context_from(
+        {TRACEPARENT: f"00-{0x1234:032x}-{0x5678:016x}-{'01' if sampled else '00'}"}
+    )
+    assert tracing.skips(parent) is not sampled
+    with tracing.span("child", context=parent) as span:
+        assert span.is_recording() is sampled
+    assert [s.name for s in exporter.get_finished_spans()] == (["child"] if sampled else [])
+    with tracing.span("root") as root:  # no parent: the sampler decides (ratio 1.0: kept)
+        assert root.is_recording()
+    assert not tracing.skips() and Tracing.off().skips()
+
+
+def test_a_sampler_that_ignores_the_parent_still_decides_under_an_unsampled_one() -> None:
+    tracing, exporter = _ratio_tracing("traceidratio")
+    parent = tracing.context_from({TRACEPARENT: f"00-{0x1234:032x}-{0x5678:016x}-00"})
+    assert not tracing.skips(parent)
+    with tracing.span("child", context=parent):
+        pass
+    assert [s.name for s in exporter.get_finished_spans()] == ["child"]
+
+
 class _Record:
     def __init__(self, headers: list[tuple[str, bytes | None]]) -> None:
         self.headers = headers
