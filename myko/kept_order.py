@@ -158,19 +158,23 @@ class KeptOrder(Generic[E]):
                 for entity_id, key in pending.items():
                     self._insert(entity_id, key)
             else:
-                pairs = list(
-                    zip(chain.from_iterable(self._keys), chain.from_iterable(self._ids), strict=True)
-                )
-                # The blocks are one sorted run: the sort merges the pending ones into it.
-                pairs += zip(pending.values(), pending, strict=True)
-                pairs.sort()
-                self._keys, self._ids, self._maxes = [], [], []
-                for start in range(0, len(pairs), _LOAD):
-                    block = pairs[start : start + _LOAD]
-                    self._keys.append([k for k, _ in block])
-                    self._ids.append([i for _, i in block])
-                    self._maxes.append(block[-1])
-                self._size = len(pairs)
+                if self._size:
+                    every = dict(
+                        zip(chain.from_iterable(self._ids), chain.from_iterable(self._keys), strict=True)
+                    )
+                    every.update(pending)
+                else:
+                    every = pending
+                # Ids first, then a stable sort by key: ties in id order, and the sort compares
+                # keys, not (key, id) pairs (faster, and no tuple per entity).
+                ids = sorted(every)
+                ids.sort(key=every.__getitem__)
+                self._ids = [ids[start : start + _LOAD] for start in range(0, len(ids), _LOAD)]
+                self._keys = [[every[i] for i in block] for block in self._ids]
+                self._maxes = [
+                    (keys[-1], block[-1]) for keys, block in zip(self._keys, self._ids, strict=True)
+                ]
+                self._size = len(ids)
         except Exception:
             self._break("its keys do not compare")
             return False

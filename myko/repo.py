@@ -556,10 +556,13 @@ class EntityWatch(Observable[list[E]]):
             [current[i] for i in order], [encoded[i] for i in order], self._repo.entity_type.type_url
         )
 
-    def _deferred(self, ids: list[str]) -> EntityArray[E]:
+    def _deferred(self, kept: KeptOrder[E], matched: set[str] | None) -> EntityArray[E]:
+        """The matches in the kept order, as an array of their stored bytes."""
         repo = self._repo
-        encoded = repo._bytes
-        return EntityArray.deferred([encoded[i] for i in ids], repo.entity_type.type_url, repo._decode_batch)
+        if matched is not None and len(matched) == len(repo):
+            matched = None  # every entity matches: no filter to apply
+        encodings = list(map(repo._bytes.__getitem__, kept.ids(matched)))
+        return EntityArray.deferred(encodings, repo.entity_type.type_url, repo._decode_batch)
 
     def _subscribe_all(
         self, observer: abc.ObserverBase[list[E]], scheduler: abc.SchedulerBase | None = None
@@ -579,7 +582,7 @@ class EntityWatch(Observable[list[E]]):
 
         A change costs O(changed) to update the matching ids, then a walk of the
         kept order (no key, no decode, no sort) when the result changed."""
-        observer.on_next(self._deferred(kept.ids(matched)))
+        observer.on_next(self._deferred(kept, matched))
         match = self._match
         sorted_updates: Callable[[Changes], None] | None = None
 
@@ -605,7 +608,7 @@ class EntityWatch(Observable[list[E]]):
                 # The order stopped (its key failed): sort from here on, as undeclared.
                 sorted_updates = self._sorted_updates(observer, self._matches())
                 return
-            observer.on_next(self._deferred(kept.ids(matched)))
+            observer.on_next(self._deferred(kept, matched))
 
         return on_changes
 

@@ -20,18 +20,14 @@ Target = entities_pb2.Target
 handlers = Handlers()
 
 
-def by_name(e: entities_pb2.Target | entities_pb2.Zone) -> tuple[str, str]:
-    return (e.name.casefold(), e.item.id)
-
-
-def name_key(t: entities_pb2.Target) -> str:
-    """The name order for windows: a window breaks ties by id itself, and a plain string
-    key sorts 100k Targets in about half the time of a (name, id) pair."""
-    return t.name.casefold()
+def by_name(e: entities_pb2.Target | entities_pb2.Zone) -> str:
+    """Name order, case-insensitive. Declared (`order=[by_name]`): the store keeps it,
+    ties broken by id, so one string per entity is all it costs (~90 bytes)."""
+    return e.name.casefold()
 
 
 def by_score(t: entities_pb2.Target) -> tuple[float, str]:
-    """Highest score first, then by name (windows break any remaining tie by id)."""
+    """Highest score first, then by name (a declared order breaks any remaining tie by id)."""
     return (-t.score, t.name.casefold())
 
 
@@ -87,7 +83,7 @@ def top_targets(q: queries_pb2.TopTargets, repos: Store, tenant: str) -> Observa
 @handlers.query(
     queries_pb2.TargetsPage,
     index=["status", "tenant"],
-    order=[name_key],
+    order=[by_name],
     allow=VIEWER,
     scope=by_tenant,
     window=Window(max_limit=500, default_limit=50, offset_field="offset", max_offset=10_000_000),
@@ -96,4 +92,4 @@ def targets_page(q: queries_pb2.TargetsPage, repos: Store, tenant: str) -> Obser
     wanted: dict[str, Hashable] = {"tenant": tenant}
     if q.status != entities_pb2.TARGET_STATUS_UNSPECIFIED:
         wanted["status"] = validation.status(q.status)
-    return repos.of(Target).watch(equal=wanted, order_by=name_key)
+    return repos.of(Target).watch(equal=wanted, order_by=by_name)
