@@ -317,7 +317,12 @@ class Handlers:
         self._changed()
 
     def _declare_order(self, entity_name: str, key: Callable[[Any], Any], query: type[Message]) -> None:
-        if not callable(key):
+        usable = callable(key)
+        try:
+            hash(key)
+        except TypeError:
+            usable = False  # an unhashable object cannot be found again by the store
+        if not usable:
             raise ConfigError(
                 f"query {query.DESCRIPTOR.full_name}: order {key!r} is not a key function (entity -> sort key)"
             )

@@ -480,6 +480,13 @@ def _pick(items: list[E], order: list[int]) -> list[E]:
     return list(operator.itemgetter(*order)(items))
 
 
+def _is_declared(order_by: Callable[[Any], Any], repo: Repo[Any]) -> bool:
+    try:
+        return order_by in repo._orders
+    except TypeError:  # an unhashable key object is never a declared order
+        return False
+
+
 # A selection under 1/32 of the entities is cheaper decoded and sorted than walked
 # in a kept order of all of them (a decode ~3 us, a step of the walk ~40 ns).
 _SMALL_SHARE = 32
@@ -510,7 +517,7 @@ class EntityWatch(Observable[list[E]]):
         self.order_by = order_by
         self._equal = equal
         self._getters = [(operator.attrgetter(path), value) for path, value in equal.items()]
-        self._declared = order_by in repo._orders
+        self._declared = _is_declared(order_by, repo)
 
     def _match(self, e: E) -> bool:
         return all(get(e) == value for get, value in self._getters) and (

@@ -279,3 +279,25 @@ def test_a_query_declares_its_orders_and_they_must_be_key_functions() -> None:
     assert handlers.declared_orders == {TARGET: [by_score, by_score_then_id]}
     with pytest.raises(ConfigError, match="is not a key function"):
         handlers.query(queries_pb2.TargetsPage, order=["name"])  # type: ignore[list-item]
+
+
+class _UnhashableKey:
+    """A key object with equality and no hash: never a declared order, still a fine order_by."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _UnhashableKey)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __call__(self, t: Target) -> float:
+        return -t.score
+
+
+def test_an_unhashable_key_sorts_as_undeclared_and_cannot_be_declared() -> None:
+    store = kept_store()
+    Feed(store).set(*[scored(f"t{i}", float(i)) for i in range(3)])
+    got: list[list[Target]] = []
+    store.of(Target).watch(order_by=_UnhashableKey()).subscribe(got.append)
+    assert [t.item.id for t in got[-1]] == ["t2", "t1", "t0"]
+    with pytest.raises(ConfigError, match="is not a key function"):
+        Handlers().query(queries_pb2.AllTargets, order=[_UnhashableKey()])
