@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from typing import Any, Generic, TypeVar
@@ -111,11 +112,16 @@ class KeptOrder(Generic[E]):
         maxes = self._maxes
         if not maxes:
             return 0, 0
-        i = bisect.bisect_left(maxes, (key, entity_id))
-        if i == len(maxes):
-            i -= 1
+        # The first block whose last (key, id) is not before (key, entity_id): by key
+        # alone (no tuple per comparison), then by id among blocks ending on this key.
+        last = len(maxes) - 1
+        i = bisect.bisect_left(maxes, key, hi=last, key=_first)
+        while i < last and maxes[i][0] == key and maxes[i][1] < entity_id:
+            i += 1
         keys = self._keys[i]
         lo = bisect.bisect_left(keys, key)
+        if lo == len(keys) or keys[lo] != key:
+            return i, lo  # no tie on this key: the id does not matter
         hi = bisect.bisect_right(keys, key, lo)
         return i, bisect.bisect_left(self._ids[i], entity_id, lo, hi)
 
@@ -137,6 +143,19 @@ class KeptOrder(Generic[E]):
             self._keys[i : i + 1] = [keys[:_LOAD], keys[_LOAD:]]
             self._ids[i : i + 1] = [ids[:_LOAD], ids[_LOAD:]]
             self._maxes[i : i + 1] = [(keys[_LOAD - 1], ids[_LOAD - 1]), self._maxes[i]]
+
+    def settle(self) -> None:
+        """After each applied batch: merge its additions now when that is cheap (a few
+        insertions into a large order), or when they are at least as many as the order
+        holds (one sort; as the order doubles, all of them cost about two sorts of the
+        last size). So a read after a live fill finds little or nothing to merge."""
+        pending = self._pending
+        if (
+            pending
+            and self.built
+            and (len(pending) * _MERGE_SHARE < self._size or len(pending) >= self._size)
+        ):
+            self._flush()
 
     def _flush(self) -> bool:
         """Merge the pending additions into the blocks; False when the order is broken."""
@@ -230,6 +249,7 @@ class _Marker:
 
 
 _NOTHING: Any = _Marker("nothing")
+_first = operator.itemgetter(0)
 
 
 # Past this many changes in one batch (as a share of the matches), select the held

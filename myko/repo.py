@@ -824,6 +824,9 @@ class Store:
                 batch[ev.id] = state
                 applied.append(ev)
         self._watermark = self._watermark.advanced(watermark.positions)
+        for type_name in changed:
+            for order in self._repos[type_name]._orders.values():
+                order.settle()
         for type_name, ids in changed.items():
             self._repos[type_name]._notify(ids)
         self._batches.on_next(StoreBatch(applied, self._watermark))
