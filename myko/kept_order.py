@@ -25,7 +25,7 @@ import bisect
 import logging
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from itertools import chain
+from itertools import chain, compress
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -215,23 +215,29 @@ class KeptOrder(Generic[E]):
         flat = chain.from_iterable(self._ids)
         return list(flat) if among is None else list(filter(among.__contains__, flat))
 
-    def after(self, bound: tuple[Any, str] | None, among: set[str], wanted: int) -> list[tuple[Any, str]]:
-        """Up to `wanted` (key, id) of `among`, in order, after `bound` (None: from the start).
-        Call usable() first."""
+    def after(
+        self, bound: tuple[Any, str] | None, among: set[str], wanted: int
+    ) -> tuple[list[Any], list[str]]:
+        """Up to `wanted` entities of `among`, in order, after `bound` (None: from the
+        start): their keys and their ids. Call usable() first."""
         block, pos = 0, 0
         if bound is not None and self._ids:
             block, pos = self._locate(*bound)
             ids = self._ids[block]
             if pos < len(ids) and ids[pos] == bound[1] and self._keys[block][pos] == bound[0]:
                 pos += 1  # after the bound, not at it
-        out: list[tuple[Any, str]] = []
+        out_keys: list[Any] = []
+        out_ids: list[str] = []
         contains = among.__contains__
         for b in range(block, len(self._ids)):
-            ids, keys = self._ids[b], self._keys[b]
-            out += [(keys[k], ids[k]) for k in range(pos if b == block else 0, len(ids)) if contains(ids[k])]
-            if len(out) >= wanted:
-                return out[:wanted]
-        return out
+            start = pos if b == block else 0
+            ids, keys = self._ids[b][start:], self._keys[b][start:]
+            found = list(map(contains, ids))  # the filter in C: map, then compress
+            out_ids += compress(ids, found)
+            out_keys += compress(keys, found)
+            if len(out_ids) >= wanted:
+                return out_keys[:wanted], out_ids[:wanted]
+        return out_keys, out_ids
 
     def __iter__(self) -> Iterator[tuple[Any, str]]:
         """(key, id) in order, pending changes merged first (nothing when broken)."""
@@ -315,13 +321,11 @@ class KeptOrderMatches(Generic[E]):
         wanted = upto - len(self._held)
         if spare:
             wanted += max(wanted, _SPARE)
-        taken = self._kept.after(self._bound, self._ids, wanted)
-        if taken:
-            keys, ids = zip(*taken, strict=True)
-            self._held += ids
-            self._held_keys += keys
-            self._key_of.update(zip(ids, keys, strict=True))
-        self._bound = _ALL if len(taken) < wanted else taken[-1]
+        keys, ids = self._kept.after(self._bound, self._ids, wanted)
+        self._held += ids
+        self._held_keys += keys
+        self._key_of.update(zip(ids, keys, strict=True))
+        self._bound = _ALL if len(ids) < wanted else (keys[-1], ids[-1])
 
     def _position(self, key: Any, entity_id: str) -> int:
         keys = self._held_keys
