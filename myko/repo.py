@@ -458,6 +458,8 @@ class Repo(Generic[E]):
         for path in list(self._indexes):
             del self._indexes[path]
             self.declare_index(path)
+        for order in self._orders.values():
+            order.unbuild()  # sorted over the installed state at its next read
 
     def _forget_positions(self) -> None:
         self._envelopes.clear()

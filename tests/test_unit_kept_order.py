@@ -301,3 +301,15 @@ def test_an_unhashable_key_sorts_as_undeclared_and_cannot_be_declared() -> None:
     assert [t.item.id for t in got[-1]] == ["t2", "t1", "t0"]
     with pytest.raises(ConfigError, match="is not a key function"):
         Handlers().query(queries_pb2.AllTargets, order=[_UnhashableKey()])
+
+
+def test_a_checkpoint_installed_into_the_store_is_sorted_at_the_next_read() -> None:
+    source = kept_store()
+    Feed(source).set(*[scored(f"t{i:03d}", float(i % 5)) for i in range(30)])
+    encoded, positions, _ = source.of(Target).stored_state()
+    store = Store(registry(), orders={TARGET: [by_score]}, keep_events=False)
+    store.of(Target).install_state(encoded, positions, None)
+    got: list[list[Target]] = []
+    store.of(Target).watch(order_by=by_score).subscribe(got.append)
+    want = sorted(source.of(Target).all(), key=by_score_then_id)
+    assert list(got[-1]) == want
