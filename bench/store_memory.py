@@ -3,8 +3,9 @@
     python -m bench.store_memory --targets 100000
 
 Fills a `Store` with N Targets shaped like the scale section's (as query_svc's
-mirror: `keep_events=False` with the app's declared indexes; as repo_svc:
-`keep_events=True`) and reports, per stored Target, the growth of this
+mirror: `keep_events=False` with the app's declared indexes and orders, each
+kept order read once so that it is built; as command_svc's: the same without
+orders; as repo_svc: `keep_events=True`) and reports, per stored Target, the growth of this
 process's RSS and the bytes tracemalloc sees still allocated (with the
 largest allocation sites when `--top` is given). Each mode runs in its own
 child process, so one's freed memory does not hide the next one's growth.
@@ -83,15 +84,18 @@ def _events(start: int, stop: int) -> list[item_pb2.Event]:
     return out
 
 
-def measure(n: int, keep_events: bool, top: int, evaluate: bool) -> dict[str, object]:
+def measure(n: int, keep_events: bool, top: int, evaluate: bool, orders: bool = False) -> dict[str, object]:
     app = load_app("targets")
     gc.collect()
     rss0 = _rss()
     if top:  # tracemalloc's own bookkeeping would inflate the RSS figure: RSS runs without it
         tracemalloc.start(1)
-    store = Store(app.entities, indexes=app.declared_indexes, keep_events=keep_events)
+    declared = getattr(app, "declared_orders", {}) if orders else {}
+    store = Store(app.entities, indexes=app.declared_indexes, orders=declared, keep_events=keep_events)
     for start in range(0, n, CHUNK):
         store.apply_events(_events(start, min(n, start + CHUNK)), Watermark())
+    for key in declared.get("targets.v1.Target", []):  # read once: each kept order built
+        store.of(entities_pb2.Target).kept_order(key)
     gc.collect()
     rss1 = _rss()
     traced, _peak = tracemalloc.get_traced_memory()
@@ -158,13 +162,14 @@ def main() -> None:
         action="store_true",
         help="then run AllTargets twice (handler + encoder) and report RSS after it, and after malloc_trim",
     )
-    ap.add_argument("--child", choices=["mirror", "repo"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["query", "mirror", "repo"], help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(measure(a.targets, a.child == "repo", a.top, a.evaluate)))
+        print(json.dumps(measure(a.targets, a.child == "repo", a.top, a.evaluate, orders=a.child == "query")))
         return
     for mode, label in (
-        ("mirror", "query_svc/command_svc store (keep_events=False)"),
+        ("query", "query_svc store (keep_events=False, declared indexes and orders, each read once)"),
+        ("mirror", "command_svc store (keep_events=False, declared indexes)"),
         ("repo", "repo_svc store (keep_events=True)"),
     ):
         out = subprocess.run(

@@ -161,6 +161,8 @@ class Handlers:
         self.declared_ensures: list[Ensure[Any, Any]] = []
         # Entity full name -> field paths queries select by (see `query(index=...)`).
         self.declared_indexes: dict[str, set[str]] = {}
+        # Entity full name -> key functions queries sort by (see `query(order=...)`), as declared.
+        self.declared_orders: dict[str, list[Callable[[Any], Any]]] = {}
 
     def _changed(self) -> None:
         """Called after every declaration (App forgets what it built)."""
@@ -187,6 +189,7 @@ class Handlers:
         message: type[Query[Q, T]],
         *,
         index: Sequence[str] = ...,
+        order: Sequence[Callable[[T], Any]] = ...,
         allow: Policy = ...,
         scope: None = None,
         window: Window | None = ...,
@@ -197,6 +200,7 @@ class Handlers:
         message: type[Query[Q, T]],
         *,
         index: Sequence[str] = ...,
+        order: Sequence[Callable[[T], Any]] = ...,
         allow: Policy = ...,
         scope: Scope,
         window: Window | None = ...,
@@ -206,6 +210,7 @@ class Handlers:
         message: type[Query[Q, T]],
         *,
         index: Sequence[str] = (),
+        order: Sequence[Callable[[T], Any]] = (),
         allow: Policy = AUTHENTICATED,
         scope: Scope | None = None,
         window: Window | None = None,
@@ -216,7 +221,11 @@ class Handlers:
         selects by with `watch(equal=...)`/`find()`: query and report services
         keep those indexes from their first event, so a new evaluation or Get
         costs O(matches) from the start instead of one scan to build the index.
-        `allow` says who may run it, `scope` which rows each caller sees
+        `order` names the key functions the handler sorts by (`watch(order_by=f)`,
+        the same function objects): those services keep each entity's key in that
+        order from the first event (ties by id), so a new evaluation of a large
+        result walks the kept order instead of computing a key per entity and
+        sorting (docs/authoring.md, "Declared orders"). `allow` says who may run it, `scope` which rows each caller sees
         (docs/security.md). `window` makes the result one bounded window of the
         handler's order (top-N or a page, docs/windows.md): the handler then
         returns a `Repo.watch(...)`, and the framework applies the window.
@@ -232,6 +241,8 @@ class Handlers:
         for path in index:
             _check_index_path(result, path, cls)
             self.declared_indexes.setdefault(entity_name, set()).add(path)
+        for key in order:
+            self._declare_order(entity_name, key, cls)
         if window is not None:
             if not isinstance(window, Window):
                 raise ConfigError(f"query {cls.DESCRIPTOR.full_name}: window must be a myko.Window")
@@ -305,6 +316,20 @@ class Handlers:
         self.declared_ensures.append(ensure)
         self._changed()
 
+    def _declare_order(self, entity_name: str, key: Callable[[Any], Any], query: type[Message]) -> None:
+        usable = callable(key)
+        try:
+            hash(key)
+        except TypeError:
+            usable = False  # an unhashable object cannot be found again by the store
+        if not usable:
+            raise ConfigError(
+                f"query {query.DESCRIPTOR.full_name}: order {key!r} is not a key function (entity -> sort key)"
+            )
+        keys = self.declared_orders.setdefault(entity_name, [])
+        if key not in keys:
+            keys.append(key)
+
     def _saga_names(self) -> set[str]:
         return {s.name for s in self.declared_sagas} | {e.name for e in self.declared_ensures}
 
@@ -327,6 +352,10 @@ class Handlers:
                 self._add_ensure(ensure)
             for entity_name, paths in part.declared_indexes.items():
                 self.declared_indexes.setdefault(entity_name, set()).update(paths)
+            for entity_name, keys in part.declared_orders.items():
+                for key in keys:
+                    if key not in self.declared_orders.setdefault(entity_name, []):
+                        self.declared_orders[entity_name].append(key)
         self._changed()
 
 

@@ -12,7 +12,7 @@ messages instead (docs/authoring.md, "Entities you read are yours").
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, SupportsIndex, TypeVar
 
 from google.protobuf.message import Message
@@ -21,17 +21,139 @@ E = TypeVar("E", bound=Message)
 
 
 class EntityArray(list[E]):
-    """A list of entities of one type plus, while unchanged, their encodings in the same order."""
+    """A list of entities of one type plus, while unchanged, their encodings in the same order.
 
-    __slots__ = ("encodings", "type_url")
+    `EntityArray.deferred(...)` makes one whose entities are decoded only when
+    something reads them (an item, an iteration, a comparison with another
+    list): a result written from the encodings never decodes at all. Its
+    length is known without decoding.
+    """
+
+    __slots__ = ("_decode", "encodings", "type_url")
 
     def __init__(self, entities: Iterable[E], encodings: list[bytes], type_url: str) -> None:
+        self._decode: Callable[[list[bytes]], Iterable[E]] | None = None
         super().__init__(entities)
         self.encodings: list[bytes] | None = encodings if len(encodings) == len(self) else None
         self.type_url = type_url
 
+    @classmethod
+    def deferred(
+        cls, encodings: list[bytes], type_url: str, decode: Callable[[list[bytes]], Iterable[E]]
+    ) -> EntityArray[E]:
+        """The entities of `encodings` (decoded by `decode` when first read)."""
+        out: EntityArray[E] = cls((), [], type_url)
+        out.encodings = encodings
+        out._decode = decode
+        return out
+
+    def _load(self) -> None:
+        decode = self._decode
+        if decode is not None:
+            self._decode = None
+            assert self.encodings is not None
+            super().extend(decode(self.encodings))
+
+    # Reads of a deferred array decode it first.
+    def __len__(self) -> int:
+        if self._decode is not None and self.encodings is not None:
+            return len(self.encodings)
+        return super().__len__()
+
+    def __getitem__(self, index: Any) -> Any:
+        self._load()
+        return super().__getitem__(index)
+
+    def __iter__(self) -> Iterator[E]:
+        self._load()
+        return super().__iter__()
+
+    def __reversed__(self) -> Iterator[E]:
+        self._load()
+        return super().__reversed__()
+
+    def __contains__(self, value: object) -> bool:
+        self._load()
+        return super().__contains__(value)
+
+    def index(self, value: E, *args: Any) -> int:
+        self._load()
+        return super().index(value, *args)
+
+    def count(self, value: E) -> int:
+        self._load()
+        return super().count(value)
+
+    def copy(self) -> list[E]:
+        self._load()
+        return list(super().__iter__())
+
+    def __repr__(self) -> str:
+        self._load()
+        return super().__repr__()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, list):
+            return NotImplemented
+        if (
+            type(other) is EntityArray
+            and self.encodings is not None
+            and other.encodings is not None
+            and self.type_url == other.type_url
+        ):
+            # Stored encodings are deterministic: the same bytes are the same entities,
+            # different bytes a different state (what the store itself calls a change).
+            return self.encodings == other.encodings
+        if len(self) != len(other):
+            return False
+        self._load()
+        if type(other) is EntityArray:
+            other._load()
+        return super().__eq__(other)
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None
+
+    def __lt__(self, other: list[E]) -> bool:
+        self._load()
+        return super().__lt__(other)
+
+    def __le__(self, other: list[E]) -> bool:
+        self._load()
+        return super().__le__(other)
+
+    def __gt__(self, other: list[E]) -> bool:
+        self._load()
+        return super().__gt__(other)
+
+    def __ge__(self, other: list[E]) -> bool:
+        self._load()
+        return super().__ge__(other)
+
+    def __add__(self, other: list[E]) -> list[E]:  # type: ignore[override]
+        self._load()
+        return list(super().__iter__()) + list(other)
+
+    def __radd__(self, other: list[E]) -> list[E]:
+        self._load()
+        return list(other) + list(super().__iter__())
+
+    def __mul__(self, n: SupportsIndex) -> list[E]:
+        self._load()
+        return list(super().__iter__()) * n
+
+    __rmul__ = __mul__
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        # Copies and pickles are plain lists: the encodings belong to the watch's array.
+        return (list, (self.copy(),))
+
     # Anything that reorders or replaces items makes the encodings stale.
     def _drop(self) -> None:
+        self._load()
         self.encodings = None
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -42,7 +164,7 @@ class EntityArray(list[E]):
         self._drop()
         super().__delitem__(index)
 
-    def __iadd__(self, other: Iterable[E]) -> EntityArray[E]:  # type: ignore[override,misc]
+    def __iadd__(self, other: Iterable[E]) -> EntityArray[E]:  # type: ignore[override]
         self._drop()
         super().__iadd__(other)
         return self

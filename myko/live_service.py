@@ -45,6 +45,7 @@ class LiveService(Lifecycle):
             app.entities,
             topic_prefix=settings.topic_prefix,
             indexes=app.declared_indexes,
+            orders=app.declared_orders,
             keep_events=False,  # a mirror serves results, never events
             cache_entities=settings.repo_cache_entities,
         )

@@ -313,13 +313,26 @@ class OrderedMatches(Generic[E]):
         self._hold(upto, spare=False)
 
 
+class Matches(Protocol[E]):
+    """An ordered selection kept for windows: `OrderedMatches`, or a `KeptOrderMatches`
+    (myko/kept_order.py) that takes its positions from an order the store keeps."""
+
+    @property
+    def held(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def slice(self, offset: int, limit: int) -> list[E]: ...
+
+    def apply(self, changed: Mapping[str, E | None]) -> int | None: ...
+
+
 class MatchSource(Protocol[E]):
     """What a SharedOrder follows: an ordered selection of a Repo (`EntityWatch`)."""
 
-    @property
-    def order_by(self) -> Callable[[E], Any]: ...
-
-    def current(self) -> dict[str, E]: ...
+    def matches(self, upto: int) -> Matches[E]:
+        """The matches now, in order, with at least the first `upto` positions held."""
+        ...
 
     def follow(self, on_changes: Callable[[Mapping[str, E | None]], None]) -> DisposableBase:
         """Each applied batch: changed id -> the entity when it matches, None when it does not."""
@@ -350,7 +363,7 @@ class SharedOrder(Generic[E]):
     ) -> None:
         self._source = source
         self._on_idle = on_idle
-        self._matches: OrderedMatches[E] | None = None
+        self._matches: Matches[E] | None = None
         self._following: DisposableBase | None = None
         self._windows: list[_WindowSubscriber[E]] = []
 
@@ -380,11 +393,11 @@ class SharedOrder(Generic[E]):
             self._following = None
         self._matches = None
 
-    def _start(self, upto: int) -> OrderedMatches[E]:
+    def _start(self, upto: int) -> Matches[E]:
         if self._matches is None:
             # Sorted only as far as this first window reaches (and a spare): later
             # windows of the order extend it as they need (OrderedMatches.slice).
-            self._matches = OrderedMatches(self._source.current(), self._source.order_by, upto=upto)
+            self._matches = self._source.matches(upto)
             self._following = self._source.follow(self._on_changes)
         return self._matches
 
@@ -398,7 +411,7 @@ class SharedOrder(Generic[E]):
                 self._on_idle(self)
 
     @staticmethod
-    def _result(matches: OrderedMatches[E], sub: _WindowSubscriber[E]) -> WindowResult[E]:
+    def _result(matches: Matches[E], sub: _WindowSubscriber[E]) -> WindowResult[E]:
         spec = sub.spec
         return WindowResult(
             matches.slice(spec.offset, spec.limit), spec.offset, len(matches) if sub.total else None
