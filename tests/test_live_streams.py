@@ -154,9 +154,11 @@ async def test_a_grouped_stream_sends_a_shared_result_once(client: Client, stack
             await f.until(lambda f: all(_names(r) == ["alpha", "beta"] for r in f.latest.values()))
             assert all(fr.WhichOneof("body") == "query" for fr in f.frames)
         # One frame names the five AllTargets subscriptions; the old contract sends five.
-        assert sorted(len(fr.more_sub_ids) + 1 for fr in grouped.frames) == [1, 5]
-        assert {(fr.sub_id, *fr.more_sub_ids) for fr in grouped.frames} >= {("other",)}
-        assert len(plain.frames) == 6 and not any(fr.more_sub_ids for fr in plain.frames)
+        # (A loaded machine may see the change land in more than one emission: count per emission.)
+        named = {tuple(sorted((fr.sub_id, *fr.more_sub_ids))) for fr in grouped.frames}
+        assert named == {("other",), ("s0", "s1", "s2", "s3", "s4")}
+        assert not any(fr.more_sub_ids for fr in plain.frames)
+        assert {fr.sub_id for fr in plain.frames} == {"other", "s0", "s1", "s2", "s3", "s4"}
     finally:
         grouped.call.cancel()
         plain.call.cancel()
