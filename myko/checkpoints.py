@@ -31,8 +31,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
 from myko import checkpoint_file
@@ -41,6 +39,7 @@ from myko.collector_hold import CollectorHold
 from myko.reader import TopicReader, TopicsAtStart
 from myko.repo import Store
 from myko.settings import CheckpointSettings, KafkaSettings
+from myko.topics import topic_config_ints
 
 log = logging.getLogger(__name__)
 
@@ -121,21 +120,7 @@ def refusal(
 
 async def delete_retention_ms(kafka: KafkaSettings, topics: list[str]) -> dict[str, int]:
     """Each topic's effective delete.retention.ms (the broker's default when not set on it)."""
-    admin = AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=kafka.request_timeout_ms)
-    try:
-        await admin.start()
-        responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t, {"delete.retention.ms": None}) for t in topics]
-        )
-    finally:
-        await admin.close()
-    found: dict[str, int] = {}
-    for response in responses:
-        for resource in response.to_object()["resources"]:
-            for entry in resource["config_entries"]:
-                if entry["config_names"] == "delete.retention.ms" and entry["config_value"]:
-                    found[resource["resource_name"]] = int(entry["config_value"])
-    return found
+    return await topic_config_ints(kafka, topics, "delete.retention.ms")
 
 
 def _now_ms() -> int:

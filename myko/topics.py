@@ -135,21 +135,28 @@ async def ensure_topics(kafka: KafkaSettings, specs: Iterable[TopicSpec], *, tim
 async def max_message_bytes_of(kafka: KafkaSettings, names: Iterable[str]) -> dict[str, int]:
     """The effective `max.message.bytes` of existing topics (topics created before it was set
     have the broker's default, usually 1 MiB)."""
+    try:
+        return await topic_config_ints(kafka, names, "max.message.bytes")
+    except (KafkaError, OSError) as exc:
+        raise Unavailable(f"cannot describe topics on {kafka.bootstrap_servers}: {exc}") from exc
+
+
+async def topic_config_ints(kafka: KafkaSettings, names: Iterable[str], config: str) -> dict[str, int]:
+    """Topic -> the effective value of the integer setting `config` (the broker's default where
+    the topic does not set it). Kafka's and the socket's errors are the caller's to handle."""
     admin = AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=kafka.request_timeout_ms)
     try:
         await admin.start()
         responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, n, {"max.message.bytes": None}) for n in names]
+            [ConfigResource(ConfigResourceType.TOPIC, n, {config: None}) for n in names]
         )
-    except (KafkaError, OSError) as exc:
-        raise Unavailable(f"cannot describe topics on {kafka.bootstrap_servers}: {exc}") from exc
     finally:
         await admin.close()
     found: dict[str, int] = {}
     for response in responses:
         for resource in response.to_object()["resources"]:
             for entry in resource["config_entries"]:
-                if entry["config_names"] == "max.message.bytes" and entry["config_value"]:
+                if entry["config_names"] == config and entry["config_value"]:
                     found[resource["resource_name"]] = int(entry["config_value"])
     return found
 
