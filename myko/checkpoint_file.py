@@ -190,13 +190,18 @@ def _read_header(f: BinaryIO) -> Header:
     (size,) = _U32.unpack_from(start, 12)
     if size > _MAX_HEADER_BYTES:
         raise CheckpointUnusable(f"header length {size} is not plausible")
-    head = f.read(size)
+    return Header.from_json(_read_checked(f, size, "header"))
+
+
+def _read_checked(f: BinaryIO, size: int, what: str) -> bytes:
+    """`size` bytes and the CRC-32 after them, which must match (else the file is not whole)."""
+    data = f.read(size)
     crc = f.read(4)
-    if len(head) != size or len(crc) != 4:
-        raise CheckpointUnusable("truncated in the header")
-    if _U32.unpack(crc)[0] != zlib.crc32(head):
-        raise CheckpointUnusable("header checksum mismatch")
-    return Header.from_json(head)
+    if len(data) != size or len(crc) != 4:
+        raise CheckpointUnusable(f"truncated in a {what}")
+    if _U32.unpack(crc)[0] != zlib.crc32(data):
+        raise CheckpointUnusable(f"{what} checksum mismatch")
+    return data
 
 
 def read(path: Path) -> tuple[Header, dict[str, TypeState]]:
@@ -237,13 +242,7 @@ def _frames(f: BinaryIO) -> Iterator[tuple[int, bytes]]:
         kind, size = _FRAME.unpack(head)
         if kind not in (_ENTITIES, _END) or size > _MAX_FRAME_BYTES:
             raise CheckpointUnusable(f"frame of kind {kind} and length {size} is not ours")
-        payload = f.read(size)
-        crc = f.read(4)
-        if len(payload) != size or len(crc) != 4:
-            raise CheckpointUnusable("truncated in a frame")
-        if _U32.unpack(crc)[0] != zlib.crc32(payload):
-            raise CheckpointUnusable("frame checksum mismatch")
-        yield kind, payload
+        yield kind, _read_checked(f, size, "frame")
 
 
 def _add_chunk(lists: dict[str, list[Any]], header: Header, value: Any) -> None:
