@@ -30,6 +30,8 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from myko.query_window import apply_batch
+
 log = logging.getLogger(__name__)
 
 E = TypeVar("E", bound=Message)
@@ -258,9 +260,6 @@ _NOTHING: Any = _Marker("nothing")
 _first = operator.itemgetter(0)
 
 
-# Past this many changes in one batch (as a share of the matches), select the held
-# positions again from the kept order instead of one insert/delete per change.
-_RESELECT_SHARE = 16
 # Positions held beyond what the windows reach, at least (as OrderedMatches).
 _SPARE = 64
 
@@ -353,17 +352,7 @@ class KeptOrderMatches(Generic[E]):
             return self._fallback.apply(changed)  # type: ignore[no-any-return]
         ids, items = self._ids, self._items
         relevant = {i: e for i, e in changed.items() if (e is not None and items.get(i) is not e) or i in ids}
-        if not relevant:
-            return None
-        if len(relevant) * _RESELECT_SHARE > len(ids) + _RESELECT_SHARE:
-            self._reselect(relevant)
-            return 0
-        low: int | None = None
-        for entity_id, entity in relevant.items():
-            pos = self._apply_one(entity_id, entity)
-            if pos is not None and (low is None or pos < low):
-                low = pos
-        return low
+        return apply_batch(relevant, matches=len(ids), apply_one=self._apply_one, reselect=self._reselect)
 
     def _apply_one(self, entity_id: str, entity: E | None) -> int | None:
         held, keys = self._held, self._held_keys

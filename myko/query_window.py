@@ -42,7 +42,8 @@ from myko.errors import ConfigError, InvalidArgument
 E = TypeVar("E", bound=Message)
 
 # Past this many changes in one batch (as a share of the matches) a re-sort of the
-# nearly sorted keys is cheaper than one insert/delete per change.
+# nearly sorted keys (or a new selection from a kept order) is cheaper than one
+# insert/delete per change.
 _RESORT_SHARE = 16
 # Positions held sorted beyond what the windows reach, at least: deletes inside a
 # page then rarely need a new selection.
@@ -155,6 +156,32 @@ class WindowResult(Generic[E]):
     total: int | None
 
 
+def apply_batch(
+    relevant: Mapping[str, E | None],
+    *,
+    matches: int,
+    apply_one: Callable[[str, E | None], int | None],
+    reselect: Callable[[Mapping[str, E | None]], None],
+) -> int | None:
+    """Apply a batch of relevant changes to an ordered selection of `matches` entities:
+    the lowest position that may now hold something else, or None.
+
+    Shared by `OrderedMatches` and `KeptOrderMatches`, which differ in what one change
+    costs; past a share of the matches, selecting again is cheaper than change by change.
+    """
+    if not relevant:
+        return None
+    if len(relevant) * _RESORT_SHARE > matches + _RESORT_SHARE:
+        reselect(relevant)
+        return 0
+    low: int | None = None
+    for entity_id, entity in relevant.items():
+        pos = apply_one(entity_id, entity)
+        if pos is not None and (low is None or pos < low):
+            low = pos
+    return low
+
+
 class OrderedMatches(Generic[E]):
     """The matches of a watch in order, kept up to date change by change.
 
@@ -253,17 +280,9 @@ class OrderedMatches(Generic[E]):
         relevant = {
             i: e for i, e in changed.items() if (e is not None and items.get(i) is not e) or i in items
         }
-        if not relevant:
-            return None
-        if len(relevant) * _RESORT_SHARE > len(items) + _RESORT_SHARE:
-            self._apply_by_reselect(relevant)
-            return 0
-        low: int | None = None
-        for entity_id, entity in relevant.items():
-            pos = self._apply_one(entity_id, entity)
-            if pos is not None and (low is None or pos < low):
-                low = pos
-        return low
+        return apply_batch(
+            relevant, matches=len(items), apply_one=self._apply_one, reselect=self._apply_by_reselect
+        )
 
     def _apply_one(self, entity_id: str, entity: E | None) -> int | None:
         entries = self._sorted

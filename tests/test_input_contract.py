@@ -15,7 +15,7 @@ import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -78,7 +78,7 @@ async def test_unknown_fields_do_not_split_an_evaluation(stack: InProcessStack) 
         # read further (say, the zone's own commit marker) gets the same result
         # stamped with the newer position.
         assert len(stack.query.hub) == 1
-        results = [query_pb2.QueryResult.FromString(f) for f in firsts]
+        results = [query_pb2.QueryResult.FromString(cast(bytes, f)) for f in firsts]
         assert len({(r.query_type, tuple(i.value for i in r.items)) for r in results}) == 1
         assert len(stack.report.hub) == 1
     finally:
