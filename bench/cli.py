@@ -57,6 +57,7 @@ class Options:
     e2e_count: int
     e2e_warmup: int
     e2e_targets: int
+    latency_rounds: int
     throughput_clients: tuple[int, ...]
     hot_clients: int
     throughput_duration_s: float
@@ -100,6 +101,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     ap.add_argument("--e2e-count", type=int, default=1000, help="sequential commands measured")
     ap.add_argument("--e2e-warmup", type=int, default=100, help="unmeasured commands first")
     ap.add_argument("--e2e-targets", type=int, default=10, help="size of the watched AllTargets result")
+    ap.add_argument(
+        "--latency-rounds",
+        type=int,
+        default=4,
+        help="split the floors and the end-to-end commands into this many alternating rounds, so "
+        "both see the same minutes of the machine",
+    )
     ap.add_argument(
         "--throughput-clients",
         type=_counts,
@@ -175,6 +183,8 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         a.overhead_rounds, a.overhead_commands, a.overhead_warmup = 4, 25, 10
         a.scale_sizes, a.scale_snapshots, a.scale_gets = (2_000, 10_000), 3, 50
         a.ui_scale_targets, a.ui_scale_changes = min(a.ui_scale_targets, 10_000), 5
+    if a.latency_rounds < 1:
+        ap.error("--latency-rounds must be at least 1")
     if len(a.fanout_mux) != 3:
         ap.error("--fanout-mux takes N,M,CHANGES")
     if list(a.scale_sizes) != sorted(set(a.scale_sizes)):
@@ -186,6 +196,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         e2e_count=a.e2e_count,
         e2e_warmup=a.e2e_warmup,
         e2e_targets=a.e2e_targets,
+        latency_rounds=a.latency_rounds,
         throughput_clients=a.throughput_clients,
         hot_clients=a.hot_clients,
         throughput_duration_s=a.throughput_seconds,
@@ -220,11 +231,70 @@ class _Measured:
     floor_myko_shape: FloorResult
     floor_plain: FloorResult
     e2e: EndToEndResult
+    round_ratios: list[float]
     throughput: list[ThroughputResult]
     fanout: list[FanoutResult]
     scale: ScaleResult | None
     batch: list[BatchResult]
     fanout_mux: MuxFanoutResult | None = None
+
+
+async def _measure_latency(
+    opts: Options,
+    *,
+    bootstrap: str,
+    command_channel: grpc.aio.Channel,
+    query_channel: grpc.aio.Channel,
+    target_topic: str,
+    meter: CpuMeter,
+) -> tuple[FloorResult, FloorResult, FloorResult, EndToEndResult, list[float]]:
+    """The three floors and the sequential end to end, in alternating rounds.
+
+    Target 1 is a ratio of two medians; taken minutes apart on a shared machine,
+    a change of load between them moved it by 2x. Alternating short rounds puts
+    both sides of the ratio in the same minutes. The floors run with the services
+    up and idle (nothing else is measured meanwhile).
+    """
+    rounds = opts.latency_rounds
+    floors: list[list[FloorResult]] = [[], [], []]
+    e2e_parts: list[EndToEndResult] = []
+    for r in range(rounds):
+        share = _share(opts.floor_count, rounds, r)
+        # The first round warms each variant up fully; later rounds only their fresh topic.
+        warmup = opts.floor_warmup if r == 0 else min(opts.floor_warmup, 20)
+        _say(f"Latency round {r + 1}/{rounds}: Kafka floors, {share} messages each ...")
+        for i, (transactional, tx_log) in enumerate(((True, False), (True, True), (False, False))):
+            floors[i].append(
+                await measure_floor(
+                    bootstrap, transactional=transactional, tx_log_record=tx_log, count=share, warmup=warmup
+                )
+            )
+        commands = _share(opts.e2e_count, rounds, r)
+        _say(f"Latency round {r + 1}/{rounds}: Myko end to end, {commands} sequential commands ...")
+        e2e_parts.append(
+            await measure_end_to_end(
+                command_channel=command_channel,
+                query_channel=query_channel,
+                bootstrap=bootstrap,
+                target_topic=target_topic,
+                partitions=opts.partitions,
+                targets=opts.e2e_targets,
+                count=commands,
+                warmup=opts.e2e_warmup if r == 0 else min(opts.e2e_warmup, 20),
+                meter=meter,
+            )
+        )
+    txn, shaped, plain = (FloorResult.combined(parts) for parts in floors)
+    # Target 1's ratio within each round: how much of its spread is the machine's.
+    ratios = [
+        e.send_to_emission.p50 / f.produce_to_consume.p50 for f, e in zip(floors[0], e2e_parts, strict=True)
+    ]
+    return txn, shaped, plain, EndToEndResult.combined(e2e_parts), ratios
+
+
+def _share(total: int, rounds: int, r: int) -> int:
+    """Round r's part of `total`, the remainder spread over the first rounds."""
+    return total // rounds + (1 if r < total % rounds else 0)
 
 
 async def _measure(
@@ -242,18 +312,6 @@ async def _measure(
     # coordinator state); without this the first variant measured pays for it.
     _say(f"Warming up the broker: {opts.broker_warmup} transactions ...")
     await measure_floor(bootstrap, transactional=True, count=0, warmup=opts.broker_warmup)
-    _say(f"Kafka floor, transactional: {opts.floor_count} messages ...")
-    floor_txn = await measure_floor(
-        bootstrap, transactional=True, count=opts.floor_count, warmup=opts.floor_warmup
-    )
-    _say(f"Kafka, transactions shaped like Myko's: {opts.floor_count} messages ...")
-    floor_myko_shape = await measure_floor(
-        bootstrap, transactional=True, tx_log_record=True, count=opts.floor_count, warmup=opts.floor_warmup
-    )
-    _say(f"Kafka floor, plain: {opts.floor_count} messages ...")
-    floor_plain = await measure_floor(
-        bootstrap, transactional=False, count=opts.floor_count, warmup=opts.floor_warmup
-    )
     command_addr = f"127.0.0.1:{ports.command}"
     query_addr = f"127.0.0.1:{ports.query}"
     pids = {svc.name: svc.pid for svc in stack.services} | {"kafka": kafka_pid, "bench": os.getpid()}
@@ -261,16 +319,12 @@ async def _measure(
     command_channel = grpc.aio.insecure_channel(command_addr, options=CHANNEL_OPTIONS)
     query_channel = grpc.aio.insecure_channel(query_addr, options=CHANNEL_OPTIONS)
     try:
-        _say(f"Myko end to end: {opts.e2e_count} sequential commands ...")
-        e2e = await measure_end_to_end(
+        floor_txn, floor_myko_shape, floor_plain, e2e, round_ratios = await _measure_latency(
+            opts,
+            bootstrap=bootstrap,
             command_channel=command_channel,
             query_channel=query_channel,
-            bootstrap=bootstrap,
             target_topic=f"{topic_prefix}targets.v1.Target",
-            partitions=opts.partitions,
-            targets=opts.e2e_targets,
-            count=opts.e2e_count,
-            warmup=opts.e2e_warmup,
             meter=meter,
         )
         levels = [(n, False) for n in opts.throughput_clients]
@@ -342,7 +396,16 @@ async def _measure(
         await command_channel.close(None)
         await query_channel.close(None)
     return _Measured(
-        floor_txn, floor_myko_shape, floor_plain, e2e, throughput, fanout, scale, batch, fanout_mux
+        floor_txn,
+        floor_myko_shape,
+        floor_plain,
+        e2e,
+        round_ratios,
+        throughput,
+        fanout,
+        scale,
+        batch,
+        fanout_mux,
     )
 
 
@@ -495,6 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         floor_myko_shape=measured.floor_myko_shape,
         floor_plain=measured.floor_plain,
         e2e=measured.e2e,
+        round_ratios=measured.round_ratios,
         throughput=measured.throughput,
         fanout=measured.fanout,
         overhead=overhead,

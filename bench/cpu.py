@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +58,15 @@ class CpuUse:
 
     seconds: Mapping[str, float]
     wall_s: float
+
+    @classmethod
+    def summed(cls, parts: Sequence[CpuUse]) -> CpuUse:
+        """Several measured stretches as one: CPU seconds and wall time added up."""
+        names = {name for p in parts for name in p.seconds}
+        return cls(
+            {name: sum(p.seconds.get(name, 0.0) for p in parts) for name in names},
+            sum(p.wall_s for p in parts),
+        )
 
 
 class CpuMeter:

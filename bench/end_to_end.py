@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -42,6 +43,26 @@ class EndToEndResult:
     kafka_to_emission: Samples = field(default_factory=Samples)
     emissions_before_ack: int = 0
     cpu: CpuUse | None = None  # during the measured commands
+
+    @classmethod
+    def combined(cls, parts: Sequence[EndToEndResult]) -> EndToEndResult:
+        """The rounds of one measurement as one: samples joined, CPU summed."""
+
+        def joined(pick: Callable[[EndToEndResult], Samples]) -> Samples:
+            return Samples.joined(pick(p) for p in parts)
+
+        cpus = [p.cpu for p in parts if p.cpu is not None]
+        return cls(
+            command=joined(lambda p: p.command),
+            rejected=joined(lambda p: p.rejected),
+            ack_to_emission=joined(lambda p: p.ack_to_emission),
+            send_to_emission=joined(lambda p: p.send_to_emission),
+            send_to_kafka=joined(lambda p: p.send_to_kafka),
+            kafka_to_ack=joined(lambda p: p.kafka_to_ack),
+            kafka_to_emission=joined(lambda p: p.kafka_to_emission),
+            emissions_before_ack=sum(p.emissions_before_ack for p in parts),
+            cpu=CpuUse.summed(cpus) if cpus else None,
+        )
 
 
 class KafkaProbe:

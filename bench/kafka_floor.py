@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -39,6 +40,12 @@ FETCH_MAX_WAIT_MS = 100
 class FloorResult:
     produce_to_consume: Samples  # send -> record in the consumer
     produce_ack: Samples  # send -> commit (or produce) acknowledged
+
+    @classmethod
+    def combined(cls, parts: Sequence[FloorResult]) -> FloorResult:
+        return cls(
+            Samples.joined(p.produce_to_consume for p in parts), Samples.joined(p.produce_ack for p in parts)
+        )
 
 
 async def create_topics(bootstrap: str, names: list[str]) -> None:

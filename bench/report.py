@@ -56,6 +56,8 @@ class BenchResults:
     batch: list[BatchResult] = field(default_factory=list)
     ui_scale: UiScaleResult | None = None
     fanout_mux: MuxFanoutResult | None = None
+    # send -> emission p50 / floor p50 within each alternating latency round
+    round_ratios: list[float] = field(default_factory=list)
 
 
 def _ms(seconds: float) -> str:
@@ -349,6 +351,13 @@ def _notes(r: BenchResults) -> list[str]:
         "FLOOR = the transactional produce->consume p50/p99 (how Myko uses Kafka); "
         "'p50 / plain' compares with a plain acks=all produce -> read_uncommitted consume.",
     ]
+    if len(r.round_ratios) > 1:
+        notes.append(
+            f"The floors and the end-to-end commands ran in {len(r.round_ratios)} alternating rounds; "
+            "send -> emission p50 / floor p50 within each round: "
+            + ", ".join(f"{x:.1f}x" for x in r.round_ratios)
+            + "."
+        )
     if r.e2e.emissions_before_ack:
         notes.append(
             f"{r.e2e.emissions_before_ack} of {len(r.e2e.command)} emissions reached the watcher "

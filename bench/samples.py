@@ -22,6 +22,11 @@ class Samples:
     def __len__(self) -> int:
         return len(self.values)
 
+    @classmethod
+    def joined(cls, parts: Iterable[Samples]) -> Samples:
+        """One set of the samples of several measurements (e.g. alternating rounds)."""
+        return cls([v for part in parts for v in part.values])
+
     def percentile(self, p: float) -> float:
         """Nearest-rank percentile (p in 0..100): a value that was actually observed."""
         if not self.values:
