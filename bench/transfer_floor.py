@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,7 +34,7 @@ _SERVICE = "bench.TransferFloor"
 _METHOD = f"/{_SERVICE}/Watch"
 
 
-def _handler(payload: bytes) -> grpc.GenericRpcHandler:
+def _handler(payload: bytes) -> grpc.GenericRpcHandler[Any, Any]:
     async def watch(_request: bytes, _context: Any) -> AsyncIterator[bytes]:
         yield payload
         # A Watch stays open after its first emission; the client cancels it.
@@ -66,6 +67,8 @@ class FloorServer:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            cwd=Path(__file__).resolve().parent.parent,  # where `bench` is a package
+            env={**os.environ, "GRPC_VERBOSITY": "ERROR"},
         )
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

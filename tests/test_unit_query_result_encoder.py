@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.protobuf.message import Message
 from target_store import packed_result
 from targets.v1 import entities_pb2
@@ -14,9 +16,9 @@ Target = entities_pb2.Target
 TYPE_URL = "type.googleapis.com/targets.v1.Target"
 
 
-def reference(entities: list[Message], watermark: item_pb2.Watermark, seq: int) -> bytes:
+def reference(entities: Sequence[Message], watermark: item_pb2.Watermark, seq: int) -> bytes:
     """What live_bus built before the encoder."""
-    return packed_result(entities, watermark, seq)
+    return packed_result(list(entities), watermark, seq)
 
 
 def target(tid: str, name: str, hits: int = 0) -> Target:
