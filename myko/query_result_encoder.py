@@ -48,7 +48,7 @@ class QueryResultEncoder:
         # its id from being reused by another object while the entry exists.
         self._items: dict[int, tuple[Message, bytes]] = {}
         # type_url -> {len(value): the bytes before a value of that length in `items`}.
-        self._frames: dict[str, _Frames] = {}
+        self._frames: dict[str, dict[int, bytes]] = {}
         # The last stored-bytes result: its encodings list, its bytes, and where its items end.
         # The same array again (a subscriber joining after the store moved on) only needs
         # a new watermark: one copy of the bytes instead of a walk over every entity.
@@ -73,15 +73,18 @@ class QueryResultEncoder:
             type_url = entities.type_url
             frames = self._frames.get(type_url)
             if frames is None:
-                frames = self._frames[type_url] = _Frames(type_url)
-            # head, (frame, value) per entity, tail: filled by slice assignment and
-            # map (C loops), then joined once. A Python loop over 100k entities
-            # costs as much again as the join itself.
-            n = len(encodings)
-            parts = [self._head] * (2 * n + 2)
-            parts[1:-1:2] = map(frames.__getitem__, map(len, encodings))
-            parts[2:-1:2] = encodings
-            parts[-1] = tail
+                frames = self._frames[type_url] = {}
+            parts = [self._head]
+            append = parts.append
+            for value in encodings:
+                frame = frames.get(len(value))
+                if frame is None:
+                    frame = any_field_prefix(_ITEMS_TAG, type_url, len(value))
+                    if len(frames) < _MAX_FRAMES:
+                        frames[len(value)] = frame
+                append(frame)
+                append(value)
+            append(tail)
             out = b"".join(parts)
             self._last = (encodings, out, len(out) - len(tail))
             return out
@@ -117,17 +120,3 @@ class QueryResultEncoder:
         # proto3: an empty `value` is not written at all.
         packed = type_url + (_ANY_VALUE_TAG + varint(len(value)) + value if value else b"")
         return _ITEMS_TAG + varint(len(packed)) + packed
-
-
-class _Frames(dict[int, bytes]):
-    """The bytes before an encoding of each length in `items`, made on first use."""
-
-    def __init__(self, type_url: str) -> None:
-        super().__init__()
-        self._type_url = type_url
-
-    def __missing__(self, value_len: int) -> bytes:
-        frame = any_field_prefix(_ITEMS_TAG, self._type_url, value_len)
-        if len(self) < _MAX_FRAMES:
-            self[value_len] = frame
-        return frame
