@@ -89,14 +89,14 @@ async def _serve(n: int) -> None:
     from myko.settings import QuerySettings
     from myko.watermark import Watermark
 
-    settings = QuerySettings.from_env(
-        {
-            "MYKO_APP": "targets",
-            "MYKO_QUERY_PORT": "0",
-            "MYKO_LOG_LEVEL": "WARNING",
-            "MYKO_AUTH_DISABLED": "true",
-        }
-    )
+    # query_svc's defaults; MYKO_* in the environment (MYKO_HEAP_TRIM_THRESHOLD_BYTES=0, ...) apply.
+    defaults = {"MYKO_QUERY_PORT": "0", "MYKO_LOG_LEVEL": "WARNING", "MYKO_AUTH_DISABLED": "true"}
+    env = {
+        **defaults,
+        **{k: v for k, v in os.environ.items() if k.startswith("MYKO_")},
+        "MYKO_APP": "targets",
+    }
+    settings = QuerySettings.from_env(env)
     service = LiveService(settings, load_app("targets"), kind=LiveKind.QUERY)
     print(f"query_svc child: myko from {Path(sys.modules['myko'].__file__ or '').parent}", file=sys.stderr)
     events = _events(n)
@@ -107,7 +107,30 @@ async def _serve(n: int) -> None:
     stamps: list[tuple[float, float, float]] = []
     bus_watch = service.bus.watch
 
+    zones = 0
+
+    def move_elsewhere() -> None:
+        """A change the AllTargets result does not see: the store (its watermark) moves on."""
+        nonlocal zones
+        from google.protobuf import any_pb2
+        from targets.v1 import entities_pb2
+
+        from myko.events import SET
+        from myko.v1 import item_pb2
+
+        zone = entities_pb2.Zone(name=f"zone {zones}")
+        zone.item.id = f"zone-{zones}"
+        packed = any_pb2.Any()
+        packed.Pack(zone, deterministic=True)
+        ztopic = entities_pb2.Zone.DESCRIPTOR.full_name
+        at = item_pb2.Offset(topic=ztopic, partition=0, offset=zones)
+        event = item_pb2.Event(op=SET, type=ztopic, id=zone.item.id, entity=packed, offset=at)
+        zones += 1
+        service.store.apply_events([event], Watermark({(ztopic, 0): zones}))
+
     async def stamped(packed: Any, fence: Any, context: Any) -> AsyncIterator[bytes]:
+        if ("x-bench-move", "1") in (context.invocation_metadata() or ()):
+            move_elsewhere()
         started, cpu = time.perf_counter(), time.thread_time()
         first = True
         async for payload in bus_watch(packed, fence, context):
@@ -151,6 +174,10 @@ class MykoServer:
             raise RuntimeError(f"the query_svc child did not start (said {line!r})")
         self.address = f"127.0.0.1:{int(line)}"
 
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
     def finish(self) -> list[tuple[float, float, float]]:
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.close()
@@ -175,30 +202,64 @@ class Side:
     evaluate_cpu: Samples = field(default_factory=Samples)  # the same, CPU of the child's main thread
     transfer: Samples = field(default_factory=Samples)  # payload ready -> bytes in hand
     payload_bytes: int = 0
+    faults: list[int] = field(default_factory=list)  # the child's minor page faults per call
+    # Joining a live AllTargets right after a change elsewhere (the payload restamped).
+    joining: Samples = field(default_factory=Samples)
+    joining_build: Samples = field(default_factory=Samples)  # handler start -> payload ready
+
+    @property
+    def faults_p50(self) -> int:
+        return sorted(self.faults)[len(self.faults) // 2] if self.faults else 0
 
 
-async def _calls(address: str, count: int) -> tuple[list[tuple[float, float]], int]:
+def _minor_faults(pid: int) -> int:
+    # /proc/PID/stat: the 10th field (after the parenthesised name) is minflt.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+async def _calls(
+    address: str, count: int, pid: int, joiners: int = 0
+) -> tuple[list[tuple[float, float, int]], int]:
+    """`count` new subscribers, then (with `joiners`) one kept open and `joiners` joining it,
+    each after a change elsewhere moved the store: (start, bytes in hand, page faults) each."""
     from targets.v1 import queries_pb2
 
     from bench.client import CHANNEL_OPTIONS, pack
     from myko.v1 import query_pb2
 
     request = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets())).SerializeToString()
-    out: list[tuple[float, float]] = []
+    out: list[tuple[float, float, int]] = []
     size = 0
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         await channel.channel_ready()
         watch = channel.unary_stream(_WATCH, request_serializer=None, response_deserializer=None)
         for _ in range(count):
+            faults = _minor_faults(pid)
             t0 = time.perf_counter()
             call = watch(request, timeout=60.0)
             try:
                 async for payload in call:
-                    out.append((t0, time.perf_counter()))
+                    out.append((t0, time.perf_counter(), _minor_faults(pid) - faults))
                     size = len(payload)
                     break
             finally:
                 call.cancel()
+        if joiners:
+            keeper = watch(request, timeout=600.0)
+            try:
+                async for _payload in keeper:
+                    break
+                for _ in range(joiners):
+                    t0 = time.perf_counter()
+                    call = watch(request, timeout=60.0, metadata=(("x-bench-move", "1"),))
+                    try:
+                        async for _payload in call:
+                            out.append((t0, time.perf_counter(), 0))
+                            break
+                    finally:
+                        call.cancel()
+            finally:
+                keeper.cancel()
     return out, size
 
 
@@ -206,11 +267,16 @@ async def _side_round(side: Side, n: int, tree: Path | None, count: int) -> None
     server = MykoServer(n, tree)
     try:
         # The first call sorts the kept orders the bulk load left unsorted (once per start-up).
-        calls, size = await _calls(server.address, count + 1)
+        calls, size = await _calls(server.address, count + 1, server.pid, joiners=count)
     finally:
         stamps = server.finish()
-    for (t0, t1), (started, ready, cpu) in list(zip(calls, stamps, strict=True))[1:]:
+    joined = list(zip(calls[count + 1 :], stamps[count + 2 :], strict=True))  # the keeper's stamp left out
+    for (t0, t1, _faults), (started, ready, _cpu) in joined:
+        side.joining.add(t1 - t0)
+        side.joining_build.add(ready - started)
+    for (t0, t1, faults), (started, ready, cpu) in list(zip(calls, stamps, strict=False))[1 : count + 1]:
         side.total.add(t1 - t0)
+        side.faults.append(faults)
         side.evaluate_cpu.add(cpu)
         side.dispatch.add(started - t0)
         side.evaluate.add(ready - started)
@@ -220,10 +286,12 @@ async def _side_round(side: Side, n: int, tree: Path | None, count: int) -> None
 
 def _decode_ms(n: int) -> float:
     """CPU of QueryResult.FromString of the same result (what a client decoding it spends)."""
+    from targets.v1 import entities_pb2
+
     from myko.query_result_encoder import QueryResultEncoder
     from myko.v1 import item_pb2, query_pb2
 
-    entities = [e.entity for e in _events(n)]
+    entities = [entities_pb2.Target.FromString(e.entity.value) for e in _events(n)]
     payload = QueryResultEncoder("targets.v1.AllTargets").encode(entities, item_pb2.Watermark(), 1)
     t0 = time.process_time()
     query_pb2.QueryResult.FromString(payload)
@@ -271,7 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {side.label}: new subscriber {_fmt(side.total)}")
         print(
             f"    dispatch {_fmt(side.dispatch)}; evaluation + encoding {_fmt(side.evaluate)},"
-            f" CPU {_fmt(side.evaluate_cpu)}; transfer {_fmt(side.transfer)}"
+            f" CPU {_fmt(side.evaluate_cpu)}; transfer {_fmt(side.transfer)};"
+            f" the child's minor page faults per call p50 {side.faults_p50}"
+        )
+        print(
+            f"    joining a live one after a change elsewhere: {_fmt(side.joining)};"
+            f" handler start -> payload ready {_fmt(side.joining_build)}"
         )
     print(f"  raw gRPC floor, one {sides[0].payload_bytes / 1e6:.1f} MB message: {_fmt(floor)}")
     with contextlib.suppress(ImportError):
