@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 
 Register = Callable[[grpc.aio.Server], None]
 
-# How replies leave every server: the largest reply (a full query result) it may send.
-# bench/transfer_floor.py's bare server takes the same, so its floor is this transport's.
+# The largest reply (a full query result) a server sends; Myko's clients accept as much.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+# How replies leave every server. bench/transfer_floor.py's bare server takes the same,
+# so its floor is this transport's.
 TRANSFER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", MAX_REPLY_BYTES),
 ]
 
 
