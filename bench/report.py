@@ -192,6 +192,7 @@ _SCALE_HEAD = [
     "max ms",
     "joining p50 ms",
     "snapshot MB",
+    "raw gRPC floor p50 ms",
     "empty filtered Get p50 ms",
     "Get by id p50 ms",
     *(f"{n} B/Target" for n in _SCALE_SERVICES),
@@ -210,6 +211,7 @@ def _scale_rows(r: BenchResults) -> list[list[str]]:
             _ms(max(z.snapshot.values, default=math.nan)),
             _ms(z.joining.p50),
             f"{z.snapshot_bytes / 1e6:.1f}",
+            _ms(z.transfer_floor.p50),
             _ms(z.empty_get.p50),
             _ms(z.probe_get.p50),
             *(f"{s.rss_per_target(z, n):.0f}" if n in z.rss_bytes else "-" for n in _SCALE_SERVICES),
@@ -224,7 +226,10 @@ def _scale_notes(r: BenchResults) -> list[str]:
         return []
     notes = [
         "New subscriber: a fresh Watch(AllTargets) (a new evaluation) until its first emission's bytes "
-        "arrive, client decoding excluded; joining: the same while another subscriber keeps it live. Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
+        "arrive, client decoding excluded; joining: the same while another subscriber keeps it live. Raw gRPC floor: "
+        "a bare grpc.aio server (own process, no Myko code) streaming one pre-built message of the snapshot's "
+        "size to a bare client with the same channel options, timed the same way, right after (what gRPC "
+        "itself costs for those bytes here; bench/transfer_floor.py). Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
         "in, round trip (a rejected command's gRPC round trip is in the latency table). B/Target: RSS "
         f"growth over the {s.targets_before} Targets stored before the fill, per added Target.",
     ]
@@ -321,6 +326,14 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
             )
             rows.append(
                 [f"  joining a live AllTargets over {z.targets}", "-", f"{_ms(z.joining.p50)} ms", goal]
+            )
+            rows.append(
+                [
+                    f"  raw gRPC floor, one {z.snapshot_bytes / 1e6:.1f} MB message",
+                    "-",
+                    f"{_ms(z.transfer_floor.p50)} ms",
+                    "-",
+                ]
             )
         rows.append(
             [f"empty filtered Get over {big.targets}", "~25 ms", f"{_ms(big.empty_get.p50)} ms", "<= 1 ms"]

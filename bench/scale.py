@@ -9,6 +9,10 @@ to each size in turn; at each size we take:
   it, so it is a new evaluation) until its first emission arrives, as raw bytes
   (the client's decoding is not the server's time); then the same while another
   subscriber keeps the evaluation live (what a second browser sees);
+- beside them, the raw gRPC floor of the same moment: a bare grpc.aio server
+  (bench/transfer_floor.py, its own process, Myko's transfer options) sending
+  one pre-built message of the snapshot's size to a bare client with the same
+  channel options, timed the same way: what gRPC itself costs for those bytes;
 - a `Get` with an empty filtered result (`TargetsInZone` of a zone no Target is
   in), which a declared index answers without a scan;
 
@@ -33,6 +37,7 @@ from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 from bench.client import CHANNEL_OPTIONS, CommandClient, WatchStream, pack
 from bench.profiles import PySpy
 from bench.samples import Samples
+from bench.transfer_floor import FloorServer, time_floor
 from myko.local.procs import ServiceProcess
 from myko.v1 import query_pb2
 
@@ -53,6 +58,8 @@ class SizeResult:
     snapshot_bytes: int = 0
     # The same while one other subscriber keeps the evaluation live (the payload is shared).
     joining: Samples = field(default_factory=Samples)
+    # A bare gRPC server streaming one message of snapshot_bytes, the same client options.
+    transfer_floor: Samples = field(default_factory=Samples)
     empty_get: Samples = field(default_factory=Samples)  # Get(TargetsInZone unknown) round trip
     probe_get: Samples = field(default_factory=Samples)  # Get(TargetById) of one existing Target
 
@@ -265,6 +272,9 @@ async def measure_scale(
                         result.joining.add(took)
                 finally:
                     await keeper.close()
+                if result.snapshot_bytes:
+                    with FloorServer(result.snapshot_bytes) as floor:
+                        await time_floor(floor.address, snapshots, result.transfer_floor)
                 empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
                 await _timed_gets(query, empty, result.empty_get, gets)
                 await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)

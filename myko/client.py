@@ -32,6 +32,7 @@ from myko.entities import TYPE_URL_PREFIX
 from myko.errors import ConfigError, InvalidArgument, MykoError, ServerError
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import Lifecycle
+from myko.server import MAX_REPLY_BYTES
 from myko.status import error_from_command_error, error_from_rpc
 from myko.tracing import Tracing
 from myko.v1 import (
@@ -60,6 +61,9 @@ def channel_options(keepalive: KeepalivePolicy | None = None) -> tuple[tuple[str
     return (
         *(keepalive or KeepalivePolicy()).client_options(),
         ("grpc.enable_http_proxy", 0),
+        # A full query result as large as the servers send (gRPC's default is 4 MB:
+        # AllTargets over ~20k Targets would fail RESOURCE_EXHAUSTED).
+        ("grpc.max_receive_message_length", MAX_REPLY_BYTES),
         # Reconnect promptly after the server restarts.
         ("grpc.max_reconnect_backoff_ms", 2_000),
     )

@@ -13,6 +13,8 @@ An array from a store's watch (`EntityArray`) carries each entity's stored
 encoding (what command_svc wrote to Kafka, itself `SerializeToString(deterministic=True)`),
 so such a result is a concatenation: a cached frame per encoding length, then
 the stored bytes. No entity is serialised, which is most of a new evaluation's cost.
+The same array encoded again (a subscriber joining after the store moved on, so
+the result needs the new watermark) copies the last result's items instead.
 """
 
 from __future__ import annotations
@@ -47,6 +49,11 @@ class QueryResultEncoder:
         self._items: dict[int, tuple[Message, bytes]] = {}
         # type_url -> {len(value): the bytes before a value of that length in `items`}.
         self._frames: dict[str, dict[int, bytes]] = {}
+        # The last stored-bytes result: its encodings list, its bytes, and where its items end.
+        # The same array again (a subscriber joining after the store moved on) only needs
+        # a new watermark: one copy of the bytes instead of a walk over every entity.
+        # The payload is the one the evaluation holds anyway, so this keeps no more memory.
+        self._last: tuple[list[bytes], bytes, int] | None = None
 
     def encode(
         self,
@@ -55,13 +62,19 @@ class QueryResultEncoder:
         seq: int,
         window: query_pb2.ResultWindow | None = None,
     ) -> bytes:
-        parts = [self._head]
         if type(entities) is EntityArray and (encodings := entities.encodings) is not None:
             self._items = {}
+            tail = self._tail(watermark, seq, window)
+            last = self._last
+            if last is not None and last[0] is encodings:
+                out = b"".join((memoryview(last[1])[: last[2]], tail))
+                self._last = (encodings, out, last[2])  # the old bytes are not kept past their use
+                return out
             type_url = entities.type_url
             frames = self._frames.get(type_url)
             if frames is None:
                 frames = self._frames[type_url] = {}
+            parts = [self._head]
             append = parts.append
             for value in encodings:
                 frame = frames.get(len(value))
@@ -71,7 +84,12 @@ class QueryResultEncoder:
                         frames[len(value)] = frame
                 append(frame)
                 append(value)
-            return self._finish(parts, watermark, seq, window)
+            append(tail)
+            out = b"".join(parts)
+            self._last = (encodings, out, len(out) - len(tail))
+            return out
+        self._last = None
+        parts = [self._head]
         previous = self._items
         current: dict[int, tuple[Message, bytes]] = {}
         item = self._item
@@ -83,21 +101,14 @@ class QueryResultEncoder:
             current[key] = entry
             parts.append(entry[1])
         self._items = current
-        return self._finish(parts, watermark, seq, window)
-
-    def _finish(
-        self,
-        parts: list[bytes],
-        watermark: item_pb2.Watermark,
-        seq: int,
-        window: query_pb2.ResultWindow | None,
-    ) -> bytes:
-        parts.append(
-            query_pb2.QueryResult(watermark=watermark, seq=seq, window=window).SerializeToString(
-                deterministic=True
-            )
-        )
+        parts.append(self._tail(watermark, seq, window))
         return b"".join(parts)
+
+    @staticmethod
+    def _tail(watermark: item_pb2.Watermark, seq: int, window: query_pb2.ResultWindow | None) -> bytes:
+        return query_pb2.QueryResult(watermark=watermark, seq=seq, window=window).SerializeToString(
+            deterministic=True
+        )
 
     def _item(self, entity: Message) -> bytes:
         cls = type(entity)

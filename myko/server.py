@@ -23,6 +23,14 @@ log = logging.getLogger(__name__)
 
 Register = Callable[[grpc.aio.Server], None]
 
+# The largest reply (a full query result) a server sends; Myko's clients accept as much.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+# How replies leave every server. bench/transfer_floor.py's bare server takes the same,
+# so its floor is this transport's.
+TRANSFER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_send_message_length", MAX_REPLY_BYTES),
+]
+
 
 class GrpcServer:
     """A gRPC server whose health says NOT_SERVING until `set_serving()`.
@@ -56,7 +64,7 @@ class GrpcServer:
             interceptors=[ServerSpans(tracing)] if tracing is not None and tracing.enabled else None,
             options=[
                 ("grpc.max_receive_message_length", limit),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                *TRANSFER_OPTIONS,
                 # A port already in use must fail the start, not be shared
                 # silently with another server (gRPC's default on Linux).
                 ("grpc.so_reuseport", 0),

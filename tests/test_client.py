@@ -57,6 +57,29 @@ async def test_execute_then_get_and_watch_typed_results(client: Client) -> None:
             break
 
 
+async def test_a_result_larger_than_grpcs_default_message_limit_arrives_whole(client: Client) -> None:
+    """gRPC clients refuse messages over 4 MB unless told otherwise; a full array is often larger."""
+    tags = [f"{i:02d}" + "t" * 62 for i in range(8)]  # 8 x 64 characters
+    last = None
+    for batch in range(12):  # 500 per command: within MYKO_MAX_COMMAND_BYTES
+        targets = [
+            commands_pb2.SetTarget(
+                id=f"big-{batch:02d}-{i:03d}", name=f"{batch:02d}-{i:03d}-" + "n" * 190, tags=tags
+            )
+            for i in range(500)
+        ]
+        last = await client.execute(commands_pb2.ImportTargets(targets=targets))
+    assert last is not None
+    everything = await client.get(queries_pb2.AllTargets(), at_least=last)
+    assert len(everything) == 6000
+    assert sum(t.ByteSize() for t in everything) > 4 * 1024 * 1024
+    async with asyncio.timeout(30):
+        stream = client.watch(queries_pb2.AllTargets(), at_least=last)
+        first = await anext(stream)
+        assert [t.item.id for t in first] == [t.item.id for t in everything]
+        await stream.aclose()
+
+
 async def test_the_same_tx_takes_effect_once(client: Client) -> None:
     created = await client.execute(commands_pb2.SetTarget(name="counted"))
     tid = created.events[0].id

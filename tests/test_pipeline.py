@@ -98,6 +98,37 @@ async def test_unrelated_change_emits_nothing(stack: InProcessStack) -> None:
         stream.cancel()
 
 
+async def test_a_watch_joining_after_an_unrelated_change_gets_the_same_items_stamped_now(
+    stack: InProcessStack,
+) -> None:
+    """The shared result's bytes are reused for a newcomer, with the watermark of where the mirror is."""
+    paused = entities_pb2.TARGET_STATUS_PAUSED
+    made = [
+        await stack.clients.execute(commands_pb2.SetTarget(name=f"p{i}", status=paused)) for i in range(3)
+    ]
+    query = queries_pb2.TargetsByStatus(status=paused)
+    first = stack.clients.watch(query, at_least=made[-1].visible_at)
+    try:
+        async with asyncio.timeout(10):
+            before = await first.read()
+            assert [t.name for t in items(before, Target)] == ["p0", "p1", "p2"]
+            # An ACTIVE target: the mirror moves on, the PAUSED result does not change.
+            active = await stack.clients.execute(commands_pb2.SetTarget(name="a"))
+            second = stack.clients.watch(query, at_least=active.visible_at)
+            try:
+                joined = await second.read()
+            finally:
+                second.cancel()
+            assert visible(active, joined.watermark) and not visible(active, before.watermark)
+            assert joined.seq == before.seq  # the same evaluation, no new emission
+            assert [i.SerializeToString() for i in joined.items] == [
+                i.SerializeToString() for i in before.items
+            ]
+            assert joined.query_type == before.query_type == "targets.v1.TargetsByStatus"
+    finally:
+        first.cancel()
+
+
 async def test_read_your_writes_with_get_fence(stack: InProcessStack) -> None:
     result = await stack.clients.execute(commands_pb2.SetTarget(name="fenced"))
     got = await stack.clients.get(queries_pb2.TargetById(id=result.events[0].id), at_least=result.visible_at)

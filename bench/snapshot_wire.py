@@ -1,0 +1,356 @@
+"""A new subscriber's AllTargets over gRPC, without the broker, beside the raw gRPC floor.
+
+    MYKO_APP=targets python -m bench.snapshot_wire --targets 100000 --rounds 10
+
+query_svc's own parts (its LiveService: store with the app's declared indexes
+and orders, LiveBus, GrpcServer with its options, heap trimmer) run in a child
+process over N Targets loaded as its start-up snapshot loads them; the feed
+from repo_svc is left out. A bare grpc.aio client with the bench's channel
+options times fresh `Watch(AllTargets)` calls (each a new evaluation) until the
+first emission's bytes are in hand, as bench/scale.py does. The child stamps
+when its handler starts and when the payload is ready (evaluation and
+encoding done), on the same monotonic clock, which splits each call into
+dispatch, evaluation + encoding, and the transfer of the bytes. Interleaved
+with those calls, a bare gRPC server (bench/transfer_floor.py) sends a
+message of the same size: the raw floor of the same moment. The client's
+decode of the result (not part of the timed figure) is timed in process.
+
+`--tree DIR` runs the child on another checkout's `myko` (an A/B in one run:
+`--tree DIR` and this tree alternate round by round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.samples import Samples
+
+_WATCH = "/myko.v1.QueryBus/Watch"
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _events(n: int) -> list[Any]:
+    # The scale section's Targets (bench/scale.py's ImportTargets), as stored events.
+    from google.protobuf import any_pb2
+    from targets.v1 import entities_pb2
+
+    from myko.events import SET
+    from myko.v1 import item_pb2
+
+    topic = entities_pb2.Target.DESCRIPTOR.full_name
+    out = []
+    for i in range(n):
+        t = entities_pb2.Target(
+            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
+        )
+        t.tags.extend(["bench", f"t{i % 16}"])
+        # What command_svc fills in (CommandContext.set): one transaction per ImportTargets of 1,000.
+        tx = str(uuid.UUID(int=i // 1000 + 1))
+        t.item.id = f"scale-{i:07d}"
+        t.item.type = topic
+        t.item.version = 1
+        t.item.created_tx = t.item.updated_tx = tx
+        t.item.created_at.FromNanoseconds(1_764_500_000_000_000_000 + i * 100_000)
+        t.item.updated_at.CopyFrom(t.item.created_at)
+        packed = any_pb2.Any()
+        packed.Pack(t, deterministic=True)
+        out.append(
+            item_pb2.Event(
+                op=SET,
+                type=topic,
+                id=t.item.id,
+                entity=packed,
+                offset=item_pb2.Offset(topic=topic, partition=0, offset=i),
+            )
+        )
+    return out
+
+
+async def _serve(n: int) -> None:
+    """The child: query_svc without its feed, over `n` Targets. Prints its port, then, when
+    stdin closes, the (handler start, payload ready) stamps of each Watch as JSON."""
+    from myko.app import load_app
+    from myko.live_kind import LiveKind
+    from myko.live_service import LiveService
+    from myko.settings import QuerySettings
+    from myko.watermark import Watermark
+
+    # query_svc's defaults; MYKO_* in the environment (MYKO_HEAP_TRIM_THRESHOLD_BYTES=0, ...) apply.
+    defaults = {"MYKO_QUERY_PORT": "0", "MYKO_LOG_LEVEL": "WARNING", "MYKO_AUTH_DISABLED": "true"}
+    env = {
+        **defaults,
+        **{k: v for k, v in os.environ.items() if k.startswith("MYKO_")},
+        "MYKO_APP": "targets",
+    }
+    settings = QuerySettings.from_env(env)
+    service = LiveService(settings, load_app("targets"), kind=LiveKind.QUERY)
+    print(f"query_svc child: myko from {Path(sys.modules['myko'].__file__ or '').parent}", file=sys.stderr)
+    events = _events(n)
+    topic = events[0].type
+    # One batch, as query_svc's start-up snapshot arrives (repo_feed.py).
+    service.store.apply_events(events, Watermark({(topic, 0): n}))
+    del events
+    stamps: list[tuple[float, float, float]] = []
+    bus_watch = service.bus.watch
+
+    zones = 0
+
+    def move_elsewhere() -> None:
+        """A change the AllTargets result does not see: the store (its watermark) moves on."""
+        nonlocal zones
+        from google.protobuf import any_pb2
+        from targets.v1 import entities_pb2
+
+        from myko.events import SET
+        from myko.v1 import item_pb2
+
+        zone = entities_pb2.Zone(name=f"zone {zones}")
+        zone.item.id = f"zone-{zones}"
+        packed = any_pb2.Any()
+        packed.Pack(zone, deterministic=True)
+        ztopic = entities_pb2.Zone.DESCRIPTOR.full_name
+        at = item_pb2.Offset(topic=ztopic, partition=0, offset=zones)
+        event = item_pb2.Event(op=SET, type=ztopic, id=zone.item.id, entity=packed, offset=at)
+        zones += 1
+        service.store.apply_events([event], Watermark({(ztopic, 0): zones}))
+
+    async def stamped(packed: Any, fence: Any, context: Any) -> AsyncIterator[bytes]:
+        if ("x-bench-move", "1") in (context.invocation_metadata() or ()):
+            move_elsewhere()
+        started, cpu = time.perf_counter(), time.thread_time()
+        first = True
+        async for payload in bus_watch(packed, fence, context):
+            if first:
+                stamps.append((started, time.perf_counter(), time.thread_time() - cpu))
+                first = False
+            yield payload
+
+    service.bus.watch = stamped  # type: ignore[method-assign]
+    await service.heap.start()
+    await service.grpc.start()
+    print(service.grpc.port, flush=True)
+    await asyncio.to_thread(sys.stdin.read)
+    print(json.dumps(stamps), flush=True)
+    await service.grpc.stop()
+    service.hub.close()
+    await service.heap.stop()
+
+
+class MykoServer:
+    """The child process on `tree`'s myko (None: this tree)."""
+
+    def __init__(self, n: int, tree: Path | None) -> None:
+        env = dict(os.environ)
+        root = tree if tree is not None else _ROOT
+        env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "examples" / "targets")])
+        env["GRPC_VERBOSITY"] = "ERROR"
+        # By path: the child imports only myko and the example, from `root`.
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--serve", "--targets", str(n)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=str(root),
+        )
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line.strip().isdigit():
+            self._proc.kill()
+            raise RuntimeError(f"the query_svc child did not start (said {line!r})")
+        self.address = f"127.0.0.1:{int(line)}"
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def finish(self) -> list[tuple[float, float, float]]:
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._proc.stdin.close()
+        stamps = json.loads(self._proc.stdout.readline())
+        self._proc.wait(timeout=30.0)
+        return [(a, b, c) for a, b, c in stamps]
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+@dataclass
+class Side:
+    """One tree's calls: wall time of each, and its parts from the child's stamps."""
+
+    label: str
+    total: Samples = field(default_factory=Samples)
+    dispatch: Samples = field(default_factory=Samples)  # call start -> handler start
+    evaluate: Samples = field(default_factory=Samples)  # handler start -> payload ready
+    evaluate_cpu: Samples = field(default_factory=Samples)  # the same, CPU of the child's main thread
+    transfer: Samples = field(default_factory=Samples)  # payload ready -> bytes in hand
+    payload_bytes: int = 0
+    faults: list[int] = field(default_factory=list)  # the child's minor page faults per call
+    # Joining a live AllTargets right after a change elsewhere (the payload restamped).
+    joining: Samples = field(default_factory=Samples)
+    joining_build: Samples = field(default_factory=Samples)  # handler start -> payload ready
+
+    @property
+    def faults_p50(self) -> int:
+        return sorted(self.faults)[len(self.faults) // 2] if self.faults else 0
+
+
+def _minor_faults(pid: int) -> int:
+    # /proc/PID/stat: the 10th field (after the parenthesised name) is minflt.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+async def _calls(
+    address: str, count: int, pid: int, joiners: int = 0
+) -> tuple[list[tuple[float, float, int]], int]:
+    """`count` new subscribers, then (with `joiners`) one kept open and `joiners` joining it,
+    each after a change elsewhere moved the store: (start, bytes in hand, page faults) each."""
+    from targets.v1 import queries_pb2
+
+    from bench.client import CHANNEL_OPTIONS, pack
+    from myko.v1 import query_pb2
+
+    request = query_pb2.QueryRequest(query=pack(queries_pb2.AllTargets())).SerializeToString()
+    out: list[tuple[float, float, int]] = []
+    size = 0
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        await channel.channel_ready()
+        watch = channel.unary_stream(_WATCH, request_serializer=None, response_deserializer=None)
+        for _ in range(count):
+            faults = _minor_faults(pid)
+            t0 = time.perf_counter()
+            call = watch(request, timeout=60.0)
+            try:
+                async for payload in call:
+                    out.append((t0, time.perf_counter(), _minor_faults(pid) - faults))
+                    size = len(payload)
+                    break
+            finally:
+                call.cancel()
+        if joiners:
+            keeper = watch(request, timeout=600.0)
+            try:
+                async for _payload in keeper:
+                    break
+                for _ in range(joiners):
+                    t0 = time.perf_counter()
+                    call = watch(request, timeout=60.0, metadata=(("x-bench-move", "1"),))
+                    try:
+                        async for _payload in call:
+                            out.append((t0, time.perf_counter(), 0))
+                            break
+                    finally:
+                        call.cancel()
+            finally:
+                keeper.cancel()
+    return out, size
+
+
+async def _side_round(side: Side, n: int, tree: Path | None, count: int) -> None:
+    server = MykoServer(n, tree)
+    try:
+        # The first call sorts the kept orders the bulk load left unsorted (once per start-up).
+        calls, size = await _calls(server.address, count + 1, server.pid, joiners=count)
+    finally:
+        stamps = server.finish()
+    joined = list(zip(calls[count + 1 :], stamps[count + 2 :], strict=True))  # the keeper's stamp left out
+    for (t0, t1, _faults), (started, ready, _cpu) in joined:
+        side.joining.add(t1 - t0)
+        side.joining_build.add(ready - started)
+    for (t0, t1, faults), (started, ready, cpu) in list(zip(calls, stamps, strict=False))[1 : count + 1]:
+        side.total.add(t1 - t0)
+        side.faults.append(faults)
+        side.evaluate_cpu.add(cpu)
+        side.dispatch.add(started - t0)
+        side.evaluate.add(ready - started)
+        side.transfer.add(t1 - ready)
+    side.payload_bytes = size
+
+
+def _decode_ms(n: int) -> float:
+    """CPU of QueryResult.FromString of the same result (what a client decoding it spends)."""
+    from targets.v1 import entities_pb2
+
+    from myko.query_result_encoder import QueryResultEncoder
+    from myko.v1 import item_pb2, query_pb2
+
+    entities = [entities_pb2.Target.FromString(e.entity.value) for e in _events(n)]
+    payload = QueryResultEncoder("targets.v1.AllTargets").encode(entities, item_pb2.Watermark(), 1)
+    t0 = time.process_time()
+    query_pb2.QueryResult.FromString(payload)
+    return 1000 * (time.process_time() - t0)
+
+
+async def measure(n: int, rounds: int, count: int, tree: Path | None) -> tuple[list[Side], Samples]:
+    from bench.transfer_floor import FloorServer, time_floor
+
+    sides = [Side("this tree")] + ([Side(f"--tree {tree}")] if tree is not None else [])
+    floor = Samples()
+    size = 0
+    for r in range(rounds):
+        # Alternate which tree goes first, so neither always follows the floor.
+        order = sides if r % 2 == 0 else sides[::-1]
+        for side in order:
+            await _side_round(side, n, tree if side is not sides[0] else None, count)
+            size = side.payload_bytes
+        with FloorServer(size) as floor_server:
+            await time_floor(floor_server.address, count, floor)
+    return sides, floor
+
+
+def _fmt(s: Samples) -> str:
+    return f"p50 {1000 * s.p50:6.1f} ms (min {1000 * min(s.values):6.1f})"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.snapshot_wire", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=4, help="child starts per tree (each after a fresh load)")
+    ap.add_argument("--count", type=int, default=5, help="timed new subscribers per round")
+    ap.add_argument("--tree", type=Path, help="another checkout to compare with (its myko in the child)")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.serve:
+        asyncio.run(_serve(a.targets))
+        return 0
+    load = os.getloadavg()
+    sides, floor = asyncio.run(measure(a.targets, a.rounds, a.count, a.tree))
+    print(
+        f"{a.targets} Targets, {sides[0].payload_bytes / 1e6:.1f} MB; load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
+    )
+    for side in sides:
+        print(f"  {side.label}: new subscriber {_fmt(side.total)}")
+        print(
+            f"    dispatch {_fmt(side.dispatch)}; evaluation + encoding {_fmt(side.evaluate)},"
+            f" CPU {_fmt(side.evaluate_cpu)}; transfer {_fmt(side.transfer)};"
+            f" the child's minor page faults per call p50 {side.faults_p50}"
+        )
+        print(
+            f"    joining a live one after a change elsewhere: {_fmt(side.joining)};"
+            f" handler start -> payload ready {_fmt(side.joining_build)}"
+        )
+    print(f"  raw gRPC floor, one {sides[0].payload_bytes / 1e6:.1f} MB message: {_fmt(floor)}")
+    with contextlib.suppress(ImportError):
+        print(f"  client decode (QueryResult.FromString, CPU): {_decode_ms(a.targets):.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
