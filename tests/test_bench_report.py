@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
-from bench.fanout_mux import MuxFanoutResult, MuxLevel
+from bench.fanout_mux import MuxFanoutResult, MuxLevel, _Coverage
 from bench.kafka_floor import FloorResult
 from bench.machine import describe_machine
 from bench.overhead import OverheadResult, SideResult
@@ -132,17 +134,58 @@ def test_the_fan_out_at_scale_section_reports_cpu_per_extra_subscriber_against_t
         ("separate", 1000, 1000, 4.5),  # 150 ms: (150 - 50) / 900 = 111.1 us per extra subscriber
         ("grouped", 1000, 4, 1.608),  # 53.6 ms: 4.0 us
     ):
-        level = MuxLevel(name, subscribers, streams, changes=30, last=ms(40.0, 90.0))
+        level = MuxLevel(name, subscribers, streams, changes=30, small_last=ms(12.0))
+        # Sent at 0, acked at 30 ms; 2 frames, the second (the last) naming 3 of 4 subscribers.
+        for last_ms in (40.0, 90.0):
+            level.add_change(0.0, 0.030, [(0.035, 1), (last_ms / 1000, 3)])
         level.cpu = CpuUse({"query": query_cpu_s}, wall_s=10.0)
         mux.levels.append(level)
     r.fanout_mux = mux
     md, text = render_markdown(r), render_text(r)
-    assert "| separate | 1000 | 1000 | 30 | 40.0 | 90.0 | 150.0 | 111.1 |" in md
-    assert "| grouped | 1000 | 4 | 30 | 40.0 | 90.0 | 53.6 | 4.0 |" in md
-    assert "| baseline | 100 | 100 | 30 | 40.0 | 90.0 | 50.0 | - |" in md
+    # send -> ack, ack -> last p50 / p99, ack -> each p99, send -> last p50 / p99, 1 Target, CPU
+    assert (
+        "| separate | 1000 | 1000 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 150.0 | 111.1 |"
+        in md
+    )
+    assert "| grouped | 1000 | 4 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 53.6 | 4.0 |" in md
+    assert "| baseline | 100 | 100 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 50.0 | - |" in md
     assert "1000 subscribers over 100 distinct queries" in text
     assert (
         "| fan-out 1000 over 100 queries (LiveBus, grouped): CPU per change per extra subscriber"
         " | ~28 us | 4.0 us | <= 10 us |" in md
     )
-    assert "|   last subscriber p99 after the change (LiveBus, grouped) | - | 90 ms | <= 100 ms |" in md
+    assert (
+        "|   last subscriber p99 after the ack (LiveBus, grouped; from the send: 90 ms) | - | 60 ms | <= 100 ms |"
+        in md
+    )
+
+
+def test_each_subscriber_counts_once_in_the_pooled_arrivals() -> None:
+    level = MuxLevel("grouped", 4, 1, changes=1)
+    level.add_change(1.0, 1.010, [(1.005, 1), (1.020, 3)])
+    # One subscriber before the ack (the frame beat the ack to the client), three 10 ms after.
+    assert sorted(round(v * 1000, 3) for v in level.ack_each.values) == [-5.0, 10.0, 10.0, 10.0]
+    assert level.last.values == [pytest.approx(0.020)]
+    assert level.ack_last.values == [pytest.approx(0.010)]
+    assert level.send_ack.values == [pytest.approx(0.010)]
+
+
+async def test_fan_out_coverage_waits_for_every_group_of_the_change() -> None:
+    cov = _Coverage(5)
+    pair, trio = cov.group([0, 1]), cov.group([2, 3, 4])
+    assert not cov.settled()  # no result yet
+    cov.got(pair, 1.0, 0.1)
+    cov.got(trio, 1.0, 0.1)
+    assert cov.settled()
+    cov.expect(2.0)
+    cov.got(trio, 2.0, 0.5)
+    cov.got(trio, 2.0, 0.6)  # the same result again: not a second arrival
+    assert not cov.all_in.is_set()
+    cov.got(pair, 2.0, 0.7)
+    assert cov.all_in.is_set()
+    assert cov.arrivals == [(0.5, 3), (0.7, 2)]
+    cov.expect(3.0, cov.groups_of([1]))  # a change of the pair's query only
+    cov.got(pair, 3.0, 0.9)
+    assert cov.all_in.is_set()
+    with pytest.raises(RuntimeError, match="two different groups"):
+        cov.group([4])
