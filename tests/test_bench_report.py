@@ -189,3 +189,52 @@ async def test_fan_out_coverage_waits_for_every_group_of_the_change() -> None:
     assert cov.all_in.is_set()
     with pytest.raises(RuntimeError, match="two different groups"):
         cov.group([4])
+
+
+def test_fan_out_stages_line_up_a_changes_spans_from_its_send() -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    from bench.fanout_stages import STAGES, change_stages
+
+    def ctx(trace_id: int, span_id: int) -> SpanContext:
+        return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+    def span(
+        name: str, start_ms: float, end_ms: float, trace_id: int, links: tuple[int, ...] = ()
+    ) -> ReadableSpan:
+        return ReadableSpan(
+            name=name,
+            context=ctx(trace_id, int(start_ms * 1000) + 1),
+            links=[Link(ctx(t, 1)) for t in links],
+            start_time=int(start_ms * 1e6),
+            end_time=int(end_ms * 1e6),
+        )
+
+    spans = [
+        span("myko.v1.CommandBus/Execute", 1, 60, trace_id=7),
+        span("myko.command.handle", 2, 10, trace_id=7),
+        span("myko.kafka.commit", 20, 50, trace_id=7),
+        span("myko.repo.apply", 52, 55, trace_id=8, links=(7,)),
+        span("myko.query.emit", 58, 61, trace_id=9, links=(7,)),
+        span("myko.query.emit", 58, 70, trace_id=10, links=(7,)),
+        span("myko.v1.CommandBus/Execute", 200, 210, trace_id=11),  # a later command's
+    ]
+    level = MuxLevel("grouped", 4, 1, changes=1)
+    # Sent at 0 on both clocks, acked at 62 ms, read by the first subscriber at 72, the last at 90.
+    level.times.append((0.0, 0.062, 0.072, 0.090))
+    [row] = change_stages(level, spans, clock_offset_ns=0)
+    assert dict(zip(STAGES, row, strict=True)) == pytest.approx(
+        {
+            "command_svc: Execute starts": 1.0,
+            "command_svc: handler done": 10.0,
+            "command_svc: Kafka commit done": 50.0,
+            "repo_svc: batch applied": 55.0,
+            "query_svc: batch arrived": 58.0,
+            "query_svc: first result built": 61.0,
+            "query_svc: last result built": 70.0,
+            "client: ack": 62.0,
+            "client: first subscriber read": 72.0,
+            "client: last subscriber read": 90.0,
+        }
+    )
