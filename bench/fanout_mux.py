@@ -145,9 +145,6 @@ class _Coverage:
     def groups_of(self, subscribers: Sequence[int]) -> list[int]:
         return sorted({self._group_of[i] for i in subscribers})
 
-    def members(self, group: int) -> tuple[int, ...]:
-        return self._members[group]
-
     def expect(self, score: float, groups: Sequence[int] | None = None) -> None:
         """The next change sets `score` in every group (or in `groups`)."""
         self._expected = score
