@@ -39,7 +39,7 @@ from myko.repo import EntityWatch, Store
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.stream_guard import StreamGuard
 from myko.v1 import item_pb2, query_pb2, report_pb2
-from myko.watermark import fence_of
+from myko.watermark import Watermark, fence_of
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,25 @@ class LiveBus:
         self._max_streams = max_streams
         self._streams = 0
         self._orders = SharedOrders(ORDER_LINGER_S)
+        # The store's watermark as a proto, made once per watermark (the store replaces it
+        # on each batch, never changes it): a batch that changes 100 results stamps all
+        # 100 with it, and building it was ~30% of evaluating a TargetById.
+        self._stamp: tuple[Watermark, item_pb2.Watermark] | None = None
+
+    def _watermark(self) -> item_pb2.Watermark:
+        """The store's watermark now, as a proto. Shared: read it (copy into a result), never change it."""
+        wm = self._store.watermark
+        stamp = self._stamp
+        if stamp is None or stamp[0] is not wm:
+            stamp = self._stamp = (wm, wm.to_proto())
+        return stamp[1]
 
     def close(self) -> None:
         """Drop the shared orders of windowed queries (the hub closes the evaluations)."""
         self._orders.close()
 
     def _build(self, name: str, windowed: bool) -> Any:
-        store = self._store
+        watermark = self._watermark
         # A large result leaves freed pages in the C heap once sent: hand them back.
         note = self._heap.note
         if self.kind is LiveKind.QUERY:
@@ -100,14 +112,14 @@ class LiveBus:
                     window = query_pb2.ResultWindow(
                         offset=value.offset, total=value.total or 0, counted=value.total is not None
                     )
-                    out = encoder.encode(value.items, store.watermark.to_proto(), seq, window)
+                    out = encoder.encode(value.items, watermark(), seq, window)
                     note(len(out))
                     return out
 
                 return build_window
 
             def build_query(value: Sequence[Message], seq: int) -> bytes:
-                out = encoder.encode(value, store.watermark.to_proto(), seq)
+                out = encoder.encode(value, watermark(), seq)
                 note(len(out))
                 return out
 
@@ -115,7 +127,7 @@ class LiveBus:
 
         def build_report(value: Message, seq: int) -> bytes:
             out: bytes = report_pb2.ReportResult(
-                report_type=name, value=_pack(value), watermark=store.watermark.to_proto(), seq=seq
+                report_type=name, value=_pack(value), watermark=watermark(), seq=seq
             ).SerializeToString()
             note(len(out))
             return out

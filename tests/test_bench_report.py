@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
-from bench.fanout_mux import MuxFanoutResult, MuxLevel
+from bench.fanout_mux import MuxFanoutResult, MuxLevel, _Coverage
 from bench.kafka_floor import FloorResult
 from bench.machine import describe_machine
 from bench.overhead import OverheadResult, SideResult
@@ -132,17 +134,107 @@ def test_the_fan_out_at_scale_section_reports_cpu_per_extra_subscriber_against_t
         ("separate", 1000, 1000, 4.5),  # 150 ms: (150 - 50) / 900 = 111.1 us per extra subscriber
         ("grouped", 1000, 4, 1.608),  # 53.6 ms: 4.0 us
     ):
-        level = MuxLevel(name, subscribers, streams, changes=30, last=ms(40.0, 90.0))
+        level = MuxLevel(name, subscribers, streams, changes=30, small_last=ms(12.0))
+        # Sent at 0, acked at 30 ms; 2 frames, the second (the last) naming 3 of 4 subscribers.
+        for last_ms in (40.0, 90.0):
+            level.add_change(0.0, 0.030, [(0.035, 1), (last_ms / 1000, 3)])
         level.cpu = CpuUse({"query": query_cpu_s}, wall_s=10.0)
         mux.levels.append(level)
     r.fanout_mux = mux
     md, text = render_markdown(r), render_text(r)
-    assert "| separate | 1000 | 1000 | 30 | 40.0 | 90.0 | 150.0 | 111.1 |" in md
-    assert "| grouped | 1000 | 4 | 30 | 40.0 | 90.0 | 53.6 | 4.0 |" in md
-    assert "| baseline | 100 | 100 | 30 | 40.0 | 90.0 | 50.0 | - |" in md
+    # send -> ack, ack -> last p50 / p99, ack -> each p99, send -> last p50 / p99, 1 Target, CPU
+    assert (
+        "| separate | 1000 | 1000 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 150.0 | 111.1 |"
+        in md
+    )
+    assert "| grouped | 1000 | 4 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 53.6 | 4.0 |" in md
+    assert "| baseline | 100 | 100 | 30 | 30.0 | 10.0 | 60.0 | 60.0 | 40.0 | 90.0 | 12.0 | 50.0 | - |" in md
     assert "1000 subscribers over 100 distinct queries" in text
     assert (
         "| fan-out 1000 over 100 queries (LiveBus, grouped): CPU per change per extra subscriber"
         " | ~28 us | 4.0 us | <= 10 us |" in md
     )
-    assert "|   last subscriber p99 after the change (LiveBus, grouped) | - | 90 ms | <= 100 ms |" in md
+    assert (
+        "|   last subscriber p99 after the ack (LiveBus, grouped; from the send: 90 ms) | - | 60 ms | <= 100 ms |"
+        in md
+    )
+
+
+def test_each_subscriber_counts_once_in_the_pooled_arrivals() -> None:
+    level = MuxLevel("grouped", 4, 1, changes=1)
+    level.add_change(1.0, 1.010, [(1.005, 1), (1.020, 3)])
+    # One subscriber before the ack (the frame beat the ack to the client), three 10 ms after.
+    assert sorted(round(v * 1000, 3) for v in level.ack_each.values) == [-5.0, 10.0, 10.0, 10.0]
+    assert level.last.values == [pytest.approx(0.020)]
+    assert level.ack_last.values == [pytest.approx(0.010)]
+    assert level.send_ack.values == [pytest.approx(0.010)]
+
+
+async def test_fan_out_coverage_waits_for_every_group_of_the_change() -> None:
+    cov = _Coverage(5)
+    pair, trio = cov.group([0, 1]), cov.group([2, 3, 4])
+    assert not cov.settled()  # no result yet
+    cov.got(pair, 1.0, 0.1)
+    cov.got(trio, 1.0, 0.1)
+    assert cov.settled()
+    cov.expect(2.0)
+    cov.got(trio, 2.0, 0.5)
+    cov.got(trio, 2.0, 0.6)  # the same result again: not a second arrival
+    assert not cov.all_in.is_set()
+    cov.got(pair, 2.0, 0.7)
+    assert cov.all_in.is_set()
+    assert cov.arrivals == [(0.5, 3), (0.7, 2)]
+    cov.expect(3.0, cov.groups_of([1]))  # a change of the pair's query only
+    cov.got(pair, 3.0, 0.9)
+    assert cov.all_in.is_set()
+    with pytest.raises(RuntimeError, match="two different groups"):
+        cov.group([4])
+
+
+def test_fan_out_stages_line_up_a_changes_spans_from_its_send() -> None:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import Link, SpanContext, TraceFlags
+
+    from bench.fanout_stages import STAGES, change_stages
+
+    def ctx(trace_id: int, span_id: int) -> SpanContext:
+        return SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+
+    def span(
+        name: str, start_ms: float, end_ms: float, trace_id: int, links: tuple[int, ...] = ()
+    ) -> ReadableSpan:
+        return ReadableSpan(
+            name=name,
+            context=ctx(trace_id, int(start_ms * 1000) + 1),
+            links=[Link(ctx(t, 1)) for t in links],
+            start_time=int(start_ms * 1e6),
+            end_time=int(end_ms * 1e6),
+        )
+
+    spans = [
+        span("myko.v1.CommandBus/Execute", 1, 60, trace_id=7),
+        span("myko.command.handle", 2, 10, trace_id=7),
+        span("myko.kafka.commit", 20, 50, trace_id=7),
+        span("myko.repo.apply", 52, 55, trace_id=8, links=(7,)),
+        span("myko.query.emit", 58, 61, trace_id=9, links=(7,)),
+        span("myko.query.emit", 58, 70, trace_id=10, links=(7,)),
+        span("myko.v1.CommandBus/Execute", 200, 210, trace_id=11),  # a later command's
+    ]
+    level = MuxLevel("grouped", 4, 1, changes=1)
+    # Sent at 0 on both clocks, acked at 62 ms, read by the first subscriber at 72, the last at 90.
+    level.times.append((0.0, 0.062, 0.072, 0.090))
+    [row] = change_stages(level, spans, clock_offset_ns=0)
+    assert dict(zip(STAGES, row, strict=True)) == pytest.approx(
+        {
+            "command_svc: Execute starts": 1.0,
+            "command_svc: handler done": 10.0,
+            "command_svc: Kafka commit done": 50.0,
+            "repo_svc: batch applied": 55.0,
+            "query_svc: batch arrived": 58.0,
+            "query_svc: first result built": 61.0,
+            "query_svc: last result built": 70.0,
+            "client: ack": 62.0,
+            "client: first subscriber read": 72.0,
+            "client: last subscriber read": 90.0,
+        }
+    )
