@@ -39,6 +39,8 @@ from myko.wire_format import length_delimited
 log = logging.getLogger(__name__)
 
 SNAPSHOT_CHUNK = 500
+# Entities per snapshot message in columns (~2 MB for the example's Targets).
+COLUMNS_CHUNK = 8192
 
 
 class _PendingChanges:
@@ -90,6 +92,25 @@ def snapshot_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Wate
     return chunks
 
 
+def snapshot_column_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Watermark) -> list[bytes]:
+    """The snapshot of `types` as encoded RepoChange(snapshot=True, columns, watermark)
+    messages of up to COLUMNS_CHUNK entities each (what a mirror that keeps no events
+    asks for: RepoSubscribeRequest.snapshot_columns): each column is a repeated field
+    filled in C, so writing it costs no Python per entity. Taken whole, before anything is sent."""
+    chunks: list[bytes] = []
+    for name in sorted(types):
+        repo = store.repo(name)
+        ids = repo.ids()
+        for i in range(0, len(ids), COLUMNS_CHUNK):
+            change = repo_pb2.RepoChange(snapshot=True, watermark=watermark)
+            for topic, part, values, partitions, offsets in repo.columns(ids[i : i + COLUMNS_CHUNK]):
+                change.columns.add(
+                    type=name, topic=topic, ids=part, values=values, partitions=partitions, offsets=offsets
+                )
+            chunks.append(change.SerializeToString())
+    return chunks
+
+
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
     known = set(store.entities.names())
     unknown = [t for t in requested if t not in known]
@@ -127,7 +148,8 @@ def register_repo_service(
         sub = store.subscribe_batches(pending.on_batch)
         try:
             wm = store.watermark.to_proto()
-            for chunk in snapshot_chunks(store, types, wm):
+            write = snapshot_column_chunks if req.snapshot_columns else snapshot_chunks
+            for chunk in write(store, types, wm):
                 yield chunk
             yield repo_pb2.RepoChange(snapshot=True, snapshot_complete=True, watermark=wm)
             while True:
