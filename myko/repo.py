@@ -140,6 +140,7 @@ DEFAULT_CACHE_ENTITIES = 1024
 # is a bulk load for that type's kept orders (Store._bulk_load).
 BULK_EVENTS = 10_000
 _UNCHANGED: Any = object()
+_first, _second, _third = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 class Repo(Generic[E]):
@@ -327,9 +328,12 @@ class Repo(Generic[E]):
         if not ids:
             return []
         values = list(map(self._bytes.__getitem__, ids))
-        topics, partitions, offsets = zip(*map(self._positions.__getitem__, ids), strict=True)
+        held = list(map(self._positions.__getitem__, ids))
+        topics = list(map(_first, held))
+        partitions = list(map(_second, held))
+        offsets = list(map(_third, held))
         if topics.count(topics[0]) == len(topics):
-            return [(topics[0], ids, values, list(partitions), list(offsets))]
+            return [(topics[0], ids, values, partitions, offsets)]
         groups: dict[str, tuple[list[str], list[bytes], list[int], list[int]]] = {}
         for entity_id, value, topic, partition, offset in zip(
             ids, values, topics, partitions, offsets, strict=True
