@@ -322,28 +322,10 @@ class Repo(Generic[E]):
             written += 1
         return written
 
-    def columns(self, ids: list[str]) -> list[tuple[str, list[str], list[bytes], list[int], list[int]]]:
-        """The stored `ids` as snapshot columns, one group per topic (one, as written by
-        Myko): (topic, ids, encodings, partitions, offsets); gathered in C, no loop per entity."""
-        if not ids:
-            return []
-        values = list(map(self._bytes.__getitem__, ids))
-        held = list(map(self._positions.__getitem__, ids))
-        topics = list(map(_first, held))
-        partitions = list(map(_second, held))
-        offsets = list(map(_third, held))
-        if topics.count(topics[0]) == len(topics):
-            return [(topics[0], ids, values, partitions, offsets)]
-        groups: dict[str, tuple[list[str], list[bytes], list[int], list[int]]] = {}
-        for entity_id, value, topic, partition, offset in zip(
-            ids, values, topics, partitions, offsets, strict=True
-        ):
-            group = groups.setdefault(topic, ([], [], [], []))
-            group[0].append(entity_id)
-            group[1].append(value)
-            group[2].append(partition)
-            group[3].append(offset)
-        return [(topic, *group) for topic, group in groups.items()]
+    def frozen(self) -> FrozenRepo:
+        """What is stored now, for writing a snapshot over time: copies of the dicts (in C,
+        ~0.1 s per 1M entities), which later batches do not change."""
+        return FrozenRepo(self._bytes.copy(), self._positions.copy())
 
     def __len__(self) -> int:
         return len(self._bytes)
@@ -1049,6 +1031,8 @@ class _ResetPlan:
         self.replaced_keys: list[list[Hashable]] = []
         self.gone_keys: list[list[Hashable]] = []
         self.positions: dict[str, tuple[str, int, int]] = {}
+        # The whole new id -> encoding, when the repo was empty (a first load).
+        self.fresh: dict[str, bytes] | None = None
         self.unbuild = False
         self.orders: list[KeptOrder[Any]] = []
         self.watched = False
@@ -1068,6 +1052,7 @@ class _ResetPlan:
             plan.changed_values = list(compress(values, differs))
         else:
             plan.changed_ids, plan.changed_values = list(ids), list(values)
+            plan.fresh = fresh  # the new state whole: taken as is (bad entities aside)
         # The event path drops the kept orders before a batch this large (Store._bulk_load).
         plan.unbuild = bool(repo._orders) and len(plan.gone) + len(ids) >= max(BULK_EVENTS, len(repo))
         plan.orders = [o for o in repo._orders.values() if o.built and not o.broken and not plan.unbuild]
@@ -1119,6 +1104,8 @@ class _ResetPlan:
         plan.positions = dict(zip(ids, part.positions, strict=True))
         for entity_id in bad:
             del plan.positions[entity_id]
+            if plan.fresh is not None:
+                del plan.fresh[entity_id]
         return plan
 
     def apply(self) -> ChangeBatch | None:
@@ -1146,7 +1133,12 @@ class _ResetPlan:
                     order.change(entity_id, old_of.get(entity_id), entity)
         for entity_id in self.gone:
             del encoded[entity_id]
-        encoded.update(zip(self.changed_ids, self.changed_values, strict=True))
+        if self.fresh is not None and not encoded:
+            # A first load: the dict built from the snapshot is the state (nothing read the
+            # empty one's identity: readers look `_bytes` up on the repo, as install_state relies on).
+            repo._bytes = self.fresh
+        else:
+            encoded.update(zip(self.changed_ids, self.changed_values, strict=True))
         for index, keys in zip(indexes, self.new_keys, strict=False):
             index.add_keys(self.changed_ids, keys)
         if cache:
@@ -1185,3 +1177,37 @@ def _decode_each(repo: Repo[Any], ids: list[str], values: list[bytes], bad: set[
             log.exception("cannot reduce %s %s; skipped", repo.entity_type.name, entity_id)
             bad.add(entity_id)
     return out
+
+
+@dataclass(frozen=True)
+class FrozenRepo:
+    """A repo's encodings and positions at one moment (`Repo.frozen`)."""
+
+    encoded: dict[str, bytes]
+    positions: dict[str, tuple[str, int, int]]
+
+    def ids(self) -> list[str]:
+        return list(self.encoded)
+
+    def columns(self, ids: list[str]) -> list[tuple[str, list[str], list[bytes], list[int], list[int]]]:
+        """`ids` as snapshot columns, one group per topic (one, as written by Myko):
+        (topic, ids, encodings, partitions, offsets); gathered in C, no loop per entity."""
+        if not ids:
+            return []
+        values = list(map(self.encoded.__getitem__, ids))
+        held = list(map(self.positions.__getitem__, ids))
+        topics = list(map(_first, held))
+        partitions = list(map(_second, held))
+        offsets = list(map(_third, held))
+        if topics.count(topics[0]) == len(topics):
+            return [(topics[0], ids, values, partitions, offsets)]
+        groups: dict[str, tuple[list[str], list[bytes], list[int], list[int]]] = {}
+        for entity_id, value, topic, partition, offset in zip(
+            ids, values, topics, partitions, offsets, strict=True
+        ):
+            group = groups.setdefault(topic, ([], [], [], []))
+            group[0].append(entity_id)
+            group[1].append(value)
+            group[2].append(partition)
+            group[3].append(offset)
+        return [(topic, *group) for topic, group in groups.items()]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import grpc
@@ -24,7 +24,7 @@ from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
-from myko.repo import Store, StoreBatch
+from myko.repo import FrozenRepo, Store, StoreBatch
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings
@@ -92,14 +92,21 @@ def snapshot_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Wate
     return chunks
 
 
-def snapshot_column_chunks(store: Store, types: Iterable[str], watermark: item_pb2.Watermark) -> list[bytes]:
+def snapshot_column_chunks(
+    store: Store, types: Iterable[str], watermark: item_pb2.Watermark
+) -> Iterator[bytes]:
     """The snapshot of `types` as encoded RepoChange(snapshot=True, columns, watermark)
     messages of up to COLUMNS_CHUNK entities each (what a mirror that keeps no events
     asks for: RepoSubscribeRequest.snapshot_columns): each column is a repeated field
-    filled in C, so writing it costs no Python per entity. Taken whole, before anything is sent."""
-    chunks: list[bytes] = []
-    for name in sorted(types):
-        repo = store.repo(name)
+    filled in C, so writing it costs no Python per entity. The state is taken at the
+    call (copies of each repo's dicts) and written message by message as the iterator
+    is read: the mirror parses the first while later ones are written."""
+    frozen = [(name, store.repo(name).frozen()) for name in sorted(types)]
+    return _column_chunks(frozen, watermark)
+
+
+def _column_chunks(frozen: list[tuple[str, FrozenRepo]], watermark: item_pb2.Watermark) -> Iterator[bytes]:
+    for name, repo in frozen:
         ids = repo.ids()
         for i in range(0, len(ids), COLUMNS_CHUNK):
             change = repo_pb2.RepoChange(snapshot=True, watermark=watermark)
@@ -107,8 +114,7 @@ def snapshot_column_chunks(store: Store, types: Iterable[str], watermark: item_p
                 change.columns.add(
                     type=name, topic=topic, ids=part, values=values, partitions=partitions, offsets=offsets
                 )
-            chunks.append(change.SerializeToString())
-    return chunks
+            yield change.SerializeToString()
 
 
 def _types(store: Store, requested: Sequence[str]) -> set[str]:
