@@ -27,7 +27,7 @@ from myko.events import DEL, SET
 from myko.query_window import WindowSpec
 from myko.repo import BULK_EVENTS, Store, StoreBatch, TypeSnapshot
 from myko.repo_feed import SnapshotGather
-from myko.repo_service import snapshot_column_chunks
+from myko.repo_service import snapshot_chunks, snapshot_column_chunks
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -296,6 +296,26 @@ def test_the_columns_repo_svc_writes_load_what_its_store_holds() -> None:
         assert (mirror.repo(name)._bytes, mirror.repo(name)._positions) == expected[name]
     assert mirror.watermark == wm(10_001)
     assert [i for _, i in mirror.of(Target).kept_order(by_name) or []][:3] == ["t00000", "t00001", "t00010"]
+
+
+def test_a_mirror_loads_the_event_frames_of_a_repo_svc_without_columns_the_same() -> None:
+    """A repo_svc that predates snapshot_columns ignores the request and sends events."""
+    source = Store(registry())
+    source.apply_events(
+        [set_ev(target(f"t{i}", f"n{i}", zone=f"z{i % 3}"), i, partition=i % 2) for i in range(1200)],
+        wm(1200),
+    )
+    mirrors = []
+    for write in (snapshot_chunks, snapshot_column_chunks):
+        gathered = SnapshotGather()
+        for frame in write(source, [TOPIC, ZONE], source.watermark.to_proto()):
+            gathered.add(repo_pb2.RepoChange.FromString(frame))
+        assert bool(gathered.events) == (write is snapshot_chunks)
+        mirror = new_store()
+        gathered.load_into(mirror, source.watermark)
+        mirrors.append(state(mirror))
+    assert mirrors[0] == mirrors[1]
+    assert len(mirrors[0][TOPIC]["bytes"]) == 1200
 
 
 def test_a_store_that_keeps_events_does_not_load_columns() -> None:
