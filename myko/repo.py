@@ -1189,12 +1189,16 @@ class FrozenRepo:
     def ids(self) -> list[str]:
         return list(self.encoded)
 
-    def columns(self, ids: list[str]) -> list[tuple[str, list[str], list[bytes], list[int], list[int]]]:
-        """`ids` as snapshot columns, one group per topic (one, as written by Myko):
-        (topic, ids, encodings, partitions, offsets); gathered in C, no loop per entity."""
+    def encodings(self, ids: list[str]) -> list[bytes]:
+        return list(map(self.encoded.__getitem__, ids))
+
+    def columns(
+        self, ids: list[str], values: list[bytes]
+    ) -> list[tuple[str, list[str], list[bytes], list[int], list[int]]]:
+        """`ids` (and their `encodings`) as snapshot columns, one group per topic (one, as
+        written by Myko): (topic, ids, encodings, partitions, offsets); gathered in C."""
         if not ids:
             return []
-        values = list(map(self.encoded.__getitem__, ids))
         held = list(map(self.positions.__getitem__, ids))
         topics = list(map(_first, held))
         partitions = list(map(_second, held))

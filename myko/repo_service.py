@@ -39,8 +39,10 @@ from myko.wire_format import length_delimited
 log = logging.getLogger(__name__)
 
 SNAPSHOT_CHUNK = 500
-# Entities per snapshot message in columns (~2 MB for the example's Targets).
+# Entities per snapshot message in columns (~2 MB for the example's Targets), and at
+# most this many bytes of encodings in one (a mirror takes messages of up to 256 MiB).
 COLUMNS_CHUNK = 8192
+COLUMNS_BYTES = 8 * 1024 * 1024
 
 
 class _PendingChanges:
@@ -108,9 +110,16 @@ def snapshot_column_chunks(
 def _column_chunks(frozen: list[tuple[str, FrozenRepo]], watermark: item_pb2.Watermark) -> Iterator[bytes]:
     for name, repo in frozen:
         ids = repo.ids()
-        for i in range(0, len(ids), COLUMNS_CHUNK):
+        start = 0
+        while start < len(ids):
+            # Large entities: fewer per message (halved until under COLUMNS_BYTES, or one).
+            chunk = ids[start : start + COLUMNS_CHUNK]
+            encodings = repo.encodings(chunk)
+            while len(chunk) > 1 and sum(map(len, encodings)) > COLUMNS_BYTES:
+                chunk, encodings = chunk[: len(chunk) // 2], encodings[: len(chunk) // 2]
+            start += len(chunk)
             change = repo_pb2.RepoChange(snapshot=True, watermark=watermark)
-            for topic, part, values, partitions, offsets in repo.columns(ids[i : i + COLUMNS_CHUNK]):
+            for topic, part, values, partitions, offsets in repo.columns(chunk, encodings):
                 change.columns.add(
                     type=name, topic=topic, ids=part, values=values, partitions=partitions, offsets=offsets
                 )

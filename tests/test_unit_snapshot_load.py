@@ -318,6 +318,20 @@ def test_a_mirror_loads_the_event_frames_of_a_repo_svc_without_columns_the_same(
     assert len(mirrors[0][TOPIC]["bytes"]) == 1200
 
 
+def test_large_entities_go_in_smaller_column_messages() -> None:
+    source = Store(registry())
+    big = [target(f"t{i}", "x" * 300_000) for i in range(60)]
+    source.apply_events([set_ev(t, i) for i, t in enumerate(big)], wm(60))
+    frames = list(snapshot_column_chunks(source, [TOPIC], source.watermark.to_proto()))
+    assert len(frames) > 2 and max(map(len, frames)) < 9 * 1024 * 1024
+    gathered = SnapshotGather()
+    for frame in frames:
+        gathered.add(repo_pb2.RepoChange.FromString(frame))
+    mirror = new_store()
+    gathered.load_into(mirror, source.watermark)
+    assert mirror.of(Target)._bytes == source.of(Target)._bytes
+
+
 def test_a_store_that_keeps_events_does_not_load_columns() -> None:
     with pytest.raises(ValueError, match="keeps events"):
         Store(registry()).load_snapshot({}, wm(1))
