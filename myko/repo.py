@@ -909,18 +909,31 @@ class Store:
             if plan is None:
                 return False
             plans.append(plan)
-        changed: dict[str, ChangeBatch] = {}
+        batches: dict[str, ChangeBatch] = {}
+        planned: dict[str, _ResetPlan] = {}
         for plan in plans:
             batch = plan.apply()
             if batch is not None:
-                changed[plan.repo.entity_type.name] = batch
+                batches[plan.repo.entity_type.name] = batch
+                planned[plan.repo.entity_type.name] = plan
+        # Notified in the event path's order: types with deletions (its synthetic DELs come
+        # first, in the store's order), then the others as they come in the snapshot (from
+        # events whose types interleave: by each type's first event, changed or not).
+        order = [name for name, plan in planned.items() if plan.gone]
+        order += [name for name in columns if name in batches and name not in order]
+        changed = {name: batches[name] for name in order}
         self._watermark = Watermark().advanced(watermark.positions)
         for type_name in changed:
             for order in self._repos[type_name]._orders.values():
                 order.settle()
         for type_name, batch in changed.items():
+            repo = self._repos[type_name]
+            if not batch and repo._changes.observers:
+                # Nothing watched the type when the plan was made; a watch started by an
+                # earlier notification does now: it gets the batch, as in the event path.
+                batch = planned[type_name].late_batch()
             if batch:  # empty when nothing watches the type: nobody to tell
-                self._repos[type_name]._notify(batch)
+                repo._notify(batch)
         applied: list[item_pb2.Event] = []
         if self._batches.observers:  # nothing in a mirror: built only for someone to read
             applied = [ev for plan in plans for ev in plan.gone_events()]
@@ -1152,6 +1165,13 @@ class _ResetPlan:
         if self.watched:
             batch.update(dict.fromkeys(self.gone))
             batch.update(zip(self.changed_ids, self.new_entities or [], strict=True))
+        return batch
+
+    def late_batch(self) -> ChangeBatch:
+        """The batch `apply` leaves empty when nothing watched, decoded now."""
+        batch = ChangeBatch()
+        batch.update(dict.fromkeys(self.gone))
+        batch.update(zip(self.changed_ids, self.repo._decode_batch(self.changed_values), strict=True))
         return batch
 
     def gone_events(self) -> list[item_pb2.Event]:

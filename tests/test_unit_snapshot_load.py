@@ -270,6 +270,51 @@ def test_snapshots_the_bulk_path_does_not_take_still_reset_exactly() -> None:
     compare(_history()[:1], [set_ev(target("t1", "x"), 74)], [], bad_index=True)
 
 
+def test_a_watch_started_by_a_notification_gets_its_type_s_batch_as_in_the_event_path() -> None:
+    """A Target batch makes a handler start watching zones (a join): it then gets the zones'
+    batch of the same reset too."""
+    zone = entities_pb2.Zone(name="Z")
+    zone.item.id = "zone-1"
+    snapshot = [set_ev(target("t1", "x"), 80), set_ev(zone, 81, type_name=ZONE)]
+    logs = {}
+    for how, reset in RESETS.items():
+        store = new_store()
+        store.apply_events(_history()[0], wm(1))
+        log: list[Any] = []
+        started: list[DisposableBase] = []
+
+        def on_targets(
+            changed: Any, store: Store = store, log: list[Any] = log, started: list[Any] = started
+        ) -> None:
+            log.append(("targets", _changes(changed)))
+            if not started:
+                zones = store.of(entities_pb2.Zone)
+                started.append(zones.changes.subscribe(lambda c, log=log: log.append(("zones", _changes(c)))))  # type: ignore[misc]
+
+        store.of(Target).changes.subscribe(on_targets)
+        reset(store, snapshot, wm(1000))
+        logs[how] = log
+    assert ("zones", [("zone-1", zone.SerializeToString(deterministic=True))]) in logs["events"]
+    assert logs["bulk"] == logs["events"] and logs["columns"] == logs["events"]
+
+
+def test_types_are_notified_in_the_event_path_s_order() -> None:
+    zone = entities_pb2.Zone(name="Z")
+    zone.item.id = "zone-1"
+    history = [[set_ev(target("t1", "x"), 1)]]
+    later_zone = entities_pb2.Zone(name="Z2")
+    later_zone.item.id = "zone-2"
+    for snapshot in (
+        [
+            set_ev(zone, 5, type_name=ZONE),
+            set_ev(target("t1", "x"), 1),
+            set_ev(target("t2", "y"), 6),
+        ],  # nothing gone
+        [set_ev(zone, 5, type_name=ZONE)],  # Targets gone: their DELs come first
+    ):
+        compare(history, snapshot, [[set_ev(later_zone, 9, type_name=ZONE)]])
+
+
 def test_the_columns_repo_svc_writes_load_what_its_store_holds() -> None:
     source = Store(registry())
     events = [
