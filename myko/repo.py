@@ -919,9 +919,9 @@ class Store:
         # Notified in the event path's order: types with deletions (its synthetic DELs come
         # first, in the store's order), then the others as they come in the snapshot (from
         # events whose types interleave: by each type's first event, changed or not).
-        order = [name for name, plan in planned.items() if plan.gone]
-        order += [name for name in columns if name in batches and name not in order]
-        changed = {name: batches[name] for name in order}
+        names = [name for name, plan in planned.items() if plan.gone]
+        names += [name for name in columns if name in batches and name not in names]
+        changed = {name: batches[name] for name in names}
         self._watermark = Watermark().advanced(watermark.positions)
         for type_name in changed:
             for order in self._repos[type_name]._orders.values():
