@@ -284,6 +284,9 @@ def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> None
     size_mb = sum(p.stat().st_size for p in own.glob("*.ckpt")) / 1e6
     print(f"    {_checkpoint_line(svc.log_path, 'wrote checkpoint', 0)} ({size_mb:.0f} MB)", flush=True)
     svc.stop()
+    # Restarted with the default checkpoint cadence: one per record would keep a thread
+    # writing 1M-entity checkpoints beside what is timed next (query_svc's snapshot).
+    svc.env.pop("MYKO_CHECKPOINT_EVERY_RECORDS")
     since = svc.log_path.stat().st_size
     took, cpu, rss = time_to_serving(svc)
     print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")

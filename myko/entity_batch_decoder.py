@@ -12,6 +12,7 @@ sharing one arena, which lives while any of them does.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from itertools import chain
 from typing import Generic, TypeVar
 
 from google.protobuf import descriptor_pb2, message_factory
@@ -52,12 +53,25 @@ class EntityBatchDecoder(Generic[E]):
             pool.Add(file)
             descriptor = pool.FindMessageTypeByName(name)
         self._list_cls = message_factory.GetMessageClass(descriptor)  # type: ignore[arg-type]
+        self._prefixes = _Prefixes()
 
     def decode(self, encodings: Iterable[bytes]) -> Sequence[E]:
-        parts: list[bytes] = []
-        add = parts.append
-        for data in encodings:
-            add(_ITEMS_TAG)
-            add(varint(len(data)))
-            add(data)
-        return self._list_cls.FromString(b"".join(parts)).items  # type: ignore[attr-defined,no-any-return]
+        # Each item's tag and length from a table by length: the join runs in C, no
+        # Python per entity (~0.5 us each at 1M entities, a tenth of a mirror's load).
+        encodings = encodings if isinstance(encodings, list) else list(encodings)
+        prefixes = map(self._prefixes.__getitem__, map(len, encodings))
+        data = b"".join(chain.from_iterable(zip(prefixes, encodings, strict=True)))
+        return self._list_cls.FromString(data).items  # type: ignore[attr-defined,no-any-return]
+
+
+class _Prefixes(dict[int, bytes]):
+    """Length -> the items field's tag and that length; the first _MAX_PREFIXES lengths seen are kept."""
+
+    def __missing__(self, size: int) -> bytes:
+        prefix = _ITEMS_TAG + varint(size)
+        if len(self) < _MAX_PREFIXES:
+            self[size] = prefix
+        return prefix
+
+
+_MAX_PREFIXES = 4096

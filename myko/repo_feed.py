@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from itertools import repeat
 
 import grpc
 
@@ -17,7 +18,7 @@ from myko import catalogue
 from myko.collector_hold import CollectorHold
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import cancel_and_wait
-from myko.repo import Store
+from myko.repo import Store, TypeSnapshot
 from myko.retry import Backoff
 from myko.settings import TlsSettings
 from myko.tls import Transport
@@ -95,7 +96,9 @@ class RepoFeed:
                         request_serializer=repo_pb2.RepoSubscribeRequest.SerializeToString,
                         response_deserializer=repo_pb2.RepoChange.FromString,
                     )
-                    await self._follow(stub(repo_pb2.RepoSubscribeRequest(), wait_for_ready=True), backoff)
+                    # A mirror without events takes the snapshot as columns (no Event per entity).
+                    request = repo_pb2.RepoSubscribeRequest(snapshot_columns=not self._store.keeps_events)
+                    await self._follow(stub(request, wait_for_ready=True), backoff)
             except asyncio.CancelledError:
                 raise
             except grpc.aio.AioRpcError as exc:
@@ -108,13 +111,13 @@ class RepoFeed:
     async def _follow(
         self, call: grpc.aio.UnaryStreamCall[object, repo_pb2.RepoChange], backoff: Backoff
     ) -> None:
-        snapshot: list[item_pb2.Event] = []
+        snapshot = SnapshotGather()
         # A snapshot of many entities is a bulk load: kept from the collector's scans until applied.
         collector = CollectorHold()
         try:
             async for change in call:
                 if change.snapshot:
-                    snapshot.extend(change.events)
+                    snapshot.add(change)
                     collector.hold()
                     if change.snapshot_complete:
                         watermark = Watermark.from_proto(change.watermark)
@@ -123,10 +126,10 @@ class RepoFeed:
                             # resetting to it would take live results back in time.
                             log.warning("repo %s is behind this mirror (%s); retrying", self._addr, watermark)
                             return
-                        self._store.reset(snapshot, watermark)
+                        snapshot.load_into(self._store, watermark)
                         collector.release()
                         self.snapshots += 1
-                        snapshot = []
+                        snapshot = SnapshotGather()
                         backoff.reset()
                         await self._set_ready(True)
                     continue
@@ -135,3 +138,31 @@ class RepoFeed:
                     self._store.apply_events(change.events, Watermark.from_proto(change.watermark))
         finally:
             collector.release()
+
+
+class SnapshotGather:
+    """The parts of one snapshot as they arrive: columns per entity type (from a
+    repo_svc asked for columns) or events (from one that predates them)."""
+
+    def __init__(self) -> None:
+        self.events: list[item_pb2.Event] = []
+        self.columns: dict[str, TypeSnapshot] = {}
+        self._topics: dict[str, str] = {}  # one str per topic, not one per position
+
+    def add(self, change: repo_pb2.RepoChange) -> None:
+        self.events.extend(change.events)
+        for part in change.columns:
+            into = self.columns.get(part.type)
+            if into is None:
+                into = self.columns[part.type] = TypeSnapshot([], [], [])
+            topic = self._topics.setdefault(part.topic, part.topic)
+            into.ids += part.ids
+            into.values += part.values
+            into.positions += zip(repeat(topic), part.partitions, part.offsets)
+
+    def load_into(self, store: Store, watermark: Watermark) -> None:
+        """Reset `store` to this snapshot."""
+        if self.events or not self.columns:
+            store.reset(self.events, watermark)
+        else:
+            store.load_snapshot(self.columns, watermark)

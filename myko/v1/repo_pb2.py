@@ -27,7 +27,7 @@ from myko.v1 import item_pb2 as myko_dot_v1_dot_item__pb2
 from myko.v1 import system_pb2 as myko_dot_v1_dot_system__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/repo.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\x1a\x14myko/v1/system.proto\"%\n\x14RepoSubscribeRequest\x12\r\n\x05types\x18\x01 \x03(\t\"\x96\x01\n\nRepoChange\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\x12\x1e\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x0e.myko.v1.Event\x12%\n\twatermark\x18\x04 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x14\n\x0ctraceparents\x18\x05 \x03(\t\"+\n\x0eRepoGetRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"]\n\x0fRepoGetResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x02 \x01(\x0b\x32\x12.myko.v1.Watermark\"=\n\x13ReportStatusRequest\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.myko.v1.ServiceStatus\"\x16\n\x14ReportStatusResponse2\xd7\x01\n\x0bRepoService\x12\x41\n\tSubscribe\x12\x1d.myko.v1.RepoSubscribeRequest\x1a\x13.myko.v1.RepoChange0\x01\x12\x38\n\x03Get\x12\x17.myko.v1.RepoGetRequest\x1a\x18.myko.v1.RepoGetResponse\x12K\n\x0cReportStatus\x12\x1c.myko.v1.ReportStatusRequest\x1a\x1d.myko.v1.ReportStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12myko/v1/repo.proto\x12\x07myko.v1\x1a\x19google/protobuf/any.proto\x1a\x12myko/v1/item.proto\x1a\x14myko/v1/system.proto\"?\n\x14RepoSubscribeRequest\x12\r\n\x05types\x18\x01 \x03(\t\x12\x18\n\x10snapshot_columns\x18\x02 \x01(\x08\"\xc1\x01\n\nRepoChange\x12\x10\n\x08snapshot\x18\x01 \x01(\x08\x12\x19\n\x11snapshot_complete\x18\x02 \x01(\x08\x12\x1e\n\x06\x65vents\x18\x03 \x03(\x0b\x32\x0e.myko.v1.Event\x12%\n\twatermark\x18\x04 \x01(\x0b\x32\x12.myko.v1.Watermark\x12\x14\n\x0ctraceparents\x18\x05 \x03(\t\x12)\n\x07\x63olumns\x18\x06 \x03(\x0b\x32\x18.myko.v1.SnapshotColumns\"p\n\x0fSnapshotColumns\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\r\n\x05topic\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\x12\x0e\n\x06values\x18\x04 \x03(\x0c\x12\x12\n\npartitions\x18\x05 \x03(\x05\x12\x0f\n\x07offsets\x18\x06 \x03(\x03\"+\n\x0eRepoGetRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"]\n\x0fRepoGetResponse\x12#\n\x05items\x18\x01 \x03(\x0b\x32\x14.google.protobuf.Any\x12%\n\twatermark\x18\x02 \x01(\x0b\x32\x12.myko.v1.Watermark\"=\n\x13ReportStatusRequest\x12&\n\x06status\x18\x01 \x01(\x0b\x32\x16.myko.v1.ServiceStatus\"\x16\n\x14ReportStatusResponse2\xd7\x01\n\x0bRepoService\x12\x41\n\tSubscribe\x12\x1d.myko.v1.RepoSubscribeRequest\x1a\x13.myko.v1.RepoChange0\x01\x12\x38\n\x03Get\x12\x17.myko.v1.RepoGetRequest\x1a\x18.myko.v1.RepoGetResponse\x12K\n\x0cReportStatus\x12\x1c.myko.v1.ReportStatusRequest\x1a\x1d.myko.v1.ReportStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,17 +35,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'myko.v1.repo_pb2', _globals
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPOSUBSCRIBEREQUEST']._serialized_start=100
-  _globals['_REPOSUBSCRIBEREQUEST']._serialized_end=137
-  _globals['_REPOCHANGE']._serialized_start=140
-  _globals['_REPOCHANGE']._serialized_end=290
-  _globals['_REPOGETREQUEST']._serialized_start=292
-  _globals['_REPOGETREQUEST']._serialized_end=335
-  _globals['_REPOGETRESPONSE']._serialized_start=337
-  _globals['_REPOGETRESPONSE']._serialized_end=430
-  _globals['_REPORTSTATUSREQUEST']._serialized_start=432
-  _globals['_REPORTSTATUSREQUEST']._serialized_end=493
-  _globals['_REPORTSTATUSRESPONSE']._serialized_start=495
-  _globals['_REPORTSTATUSRESPONSE']._serialized_end=517
-  _globals['_REPOSERVICE']._serialized_start=520
-  _globals['_REPOSERVICE']._serialized_end=735
+  _globals['_REPOSUBSCRIBEREQUEST']._serialized_end=163
+  _globals['_REPOCHANGE']._serialized_start=166
+  _globals['_REPOCHANGE']._serialized_end=359
+  _globals['_SNAPSHOTCOLUMNS']._serialized_start=361
+  _globals['_SNAPSHOTCOLUMNS']._serialized_end=473
+  _globals['_REPOGETREQUEST']._serialized_start=475
+  _globals['_REPOGETREQUEST']._serialized_end=518
+  _globals['_REPOGETRESPONSE']._serialized_start=520
+  _globals['_REPOGETRESPONSE']._serialized_end=613
+  _globals['_REPORTSTATUSREQUEST']._serialized_start=615
+  _globals['_REPORTSTATUSREQUEST']._serialized_end=676
+  _globals['_REPORTSTATUSRESPONSE']._serialized_start=678
+  _globals['_REPORTSTATUSRESPONSE']._serialized_end=700
+  _globals['_REPOSERVICE']._serialized_start=703
+  _globals['_REPOSERVICE']._serialized_end=918
 # @@protoc_insertion_point(module_scope)

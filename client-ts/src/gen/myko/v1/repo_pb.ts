@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file myko/v1/repo.proto.
  */
 export const file_myko_v1_repo: GenFile = /*@__PURE__*/
-  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiJQoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkilgEKClJlcG9DaGFuZ2USEAoIc25hcHNob3QYASABKAgSGQoRc25hcHNob3RfY29tcGxldGUYAiABKAgSHgoGZXZlbnRzGAMgAygLMg4ubXlrby52MS5FdmVudBIlCgl3YXRlcm1hcmsYBCABKAsyEi5teWtvLnYxLldhdGVybWFyaxIUCgx0cmFjZXBhcmVudHMYBSADKAkiKwoOUmVwb0dldFJlcXVlc3QSDAoEdHlwZRgBIAEoCRILCgNpZHMYAiADKAkiXQoPUmVwb0dldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayI9ChNSZXBvcnRTdGF0dXNSZXF1ZXN0EiYKBnN0YXR1cxgBIAEoCzIWLm15a28udjEuU2VydmljZVN0YXR1cyIWChRSZXBvcnRTdGF0dXNSZXNwb25zZTLXAQoLUmVwb1NlcnZpY2USQQoJU3Vic2NyaWJlEh0ubXlrby52MS5SZXBvU3Vic2NyaWJlUmVxdWVzdBoTLm15a28udjEuUmVwb0NoYW5nZTABEjgKA0dldBIXLm15a28udjEuUmVwb0dldFJlcXVlc3QaGC5teWtvLnYxLlJlcG9HZXRSZXNwb25zZRJLCgxSZXBvcnRTdGF0dXMSHC5teWtvLnYxLlJlcG9ydFN0YXR1c1JlcXVlc3QaHS5teWtvLnYxLlJlcG9ydFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item, file_myko_v1_system]);
+  fileDesc("ChJteWtvL3YxL3JlcG8ucHJvdG8SB215a28udjEiPwoUUmVwb1N1YnNjcmliZVJlcXVlc3QSDQoFdHlwZXMYASADKAkSGAoQc25hcHNob3RfY29sdW1ucxgCIAEoCCLBAQoKUmVwb0NoYW5nZRIQCghzbmFwc2hvdBgBIAEoCBIZChFzbmFwc2hvdF9jb21wbGV0ZRgCIAEoCBIeCgZldmVudHMYAyADKAsyDi5teWtvLnYxLkV2ZW50EiUKCXdhdGVybWFyaxgEIAEoCzISLm15a28udjEuV2F0ZXJtYXJrEhQKDHRyYWNlcGFyZW50cxgFIAMoCRIpCgdjb2x1bW5zGAYgAygLMhgubXlrby52MS5TbmFwc2hvdENvbHVtbnMicAoPU25hcHNob3RDb2x1bW5zEgwKBHR5cGUYASABKAkSDQoFdG9waWMYAiABKAkSCwoDaWRzGAMgAygJEg4KBnZhbHVlcxgEIAMoDBISCgpwYXJ0aXRpb25zGAUgAygFEg8KB29mZnNldHMYBiADKAMiKwoOUmVwb0dldFJlcXVlc3QSDAoEdHlwZRgBIAEoCRILCgNpZHMYAiADKAkiXQoPUmVwb0dldFJlc3BvbnNlEiMKBWl0ZW1zGAEgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueRIlCgl3YXRlcm1hcmsYAiABKAsyEi5teWtvLnYxLldhdGVybWFyayI9ChNSZXBvcnRTdGF0dXNSZXF1ZXN0EiYKBnN0YXR1cxgBIAEoCzIWLm15a28udjEuU2VydmljZVN0YXR1cyIWChRSZXBvcnRTdGF0dXNSZXNwb25zZTLXAQoLUmVwb1NlcnZpY2USQQoJU3Vic2NyaWJlEh0ubXlrby52MS5SZXBvU3Vic2NyaWJlUmVxdWVzdBoTLm15a28udjEuUmVwb0NoYW5nZTABEjgKA0dldBIXLm15a28udjEuUmVwb0dldFJlcXVlc3QaGC5teWtvLnYxLlJlcG9HZXRSZXNwb25zZRJLCgxSZXBvcnRTdGF0dXMSHC5teWtvLnYxLlJlcG9ydFN0YXR1c1JlcXVlc3QaHS5teWtvLnYxLlJlcG9ydFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_any, file_myko_v1_item, file_myko_v1_system]);
 
 /**
  * @generated from message myko.v1.RepoSubscribeRequest
@@ -28,6 +28,15 @@ export type RepoSubscribeRequest = Message<"myko.v1.RepoSubscribeRequest"> & {
    * @generated from field: repeated string types = 1;
    */
   types: string[];
+
+  /**
+   * Send the snapshot as columns (RepoChange.columns) instead of events: what a
+   * mirror that keeps no events asks for (no Event per entity to write or read).
+   * A repo_svc that predates this field sends events; mirrors read both.
+   *
+   * @generated from field: bool snapshot_columns = 2;
+   */
+  snapshotColumns: boolean;
 };
 
 /**
@@ -72,6 +81,13 @@ export type RepoChange = Message<"myko.v1.RepoChange"> & {
    * @generated from field: repeated string traceparents = 5;
    */
   traceparents: string[];
+
+  /**
+   * In a snapshot asked for with snapshot_columns: the entities, in place of events.
+   *
+   * @generated from field: repeated myko.v1.SnapshotColumns columns = 6;
+   */
+  columns: SnapshotColumns[];
 };
 
 /**
@@ -80,6 +96,52 @@ export type RepoChange = Message<"myko.v1.RepoChange"> & {
  */
 export const RepoChangeSchema: GenMessage<RepoChange> = /*@__PURE__*/
   messageDesc(file_myko_v1_repo, 1);
+
+/**
+ * Entities of one type written to one topic, column by column: the i-th entity
+ * has the id ids[i], is encoded as values[i] (Event.entity.value) and was written
+ * at partitions[i] and offsets[i] of the topic.
+ *
+ * @generated from message myko.v1.SnapshotColumns
+ */
+export type SnapshotColumns = Message<"myko.v1.SnapshotColumns"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: string topic = 2;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: repeated string ids = 3;
+   */
+  ids: string[];
+
+  /**
+   * @generated from field: repeated bytes values = 4;
+   */
+  values: Uint8Array[];
+
+  /**
+   * @generated from field: repeated int32 partitions = 5;
+   */
+  partitions: number[];
+
+  /**
+   * @generated from field: repeated int64 offsets = 6;
+   */
+  offsets: bigint[];
+};
+
+/**
+ * Describes the message myko.v1.SnapshotColumns.
+ * Use `create(SnapshotColumnsSchema)` to create a new message.
+ */
+export const SnapshotColumnsSchema: GenMessage<SnapshotColumns> = /*@__PURE__*/
+  messageDesc(file_myko_v1_repo, 2);
 
 /**
  * @generated from message myko.v1.RepoGetRequest
@@ -103,7 +165,7 @@ export type RepoGetRequest = Message<"myko.v1.RepoGetRequest"> & {
  * Use `create(RepoGetRequestSchema)` to create a new message.
  */
 export const RepoGetRequestSchema: GenMessage<RepoGetRequest> = /*@__PURE__*/
-  messageDesc(file_myko_v1_repo, 2);
+  messageDesc(file_myko_v1_repo, 3);
 
 /**
  * @generated from message myko.v1.RepoGetResponse
@@ -125,7 +187,7 @@ export type RepoGetResponse = Message<"myko.v1.RepoGetResponse"> & {
  * Use `create(RepoGetResponseSchema)` to create a new message.
  */
 export const RepoGetResponseSchema: GenMessage<RepoGetResponse> = /*@__PURE__*/
-  messageDesc(file_myko_v1_repo, 3);
+  messageDesc(file_myko_v1_repo, 4);
 
 /**
  * @generated from message myko.v1.ReportStatusRequest
@@ -142,7 +204,7 @@ export type ReportStatusRequest = Message<"myko.v1.ReportStatusRequest"> & {
  * Use `create(ReportStatusRequestSchema)` to create a new message.
  */
 export const ReportStatusRequestSchema: GenMessage<ReportStatusRequest> = /*@__PURE__*/
-  messageDesc(file_myko_v1_repo, 4);
+  messageDesc(file_myko_v1_repo, 5);
 
 /**
  * Empty: the status was written (acknowledged by the brokers).
@@ -157,7 +219,7 @@ export type ReportStatusResponse = Message<"myko.v1.ReportStatusResponse"> & {
  * Use `create(ReportStatusResponseSchema)` to create a new message.
  */
 export const ReportStatusResponseSchema: GenMessage<ReportStatusResponse> = /*@__PURE__*/
-  messageDesc(file_myko_v1_repo, 5);
+  messageDesc(file_myko_v1_repo, 6);
 
 /**
  * Internal: the materialised state of every entity type, served by repo_svc
