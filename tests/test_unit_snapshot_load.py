@@ -25,9 +25,10 @@ from targets.v1 import entities_pb2
 
 from myko.events import DEL, SET
 from myko.query_window import WindowSpec
-from myko.repo import BULK_EVENTS, Store, StoreBatch, TypeSnapshot
+from myko.repo import BULK_EVENTS, Store, StoreBatch
 from myko.repo_feed import SnapshotGather
 from myko.repo_service import snapshot_chunks, snapshot_column_chunks
+from myko.repo_snapshot import TypeSnapshot
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
