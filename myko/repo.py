@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -120,9 +120,30 @@ class _Index:
     def keys(self, entities: Iterable[Message]) -> list[Hashable]:
         return list(map(self._key, entities))
 
-    def add_keys(self, ids: Iterable[str], keys: Iterable[Hashable]) -> None:
+    def add_keys(self, ids: Sequence[str], keys: Sequence[Hashable]) -> None:
         """`add` for many, with their keys computed already (`keys`)."""
+        if len(ids) != len(keys):
+            raise ValueError(f"{len(ids)} ids, {len(keys)} keys")
         buckets = self._ids
+        distinct = set(keys)
+        if len(distinct) * _FEW_KEYS <= len(keys):
+            # Many ids under few keys (a bulk load): the ids are grouped in lists by key in
+            # C, then each group joins its set at once; a set.add per id costs ~1.5x
+            # more (docs/benchmarks.md, perf-split). With many keys the lists cost more.
+            groups: Mapping[Hashable, Sequence[str]]
+            if len(distinct) == 1:  # e.g. one tenant: every id under it
+                groups = {next(iter(distinct)): ids}
+            else:
+                lists: dict[Hashable, list[str]] = {key: [] for key in distinct}
+                deque(map(list.append, map(lists.__getitem__, keys), ids), maxlen=0)
+                groups = lists
+            for key, group in groups.items():
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = set(group)
+                else:
+                    bucket.update(group)
+            return
         for entity_id, key in zip(ids, keys, strict=True):
             bucket = buckets.get(key)
             if bucket is None:
@@ -138,6 +159,8 @@ class _Index:
                 del self._ids[key]
 
 
+# _Index.add_keys groups ids in lists by key when each key has this many ids on average.
+_FEW_KEYS = 64
 # Event.entity = 7 and Event.offset = 8, length-delimited.
 _EVENT_ENTITY_TAG = b"\x3a"
 _EVENT_OFFSET_TAG = b"\x42"
