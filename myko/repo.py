@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import logging
 import operator
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import chain, compress, filterfalse
+from itertools import chain
 from typing import Any, Generic, TypeVar
 
 import reactivex
-from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
@@ -39,6 +38,15 @@ from myko.events import DEL, SET, RawRecord, decode_entity
 from myko.kept_order import KeptOrder, KeptOrderMatches
 from myko.quarantine import Quarantine
 from myko.query_window import OrderedMatches, SharedOrder, WindowResult, WindowSpec
+from myko.repo_snapshot import (
+    FrozenRepo,
+    TypeSnapshot,
+    applied_events,
+    apply_plans,
+    columns_of,
+    events_of,
+    plan_reset,
+)
 from myko.v1 import item_pb2
 from myko.watermark import TopicPartition, Watermark, WatermarkWaiters
 from myko.wire_format import any_field_prefix, length_delimited, varint
@@ -112,9 +120,30 @@ class _Index:
     def keys(self, entities: Iterable[Message]) -> list[Hashable]:
         return list(map(self._key, entities))
 
-    def add_keys(self, ids: Iterable[str], keys: Iterable[Hashable]) -> None:
+    def add_keys(self, ids: Sequence[str], keys: Sequence[Hashable]) -> None:
         """`add` for many, with their keys computed already (`keys`)."""
+        if len(ids) != len(keys):
+            raise ValueError(f"{len(ids)} ids, {len(keys)} keys")
         buckets = self._ids
+        distinct = set(keys)
+        if len(distinct) * _FEW_KEYS <= len(keys):
+            # Many ids under few keys (a bulk load): the ids are grouped in lists by key in
+            # C, then each group joins its set at once; a set.add per id costs ~1.5x
+            # more (docs/benchmarks.md, perf-split). With many keys the lists cost more.
+            groups: Mapping[Hashable, Sequence[str]]
+            if len(distinct) == 1:  # e.g. one tenant: every id under it
+                groups = {next(iter(distinct)): ids}
+            else:
+                lists: dict[Hashable, list[str]] = {key: [] for key in distinct}
+                deque(map(list.append, map(lists.__getitem__, keys), ids), maxlen=0)
+                groups = lists
+            for key, group in groups.items():
+                bucket = buckets.get(key)
+                if bucket is None:
+                    buckets[key] = set(group)
+                else:
+                    bucket.update(group)
+            return
         for entity_id, key in zip(ids, keys, strict=True):
             bucket = buckets.get(key)
             if bucket is None:
@@ -130,6 +159,8 @@ class _Index:
                 del self._ids[key]
 
 
+# _Index.add_keys groups ids in lists by key when each key has this many ids on average.
+_FEW_KEYS = 64
 # Event.entity = 7 and Event.offset = 8, length-delimited.
 _EVENT_ENTITY_TAG = b"\x3a"
 _EVENT_OFFSET_TAG = b"\x42"
@@ -140,7 +171,6 @@ DEFAULT_CACHE_ENTITIES = 1024
 # is a bulk load for that type's kept orders (Store._bulk_load).
 BULK_EVENTS = 10_000
 _UNCHANGED: Any = object()
-_first, _second, _third = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
 
 
 class Repo(Generic[E]):
@@ -326,6 +356,71 @@ class Repo(Generic[E]):
         """What is stored now, for writing a snapshot over time: copies of the dicts (in C,
         ~0.1 s per 1M entities), which later batches do not change."""
         return FrozenRepo(self._bytes.copy(), self._positions.copy())
+
+    # --- bulk reset (planned in myko/repo_snapshot.py) ----------------------
+    def encodings(self) -> Mapping[str, bytes]:
+        """id -> stored encoding: the repo's own dict, not a copy (read it before the next change)."""
+        return self._bytes
+
+    def decode_batch(self, encodings: Iterable[bytes]) -> Sequence[E]:
+        """Entities of `encodings`, decoded in one parse (raises if one does not decode)."""
+        return self._decode_batch(encodings)
+
+    def watched(self) -> bool:
+        return bool(self._changes.observers)
+
+    def drops_orders(self, count: int) -> bool:
+        """Whether a batch of `count` changes of this type drops its kept orders (Store._bulk_load)."""
+        return bool(self._orders) and count >= max(BULK_EVENTS, len(self))
+
+    def unbuild_orders(self) -> None:
+        for order in self._orders.values():
+            order.unbuild()
+
+    def built_orders(self) -> list[KeptOrder[E]]:
+        """The kept orders that follow every change now (built, not stopped)."""
+        return [o for o in self._orders.values() if o.built and not o.broken]
+
+    def index_keys(self, entities: Sequence[E]) -> list[list[Hashable]]:
+        """Per declared index, the keys of `entities` (raises if a field does not read)."""
+        return [index.keys(entities) for index in self._indexes.values()]
+
+    def add_to_indexes(self, ids: Sequence[str], keys: Sequence[list[Hashable]]) -> None:
+        """Add `ids` to each declared index under its `keys` (from `index_keys`; none: nothing)."""
+        for index, of_index in zip(self._indexes.values(), keys, strict=False):
+            index.add_keys(ids, of_index)
+
+    def remove_from_indexes(self, ids: Sequence[str], keys: Sequence[list[Hashable]]) -> None:
+        """Remove `ids` from each declared index, where they are under `keys` (as `add_to_indexes`)."""
+        for index, of_index in zip(self._indexes.values(), keys, strict=False):
+            for entity_id, key in zip(ids, of_index, strict=True):
+                index.remove_key(entity_id, key)
+
+    def replace_states(
+        self,
+        gone: Sequence[str],
+        ids: Sequence[str],
+        values: Sequence[bytes],
+        fresh: dict[str, bytes] | None,
+        positions: dict[str, tuple[str, int, int]],
+    ) -> None:
+        """Take a bulk reset's states (indexes and orders are the caller's): `gone` deleted,
+        `ids` set to `values`, or, into an empty repo, `fresh` (the whole id -> encoding)
+        kept as is; `positions` (kept) in place of every position, no envelopes."""
+        encoded, cache = self._bytes, self._cache
+        for entity_id in gone:
+            del encoded[entity_id]
+        if fresh is not None and not encoded:
+            # A first load: the dict built from the snapshot is the state (nothing read the
+            # empty one's identity: readers look `_bytes` up on the repo, as install_state relies on).
+            self._bytes = fresh
+        else:
+            encoded.update(zip(ids, values, strict=True))
+        if cache:
+            for entity_id in chain(gone, ids):
+                cache.pop(entity_id, None)
+        self._envelopes.clear()
+        self._positions = positions
 
     def __len__(self) -> int:
         return len(self._bytes)
@@ -864,9 +959,8 @@ class Store:
         counts = Counter(ev.type for ev, _ in events)
         for type_name, count in counts.items():
             repo = self._repos.get(type_name)
-            if repo is not None and repo._orders and count >= max(BULK_EVENTS, len(repo)):
-                for order in repo._orders.values():
-                    order.unbuild()
+            if repo is not None and repo.drops_orders(count):
+                repo.unbuild_orders()
 
     async def wait_for(self, needed: Mapping[TopicPartition, int], *, timeout_s: float) -> None:
         """Return once the store reflects every position in `needed`."""
@@ -878,7 +972,7 @@ class Store:
         A snapshot of SETs (what repo_svc sends) into a store without events is loaded in
         bulk (`load_snapshot`); anything else (DELs, an id twice, envelopes to keep) is
         applied event by event. Both leave the same state and emit the same changes."""
-        columns = None if self.keeps_events else _columns_of(events)
+        columns = None if self.keeps_events else columns_of(events)
         if columns is None or not self._load(columns, watermark, events):
             self._reset_by_events(events, watermark)
 
@@ -888,7 +982,7 @@ class Store:
         if self.keeps_events:
             raise ValueError("a store that keeps events resets from events (they carry the envelopes)")
         if not self._load(columns, watermark, None):
-            self._reset_by_events(_events_of(columns, self.entities), watermark)
+            self._reset_by_events(events_of(columns, self.entities), watermark)
 
     def _load(
         self,
@@ -896,50 +990,27 @@ class Store:
         watermark: Watermark,
         events: Sequence[item_pb2.Event] | None,
     ) -> bool:
-        """The bulk reset: per type, the differences to the snapshot are found with a few
-        passes in C (dicts, map, compress), only changed entities are decoded (in batches,
-        for the indexes, the kept orders that stay built and the watches of the type), and
-        the store is changed only once all of that succeeded. False, having changed nothing
-        (kept orders aside: dropped as the event path would), when the event path must run
-        instead: an id twice in one type, or a declared index whose field cannot be read."""
-        plans: list[_ResetPlan] = []
-        for name, repo in self._repos.items():
-            part = columns.get(name)
-            plan = _ResetPlan.of(repo, part if part is not None else TypeSnapshot([], [], []))
-            if plan is None:
-                return False
-            plans.append(plan)
-        batches: dict[str, ChangeBatch] = {}
-        planned: dict[str, _ResetPlan] = {}
-        for plan in plans:
-            batch = plan.apply()
-            if batch is not None:
-                batches[plan.repo.entity_type.name] = batch
-                planned[plan.repo.entity_type.name] = plan
-        # Notified in the event path's order: types with deletions (its synthetic DELs come
-        # first, in the store's order), then the others as they come in the snapshot (from
-        # events whose types interleave: by each type's first event, changed or not).
-        names = [name for name, plan in planned.items() if plan.gone]
-        names += [name for name in columns if name in batches and name not in names]
-        changed = {name: batches[name] for name in names}
+        """The bulk reset (myko/repo_snapshot.py): a plan per type, made before the store
+        changes, then applied. False, having changed nothing (kept orders aside: dropped
+        as the event path would), when the event path must run instead."""
+        plans = plan_reset(self._repos, columns)
+        if plans is None:
+            return False
+        changed = apply_plans(plans, columns)
         self._watermark = Watermark().advanced(watermark.positions)
         for type_name in changed:
             for order in self._repos[type_name]._orders.values():
                 order.settle()
-        for type_name, batch in changed.items():
+        for type_name, plan in changed.items():
             repo = self._repos[type_name]
-            if not batch and repo._changes.observers:
-                # Nothing watched the type when the plan was made; a watch started by an
-                # earlier notification does now: it gets the batch, as in the event path.
-                batch = planned[type_name].late_batch()
-            if batch:  # empty when nothing watches the type: nobody to tell
+            # Nobody to tell when nothing watches the type; a watch started by an earlier
+            # notification (after the plan was made) gets the batch, as in the event path.
+            if plan.watched or repo.watched():
+                batch = ChangeBatch()
+                batch.update(plan.changes())
                 repo._notify(batch)
-        applied: list[item_pb2.Event] = []
-        if self._batches.observers:  # nothing in a mirror: built only for someone to read
-            applied = [ev for plan in plans for ev in plan.gone_events()]
-            kept = {plan.repo.entity_type.name: plan.changed_set() for plan in plans}
-            source = events if events is not None else _events_of(columns, self.entities)
-            applied += [ev for ev in source if ev.op == SET and ev.id in kept.get(ev.type, ())]
+        # A mirror has no batch observer: the applied events are built only for someone to read.
+        applied = applied_events(plans, columns, events, self.entities) if self._batches.observers else []
         self._batches.on_next(StoreBatch(applied, self._watermark))
         self._waiters.advance(self._watermark)
         return True
@@ -969,269 +1040,3 @@ class Store:
 
     def subscribe_batches(self, fn: Callable[[StoreBatch], None]) -> Disposable:
         return self._batches.subscribe(fn)  # type: ignore[return-value]
-
-
-@dataclass
-class TypeSnapshot:
-    """One entity type's part of a snapshot as columns: the i-th entity has the id
-    ids[i], is stored as values[i] (its encoding) and was written at positions[i]
-    (topic, partition, offset)."""
-
-    ids: list[str]
-    values: list[bytes]
-    positions: list[tuple[str, int, int]]
-
-
-def _columns_of(events: Iterable[item_pb2.Event]) -> dict[str, TypeSnapshot] | None:
-    """A snapshot of SET events as columns per type; None when one is not a SET."""
-    out: dict[str, TypeSnapshot] = {}
-    topics: dict[str, str] = {}
-    for ev in events:
-        if ev.op != SET:
-            return None
-        part = out.get(ev.type)
-        if part is None:
-            part = out[ev.type] = TypeSnapshot([], [], [])
-        offset = ev.offset
-        topic = offset.topic
-        part.ids.append(ev.id)
-        part.values.append(ev.entity.value)
-        part.positions.append((topics.setdefault(topic, topic), offset.partition, offset.offset))
-    return out
-
-
-def _events_of(columns: Mapping[str, TypeSnapshot], entities: EntityRegistry) -> list[item_pb2.Event]:
-    """The SET events a snapshot in columns stands for (the event path's input)."""
-    out = []
-    for name, part in columns.items():
-        entity_type = entities.get(name)
-        type_url = entity_type.type_url if entity_type is not None else ""
-        for entity_id, value, (topic, partition, offset) in zip(
-            part.ids, part.values, part.positions, strict=True
-        ):
-            out.append(
-                item_pb2.Event(
-                    op=SET,
-                    type=name,
-                    id=entity_id,
-                    entity=any_pb2.Any(type_url=type_url, value=value),
-                    offset=item_pb2.Offset(topic=topic, partition=partition, offset=offset),
-                )
-            )
-    return out
-
-
-# Entities decoded per batch by a bulk reset (bounds the decoded entities alive at once
-# when nothing needs to keep them: a load with no watch and no built kept order).
-_RESET_DECODE_BATCH = 50_000
-
-
-class _ResetPlan:
-    """What a bulk reset does to one Repo, worked out before anything changes (`of`),
-    then done (`apply`): the event path's result, without an Event per entity."""
-
-    def __init__(self, repo: Repo[Any]) -> None:
-        self.repo = repo
-        self.gone: list[str] = []
-        self.gone_entities: list[Any] = []
-        self.changed_ids: list[str] = []
-        self.changed_values: list[bytes] = []
-        self.new_entities: list[Any] | None = None
-        # ids of changed_ids stored before (their old state leaves indexes and orders).
-        self.replaced: list[str] = []
-        self.replaced_entities: list[Any] = []
-        self.new_keys: list[list[Hashable]] = []
-        self.replaced_keys: list[list[Hashable]] = []
-        self.gone_keys: list[list[Hashable]] = []
-        self.positions: dict[str, tuple[str, int, int]] = {}
-        # The whole new id -> encoding, when the repo was empty (a first load).
-        self.fresh: dict[str, bytes] | None = None
-        self.unbuild = False
-        self.orders: list[KeptOrder[Any]] = []
-        self.watched = False
-
-    @classmethod
-    def of(cls, repo: Repo[Any], part: TypeSnapshot) -> _ResetPlan | None:
-        plan = cls(repo)
-        ids, values = part.ids, part.values
-        fresh = dict(zip(ids, values, strict=True))
-        if len(fresh) != len(ids):
-            return None  # an id twice: the event path keeps the first position's rules
-        old = repo._bytes
-        if old:
-            plan.gone = list(filterfalse(fresh.__contains__, old))
-            differs = list(map(operator.ne, map(old.get, ids), values))
-            plan.changed_ids = list(compress(ids, differs))
-            plan.changed_values = list(compress(values, differs))
-        else:
-            plan.changed_ids, plan.changed_values = list(ids), list(values)
-            plan.fresh = fresh  # the new state whole: taken as is (bad entities aside)
-        # The event path drops the kept orders before a batch this large (Store._bulk_load).
-        plan.unbuild = bool(repo._orders) and len(plan.gone) + len(ids) >= max(BULK_EVENTS, len(repo))
-        plan.orders = [o for o in repo._orders.values() if o.built and not o.broken and not plan.unbuild]
-        plan.watched = bool(repo._changes.observers)
-        indexes = list(repo._indexes.values())
-        keep_new = plan.watched or bool(plan.orders)
-        bad: set[str] = set()
-        if indexes or keep_new:
-            new_entities: list[Any] = []
-            plan.new_keys = [[] for _ in indexes]
-            for start in range(0, len(plan.changed_ids), _RESET_DECODE_BATCH):
-                chunk_ids = plan.changed_ids[start : start + _RESET_DECODE_BATCH]
-                chunk = _decode_each(
-                    repo, chunk_ids, plan.changed_values[start : start + _RESET_DECODE_BATCH], bad
-                )
-                try:
-                    for keys, index in zip(plan.new_keys, indexes, strict=True):
-                        keys += index.keys(chunk)
-                except Exception:
-                    return None  # an index whose field does not read: the event path logs each
-                if keep_new:
-                    new_entities += chunk
-            if keep_new:
-                plan.new_entities = new_entities
-        else:
-            # Nothing reads the new states: each is decoded only to check it is one.
-            for start in range(0, len(plan.changed_ids), _RESET_DECODE_BATCH):
-                _decode_each(
-                    repo,
-                    plan.changed_ids[start : start + _RESET_DECODE_BATCH],
-                    plan.changed_values[start : start + _RESET_DECODE_BATCH],
-                    bad,
-                )
-        if old and (indexes or plan.orders):
-            plan.replaced = [i for i in plan.changed_ids if i in old and i not in bad]
-            plan.replaced_entities = list(repo._decode_batch([old[i] for i in plan.replaced]))
-            plan.gone_entities = list(repo._decode_batch([old[i] for i in plan.gone]))
-            try:
-                plan.replaced_keys = [index.keys(plan.replaced_entities) for index in indexes]
-                plan.gone_keys = [index.keys(plan.gone_entities) for index in indexes]
-            except Exception:
-                return None
-        if bad:
-            # An encoding that does not decode is skipped, as the event path skips it: its
-            # old state stays, without a position (the keys and entities lack it already).
-            keep = [i not in bad for i in plan.changed_ids]
-            plan.changed_ids = list(compress(plan.changed_ids, keep))
-            plan.changed_values = list(compress(plan.changed_values, keep))
-        plan.positions = dict(zip(ids, part.positions, strict=True))
-        for entity_id in bad:
-            del plan.positions[entity_id]
-            if plan.fresh is not None:
-                del plan.fresh[entity_id]
-        return plan
-
-    def apply(self) -> ChangeBatch | None:
-        """Change the repo; the batch its watches get (empty if none watch), or None if nothing changed."""
-        repo = self.repo
-        if self.unbuild:
-            for order in repo._orders.values():
-                order.unbuild()
-        indexes = list(repo._indexes.values())
-        encoded, cache = repo._bytes, repo._cache
-        for index, keys in zip(indexes, self.gone_keys, strict=False):
-            for entity_id, key in zip(self.gone, keys, strict=True):
-                index.remove_key(entity_id, key)
-        for index, keys in zip(indexes, self.replaced_keys, strict=False):
-            for entity_id, key in zip(self.replaced, keys, strict=True):
-                index.remove_key(entity_id, key)
-        if self.orders:
-            old_of = dict(zip(self.replaced, self.replaced_entities, strict=True))
-            gone_of = dict(zip(self.gone, self.gone_entities, strict=True))
-            new_entities = self.new_entities or []
-            for order in self.orders:
-                for entity_id in self.gone:
-                    order.change(entity_id, gone_of[entity_id], None)
-                for entity_id, entity in zip(self.changed_ids, new_entities, strict=True):
-                    order.change(entity_id, old_of.get(entity_id), entity)
-        for entity_id in self.gone:
-            del encoded[entity_id]
-        if self.fresh is not None and not encoded:
-            # A first load: the dict built from the snapshot is the state (nothing read the
-            # empty one's identity: readers look `_bytes` up on the repo, as install_state relies on).
-            repo._bytes = self.fresh
-        else:
-            encoded.update(zip(self.changed_ids, self.changed_values, strict=True))
-        for index, keys in zip(indexes, self.new_keys, strict=False):
-            index.add_keys(self.changed_ids, keys)
-        if cache:
-            for entity_id in chain(self.gone, self.changed_ids):
-                cache.pop(entity_id, None)
-        repo._envelopes.clear()
-        repo._positions = self.positions
-        if not self.gone and not self.changed_ids:
-            return None
-        batch = ChangeBatch()
-        if self.watched:
-            batch.update(dict.fromkeys(self.gone))
-            batch.update(zip(self.changed_ids, self.new_entities or [], strict=True))
-        return batch
-
-    def late_batch(self) -> ChangeBatch:
-        """The batch `apply` leaves empty when nothing watched, decoded now."""
-        batch = ChangeBatch()
-        batch.update(dict.fromkeys(self.gone))
-        batch.update(zip(self.changed_ids, self.repo._decode_batch(self.changed_values), strict=True))
-        return batch
-
-    def gone_events(self) -> list[item_pb2.Event]:
-        name = self.repo.entity_type.name
-        return [item_pb2.Event(op=DEL, type=name, id=entity_id) for entity_id in self.gone]
-
-    def changed_set(self) -> set[str]:
-        return set(self.changed_ids)
-
-
-def _decode_each(repo: Repo[Any], ids: list[str], values: list[bytes], bad: set[str]) -> list[Any]:
-    """The entities of `values`, decoded in one batch; if that fails, one by one, the ids of
-    those that do not decode added to `bad` (and left out), each logged as the event path does."""
-    try:
-        return list(repo._decode_batch(values))
-    except Exception:
-        pass
-    out = []
-    for entity_id, value in zip(ids, values, strict=True):
-        try:
-            out.append(repo._decode(value))
-        except Exception:
-            log.exception("cannot reduce %s %s; skipped", repo.entity_type.name, entity_id)
-            bad.add(entity_id)
-    return out
-
-
-@dataclass(frozen=True)
-class FrozenRepo:
-    """A repo's encodings and positions at one moment (`Repo.frozen`)."""
-
-    encoded: dict[str, bytes]
-    positions: dict[str, tuple[str, int, int]]
-
-    def ids(self) -> list[str]:
-        return list(self.encoded)
-
-    def encodings(self, ids: list[str]) -> list[bytes]:
-        return list(map(self.encoded.__getitem__, ids))
-
-    def columns(
-        self, ids: list[str], values: list[bytes]
-    ) -> list[tuple[str, list[str], list[bytes], list[int], list[int]]]:
-        """`ids` (and their `encodings`) as snapshot columns, one group per topic (one, as
-        written by Myko): (topic, ids, encodings, partitions, offsets); gathered in C."""
-        if not ids:
-            return []
-        held = list(map(self.positions.__getitem__, ids))
-        topics = list(map(_first, held))
-        partitions = list(map(_second, held))
-        offsets = list(map(_third, held))
-        if topics.count(topics[0]) == len(topics):
-            return [(topics[0], ids, values, partitions, offsets)]
-        groups: dict[str, tuple[list[str], list[bytes], list[int], list[int]]] = {}
-        for entity_id, value, topic, partition, offset in zip(
-            ids, values, topics, partitions, offsets, strict=True
-        ):
-            group = groups.setdefault(topic, ([], [], [], []))
-            group[0].append(entity_id)
-            group[1].append(value)
-            group[2].append(partition)
-            group[3].append(offset)
-        return [(topic, *group) for topic, group in groups.items()]

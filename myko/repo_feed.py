@@ -18,7 +18,8 @@ from myko import catalogue
 from myko.collector_hold import CollectorHold
 from myko.keepalive import KeepalivePolicy
 from myko.lifecycle import cancel_and_wait
-from myko.repo import Store, TypeSnapshot
+from myko.repo import Store
+from myko.repo_snapshot import TypeSnapshot
 from myko.retry import Backoff
 from myko.settings import TlsSettings
 from myko.tls import Transport

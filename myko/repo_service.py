@@ -24,7 +24,8 @@ from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
-from myko.repo import FrozenRepo, Store, StoreBatch
+from myko.repo import Store, StoreBatch
+from myko.repo_snapshot import FrozenRepo
 from myko.rpc import Ctx, register_service, stream_method, unary_method
 from myko.server import GrpcServer
 from myko.settings import RepoSettings

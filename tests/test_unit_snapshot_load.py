@@ -25,9 +25,10 @@ from targets.v1 import entities_pb2
 
 from myko.events import DEL, SET
 from myko.query_window import WindowSpec
-from myko.repo import BULK_EVENTS, Store, StoreBatch, TypeSnapshot
+from myko.repo import BULK_EVENTS, Store, StoreBatch
 from myko.repo_feed import SnapshotGather
 from myko.repo_service import snapshot_chunks, snapshot_column_chunks
+from myko.repo_snapshot import TypeSnapshot
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
@@ -241,6 +242,24 @@ def test_a_large_first_load_matches_the_event_path() -> None:
     snapshot.append(set_ev(zone, 0, type_name=ZONE))
     held = compare([], snapshot, [[set_ev(target("t00001", "moved", zone="z9"), 10**6)]])
     assert len(held[TOPIC]["bytes"]) == n and held[ZONE]["indexes"] == {"tenant": {"acme": ["zone-1"]}}
+
+
+def test_a_large_reset_over_indexed_entities_matches_the_event_path() -> None:
+    """Many changed entities under few keys (the indexes take them in groups) into indexes
+    that hold some of those keys already, some ids moving between keys, some gone."""
+    history = [
+        [set_ev(target(f"t{i:05d}", f"h{i}", zone=f"z{i % 4}", status=1 + i % 2), i) for i in range(300)]
+    ]
+    n = BULK_EVENTS + 500
+    unchanged = history[0][100:200]  # they stay in the indexes: the others join their keys
+    snapshot = unchanged + [
+        set_ev(target(f"t{i:05d}", f"n{i % 97}", zone=f"z{i % 6}", status=1), 1000 + i)  # one status
+        for i in range(200, n)
+    ]
+    held = compare(history, snapshot, [[set_ev(target("t00200", "moved", zone="z9"), 10**6)]])
+    zones = held[TOPIC]["indexes"]["zone_id"]
+    assert sorted(zones) == [f"z{k}" for k in range(6)]
+    assert sum(map(len, zones.values())) == n - 100 and {"t00100", "t00204"} <= set(zones["z0"])
 
 
 def test_a_reset_to_an_empty_snapshot_deletes_everything_as_the_event_path_does() -> None:
