@@ -11,8 +11,12 @@ and writes its result from the stored bytes: no key, no decode, no sort per
 entity. A window's first positions come from it too (`KeptOrderMatches`).
 
 The order is (key, id): ties are broken by id. Keys are kept in blocks of
-parallel lists (key, id), about 16 bytes of list slots per entity plus the key
-object itself. Additions of one batch go to a pending dict and are merged when
+parallel lists (key, id, stored bytes), about 24 bytes of list slots per entity
+plus the key object itself (the bytes are the store's own objects, shared): a
+new evaluation chains the blocks' bytes, no dict lookup per entity. An entity's
+bytes in the blocks are taken from the store once its change is applied (the
+store calls `change` before it stores the new bytes): when its addition is
+merged, and after each batch (`settle`) for a change that kept its place. Additions of one batch go to a pending dict and are merged when
 the order is next read: a bulk load (a catch-up, a snapshot) costs one sort,
 later changes an insertion each. A key function that raises or keys that do
 not compare stop the order (logged once): the watches of that order then sort
@@ -50,6 +54,7 @@ class KeptOrder(Generic[E]):
         key: Callable[[E], Any],
         entity_name: str,
         stored: Callable[[], Iterable[tuple[str, E]]],
+        encoded: Callable[[], Mapping[str, bytes]],
         *,
         built: bool = True,
     ) -> None:
@@ -57,14 +62,19 @@ class KeptOrder(Generic[E]):
         self.name = f"{entity_name} by {getattr(key, '__qualname__', repr(key))}"
         # Every stored (id, entity) now: what a build (the first read after a bulk load) sorts.
         self._stored = stored
+        # id -> stored bytes now (the store's dict, looked up on each use: a load may replace it).
+        self._encoded = encoded
         # Not built: nothing kept, changes cost nothing; the next read builds it.
         self.built = built
         self._keys: list[list[Any]] = []
         self._ids: list[list[str]] = []
+        self._values: list[list[bytes]] = []
         # (last key, last id) of each block, for finding a block by bisection.
         self._maxes: list[tuple[Any, str]] = []
         # id -> key of entities added since the last read, not yet in the blocks.
         self._pending: dict[str, Any] = {}
+        # id -> key of entities in the blocks whose bytes changed in place (same key).
+        self._stale: dict[str, Any] = {}
         self._size = 0  # entities in the blocks
         self.broken = False
 
@@ -77,7 +87,11 @@ class KeptOrder(Generic[E]):
         of a key per entity now and one sort at the read anyway)."""
         if not self.broken:
             self.built = False
-            self._keys, self._ids, self._maxes, self._pending, self._size = [], [], [], {}, 0
+            self._clear()
+
+    def _clear(self) -> None:
+        self._keys, self._ids, self._values, self._maxes, self._size = [], [], [], [], 0
+        self._pending, self._stale = {}, {}
 
     def change(self, entity_id: str, old: E | None, new: E | None) -> None:
         """The entity `entity_id` went from `old` to `new` (None: absent)."""
@@ -88,8 +102,12 @@ class KeptOrder(Generic[E]):
             if old is not None:
                 old_key = self.key(old)
                 if new is not None and old_key == new_key:
-                    return  # same place in the order
+                    # Same place in the order; new bytes (taken when merged, if pending).
+                    if entity_id not in self._pending:
+                        self._stale[entity_id] = old_key
+                    return
                 if self._pending.pop(entity_id, _NOTHING) is _NOTHING:
+                    self._stale.pop(entity_id, None)
                     self._remove(entity_id, old_key)
             if new is not None:
                 self._pending[entity_id] = new_key
@@ -103,9 +121,10 @@ class KeptOrder(Generic[E]):
             raise LookupError(f"{entity_id} is not in the order where its key puts it")
         del ids[pos]
         del self._keys[i][pos]
+        del self._values[i][pos]
         self._size -= 1
         if not ids:
-            del self._ids[i], self._keys[i], self._maxes[i]
+            del self._ids[i], self._keys[i], self._values[i], self._maxes[i]
         elif pos == len(ids):
             self._maxes[i] = (self._keys[i][-1], ids[-1])
 
@@ -127,30 +146,40 @@ class KeptOrder(Generic[E]):
         hi = bisect.bisect_right(keys, key, lo)
         return i, bisect.bisect_left(self._ids[i], entity_id, lo, hi)
 
-    def _insert(self, entity_id: str, key: Any) -> None:
+    def _insert(self, entity_id: str, key: Any, value: bytes) -> None:
         if not self._maxes:
             self._keys.append([key])
             self._ids.append([entity_id])
+            self._values.append([value])
             self._maxes.append((key, entity_id))
             self._size += 1
             return
         i, pos = self._locate(key, entity_id)
-        keys, ids = self._keys[i], self._ids[i]
+        keys, ids, values = self._keys[i], self._ids[i], self._values[i]
         keys.insert(pos, key)
         ids.insert(pos, entity_id)
+        values.insert(pos, value)
         self._size += 1
         if pos == len(ids) - 1:
             self._maxes[i] = (key, entity_id)
         if len(ids) > 2 * _LOAD:
             self._keys[i : i + 1] = [keys[:_LOAD], keys[_LOAD:]]
             self._ids[i : i + 1] = [ids[:_LOAD], ids[_LOAD:]]
+            self._values[i : i + 1] = [values[:_LOAD], values[_LOAD:]]
             self._maxes[i : i + 1] = [(keys[_LOAD - 1], ids[_LOAD - 1]), self._maxes[i]]
 
     def settle(self) -> None:
         """After each applied batch: merge its additions now when that is cheap (a few
         insertions into a large order), or when they are at least as many as the order
         holds (one sort; as the order doubles, all of them cost about two sorts of the
-        last size). So a read after a live fill finds little or nothing to merge."""
+        last size). So a read after a live fill finds little or nothing to merge.
+        The bytes of entities changed in place are replaced now (the batch's store is done)."""
+        if self._stale and self.built and not self.broken:
+            try:
+                self._refresh()
+            except Exception:
+                self._break("it lost track of an entity")
+                return
         pending = self._pending
         if (
             pending
@@ -172,12 +201,14 @@ class KeptOrder(Generic[E]):
                 return False
             self.built = True
         pending = self._pending
-        if not pending:
+        if not pending and not self._stale:
             return True
         try:
+            encoded = self._encoded()
             if len(pending) * _MERGE_SHARE < self._size:
+                self._refresh()
                 for entity_id, key in pending.items():
-                    self._insert(entity_id, key)
+                    self._insert(entity_id, key, encoded[entity_id])
             else:
                 if self._size:
                     every = dict(
@@ -192,6 +223,8 @@ class KeptOrder(Generic[E]):
                 ids.sort(key=every.__getitem__)
                 self._ids = [ids[start : start + _LOAD] for start in range(0, len(ids), _LOAD)]
                 self._keys = [[every[i] for i in block] for block in self._ids]
+                self._values = [list(map(encoded.__getitem__, block)) for block in self._ids]
+                self._stale.clear()
                 self._maxes = [
                     (keys[-1], block[-1]) for keys, block in zip(self._keys, self._ids, strict=True)
                 ]
@@ -202,20 +235,38 @@ class KeptOrder(Generic[E]):
         pending.clear()
         return True
 
+    def _refresh(self) -> None:
+        """Take the stored bytes of the entities changed in place: each found by its key
+        (a bisection), or every block's bytes again when they are many."""
+        stale, encoded = self._stale, self._encoded()
+        if len(stale) * _MERGE_SHARE >= self._size:
+            self._values = [list(map(encoded.__getitem__, block)) for block in self._ids]
+        else:
+            for entity_id, key in stale.items():
+                i, pos = self._locate(key, entity_id)
+                ids = self._ids[i] if i < len(self._ids) else None
+                if ids is None or pos >= len(ids) or ids[pos] != entity_id:
+                    raise LookupError(f"{entity_id} is not in the order where its key puts it")
+                self._values[i][pos] = encoded[entity_id]
+        stale.clear()
+
     def _break(self, why: str) -> None:
         log.exception("kept order %s stopped: %s; its queries sort as undeclared orders do", self.name, why)
         self.broken = True
-        self._keys, self._ids, self._maxes, self._pending, self._size = [], [], [], {}, 0
+        self._clear()
 
     # --- reads ------------------------------------------------------------
     def usable(self) -> bool:
         """Whether reads can be served (merges what is pending first)."""
         return self._flush()
 
-    def ids(self, among: set[str] | None = None) -> list[str]:
-        """The ids in order, of all entities or only of those in `among`. Call usable() first."""
-        flat = chain.from_iterable(self._ids)
-        return list(flat) if among is None else list(filter(among.__contains__, flat))
+    def encodings(self, among: set[str] | None = None) -> list[bytes]:
+        """The stored bytes in order, of all entities or only of those in `among` (the
+        store's own objects; the filter in C). Call usable() first."""
+        values = chain.from_iterable(self._values)
+        if among is None:
+            return list(values)
+        return list(compress(values, map(among.__contains__, chain.from_iterable(self._ids))))
 
     def after(
         self, bound: tuple[Any, str] | None, among: set[str], wanted: int
