@@ -77,7 +77,17 @@ def block_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return int(request.param)
 
 
-def test_the_kept_order_is_always_the_sorted_order_of_every_entity(block_size: int) -> None:
+@pytest.fixture(params=[1, 64], ids=["bytes-found-one-by-one", "bytes-taken-again"])
+def refresh_share(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How a read takes the bytes changed in place: by a bisection each (until they are as
+    many as the order holds), or every block's bytes again (a few changes in a small order)."""
+    monkeypatch.setattr(myko.kept_order, "_REFRESH_SHARE", request.param)
+    return int(request.param)
+
+
+def test_the_kept_order_is_always_the_sorted_order_of_every_entity(
+    block_size: int, refresh_share: int
+) -> None:
     """Its (key, id) pairs, and the bytes it hands a new evaluation: the store's current
     bytes (the same objects) in that order, of every entity or of a selection; after
     creates, moves, deletes and changes that keep an entity's place (a new version, a
@@ -102,7 +112,7 @@ def test_the_kept_order_is_always_the_sorted_order_of_every_entity(block_size: i
 
 @pytest.mark.parametrize("reads", ["every batch", "at the end"])
 def test_a_change_that_keeps_the_place_replaces_the_bytes_a_new_evaluation_gets(
-    reads: str, block_size: int
+    reads: str, block_size: int, refresh_share: int
 ) -> None:
     """A new version under the same key, alone or with other changes in its batch,
     merged or still pending, many at once (more than an eighth of the order)."""
