@@ -46,9 +46,9 @@ E = TypeVar("E", bound=Message)
 _LOAD = 1000
 # A flush merges pending entries one by one below this share of the order (1/8), else sorts.
 _MERGE_SHARE = 8
-# Bytes changed in place are found one by one (a bisection, ~5-20 us cold) below this share
-# of the order (1/64), else every block's bytes are taken again (~0.3 us per entity, in C).
-_REFRESH_SHARE = 64
+# Bytes changed in place are found one by one (bisections, ~7-12 us cold at 100k) below this
+# share of the order (1/16), else every block's bytes are taken again (~0.5 us per entity).
+_REFRESH_SHARE = 16
 
 
 class KeptOrder(Generic[E]):

@@ -77,7 +77,7 @@ def block_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return int(request.param)
 
 
-@pytest.fixture(params=[1, 64], ids=["bytes-found-one-by-one", "bytes-taken-again"])
+@pytest.fixture(params=[1, 16], ids=["bytes-found-one-by-one", "bytes-taken-again"])
 def refresh_share(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """How a read takes the bytes changed in place: by a bisection each (until they are as
     many as the order holds), or every block's bytes again (a few changes in a small order)."""
