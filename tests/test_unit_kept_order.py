@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from target_store import registry
 from targets.v1 import entities_pb2, queries_pb2
-from test_unit_query_window import Feed, scored, set_ev, wm
+from test_unit_query_window import Feed, scored
+from test_unit_repo import set_ev, wm
 
 import myko.kept_order
 import myko.repo
