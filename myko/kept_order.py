@@ -18,11 +18,11 @@ bytes in the blocks are taken from the store once its change is applied (the
 store calls `change` before it stores the new bytes): when its addition is
 merged, and, for a change that kept its place, at the next read (a bisection
 each, or every block's bytes again when many changed: a change costs nothing
-more while nothing reads the order). Additions of one batch go to a pending dict and are merged when
-the order is next read: a bulk load (a catch-up, a snapshot) costs one sort,
-later changes an insertion each. A key function that raises or keys that do
-not compare stop the order (logged once): the watches of that order then sort
-as undeclared orders do.
+more while nothing reads the order). Additions of one batch go to a pending
+dict and are merged when the order is next read: a bulk load (a catch-up, a
+snapshot) costs one sort, later changes an insertion each. A key function that
+raises or keys that do not compare stop the order (logged once): the watches of
+that order then sort as undeclared orders do.
 """
 
 from __future__ import annotations
