@@ -265,11 +265,17 @@ class Repo(Generic[E]):
         """Keep the order of `key` (ties by id) from now on, over what is stored and every change."""
         if key not in self._orders:
             # Over stored entities it is built by its first read (one sort), else kept from here.
-            self._orders[key] = KeptOrder(key, self.entity_type.name, self._stored, built=not self._bytes)
+            self._orders[key] = KeptOrder(
+                key, self.entity_type.name, self._stored, self._encodings, built=not self._bytes
+            )
 
     def _stored(self) -> Iterable[tuple[str, E]]:
         """(id, entity) of every stored entity, decoded in one batch."""
         return zip(self._bytes, self._decode_batch(self._bytes.values()), strict=True)
+
+    def _encodings(self) -> dict[str, bytes]:
+        """id -> stored bytes now (its kept orders hold the same bytes objects)."""
+        return self._bytes
 
     def kept_order(self, key: Callable[[E], Any]) -> KeptOrder[E] | None:
         """The kept order of `key` when declared and not stopped (merged up to now), else None."""
@@ -688,7 +694,7 @@ class EntityWatch(Observable[list[E]]):
         repo = self._repo
         if matched is not None and len(matched) == len(repo):
             matched = None  # every entity matches: no filter to apply
-        encodings = list(map(repo._bytes.__getitem__, kept.ids(matched)))
+        encodings = kept.encodings(matched)
         return EntityArray.deferred(encodings, repo.entity_type.type_url, repo._decode_batch)
 
     def _subscribe_all(

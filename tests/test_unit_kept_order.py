@@ -12,6 +12,7 @@ import pytest
 from target_store import registry
 from targets.v1 import entities_pb2, queries_pb2
 from test_unit_query_window import Feed, scored
+from test_unit_repo import set_ev, wm
 
 import myko.kept_order
 import myko.repo
@@ -77,7 +78,21 @@ def block_size(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) 
     return int(request.param)
 
 
-def test_the_kept_order_is_always_the_sorted_order_of_every_entity(block_size: int) -> None:
+@pytest.fixture(params=[1, 16], ids=["bytes-found-one-by-one", "bytes-taken-again"])
+def refresh_share(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How a read takes the bytes changed in place: by a bisection each (until they are as
+    many as the order holds), or every block's bytes again (a few changes in a small order)."""
+    monkeypatch.setattr(myko.kept_order, "_REFRESH_SHARE", request.param)
+    return int(request.param)
+
+
+def test_the_kept_order_is_always_the_sorted_order_of_every_entity(
+    block_size: int, refresh_share: int
+) -> None:
+    """Its (key, id) pairs, and the bytes it hands a new evaluation: the store's current
+    bytes (the same objects) in that order, of every entity or of a selection; after
+    creates, moves, deletes and changes that keep an entity's place (a new version, a
+    new status: new bytes under the same key)."""
     rng = random.Random(5)
     store = kept_store()
     feed = Feed(store)
@@ -87,7 +102,67 @@ def test_the_kept_order_is_always_the_sorted_order_of_every_entity(block_size: i
         if rng.random() < 0.7:  # reads now and then: pending changes merge in several ways
             kept = repo.kept_order(by_score)
             assert kept is not None
-            assert list(kept) == sorted((by_score(t), i) for i, t in state.items())
+            want = sorted((by_score(t), i) for i, t in state.items())
+            assert list(kept) == want
+            encodings = kept.encodings()
+            assert encodings == [state[i].SerializeToString() for _, i in want]
+            assert all(e is repo.encoded(i) for e, (_, i) in zip(encodings, want, strict=True))
+            active = {i for i, t in state.items() if t.status == ACTIVE}
+            assert kept.encodings(active) == [repo.encoded(i) for _, i in want if i in active]
+
+
+@pytest.mark.parametrize("reads", ["every batch", "at the end"])
+def test_a_change_that_keeps_the_place_replaces_the_bytes_a_new_evaluation_gets(
+    reads: str, block_size: int, refresh_share: int
+) -> None:
+    """A new version under the same key, alone or with other changes in its batch,
+    merged or still pending, many at once (more than an eighth of the order)."""
+    store = kept_store()
+    feed = Feed(store)
+    repo = store.of(Target)
+    feed.set(*[scored(f"t{i:03d}", float(i % 4)) for i in range(40)])
+    assert repo.kept_order(by_score) is not None  # built and merged
+    changes: list[list[Target]] = [
+        [scored("t005", 1.0, version=2)],  # same key, new bytes
+        [scored("t006", 2.0, PAUSED, version=2), scored("t100", 1.0)],  # a new one beside it
+        [scored("t100", 1.0, PAUSED, version=2)],  # pending or merged, same key again
+        [scored(f"t{i:03d}", float(i % 4), version=3) for i in range(0, 40, 2)],  # half of them
+        [scored("t007", 3.0, version=2), scored("t007", 3.0, version=3)],  # twice in a batch
+    ]
+    for batch in changes:
+        feed.set(*batch)
+        if reads == "every batch":
+            got: list[list[Target]] = []
+            repo.watch(order_by=by_score).subscribe(got.append).dispose()
+            assert list(got[0]) == sorted(repo.all(), key=by_score_then_id)
+    want = sorted(repo.all(), key=by_score_then_id)
+    kept = repo.kept_order(by_score)
+    assert kept is not None
+    assert kept.encodings() == [t.SerializeToString() for t in want]
+    versions = {t.item.id: t.item.version for t in want}
+    assert [versions[i] for i in ("t005", "t006", "t007", "t100", "t011")] == [2, 3, 3, 2, 1]
+
+
+def test_a_snapshot_reset_that_keeps_the_order_replaces_the_bytes_too() -> None:
+    """The bulk reset changes a built order entity by entity (a small difference): the
+    bytes of a changed entity in its place are the new ones."""
+    store = kept_store()
+    feed = Feed(store)
+    repo = store.of(Target)
+    feed.set(*[scored(f"t{i:03d}", float(i % 4)) for i in range(40)])
+    assert repo.kept_order(by_score) is not None
+    current = {t.item.id: t for t in repo.all()}
+    current["t003"] = scored("t003", 3.0, PAUSED, version=2)  # same key
+    current["t004"] = scored("t004", 9.0, version=2)  # moves
+    del current["t005"]
+    snapshot = [set_ev(t, 100 + n) for n, t in enumerate(current.values())]
+    store.reset(snapshot, wm(200))
+    order = repo._orders[by_score]
+    assert order.built  # changed entity by entity, not dropped
+    kept = repo.kept_order(by_score)
+    assert kept is not None
+    want = sorted(current.values(), key=by_score_then_id)
+    assert kept.encodings() == [t.SerializeToString() for t in want]
 
 
 def test_a_bulk_load_drops_the_order_and_the_next_read_sorts_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,6 +204,7 @@ def test_a_declared_watch_emits_what_sorting_from_scratch_emits(
             (t for t in state.values() if status is None or t.status == status), key=by_score_then_id
         )
         assert [t.item.id for t in declared[-1]] == [t.item.id for t in want]
+        assert declared[-1].encodings == [t.SerializeToString() for t in want]  # type: ignore[attr-defined]
         assert list(declared[-1]) == plain[-1] == want
     assert all(type(a) is EntityArray for a in declared)
 
