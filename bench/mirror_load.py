@@ -29,19 +29,15 @@ from functools import partial
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-from google.protobuf import timestamp_pb2
-from targets.v1 import entities_pb2
-
+from bench.scale_targets import TOPIC, scale_target, stored_event
 from myko.app import load_app
 from myko.collector_hold import CollectorHold
-from myko.events import SET
 from myko.repo import Store
 from myko.repo_feed import SnapshotGather
 from myko.repo_service import snapshot_chunks, snapshot_column_chunks
-from myko.v1 import item_pb2, repo_pb2
+from myko.v1 import repo_pb2
 from myko.watermark import Watermark
 
-TOPIC = "targets.v1.Target"
 T = TypeVar("T")
 
 
@@ -51,27 +47,14 @@ def repo_store(app: Any, n: int) -> Store:
     positions: dict[str, tuple[str, int, int]] = {}
     envelopes: dict[str, bytes] = {}
     for i in range(n):
-        t = entities_pb2.Target(
-            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
-        )
-        t.tags.extend(["bench", f"t{i % 16}"])
-        t.tenant = "default"
-        t.zone_id = f"zone-{i % 50}"
-        item = t.item
-        item.id, item.type, item.version = f"scale-{i:07d}", TOPIC, 1
-        item.created_tx = item.updated_tx = f"{i:08x}-0000-4000-8000-000000000000"
-        item.created_at.seconds = item.updated_at.seconds = 1_764_000_000 + i
-        encoded[item.id] = t.SerializeToString(deterministic=True)
-        positions[item.id] = (TOPIC, i % 3, i // 3)
-        envelopes[item.id] = item_pb2.Event(
-            op=SET,
-            type=TOPIC,
-            id=item.id,
-            tx=item.updated_tx,
-            ts=timestamp_pb2.Timestamp(seconds=1_764_000_000 + i),
-            source="command-1",
-            principal="anonymous",
-        ).SerializeToString()
+        t = scale_target(i, tenant="default", zone_id=f"zone-{i % 50}")
+        encoded[t.item.id] = t.SerializeToString(deterministic=True)
+        positions[t.item.id] = (TOPIC, i % 3, i // 3)
+        # The envelope repo_svc keeps: the event without its entity and offset.
+        envelope = stored_event(t, partition=i % 3, offset=i // 3)
+        envelope.ClearField("entity")
+        envelope.ClearField("offset")
+        envelopes[t.item.id] = envelope.SerializeToString()
     store = Store(app.entities)
     store.repo(TOPIC).install_state(encoded, positions, envelopes)
     store._watermark = Watermark({(TOPIC, p): n // 3 + 1 for p in range(3)})

@@ -24,6 +24,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from targets.v1 import entities_pb2, queries_pb2
 
+from bench.scale_targets import TOPIC, scale_target, stored_event
 from myko.app import load_app
 from myko.events import SET
 from myko.query_result_encoder import QueryResultEncoder
@@ -32,30 +33,9 @@ from myko.repo import Store
 from myko.v1 import item_pb2, query_pb2
 from myko.watermark import Watermark
 
-TOPIC = "targets.v1.Target"
-
 
 def _events(n: int) -> list[item_pb2.Event]:
-    out = []
-    for i in range(n):
-        t = entities_pb2.Target(
-            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
-        )
-        t.tags.extend(["bench", f"t{i % 16}"])
-        t.item.id = f"scale-{i:07d}"
-        t.item.version = 1
-        packed = any_pb2.Any()
-        packed.Pack(t)
-        out.append(
-            item_pb2.Event(
-                op=SET,
-                type=TOPIC,
-                id=t.item.id,
-                entity=packed,
-                offset=item_pb2.Offset(topic=TOPIC, partition=0, offset=i),
-            )
-        )
-    return out
+    return [stored_event(scale_target(i), partition=0, offset=i) for i in range(n)]
 
 
 def _cpu_ms(fn: Callable[[], object]) -> float:

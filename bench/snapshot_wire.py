@@ -29,7 +29,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,39 +44,9 @@ _ROOT = Path(__file__).resolve().parent.parent
 
 def _events(n: int) -> list[Any]:
     # The scale section's Targets (bench/scale.py's ImportTargets), as stored events.
-    from google.protobuf import any_pb2
-    from targets.v1 import entities_pb2
+    from bench.scale_targets import scale_target, stored_event
 
-    from myko.events import SET
-    from myko.v1 import item_pb2
-
-    topic = entities_pb2.Target.DESCRIPTOR.full_name
-    out = []
-    for i in range(n):
-        t = entities_pb2.Target(
-            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
-        )
-        t.tags.extend(["bench", f"t{i % 16}"])
-        # What command_svc fills in (CommandContext.set): one transaction per ImportTargets of 1,000.
-        tx = str(uuid.UUID(int=i // 1000 + 1))
-        t.item.id = f"scale-{i:07d}"
-        t.item.type = topic
-        t.item.version = 1
-        t.item.created_tx = t.item.updated_tx = tx
-        t.item.created_at.FromNanoseconds(1_764_500_000_000_000_000 + i * 100_000)
-        t.item.updated_at.CopyFrom(t.item.created_at)
-        packed = any_pb2.Any()
-        packed.Pack(t, deterministic=True)
-        out.append(
-            item_pb2.Event(
-                op=SET,
-                type=topic,
-                id=t.item.id,
-                entity=packed,
-                offset=item_pb2.Offset(topic=topic, partition=0, offset=i),
-            )
-        )
-    return out
+    return [stored_event(scale_target(i), partition=0, offset=i) for i in range(n)]
 
 
 async def _serve(n: int) -> None:

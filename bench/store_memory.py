@@ -31,17 +31,15 @@ import time
 import tracemalloc
 from typing import Any
 
-from google.protobuf import any_pb2, timestamp_pb2
 from targets.v1 import entities_pb2, queries_pb2
 
+from bench.scale_targets import TOPIC, scale_target, stored_event
 from myko.app import load_app
-from myko.events import SET
 from myko.query_result_encoder import QueryResultEncoder
 from myko.repo import Store
 from myko.v1 import item_pb2, repo_pb2
 from myko.watermark import Watermark
 
-TOPIC = "targets.v1.Target"
 CHUNK = int(os.environ.get("STORE_MEMORY_CHUNK", "1000"))
 
 
@@ -55,33 +53,9 @@ def _rss() -> int:
 
 def _events(start: int, stop: int) -> list[item_pb2.Event]:
     """SET events as command_svc writes them: a full MItem, tx, ts, source, principal."""
-    out = []
-    for i in range(start, stop):
-        t = entities_pb2.Target(
-            name=f"Scale target {i}", status=entities_pb2.TARGET_STATUS_ACTIVE, score=float(i % 1000)
-        )
-        t.tags.extend(["bench", f"t{i % 16}"])
-        t.tenant = "default"
-        item = t.item
-        item.id, item.type, item.version = f"scale-{i:07d}", TOPIC, 1
-        item.created_tx = item.updated_tx = f"{i:08x}-0000-4000-8000-000000000000"
-        item.created_at.seconds = item.updated_at.seconds = 1_764_000_000 + i
-        packed = any_pb2.Any()
-        packed.Pack(t, deterministic=True)
-        out.append(
-            item_pb2.Event(
-                op=SET,
-                type=TOPIC,
-                id=item.id,
-                tx=item.updated_tx,
-                ts=timestamp_pb2.Timestamp(seconds=1_764_000_000 + i),
-                source="command-1",
-                principal="anonymous",
-                entity=packed,
-                offset=item_pb2.Offset(topic=TOPIC, partition=i % 3, offset=i),
-            )
-        )
-    return out
+    return [
+        stored_event(scale_target(i, tenant="default"), partition=i % 3, offset=i) for i in range(start, stop)
+    ]
 
 
 def measure(n: int, keep_events: bool, top: int, evaluate: bool, orders: bool = False) -> dict[str, object]:
