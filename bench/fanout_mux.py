@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,8 +42,11 @@ import grpc
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from bench.client import CHANNEL_OPTIONS, CommandClient, pack
-from bench.cpu import CpuMeter, CpuUse
+from bench.cpu import CpuMeter, CpuUse, pids_with_argument
 from bench.samples import Samples
+from bench.services import MykoPorts
+from myko.local.kafka import LocalKafka
+from myko.local.procs import Stack
 from myko.v1 import item_pb2, live_pb2, query_pb2
 
 LEVELS = ("baseline", "separate", "multiplexed", "grouped")
@@ -467,16 +471,53 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return a
 
 
+def run_on_stack(
+    stack: Stack,
+    ports: MykoPorts,
+    kafka: LocalKafka,
+    *,
+    subscribers: int,
+    queries: int,
+    changes: int,
+    warmup: int,
+    levels: list[str],
+    say: Callable[[str], None],
+    per_stream: int = 256,
+) -> MuxFanoutResult:
+    """This phase on a started stack, metering its services, the broker and this process."""
+    pids = {svc.name: svc.pid for svc in stack.services if svc.pid is not None}
+    broker = pids_with_argument(str(kafka.data_dir))
+    meter = CpuMeter({**pids, "bench": os.getpid(), **({"kafka": broker[0]} if broker else {})})
+
+    async def run() -> MuxFanoutResult:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.command}", options=CHANNEL_OPTIONS)
+        try:
+            return await measure_fanout_mux(
+                command_channel=channel,
+                query_addr=f"127.0.0.1:{ports.query}",
+                meter=meter,
+                subscribers=subscribers,
+                queries=queries,
+                changes=changes,
+                warmup=warmup,
+                run_id="0",
+                levels=levels,
+                per_stream=per_stream,
+                say=say,
+            )
+        finally:
+            await channel.close(None)
+
+    return asyncio.run(run())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """This phase alone, on a local Kafka and a fresh stack (the full bench runs it too)."""
-    import os
     import sys
     import uuid
     from pathlib import Path
 
-    from bench.cpu import pids_with_argument
     from bench.services import myko_stack
-    from myko.local.kafka import LocalKafka
 
     a = _parse(argv)
 
@@ -493,30 +534,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             bootstrap_servers=kafka.bootstrap_servers, topic_prefix=prefix, log_dir=log_dir, partitions=3
         )
         with stack:
-            pids = {svc.name: svc.pid for svc in stack.services if svc.pid is not None}
-            broker = pids_with_argument(str(kafka.data_dir))
-            meter = CpuMeter({**pids, "bench": os.getpid(), **({"kafka": broker[0]} if broker else {})})
-
-            async def run() -> MuxFanoutResult:
-                channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.command}", options=CHANNEL_OPTIONS)
-                try:
-                    return await measure_fanout_mux(
-                        command_channel=channel,
-                        query_addr=f"127.0.0.1:{ports.query}",
-                        meter=meter,
-                        subscribers=a.subscribers,
-                        queries=a.queries,
-                        changes=a.changes,
-                        warmup=a.warmup,
-                        run_id="0",
-                        levels=a.levels.split(","),
-                        per_stream=a.per_stream,
-                        say=say,
-                    )
-                finally:
-                    await channel.close(None)
-
-            result = asyncio.run(run())
+            result = run_on_stack(
+                stack,
+                ports,
+                kafka,
+                subscribers=a.subscribers,
+                queries=a.queries,
+                changes=a.changes,
+                warmup=a.warmup,
+                levels=a.levels.split(","),
+                per_stream=a.per_stream,
+                say=say,
+            )
     finally:
         kafka.stop()
     print(title(result))

@@ -23,9 +23,7 @@ those, untraced).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -35,12 +33,10 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import grpc
 from opentelemetry.sdk.trace import ReadableSpan
 
-from bench.client import CHANNEL_OPTIONS
-from bench.cpu import CpuMeter, load_average, pids_with_argument
-from bench.fanout_mux import MuxFanoutResult, MuxLevel, measure_fanout_mux
+from bench.cpu import load_average
+from bench.fanout_mux import MuxLevel, run_on_stack
 from bench.samples import Samples
 from bench.services import myko_stack
 from bench.span_tree import read_dump
@@ -168,30 +164,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 },
             )
             with stack:
-                pids = {svc.name: svc.pid for svc in stack.services if svc.pid is not None}
-                broker = pids_with_argument(str(kafka.data_dir))
-                meter = CpuMeter({**pids, "bench": os.getpid(), **({"kafka": broker[0]} if broker else {})})
-
-                async def run() -> MuxFanoutResult:
-                    channel = grpc.aio.insecure_channel(f"127.0.0.1:{ports.command}", options=CHANNEL_OPTIONS)
-                    try:
-                        return await measure_fanout_mux(
-                            command_channel=channel,
-                            query_addr=f"127.0.0.1:{ports.query}",
-                            meter=meter,
-                            subscribers=a.subscribers,
-                            queries=a.queries,
-                            changes=a.changes,
-                            warmup=2,
-                            run_id="0",
-                            levels=a.levels.split(","),
-                            say=say,
-                        )
-                    finally:
-                        await channel.close(None)
-
                 before = load_average()
-                result = asyncio.run(run())
+                result = run_on_stack(
+                    stack,
+                    ports,
+                    kafka,
+                    subscribers=a.subscribers,
+                    queries=a.queries,
+                    changes=a.changes,
+                    warmup=2,
+                    levels=a.levels.split(","),
+                    say=say,
+                )
                 after = load_average()
             # The services export what they still hold as they stop.
         finally:
