@@ -20,7 +20,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc._cython.cygrpc import ExecuteBatchError  # type: ignore[import-not-found]
@@ -227,7 +227,7 @@ def unary(
             raise
         except Exception as exc:
             code, details = status_of(exc, where)
-            await context.abort(code, details, trailers_of(exc))
+            await _abort(context, code, details, exc)
         finally:
             if metrics is not None:
                 metrics.unary_done(code, time.perf_counter() - started)
@@ -300,7 +300,7 @@ def streaming(
                 sent,
                 details,
             )
-            await context.abort(code, details, trailers_of(exc))
+            await _abort(context, code, details, exc)
         finally:
             # A stream left at a yield (its write failed) releases its subscriptions now.
             close = getattr(stream, "aclose", None)
@@ -311,6 +311,22 @@ def streaming(
                 metrics.handled(code)
 
     return wrapper
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any],
+    code: grpc.StatusCode,
+    details: str,
+    exc: BaseException,
+) -> NoReturn:
+    """Answer the call with `code`; a call that is already gone (the client's own
+    deadline passed or it cancelled while we failed) ends as cancelled, quietly:
+    grpc would otherwise log the failed status write as an ERROR with a traceback."""
+    try:
+        await context.abort(code, details, trailers_of(exc))
+    except ExecuteBatchError as gone:
+        raise asyncio.CancelledError from gone
+    raise AssertionError("unreachable")  # context.abort raises
 
 
 def _aborted_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
