@@ -123,6 +123,24 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{' '.join(tags)}]{sep}{tail}"
 
 
+# grpc's aio server logs this, with a traceback, when it cannot write the answer
+# of a call whose client already left (its deadline passed, or it cancelled,
+# between the method's return and the write): nothing failed on our side.
+_CLIENT_GONE = "ExecuteBatchError raised in core by servicer method"
+
+
+class _ClientGone(logging.Filter):
+    """Turns grpc's report of an answer to a departed client into one DEBUG line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str) or not record.msg.startswith(_CLIENT_GONE):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        record.msg = f"{record.getMessage()}: the client left before its answer was written"
+        record.args, record.exc_info, record.exc_text = None, None, None
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
 def configure_logging(*, service: str, level: str, fmt: str = "text") -> None:
     """Send every log line of this process to stderr in `fmt` ("text" or "json")."""
     handler = logging.StreamHandler(sys.stderr)
@@ -131,3 +149,6 @@ def configure_logging(*, service: str, level: str, fmt: str = "text") -> None:
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # aiokafka's INFO lines are about its own connections: noise at our INFO.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    grpc_core = logging.getLogger("grpc._cython.cygrpc")
+    if not any(isinstance(f, _ClientGone) for f in grpc_core.filters):
+        grpc_core.addFilter(_ClientGone())

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.sampling import DEFAULT_OFF
 from opentelemetry.trace import Link, SpanContext, TraceFlags, format_span_id, format_trace_id
 
 from myko.errors import ConfigError, PermissionDenied
-from myko.logs import JsonFormatter, TextFormatter, _LineContext, fields, tx_context
+from myko.logs import JsonFormatter, TextFormatter, _LineContext, configure_logging, fields, tx_context
 from myko.metrics import Metrics
 from myko.service_status import StatusReporter
 from myko.settings import CommandSettings, GatewaySettings, QuerySettings, ReportSettings, TracingSettings
@@ -273,3 +273,38 @@ def test_a_certificate_reports_for_its_own_live_service_only() -> None:
     status.service = "saga"
     with pytest.raises(PermissionDenied, match="query, report only"):
         check_status(status, None, relayed=RELAYED)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def _grpc_core_reports(message: str) -> None:
+    """What grpc's aio server does when it cannot write an answer (server.pyx.pxi)."""
+    try:
+        raise RuntimeError('Failed "execute_batch"')
+    except RuntimeError:
+        logging.getLogger("grpc._cython.cygrpc").exception(message, "/myko.v1.ReportBus/Get")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_answer_to_a_departed_client_is_not_logged_as_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging(service="report_svc", level="INFO")
+    _grpc_core_reports("ExecuteBatchError raised in core by servicer method [%s]")
+    assert capsys.readouterr().err == ""
+
+    configure_logging(service="report_svc", level="DEBUG")
+    _grpc_core_reports("ExecuteBatchError raised in core by servicer method [%s]")
+    err = capsys.readouterr().err
+    assert "DEBUG" in err and "/myko.v1.ReportBus/Get" in err and "client left" in err
+    assert "Traceback" not in err
+
+    # Anything else grpc's core reports keeps its level and its traceback.
+    configure_logging(service="report_svc", level="INFO")
+    _grpc_core_reports("Unexpected error in servicer method [%s]")
+    err = capsys.readouterr().err
+    assert "ERROR" in err and "Traceback" in err
