@@ -1,6 +1,7 @@
 """Catch-up and start-up over many stored Targets, beside raw Kafka reads of the same topics (issue 11, target 4).
 
     python -m bench.catch_up --targets 100000,1000000 [--partitions 3] [--profile DIR]
+    MYKO_APP=targets python -m bench.catch_up --targets 1000000 --no-reads --no-services  # every service
 
 On a fresh topic prefix, starts repo_svc once (it creates the topics as the
 code under test does), then fills the Target topic with distinct Targets written
@@ -18,8 +19,16 @@ at each size takes, in this order:
   samples repo_svc's start with py-spy;
 - with checkpoints (unless `--no-checkpoint`; docs/checkpoints.md): repo_svc
   started with MYKO_CHECKPOINT_DIR, replaying and then writing a checkpoint,
-  stopped, started again from the checkpoint until SERVING, and query_svc
-  started against it; then command_svc the same way.
+  stopped, started again from the checkpoint until SERVING; with it running,
+  each other service started alone until SERVING and stopped: query_svc and
+  report_svc (they load repo_svc's snapshot), saga_svc as a deployment restarts
+  it (its sagas' consumer groups committed at the ends of their source topics;
+  it replays every entity topic into its own store, keeping no checkpoint) and
+  the gateway (GET /healthz; `--no-others` skips these three); then command_svc
+  from a checkpoint like repo_svc; then one line: the slowest service and
+  whether every one was SERVING within 10 s (the target). saga_svc's first
+  start, on the empty topics, is timed at the beginning (it creates its
+  dead-letter topic and its groups).
 
 Kafka is started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set.
 """
@@ -45,9 +54,10 @@ from google.protobuf import timestamp_pb2
 
 from bench.profiles import PySpy, summarise
 from bench.services import kafka_bootstrap, myko_stack
+from myko import catalogue
 from myko.app import load_app
 from myko.events import set_event, to_record
-from myko.local.procs import ServiceProcess
+from myko.local.procs import ServiceProcess, Stack
 from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.repo import Store
@@ -55,6 +65,10 @@ from myko.settings import KafkaSettings
 from myko.v1 import item_pb2
 
 PER_TX = 1000
+# Started beside the three in the checkpoint part: the rest of a deployment.
+OTHERS = ("report", "saga", "gateway")
+# The target's bound on every service's start at 1M (issue 11, target 4).
+SERVING_WITHIN_S = 10.0
 # The reader's fetch settings (read from it, so an older checkout measures its own).
 PARTITION_FETCH_BYTES: int = getattr(TopicReader, "PARTITION_FETCH_BYTES", 4 * 1024 * 1024)
 FETCH_MAX_BYTES: int = getattr(TopicReader, "FETCH_MAX_BYTES", 50 * 1024 * 1024)
@@ -161,6 +175,33 @@ async def offsets_in(bootstrap: str, topics: Sequence[str]) -> int:
         await consumer.stop()
 
 
+async def commit_saga_groups(bootstrap: str, prefix: str) -> int:
+    """Each saga's consumer group committed at the end of its source topics, as a deployment
+    that has handled every event leaves it at a restart; returns the offsets committed (summed)."""
+    app = load_app("targets")
+    committed = 0
+    for saga in app.sagas:
+        topics = [app.entities.of(source).topic(prefix) for source in saga.sources]
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            # SagaRunner's group id: `<prefix><base>.<saga>` (myko/catalogue.py).
+            group_id=f"{prefix}{catalogue.SAGA_GROUP_ID}.{saga.name}",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        try:
+            tps = await _partitions(consumer, topics)
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
+            # Not a member of the group (it is empty while saga_svc is stopped): a plain commit.
+            await consumer.commit(ends)
+            committed += sum(ends.values())
+        finally:
+            await consumer.stop()
+    return committed
+
+
 async def read_bare(
     bootstrap: str, topics: Sequence[str], partition_fetch_bytes: int = PARTITION_FETCH_BYTES
 ) -> Read:
@@ -261,9 +302,9 @@ def _checkpoint_line(log_path: Path, what: str, since: int) -> str:
     return found[-1].split("myko.checkpoints: ", 1)[-1] if found else f"(no '{what}' line in {log_path})"
 
 
-def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> None:
+def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> float:
     """`svc` (repo or command) replays and writes a checkpoint, stops, and starts again from it;
-    left running."""
+    left running. Returns the seconds of that last start."""
     # A checkpoint as soon as the replay is done; INFO, for the checkpoint's own log lines.
     svc.env.update(
         {
@@ -296,25 +337,61 @@ def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> None
         flush=True,
     )
     print(f"    {_checkpoint_line(svc.log_path, 'loaded checkpoint', since)}", flush=True)
+    return took
 
 
-def with_checkpoint(
-    repo: ServiceProcess, command: ServiceProcess, query: ServiceProcess, directory: Path, offsets: int
-) -> None:
-    """repo_svc and command_svc each start from a checkpoint of their own; query_svc after repo_svc."""
+def _timed_alone(svc: ServiceProcess, what: str) -> float:
+    """`svc` started until SERVING, its line printed, stopped; returns the seconds."""
+    took, cpu, rss = time_to_serving(svc)
+    print(
+        f"  {_runner(svc)}{what}: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
+        flush=True,
+    )
+    svc.stop()
+    return took
+
+
+def _runner(svc: ServiceProcess) -> str:
+    """Its name in the output: query_svc, gateway."""
+    return catalogue.service(svc.name).runner
+
+
+# What each one's line says it started after or with (the mirrors need repo_svc SERVING).
+_STARTED = {
+    "query": " after it",
+    "report": " after it",
+    "saga": ", its groups' offsets committed",
+    "gateway": " (GET /healthz)",
+}
+
+
+def with_checkpoint(stack: Stack, directory: Path, offsets: int, *, bootstrap: str, prefix: str) -> None:
+    """repo_svc and command_svc each start from a checkpoint of their own; with repo_svc
+    running, each other service of `stack` in turn, alone (query_svc, and report_svc,
+    saga_svc and the gateway when the stack has them); then one line on the slowest."""
+    repo, command = stack.by_name("repo"), stack.by_name("command")
     shutil.rmtree(directory, ignore_errors=True)
     saved = {svc.name: dict(svc.env) for svc in (repo, command)}
+    served: dict[str, float] = {}
     try:
-        _from_checkpoint(repo, directory, offsets)
-        took, cpu, rss = time_to_serving(query)
+        served["repo_svc"] = _from_checkpoint(repo, directory, offsets)
+        for svc in stack.services:
+            if svc is repo or svc is command:
+                continue
+            if svc.name == "saga":
+                committed = asyncio.run(commit_saga_groups(bootstrap, prefix))
+                print(f"  the sagas' groups committed at their source topics' ends ({committed} offsets)")
+            served[_runner(svc)] = _timed_alone(svc, _STARTED.get(svc.name, ""))
+        served["command_svc"] = _from_checkpoint(command, directory, offsets)
+        slowest = max(served, key=served.__getitem__)
+        over = [f"{name} {took:.2f} s" for name, took in served.items() if took > SERVING_WITHIN_S]
         print(
-            f"  query_svc after it: SERVING after {took:.2f} s, {cpu:.2f} CPU s, RSS {rss:.0f} MiB",
+            f"  slowest: {slowest} after {served[slowest]:.2f} s; every one of the {len(served)} services"
+            f" SERVING within {SERVING_WITHIN_S:.0f} s: {'no (' + ', '.join(over) + ')' if over else 'yes'}",
             flush=True,
         )
-        query.stop()
-        _from_checkpoint(command, directory, offsets)
     finally:
-        for svc in (query, command, repo):
+        for svc in reversed(stack.services):
             svc.stop()
         for svc in (repo, command):
             svc.env.clear()
@@ -346,7 +423,12 @@ def main() -> None:
     parser.add_argument(
         "--no-checkpoint",
         action="store_true",
-        help="skip repo_svc's start from a checkpoint (and query_svc's after it)",
+        help="skip repo_svc's start from a checkpoint (and the other services' after it)",
+    )
+    parser.add_argument(
+        "--no-others",
+        action="store_true",
+        help="in the checkpoint part, skip report_svc, saga_svc and the gateway",
     )
     parser.add_argument(
         "--no-reads", action="store_true", help="skip the kcat, aiokafka and in-process reads"
@@ -360,14 +442,16 @@ def main() -> None:
     with kafka_bootstrap() as bootstrap:
         prefix = f"c{uuid.uuid4().hex[:8]}."
         topics = [prefix + TARGET, prefix + ZONE]
+        others = () if args.no_checkpoint or args.no_others else OTHERS
         stack, _ports = myko_stack(
             bootstrap_servers=bootstrap,
             topic_prefix=prefix,
             log_dir=log_dir,
             partitions=args.partitions,
             metrics=False,
+            extra_services=others,
         )
-        repo, command, query = stack.services
+        repo, command, query = (stack.by_name(name) for name in ("repo", "command", "query"))
         took, cpu, rss = time_to_serving(repo)
         print(
             f"empty topics: repo_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s (start-up alone), RSS {rss:.0f} MiB",
@@ -375,6 +459,14 @@ def main() -> None:
         )
         print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         repo.stop()
+        if "saga" in others:
+            # Its first start, as a deployment's was: creates its dead-letter topic and its groups.
+            took, cpu, rss = time_to_serving(stack.by_name("saga"))
+            print(
+                f"empty topics: saga_svc SERVING after {took:.2f} s, {cpu:.2f} CPU s (first start), RSS {rss:.0f} MiB",
+                flush=True,
+            )
+            stack.by_name("saga").stop()
         stored = 0
         try:
             for size in sizes:
@@ -407,9 +499,11 @@ def main() -> None:
                 for svc in (query, command, repo):
                     svc.stop()
                 if not args.no_checkpoint:
-                    with_checkpoint(repo, command, query, log_dir / "checkpoints", offsets)
+                    with_checkpoint(
+                        stack, log_dir / "checkpoints", offsets, bootstrap=bootstrap, prefix=prefix
+                    )
         finally:
-            for svc in (query, command, repo):
+            for svc in reversed(stack.services):
                 svc.stop()
 
 
