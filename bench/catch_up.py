@@ -21,11 +21,11 @@ at each size takes, in this order:
   started with MYKO_CHECKPOINT_DIR, replaying and then writing a checkpoint,
   stopped, started again from the checkpoint until SERVING; with it running,
   each other service started alone until SERVING and stopped: query_svc and
-  report_svc (they load repo_svc's snapshot), saga_svc as a deployment restarts
-  it (its sagas' consumer groups committed at the ends of their source topics;
-  it replays every entity topic into its own store, keeping no checkpoint) and
-  the gateway (GET /healthz; `--no-others` skips these three); then command_svc
-  from a checkpoint like repo_svc; then one line: the slowest service and
+  report_svc (they load repo_svc's snapshot) and the gateway (GET /healthz);
+  saga_svc as a deployment restarts it, from a checkpoint of its own store like
+  repo_svc (its sagas' consumer groups committed at the ends of their source
+  topics first; `--no-others` skips these three); then command_svc from a
+  checkpoint like repo_svc; then one line: the slowest service and
   whether every one was SERVING within 10 s (the target). saga_svc's first
   start, on the empty topics, is timed at the beginning (it creates its
   dead-letter topic and its groups).
@@ -303,8 +303,8 @@ def _checkpoint_line(log_path: Path, what: str, since: int) -> str:
 
 
 def _from_checkpoint(svc: ServiceProcess, directory: Path, offsets: int) -> float:
-    """`svc` (repo or command) replays and writes a checkpoint, stops, and starts again from it;
-    left running. Returns the seconds of that last start."""
+    """`svc` (repo, command or saga) replays and writes a checkpoint, stops, and starts again
+    from it; left running. Returns the seconds of that last start."""
     # A checkpoint as soon as the replay is done; INFO, for the checkpoint's own log lines.
     svc.env.update(
         {
@@ -360,28 +360,31 @@ def _runner(svc: ServiceProcess) -> str:
 _STARTED = {
     "query": " after it",
     "report": " after it",
-    "saga": ", its groups' offsets committed",
     "gateway": " (GET /healthz)",
 }
 
 
 def with_checkpoint(stack: Stack, directory: Path, offsets: int, *, bootstrap: str, prefix: str) -> None:
-    """repo_svc and command_svc each start from a checkpoint of their own; with repo_svc
-    running, each other service of `stack` in turn, alone (query_svc, and report_svc,
-    saga_svc and the gateway when the stack has them); then one line on the slowest."""
+    """repo_svc, command_svc and saga_svc (when the stack has it) each start from a checkpoint
+    of their own; with repo_svc running, each other service of `stack` in turn, alone
+    (query_svc, and report_svc and the gateway when the stack has them); then one line on
+    the slowest."""
     repo, command = stack.by_name("repo"), stack.by_name("command")
+    saga = next((svc for svc in stack.services if svc.name == "saga"), None)
+    own = [svc for svc in (repo, command, saga) if svc is not None]
     shutil.rmtree(directory, ignore_errors=True)
-    saved = {svc.name: dict(svc.env) for svc in (repo, command)}
+    saved = {svc.name: dict(svc.env) for svc in own}
     served: dict[str, float] = {}
     try:
         served["repo_svc"] = _from_checkpoint(repo, directory, offsets)
         for svc in stack.services:
-            if svc is repo or svc is command:
-                continue
-            if svc.name == "saga":
-                committed = asyncio.run(commit_saga_groups(bootstrap, prefix))
-                print(f"  the sagas' groups committed at their source topics' ends ({committed} offsets)")
-            served[_runner(svc)] = _timed_alone(svc, _STARTED.get(svc.name, ""))
+            if svc not in own:
+                served[_runner(svc)] = _timed_alone(svc, _STARTED.get(svc.name, ""))
+        if saga is not None:
+            committed = asyncio.run(commit_saga_groups(bootstrap, prefix))
+            print(f"  the sagas' groups committed at their source topics' ends ({committed} offsets)")
+            served["saga_svc"] = _from_checkpoint(saga, directory, offsets)
+            saga.stop()
         served["command_svc"] = _from_checkpoint(command, directory, offsets)
         slowest = max(served, key=served.__getitem__)
         over = [f"{name} {took:.2f} s" for name, took in served.items() if took > SERVING_WITHIN_S]
@@ -393,7 +396,7 @@ def with_checkpoint(stack: Stack, directory: Path, offsets: int, *, bootstrap: s
     finally:
         for svc in reversed(stack.services):
             svc.stop()
-        for svc in (repo, command):
+        for svc in own:
             svc.env.clear()
             svc.env.update(saved[svc.name])
         shutil.rmtree(directory, ignore_errors=True)

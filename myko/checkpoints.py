@@ -36,6 +36,7 @@ from aiokafka.errors import KafkaError
 from myko import checkpoint_file
 from myko.checkpoint_file import CheckpointUnusable, Header, TopicAtCheckpoint, TypeState
 from myko.collector_hold import CollectorHold
+from myko.lifecycle import cancel_and_wait
 from myko.reader import TopicReader, TopicsAtStart
 from myko.repo import Store
 from myko.settings import CheckpointSettings, KafkaSettings
@@ -179,6 +180,8 @@ class Checkpoints:
         # What the last start did, for logs and tests: the file loaded, or why none was.
         self.loaded: Path | None = None
         self.refused: list[tuple[Path, str]] = []
+        # The task that writes them (`start_writing`), while the service runs.
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     def of(
@@ -316,6 +319,15 @@ class Checkpoints:
         return positions
 
     # --- writing -----------------------------------------------------------
+    def start_writing(self, reader: TopicReader, *, name: str) -> None:
+        """Write checkpoints (`run`) in a task of their own, from now until `stop_writing`."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self.run(reader), name=name)
+
+    async def stop_writing(self) -> None:
+        task, self._writer = self._writer, None
+        await cancel_and_wait(task)
+
     async def run(self, reader: TopicReader) -> None:
         """Write checkpoints until cancelled (or the reader stops on a rewritten topic)."""
         last = time.monotonic()

@@ -25,7 +25,7 @@ from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
-from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.lifecycle import Lifecycle
 from myko.logs import fields, tx_context
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
@@ -171,7 +171,6 @@ class CommandService(Lifecycle):
             store=self.store,
             kafka=kafka,
         )
-        self._checkpoint_task: asyncio.Task[None] | None = None
         self.tracker = ChangeTracker(self.store)
         self.auth = Authenticator(settings.auth, revoked=lambda p: is_revoked(self.store, p))
         limits = TxLogLimits(
@@ -352,9 +351,7 @@ class CommandService(Lifecycle):
         self.publisher.know_partitions(Counter(t for t, _ in self.reader.watermark.positions))
         await self.reader.wait_caught_up()
         if self.checkpoints is not None:
-            self._checkpoint_task = asyncio.create_task(
-                self.checkpoints.run(self.reader), name=f"{self.settings.instance_id}-checkpoints"
-            )
+            self.checkpoints.start_writing(self.reader, name=f"{self.settings.instance_id}-checkpoints")
         await self.lease.start()
         # Serve once this replica leads, or knows the live leader to forward to.
         async with asyncio.timeout(CATCH_UP_TIMEOUT_S):
@@ -385,8 +382,8 @@ class CommandService(Lifecycle):
         )
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._checkpoint_task)
-        self._checkpoint_task = None
+        if self.checkpoints is not None:
+            await self.checkpoints.stop_writing()
         await self.grpc.set_serving(False)
         await self.lease.stop()
         await self.grpc.stop()

@@ -19,8 +19,8 @@ principal may do nothing it was not granted. The grants (docs/security.md,
   lease; writes the quarantine topic; its lease group and its transactional
   id. The only writer of entity topics, tx log and lease.
 - repo: reads the entity topics (and their configs: checkpoints); writes the quarantine topic.
-- saga: reads the entity topics in its consumer groups (`<group id>.<saga>`);
-  writes the dead-letter topic.
+- saga: reads the entity topics (and their configs: checkpoints), in its consumer
+  groups (`<group id>.<saga>`) and for its store; writes the dead-letter topic.
 - query, report, gateway: nothing (they have no Kafka credentials at all).
 
 Each service may also CREATE the topics it creates at start (`ensure_topics`),
@@ -138,6 +138,7 @@ def service_acls(settings: KafkaAccessSettings, entity_topics: Sequence[str]) ->
         # A checkpoint is trusted only while younger than the topics' delete.retention.ms.
         *_grant(repo, (Operation.DESCRIBE_CONFIGS,), T, entity_topics),
         *_grant(command, (Operation.DESCRIBE_CONFIGS,), T, entity_topics),
+        *_grant(saga, (Operation.DESCRIBE_CONFIGS,), T, entity_topics),
         *_grant(repo, (D, C, W), T, [quarantine]),
         *_grant(saga, (D, C, R), T, entity_topics),
         *_grant(saga, (D, C, W), T, [dead_letter]),

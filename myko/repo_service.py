@@ -19,7 +19,7 @@ from myko import catalogue
 from myko.app import App
 from myko.checkpoints import Checkpoints
 from myko.errors import InvalidArgument, TopicRewritten, Unavailable, echo
-from myko.lifecycle import Lifecycle, cancel_and_wait
+from myko.lifecycle import Lifecycle
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
 from myko.quarantine import Quarantine
@@ -246,7 +246,6 @@ class RepoService(Lifecycle):
             store=self.store,
             kafka=kafka,
         )
-        self._checkpoint_task: asyncio.Task[None] | None = None
         self.reader = TopicReader(
             kafka,
             self.store.topics,
@@ -316,13 +315,11 @@ class RepoService(Lifecycle):
             await self.grpc.set_serving(False)
         log.info("repo caught up at %s", self.store.watermark)
         if self.checkpoints is not None:
-            self._checkpoint_task = asyncio.create_task(
-                self.checkpoints.run(self.reader), name=f"{self.settings.instance_id}-checkpoints"
-            )
+            self.checkpoints.start_writing(self.reader, name=f"{self.settings.instance_id}-checkpoints")
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._checkpoint_task)
-        self._checkpoint_task = None
+        if self.checkpoints is not None:
+            await self.checkpoints.stop_writing()
         await self.grpc.stop()
         await self.status_relay.close()
         await self.reader.stop()

@@ -4,7 +4,9 @@ The sagas read state from a Store this service fills itself with a
 TopicReader over every entity topic (not from repo_svc): the fence that makes
 a saga's reads at least as new as its event asks Kafka for end offsets, and
 only a reader of Kafka can be compared with those (store_fence.py). It also
-leaves saga_svc depending on Kafka and command_svc alone.
+leaves saga_svc depending on Kafka and command_svc alone. With
+MYKO_CHECKPOINT_DIR that store starts from its own checkpoint, as repo_svc's
+and command_svc's do (docs/checkpoints.md), instead of replaying every topic.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import logging
 
 from myko import catalogue
 from myko.app import App
+from myko.checkpoints import Checkpoints
 from myko.client import Client, channel_options
 from myko.dead_letter import DeadLetters, dead_letter_topic
 from myko.errors import ConfigError, TopicRewritten
 from myko.lifecycle import Lifecycle
 from myko.metrics import Metrics
 from myko.quarantine import Quarantine
-from myko.reader import TopicReader
+from myko.reader import Batch, TopicReader
 from myko.repo import Store
 from myko.saga import AfterExecute, SagaConfig, SagaRunner
 from myko.server import GrpcServer
@@ -30,6 +33,7 @@ from myko.store_fence import StoreFence
 from myko.tls import Transport
 from myko.topics import ensure_topics, entity_topics
 from myko.tracing import Tracing
+from myko.watermark import Watermark
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +65,21 @@ class SagaService(Lifecycle):
             quarantine=self.quarantine,
             cache_entities=settings.repo_cache_entities,
         )
+        self.checkpoints = Checkpoints.of(
+            settings.checkpoints,
+            instance_id=settings.instance_id,
+            service="saga_svc",
+            store=self.store,
+            kafka=kafka,
+        )
         self.reader = TopicReader(
             kafka,
             self.store.topics,
-            self.store.apply_records,
+            self._on_batch,
             client_id=f"{settings.instance_id}.state",
             on_rewritten=self._rewritten,
             lag=metrics.consumers.consumer("store"),
+            resume=None if self.checkpoints is None else self.checkpoints.resume,
         )
         self.fence = StoreFence(self.reader, self.store)
         self.transport = Transport(settings.tls)
@@ -125,6 +137,11 @@ class SagaService(Lifecycle):
             metrics=metrics,
         )
 
+    def _on_batch(self, records: Batch, watermark: Watermark) -> None:
+        self.store.apply_records(records, watermark)
+        if self.checkpoints is not None:
+            self.checkpoints.applied(len(records))
+
     async def _rewritten(self, exc: TopicRewritten) -> None:
         # A saga's txs derive from event positions: reading a recreated topic
         # would map new events onto old txs. Stop acting until a restart.
@@ -139,10 +156,14 @@ class SagaService(Lifecycle):
             log.warning(
                 "saga_svc: AUTHENTICATION IS OFF (MYKO_AUTH_DISABLED=true): sagas send commands anonymously"
             )
+        if self.checkpoints is not None:
+            self.checkpoints.prefetch()  # read while connecting; judged once the topics are known
         await ensure_topics(kafka, [*entity_topics(kafka, self.app.entities), self._dlq_topic])
         await self.grpc.start()
         await self.reader.start()
         await self.reader.wait_caught_up()
+        if self.checkpoints is not None:
+            self.checkpoints.start_writing(self.reader, name=f"{self.settings.instance_id}-checkpoints")
         await self.dead_letters.start()
         await self.commands.start()
         for runner in self.runners:
@@ -158,6 +179,8 @@ class SagaService(Lifecycle):
         )
 
     async def stop(self) -> None:
+        if self.checkpoints is not None:
+            await self.checkpoints.stop_writing()
         await self.grpc.stop()
         for runner in self.runners:
             await runner.stop()

@@ -522,7 +522,7 @@ class ServerSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class CheckpointSettings:
-    """Checkpoints of a service's store (docs/checkpoints.md): repo_svc and command_svc."""
+    """Checkpoints of a service's store (docs/checkpoints.md): repo_svc, command_svc and saga_svc."""
 
     # A directory (each replica uses the subdirectory named by its instance id);
     # empty: none, every start replays the topics.
@@ -708,6 +708,7 @@ class SagaSettings(KafkaServiceSettings):
     auth: AuthSettings = field(default_factory=AuthSettings.off)
     # saga_svc's own client at the issuer; required when auth is on.
     credentials: ClientCredentials | None = None
+    checkpoints: CheckpointSettings = field(default_factory=CheckpointSettings)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
@@ -733,6 +734,7 @@ class SagaSettings(KafkaServiceSettings):
             backoff_max_ms=e.int("MYKO_SAGA_BACKOFF_MAX_MS", 10_000, minimum=1),
             dead_letter_topic=e.str("MYKO_DEAD_LETTER_TOPIC", "myko.dead-letter"),
             test_crash_after_execute=e.int("MYKO_SAGA_TEST_CRASH_AFTER_EXECUTE", 0, maximum=1) == 1,
+            checkpoints=CheckpointSettings.from_env(e),
         )
 
 

@@ -1,4 +1,4 @@
-"""repo_svc (and command_svc) restarting from a checkpoint has exactly the state a full replay gives,
+"""repo_svc (and command_svc, saga_svc) restarting from a checkpoint has exactly the state a full replay gives,
 under compaction, and refuses (replaying instead) every checkpoint that the topics
 no longer back: a recreated topic, a tombstone the cleaner has removed, a damaged
 or half-written file (docs/checkpoints.md). Against the real broker.
@@ -24,7 +24,8 @@ from myko.app import App
 from myko.command_service import CommandService
 from myko.events import del_event, set_event, to_record
 from myko.repo_service import RepoService
-from myko.settings import CommandSettings, KafkaSettings, RepoSettings
+from myko.saga_service import SagaService
+from myko.settings import CommandSettings, KafkaSettings, RepoSettings, SagaSettings
 from myko.topics import ensure_topics, entity_topics
 from myko.v1 import item_pb2
 from myko.watermark import Watermark
@@ -403,3 +404,72 @@ async def test_command_svc_restarts_from_its_checkpoint_to_the_state_of_a_full_r
     assert full[TARGET][0]["t2"] != state[TARGET][0]["t2"]  # the command above changed it
     del full[TARGET][0]["t2"], full[TARGET][1]["t2"], state[TARGET][0]["t2"], state[TARGET][1]["t2"]
     assert full == state
+
+
+def entities_only_app() -> App:
+    """The example's entity types and no sagas: saga_svc's store alone is under test (the
+    example's sagas would act on the Zone events and call a command_svc that is not there)."""
+    app = App("checkpointed-sagas")
+    app.entity(entities_pb2.Target)
+    app.entity(entities_pb2.Zone)
+    return app
+
+
+async def start_sagas(env: dict[str, str], app: App, directory: Path | None) -> SagaService:
+    settings = {
+        **env,
+        "MYKO_CHECKPOINT_EVERY_RECORDS": "1000000000",
+        "MYKO_SAGA_PORT": "0",
+        "MYKO_INSTANCE_ID": "saga-under-test",
+    }
+    if directory is not None:
+        settings["MYKO_CHECKPOINT_DIR"] = str(directory)
+    svc = SagaService(SagaSettings.from_env(settings), app)
+    async with asyncio.timeout(90):
+        await svc.start()
+    return svc
+
+
+def store_state(
+    svc: SagaService,
+) -> dict[str, tuple[dict[str, bytes], dict[str, tuple[str, int, int]], dict[str, bytes] | None]]:
+    """What saga_svc's store holds per type: encodings, positions and events' envelopes."""
+    return {name: svc.store.repo(name).stored_state() for name in svc.store.entities.names()}
+
+
+async def test_saga_svc_restarts_from_its_checkpoint_to_the_state_of_a_full_replay(
+    topics: Topics, tmp_path: Path
+) -> None:
+    """saga_svc's store (what sagas read, fenced against Kafka) starts from its own checkpoint
+    and reads on from there: the state of a full replay, deletes past the checkpoint included."""
+    env, app = topics.env, entities_only_app()
+    await topics.create(app, {})
+    await topics.write(sets(*(target(i) for i in range(20)), zone(1), zone(2)))
+    await topics.write(dels(TARGET, "t19"))
+    first = await start_sagas(env, app, tmp_path)
+    try:
+        assert first.checkpoints is not None
+        path = await first.checkpoints.write(first.reader)
+    finally:
+        await first.stop()
+    assert path is not None
+    await topics.write(sets(target(0, "after"), target(40)) + dels(TARGET, "t1") + dels(ZONE, "z2"))
+
+    again = await start_sagas(env, app, tmp_path)
+    try:
+        assert again.checkpoints is not None and again.checkpoints.loaded == path
+        state = store_state(again)
+        # SERVING: its store is at the topics' ends, as the sagas' fence requires.
+        assert again.store.watermark.covers(await again.reader.end_offsets())
+    finally:
+        await again.stop()
+    encoded = state[TARGET][0]
+    assert encoded["t0"] == target(0, "after").SerializeToString(deterministic=True)
+    assert "t1" not in encoded and "t19" not in encoded and "t40" in encoded
+    assert "z2" not in state[ZONE][0] and "z1" in state[ZONE][0]
+    replayed = await start_sagas(env, app, None)
+    try:
+        assert replayed.checkpoints is None
+        assert store_state(replayed) == state
+    finally:
+        await replayed.stop()

@@ -239,7 +239,8 @@ def launch(options: LaunchOptions) -> int:
     run_dir = options.run_dir.resolve()
     log_dir = run_dir / "logs"
     extra_env = dict(options.passthrough or {})
-    # repo_svc's checkpoints (docs/checkpoints.md), one subdirectory per replica.
+    # The checkpoints of repo_svc, command_svc and saga_svc (docs/checkpoints.md), one
+    # subdirectory per replica.
     extra_env.setdefault("MYKO_CHECKPOINT_DIR", str(run_dir / "checkpoints"))
     if options.ui_dist is not None:
         extra_env["MYKO_UI_DIST"] = str(options.ui_dist.resolve())
