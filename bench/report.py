@@ -194,6 +194,7 @@ _SCALE_HEAD = [
     "snapshot MB",
     "raw gRPC floor p50 ms",
     "empty filtered Get p50 ms",
+    "raw gRPC unary floor p50 ms",
     "Get by id p50 ms",
     *(f"{n} B/Target" for n in _SCALE_SERVICES),
 ]
@@ -213,6 +214,7 @@ def _scale_rows(r: BenchResults) -> list[list[str]]:
             f"{z.snapshot_bytes / 1e6:.1f}",
             _ms(z.transfer_floor.p50),
             _ms(z.empty_get.p50),
+            _ms(z.get_floor.p50),
             _ms(z.probe_get.p50),
             *(f"{s.rss_per_target(z, n):.0f}" if n in z.rss_bytes else "-" for n in _SCALE_SERVICES),
         ]
@@ -230,7 +232,8 @@ def _scale_notes(r: BenchResults) -> list[str]:
         "a bare grpc.aio server (own process, no Myko code) streaming one pre-built message of the snapshot's "
         "size to a bare client with the same channel options, timed the same way, right after (what gRPC "
         "itself costs for those bytes here; bench/transfer_floor.py). Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
-        "in, round trip (a rejected command's gRPC round trip is in the latency table). B/Target: RSS "
+        "in, round trip; raw gRPC unary floor: the same bare server answering a unary call with as many bytes, "
+        "timed the same way (what a Get costs in gRPC alone here). B/Target: RSS "
         f"growth over the {s.targets_before} Targets stored before the fill, per added Target.",
     ]
     if s.restart_full_s is not None and s.restart_empty_s is not None:
@@ -338,6 +341,7 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
         rows.append(
             [f"empty filtered Get over {big.targets}", "~25 ms", f"{_ms(big.empty_get.p50)} ms", "<= 1 ms"]
         )
+        rows.append(["  raw gRPC floor, one unary call", "-", f"{_ms(big.get_floor.p50)} ms", "-"])
     if r.ui_scale is not None:
         rows += ui_scale_rows(r.ui_scale)
     return rows

@@ -14,7 +14,8 @@ to each size in turn; at each size we take:
   one pre-built message of the snapshot's size to a bare client with the same
   channel options, timed the same way: what gRPC itself costs for those bytes;
 - a `Get` with an empty filtered result (`TargetsInZone` of a zone no Target is
-  in), which a declared index answers without a scan;
+  in), which a declared index answers without a scan, and beside it the raw
+  floor of a unary call: the same bare server answering with as many bytes;
 
 and, at the largest size, repo_svc restarted from the topics: time to SERVING,
 less the same restart timed over the near-empty topics before the fill, gives
@@ -37,7 +38,7 @@ from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 from bench.client import CHANNEL_OPTIONS, CommandClient, WatchStream, pack
 from bench.profiles import PySpy
 from bench.samples import Samples
-from bench.transfer_floor import FloorServer, time_floor
+from bench.transfer_floor import FloorServer, time_floor, time_unary_floor
 from myko.local.procs import ServiceProcess
 from myko.v1 import query_pb2
 
@@ -61,6 +62,7 @@ class SizeResult:
     # A bare gRPC server streaming one message of snapshot_bytes, the same client options.
     transfer_floor: Samples = field(default_factory=Samples)
     empty_get: Samples = field(default_factory=Samples)  # Get(TargetsInZone unknown) round trip
+    get_floor: Samples = field(default_factory=Samples)  # a bare gRPC unary call of the same answer's size
     probe_get: Samples = field(default_factory=Samples)  # Get(TargetById) of one existing Target
 
     @property
@@ -180,6 +182,15 @@ async def _timed_gets(query: grpc.aio.Channel, message: object, out: Samples, co
             out.add(time.perf_counter() - t0)
 
 
+async def _answer_bytes(query: grpc.aio.Channel, message: object) -> int:
+    """The size of a Get's answer, as it comes over the wire."""
+    get = query.unary_unary(
+        _GET, request_serializer=query_pb2.QueryRequest.SerializeToString, response_deserializer=None
+    )
+    answer: bytes = await get(query_pb2.QueryRequest(query=pack(message)), timeout=30.0)  # type: ignore[arg-type]
+    return len(answer)
+
+
 async def _restart_to_serving(repo: ServiceProcess) -> float:
     await asyncio.to_thread(repo.stop, timeout_s=10.0)
     t0 = time.perf_counter()  # from the new process's start: its Python start-up is included
@@ -277,6 +288,8 @@ async def measure_scale(
                         await time_floor(floor.address, snapshots, result.transfer_floor)
                 empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
                 await _timed_gets(query, empty, result.empty_get, gets)
+                with FloorServer(await _answer_bytes(query, empty)) as floor:
+                    await time_unary_floor(floor.address, gets, result.get_floor)
                 await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
             out.sizes.append(result)
     finally:

@@ -8,7 +8,9 @@ Myko code), and a bare grpc.aio client with the bench's channel options times
 the call from its start until that message's bytes are in hand (no
 deserializer), as bench/scale.py times a new AllTargets subscriber. What is
 left of a Myko figure above this one is Myko's own; this is what gRPC itself
-costs on the machine, measured in the same run.
+costs on the machine, measured in the same run. The same server answers a
+unary call with the same bytes (`time_unary_floor`): the floor of a small Get
+(an empty filtered result) as bench/scale.py times one.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from myko.server import TRANSFER_OPTIONS
 
 _SERVICE = "bench.TransferFloor"
 _METHOD = f"/{_SERVICE}/Watch"
+_UNARY = f"/{_SERVICE}/Get"
 
 
 def _handler(payload: bytes) -> grpc.GenericRpcHandler[Any, Any]:
@@ -40,9 +43,15 @@ def _handler(payload: bytes) -> grpc.GenericRpcHandler[Any, Any]:
         # A Watch stays open after its first emission; the client cancels it.
         await asyncio.Event().wait()
 
+    async def get(_request: bytes, _context: Any) -> bytes:
+        return payload
+
     return grpc.method_handlers_generic_handler(
         _SERVICE,
-        {"Watch": grpc.unary_stream_rpc_method_handler(watch)},  # no (de)serializers: bytes as they are
+        {  # no (de)serializers: bytes as they are
+            "Watch": grpc.unary_stream_rpc_method_handler(watch),
+            "Get": grpc.unary_unary_rpc_method_handler(get),
+        },
     )
 
 
@@ -120,6 +129,19 @@ async def time_floor(address: str, count: int, out: Samples) -> None:
         for _ in range(count):
             took, _size = await first_message(channel, _METHOD, b"")
             out.add(took)
+
+
+async def time_unary_floor(address: str, count: int, out: Samples, *, warmup: int = 5) -> None:
+    """`count` unary calls to a FloorServer at `address` over one channel, each timed from its
+    start until the answer's bytes are in hand (after `warmup` untimed ones, as bench/scale.py's Gets)."""
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        await channel.channel_ready()
+        get = channel.unary_unary(_UNARY, request_serializer=None, response_deserializer=None)
+        for i in range(warmup + count):
+            t0 = time.perf_counter()
+            await get(b"", timeout=30.0)
+            if i >= warmup:
+                out.add(time.perf_counter() - t0)
 
 
 async def measure_floor(size: int, count: int) -> Samples:
