@@ -122,9 +122,8 @@ async def full_replay(env: dict[str, str], app: App) -> State:
         await svc.stop()
 
 
-async def checkpointed(env: dict[str, str], app: App, directory: Path) -> Path:
-    """A running repo_svc writes a checkpoint of what the topics hold now."""
-    svc = await start_repo(env, app, directory)
+async def wrote_one(svc: RepoService | CommandService | SagaService) -> Path:
+    """The running service writes a checkpoint of what the topics hold now, and stops."""
     try:
         assert svc.checkpoints is not None
         path = await svc.checkpoints.write(svc.reader)
@@ -132,6 +131,11 @@ async def checkpointed(env: dict[str, str], app: App, directory: Path) -> Path:
         return path
     finally:
         await svc.stop()
+
+
+async def checkpointed(env: dict[str, str], app: App, directory: Path) -> Path:
+    """A running repo_svc writes a checkpoint of what the topics hold now."""
+    return await wrote_one(await start_repo(env, app, directory))
 
 
 async def restarted(env: dict[str, str], app: App, directory: Path) -> tuple[State, RepoService]:
@@ -375,13 +379,7 @@ async def test_command_svc_restarts_from_its_checkpoint_to_the_state_of_a_full_r
     await topics.create(example_app, {})
     await topics.write(sets(*(target(i) for i in range(20)), zone(1)))
     await topics.write(dels(TARGET, "t19"))
-    first = await start_command(env, example_app, tmp_path)
-    try:
-        assert first.checkpoints is not None
-        path = await first.checkpoints.write(first.reader)
-    finally:
-        await first.stop()
-    assert path is not None
+    path = await wrote_one(await start_command(env, example_app, tmp_path))
     await topics.write(sets(target(0, "after")) + dels(TARGET, "t1") + sets(target(40)))
 
     again = await start_command(env, example_app, tmp_path)
@@ -446,13 +444,7 @@ async def test_saga_svc_restarts_from_its_checkpoint_to_the_state_of_a_full_repl
     await topics.create(app, {})
     await topics.write(sets(*(target(i) for i in range(20)), zone(1), zone(2)))
     await topics.write(dels(TARGET, "t19"))
-    first = await start_sagas(env, app, tmp_path)
-    try:
-        assert first.checkpoints is not None
-        path = await first.checkpoints.write(first.reader)
-    finally:
-        await first.stop()
-    assert path is not None
+    path = await wrote_one(await start_sagas(env, app, tmp_path))
     await topics.write(sets(target(0, "after"), target(40)) + dels(TARGET, "t1") + dels(ZONE, "z2"))
 
     again = await start_sagas(env, app, tmp_path)
