@@ -10,6 +10,7 @@ import asyncio
 import logging
 import uuid
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -95,14 +96,26 @@ def topics(myko_env: dict[str, str]) -> Topics:
     return Topics(myko_env)
 
 
-async def start_repo(env: dict[str, str], app: App, directory: Path | None) -> RepoService:
-    settings = {**env, "MYKO_CHECKPOINT_EVERY_RECORDS": "1000000000"}  # the tests write theirs
+def service_env(env: dict[str, str], directory: Path | None, **extra: str) -> dict[str, str]:
+    """A service's environment: checkpoints in `directory` (None: off), written only when the
+    test asks (`wrote_one`)."""
+    out = {**env, "MYKO_CHECKPOINT_EVERY_RECORDS": "1000000000", **extra}
     if directory is not None:
-        settings["MYKO_CHECKPOINT_DIR"] = str(directory)
-    svc = RepoService(RepoSettings.from_env(settings), app)
+        out["MYKO_CHECKPOINT_DIR"] = str(directory)
+    return out
+
+
+Svc = TypeVar("Svc", RepoService, CommandService, SagaService)
+
+
+async def started(svc: Svc) -> Svc:
     async with asyncio.timeout(90):
         await svc.start()
     return svc
+
+
+async def start_repo(env: dict[str, str], app: App, directory: Path | None) -> RepoService:
+    return await started(RepoService(RepoSettings.from_env(service_env(env, directory)), app))
 
 
 State = tuple[list[bytes], Watermark]
@@ -353,13 +366,7 @@ async def test_a_checkpoint_cut_short_by_a_crash_is_ignored(
 
 
 async def start_command(env: dict[str, str], app: App, directory: Path | None) -> CommandService:
-    settings = {**env, "MYKO_CHECKPOINT_EVERY_RECORDS": "1000000000"}
-    if directory is not None:
-        settings["MYKO_CHECKPOINT_DIR"] = str(directory)
-    svc = CommandService(CommandSettings.from_env(settings), app)
-    async with asyncio.timeout(90):
-        await svc.start()
-    return svc
+    return await started(CommandService(CommandSettings.from_env(service_env(env, directory)), app))
 
 
 def command_state(svc: CommandService) -> dict[str, tuple[dict[str, bytes], dict[str, tuple[str, int, int]]]]:
@@ -414,18 +421,8 @@ def entities_only_app() -> App:
 
 
 async def start_sagas(env: dict[str, str], app: App, directory: Path | None) -> SagaService:
-    settings = {
-        **env,
-        "MYKO_CHECKPOINT_EVERY_RECORDS": "1000000000",
-        "MYKO_SAGA_PORT": "0",
-        "MYKO_INSTANCE_ID": "saga-under-test",
-    }
-    if directory is not None:
-        settings["MYKO_CHECKPOINT_DIR"] = str(directory)
-    svc = SagaService(SagaSettings.from_env(settings), app)
-    async with asyncio.timeout(90):
-        await svc.start()
-    return svc
+    settings = service_env(env, directory, MYKO_SAGA_PORT="0", MYKO_INSTANCE_ID="saga-under-test")
+    return await started(SagaService(SagaSettings.from_env(settings), app))
 
 
 def store_state(
