@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import uuid
 
-from google.protobuf import any_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 from targets.v1 import entities_pb2
 
-from myko.events import SET
+from myko.events import set_event
 from myko.v1 import item_pb2
 
 TOPIC = entities_pb2.Target.DESCRIPTOR.full_name
@@ -38,17 +38,13 @@ def scale_target(i: int, *, tenant: str = "", zone_id: str = "") -> entities_pb2
 
 
 def stored_event(t: entities_pb2.Target, *, partition: int, offset: int) -> item_pb2.Event:
-    """The SET event of `t` as the store holds it: the entity packed deterministically, at its offset."""
-    packed = any_pb2.Any()
-    packed.Pack(t, deterministic=True)
-    return item_pb2.Event(
-        op=SET,
-        type=TOPIC,
-        id=t.item.id,
+    """The SET event of `t` as the store holds it: command_svc's event, at its offset."""
+    event = set_event(
+        t,
         tx=t.item.updated_tx,
         ts=timestamp_pb2.Timestamp(seconds=t.item.updated_at.seconds),
         source="command-1",
-        principal="anonymous",
-        entity=packed,
-        offset=item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset),
     )
+    event.principal = "anonymous"
+    event.offset.CopyFrom(item_pb2.Offset(topic=TOPIC, partition=partition, offset=offset))
+    return event
