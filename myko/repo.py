@@ -266,16 +266,12 @@ class Repo(Generic[E]):
         if key not in self._orders:
             # Over stored entities it is built by its first read (one sort), else kept from here.
             self._orders[key] = KeptOrder(
-                key, self.entity_type.name, self._stored, self._encodings, built=not self._bytes
+                key, self.entity_type.name, self._stored, self.encodings, built=not self._bytes
             )
 
     def _stored(self) -> Iterable[tuple[str, E]]:
         """(id, entity) of every stored entity, decoded in one batch."""
         return zip(self._bytes, self._decode_batch(self._bytes.values()), strict=True)
-
-    def _encodings(self) -> dict[str, bytes]:
-        """id -> stored bytes now (its kept orders hold the same bytes objects)."""
-        return self._bytes
 
     def kept_order(self, key: Callable[[E], Any]) -> KeptOrder[E] | None:
         """The kept order of `key` when declared and not stopped (merged up to now), else None."""
