@@ -202,6 +202,18 @@ class LiveHub:
     def subscribers(self) -> int:
         return sum(ev.subscribers for ev in self._evals.values())
 
+    def live(self, key: Hashable) -> bool:
+        """True while an evaluation for `key` runs (someone watches it)."""
+        return key in self._evals
+
+    def answered(self, type_name: str, payload: bytes) -> None:
+        """Count a result made for one caller without an evaluation (a Get nobody watches)
+        as an evaluation's emission to one subscriber would be counted."""
+        metrics = self._metrics.of(type_name)
+        metrics.emissions.inc()
+        metrics.sent_messages.inc()
+        metrics.sent_bytes.inc(len(payload))
+
     def open(
         self,
         key: Hashable,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Hashable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -29,7 +30,7 @@ from myko.errors import (
     echo,
 )
 from myko.heap_trim import HeapTrimmer
-from myko.live import LiveHub, Sink, Subscription
+from myko.live import Build, LiveHub, Sink, Subscription
 from myko.live_kind import LiveKind
 from myko.metrics.rpc import RpcMetrics
 from myko.principal import Principal
@@ -142,6 +143,14 @@ class LiveBus:
         principal: Principal,
         sink: Sink | None = None,
     ) -> Subscription:
+        plan = await self._plan(packed, fence, context, principal)
+        return self._hub.open(plan.key, plan.make_source, plan.build, type_name=plan.name, sink=sink)
+
+    async def _plan(
+        self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx, principal: Principal
+    ) -> _Plan:
+        """Everything a subscription needs before it starts: the type is known, the caller
+        may call it, the parameters decode, the store has reached the fence."""
         name = type_name_of(packed.type_url, self.kind.value)
         reg = self._registry.get(name)
         if reg is None:
@@ -216,9 +225,7 @@ class LiveBus:
 
             make_source = make_window
 
-        return self._hub.open(
-            key, make_source, self._build(name, spec is not None), type_name=name, sink=sink
-        )
+        return _Plan(name, key, make_source, self._build(name, spec is not None), windowed=spec is not None)
 
     async def watch(
         self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx
@@ -242,7 +249,22 @@ class LiveBus:
 
     async def get(self, packed: any_pb2.Any, fence: item_pb2.Watermark, context: Ctx) -> bytes:
         principal = await self._auth.from_metadata(context.invocation_metadata())
-        with await self.open(packed, fence, context, principal) as sub:
+        plan = await self._plan(packed, fence, context, principal)
+        make_source = plan.make_source
+        if not plan.windowed and not self._hub.live(plan.key):
+            # Nobody watches it: answer from the handler's first array without starting
+            # a live evaluation (subscribing a watch costs more than reading an index).
+            source = make_source()
+            if isinstance(source, EntityWatch):
+                payload = plan.build(source.array_now(), 1)
+                self._hub.answered(plan.name, payload)
+                return payload
+
+            def made() -> Observable[Any]:
+                return source  # the handler ran once already
+
+            make_source = made
+        with self._hub.open(plan.key, make_source, plan.build, type_name=plan.name) as sub:
             limit = _wait_limit(context, MAX_FENCE_WAIT_S)
             try:
                 async with asyncio.timeout(limit):
@@ -255,6 +277,18 @@ class LiveBus:
     @property
     def open_streams(self) -> int:
         return self._streams
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A subscription ready to start (LiveBus._plan): its evaluation's key and how to
+    make its source and payloads."""
+
+    name: str
+    key: Hashable
+    make_source: Callable[[], Observable[Any]]
+    build: Build
+    windowed: bool
 
 
 class SharedOrders:

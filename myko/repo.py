@@ -704,6 +704,24 @@ class EntityWatch(Observable[list[E]]):
             on_changes = self._sorted_updates(observer, self._matches(matched))
         return self._repo._changes.subscribe(on_changes)
 
+    def array_now(self) -> EntityArray[E]:
+        """The array a subscription would emit first, with nothing subscribed: all a
+        one-shot read (a Get) needs, without the cost of starting a live watch."""
+        matched = self._matching()
+        kept = self._kept(matched)
+        if kept is not None:
+            return self._deferred(kept, matched)
+        ids, entities = self._matches(matched)
+        return self._first_sorted(ids, entities, list(map(self.order_by, entities)))
+
+    def _first_sorted(self, ids: list[str], entities: list[E], keys: list[Any]) -> EntityArray[E]:
+        """The array of `ids` / `entities` in the order of their `keys`, with their stored bytes."""
+        order = sorted(range(len(ids)), key=keys.__getitem__)
+        encoded = self._repo._bytes
+        return EntityArray(
+            _pick(entities, order), [encoded[ids[k]] for k in order], self._repo.entity_type.type_url
+        )
+
     def _kept_updates(
         self, observer: abc.ObserverBase[list[E]], kept: KeptOrder[E], matched: set[str] | None
     ) -> Callable[[Changes], None]:
@@ -745,17 +763,12 @@ class EntityWatch(Observable[list[E]]):
         self, observer: abc.ObserverBase[list[E]], first: tuple[list[str], list[E]]
     ) -> Callable[[Changes], None]:
         """Emit the first array sorted from `first` (ids, entities); the handler of later changes."""
-        order_by, match, repo, declared = self.order_by, self._match, self._repo, self._declared
+        order_by, match, declared = self.order_by, self._match, self._declared
         ids, entities = first
         # The first array (all a Get ever needs) is sorted from plain lists; it carries
         # the stored encodings in its order, so encoding it serialises nothing.
         first_keys = list(map(order_by, entities))
-        order = sorted(range(len(ids)), key=first_keys.__getitem__)
-        encoded = repo._bytes
-        observer.on_next(
-            EntityArray(_pick(entities, order), [encoded[ids[k]] for k in order], repo.entity_type.type_url)
-        )
-        del order
+        observer.on_next(self._first_sorted(ids, entities, first_keys))
         # A live watch keeps id -> entity and id -> sort key (a key computed once per
         # change of that entity), so a change costs O(changed) keys plus a sort. They
         # are built by the first change: a Get or a one-off snapshot never needs them.

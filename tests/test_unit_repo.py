@@ -10,6 +10,7 @@ from reactivex.testing import TestScheduler
 from target_store import TOPIC, Target, registry
 from targets.v1 import entities_pb2
 
+from myko.entity_array import EntityArray
 from myko.events import DEL, SET
 from myko.repo import Store
 from myko.v1 import item_pb2
@@ -242,3 +243,39 @@ def test_a_store_without_events_reduces_replays_and_resets_the_same() -> None:
     for store in (full, lean):
         store.reset([set_ev(target("c", "C"), 9)], wm(10))
         assert [t.name for t in store.of(Target).all()] == ["C"]
+
+
+def test_first_is_the_array_a_subscription_starts_with() -> None:
+    """`EntityWatch.array_now()` (what a Get answers with) equals a subscription's first array,
+    entities and stored encodings, whichever way the array is made: the kept order, a
+    small indexed selection sorted, a `where` filter, an undeclared order."""
+
+    def by_name(t: Target) -> str:
+        return t.name
+
+    store = Store(
+        registry(), indexes={"targets.v1.Target": ["zone_id"]}, orders={"targets.v1.Target": [by_name]}
+    )
+    events = []
+    for k in range(200):
+        t = target(f"t{k:03d}", f"n{(k * 7) % 40}")  # repeated names: ties broken by id
+        t.zone_id = f"z{k % 50}"  # 4 per zone: a small share, sorted rather than walked
+        events.append(set_ev(t, k))
+    store.apply_events(events, wm(200))
+    repo = store.of(Target)
+    watches = [
+        repo.watch(order_by=by_name),
+        repo.watch(equal={"zone_id": "z7"}, order_by=by_name),
+        repo.watch(equal={"zone_id": "nowhere"}, order_by=by_name),
+        repo.watch(lambda t: t.name.endswith("3"), order_by=by_name),
+        repo.watch(order_by=lambda t: (t.name, t.item.id)),
+        repo.watch(),
+    ]
+    for watch in watches:
+        emitted: list[list[Target]] = []
+        watch.subscribe(emitted.append).dispose()
+        first = watch.array_now()
+        assert [t.item.id for t in first] == [t.item.id for t in emitted[0]]
+        assert first.encodings == cast(EntityArray[Target], emitted[0]).encodings
+    in_z7 = watches[1].array_now()
+    assert [t.item.id for t in in_z7] == ["t157", "t107", "t057", "t007"]  # n19, n29, n39, n9
