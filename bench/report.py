@@ -195,6 +195,7 @@ _SCALE_HEAD = [
     "raw gRPC floor p50 ms",
     "empty filtered Get p50 ms",
     "raw gRPC unary floor p50 ms",
+    "query_svc Get handling mean ms",
     "Get by id p50 ms",
     *(f"{n} B/Target" for n in _SCALE_SERVICES),
 ]
@@ -215,6 +216,7 @@ def _scale_rows(r: BenchResults) -> list[list[str]]:
             _ms(z.transfer_floor.p50),
             _ms(z.empty_get.p50),
             _ms(z.get_floor.p50),
+            _ms(z.get_handling_s) if z.get_handling_s is not None else "-",
             _ms(z.probe_get.p50),
             *(f"{s.rss_per_target(z, n):.0f}" if n in z.rss_bytes else "-" for n in _SCALE_SERVICES),
         ]
@@ -233,7 +235,7 @@ def _scale_notes(r: BenchResults) -> list[str]:
         "size to a bare client with the same channel options, timed the same way, right after (what gRPC "
         "itself costs for those bytes here; bench/transfer_floor.py). Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
         "in, round trip; raw gRPC unary floor: the same bare server answering a unary call with as many bytes, "
-        "timed the same way (what a Get costs in gRPC alone here). B/Target: RSS "
+        "timed the same way (what a Get costs in gRPC alone here); query_svc Get handling: the mean time its status wrapper spent on those Gets (and 5 warm-ups), from its own myko_grpc_server_handling_seconds. B/Target: RSS "
         f"growth over the {s.targets_before} Targets stored before the fill, per added Target.",
     ]
     if s.restart_full_s is not None and s.restart_empty_s is not None:
@@ -342,6 +344,10 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
             [f"empty filtered Get over {big.targets}", "~25 ms", f"{_ms(big.empty_get.p50)} ms", "<= 1 ms"]
         )
         rows.append(["  raw gRPC floor, one unary call", "-", f"{_ms(big.get_floor.p50)} ms", "-"])
+        if big.get_handling_s is not None:
+            rows.append(
+                ["  query_svc's own handling of it (mean)", "-", f"{_ms(big.get_handling_s)} ms", "-"]
+            )
     if r.ui_scale is not None:
         rows += ui_scale_rows(r.ui_scale)
     return rows

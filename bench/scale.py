@@ -27,12 +27,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
 from bench.client import CHANNEL_OPTIONS, CommandClient, WatchStream, pack
@@ -64,6 +66,9 @@ class SizeResult:
     empty_get: Samples = field(default_factory=Samples)  # Get(TargetsInZone unknown) round trip
     get_floor: Samples = field(default_factory=Samples)  # a bare gRPC unary call of the same answer's size
     probe_get: Samples = field(default_factory=Samples)  # Get(TargetById) of one existing Target
+    # query_svc's own mean handling time of the timed empty Gets (its
+    # myko_grpc_server_handling_seconds): the Get without the transport and the client.
+    get_handling_s: float | None = None
 
     @property
     def imports_per_s(self) -> float:
@@ -182,6 +187,33 @@ async def _timed_gets(query: grpc.aio.Channel, message: object, out: Samples, co
             out.add(time.perf_counter() - t0)
 
 
+async def _get_handling(query_svc: ServiceProcess) -> tuple[float, float] | None:
+    """(seconds, calls) of query_svc's Get handling so far, from its /metrics; None without metrics."""
+    port = int(query_svc.env.get("MYKO_METRICS_PORT", "0"))
+    if not port:
+        return None
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10.0) as page:
+            return str(page.read().decode())
+
+    totals = {"sum": 0.0, "count": 0.0}
+    for family in text_string_to_metric_families(await asyncio.to_thread(scrape)):
+        if family.name != "myko_grpc_server_handling_seconds":
+            continue
+        for sample in family.samples:
+            kind = sample.name.rsplit("_", 1)[-1]
+            if kind in totals and sample.labels.get("method") == _GET.strip("/"):
+                totals[kind] = sample.value
+    return totals["sum"], totals["count"]
+
+
+def _mean_between(before: tuple[float, float] | None, after: tuple[float, float] | None) -> float | None:
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
+
+
 async def _answer_bytes(query: grpc.aio.Channel, message: object) -> int:
     """The size of a Get's answer, as it comes over the wire."""
     get = query.unary_unary(
@@ -287,7 +319,9 @@ async def measure_scale(
                     with FloorServer(result.snapshot_bytes) as floor:
                         await time_floor(floor.address, snapshots, result.transfer_floor)
                 empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
+                handled_before = await _get_handling(services["query"])
                 await _timed_gets(query, empty, result.empty_get, gets)
+                result.get_handling_s = _mean_between(handled_before, await _get_handling(services["query"]))
                 with FloorServer(await _answer_bytes(query, empty)) as floor:
                     await time_unary_floor(floor.address, gets, result.get_floor)
                 await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)

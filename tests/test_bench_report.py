@@ -102,6 +102,7 @@ def test_the_scale_section_reports_per_target_memory_catch_up_and_the_issue_targ
         empty_get=ms(0.8),
         get_floor=ms(0.5),
         probe_get=ms(0.7),
+        get_handling_s=0.00012,
     )
     r.scale = ScaleResult(
         rss_before={"repo": 50_000_000, "command": 50_000_000, "query": 50_000_000},
@@ -116,7 +117,7 @@ def test_the_scale_section_reports_per_target_memory_catch_up_and_the_issue_targ
     # (150 MB - 50 MB) / 100,000 added Targets; 250 MB -> 2,000 B.
     md = render_markdown(r)
     assert (
-        "| 100200 | 10000 | 190.00 | 210.00 | 20.00 | 10.4 | 60.00 | 0.80 | 0.50 | 0.70 | 1000 | 100 | 2000 |"
+        "| 100200 | 10000 | 190.00 | 210.00 | 20.00 | 10.4 | 60.00 | 0.80 | 0.50 | 0.12 | 0.70 | 1000 | 100 | 2000 |"
         in md
     )
     assert "catch-up ~100,000 records/s beyond start-up" in text
@@ -128,6 +129,7 @@ def test_the_scale_section_reports_per_target_memory_catch_up_and_the_issue_targ
     assert "|   raw gRPC floor, one 10.4 MB message | - | 60.00 ms | - |" in md
     assert "| empty filtered Get over 100200 | ~25 ms | 0.80 ms | <= 1 ms |" in md
     assert "|   raw gRPC floor, one unary call | - | 0.50 ms | - |" in md
+    assert "|   query_svc's own handling of it (mean) | - | 0.12 ms | - |" in md
 
 
 def test_the_fan_out_at_scale_section_reports_cpu_per_extra_subscriber_against_the_baseline() -> None:
