@@ -15,6 +15,13 @@ with those calls, a bare gRPC server (bench/transfer_floor.py) sends a
 message of the same size: the raw floor of the same moment. The client's
 decode of the result (not part of the timed figure) is timed in process.
 
+`--gets N` also times N one-shot `Get(TargetsInZone)` calls of a zone no
+Target is in (bench/scale.py's empty filtered Get) per round, after 5 untimed
+ones: the round trip, the child's own time in `LiveBus.get` (wall and CPU),
+and a bare unary call answering as many bytes (the floor of the same moment).
+The child builds tracing as query_svc does by default (a server span per
+unary call, 1 in 10 kept, exported nowhere), so a Get pays what it pays there.
+
 `--tree DIR` runs the child on another checkout's `myko` (an A/B in one run:
 `--tree DIR` and this tree alternate round by round).
 """
@@ -56,6 +63,7 @@ async def _serve(n: int) -> None:
     from myko.live_kind import LiveKind
     from myko.live_service import LiveService
     from myko.settings import QuerySettings
+    from myko.trace_export import build_tracing
     from myko.watermark import Watermark
 
     # query_svc's defaults; MYKO_* in the environment (MYKO_HEAP_TRIM_THRESHOLD_BYTES=0, ...) apply.
@@ -66,7 +74,8 @@ async def _serve(n: int) -> None:
         "MYKO_APP": "targets",
     }
     settings = QuerySettings.from_env(env)
-    service = LiveService(settings, load_app("targets"), kind=LiveKind.QUERY)
+    tracing = build_tracing(settings.tracing, service="query_svc", instance_id=settings.instance_id)
+    service = LiveService(settings, load_app("targets"), kind=LiveKind.QUERY, tracing=tracing)
     print(f"query_svc child: myko from {Path(sys.modules['myko'].__file__ or '').parent}", file=sys.stderr)
     events = _events(n)
     topic = events[0].type
@@ -109,14 +118,26 @@ async def _serve(n: int) -> None:
             yield payload
 
     service.bus.watch = stamped  # type: ignore[method-assign]
+    got: list[tuple[float, float]] = []  # each Get: (wall, CPU) seconds in LiveBus.get
+    bus_get = service.bus.get
+
+    async def timed_get(packed: Any, fence: Any, context: Any) -> bytes:
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            return await bus_get(packed, fence, context)
+        finally:
+            got.append((time.perf_counter() - started, time.thread_time() - cpu))
+
+    service.bus.get = timed_get  # type: ignore[method-assign]
     await service.heap.start()
     await service.grpc.start()
     print(service.grpc.port, flush=True)
     await asyncio.to_thread(sys.stdin.read)
-    print(json.dumps(stamps), flush=True)
+    print(json.dumps({"watch": stamps, "get": got}), flush=True)
     await service.grpc.stop()
     service.hub.close()
     await service.heap.stop()
+    tracing.shutdown()
 
 
 class MykoServer:
@@ -147,12 +168,13 @@ class MykoServer:
     def pid(self) -> int:
         return self._proc.pid
 
-    def finish(self) -> list[tuple[float, float, float]]:
+    def finish(self) -> tuple[list[tuple[float, float, float]], list[tuple[float, float]]]:
+        """Each Watch's (handler start, payload ready, CPU) and each Get's (wall, CPU) in the child."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._proc.stdin.close()
         stamps = json.loads(self._proc.stdout.readline())
         self._proc.wait(timeout=30.0)
-        return [(a, b, c) for a, b, c in stamps]
+        return [(a, b, c) for a, b, c in stamps["watch"]], [(a, b) for a, b in stamps["get"]]
 
     def kill(self) -> None:
         if self._proc.poll() is None:
@@ -175,6 +197,11 @@ class Side:
     # Joining a live AllTargets right after a change elsewhere (the payload restamped).
     joining: Samples = field(default_factory=Samples)
     joining_build: Samples = field(default_factory=Samples)  # handler start -> payload ready
+    # --gets: empty filtered Gets, round trip and the child's time in LiveBus.get.
+    get_total: Samples = field(default_factory=Samples)
+    get_handler: Samples = field(default_factory=Samples)
+    get_handler_cpu: Samples = field(default_factory=Samples)
+    get_bytes: int = 0
 
     @property
     def faults_p50(self) -> int:
@@ -232,13 +259,46 @@ async def _calls(
     return out, size
 
 
-async def _side_round(side: Side, n: int, tree: Path | None, count: int) -> None:
+_GET = "/myko.v1.QueryBus/Get"
+_GET_WARMUP = 5
+
+
+async def _gets(address: str, count: int) -> tuple[list[float], int]:
+    """`count` empty filtered Gets after `_GET_WARMUP` untimed ones: each round trip, and the answer's size."""
+    from targets.v1 import queries_pb2
+
+    from bench.client import CHANNEL_OPTIONS, pack
+    from myko.v1 import query_pb2
+
+    request = query_pb2.QueryRequest(query=pack(queries_pb2.TargetsInZone(zone_id="no-such-zone")))
+    out: list[float] = []
+    size = 0
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        await channel.channel_ready()
+        get = channel.unary_unary(
+            _GET, request_serializer=query_pb2.QueryRequest.SerializeToString, response_deserializer=None
+        )
+        for i in range(_GET_WARMUP + count):
+            t0 = time.perf_counter()
+            answer: bytes = await get(request, timeout=30.0)
+            if i >= _GET_WARMUP:
+                out.append(time.perf_counter() - t0)
+            size = len(answer)
+    return out, size
+
+
+async def _side_round(side: Side, n: int, tree: Path | None, count: int, gets: int) -> None:
     server = MykoServer(n, tree)
     try:
         # The first call sorts the kept orders the bulk load left unsorted (once per start-up).
         calls, size = await _calls(server.address, count + 1, server.pid, joiners=count)
+        get_calls, side.get_bytes = await _gets(server.address, gets) if gets else ([], 0)
     finally:
-        stamps = server.finish()
+        stamps, get_stamps = server.finish()
+    for took, (wall, cpu) in zip(get_calls, get_stamps[_GET_WARMUP:], strict=True):
+        side.get_total.add(took)
+        side.get_handler.add(wall)
+        side.get_handler_cpu.add(cpu)
     joined = list(zip(calls[count + 1 :], stamps[count + 2 :], strict=True))  # the keeper's stamp left out
     for (t0, t1, _faults), (started, ready, _cpu) in joined:
         side.joining.add(t1 - t0)
@@ -267,21 +327,32 @@ def _decode_ms(n: int) -> float:
     return 1000 * (time.process_time() - t0)
 
 
-async def measure(n: int, rounds: int, count: int, tree: Path | None) -> tuple[list[Side], Samples]:
-    from bench.transfer_floor import FloorServer, time_floor
+async def measure(
+    n: int, rounds: int, count: int, tree: Path | None, gets: int = 0
+) -> tuple[list[Side], Samples, Samples]:
+    """Both sides' rounds, the raw floor of the snapshot's size, and (with `gets`) the unary floor."""
+    from bench.transfer_floor import FloorServer, time_floor, time_unary_floor
 
     sides = [Side("this tree")] + ([Side(f"--tree {tree}")] if tree is not None else [])
     floor = Samples()
+    unary_floor = Samples()
     size = 0
     for r in range(rounds):
         # Alternate which tree goes first, so neither always follows the floor.
         order = sides if r % 2 == 0 else sides[::-1]
         for side in order:
-            await _side_round(side, n, tree if side is not sides[0] else None, count)
+            await _side_round(side, n, tree if side is not sides[0] else None, count, gets)
             size = side.payload_bytes
         with FloorServer(size) as floor_server:
             await time_floor(floor_server.address, count, floor)
-    return sides, floor
+        if gets:
+            with FloorServer(sides[0].get_bytes) as floor_server:
+                await time_unary_floor(floor_server.address, gets, unary_floor, warmup=_GET_WARMUP)
+    return sides, floor, unary_floor
+
+
+def _fmt_us(s: Samples) -> str:
+    return f"p50 {1e6 * s.p50:5.0f} us (min {1e6 * min(s.values):5.0f})"
 
 
 def _fmt(s: Samples) -> str:
@@ -293,6 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--targets", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=4, help="child starts per tree (each after a fresh load)")
     ap.add_argument("--count", type=int, default=5, help="timed new subscribers per round")
+    ap.add_argument("--gets", type=int, default=0, help="timed empty filtered Gets per round (0: none)")
     ap.add_argument("--tree", type=Path, help="another checkout to compare with (its myko in the child)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -300,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(_serve(a.targets))
         return 0
     load = os.getloadavg()
-    sides, floor = asyncio.run(measure(a.targets, a.rounds, a.count, a.tree))
+    sides, floor, unary_floor = asyncio.run(measure(a.targets, a.rounds, a.count, a.tree, a.gets))
     print(
         f"{a.targets} Targets, {sides[0].payload_bytes / 1e6:.1f} MB; load average at start {load[0]:.1f}, at end {os.getloadavg()[0]:.1f}"
     )
@@ -316,6 +388,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" handler start -> payload ready {_fmt(side.joining_build)}"
         )
     print(f"  raw gRPC floor, one {sides[0].payload_bytes / 1e6:.1f} MB message: {_fmt(floor)}")
+    if a.gets:
+        for side in sides:
+            print(
+                f"  {side.label}: empty filtered Get round trip {_fmt_us(side.get_total)};"
+                f" in LiveBus.get {_fmt_us(side.get_handler)}, CPU {_fmt_us(side.get_handler_cpu)}"
+            )
+        print(f"  raw gRPC unary floor, {sides[0].get_bytes} bytes answered: {_fmt_us(unary_floor)}")
     with contextlib.suppress(ImportError):
         print(f"  client decode (QueryResult.FromString, CPU): {_decode_ms(a.targets):.0f} ms")
     return 0
