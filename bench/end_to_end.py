@@ -48,6 +48,8 @@ class EndToEndResult:
     send_to_kafka: Samples = field(default_factory=Samples)  # send -> readable in Kafka (probe)
     kafka_to_ack: Samples = field(default_factory=Samples)
     kafka_to_emission: Samples = field(default_factory=Samples)
+    # send -> emission of those commands: beside send_to_emission, what the probe costs.
+    send_to_emission_probed: Samples = field(default_factory=Samples)
     emissions_before_ack: int = 0
     cpu: CpuUse | None = None  # during the measured commands
 
@@ -67,6 +69,7 @@ class EndToEndResult:
             send_to_kafka=joined(lambda p: p.send_to_kafka),
             kafka_to_ack=joined(lambda p: p.kafka_to_ack),
             kafka_to_emission=joined(lambda p: p.kafka_to_emission),
+            send_to_emission_probed=joined(lambda p: p.send_to_emission_probed),
             emissions_before_ack=sum(p.emissions_before_ack for p in parts),
             cpu=CpuUse.summed(cpus) if cpus else None,
         )
@@ -228,6 +231,7 @@ class _Sequence:
                 into.send_to_kafka.add(t_kafka - t_send)
                 into.kafka_to_ack.add(t_ack - t_kafka)
                 into.kafka_to_emission.add(t_emit - t_kafka)
+                into.send_to_emission_probed.add(t_emit - t_send)
                 continue
             if t_emit < t_ack:
                 into.emissions_before_ack += 1

@@ -99,6 +99,7 @@ def _latency_rows(r: BenchResults) -> list[list[str]]:
         row("  breakdown (other commands, probe on): send -> event readable in Kafka", e.send_to_kafka),
         row("  breakdown (other commands, probe on): readable in Kafka -> ack", e.kafka_to_ack),
         row("  breakdown (other commands, probe on): readable in Kafka -> emission", e.kafka_to_emission),
+        row("  breakdown (other commands, probe on): send -> emission", e.send_to_emission_probed),
     ]
 
 
@@ -375,6 +376,13 @@ def _notes(r: BenchResults) -> list[str]:
         "FLOOR = the transactional produce->consume p50/p99 (how Myko uses Kafka); "
         "'p50 / plain' compares with a plain acks=all produce -> read_uncommitted consume.",
     ]
+    probed = r.e2e.send_to_emission_probed
+    if len(probed):
+        notes.append(
+            f"The breakdown's probe (a Kafka reader of its own) was off for the figures above: with it "
+            f"reading (the breakdown's commands, in the same rounds) send -> emission p50 was "
+            f"{_ms(probed.p50)} ms, {(probed.p50 - r.e2e.send_to_emission.p50) * 1000:+.2f} ms beside them."
+        )
     if len(r.round_ratios) > 1:
         notes.append(
             f"The floors and the end-to-end commands ran in {len(r.round_ratios)} alternating rounds; "

@@ -58,6 +58,7 @@ async def test_headline_figures_come_from_commands_without_the_probe() -> None:
     assert commands.sent == 3
     assert len(out.command) == len(out.send_to_emission) == len(out.ack_to_emission) == 3
     assert len(out.send_to_kafka) == len(out.kafka_to_ack) == len(out.kafka_to_emission) == 0
+    assert len(out.send_to_emission_probed) == 0
 
 
 async def test_breakdown_comes_from_other_commands_with_the_probe() -> None:
@@ -70,6 +71,7 @@ async def test_breakdown_comes_from_other_commands_with_the_probe() -> None:
     assert probe.asked == 4
     assert len(out.send_to_emission) == 2  # not the 4 sent while the probe read
     assert len(out.send_to_kafka) == len(out.kafka_to_ack) == len(out.kafka_to_emission) == 4
+    assert len(out.send_to_emission_probed) == 4
 
 
 async def test_warm_up_commands_are_not_recorded() -> None:

@@ -52,6 +52,15 @@ def test_verdict_compares_end_to_end_p50_with_four_times_the_transactional_floor
     assert "-> NOT MET (4.2x)" in render_text(results(e2e_ms=17.0))
 
 
+def test_the_probes_cost_is_reported_beside_the_end_to_end_it_was_kept_out_of() -> None:
+    r = results(e2e_ms=16.0)
+    assert "with it reading" not in render_text(r)  # no breakdown taken: nothing to compare
+    r.e2e.send_to_emission_probed = ms(18.5)
+    text = render_text(r)
+    assert "send -> emission p50 was 18.50 ms, +2.50 ms beside them" in text
+    assert "-> MET (4.0x)" in text  # the verdict is the commands without the probe
+
+
 def test_a_new_run_replaces_only_the_recorded_block(tmp_path: Path) -> None:
     doc = tmp_path / "benchmarks.md"
     write_markdown(doc, results(e2e_ms=10.0))
