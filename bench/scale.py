@@ -173,17 +173,21 @@ async def _snapshot_once(query: grpc.aio.Channel) -> tuple[float, int]:
     raise RuntimeError("AllTargets Watch ended without an emission")
 
 
-async def _timed_gets(query: grpc.aio.Channel, message: object, out: Samples, count: int) -> None:
+# Untimed Gets before the timed ones: they warm the channel and the handler's code path.
+GET_WARMUP = 5
+
+
+async def timed_gets(query: grpc.aio.Channel, message: object, out: Samples, count: int) -> None:
     get = query.unary_unary(
         _GET,
         request_serializer=query_pb2.QueryRequest.SerializeToString,
         response_deserializer=query_pb2.QueryResult.FromString,
     )
     request = query_pb2.QueryRequest(query=pack(message))  # type: ignore[arg-type]
-    for i in range(count + 5):
+    for i in range(GET_WARMUP + count):
         t0 = time.perf_counter()
         await get(request, timeout=30.0)
-        if i >= 5:  # the first few warm the channel and the handler's code path
+        if i >= GET_WARMUP:
             out.add(time.perf_counter() - t0)
 
 
@@ -214,7 +218,7 @@ def _mean_between(before: tuple[float, float] | None, after: tuple[float, float]
     return (after[0] - before[0]) / (after[1] - before[1])
 
 
-async def _answer_bytes(query: grpc.aio.Channel, message: object) -> int:
+async def answer_bytes(query: grpc.aio.Channel, message: object) -> int:
     """The size of a Get's answer, as it comes over the wire."""
     get = query.unary_unary(
         _GET, request_serializer=query_pb2.QueryRequest.SerializeToString, response_deserializer=None
@@ -320,11 +324,11 @@ async def measure_scale(
                         await time_floor(floor.address, snapshots, result.transfer_floor)
                 empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
                 handled_before = await _get_handling(services["query"])
-                await _timed_gets(query, empty, result.empty_get, gets)
+                await timed_gets(query, empty, result.empty_get, gets)
                 result.get_handling_s = _mean_between(handled_before, await _get_handling(services["query"]))
-                with FloorServer(await _answer_bytes(query, empty)) as floor:
+                with FloorServer(await answer_bytes(query, empty)) as floor:
                     await time_unary_floor(floor.address, gets, result.get_floor)
-                await _timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
+                await timed_gets(query, queries_pb2.TargetById(id="scale-0000000"), result.probe_get, gets)
             out.sizes.append(result)
     finally:
         await query.close(None)

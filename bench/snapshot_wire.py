@@ -259,43 +259,35 @@ async def _calls(
     return out, size
 
 
-_GET = "/myko.v1.QueryBus/Get"
-_GET_WARMUP = 5
-
-
-async def _gets(address: str, count: int) -> tuple[list[float], int]:
-    """`count` empty filtered Gets after `_GET_WARMUP` untimed ones: each round trip, and the answer's size."""
+async def _gets(address: str, count: int) -> tuple[Samples, int]:
+    """`count` empty filtered Gets timed as bench/scale.py times them, and the answer's size."""
     from targets.v1 import queries_pb2
 
-    from bench.client import CHANNEL_OPTIONS, pack
-    from myko.v1 import query_pb2
+    from bench.client import CHANNEL_OPTIONS
+    from bench.scale import answer_bytes, timed_gets
 
-    request = query_pb2.QueryRequest(query=pack(queries_pb2.TargetsInZone(zone_id="no-such-zone")))
-    out: list[float] = []
-    size = 0
+    empty = queries_pb2.TargetsInZone(zone_id="no-such-zone")
+    out = Samples()
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         await channel.channel_ready()
-        get = channel.unary_unary(
-            _GET, request_serializer=query_pb2.QueryRequest.SerializeToString, response_deserializer=None
-        )
-        for i in range(_GET_WARMUP + count):
-            t0 = time.perf_counter()
-            answer: bytes = await get(request, timeout=30.0)
-            if i >= _GET_WARMUP:
-                out.append(time.perf_counter() - t0)
-            size = len(answer)
+        await timed_gets(channel, empty, out, count)
+        size = await answer_bytes(channel, empty)
     return out, size
 
 
 async def _side_round(side: Side, n: int, tree: Path | None, count: int, gets: int) -> None:
+    from bench.scale import GET_WARMUP
+
     server = MykoServer(n, tree)
     try:
         # The first call sorts the kept orders the bulk load left unsorted (once per start-up).
         calls, size = await _calls(server.address, count + 1, server.pid, joiners=count)
-        get_calls, side.get_bytes = await _gets(server.address, gets) if gets else ([], 0)
+        get_calls, side.get_bytes = await _gets(server.address, gets) if gets else (Samples(), 0)
     finally:
         stamps, get_stamps = server.finish()
-    for took, (wall, cpu) in zip(get_calls, get_stamps[_GET_WARMUP:], strict=True):
+    # The child timed the warm-ups and answer_bytes' Get too: the timed ones lie between.
+    timed = get_stamps[GET_WARMUP : GET_WARMUP + len(get_calls.values)]
+    for took, (wall, cpu) in zip(get_calls.values, timed, strict=True):
         side.get_total.add(took)
         side.get_handler.add(wall)
         side.get_handler_cpu.add(cpu)
@@ -331,6 +323,7 @@ async def measure(
     n: int, rounds: int, count: int, tree: Path | None, gets: int = 0
 ) -> tuple[list[Side], Samples, Samples]:
     """Both sides' rounds, the raw floor of the snapshot's size, and (with `gets`) the unary floor."""
+    from bench.scale import GET_WARMUP
     from bench.transfer_floor import FloorServer, time_floor, time_unary_floor
 
     sides = [Side("this tree")] + ([Side(f"--tree {tree}")] if tree is not None else [])
@@ -347,7 +340,7 @@ async def measure(
             await time_floor(floor_server.address, count, floor)
         if gets:
             with FloorServer(sides[0].get_bytes) as floor_server:
-                await time_unary_floor(floor_server.address, gets, unary_floor, warmup=_GET_WARMUP)
+                await time_unary_floor(floor_server.address, gets, unary_floor, warmup=GET_WARMUP)
     return sides, floor, unary_floor
 
 

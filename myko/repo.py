@@ -666,6 +666,8 @@ class EntityWatch(Observable[list[E]]):
             ids = list(selected)
         else:
             ids = list(repo._matching_ids(wanted)) if wanted else list(repo._bytes)
+        if not ids:
+            return [], []  # nothing selected: nothing to decode
         if self._declared:
             ids.sort()
         encoded = repo._bytes
@@ -708,8 +710,6 @@ class EntityWatch(Observable[list[E]]):
         """The array a subscription would emit first, with nothing subscribed: all a
         one-shot read (a Get) needs, without the cost of starting a live watch."""
         matched = self._matching()
-        if matched is not None and not matched:
-            return EntityArray([], [], self._repo.entity_type.type_url)  # nothing selected: nothing to decode
         kept = self._kept(matched)
         if kept is not None:
             return self._deferred(kept, matched)
