@@ -21,7 +21,7 @@ from bench.kafka_floor import FloorResult
 from bench.machine import Machine
 from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
-from bench.scale import ScaleResult
+from bench.scale import GET_WARMUP, ScaleResult
 from bench.throughput import ThroughputResult
 from bench.ui_scale import UiScaleResult
 from bench.ui_scale import render_notes as ui_scale_notes
@@ -237,7 +237,8 @@ def _scale_notes(r: BenchResults) -> list[str]:
         "size to a bare client with the same channel options, timed the same way, right after (what gRPC "
         "itself costs for those bytes here; bench/transfer_floor.py). Empty filtered Get: Get(TargetsInZone) of a zone no Target is "
         "in, round trip; raw gRPC unary floor: the same bare server answering a unary call with as many bytes, "
-        "timed the same way (what a Get costs in gRPC alone here); query_svc Get handling: the mean time its status wrapper spent on those Gets (and 5 warm-ups), from its own myko_grpc_server_handling_seconds. B/Target: RSS "
+        "timed the same way (what a Get costs in gRPC alone here); query_svc Get handling: the mean time its status wrapper spent on those Gets "
+        f"(and {GET_WARMUP} warm-ups), from its own myko_grpc_server_handling_seconds. B/Target: RSS "
         f"growth over the {s.targets_before} Targets stored before the fill, per added Target.",
     ]
     if s.restart_full_s is not None and s.restart_empty_s is not None:
