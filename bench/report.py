@@ -155,6 +155,13 @@ def _myko_cpu_ms(cpu: CpuUse | None, name: str, commands: int) -> str:
     return f"{1000 * cpu.seconds[name] / commands:.3f}"
 
 
+def _other_pct(cpu: CpuUse | None) -> str:
+    """What the rest of the machine took meanwhile (% of one core): a floor's competition."""
+    if cpu is None or not cpu.wall_s or "other" not in cpu.seconds:
+        return "-"
+    return f"{100 * cpu.seconds['other'] / cpu.wall_s:.0f}"
+
+
 def _rate_ratio(myko: float, floor: float) -> str:
     return f"{myko / floor:.2f}" if floor > 0 else "-"
 
@@ -175,6 +182,7 @@ def _unary_floor_rows(r: BenchResults) -> list[list[str]]:
                 str(f.errors),
                 _cpu_ms(f.cpu_ms_per_call("floor")),
                 _cpu_ms(f.cpu_ms_per_call("bench")),
+                _other_pct(f.cpu),
                 "-" if t is None else f"{t.per_second:.0f}",
                 "-" if t is None else _rate_ratio(t.per_second, f.per_second),
                 "-" if t is None else _myko_cpu_ms(t.cpu, "command", t.commands),
@@ -194,6 +202,7 @@ _UNARY_FLOOR_HEAD = [
     "Errors",
     "server ms CPU/call",
     "bench ms CPU/call",
+    "other %",
     "Myko commands/s",
     "Myko / floor",
     "Myko command ms CPU/cmd",
@@ -210,7 +219,8 @@ def _unary_floor_notes(r: BenchResults) -> list[str]:
         f"code, no (de)serializers, no Kafka) answering {sizes.reply} B to requests of {sizes.request} B "
         "(an Execute of RecordHits' reply and request, measured in this run), driven as the Myko rows are "
         "(each client its own channel, one call in flight), right after the Myko level of as many clients. "
-        "server: the bare server's CPU; bench: this process's (the clients); Myko / floor: commands/s over calls/s."
+        "server: the bare server's CPU; bench: this process's (the clients); other %: the rest of the machine "
+        "meanwhile, % of one core (services, broker and anything else); Myko / floor: commands/s over calls/s."
     ]
 
 
@@ -232,6 +242,7 @@ def _batch_floor_rows(r: BenchResults) -> list[list[str]]:
             _ms(f.latency.p99),
             _cpu_ms(f.cpu_ms_per_command("kafka")),
             _cpu_ms(f.cpu_ms_per_command("bench")),
+            _other_pct(f.cpu),
             "-" if b is None else f"{b.per_second:.0f}",
             "-" if b is None else _rate_ratio(b.per_second, f.per_second),
             "-" if b is None else _myko_cpu_ms(b.cpu, "kafka", b.commands),
@@ -250,6 +261,7 @@ _BATCH_FLOOR_HEAD = [
     "batch p99 ms",
     "kafka ms CPU/cmd",
     "bench ms CPU/cmd",
+    "other %",
     "Myko commands/s",
     "Myko / floor",
     "Myko kafka ms CPU/cmd",
@@ -269,7 +281,7 @@ def _batch_floor_notes(r: BenchResults) -> list[str]:
         "transaction, the next round once the command-side reader has read it back (as command_svc's writer); "
         f"{f.readers} bare read_committed readers without a group, as command_svc's and repo_svc's. A batch counts "
         "once its transactions are committed and every reader has read them. kafka: the broker's CPU; bench: this "
-        "process's (the senders, the producer and the readers).",
+        "process's (the senders, the producer and the readers); other %: the rest of the machine meanwhile.",
         f"Its rounds (the whole run, warm-up included): {len(f.commit)} transactions, commit p50 {_ms(f.commit.p50)} "
         f"ms (from the round's start: its records sent and the transaction committed), read back p50 "
         f"{_ms(f.read_back.p50)} ms (then until the command-side reader was past them).",
