@@ -217,8 +217,10 @@ class _Writer:
         self._arrived = asyncio.Event()
         self.transactions = 0
         self.commands = 0
-        # Per round: begin -> commit acknowledged, and commit -> read back.
+        # Per round: begin -> commit acknowledged (of it, handing the records to aiokafka),
+        # and commit -> read back.
         self.commit_s = Samples()
+        self.send_s = Samples()
         self.read_back_s = Samples()
 
     async def write(self, commands: Sequence[_Command]) -> dict[Position, int]:
@@ -260,6 +262,7 @@ class _Writer:
                         self._tx_topic, key=c.tx_key, value=txlog.value, headers=list(txlog.headers)
                     )
                 )
+            self.send_s.add(time.perf_counter() - t0)
             metas = await asyncio.gather(*sent)
         needed = merged([{(m.topic, m.partition): m.offset + 1} for m in metas])
         t1 = time.perf_counter()
@@ -285,6 +288,7 @@ class BatchFloorResult:
     # time from its start until its commit was acknowledged, then until it was read back.
     commands_per_transaction: float = 0.0
     commit: Samples = field(default_factory=Samples)
+    send: Samples = field(default_factory=Samples)  # of commit: the records handed to aiokafka
     read_back: Samples = field(default_factory=Samples)
 
     @property
@@ -394,5 +398,6 @@ async def measure_batch_floor(
         cpu=w.cpu,
         commands_per_transaction=writer.commands / writer.transactions if writer.transactions else 0.0,
         commit=writer.commit_s,
+        send=writer.send_s,
         read_back=writer.read_back_s,
     )

@@ -307,6 +307,7 @@ def test_the_raw_floors_stand_beside_the_throughput_rows_and_target_2() -> None:
         cpu=CpuUse({"kafka": 0.8, "bench": 3.2, "other": 0.5}, 5.0),
         commands_per_transaction=511.6,
         commit=ms(45.0),
+        send=ms(30.0),
         read_back=ms(11.0),
     )
     md, text = render_markdown(r), render_text(r)
@@ -323,6 +324,7 @@ def test_the_raw_floors_stand_beside_the_throughput_rows_and_target_2() -> None:
     )
     assert "one event (110 B with key and headers)" in text and "one tx-log record (549 B)" in text
     assert "commit p50 45.00 ms (from the round" in text and "read back p50 11.00 ms" in text
+    assert "handing the records to aiokafka's producer p50 30.00 ms" in text
     assert "| commands/s, 64 clients, single Execute | ~2,400 | 600 | >= 5,000 |" in md
     assert "|   raw gRPC unary floor, 64 clients (calls/s) | - | 2000 | - |" in md
     assert "| commands/s, ExecuteBatch (4 x 500) | - | 1600 | >= 20,000 |" in md
