@@ -23,11 +23,12 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
+from bench.batch_floor import BatchFloorResult, measure_batch_floor, sample_shape
 from bench.batch_throughput import BatchResult, measure_batch_throughput
 from bench.client import CHANNEL_OPTIONS
 from bench.cpu import CpuMeter, load_average, pids_with_argument
@@ -40,13 +41,22 @@ from bench.overhead import OtlpSink, OverheadResult, Side, measure_overhead, obs
 from bench.profiles import PySpy, summarise
 from bench.report import BenchResults, render_text, write_markdown
 from bench.scale import ScaleResult, measure_scale
-from bench.services import MykoPorts, myko_stack
-from bench.throughput import ThroughputResult, measure_throughput
+from bench.services import APP, MykoPorts, myko_stack
+from bench.throughput import (
+    ThroughputResult,
+    UnaryFloorResult,
+    execute_sizes,
+    measure_throughput,
+    measure_unary_floor,
+)
+from bench.transfer_floor import FloorServer
 from bench.ui_scale import measure_ui_scale
 from myko.local.kafka import LocalKafka
 from myko.local.procs import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
+# The entity the bench's commands write (RecordHits), as Myko names its topic.
+TARGET_TYPE = "targets.v1.Target"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,6 +247,8 @@ class _Measured:
     scale: ScaleResult | None
     batch: list[BatchResult]
     fanout_mux: MuxFanoutResult | None = None
+    unary_floor: list[UnaryFloorResult] = field(default_factory=list)
+    batch_floor: BatchFloorResult | None = None
 
 
 async def _measure_latency(
@@ -324,29 +336,13 @@ async def _measure(
             bootstrap=bootstrap,
             command_channel=command_channel,
             query_channel=query_channel,
-            target_topic=f"{topic_prefix}targets.v1.Target",
+            target_topic=topic_prefix + TARGET_TYPE,
             meter=meter,
         )
-        levels = [(n, False) for n in opts.throughput_clients]
-        if opts.hot_clients:
-            levels.append((opts.hot_clients, True))
-        throughput: list[ThroughputResult] = []
-        for run, (clients, hot) in enumerate(levels):
-            _say(f"Throughput: {clients} clients{' on one hot target' if hot else ''} ...")
-            profiled = not hot and clients == max(opts.throughput_clients)
-            with _profiling(opts, stack, "command", f"command-{clients}clients.txt", profiled):
-                throughput.append(
-                    await measure_throughput(
-                        command_addr,
-                        clients=clients,
-                        hot=hot,
-                        duration_s=opts.throughput_duration_s,
-                        warmup_s=opts.throughput_warmup_s,
-                        run_id=str(run),
-                        meter=meter,
-                    )
-                )
-        batch = await _measure_batches(opts, stack, command_addr, meter)
+        throughput, unary_floor = await _measure_throughput(opts, stack, command_addr, meter)
+        batch, batch_floor = await _measure_batches(
+            opts, stack, command_addr, meter, bootstrap=bootstrap, topic_prefix=topic_prefix
+        )
         fanout: list[FanoutResult] = []
         for run, subscribers in enumerate(opts.fanout_subscribers):
             _say(f"Fan-out: {subscribers} subscribers, {opts.fanout_count} commands ...")
@@ -385,7 +381,7 @@ async def _measure(
                 command_channel=command_channel,
                 query_addr=query_addr,
                 services={svc.name: svc for svc in stack.services},
-                entity_topics=[f"{topic_prefix}targets.v1.Target", f"{topic_prefix}targets.v1.Zone"],
+                entity_topics=[topic_prefix + TARGET_TYPE, f"{topic_prefix}targets.v1.Zone"],
                 sizes=opts.scale_sizes,
                 snapshots=opts.scale_snapshots,
                 gets=opts.scale_gets,
@@ -406,14 +402,62 @@ async def _measure(
         scale,
         batch,
         fanout_mux,
+        unary_floor,
+        batch_floor,
     )
 
 
-async def _measure_batches(
+async def _measure_throughput(
     opts: Options, stack: Stack, command_addr: str, meter: CpuMeter
-) -> list[BatchResult]:
-    """ExecuteBatch throughput (bench/batch_throughput.py): spread, then one hot target."""
+) -> tuple[list[ThroughputResult], list[UnaryFloorResult]]:
+    """Each level of concurrent single Execute, and right after each (not the hot one) the raw
+    gRPC unary floor at the same clients, so both see the same minutes of the machine."""
+    levels = [(n, False) for n in opts.throughput_clients]
+    if opts.hot_clients:
+        levels.append((opts.hot_clients, True))
+    throughput: list[ThroughputResult] = []
+    floors: list[UnaryFloorResult] = []
+    sizes = await execute_sizes(command_addr, run_id="s")
+    with FloorServer(sizes.reply) as server:
+        floor_meter = meter.including("floor", server.pid)
+        for run, (clients, hot) in enumerate(levels):
+            _say(f"Throughput: {clients} clients{' on one hot target' if hot else ''} ...")
+            profiled = not hot and clients == max(opts.throughput_clients)
+            with _profiling(opts, stack, "command", f"command-{clients}clients.txt", profiled):
+                throughput.append(
+                    await measure_throughput(
+                        command_addr,
+                        clients=clients,
+                        hot=hot,
+                        duration_s=opts.throughput_duration_s,
+                        warmup_s=opts.throughput_warmup_s,
+                        run_id=str(run),
+                        meter=meter,
+                    )
+                )
+            if hot:
+                continue
+            _say(f"Throughput floor: {clients} clients on a bare grpc.aio server ...")
+            floors.append(
+                await measure_unary_floor(
+                    server.address,
+                    clients=clients,
+                    sizes=sizes,
+                    duration_s=opts.throughput_duration_s,
+                    warmup_s=opts.throughput_warmup_s,
+                    meter=floor_meter,
+                )
+            )
+    return throughput, floors
+
+
+async def _measure_batches(
+    opts: Options, stack: Stack, command_addr: str, meter: CpuMeter, *, bootstrap: str, topic_prefix: str
+) -> tuple[list[BatchResult], BatchFloorResult | None]:
+    """ExecuteBatch throughput (bench/batch_throughput.py): spread, then its raw Kafka floor
+    (bench/batch_floor.py) with the records the spread run wrote, then one hot target."""
     out: list[BatchResult] = []
+    floor = None
     for hot in (False, True) if opts.batch_senders else ():
         _say(
             f"ExecuteBatch: {opts.batch_senders} senders x {opts.batch_size}{' on one hot target' if hot else ''} ..."
@@ -431,7 +475,21 @@ async def _measure_batches(
                     meter=meter,
                 )
             )
-    return out
+        if hot:
+            continue
+        _say(f"ExecuteBatch floor: bare aiokafka, {opts.batch_senders} senders x {opts.batch_size} ...")
+        shape = await sample_shape(bootstrap, app=APP, topic_prefix=topic_prefix, entity_type=TARGET_TYPE)
+        floor = await measure_batch_floor(
+            bootstrap,
+            shape=shape,
+            partitions=opts.partitions,
+            senders=opts.batch_senders,
+            batch_size=opts.batch_size,
+            duration_s=opts.throughput_duration_s,
+            warmup_s=opts.throughput_warmup_s,
+            meter=meter,
+        )
+    return out, floor
 
 
 def _profiling(
@@ -566,6 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch=measured.batch,
         ui_scale=ui_scale,
         fanout_mux=measured.fanout_mux,
+        unary_floor=measured.unary_floor,
+        batch_floor=measured.batch_floor,
     )
     print(render_text(results), flush=True)
     if opts.profile_dir is not None:

@@ -45,8 +45,13 @@ class CommandClient:
             response_deserializer=command_pb2.CommandResult.FromString,
         )
 
+    @staticmethod
+    def request(command: Message) -> command_pb2.CommandRequest:
+        """What `execute` sends for `command`: a fresh tx each time."""
+        return command_pb2.CommandRequest(tx=str(uuid.uuid4()), command=pack(command))
+
     async def execute(self, command: Message, *, timeout_s: float = 30.0) -> command_pb2.CommandResult:
-        request = command_pb2.CommandRequest(tx=str(uuid.uuid4()), command=pack(command))
+        request = self.request(command)
         result: command_pb2.CommandResult = await self._call(request, timeout=timeout_s)
         return result
 

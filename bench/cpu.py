@@ -74,6 +74,10 @@ class CpuMeter:
         self._pids = dict(pids)
         self._start: tuple[float, dict[str, float], float] | None = None
 
+    def including(self, name: str, pid: int) -> CpuMeter:
+        """A meter over the same processes and one more (e.g. a floor's bare server)."""
+        return CpuMeter({**self._pids, name: pid})
+
     def start(self) -> None:
         self._start = (time.perf_counter(), self._sample(), machine_busy_seconds())
 

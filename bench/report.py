@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import fanout_mux
+from bench.batch_floor import BatchFloorResult
 from bench.batch_throughput import BATCH_HEAD, BatchResult, batch_rows
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
@@ -22,7 +23,7 @@ from bench.machine import Machine
 from bench.overhead import SCRAPE_INTERVAL_S, TARGET_PCT, OverheadResult
 from bench.samples import Samples
 from bench.scale import GET_WARMUP, ScaleResult
-from bench.throughput import ThroughputResult
+from bench.throughput import ThroughputResult, UnaryFloorResult
 from bench.ui_scale import UiScaleResult
 from bench.ui_scale import render_notes as ui_scale_notes
 from bench.ui_scale import render_rows as ui_scale_rows
@@ -58,6 +59,9 @@ class BenchResults:
     fanout_mux: MuxFanoutResult | None = None
     # send -> emission p50 / floor p50 within each alternating latency round
     round_ratios: list[float] = field(default_factory=list)
+    # The raw floors of the throughput phases, measured beside them.
+    unary_floor: list[UnaryFloorResult] = field(default_factory=list)
+    batch_floor: BatchFloorResult | None = None
 
 
 def _ms(seconds: float) -> str:
@@ -139,6 +143,150 @@ _THROUGHPUT_HEAD = [
     "Errors",
     "Lost updates",
 ]
+
+
+def _cpu_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _myko_cpu_ms(cpu: CpuUse | None, name: str, commands: int) -> str:
+    if cpu is None or not commands or name not in cpu.seconds:
+        return "-"
+    return f"{1000 * cpu.seconds[name] / commands:.3f}"
+
+
+def _other_pct(cpu: CpuUse | None) -> str:
+    """What the rest of the machine took meanwhile (% of one core): a floor's competition."""
+    if cpu is None or not cpu.wall_s or "other" not in cpu.seconds:
+        return "-"
+    return f"{100 * cpu.seconds['other'] / cpu.wall_s:.0f}"
+
+
+def _rate_ratio(myko: float, floor: float) -> str:
+    return f"{myko / floor:.2f}" if floor > 0 else "-"
+
+
+def _unary_floor_rows(r: BenchResults) -> list[list[str]]:
+    myko = {t.clients: t for t in r.throughput if not t.hot}
+    rows = []
+    for f in r.unary_floor:
+        t = myko.get(f.clients)
+        rows.append(
+            [
+                str(f.clients),
+                str(f.calls),
+                f"{f.elapsed_s:.1f}",
+                f"{f.per_second:.0f}",
+                _ms(f.latency.p50),
+                _ms(f.latency.p99),
+                str(f.errors),
+                _cpu_ms(f.cpu_ms_per_call("floor")),
+                _cpu_ms(f.cpu_ms_per_call("bench")),
+                _other_pct(f.cpu),
+                "-" if t is None else f"{t.per_second:.0f}",
+                "-" if t is None else _rate_ratio(t.per_second, f.per_second),
+                "-" if t is None else _myko_cpu_ms(t.cpu, "command", t.commands),
+                "-" if t is None else _myko_cpu_ms(t.cpu, "bench", t.commands),
+            ]
+        )
+    return rows
+
+
+_UNARY_FLOOR_HEAD = [
+    "Clients",
+    "Calls",
+    "Seconds",
+    "Calls/s",
+    "p50 ms",
+    "p99 ms",
+    "Errors",
+    "server ms CPU/call",
+    "bench ms CPU/call",
+    "other %",
+    "Myko commands/s",
+    "Myko / floor",
+    "Myko command ms CPU/cmd",
+    "Myko bench ms CPU/cmd",
+]
+
+
+def _unary_floor_notes(r: BenchResults) -> list[str]:
+    if not r.unary_floor:
+        return []
+    sizes = r.unary_floor[0].sizes
+    return [
+        "Raw gRPC unary floor: a bare grpc.aio server in its own process (bench/transfer_floor.py: no Myko "
+        f"code, no (de)serializers, no Kafka) answering {sizes.reply} B to requests of {sizes.request} B "
+        "(an Execute of RecordHits' reply and request, measured in this run), driven as the Myko rows are "
+        "(each client its own channel, one call in flight), right after the Myko level of as many clients. "
+        "server: the bare server's CPU; bench: this process's (the clients); other %: the rest of the machine "
+        "meanwhile, % of one core (services, broker and anything else); Myko / floor: commands/s over calls/s."
+    ]
+
+
+def _batch_floor_rows(r: BenchResults) -> list[list[str]]:
+    f = r.batch_floor
+    if f is None:
+        return []
+    myko = [b for b in r.batch if not b.hot and (b.senders, b.batch_size) == (f.senders, f.batch_size)]
+    b = myko[0] if myko else None
+    return [
+        [
+            f"{f.senders} x {f.batch_size}",
+            str(f.readers),
+            str(f.commands),
+            f"{f.elapsed_s:.1f}",
+            f"{f.per_second:.0f}",
+            f"{f.commands_per_transaction:.0f}",
+            _ms(f.latency.p50),
+            _ms(f.latency.p99),
+            _cpu_ms(f.cpu_ms_per_command("kafka")),
+            _cpu_ms(f.cpu_ms_per_command("bench")),
+            _other_pct(f.cpu),
+            "-" if b is None else f"{b.per_second:.0f}",
+            "-" if b is None else _rate_ratio(b.per_second, f.per_second),
+            "-" if b is None else _myko_cpu_ms(b.cpu, "kafka", b.commands),
+        ]
+    ]
+
+
+_BATCH_FLOOR_HEAD = [
+    "Senders x batch",
+    "Readers",
+    "Commands",
+    "Seconds",
+    "Commands/s",
+    "Commands/txn",
+    "batch p50 ms",
+    "batch p99 ms",
+    "kafka ms CPU/cmd",
+    "bench ms CPU/cmd",
+    "other %",
+    "Myko commands/s",
+    "Myko / floor",
+    "Myko kafka ms CPU/cmd",
+]
+
+
+def _batch_floor_notes(r: BenchResults) -> list[str]:
+    f = r.batch_floor
+    if f is None:
+        return []
+    shape = f.shape
+    return [
+        "Raw Kafka floor of ExecuteBatch (bench/batch_floor.py): aiokafka alone, with Myko's producer and reader "
+        f"settings, writing per command what Myko wrote in this run: one event ({shape.event.size} B with key and "
+        f"headers) on the {shape.entity_type} topic ({f.partitions} partitions) and one tx-log record "
+        f"({shape.txlog.size} B); all commands pending when a round starts (up to {f.max_group}) in one "
+        "transaction, the next round once the command-side reader has read it back (as command_svc's writer); "
+        f"{f.readers} bare read_committed readers without a group, as command_svc's and repo_svc's. A batch counts "
+        "once its transactions are committed and every reader has read them. kafka: the broker's CPU; bench: this "
+        "process's (the senders, the producer and the readers); other %: the rest of the machine meanwhile.",
+        f"Its rounds (the whole run, warm-up included): {len(f.commit)} transactions, commit p50 {_ms(f.commit.p50)} "
+        f"ms (from the round's start: its records sent and the transaction committed; of it, handing the records "
+        f"to aiokafka's producer p50 {_ms(f.send.p50)} ms), read back p50 {_ms(f.read_back.p50)} ms (then until "
+        "the command-side reader was past them).",
+    ]
 
 
 def _fanout_rows(r: BenchResults) -> list[list[str]]:
@@ -272,6 +420,11 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
         rows.append(
             ["commands/s, 64 clients, single Execute", "~2,400", f"{at64[0].per_second:.0f}", ">= 5,000"]
         )
+        rows += [
+            ["  raw gRPC unary floor, 64 clients (calls/s)", "-", f"{f.per_second:.0f}", "-"]
+            for f in r.unary_floor
+            if f.clients == 64
+        ]
     spread = [b for b in r.batch if not b.hot]
     if spread:
         rows.append(
@@ -282,6 +435,15 @@ def _issue11_rows(r: BenchResults) -> list[list[str]]:
                 ">= 20,000",
             ]
         )
+        if r.batch_floor is not None:
+            rows.append(
+                [
+                    "  raw Kafka floor, the same batches (commands/s)",
+                    "-",
+                    f"{r.batch_floor.per_second:.0f}",
+                    "-",
+                ]
+            )
     per_change = [
         (f.subscribers, 1e6 * f.cpu.seconds.get("query", 0.0) / f.commands)
         for f in r.fanout
@@ -495,8 +657,22 @@ def render_text(r: BenchResults) -> str:
     out += [f"  {k}: {v}" for k, v in r.machine.lines()]
     out += ["", "Latency (sequential, one command at a time)", *_text_table(_LATENCY_HEAD, _latency_rows(r))]
     out += ["", "Throughput (concurrent clients)", *_text_table(_THROUGHPUT_HEAD, _throughput_rows(r))]
+    if r.unary_floor:
+        out += [
+            "",
+            "Raw gRPC unary floor beside the throughput (bare grpc.aio, same clients)",
+            *_text_table(_UNARY_FLOOR_HEAD, _unary_floor_rows(r)),
+            *_unary_floor_notes(r),
+        ]
     if r.batch:
         out += ["", "ExecuteBatch throughput", *_text_table(BATCH_HEAD, batch_rows(r.batch))]
+    if r.batch_floor is not None:
+        out += [
+            "",
+            "Raw Kafka floor beside ExecuteBatch (bare aiokafka, same batches)",
+            *_text_table(_BATCH_FLOOR_HEAD, _batch_floor_rows(r)),
+            *_batch_floor_notes(r),
+        ]
     out += ["", "Fan-out (identical Watch subscribers)", *_text_table(_FANOUT_HEAD, _fanout_rows(r))]
     if r.fanout_mux is not None:
         out += [
@@ -543,11 +719,35 @@ def render_markdown(r: BenchResults) -> str:
         *(
             [
                 "",
+                "### Raw gRPC unary floor beside the throughput (bare grpc.aio, same clients)",
+                "",
+                *_md_table(_UNARY_FLOOR_HEAD, _unary_floor_rows(r)),
+                "",
+                *(f"- {n}" for n in _unary_floor_notes(r)),
+            ]
+            if r.unary_floor
+            else []
+        ),
+        *(
+            [
+                "",
                 "### ExecuteBatch throughput (bench/batch_throughput.py)",
                 "",
                 *_md_table(BATCH_HEAD, batch_rows(r.batch)),
             ]
             if r.batch
+            else []
+        ),
+        *(
+            [
+                "",
+                "### Raw Kafka floor beside ExecuteBatch (bare aiokafka, same batches)",
+                "",
+                *_md_table(_BATCH_FLOOR_HEAD, _batch_floor_rows(r)),
+                "",
+                *(f"- {n}" for n in _batch_floor_notes(r)),
+            ]
+            if r.batch_floor is not None
             else []
         ),
         "",

@@ -17,6 +17,8 @@ from myko.local.procs import ServiceProcess, Stack
 
 # Always started, in this order.
 _CORE = ("repo", "command", "query")
+# The example app (MYKO_APP): the bench drives its commands and queries.
+APP = "targets"
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,7 @@ def myko_stack(
     )
     common = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
-        # The example app: the bench drives its commands and queries.
-        "MYKO_APP": "targets",
+        "MYKO_APP": APP,
         "MYKO_TOPIC_PREFIX": topic_prefix,
         "MYKO_TOPIC_PARTITIONS": str(partitions),
         "MYKO_REPO_PORT": str(ports.repo),

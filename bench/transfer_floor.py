@@ -10,7 +10,9 @@ deserializer), as bench/scale.py times a new AllTargets subscriber. What is
 left of a Myko figure above this one is Myko's own; this is what gRPC itself
 costs on the machine, measured in the same run. The same server answers a
 unary call with the same bytes (`time_unary_floor`): the floor of a small Get
-(an empty filtered result) as bench/scale.py times one.
+(an empty filtered result) as bench/scale.py times one; bench/throughput.py
+drives that call from many clients at once, the floor of single Execute
+throughput.
 """
 
 from __future__ import annotations
@@ -131,12 +133,17 @@ async def time_floor(address: str, count: int, out: Samples) -> None:
             out.add(took)
 
 
+def unary_get(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    """A FloorServer's unary call on `channel`, bytes in and out (no (de)serializers)."""
+    return channel.unary_unary(_UNARY, request_serializer=None, response_deserializer=None)
+
+
 async def time_unary_floor(address: str, count: int, out: Samples, *, warmup: int = 5) -> None:
     """`count` unary calls to a FloorServer at `address` over one channel, each timed from its
     start until the answer's bytes are in hand (after `warmup` untimed ones, as bench/scale.py's Gets)."""
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         await channel.channel_ready()
-        get = channel.unary_unary(_UNARY, request_serializer=None, response_deserializer=None)
+        get = unary_get(channel)
         for i in range(warmup + count):
             t0 = time.perf_counter()
             await get(b"", timeout=30.0)

@@ -24,7 +24,7 @@ from myko import input_rules
 from myko.app import App
 from myko.command_context import CommandContext
 from myko.command_result import is_logged_form
-from myko.command_writer import CommandWriter, Submission
+from myko.command_writer import MAX_GROUP_COMMANDS, CommandWriter, Submission
 from myko.conflicts import ChangeTracker, Key
 from myko.entities import TYPE_URL_PREFIX
 from myko.errors import Conflict, InternalError, InvalidArgument, LimitExceeded, MykoError, UnknownType, echo
@@ -67,7 +67,7 @@ class CommandBus:
         source: str,
         max_command_bytes: int,
         conflict_retries: int,
-        max_batch: int = 512,
+        max_batch: int = MAX_GROUP_COMMANDS,
         read_back_timeout_s: float = 30.0,
         metrics: CommandMetrics | None = None,
         tracing: Tracing | None = None,

@@ -47,6 +47,9 @@ from myko.v1 import command_pb2
 
 log = logging.getLogger(__name__)
 
+# Most commands one round commits in one transaction (group commit).
+MAX_GROUP_COMMANDS = 512
+
 # Runs a sync handler again over store + overlay (the round's earlier writes).
 Rerun = Callable[[Mapping[Key, Message | None]], CommandContext]
 
@@ -101,7 +104,7 @@ class CommandWriter:
         txlog: TxLog,
         publisher: Publisher,
         fence: StoreFence,
-        max_batch: int = 512,
+        max_batch: int = MAX_GROUP_COMMANDS,
         max_batch_bytes: int = 16 * 1024 * 1024,
         read_back_timeout_s: float = 30.0,
         metrics: CommandMetrics | None = None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, ProducerFenced, RecordTooLargeError
@@ -32,6 +33,26 @@ from myko.tracing import SPAN_KAFKA_COMMIT, Tracing
 from myko.txlog import txlog_record
 
 log = logging.getLogger(__name__)
+
+
+def producer_args(kafka: KafkaSettings, *, transactional_id: str, max_result_bytes: int) -> dict[str, Any]:
+    """The transactional producer's settings (bench/batch_floor.py drives a bare producer with them)."""
+    return {
+        **kafka.client_args(),
+        "transactional_id": transactional_id,
+        "enable_idempotence": True,
+        "acks": "all",
+        "linger_ms": 0,
+        "max_request_size": max_result_bytes + RECORD_OVERHEAD_BYTES,
+        # aiokafka keeps one produce request in flight per broker, carrying one
+        # batch per partition: with the default 16 KiB, a group commit of a few
+        # hundred commands took a dozen sequential round trips. One batch per
+        # partition per transaction instead (it stays within max.message.bytes,
+        # which start-up checks against the result limit).
+        "max_batch_size": max_result_bytes + RECORD_OVERHEAD_BYTES,
+        "request_timeout_ms": kafka.request_timeout_ms,
+        "transaction_timeout_ms": 60_000,
+    }
 
 
 class TransactionalPublisher(Lifecycle):
@@ -72,20 +93,9 @@ class TransactionalPublisher(Lifecycle):
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
-            **self._kafka.client_args(),
-            transactional_id=self._transactional_id,
-            enable_idempotence=True,
-            acks="all",
-            linger_ms=0,
-            max_request_size=self._max_result_bytes + RECORD_OVERHEAD_BYTES,
-            # aiokafka keeps one produce request in flight per broker, carrying one
-            # batch per partition: with the default 16 KiB, a group commit of a few
-            # hundred commands took a dozen sequential round trips. One batch per
-            # partition per transaction instead (it stays within max.message.bytes,
-            # which start-up checks against the result limit).
-            max_batch_size=self._max_result_bytes + RECORD_OVERHEAD_BYTES,
-            request_timeout_ms=self._kafka.request_timeout_ms,
-            transaction_timeout_ms=60_000,
+            **producer_args(
+                self._kafka, transactional_id=self._transactional_id, max_result_bytes=self._max_result_bytes
+            )
         )
         try:
             await producer.start()

@@ -137,18 +137,7 @@ class TopicReader(Lifecycle):
 
     async def start(self) -> None:
         consumer = AIOKafkaConsumer(
-            **self._kafka.client_args(),
-            group_id=None,
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            # Never jump silently: a position out of range means the topic's
-            # history changed under us (see _fetch_loop).
-            auto_offset_reset="none",
-            client_id=self._client_id,
-            fetch_max_wait_ms=100,
-            max_partition_fetch_bytes=max(self.PARTITION_FETCH_BYTES, self._max_record_bytes),
-            fetch_max_bytes=max(self.FETCH_MAX_BYTES, self._max_record_bytes),
-            request_timeout_ms=self._kafka.request_timeout_ms,
+            **consumer_args(self._kafka, client_id=self._client_id, max_record_bytes=self._max_record_bytes)
         )
         try:
             await consumer.start()
@@ -469,3 +458,21 @@ class TopicReader(Lifecycle):
             await self._consumer.stop()
             self._consumer = None
         self._collector.release()  # stopped before catching up
+
+
+def consumer_args(kafka: KafkaSettings, *, client_id: str, max_record_bytes: int) -> dict[str, Any]:
+    """A TopicReader's consumer settings (bench/batch_floor.py reads with bare consumers so set)."""
+    return {
+        **kafka.client_args(),
+        "group_id": None,
+        "enable_auto_commit": False,
+        "isolation_level": "read_committed",
+        # Never jump silently: a position out of range means the topic's
+        # history changed under us (see TopicReader._run).
+        "auto_offset_reset": "none",
+        "client_id": client_id,
+        "fetch_max_wait_ms": 100,
+        "max_partition_fetch_bytes": max(TopicReader.PARTITION_FETCH_BYTES, max_record_bytes),
+        "fetch_max_bytes": max(TopicReader.FETCH_MAX_BYTES, max_record_bytes),
+        "request_timeout_ms": kafka.request_timeout_ms,
+    }

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.batch_floor import BatchFloorResult, BatchShape, RecordSample
+from bench.batch_throughput import BatchResult
 from bench.cpu import CpuUse
 from bench.end_to_end import EndToEndResult
 from bench.fanout import FanoutResult
@@ -16,7 +18,7 @@ from bench.overhead import OverheadResult, SideResult
 from bench.report import BEGIN, END, BenchResults, render_markdown, render_text, write_markdown
 from bench.samples import Samples
 from bench.scale import ScaleResult, SizeResult
-from bench.throughput import ThroughputResult
+from bench.throughput import ExecuteSizes, ThroughputResult, UnaryFloorResult
 
 
 def ms(*values: float) -> Samples:
@@ -253,3 +255,85 @@ def test_fan_out_stages_line_up_a_changes_spans_from_its_send() -> None:
             "client: last subscriber read": 90.0,
         }
     )
+
+
+def test_the_raw_floors_stand_beside_the_throughput_rows_and_target_2() -> None:
+    r = results(e2e_ms=8.0)
+    r.throughput = [
+        ThroughputResult(
+            clients=64,
+            hot=False,
+            commands=3000,
+            elapsed_s=5.0,
+            cpu=CpuUse({"command": 3.0, "bench": 0.6}, 5.0),
+        )
+    ]
+    sizes = ExecuteSizes(request=97, reply=464)
+    r.unary_floor = [
+        UnaryFloorResult(
+            clients=64,
+            sizes=sizes,
+            calls=10_000,
+            elapsed_s=5.0,
+            latency=ms(30.0),
+            cpu=CpuUse({"floor": 4.0, "bench": 2.8, "other": 1.5}, 5.0),
+        )
+    ]
+    r.batch = [
+        BatchResult(
+            senders=4,
+            batch_size=500,
+            hot=False,
+            commands=8000,
+            elapsed_s=5.0,
+            cpu=CpuUse({"kafka": 0.32}, 5.0),
+        )
+    ]
+    shape = BatchShape(
+        app="targets",
+        entity_type="targets.v1.Target",
+        event=RecordSample(b"bt-b0-00-00", b"v" * 89, (("myko-op", b"SET"),)),
+        txlog=RecordSample(b"t" * 36, b"r" * 500, (("myko-digest", b"d" * 2),)),
+    )
+    r.batch_floor = BatchFloorResult(
+        senders=4,
+        batch_size=500,
+        shape=shape,
+        partitions=3,
+        readers=2,
+        commands=40_000,
+        elapsed_s=5.0,
+        latency=ms(250.0),
+        cpu=CpuUse({"kafka": 0.8, "bench": 3.2, "other": 0.5}, 5.0),
+        commands_per_transaction=511.6,
+        commit=ms(45.0),
+        send=ms(30.0),
+        read_back=ms(11.0),
+    )
+    md, text = render_markdown(r), render_text(r)
+    # 2,000 calls/s; server 0.4 and clients 0.28 ms per call, others 30 %; Myko 600/s, 0.30 of it, 1.0, 0.2 ms.
+    assert (
+        "| 64 | 10000 | 5.0 | 2000 | 30.00 | 30.00 | 0 | 0.400 | 0.280 | 30 | 600 | 0.30 | 1.000 | 0.200 |"
+        in md
+    )
+    assert "answering 464 B to requests of 97 B" in text
+    # 8,000/s; 512 per transaction; Kafka 0.02 and the bench 0.08 ms per command, others 10 %; Myko 1,600/s.
+    assert (
+        "| 4 x 500 | 2 | 40000 | 5.0 | 8000 | 512 | 250.00 | 250.00 | 0.020 | 0.080 | 10 | 1600 | 0.20 | 0.040 |"
+        in md
+    )
+    assert "one event (110 B with key and headers)" in text and "one tx-log record (549 B)" in text
+    assert "commit p50 45.00 ms (from the round" in text and "read back p50 11.00 ms" in text
+    assert "handing the records to aiokafka's producer p50 30.00 ms" in text
+    assert "| commands/s, 64 clients, single Execute | ~2,400 | 600 | >= 5,000 |" in md
+    assert "|   raw gRPC unary floor, 64 clients (calls/s) | - | 2000 | - |" in md
+    assert "| commands/s, ExecuteBatch (4 x 500) | - | 1600 | >= 20,000 |" in md
+    assert "|   raw Kafka floor, the same batches (commands/s) | - | 8000 | - |" in md
+
+
+def test_without_floors_the_throughput_tables_stand_alone() -> None:
+    r = results(e2e_ms=8.0)
+    r.throughput = [ThroughputResult(clients=64, hot=False, commands=3000, elapsed_s=5.0)]
+    md = render_markdown(r)
+    assert "| commands/s, 64 clients, single Execute | ~2,400 | 600 | >= 5,000 |" in md
+    assert "raw gRPC unary floor" not in md and "Raw Kafka floor" not in md
