@@ -6,21 +6,33 @@ wrappers that map errors and check callers. Server-streaming calls (Watch,
 Subscribe) get none: a stream lives as long as its subscriber, so its span
 would say nothing about any one change; the changes' emissions are spanned
 instead (tracing.py).
+
+Under an unsampled caller (a `traceparent` with the sampled flag off) and a
+parent-based sampler, no span is made at all (`Tracing.skips`): it could only
+be dropped. The caller's context is made current instead, so what the call
+propagates (Kafka headers, onward calls) names the same unsampled trace. Each
+method's wrapper is built once, not per call.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
+from opentelemetry import context as otel_context
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from myko.tracing import Tracing
 
 # Probes and tooling, not requests.
 _UNTRACED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Wrappers kept per method; a server has a few dozen methods, this only bounds a
+# generic handler that would answer any name.
+_MAX_WRAPPED = 1024
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
 Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]]
 
@@ -28,21 +40,39 @@ Continuation = Callable[[grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHand
 class ServerSpans(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     def __init__(self, tracing: Tracing) -> None:
         self._tracing = tracing
+        # method -> (the handler wrapped, its wrapper): handlers are looked up per call,
+        # the same object each time for a registered method.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     async def intercept_service(  # type: ignore[override]
         self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+    ) -> Handler | None:
         handler = await continuation(details)
         if handler is None or handler.unary_unary is None or details.method.startswith(_UNTRACED):
             return handler
+        known = self._wrapped.get(details.method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(details.method, handler)
+        if len(self._wrapped) < _MAX_WRAPPED:
+            self._wrapped[details.method] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method_path: str, handler: Handler) -> Handler:
         inner: Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
-        name = details.method.lstrip("/")
+        name = method_path.lstrip("/")
         service, _, method = name.rpartition("/")
         tracing = self._tracing
-        parent = tracing.context_from_metadata(details.invocation_metadata)
         attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
 
         async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            parent = tracing.context_from_metadata(context.invocation_metadata())
+            if tracing.skips(parent):
+                token = otel_context.attach(parent)
+                try:
+                    return await inner(request, context)
+                finally:
+                    otel_context.detach(token)
             with tracing.tracer.start_as_current_span(
                 name,
                 context=parent,
