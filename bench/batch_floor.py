@@ -32,6 +32,7 @@ bytes as for Myko's batches.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections import deque
@@ -51,6 +52,7 @@ from myko.publisher import producer_args
 from myko.reader import TopicReader, consumer_args
 from myko.settings import CommandSettings, KafkaSettings
 from myko.topics import TX_LOG, ensure_topics, entity_topics, lease_topic, max_record_bytes, tx_log_topic
+from myko.watermark import Watermark
 
 Headers = tuple[tuple[str, bytes], ...]
 
@@ -130,11 +132,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
 
 def merged(positions: Sequence[Mapping[Position, int]]) -> dict[Position, int]:
     """The furthest of each partition's positions: what covers all of them."""
-    out: dict[Position, int] = {}
-    for p in positions:
-        for tp, offset in p.items():
-            out[tp] = max(out.get(tp, 0), offset)
-    return out
+    return dict(functools.reduce(Watermark.advanced, positions, Watermark()).positions)
 
 
 class _Reader:
