@@ -22,7 +22,7 @@ from myko.live_service import LiveService
 from myko.local.ports import free_port
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, RepoSettings
-from myko.v1 import query_pb2
+from myko.v1 import item_pb2, query_pb2
 
 pytestmark = pytest.mark.kafka
 
@@ -52,10 +52,14 @@ async def test_a_repo_that_is_back_but_not_caught_up_is_not_mirrored(
     again: RepoService | None = None
     collector: asyncio.Task[None] | None = None
     try:
+        # The stream opens at or past every import, so its first emission is
+        # whole: otherwise it may start from a mirror a batch behind.
+        fence = item_pb2.Watermark()
         for i in range(0, TARGETS, 100):
             batch = [commands_pb2.SetTarget(name=f"t{i + j}") for j in range(100)]
-            await clients.execute(commands_pb2.ImportTargets(targets=batch))
-        stream = clients.watch(queries_pb2.AllTargets())
+            result = await clients.execute(commands_pb2.ImportTargets(targets=batch))
+            fence.positions.extend(result.visible_at.positions)
+        stream = clients.watch(queries_pb2.AllTargets(), at_least=fence)
         sizes: list[int] = []
         collector = asyncio.create_task(_collect(stream, sizes))
         async with asyncio.timeout(15):
