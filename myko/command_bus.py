@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from google.protobuf.message import DecodeError, Message
 from opentelemetry import context as otel_context
@@ -71,7 +71,10 @@ class CommandBus:
         read_back_timeout_s: float = 30.0,
         metrics: CommandMetrics | None = None,
         tracing: Tracing | None = None,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
+        """`on_fenced` is called when the writer stops because another producer took
+        its transactional id (command_service.py takes it back while it leads)."""
         self._app = app
         self._tracing = tracing or Tracing.off()
         self._store = store
@@ -97,6 +100,7 @@ class CommandBus:
             max_batch=max_batch,
             read_back_timeout_s=read_back_timeout_s,
             metrics=self._metrics,
+            on_fenced=on_fenced,
         )
         # tx -> (digest, its first caller's outcome) while that caller runs it.
         self._inflight: dict[str, tuple[bytes, asyncio.Future[command_pb2.CommandResult]]] = {}

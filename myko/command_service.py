@@ -25,7 +25,7 @@ from myko.command_bus import CommandBus
 from myko.conflicts import ChangeTracker
 from myko.errors import InternalError, MykoError, TopicRewritten, Unavailable, echo
 from myko.leader import LEADER_KEY, LEASE_TOPIC, LeaderLease, decode_lease_record
-from myko.lifecycle import Lifecycle
+from myko.lifecycle import Lifecycle, cancel_and_wait
 from myko.logs import fields, tx_context
 from myko.metrics import Metrics
 from myko.metrics.rpc import RpcMetrics
@@ -35,6 +35,7 @@ from myko.quarantine import Quarantine
 from myko.reader import TopicReader
 from myko.record_fetcher import KafkaRecordFetcher
 from myko.repo import Store
+from myko.retry import Backoff
 from myko.revocation import is_revoked
 from myko.rpc import Ctx, register_service, unary_method
 from myko.server import GrpcServer
@@ -60,6 +61,8 @@ from myko.watermark import Watermark
 log = logging.getLogger(__name__)
 
 CATCH_UP_TIMEOUT_S = 120.0
+# How long a fenced leader waits before taking its writer back (doubling to 10x while it fails).
+RETAKE_PAUSE_S = 0.5
 
 
 def register_command_bus(
@@ -219,7 +222,11 @@ class CommandService(Lifecycle):
             conflict_retries=settings.conflict_retries,
             metrics=metrics.command,
             tracing=self.tracing,
+            on_fenced=self._writer_fenced,
         )
+        # Election, deposition and taking the writer back run one at a time.
+        self._leadership = asyncio.Lock()
+        self._retaking: asyncio.Task[None] | None = None
         self.batches = CommandBatches(
             self.bus,
             BatchLimits(
@@ -282,6 +289,10 @@ class CommandService(Lifecycle):
         await self.bus.stop()
 
     async def _elected(self) -> None:
+        async with self._leadership:
+            await self._take_writer()
+
+    async def _take_writer(self) -> None:
         # Starting the producer fences the previous leader and settles its open
         # transaction; the announcement proves we hold the epoch; reading up to
         # the end offsets after that means we validate against every earlier write.
@@ -292,8 +303,34 @@ class CommandService(Lifecycle):
         log.info("leading at %s (store at %s)", self.advertise_addr, self.store.watermark)
 
     async def _deposed(self) -> None:
-        await self.bus.stop()
-        await self.publisher.stop()
+        async with self._leadership:
+            await self.bus.stop()
+            await self.publisher.stop()
+
+    def _writer_fenced(self) -> None:
+        # Fenced while this replica holds the lease: a zombie predecessor restarted its
+        # producer, or the broker ended a transaction that outlived its timeout. The
+        # lease holder is the one writer, so it takes the transactional id back; a
+        # replica that lost the lease is deposed instead and does not.
+        if self._retaking is None or self._retaking.done():
+            self._retaking = asyncio.create_task(self._retake(), name="command-retake")
+
+    async def _retake(self) -> None:
+        backoff = Backoff(initial_s=RETAKE_PAUSE_S, max_s=10 * RETAKE_PAUSE_S)
+        while True:
+            # A pause first: a successor's election shows in the lease meanwhile.
+            await asyncio.sleep(backoff.next())
+            async with self._leadership:
+                if not self.lease.leading or self.bus.running:
+                    return
+                # Whatever waited on the fenced writer fails as UNAVAILABLE (retriable).
+                await self.bus.stop()
+                log.warning("the writer was fenced while this replica leads; taking it back")
+                try:
+                    await self._take_writer()
+                    return
+                except MykoError as exc:
+                    log.warning("taking the writer back failed (%s); trying again", exc)
 
     async def forward(self, req: command_pb2.CommandRequest, ctx: Ctx) -> command_pb2.CommandResult:
         """Send Execute on to the leader; its answer, error and all, is the answer."""
@@ -385,7 +422,9 @@ class CommandService(Lifecycle):
         if self.checkpoints is not None:
             await self.checkpoints.stop_writing()
         await self.grpc.set_serving(False)
+        await cancel_and_wait(self._retaking)
         await self.lease.stop()
+        await cancel_and_wait(self._retaking)  # deposing may have been fenced on the way
         await self.grpc.stop()
         await self.bus.stop()
         await self.publisher.stop()

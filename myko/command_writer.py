@@ -108,8 +108,10 @@ class CommandWriter:
         max_batch_bytes: int = 16 * 1024 * 1024,
         read_back_timeout_s: float = 30.0,
         metrics: CommandMetrics | None = None,
+        on_fenced: Callable[[], None] | None = None,
     ) -> None:
         self._metrics = metrics if metrics is not None else CommandMetrics(CollectorRegistry())
+        self._on_fenced = on_fenced
         self._store = store
         self._tracker = tracker
         self._txlog = txlog
@@ -158,6 +160,8 @@ class CommandWriter:
                 await self._write(batch)
             except Fenced:
                 log.critical("another command_svc took over this transactional id; stopping writes")
+                if self._on_fenced is not None:
+                    self._on_fenced()
                 raise
             except Exception:
                 log.exception("command writer round failed")

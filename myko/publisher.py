@@ -7,6 +7,14 @@ Group commit: the command writer hands over every command validated since the
 last commit, so throughput grows with concurrency while each command still
 lands all-or-nothing. A fixed transactional id per replica fences a zombie
 predecessor after a restart.
+
+A failed commit leaves nothing visible and raises Unavailable (retriable), or
+Fenced once another producer has taken the transactional id. Fenced is final:
+this publisher never starts a producer by itself after it, since that would
+fence the successor in turn; only `start()` (a new election) does. Any other
+failure that may leave aiokafka's producer unusable (its sender task died, and
+its transaction state only raises AssertionError from then on) replaces the
+producer, so the next commit starts clean.
 """
 
 from __future__ import annotations
@@ -76,6 +84,8 @@ class TransactionalPublisher(Lifecycle):
         self._limit_name = limit_name
         self._partitions: dict[str, int] = {}
         self._producer: AIOKafkaProducer | None = None
+        # Why this publisher is fenced, once it is: it then writes nothing until start().
+        self._fenced: str | None = None
 
     @property
     def max_result_bytes(self) -> int:
@@ -92,6 +102,10 @@ class TransactionalPublisher(Lifecycle):
         self._partitions.update(partitions)
 
     async def start(self) -> None:
+        """Start a producer: its InitProducerId fences any other holder of the transactional id."""
+        self._fenced = None
+        if self._producer is not None:
+            await self._drop(self._producer)
         producer = AIOKafkaProducer(
             **producer_args(
                 self._kafka, transactional_id=self._transactional_id, max_result_bytes=self._max_result_bytes
@@ -99,7 +113,7 @@ class TransactionalPublisher(Lifecycle):
         )
         try:
             await producer.start()
-        except (KafkaError, OSError) as exc:
+        except (TimeoutError, KafkaError, OSError) as exc:
             await producer.stop()
             raise Unavailable(f"cannot start producer: {exc}") from exc
         self._producer = producer
@@ -129,38 +143,52 @@ class TransactionalPublisher(Lifecycle):
         """Write everything in one transaction; on failure nothing is visible."""
         for p in proposals:
             self.check_size(p)
-        if self._producer is None:
-            await self.start()  # a previous failure dropped the producer
-        assert self._producer is not None
-        producer = self._producer
+        producer = await self._usable_producer()
         spans = self._start_spans(proposals)
         try:
             await producer.begin_transaction()
             try:
                 committed = await self._send_all(producer, proposals, spans)
                 await producer.commit_transaction()
-            except BaseException:
-                await self._abort(producer)
+            except BaseException as exc:
+                await self._abort(producer, exc)
                 raise
         except BaseException as exc:
             _end_spans(spans, exc)
-            self._raise_commit_error(exc)
+            await self._raise_failure(producer, exc, "commit failed")
             raise
         _end_spans(spans, None)
         return committed
 
-    @staticmethod
-    def _raise_commit_error(exc: BaseException) -> None:
-        """The error a failed commit raises, in the one hierarchy; returns for anything else."""
+    async def _usable_producer(self) -> AIOKafkaProducer:
+        if self._fenced is not None:
+            raise Fenced(f"another writer took over: {self._fenced}")
+        if self._producer is None:
+            await self.start()  # a previous failure dropped the producer
+        assert self._producer is not None
+        return self._producer
+
+    async def _raise_failure(self, producer: AIOKafkaProducer, exc: BaseException, what: str) -> None:
+        """Raise what a failed transaction means, in the one hierarchy; returns for
+        a BaseException that is not an Exception (a cancellation), to be re-raised."""
         if isinstance(exc, ProducerFenced):
+            # Never restarted from here: a new producer would fence the successor.
+            self._fenced = str(exc)
+            await self._drop(producer)
             raise Fenced(f"another writer took over: {exc}") from exc
         if isinstance(exc, (MessageSizeTooLargeError, RecordTooLargeError)):
             # check_size keeps results under the limit, and start-up checks the topics
             # accept that much: getting here means a topic's config changed under us.
             log.error("the broker refused a record as too large (topic max.message.bytes?): %s", exc)
-            raise Unavailable(f"commit failed, nothing was written: {exc}") from exc
+            raise Unavailable(f"{what}, nothing was written: {exc}") from exc
         if isinstance(exc, (TimeoutError, KafkaError, OSError)):
-            raise Unavailable(f"broker unavailable, commit failed: {exc}") from exc
+            raise Unavailable(f"broker unavailable, {what}: {exc}") from exc
+        if isinstance(exc, Exception):
+            # aiokafka's producer broke (e.g. "Invalid state transition" once its sender
+            # task died): its open transaction was never committed; a new one starts clean.
+            log.warning("the Kafka producer failed (%s: %s); replacing it", type(exc).__name__, exc)
+            await self._drop(producer)
+            raise Unavailable(f"{what}, the producer failed: {type(exc).__name__}") from exc
 
     def _start_spans(self, proposals: Sequence[Proposal]) -> list[Span | None]:
         """One span per command for the transaction that writes it (all share its timing)."""
@@ -237,28 +265,39 @@ class TransactionalPublisher(Lifecycle):
 
     async def announce(self, topic: str, key: bytes, value: bytes) -> None:
         """Write one record in its own transaction: proves this producer is not fenced."""
-        if self._producer is None:
-            await self.start()
-        assert self._producer is not None
-        producer = self._producer
+        producer = await self._usable_producer()
         try:
-            async with producer.transaction():
-                await producer.send(topic, key=key, value=value)
-        except ProducerFenced as exc:
-            raise Fenced(f"another writer took over: {exc}") from exc
-        except (TimeoutError, KafkaError, OSError) as exc:
-            raise Unavailable(f"broker unavailable: {exc}") from exc
+            await producer.begin_transaction()
+            try:
+                await producer.send_and_wait(topic, key=key, value=value)
+                await producer.commit_transaction()
+            except BaseException as exc:
+                await self._abort(producer, exc)
+                raise
+        except BaseException as exc:
+            await self._raise_failure(producer, exc, "announcement failed")
+            raise
 
-    async def _abort(self, producer: AIOKafkaProducer) -> None:
+    async def _abort(self, producer: AIOKafkaProducer, cause: BaseException) -> None:
+        if isinstance(cause, ProducerFenced):
+            return  # a fenced producer cannot abort; the successor's epoch ended its transaction
         try:
             await producer.abort_transaction()
-        except Exception as exc:  # the producer is unusable: start a fresh one
-            log.warning("abort failed (%s); restarting the producer", exc)
-            await self.stop()
-            try:
-                await self.start()
-            except Unavailable:
-                log.warning("producer restart failed; will retry on the next commit")
+        except Exception as exc:
+            # Unusable: the next commit starts a fresh producer.
+            log.warning("abort failed (%s: %s); dropping the producer", type(exc).__name__, exc)
+            await self._drop(producer)
+
+    async def _drop(self, producer: AIOKafkaProducer) -> None:
+        """Stop `producer` if it is still the current one (a failure may have replaced it)."""
+        replaced = self._producer is not producer
+        if replaced:
+            return
+        self._producer = None
+        try:
+            await producer.stop()
+        except Exception as exc:  # broken already: nothing more to release
+            log.debug("stopping a failed producer: %s", exc)
 
 
 def _end_spans(spans: Sequence[Span | None], error: BaseException | None) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -27,6 +28,20 @@ from myko.local.kafka import LocalKafka
 from myko.repo_service import RepoService
 from myko.settings import CommandSettings, QuerySettings, ReportSettings, RepoSettings
 from myko.tracing import Tracing
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed live-swarm test reports the services' errors beside its own: the logs are
+    gone with the stack, and an INTERNAL answer names only the ref of a logged traceback."""
+    outcome = yield
+    report = outcome.get_result()
+    live: Any = getattr(item, "funcargs", {}).get("live")
+    if report.when == "call" and report.failed and hasattr(live, "service_errors"):
+        try:
+            report.sections.append(("service errors (docker service logs)", live.service_errors()))
+        except Exception as exc:  # the engine may be what failed
+            report.sections.append(("service errors (docker service logs)", f"unavailable: {exc!r}"))
 
 
 @pytest.fixture(scope="session")

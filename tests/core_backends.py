@@ -48,8 +48,8 @@ class Backend:
         """Another producer's transaction on the same topics."""
         raise NotImplementedError
 
-    async def take_over(self) -> None:
-        """Another writer with this publisher's identity starts."""
+    async def take_over(self) -> Publisher:
+        """Another writer with this publisher's identity starts; the successor."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -77,8 +77,11 @@ class MemoryBackend(Backend):
     async def write_foreign(self, records: Sequence[KafkaRecord]) -> None:
         self.log.append(records)
 
-    async def take_over(self) -> None:
+    async def take_over(self) -> Publisher:
         self.memory_publisher.fence()
+        return MemoryPublisher(
+            self.log, topic_of=self.topic_of, txlog_topic=self.txlog_topic, max_result_bytes=MAX_RESULT_BYTES
+        )
 
 
 class KafkaBackend(Backend):
@@ -138,10 +141,12 @@ class KafkaBackend(Backend):
         finally:
             await producer.stop()
 
-    async def take_over(self) -> None:
+    async def take_over(self) -> Publisher:
         successor = self._new_publisher()
         await successor.start()
+        successor.know_partitions({self.topic_of(COUNTER): 3, self.txlog_topic: 1})
         self._others.append(successor)
+        return successor
 
     async def close(self) -> None:
         for p in [self.kafka_publisher, *self._others]:

@@ -209,9 +209,14 @@ async def test_another_producers_transaction_is_read_like_our_own(backend: Backe
 
 async def test_a_publisher_whose_identity_was_taken_over_is_fenced(backend: Backend) -> None:
     await backend.publisher.commit([proposal("before")])
-    await backend.take_over()
+    successor = await backend.take_over()
     with pytest.raises(Fenced):
         await backend.publisher.commit([proposal("after")])
+    # Fenced for good: it never takes the identity back (which would fence the
+    # successor in turn), and the successor keeps writing.
+    with pytest.raises(Fenced):
+        await backend.publisher.commit([proposal("again")])
+    await successor.commit([proposal("successor")])
     got, feed = await read_all(backend)
     await feed.stop()
-    assert {r.key.decode() for r in got.on(backend.topic_of(COUNTER))} == {"before"}
+    assert {r.key.decode() for r in got.on(backend.topic_of(COUNTER))} == {"before", "successor"}

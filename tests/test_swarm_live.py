@@ -65,8 +65,8 @@ from myko_client import pack, unpack
 from swarm_grpc_web import Acks, ClientTokens, GatewayCommands, GatewayWatch, final_state
 from targets.v1 import commands_pb2, entities_pb2, queries_pb2
 
-from devtools import swarm
-from devtools.docker_cli import DockerCli, find_cli
+from devtools import swarm, swarm_logs
+from devtools.docker_cli import DockerCli, DockerError, find_cli
 from myko.errors import ConfigError
 from myko.v1 import command_pb2, query_pb2
 
@@ -77,6 +77,8 @@ STACK = "mykotest"
 PROBE = ("-m", "devtools.swarm_probe")
 NETWORK = f"{STACK}_myko"
 FIGURES = ROOT / ".run" / "swarm" / "figures.json"
+# Every service's logged errors, written at tear-down (the logs go with the stack).
+ERRORS = ROOT / ".run" / "swarm" / "service-errors.txt"
 # Every task of these answers on the overlay; the bus each lists through reflection.
 BUSES = {
     "command": "myko.v1.CommandBus",
@@ -148,6 +150,17 @@ class Live:
     def service(self, name: str) -> str:
         return f"{STACK}_{name}"
 
+    def service_errors(self) -> str:
+        """What tests/conftest.py prints beside a failed test's assertion."""
+        return swarm_logs.service_errors(self.docker, STACK, JOBS)
+
+    def save_errors(self) -> None:
+        ERRORS.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            ERRORS.write_text(self.service_errors() + "\n")
+        except (OSError, DockerError) as exc:  # the engine may be what failed: tear down all the same
+            ERRORS.write_text(f"service logs unavailable: {exc!r}\n")
+
     def record(self, key: str, value: Any) -> None:
         self.figures[key] = value
         FIGURES.parent.mkdir(parents=True, exist_ok=True)
@@ -191,6 +204,8 @@ def live() -> Iterator[Live]:
         yield state
     finally:
         if state is None or not state.torn_down:
+            if state is not None:
+                state.save_errors()
             swarm.down(docker, stack_name=STACK)
 
 
@@ -665,6 +680,7 @@ def test_the_ui_core_paths_against_the_swarm_gateway(live: Live) -> None:
 
 
 def test_tear_down_leaves_nothing(live: Live) -> None:
+    live.save_errors()
     seconds = swarm.down(live.docker, stack_name=STACK)
     live.torn_down = True
     live.record("tear-down s", round(seconds, 1))

@@ -8,6 +8,7 @@ deployment itself is tests/test_swarm_live.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -18,9 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools import debian_base, swarm, swarm_profile
+from devtools import debian_base, swarm, swarm_logs, swarm_profile
 from devtools.docker_cli import DockerCli, DockerError
 from myko import catalogue
+from myko.logs import TextFormatter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -317,3 +319,32 @@ def test_a_one_shot_service_counts_once_it_completed_not_while_it_runs(
     stuck = _Docker([("s_kafka-1 1/1\ns_kafka-access 0/1", "Complete 1 second ago")])
     with pytest.raises(DockerError, match="not healthy"):
         swarm.wait_healthy(stuck, expected=2, timeout_s=0.05, stack_name="s")
+
+
+def test_error_blocks_keep_each_error_with_its_traceback_and_nothing_else() -> None:
+    formatter = TextFormatter()
+
+    def line(level: int, message: str, exc: BaseException | None = None) -> str:
+        exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+        record = logging.LogRecord("myko.status", level, __file__, 1, message, None, exc_info)
+        return formatter.format(record)
+
+    try:
+        raise RuntimeError("the cause")
+    except RuntimeError as exc:
+        failed = line(logging.ERROR, "unexpected error in Execute (ref f35ae9e6ccd9)", exc)
+    logs = "\n".join(
+        [
+            line(logging.INFO, "leading at 10.0.1.5:50051"),
+            failed,
+            line(logging.WARNING, "commit failed; retrying"),
+            "[2026-11-30 10:00:00,000] ERROR a broker's own line (not Myko's)",
+            line(logging.CRITICAL, "another command_svc took over this transactional id"),
+        ]
+    )
+    blocks = swarm_logs.error_blocks(logs)
+    assert blocks[0].endswith("ERROR myko.status: unexpected error in Execute (ref f35ae9e6ccd9)")
+    assert blocks[1] == "Traceback (most recent call last):"
+    assert blocks[-2] == "RuntimeError: the cause"
+    assert blocks[-1].endswith("CRITICAL myko.status: another command_svc took over this transactional id")
+    assert not any("leading at" in b or "retrying" in b or "broker" in b for b in blocks)
