@@ -16,18 +16,25 @@ from collections.abc import Iterable
 
 from devtools.docker_cli import DockerCli
 
-# A text log line starts with its time; anything else continues the line above (a traceback).
-_LINE_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
-_LEVELS = (" ERROR ", " CRITICAL ")
+# A text log line starts with its time, level and logger; anything else continues the
+# line above (a traceback).
+_LINE_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ (\w+) ([\w.]+): ")
+_LEVELS = ("ERROR", "CRITICAL")
+# The Kafka client's own lines: every broker fault the test makes fills them with
+# reconnects, which would push out the lines that say what went wrong.
+_NOISE = ("aiokafka",)
 
 
 def error_blocks(logs: str) -> list[str]:
-    """The ERROR and CRITICAL lines of `logs`, each with its continuation lines."""
+    """The ERROR and CRITICAL lines of `logs`, each with its continuation lines, but
+    the Kafka client's own."""
     kept: list[str] = []
     keeping = False
     for line in logs.splitlines():
-        if _LINE_START.match(line):
-            keeping = any(level in line for level in _LEVELS)
+        start = _LINE_START.match(line)
+        if start:
+            level, logger = start.groups()
+            keeping = level in _LEVELS and not logger.startswith(_NOISE)
         if keeping:
             kept.append(line)
     return kept

@@ -321,12 +321,12 @@ def test_a_one_shot_service_counts_once_it_completed_not_while_it_runs(
         swarm.wait_healthy(stuck, expected=2, timeout_s=0.05, stack_name="s")
 
 
-def test_error_blocks_keep_each_error_with_its_traceback_and_nothing_else() -> None:
+def test_error_blocks_keep_each_error_with_its_traceback_but_not_the_kafka_clients() -> None:
     formatter = TextFormatter()
 
-    def line(level: int, message: str, exc: BaseException | None = None) -> str:
+    def line(level: int, message: str, exc: BaseException | None = None, logger: str = "myko.status") -> str:
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
-        record = logging.LogRecord("myko.status", level, __file__, 1, message, None, exc_info)
+        record = logging.LogRecord(logger, level, __file__, 1, message, None, exc_info)
         return formatter.format(record)
 
     try:
@@ -339,6 +339,7 @@ def test_error_blocks_keep_each_error_with_its_traceback_and_nothing_else() -> N
             failed,
             line(logging.WARNING, "commit failed; retrying"),
             "[2026-11-30 10:00:00,000] ERROR a broker's own line (not Myko's)",
+            line(logging.ERROR, "Unable connect to node with id 2", logger="aiokafka.conn"),
             line(logging.CRITICAL, "another command_svc took over this transactional id"),
         ]
     )
@@ -347,4 +348,4 @@ def test_error_blocks_keep_each_error_with_its_traceback_and_nothing_else() -> N
     assert blocks[1] == "Traceback (most recent call last):"
     assert blocks[-2] == "RuntimeError: the cause"
     assert blocks[-1].endswith("CRITICAL myko.status: another command_svc took over this transactional id")
-    assert not any("leading at" in b or "retrying" in b or "broker" in b for b in blocks)
+    assert not any("leading at" in b or "retrying" in b or "broker" in b or "node" in b for b in blocks)
