@@ -371,6 +371,10 @@ class CommandService(Lifecycle):
             await leader.start()
             if old is not None:
                 await old.stop()
+            if self._leader is not leader:
+                # The lease moved again while the old client closed, and the forward
+                # that noticed closes this one: calling through it would fail as INTERNAL.
+                raise Unavailable("the command leader changed; retry with the same tx")
         return leader
 
     async def start(self) -> None:
