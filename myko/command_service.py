@@ -428,7 +428,7 @@ class CommandService(Lifecycle):
         await self.grpc.set_serving(False)
         await cancel_and_wait(self._retaking)
         await self.lease.stop()
-        await cancel_and_wait(self._retaking)  # deposing may have been fenced on the way
+        await cancel_and_wait(self._retaking)  # a round fenced while deposing may have started one
         await self.grpc.stop()
         await self.bus.stop()
         await self.publisher.stop()

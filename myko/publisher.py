@@ -20,8 +20,9 @@ producer, so the next commit starts clean.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -146,19 +147,29 @@ class TransactionalPublisher(Lifecycle):
         producer = await self._usable_producer()
         spans = self._start_spans(proposals)
         try:
+            async with self._transaction(producer, "commit failed"):
+                committed = await self._send_all(producer, proposals, spans)
+        except BaseException as exc:
+            _end_spans(spans, exc.__cause__ or exc)  # what the broker said, not its mapping
+            raise
+        _end_spans(spans, None)
+        return committed
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, producer: AIOKafkaProducer, what: str) -> AsyncIterator[None]:
+        """One transaction around the block: committed after it, aborted if it fails;
+        a failure is raised in the one hierarchy (`_raise_failure`)."""
+        try:
             await producer.begin_transaction()
             try:
-                committed = await self._send_all(producer, proposals, spans)
+                yield
                 await producer.commit_transaction()
             except BaseException as exc:
                 await self._abort(producer, exc)
                 raise
         except BaseException as exc:
-            _end_spans(spans, exc)
-            await self._raise_failure(producer, exc, "commit failed")
+            await self._raise_failure(producer, exc, what)
             raise
-        _end_spans(spans, None)
-        return committed
 
     async def _usable_producer(self) -> AIOKafkaProducer:
         if self._fenced is not None:
@@ -266,17 +277,8 @@ class TransactionalPublisher(Lifecycle):
     async def announce(self, topic: str, key: bytes, value: bytes) -> None:
         """Write one record in its own transaction: proves this producer is not fenced."""
         producer = await self._usable_producer()
-        try:
-            await producer.begin_transaction()
-            try:
-                await producer.send_and_wait(topic, key=key, value=value)
-                await producer.commit_transaction()
-            except BaseException as exc:
-                await self._abort(producer, exc)
-                raise
-        except BaseException as exc:
-            await self._raise_failure(producer, exc, "announcement failed")
-            raise
+        async with self._transaction(producer, "announcement failed"):
+            await producer.send_and_wait(topic, key=key, value=value)
 
     async def _abort(self, producer: AIOKafkaProducer, cause: BaseException) -> None:
         if isinstance(cause, ProducerFenced):
